@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * epd.c - the endpoint descriptor table and endpoint lifetime. Lookups are lock-free: the
+ * table maps a descriptor to a counted endpoint, and endpoint structs are type-stable (kept
+ * on a free list, never unmapped) so a racing lookup can always test the count safely.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "atomic.h"
+#include "epd.h"
+#include "log.h"
+
+#define L2_BITS 10
+#define L2_SIZE (1u << L2_BITS)
+#define L1_SIZE 4096u /* descriptors up to 4M */
+
+static struct scif_endpt **ep_table[L1_SIZE];
+static pthread_mutex_t ep_free_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct scif_endpt *ep_free_list; /* linked through ->port while free */
+static uint32_t ep_gen;
+
+uint64_t scif__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static struct scif_endpt **ep_slot(int fd, int create)
+{
+	unsigned int hi = (unsigned int)fd >> L2_BITS;
+	struct scif_endpt **page;
+
+	if (fd < 0 || hi >= L1_SIZE)
+		return NULL;
+	/* Acquire pairs with the release of a newly installed page below. */
+	page = scif__load_acquire(&ep_table[hi]);
+	if (!page && create) {
+		struct scif_endpt **fresh = calloc(L2_SIZE, sizeof(*fresh));
+		struct scif_endpt **exp = NULL;
+
+		if (!fresh)
+			return NULL;
+		if (__atomic_compare_exchange_n(&ep_table[hi], &exp, fresh, 0, __ATOMIC_RELEASE,
+						__ATOMIC_ACQUIRE)) {
+			page = fresh;
+		} else {
+			free(fresh);
+			page = exp;
+		}
+	}
+	return page ? &page[(unsigned int)fd & (L2_SIZE - 1)] : NULL;
+}
+
+struct scif_endpt *scif__epd_get(int fd)
+{
+	struct scif_endpt **slot = ep_slot(fd, 0);
+	struct scif_endpt *ep;
+	uint32_t r;
+
+	if (!slot)
+		return NULL;
+	/* Acquire pairs with the release in scif__epd_publish: the endpoint is initialised. */
+	ep = scif__load_acquire(slot);
+	if (!ep)
+		return NULL;
+	r = scif__read_once(&ep->refs);
+	do {
+		if (r == 0)
+			return NULL;
+	} while (!__atomic_compare_exchange_n(&ep->refs, &r, r + 1, 1, __ATOMIC_ACQUIRE,
+					      __ATOMIC_RELAXED));
+	/* The struct may have been recycled between the load and the count: recheck. */
+	if (scif__load_acquire(slot) != ep || ep->fd != fd) {
+		scif__epd_put(ep);
+		return NULL;
+	}
+	return ep;
+}
+
+static void ep_release(struct scif_endpt *ep)
+{
+	scif__conn_teardown(ep);
+	pthread_mutex_lock(&ep_free_lock);
+	ep->port = (struct scif_port *)ep_free_list;
+	ep_free_list = ep;
+	pthread_mutex_unlock(&ep_free_lock);
+}
+
+void scif__epd_put(struct scif_endpt *ep)
+{
+	if (scif__atomic_dec(&ep->refs) == 0)
+		ep_release(ep);
+}
+
+static struct scif_endpt *ep_new(void)
+{
+	struct scif_endpt *ep;
+
+	pthread_mutex_lock(&ep_free_lock);
+	ep = ep_free_list;
+	if (ep)
+		ep_free_list = (struct scif_endpt *)ep->port;
+	pthread_mutex_unlock(&ep_free_lock);
+	if (!ep) {
+		ep = calloc(1, sizeof(*ep));
+		if (!ep)
+			return NULL;
+	}
+	ep->fd = ep->bell = ep->peer_bell = ep->link = ep->lfd = -1;
+	ep->mine.fd = ep->theirs.fd = -1;
+	ep->mine.addr = ep->theirs.addr = NULL;
+	ep->port = NULL;
+	ep->sh = NULL;
+	ep->backlog = 0;
+	ep->closing = 0;
+	ep->waiters = 0;
+	ep->wake_fd = -1;
+	ep->own_fd = 0;
+	memset(&ep->tx, 0, sizeof(ep->tx));
+	memset(&ep->rx, 0, sizeof(ep->rx));
+	ep->gen = scif__atomic_inc(&ep_gen);
+	return ep;
+}
+
+int scif__epd_alloc(struct scif_endpt **out)
+{
+	const struct scif_fabric_ops *ops = scif__fab.ops;
+	struct scif_endpt *ep = ep_new();
+	int ret;
+
+	if (!ep)
+		return -ENOMEM;
+	/* Fork-shared state: MAP_SHARED so a child sees the same positions and locks. */
+	ep->sh = mmap(NULL, sizeof(*ep->sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+		      -1, 0);
+	if (ep->sh == MAP_FAILED) {
+		ep->sh = NULL;
+		ret = -ENOMEM;
+		goto fail;
+	}
+	ret = ops->notify_pair(&ep->fd, &ep->bell);
+	if (ret)
+		goto fail;
+	ep->refs = 1;
+	*out = ep;
+	return 0;
+fail:
+	ep->refs = 0;
+	ep_release(ep);
+	return ret;
+}
+
+int scif__epd_create(struct scif_endpt **out)
+{
+	struct scif_endpt *ep;
+	int ret = scif__epd_alloc(&ep);
+
+	if (ret)
+		return ret;
+	ep->sh->state = SCIFEP_UNBOUND;
+	ret = scif__epd_publish(ep);
+	if (ret) {
+		scif__epd_put(ep);
+		return ret;
+	}
+	*out = ep;
+	return 0;
+}
+
+int scif__epd_publish(struct scif_endpt *ep)
+{
+	struct scif_endpt **slot = ep_slot(ep->fd, 1);
+	struct scif_endpt *old;
+	int ret;
+
+	if (!slot)
+		return -ENOMEM;
+	/*
+	 * A stale entry means the application closed an endpoint with close(2) and the kernel
+	 * reused the number before the monitor noticed: retire the old endpoint now.
+	 */
+	old = scif__atomic_xchg(slot, NULL);
+	if (old) {
+		scif__monitor_unwatch(old->bell);
+		scif__epd_put(old);
+	}
+	ret = scif__monitor_watch(ep, SCIF_WATCH_BELL, ep->bell, EPOLLRDHUP);
+	if (ret)
+		return ret;
+	/* Release pairs with the acquire in scif__epd_get. */
+	scif__store_release(slot, ep);
+	return 0;
+}
+
+void scif__epd_unpublish(struct scif_endpt *ep)
+{
+	struct scif_endpt **slot = ep_slot(ep->fd, 0);
+	struct scif_endpt *exp = ep;
+
+	if (slot && __atomic_compare_exchange_n(slot, &exp, NULL, 0, __ATOMIC_ACQ_REL,
+						__ATOMIC_RELAXED))
+		scif__epd_put(ep); /* the table's reference */
+}
+
+int scif__epd_lookup_err(int fd)
+{
+	return fcntl(fd, F_GETFD) < 0 ? -EBADF : -ENOTTY;
+}
+
+int scif__epd_verify_connected(struct scif_endpt *ep)
+{
+	switch (scif__epd_state(ep)) {
+	case SCIFEP_CONNECTED:
+		return 0;
+	case SCIFEP_DISCONNECTED:
+		return -ECONNRESET;
+	default:
+		return -ENOTCONN;
+	}
+}
+
+void scif__epd_foreach(void (*fn)(struct scif_endpt *ep))
+{
+	for (unsigned int hi = 0; hi < L1_SIZE; hi++) {
+		struct scif_endpt **page = scif__load_acquire(&ep_table[hi]);
+
+		if (!page)
+			continue;
+		for (unsigned int lo = 0; lo < L2_SIZE; lo++) {
+			struct scif_endpt *ep = scif__epd_get((int)((hi << L2_BITS) | lo));
+
+			if (ep) {
+				fn(ep);
+				scif__epd_put(ep);
+			}
+		}
+	}
+}

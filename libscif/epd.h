@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * epd.h - SCIF endpoints: states, the per-endpoint structures and the descriptor table.
+ * Names follow the kernel driver (struct scif_endpt, SCIFEP_*) so the code reads like it.
+ */
+#ifndef SCIF_EPD_H
+#define SCIF_EPD_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "scif.h"
+#include "fabric/fabric.h"
+#include "lock.h"
+#include "rb.h"
+
+enum scif_epd_state {
+	SCIFEP_UNBOUND,
+	SCIFEP_BOUND,
+	SCIFEP_LISTENING,
+	SCIFEP_CONNECTING,
+	SCIFEP_CONNECTED,
+	SCIFEP_DISCONNECTED,
+};
+
+/* Monitor registrations of one endpoint (epoll data carries fd, generation and kind). */
+enum scif_watch_kind {
+	SCIF_WATCH_BELL,     /* our bell: hang-up means every copy of the user descriptor closed */
+	SCIF_WATCH_LISTEN,   /* listen socket: a connection request arrived */
+	SCIF_WATCH_LINK,     /* control link: a message, or the peer endpoint is gone */
+	SCIF_WATCH_PEERBELL, /* the peer's bell: hang-up means the peer's descriptor closed */
+};
+
+/**
+ * struct scif_port - a port held by this process.
+ * @port: the port number.
+ * @fd:   the fabric's holder descriptor; closing it frees the port.
+ * @refs: the listener and every accepted endpoint using the port (under scif__port_lock).
+ */
+struct scif_port {
+	uint16_t port;
+	int fd;
+	int refs;
+};
+
+/**
+ * struct scif_ep_shared - the part of an endpoint that every process holding its descriptor
+ * shares (MAP_SHARED anonymous memory, so fork() children see the same state, locks and
+ * ring positions). Never shared with the peer.
+ *
+ * @state:       enum scif_epd_state; changed under @ctl, read lock-free.
+ * @nb_collect:  a non-blocking connect finished and its result is not collected yet.
+ * @conn_err:    result of that connect (0 or -errno).
+ * @ctl:         serialises state changes and the connection handshake.
+ * @send_lock:   held for a whole scif_send() (bytes of concurrent sends never interleave).
+ * @recv_lock:   held for a whole scif_recv().
+ * @tx:          our producer position in the peer's ring (under @send_lock).
+ * @db_sent:     doorbells we rang toward the peer (under @send_lock).
+ * @tx_wait:     sequence of our sender's "wake me when there is room" requests.
+ * @junked:      a message is parked on the user descriptor to make it unwritable.
+ * @rx:          our consumer position in our own ring (under @recv_lock).
+ * @rx_seen:     doorbells we have accounted for (see msg.c).
+ * @self_bell:   we rang our own bell and have not drained it yet.
+ * @tx_seen:     the last peer tx_wait sequence we answered.
+ * @last_probe:  time (ns) of the last hang-up probe on an idle non-blocking call.
+ * @port:        bound local port (0 if none).
+ * @peer:        the peer's (node, port) once connected.
+ */
+struct scif_ep_shared {
+	uint32_t state;
+	uint32_t nb_collect;
+	int32_t conn_err;
+	uint32_t pad0;
+	struct scif_lock ctl;
+	uint8_t pad1[60];
+	struct scif_lock send_lock;
+	uint32_t junked;
+	struct scif_rb_state tx;
+	uint64_t db_sent;
+	uint64_t tx_wait;
+	uint8_t pad2[16];
+	struct scif_lock recv_lock;
+	uint32_t self_bell;
+	struct scif_rb_state rx;
+	uint64_t rx_seen;
+	uint64_t tx_seen;
+	uint64_t last_probe;
+	uint16_t port;
+	struct scif_portID peer;
+};
+
+/**
+ * struct scif_endpt - one endpoint as this process sees it.
+ *
+ * @fd:        the descriptor the application holds (scif_epd_t).
+ * @bell:      the other end of @fd's socketpair; ringing it makes @fd readable.
+ * @peer_bell: the peer's bell (connected only); we ring it after producing bytes.
+ * @link:      control link to the peer (connecting/connected), or -1.
+ * @lfd:       listen socket (listening), or -1.
+ * @backlog:   listen backlog.
+ * @port:      the held port, shared with accepted endpoints (listener, bound, connected).
+ * @sh:        the fork-shared state.
+ * @mine:      our region (our inbound ring lives in it).
+ * @theirs:    the peer's region (our outbound ring lives in it).
+ * @tx, @rx:   ring views (see rb.h).
+ * @refs:      1 for the table plus one per call in flight; the last put destroys.
+ * @gen:       generation, so stale monitor events for a reused descriptor are ignored.
+ * @closing:   scif_close() was called here; blocked calls return EINTR.
+ * @waiters:   threads of this process sleeping on @fd (so close knows to wake them).
+ * @wake_fd:   eventfd scif_close() writes to wake this process's sleepers (lazily made).
+ * @own_fd:    @fd is ours to close on teardown (an endpoint never handed to the caller).
+ */
+struct scif_endpt {
+	int fd;
+	int bell;
+	int peer_bell;
+	int link;
+	int lfd;
+	int backlog;
+	struct scif_port *port;
+	struct scif_ep_shared *sh;
+	struct scif_region mine;
+	struct scif_region theirs;
+	struct scif_rb tx;
+	struct scif_rb rx;
+	uint32_t refs;
+	uint32_t gen;
+	uint32_t closing;
+	uint32_t waiters;
+	int wake_fd;
+	int own_fd;
+};
+
+#define SCIF_MAX_BACKLOG 1024
+
+/* The process's attachment to its fabric (set up once by scif__init). */
+extern struct scif_fabric scif__fab;
+
+int scif__init(void);
+/* Make sure the monitor thread runs in this process (after fork(), too). */
+int scif__monitor_ensure(void);
+int scif__monitor_watch(struct scif_endpt *ep, int kind, int fd, uint32_t events);
+void scif__monitor_unwatch(int fd);
+
+/* Descriptor table. get() returns a counted reference or NULL; put() drops it. */
+struct scif_endpt *scif__epd_get(int fd);
+void scif__epd_put(struct scif_endpt *ep);
+/* New UNBOUND endpoint with its descriptor pair; returns it with one table reference. */
+int scif__epd_create(struct scif_endpt **out);
+/* Set up an accepted endpoint's descriptors (a new descriptor pair). */
+int scif__epd_alloc(struct scif_endpt **out);
+int scif__epd_publish(struct scif_endpt *ep);
+/* Remove from the table (the user descriptor is gone or going). */
+void scif__epd_unpublish(struct scif_endpt *ep);
+/* Call fn on every endpoint in the table. */
+void scif__epd_foreach(void (*fn)(struct scif_endpt *ep));
+/* Look up why a descriptor is not an endpoint: -EBADF or -ENOTTY. */
+int scif__epd_lookup_err(int fd);
+
+static inline uint32_t scif__epd_state(const struct scif_endpt *ep)
+{
+	return __atomic_load_n(&ep->sh->state, __ATOMIC_ACQUIRE);
+}
+
+/* Connected-state check of register/RMA/fence/mmap (spec 2.2): ECONNRESET, ENOTCONN. */
+int scif__epd_verify_connected(struct scif_endpt *ep);
+
+/* Ports (ports.c). */
+int scif__port_bind(struct scif_endpt *ep, uint16_t pn);
+int scif__port_check_privilege(uint16_t pn);
+/* Run the monitor's pending events in the caller (a hang-up may free a port). */
+void scif__monitor_poll_now(void);
+void scif__port_put(struct scif_port *p);
+struct scif_port *scif__port_ref(struct scif_port *p);
+
+/* Connection (nodeqp.c). */
+int scif__conn_listen(struct scif_endpt *ep, int backlog);
+int scif__conn_connect(struct scif_endpt *ep, struct scif_portID *dst);
+int scif__conn_accept(struct scif_endpt *ep, struct scif_portID *peer, scif_epd_t *newepd,
+		      int flags);
+/* The monitor saw the link readable (non-blocking connect completion, control messages). */
+void scif__conn_link_event(struct scif_endpt *ep);
+/* The peer is gone: DISCONNECTED, port released, waiters woken. Idempotent. */
+void scif__conn_disconnect(struct scif_endpt *ep);
+/* The listen socket has requests: make the listener's descriptor readable. */
+void scif__conn_listen_event(struct scif_endpt *ep);
+/* Release everything the endpoint holds (last reference gone). */
+void scif__conn_teardown(struct scif_endpt *ep);
+
+/* Messaging (msg.c). */
+int scif__msg_send(struct scif_endpt *ep, void *msg, int len, int flags);
+int scif__msg_recv(struct scif_endpt *ep, void *msg, int len, int flags);
+/* Readiness of an endpoint as scif_poll reports it; may prepare the descriptor for a sleep. */
+short scif__msg_revents(struct scif_endpt *ep, short events, int arm);
+/* Wake this process's threads blocked on the endpoint (close). */
+void scif__msg_wake(struct scif_endpt *ep);
+/* Sleep on the endpoint descriptor (and @extra if >= 0) until ready, woken or signalled. */
+int scif__msg_wait(struct scif_endpt *ep, int extra, short events, int timeout_ms);
+void scif__msg_set_writable(struct scif_endpt *ep, int writable);
+void scif__msg_init(void);
+
+uint64_t scif__now_ns(void);
+
+/* scif_poll (poll.c). */
+int scif__poll(struct scif_pollepd *epds, unsigned int nepds, long timeout);
+
+#endif /* SCIF_EPD_H */

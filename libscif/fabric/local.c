@@ -1,0 +1,442 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * fabric/local.c - all SCIF nodes as processes of one OS instance. Ports and links are
+ * abstract Unix sockets (the kernel frees them with the process), regions are sealed memfds
+ * passed over the link, doorbells are bytes on a socketpair. Needs no daemon or privilege.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "scif.h"
+#include "fabric.h"
+
+#define LOCAL_DEFAULT_NODES 2
+/* Bytes parked on the user end to make it unwritable (see local_notify_pair). */
+#define LOCAL_JUNK_SNDBUF 4096
+
+/*
+ * Names live in the abstract namespace: "\0scif/<domain>/n<node>/<kind><port>". The kernel
+ * removes a name when its socket is closed, so a killed process leaves nothing behind.
+ */
+static socklen_t local_name(const struct scif_fabric *fab, struct sockaddr_un *sa, char kind,
+			    uint16_t node, uint16_t port)
+{
+	int n;
+
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	n = snprintf(sa->sun_path + 1, sizeof(sa->sun_path) - 1, "scif/%s/n%u/%c%u", fab->domain,
+		     node, kind, port);
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+static int env_uint(const char *name, unsigned long max, unsigned long dflt, unsigned long *out)
+{
+	const char *v = getenv(name);
+	char *end;
+	unsigned long x;
+
+	if (!v || !*v) {
+		*out = dflt;
+		return 0;
+	}
+	errno = 0;
+	x = strtoul(v, &end, 0);
+	if (errno || *end || x > max)
+		return -EINVAL;
+	*out = x;
+	return 0;
+}
+
+/* Is gid among this process's groups? */
+static int local_in_group(gid_t gid)
+{
+	gid_t groups[256];
+	int n;
+
+	if (getegid() == gid)
+		return 1;
+	n = getgroups(256, groups);
+	for (int i = 0; i < n; i++)
+		if (groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+/*
+ * SCIF_DOMAIN selects who may meet: unset, each Unix user has a private SCIF machine; set to
+ * "group:<name|gid>", every member of that group shares one.
+ */
+static int local_domain(struct scif_fabric *fab)
+{
+	const char *v = getenv("SCIF_DOMAIN");
+	char *end;
+
+	fab->share_gid = (gid_t)-1;
+	if (!v || !*v) {
+		snprintf(fab->domain, sizeof(fab->domain), "u%u", (unsigned)geteuid());
+		return 0;
+	}
+	if (strncmp(v, "group:", 6))
+		return -EINVAL;
+	v += 6;
+	errno = 0;
+	unsigned long g = strtoul(v, &end, 10);
+	if (!*v || errno || *end) {
+		struct group *gr = getgrnam(v);
+
+		if (!gr)
+			return -EINVAL;
+		g = gr->gr_gid;
+	}
+	if (!local_in_group((gid_t)g) && geteuid() != 0)
+		return -EACCES;
+	fab->share_gid = (gid_t)g;
+	snprintf(fab->domain, sizeof(fab->domain), "g%lu", g);
+	return 0;
+}
+
+static int local_attach(struct scif_fabric *fab)
+{
+	unsigned long nodes, self;
+	int ret;
+
+	/* SCIF_LOCAL_NODES: how many nodes (0..N-1) are online; a host with one card by default. */
+	ret = env_uint("SCIF_LOCAL_NODES", SCIF_MAX_NODES, LOCAL_DEFAULT_NODES, &nodes);
+	if (ret || nodes == 0)
+		return -ENXIO;
+	ret = env_uint("SCIF_NODE", 65535, 0, &self);
+	if (ret || self >= nodes)
+		return -ENXIO;
+	ret = local_domain(fab);
+	if (ret)
+		return -ENXIO;
+	fab->self = (uint16_t)self;
+	fab->max_node = (uint16_t)(nodes - 1);
+	fab->online = nodes == 64 ? ~0ULL : (1ULL << nodes) - 1;
+	return 0;
+}
+
+static int local_socket(int type)
+{
+	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	return fd < 0 ? -errno : fd;
+}
+
+static int local_port_reserve(struct scif_fabric *fab, uint16_t port)
+{
+	struct sockaddr_un sa;
+	socklen_t len = local_name(fab, &sa, 'p', fab->self, port);
+	int fd = local_socket(SOCK_SEQPACKET);
+
+	if (fd < 0)
+		return fd;
+	if (bind(fd, (struct sockaddr *)&sa, len) < 0) {
+		int err = errno;
+
+		close(fd);
+		return -err;
+	}
+	return fd;
+}
+
+static int local_listen(struct scif_fabric *fab, uint16_t port, int backlog)
+{
+	struct sockaddr_un sa;
+	socklen_t len = local_name(fab, &sa, 'l', fab->self, port);
+	int fd = local_socket(SOCK_SEQPACKET);
+	int err;
+
+	if (fd < 0)
+		return fd;
+	/* The kernel admits backlog + 1 pending links; SCIF admits exactly backlog. */
+	if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, backlog - 1) < 0) {
+		err = errno;
+		close(fd);
+		return err == EADDRINUSE ? -EADDRINUSE : -err;
+	}
+	return fd;
+}
+
+static int local_connect(struct scif_fabric *fab, int holder, const struct scif_portID *dst)
+{
+	struct sockaddr_un sa;
+	socklen_t len = local_name(fab, &sa, 'l', dst->node, dst->port);
+	int fd = local_socket(SOCK_SEQPACKET);
+	int err;
+
+	(void)holder;
+	if (fd < 0)
+		return fd;
+	if (connect(fd, (struct sockaddr *)&sa, len) == 0)
+		return fd;
+	err = errno;
+	close(fd);
+	/* No listener, or its backlog is full: SCIF refuses at once in both cases. */
+	if (err == ECONNREFUSED || err == ENOENT || err == EAGAIN)
+		return -ECONNREFUSED;
+	return -err;
+}
+
+static int local_accept(struct scif_fabric *fab, int lfd)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	(void)fab;
+	if (fd < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return fd;
+}
+
+/* Does the process with this pid carry gid among its groups? (/proc is the kernel's word.) */
+static int local_pid_in_group(pid_t pid, gid_t gid)
+{
+	char path[64], line[1024];
+	int found = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *p;
+
+		if (strncmp(line, "Groups:", 7) && strncmp(line, "Gid:", 4))
+			continue;
+		p = strchr(line, ':') + 1;
+		for (;;) {
+			char *end;
+			unsigned long g = strtoul(p, &end, 10);
+
+			if (end == p)
+				break;
+			if ((gid_t)g == gid)
+				found = 1;
+			p = end;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+static int local_peer_allowed(struct scif_fabric *fab, int link)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(link, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return -errno;
+	if (cr.uid == geteuid() || cr.uid == 0)
+		return 0;
+	if (fab->share_gid != (gid_t)-1 && local_pid_in_group(cr.pid, fab->share_gid))
+		return 0;
+	return -EACCES;
+}
+
+static int local_link_send(int link, const void *msg, size_t len, const int *fds, int nfds)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int) * SCIF_LINK_MAX_FDS)];
+	} c;
+	struct iovec iov = { .iov_base = (void *)msg, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
+
+	if (nfds > 0) {
+		memset(&c, 0, sizeof(c));
+		mh.msg_control = c.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+		c.h.cmsg_level = SOL_SOCKET;
+		c.h.cmsg_type = SCM_RIGHTS;
+		c.h.cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+		memcpy(CMSG_DATA(&c.h), fds, sizeof(int) * (size_t)nfds);
+	}
+	do
+		n = sendmsg(link, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EPIPE ? -ECONNRESET : -errno;
+	return (size_t)n == len ? 0 : -EPROTO;
+}
+
+static int local_link_recv(int link, void *msg, size_t len, int *fds, int *nfds)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int) * SCIF_LINK_MAX_FDS)];
+	} c;
+	struct iovec iov = { .iov_base = msg, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf,
+			     .msg_controllen = sizeof(c.buf) };
+	int got = 0, bad;
+	ssize_t n;
+
+	do
+		n = recvmsg(link, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		int tmp[SCIF_LINK_MAX_FDS * 2];
+
+		if (k > SCIF_LINK_MAX_FDS * 2)
+			k = SCIF_LINK_MAX_FDS * 2;
+		memcpy(tmp, CMSG_DATA(h), k * sizeof(int));
+		for (size_t i = 0; i < k; i++) {
+			if (fds && got < *nfds && got < SCIF_LINK_MAX_FDS)
+				fds[got++] = tmp[i];
+			else
+				close(tmp[i]);
+		}
+	}
+	/* A truncated message or control block is a protocol error: drop what came with it. */
+	bad = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
+	if (bad) {
+		for (int i = 0; i < got; i++)
+			close(fds[i]);
+		got = 0;
+	}
+	if (nfds)
+		*nfds = got;
+	return bad ? -EPROTO : (int)n;
+}
+
+static int local_region_create(struct scif_fabric *fab, size_t len, struct scif_region *r)
+{
+	const int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+	int fd, err;
+	void *p;
+
+	(void)fab;
+	fd = memfd_create("scif-region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)len) < 0 || fcntl(fd, F_ADD_SEALS, seals) < 0)
+		goto fail;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		goto fail;
+	r->addr = p;
+	r->len = len;
+	r->fd = fd;
+	return 0;
+fail:
+	err = errno;
+	close(fd);
+	return -err;
+}
+
+/*
+ * The peer's region is trusted only after the kernel confirms it cannot change size: without
+ * the seals a hostile peer could truncate it and turn our stores into SIGBUS.
+ */
+static int local_region_import(struct scif_fabric *fab, int fd, size_t len, struct scif_region *r)
+{
+	const int need = F_SEAL_SHRINK | F_SEAL_GROW;
+	struct stat st;
+	int seals;
+	void *p;
+
+	(void)fab;
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || (seals & need) != need || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (size_t)st.st_size != len)
+		return -EPROTO;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return errno == ENOMEM ? -ENOMEM : -EPROTO;
+	r->addr = p;
+	r->len = len;
+	r->fd = fd;
+	return 0;
+}
+
+static void local_region_destroy(struct scif_region *r)
+{
+	if (r->addr)
+		munmap(r->addr, r->len);
+	if (r->fd >= 0)
+		close(r->fd);
+	r->addr = NULL;
+	r->fd = -1;
+}
+
+/*
+ * The endpoint descriptor is one end of a stream socketpair; the other end ("bell") is rung
+ * by the peer (and by ourselves) to make the endpoint readable, and a message parked on the
+ * user end makes it unwritable until the bell end is drained. A small send buffer keeps that
+ * parked message small.
+ */
+static int local_notify_pair(int *user, int *bell)
+{
+	int sv[2], sz = LOCAL_JUNK_SNDBUF;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	if (setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)) < 0 ||
+	    fcntl(sv[1], F_SETFL, O_NONBLOCK) < 0) {
+		int err = errno;
+
+		close(sv[0]);
+		close(sv[1]);
+		return -err;
+	}
+	*user = sv[0];
+	*bell = sv[1];
+	return 0;
+}
+
+static int local_ring(int bell)
+{
+	static const char b = 1;
+
+	if (send(bell, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN)
+		return -errno;
+	return 0;
+}
+
+static int local_drain(int fd)
+{
+	char buf[4096];
+	ssize_t n;
+
+	do
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	while (n > 0 || (n < 0 && errno == EINTR));
+	return 0;
+}
+
+const struct scif_fabric_ops scif__fabric_local = {
+	.size = sizeof(struct scif_fabric_ops),
+	.name = "local",
+	.attach = local_attach,
+	.port_reserve = local_port_reserve,
+	.listen = local_listen,
+	.connect = local_connect,
+	.accept = local_accept,
+	.peer_allowed = local_peer_allowed,
+	.link_send = local_link_send,
+	.link_recv = local_link_recv,
+	.region_create = local_region_create,
+	.region_import = local_region_import,
+	.region_destroy = local_region_destroy,
+	.notify_pair = local_notify_pair,
+	.ring = local_ring,
+	.drain = local_drain,
+};

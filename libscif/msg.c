@@ -1,0 +1,443 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * msg.c - scif_send()/scif_recv() over the byte rings, and the readiness of the endpoint
+ * descriptor. The fast path is system-call free: a waiting side spins briefly, then sleeps
+ * in poll() on its descriptor, and the other side rings it only if it may be asleep.
+ *
+ * Descriptor readiness, kept true whenever no library call runs on the endpoint:
+ *   readable  <=> a byte is in our inbound ring (or the peer is gone: POLLHUP)
+ *   writable  <=> a byte fits in our outbound ring (best effort: see tx_settle)
+ * Readable is driven by "bell" bytes queued on the descriptor: the peer rings when our
+ * receiver is *armed*; the receiver disarms only while it spins inside scif_recv() (then it
+ * sees the bytes itself), and on its way out re-arms and fixes the descriptor up (rx_settle).
+ *
+ * Who writes what (ring halves in rb.h):
+ *   peer_rx_arm (in the sender's region)   receiver writes: DISARMED bit | bells accounted
+ *   in_db       (in the receiver's region) sender writes: bells rung in total
+ *   peer_tx_wait (in the receiver's region) sender writes: its wait sequence
+ * Barrier pairs: [M1] sender "store widx; mb; load arm" vs [M2] receiver "store arm; mb;
+ * load widx"; [M3] sender "store tx_wait; mb; load ridx" vs [M4] receiver "store ridx; mb;
+ * load tx_wait". In each pair at least one side sees the other's store, so no wake-up is lost.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "atomic.h"
+#include "epd.h"
+#include "log.h"
+
+#define SCIF_DISARMED (1ULL << 63)
+#define PROBE_INTERVAL_NS 100000u /* idle non-blocking calls look for a hang-up this often */
+
+static uint64_t msg_spin_ns = 20000;
+
+void scif__msg_init(void)
+{
+	const char *v = getenv("SCIF_SPIN_US");
+
+	if (v && *v)
+		msg_spin_ns = strtoull(v, NULL, 10) * 1000u;
+}
+
+static inline struct scif_qp_region *mine(const struct scif_endpt *ep)
+{
+	return ep->mine.addr;
+}
+
+static inline struct scif_qp_region *theirs(const struct scif_endpt *ep)
+{
+	return ep->theirs.addr;
+}
+
+/* A peer that publishes impossible indices loses the connection, and nothing else. */
+static int msg_corrupt(struct scif_endpt *ep)
+{
+	scif_warn("endpoint %d: peer published an invalid ring index; disconnecting", ep->fd);
+	scif__conn_disconnect(ep);
+	return -ECONNRESET;
+}
+
+/*
+ * Idle non-blocking calls (nothing to read, no room) ask the kernel whether the peer hung
+ * up, at most every PROBE_INTERVAL_NS, so a peer's death is reported by the next call even
+ * before the monitor thread has run.
+ */
+static int msg_probe(struct scif_endpt *ep)
+{
+	uint64_t now = scif__now_ns();
+	struct pollfd p[2] = { { .fd = ep->peer_bell, .events = POLLRDHUP },
+			       { .fd = ep->link, .events = POLLRDHUP } };
+
+	if (now - scif__read_once(&ep->sh->last_probe) < PROBE_INTERVAL_NS)
+		return 0;
+	scif__write_once(&ep->sh->last_probe, now);
+	if (poll(p, 2, 0) > 0 && ((p[0].revents | p[1].revents) & (POLLRDHUP | POLLHUP | POLLERR))) {
+		scif__conn_disconnect(ep);
+		return 1;
+	}
+	return 0;
+}
+
+/* The sleeping primitive: poll the endpoint descriptor (and @extra), interruptible. */
+int scif__msg_wait(struct scif_endpt *ep, int extra, short events, int timeout_ms)
+{
+	struct pollfd p[3];
+	int n = 0, ret, wfd = scif__read_once(&ep->wake_fd);
+
+	if (wfd < 0) {
+		/* Created on first sleep; scif_close() writes it to wake this process's sleepers. */
+		int fresh = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), exp = -1;
+
+		if (fresh < 0)
+			return -errno;
+		if (__atomic_compare_exchange_n(&ep->wake_fd, &exp, fresh, 0, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE)) {
+			wfd = fresh;
+		} else {
+			close(fresh);
+			wfd = exp;
+		}
+	}
+	scif__atomic_inc(&ep->waiters);
+	if (scif__load_acquire(&ep->closing)) {
+		scif__atomic_dec(&ep->waiters);
+		return -EINTR;
+	}
+	p[n++] = (struct pollfd){ .fd = ep->fd, .events = events };
+	p[n++] = (struct pollfd){ .fd = wfd, .events = POLLIN };
+	if (extra >= 0)
+		p[n++] = (struct pollfd){ .fd = extra, .events = POLLIN };
+	ret = poll(p, (nfds_t)n, timeout_ms);
+	scif__atomic_dec(&ep->waiters);
+	if (ret < 0)
+		return -errno;
+	if (scif__load_acquire(&ep->closing))
+		return -EINTR;
+	return 0;
+}
+
+void scif__msg_wake(struct scif_endpt *ep)
+{
+	int wfd = scif__read_once(&ep->wake_fd);
+	uint64_t one = 1;
+
+	if (wfd >= 0 && scif__read_once(&ep->waiters) && write(wfd, &one, sizeof(one)) < 0)
+		scif_dbg("endpoint %d: wake failed: %d", ep->fd, errno);
+}
+
+/*
+ * Make the descriptor writable (drain the parked message off the bell) or unwritable (park
+ * one). Callers hold the send lock, or own the endpoint during a connect.
+ */
+void scif__msg_set_writable(struct scif_endpt *ep, int writable)
+{
+	static const char junk[4096];
+
+	if (writable) {
+		scif__fab.ops->drain(ep->bell);
+		ep->sh->junked = 0;
+	} else if (!ep->sh->junked) {
+		if (send(ep->fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+			ep->sh->junked = 1;
+	}
+}
+
+static void rx_notify_room(struct scif_endpt *ep);
+
+/* ---- receive side ---------------------------------------------------------------------- */
+
+/*
+ * Leaving scif_recv() (recv lock held): re-arm and make "descriptor readable <=> bytes in
+ * the ring" true again, with a bell of our own if data came in while we were disarmed.
+ */
+static void rx_settle(struct scif_endpt *ep)
+{
+	struct scif_ep_shared *sh = ep->sh;
+	/* Acquire pairs with the sender's release of in_db in tx_notify. */
+	uint64_t db = scif__load_acquire(&mine(ep)->in_db);
+	long avail;
+
+	scif__write_once(&theirs(ep)->peer_rx_arm, sh->rx_seen);
+	scif__mb(); /* [M2] arm before looking at widx; pairs with [M1] in tx_notify */
+	avail = scif__rb_avail(&ep->rx, &sh->rx);
+	if (avail > 0) {
+		if (db == sh->rx_seen && !sh->self_bell) {
+			scif__fab.ops->ring(ep->bell);
+			sh->self_bell = 1;
+		}
+		return;
+	}
+	if (db == sh->rx_seen && !sh->self_bell)
+		return;
+	/* Empty ring with bells queued: take them off, then look once more. */
+	scif__fab.ops->drain(ep->fd);
+	sh->rx_seen = db;
+	sh->self_bell = 0;
+	scif__write_once(&theirs(ep)->peer_rx_arm, sh->rx_seen);
+	scif__mb(); /* [M2] again, for the new arm word */
+	if (scif__rb_avail(&ep->rx, &sh->rx) > 0) {
+		scif__fab.ops->ring(ep->bell);
+		sh->self_bell = 1;
+	}
+}
+
+/* Wait for inbound bytes: spin disarmed, then sleep armed. 0, -EINTR or -ECONNRESET. */
+static int rx_wait(struct scif_endpt *ep)
+{
+	struct scif_ep_shared *sh = ep->sh;
+	const uint64_t *widx = &mine(ep)->in_widx;
+	uint64_t until;
+	int ret;
+
+	if (msg_spin_ns) {
+		scif__write_once(&theirs(ep)->peer_rx_arm, SCIF_DISARMED | sh->rx_seen);
+		until = scif__now_ns() + msg_spin_ns;
+		for (unsigned int i = 0;; i++) {
+			if (scif__read_once(widx) != sh->rx.idx)
+				return 0;
+			if (scif__epd_state(ep) != SCIFEP_CONNECTED)
+				return 0;
+			if ((i & 63) == 63 && scif__now_ns() > until)
+				break;
+			scif__cpu_relax();
+		}
+	}
+	rx_settle(ep);
+	if (scif__read_once(widx) != sh->rx.idx || scif__epd_state(ep) != SCIFEP_CONNECTED)
+		return 0;
+	ret = scif__msg_wait(ep, -1, POLLIN, -1);
+	return ret;
+}
+
+int scif__msg_recv(struct scif_endpt *ep, void *msg, int len, int flags)
+{
+	struct scif_ep_shared *sh = ep->sh;
+	uint8_t *buf = msg;
+	int got = 0, ret = 0;
+	uint32_t st = scif__epd_state(ep);
+
+	if (st != SCIFEP_CONNECTED && st != SCIFEP_DISCONNECTED)
+		return -ENOTCONN;
+	scif__lock(&sh->recv_lock);
+	for (;;) {
+		/* State first: bytes the peer wrote before leaving are visible once it is gone. */
+		st = scif__epd_state(ep);
+		long n = scif__rb_read(&ep->rx, &sh->rx, buf + got, (size_t)(len - got));
+
+		if (n < 0) {
+			ret = msg_corrupt(ep);
+			break;
+		}
+		if (n > 0) {
+			got += (int)n;
+			rx_notify_room(ep);
+		}
+		if (got == len)
+			break;
+		if (st == SCIFEP_DISCONNECTED) {
+			ret = -ECONNRESET;
+			break;
+		}
+		if (!flags) {
+			if (!got && msg_probe(ep))
+				continue;
+			break;
+		}
+		if (ep->closing) {
+			ret = -EINTR;
+			break;
+		}
+		ret = rx_wait(ep);
+		if (ret)
+			break;
+	}
+	if (st == SCIFEP_CONNECTED || scif__epd_state(ep) == SCIFEP_CONNECTED)
+		rx_settle(ep);
+	scif__unlock(&sh->recv_lock);
+	return got ? got : ret;
+}
+
+/* ---- send side ------------------------------------------------------------------------- */
+
+/* After publishing bytes: ring the peer if its receiver is armed and has seen our bells. */
+static void tx_notify(struct scif_endpt *ep)
+{
+	struct scif_ep_shared *sh = ep->sh;
+	uint64_t arm;
+
+	scif__mb(); /* [M1] widx before the arm word; pairs with [M2] in rx_settle */
+	arm = scif__read_once(&mine(ep)->peer_rx_arm);
+	if (!(arm & SCIF_DISARMED) && arm == sh->db_sent) {
+		sh->db_sent++;
+		/* Release pairs with the receiver's acquire of in_db in rx_settle. */
+		scif__store_release(&theirs(ep)->in_db, sh->db_sent);
+		scif__fab.ops->ring(ep->peer_bell);
+	}
+}
+
+/* After consuming bytes: if the peer's sender asked for room, make its descriptor writable. */
+static void rx_notify_room(struct scif_endpt *ep)
+{
+	struct scif_ep_shared *sh = ep->sh;
+	uint64_t want;
+
+	scif__mb(); /* [M4] ridx before tx_wait; pairs with [M3] in tx_arm */
+	want = scif__read_once(&mine(ep)->peer_tx_wait);
+	if (want != sh->tx_seen) {
+		sh->tx_seen = want;
+		scif__fab.ops->drain(ep->peer_bell);
+	}
+}
+
+/* Ask the receiver to wake us when room appears; returns the room seen after asking. */
+static long tx_arm(struct scif_endpt *ep)
+{
+	struct scif_ep_shared *sh = ep->sh;
+
+	scif__msg_set_writable(ep, 0);
+	sh->tx_wait++;
+	scif__write_once(&theirs(ep)->peer_tx_wait, sh->tx_wait);
+	scif__mb(); /* [M3] pairs with [M4] in rx_notify_room */
+	return scif__rb_space(&ep->tx, &sh->tx);
+}
+
+/* Leaving scif_send() with a full ring: make the descriptor unwritable until room appears. */
+static int tx_settle(struct scif_endpt *ep)
+{
+	long room = scif__rb_space(&ep->tx, &ep->sh->tx);
+
+	if (room == 0)
+		room = tx_arm(ep);
+	if (room < 0)
+		return msg_corrupt(ep);
+	if (room > 0 && ep->sh->junked)
+		scif__msg_set_writable(ep, 1);
+	return 0;
+}
+
+static int tx_wait(struct scif_endpt *ep)
+{
+	struct scif_ep_shared *sh = ep->sh;
+	const uint64_t *ridx = &mine(ep)->out_ridx;
+	uint64_t until;
+	long room;
+	int ret;
+
+	if (msg_spin_ns) {
+		until = scif__now_ns() + msg_spin_ns;
+		for (unsigned int i = 0;; i++) {
+			if (scif__read_once(ridx) != sh->tx.cache)
+				return 0;
+			if (scif__epd_state(ep) != SCIFEP_CONNECTED)
+				return 0;
+			if ((i & 63) == 63 && scif__now_ns() > until)
+				break;
+			scif__cpu_relax();
+		}
+	}
+	room = tx_arm(ep);
+	if (room < 0)
+		return msg_corrupt(ep);
+	if (room > 0 || scif__epd_state(ep) != SCIFEP_CONNECTED) {
+		scif__msg_set_writable(ep, 1);
+		return 0;
+	}
+	ret = scif__msg_wait(ep, -1, POLLOUT, -1);
+	return ret;
+}
+
+int scif__msg_send(struct scif_endpt *ep, void *msg, int len, int flags)
+{
+	struct scif_ep_shared *sh = ep->sh;
+	const uint8_t *buf = msg;
+	int sent = 0, ret = 0;
+	uint32_t st = scif__epd_state(ep);
+
+	if (st == SCIFEP_DISCONNECTED)
+		return -ECONNRESET;
+	if (st != SCIFEP_CONNECTED)
+		return -ENOTCONN;
+	scif__lock(&sh->send_lock);
+	for (;;) {
+		long n;
+
+		if (scif__epd_state(ep) != SCIFEP_CONNECTED) {
+			ret = -ECONNRESET;
+			break;
+		}
+		n = scif__rb_write(&ep->tx, &sh->tx, buf + sent, (size_t)(len - sent));
+		if (n < 0) {
+			ret = msg_corrupt(ep);
+			break;
+		}
+		if (n > 0) {
+			sent += (int)n;
+			tx_notify(ep);
+		}
+		if (sent == len)
+			break;
+		if (!flags) {
+			if (!sent)
+				msg_probe(ep);
+			break;
+		}
+		if (ep->closing) {
+			ret = -EINTR;
+			break;
+		}
+		ret = tx_wait(ep);
+		if (ret)
+			break;
+	}
+	if (scif__epd_state(ep) == SCIFEP_CONNECTED) {
+		int r = tx_settle(ep);
+
+		if (r && !ret)
+			ret = r;
+	}
+	scif__unlock(&sh->send_lock);
+	if (!sent && !ret && scif__epd_state(ep) == SCIFEP_DISCONNECTED)
+		ret = -ECONNRESET;
+	return sent ? sent : ret;
+}
+
+/*
+ * What scif_poll reports for a connected or disconnected endpoint. With @arm, also make
+ * sure the descriptor will wake a poll() for what is not ready yet.
+ */
+short scif__msg_revents(struct scif_endpt *ep, short events, int arm)
+{
+	struct scif_ep_shared *sh = ep->sh;
+	uint32_t st = scif__epd_state(ep);
+	short rev = 0;
+	long n;
+
+	n = (long)(scif__load_acquire(&mine(ep)->in_widx) - scif__read_once(&sh->rx.idx));
+	if ((events & POLLIN) && n > 0)
+		rev |= POLLIN;
+	if (st == SCIFEP_DISCONNECTED)
+		return rev | POLLHUP;
+	if (n < 0 || n > (long)ep->rx.size)
+		rev |= POLLERR;
+	if (events & POLLOUT) {
+		uint64_t ridx = scif__load_acquire(&mine(ep)->out_ridx);
+
+		if (ep->tx.size - (scif__read_once(&sh->tx.idx) - ridx) > 0)
+			rev |= POLLOUT;
+		else if (arm && scif__trylock(&sh->send_lock)) {
+			if (tx_settle(ep) == 0 && scif__rb_space(&ep->tx, &sh->tx) > 0)
+				rev |= POLLOUT;
+			scif__unlock(&sh->send_lock);
+		}
+	}
+	if (arm && !(rev & POLLIN) && (events & POLLIN) && scif__trylock(&sh->recv_lock)) {
+		rx_settle(ep);
+		scif__unlock(&sh->recv_lock);
+	}
+	return rev;
+}

@@ -1,0 +1,596 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * nodeqp.c - the SCIF connection protocol: listen, connect, accept, the handshake that
+ * exchanges queue-pair regions and doorbells over the fabric link, and disconnection.
+ *
+ * Handshake (messages on the link, see struct scif_ctl_msg):
+ *   connector                         acceptor
+ *   fabric connect ----------------->  (pending on the listen socket; POLLIN on listener)
+ *   CNCT_REQ {region, bell} -------->  scif_accept takes the oldest pending link
+ *                          <--------  CNCT_GNT {region, bell}   (or CNCT_REJ)
+ *   CNCT_GNTACK ------------------->  both CONNECTED
+ * A hang-up of the link or of a bell at any time means the other side is gone.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "atomic.h"
+#include "epd.h"
+#include "log.h"
+#include "nodeqp.h"
+
+#define CONNECT_TIMEOUT_MS 10000 /* spec 3.5: MPSS4's node-alive timeout */
+#define HANDSHAKE_STEP_MS 3000   /* acceptor's wait for each message of the handshake */
+
+static uint32_t conn_ring_size(void)
+{
+	const char *v = getenv("SCIF_RING_SIZE");
+	unsigned long x;
+
+	if (!v || !*v)
+		return SCIF_RING_DEFAULT;
+	x = strtoul(v, NULL, 0);
+	if (x < SCIF_RING_MIN || x > SCIF_RING_MAX || (x & (x - 1)))
+		return SCIF_RING_DEFAULT;
+	return (uint32_t)x;
+}
+
+static void close_fds(int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+static void msg_init(struct scif_ctl_msg *m, uint16_t op, const struct scif_endpt *ep)
+{
+	memset(m, 0, sizeof(*m));
+	m->magic = SCIF_CTL_MAGIC;
+	m->version = SCIF_CTL_VERSION;
+	m->op = op;
+	m->src.node = scif__fab.self;
+	m->src.port = ep->sh->port;
+	m->pid = (uint32_t)getpid();
+}
+
+/*
+ * Read one control message from the link, waiting up to timeout_ms (negative: forever).
+ * Anything malformed is -EPROTO; a hang-up is -ECONNRESET. Received handles land in fds.
+ */
+static int link_read(int link, struct scif_ctl_msg *m, int *fds, int *nfds, int timeout_ms)
+{
+	uint64_t deadline = timeout_ms < 0 ? 0 : scif__now_ns() + (uint64_t)timeout_ms * 1000000u;
+	int cap = *nfds;
+
+	for (;;) {
+		struct pollfd p = { .fd = link, .events = POLLIN };
+		int ret, wait_ms = -1;
+
+		*nfds = cap;
+		ret = scif__fab.ops->link_recv(link, m, sizeof(*m), fds, nfds);
+		if (ret == 0)
+			return -ECONNRESET;
+		if (ret > 0) {
+			if ((size_t)ret != sizeof(*m) || m->magic != SCIF_CTL_MAGIC ||
+			    m->version != SCIF_CTL_VERSION || m->op == 0 || m->op >= SCIF_CTL_MAX) {
+				close_fds(fds, *nfds);
+				*nfds = 0;
+				return -EPROTO;
+			}
+			return 0;
+		}
+		if (ret != -EAGAIN)
+			return ret == -ECONNRESET || ret == -EPIPE ? -ECONNRESET : ret;
+		if (timeout_ms >= 0) {
+			uint64_t now = scif__now_ns();
+
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			wait_ms = (int)((deadline - now + 999999) / 1000000);
+		}
+		ret = poll(&p, 1, wait_ms);
+		if (ret < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+static int conn_region_create(struct scif_endpt *ep)
+{
+	uint32_t ring = conn_ring_size();
+	struct scif_qp_region *r;
+	int ret;
+
+	if (ep->mine.addr)
+		return 0;
+	ret = scif__fab.ops->region_create(&scif__fab, SCIF_QP_HDR_SIZE + (size_t)ring, &ep->mine);
+	if (ret)
+		return ret;
+	r = ep->mine.addr;
+	r->version = SCIF_QP_VERSION;
+	r->ring_size = ring;
+	r->hdr_size = SCIF_QP_HDR_SIZE;
+	r->owner_pid = (uint32_t)getpid();
+	r->magic = SCIF_QP_MAGIC;
+	return 0;
+}
+
+/*
+ * Map the peer's region and build the ring views. The peer's header is read once here and
+ * never again: a hostile peer changing it later cannot move our copies out of bounds.
+ */
+static int conn_import(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds)
+{
+	uint32_t ring = m->ring_size;
+	struct scif_qp_region *me, *pr;
+	int ret;
+
+	if (nfds != 2 || ring < SCIF_RING_MIN || ring > SCIF_RING_MAX || (ring & (ring - 1)))
+		return -EPROTO;
+	ret = scif__fab.ops->region_import(&scif__fab, fds[0], SCIF_QP_HDR_SIZE + (size_t)ring,
+					   &ep->theirs);
+	if (ret)
+		return ret;
+	fds[0] = -1;
+	pr = ep->theirs.addr;
+	if (scif__read_once(&pr->magic) != SCIF_QP_MAGIC ||
+	    scif__read_once(&pr->ring_size) != ring) {
+		scif__fab.ops->region_destroy(&ep->theirs);
+		return -EPROTO;
+	}
+	ep->peer_bell = fds[1];
+	fds[1] = -1;
+	me = ep->mine.addr;
+	ep->tx.data = pr->data;
+	ep->tx.remote_idx = &pr->in_widx;
+	ep->tx.local_idx = &me->out_ridx;
+	ep->tx.size = ring;
+	ep->tx.mask = ring - 1;
+	ep->rx.data = me->data;
+	ep->rx.remote_idx = &pr->out_ridx;
+	ep->rx.local_idx = &me->in_widx;
+	ep->rx.size = me->ring_size;
+	ep->rx.mask = me->ring_size - 1;
+	ep->sh->peer = m->src;
+	return 0;
+}
+
+/* Send our region and our bell (so the peer can ring us and learn when we are gone). */
+static int conn_send_qp(struct scif_endpt *ep, uint16_t op, const struct scif_portID *dst)
+{
+	struct scif_ctl_msg m;
+	int fds[2] = { ep->mine.fd, ep->bell };
+
+	msg_init(&m, op, ep);
+	if (dst)
+		m.dst = *dst;
+	m.ring_size = ((struct scif_qp_region *)ep->mine.addr)->ring_size;
+	return scif__fab.ops->link_send(ep->link, &m, sizeof(m), fds, 2);
+}
+
+static int conn_send_simple(int link, uint16_t op, const struct scif_endpt *ep, int err)
+{
+	struct scif_ctl_msg m;
+
+	msg_init(&m, op, ep);
+	m.err = err;
+	return scif__fab.ops->link_send(link, &m, sizeof(m), NULL, 0);
+}
+
+/* Both sides: the connection is up; watch the peer. Called with ctl held. */
+static int conn_established(struct scif_endpt *ep)
+{
+	int ret;
+
+	ret = scif__monitor_watch(ep, SCIF_WATCH_LINK, ep->link, EPOLLIN | EPOLLRDHUP);
+	if (!ret)
+		ret = scif__monitor_watch(ep, SCIF_WATCH_PEERBELL, ep->peer_bell, EPOLLRDHUP);
+	if (ret)
+		return ret;
+	/* Release pairs with the acquire in scif__epd_state: rings are set up. */
+	__atomic_store_n(&ep->sh->state, SCIFEP_CONNECTED, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* Undo a connect attempt: back to BOUND, the link and the peer's handles dropped. */
+static void conn_abort(struct scif_endpt *ep)
+{
+	scif__monitor_unwatch(ep->link);
+	scif__monitor_unwatch(ep->peer_bell);
+	if (ep->link >= 0)
+		close(ep->link);
+	if (ep->peer_bell >= 0)
+		close(ep->peer_bell);
+	ep->link = ep->peer_bell = -1;
+	if (ep->theirs.addr)
+		scif__fab.ops->region_destroy(&ep->theirs);
+	__atomic_store_n(&ep->sh->state, SCIFEP_BOUND, __ATOMIC_RELEASE);
+}
+
+/* The connector got a GNT (or REJ/hang-up): finish. Called with ctl held. */
+static int conn_finish(struct scif_endpt *ep, int timeout_ms)
+{
+	struct scif_ctl_msg m;
+	int fds[SCIF_LINK_MAX_FDS], nfds = SCIF_LINK_MAX_FDS;
+	int ret;
+
+	ret = link_read(ep->link, &m, fds, &nfds, timeout_ms);
+	if (ret == -ETIMEDOUT || ret == -EAGAIN)
+		return ret;
+	if (ret)
+		return -ECONNREFUSED;
+	if (m.op != SCIF_CNCT_GNT) {
+		close_fds(fds, nfds);
+		return m.op == SCIF_CNCT_REJ && m.err == ENOMEM ? -ENOMEM : -ECONNREFUSED;
+	}
+	ret = conn_import(ep, &m, fds, nfds);
+	close_fds(fds, nfds);
+	if (!ret)
+		ret = conn_send_simple(ep->link, SCIF_CNCT_GNTACK, ep, 0);
+	if (!ret)
+		ret = conn_established(ep);
+	return ret ? (ret == -ENOMEM ? ret : -ECONNREFUSED) : 0;
+}
+
+int scif__conn_connect(struct scif_endpt *ep, struct scif_portID *dst)
+{
+	struct scif_ep_shared *sh = ep->sh;
+	int ret, nonblock;
+
+	scif__lock(&sh->ctl);
+	switch (sh->state) {
+	case SCIFEP_LISTENING:
+		ret = -EOPNOTSUPP;
+		goto out;
+	case SCIFEP_CONNECTED:
+		if (sh->nb_collect) { /* a non-blocking connect finished: report it once */
+			sh->nb_collect = 0;
+			ret = sh->port;
+		} else {
+			ret = -EISCONN;
+		}
+		goto out;
+	case SCIFEP_CONNECTING:
+		ret = -EINPROGRESS;
+		goto out;
+	case SCIFEP_DISCONNECTED:
+		ret = sh->nb_collect ? (sh->nb_collect = 0, sh->conn_err) : -EINVAL;
+		goto out;
+	case SCIFEP_BOUND:
+		if (sh->nb_collect) { /* failed non-blocking connect: report, stay BOUND */
+			sh->nb_collect = 0;
+			ret = sh->conn_err;
+			goto out;
+		}
+		break;
+	case SCIFEP_UNBOUND:
+		ret = scif__port_bind(ep, 0);
+		if (ret < 0)
+			goto out;
+		sh->state = SCIFEP_BOUND;
+		break;
+	}
+	ret = conn_region_create(ep);
+	if (ret)
+		goto out;
+	ret = scif__fab.ops->connect(&scif__fab, ep->port->fd, dst);
+	if (ret < 0)
+		goto out;
+	ep->link = ret;
+	ret = scif__fab.ops->peer_allowed(&scif__fab, ep->link);
+	if (!ret)
+		ret = conn_send_qp(ep, SCIF_CNCT_REQ, dst);
+	if (ret) {
+		conn_abort(ep);
+		ret = ret == -ENOMEM ? ret : -ECONNREFUSED;
+		goto out;
+	}
+	nonblock = (fcntl(ep->fd, F_GETFL) & O_NONBLOCK) != 0;
+	if (nonblock) {
+		/* Park a message on the descriptor so poll() shows POLLOUT only when done. */
+		scif__msg_set_writable(ep, 0);
+		sh->state = SCIFEP_CONNECTING;
+		ret = scif__monitor_watch(ep, SCIF_WATCH_LINK, ep->link, EPOLLIN | EPOLLRDHUP);
+		if (ret) {
+			scif__msg_set_writable(ep, 1);
+			conn_abort(ep);
+		} else {
+			ret = -EINPROGRESS;
+		}
+		goto out;
+	}
+	ret = conn_finish(ep, CONNECT_TIMEOUT_MS);
+	if (ret) {
+		/* Withdraw: closing the link drops our request from the listener's queue. */
+		conn_abort(ep);
+		if (ret == -ETIMEDOUT)
+			ret = -ECONNREFUSED;
+		goto out;
+	}
+	ret = sh->port;
+out:
+	scif__unlock(&sh->ctl);
+	return ret;
+}
+
+/* The monitor saw the link of a connecting or connected endpoint become readable. */
+void scif__conn_link_event(struct scif_endpt *ep)
+{
+	struct scif_ep_shared *sh = ep->sh;
+	int ret;
+
+	if (scif__epd_state(ep) != SCIFEP_CONNECTING) {
+		/* Connected: no control traffic is defined after the handshake yet except
+		 * hang-up; a readable link with nothing to read means the peer is gone. */
+		struct scif_ctl_msg m;
+		int nfds = 0;
+
+		ret = scif__fab.ops->link_recv(ep->link, &m, sizeof(m), NULL, &nfds);
+		if (ret == -EAGAIN)
+			return;
+		scif__conn_disconnect(ep);
+		return;
+	}
+	if (!scif__trylock(&sh->ctl))
+		return; /* the owner of ctl is finishing the handshake itself */
+	if (sh->state == SCIFEP_CONNECTING) {
+		sh->state = SCIFEP_BOUND; /* conn_finish establishes or we abort */
+		ret = conn_finish(ep, 0);
+		if (ret == -ETIMEDOUT || ret == -EAGAIN) {
+			sh->state = SCIFEP_CONNECTING; /* spurious wake-up */
+		} else {
+			if (ret)
+				conn_abort(ep);
+			sh->conn_err = ret;
+			sh->nb_collect = 1;
+			scif__msg_set_writable(ep, 1); /* POLLOUT: finished */
+		}
+	}
+	scif__unlock(&sh->ctl);
+}
+
+int scif__conn_listen(struct scif_endpt *ep, int backlog)
+{
+	struct scif_ep_shared *sh = ep->sh;
+	int ret;
+
+	if (backlog > SCIF_MAX_BACKLOG)
+		backlog = SCIF_MAX_BACKLOG;
+	scif__lock(&sh->ctl);
+	switch (sh->state) {
+	case SCIFEP_BOUND:
+		break;
+	case SCIFEP_UNBOUND:
+	case SCIFEP_DISCONNECTED:
+		ret = -EINVAL;
+		goto out;
+	default:
+		ret = -EISCONN;
+		goto out;
+	}
+	ret = scif__fab.ops->listen(&scif__fab, sh->port, backlog);
+	if (ret < 0)
+		goto out;
+	ep->lfd = ret;
+	ep->backlog = backlog;
+	ret = scif__monitor_watch(ep, SCIF_WATCH_LISTEN, ep->lfd, EPOLLIN | EPOLLET);
+	if (ret) {
+		close(ep->lfd);
+		ep->lfd = -1;
+		goto out;
+	}
+	sh->state = SCIFEP_LISTENING;
+out:
+	scif__unlock(&sh->ctl);
+	return ret;
+}
+
+/*
+ * Keep the listener's descriptor readable exactly while a request is pending. Called by
+ * whoever holds the listener's recv_lock (accepting threads, or the monitor).
+ */
+static void listen_sync(struct scif_endpt *ep)
+{
+	struct pollfd p = { .fd = ep->lfd, .events = POLLIN };
+
+	scif__fab.ops->drain(ep->fd);
+	if (poll(&p, 1, 0) > 0 && (p.revents & POLLIN))
+		scif__fab.ops->ring(ep->bell);
+}
+
+void scif__conn_listen_event(struct scif_endpt *ep)
+{
+	if (!scif__trylock(&ep->sh->recv_lock))
+		return; /* an accepting thread syncs when it is done */
+	if (scif__epd_state(ep) == SCIFEP_LISTENING)
+		listen_sync(ep);
+	scif__unlock(&ep->sh->recv_lock);
+}
+
+/*
+ * One handshake with the requester on @link. Returns the new endpoint, or -errno: -EAGAIN
+ * when the requester failed (the caller moves on to the next request).
+ */
+static int accept_one(struct scif_endpt *lep, int link, struct scif_endpt **out)
+{
+	struct scif_endpt *ep = NULL;
+	struct scif_ctl_msg m;
+	int fds[SCIF_LINK_MAX_FDS], nfds = SCIF_LINK_MAX_FDS;
+	int ret;
+
+	ret = scif__fab.ops->peer_allowed(&scif__fab, link);
+	if (ret)
+		goto reject;
+	ret = link_read(link, &m, fds, &nfds, HANDSHAKE_STEP_MS);
+	if (ret)
+		goto drop;
+	if (m.op != SCIF_CNCT_REQ || m.src.node > scif__fab.max_node ||
+	    m.dst.port != lep->sh->port) {
+		close_fds(fds, nfds);
+		goto drop;
+	}
+	ret = scif__epd_alloc(&ep);
+	if (ret) {
+		close_fds(fds, nfds);
+		goto reject;
+	}
+	ep->own_fd = 1;
+	ep->link = link;
+	link = -1;
+	ep->port = scif__port_ref(lep->port);
+	ep->sh->port = lep->sh->port;
+	ep->sh->state = SCIFEP_CONNECTING;
+	ret = conn_region_create(ep);
+	if (!ret)
+		ret = conn_import(ep, &m, fds, nfds);
+	close_fds(fds, nfds);
+	if (ret) {
+		if (ret == -ENOMEM)
+			conn_send_simple(ep->link, SCIF_CNCT_REJ, ep, ENOMEM);
+		goto fail;
+	}
+	ret = conn_send_qp(ep, SCIF_CNCT_GNT, &m.src);
+	if (ret)
+		goto fail;
+	nfds = 0;
+	ret = link_read(ep->link, &m, NULL, &nfds, HANDSHAKE_STEP_MS);
+	if (ret || m.op != SCIF_CNCT_GNTACK)
+		goto fail;
+	ret = scif__epd_publish(ep);
+	if (!ret)
+		ret = conn_established(ep);
+	if (ret)
+		goto fail_published;
+	ep->own_fd = 0;
+	*out = ep;
+	return 0;
+fail_published:
+	scif__epd_unpublish(ep);
+	return ret == -ENOMEM ? ret : -EAGAIN;
+fail:
+	scif__epd_put(ep);
+	return ret == -ENOMEM ? ret : -EAGAIN;
+reject:
+	conn_send_simple(link, SCIF_CNCT_REJ, lep, -ret);
+drop:
+	close(link);
+	return ret == -ENOMEM ? ret : -EAGAIN;
+}
+
+int scif__conn_accept(struct scif_endpt *lep, struct scif_portID *peer, scif_epd_t *newepd,
+		      int flags)
+{
+	struct scif_ep_shared *sh = lep->sh;
+	struct scif_endpt *ep;
+	int ret, link;
+
+	if (flags & ~SCIF_ACCEPT_SYNC)
+		return -EINVAL;
+	if (scif__epd_state(lep) != SCIFEP_LISTENING)
+		return -EINVAL;
+	/* One descriptor must be available before a request is consumed (spec 3.6). */
+	ret = dup(lep->bell);
+	if (ret < 0)
+		return -errno;
+	close(ret);
+	scif__lock(&sh->recv_lock);
+	for (;;) {
+		if (lep->closing) {
+			ret = -EINTR;
+			break;
+		}
+		link = scif__fab.ops->accept(&scif__fab, lep->lfd);
+		if (link >= 0) {
+			ret = accept_one(lep, link, &ep);
+			if (ret == -EAGAIN)
+				continue;
+			if (ret)
+				break;
+			*newepd = ep->fd;
+			*peer = ep->sh->peer;
+			ret = 0;
+			break;
+		}
+		if (link != -EAGAIN || !(flags & SCIF_ACCEPT_SYNC)) {
+			ret = link;
+			break;
+		}
+		listen_sync(lep);
+		scif__unlock(&sh->recv_lock);
+		ret = scif__msg_wait(lep, lep->lfd, POLLIN, -1);
+		scif__lock(&sh->recv_lock);
+		if (ret)
+			break;
+	}
+	if (scif__epd_state(lep) == SCIFEP_LISTENING)
+		listen_sync(lep);
+	scif__unlock(&sh->recv_lock);
+	return ret;
+}
+
+void scif__conn_disconnect(struct scif_endpt *ep)
+{
+	struct scif_ep_shared *sh = ep->sh;
+	struct scif_port *port = NULL;
+	int was;
+
+	scif__lock(&sh->ctl);
+	was = sh->state;
+	if (was == SCIFEP_CONNECTED) {
+		__atomic_store_n(&sh->state, SCIFEP_DISCONNECTED, __ATOMIC_RELEASE);
+		/* Spec 2.4: a disconnected endpoint releases its port at once. */
+		port = ep->port;
+		ep->port = NULL;
+	}
+	scif__unlock(&sh->ctl);
+	if (was != SCIFEP_CONNECTED)
+		return;
+	scif_dbg("endpoint %d: peer %u:%u gone", ep->fd, sh->peer.node, sh->peer.port);
+	scif__monitor_unwatch(ep->link);
+	scif__monitor_unwatch(ep->peer_bell);
+	scif__port_put(port);
+	/*
+	 * Wake every sleeper: readable (a bell byte) and writable (no parked message). The bell
+	 * is not shut down, so its hang-up still tells us when the application closes.
+	 */
+	scif__fab.ops->ring(ep->bell);
+	scif__fab.ops->drain(ep->bell);
+	ep->sh->junked = 0;
+}
+
+void scif__conn_teardown(struct scif_endpt *ep)
+{
+	scif__monitor_unwatch(ep->bell);
+	scif__monitor_unwatch(ep->link);
+	scif__monitor_unwatch(ep->peer_bell);
+	scif__monitor_unwatch(ep->lfd);
+	if (ep->own_fd && ep->fd >= 0)
+		close(ep->fd);
+	if (ep->bell >= 0)
+		close(ep->bell);
+	if (ep->peer_bell >= 0)
+		close(ep->peer_bell);
+	if (ep->link >= 0)
+		close(ep->link);
+	if (ep->lfd >= 0)
+		close(ep->lfd);
+	if (ep->wake_fd >= 0)
+		close(ep->wake_fd);
+	ep->fd = ep->bell = ep->peer_bell = ep->link = ep->lfd = ep->wake_fd = -1;
+	if (ep->theirs.addr || ep->theirs.fd >= 0)
+		scif__fab.ops->region_destroy(&ep->theirs);
+	if (ep->mine.addr || ep->mine.fd >= 0)
+		scif__fab.ops->region_destroy(&ep->mine);
+	scif__port_put(ep->port);
+	ep->port = NULL;
+	if (ep->sh)
+		munmap(ep->sh, sizeof(*ep->sh));
+	ep->sh = NULL;
+}

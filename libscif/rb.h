@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * rb.h - the queue-pair region of a connected endpoint and the byte ring that carries
+ * scif_send()/scif_recv() data. Each side only writes into the peer's region and only reads
+ * its own ("no reads across the bus", ARCHITECTURE.md principle 2).
+ */
+#ifndef SCIF_RB_H
+#define SCIF_RB_H
+
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SCIF_QP_MAGIC 0x3050515f46494353ULL /* "SCIF_QP0" little-endian */
+#define SCIF_QP_VERSION 1
+#define SCIF_QP_HDR_SIZE 4096u
+#define SCIF_RING_MIN (4u << 10)
+#define SCIF_RING_MAX (64u << 20)
+#define SCIF_RING_DEFAULT (512u << 10)
+
+/* Arm word: bit 63 set means "the receiver needs a doorbell"; the low bits count doorbells. */
+#define SCIF_ARMED (1ULL << 63)
+
+/**
+ * struct scif_qp_region - the region one endpoint owns (O) and shares with its peer (P).
+ *
+ * O allocates it, fills the identity line and hands it to P during the connection handshake;
+ * the fabric seals its size. After that, O only *reads* it and P only *writes* the fields
+ * marked "P writes" (O never writes them; P never reads anything here). Each group sits on its
+ * own 64-byte line so the two agents never share a written line.
+ *
+ * @magic:       identity, written by O before sharing, then constant.
+ * @version:     layout version (SCIF_QP_VERSION).
+ * @ring_size:   size of @data, a power of two in [SCIF_RING_MIN, SCIF_RING_MAX].
+ * @hdr_size:    offset of @data from the start of the region (SCIF_QP_HDR_SIZE).
+ * @owner_pid:   O's process id (diagnostics and single-copy transfers).
+ * @in_widx:     P writes: bytes P has produced into @data in total (free-running).
+ *               Published with a release store after the bytes; O reads it with acquire.
+ * @in_db:       P writes: doorbells P has rung toward O (free-running count), so O knows
+ *               whether its notification descriptor may hold unread bytes.
+ * @out_ridx:    P writes: bytes P has consumed of O's outbound ring (that ring lives in P's
+ *               region). Release after P's copy-out; O reads it with acquire before reuse.
+ * @peer_rx_arm: P writes: P's receiver arm word (SCIF_ARMED | doorbells P has accounted for).
+ *               O reads it after publishing new bytes to decide whether to ring P.
+ * @peer_tx_wait: P writes: sequence of P's sender waiting for room in O's inbound ring;
+ *               O reads it after freeing room to decide whether to wake P.
+ * @data:        O's inbound ring; P copies bytes in, O copies them out.
+ */
+struct scif_qp_region {
+	/* line 0: identity (O, before sharing) */
+	uint64_t magic;
+	uint32_t version;
+	uint32_t ring_size;
+	uint32_t hdr_size;
+	uint32_t owner_pid;
+	uint8_t pad0[40];
+	/* line 1: inbound producer (P writes) */
+	uint64_t in_widx;
+	uint64_t in_db;
+	uint8_t pad1[48];
+	/* line 2: outbound consumer (P writes) */
+	uint64_t out_ridx;
+	uint8_t pad2[56];
+	/* line 3: P's receiver arm (P writes) */
+	uint64_t peer_rx_arm;
+	uint8_t pad3[56];
+	/* line 4: P's sender wait (P writes) */
+	uint64_t peer_tx_wait;
+	uint8_t pad4[56];
+	uint8_t reserved[SCIF_QP_HDR_SIZE - 5 * 64];
+	uint8_t data[];
+};
+
+static_assert(offsetof(struct scif_qp_region, in_widx) == 64, "qp line 1");
+static_assert(offsetof(struct scif_qp_region, out_ridx) == 128, "qp line 2");
+static_assert(offsetof(struct scif_qp_region, peer_rx_arm) == 192, "qp line 3");
+static_assert(offsetof(struct scif_qp_region, peer_tx_wait) == 256, "qp line 4");
+static_assert(offsetof(struct scif_qp_region, data) == SCIF_QP_HDR_SIZE, "qp data offset");
+
+/**
+ * struct scif_rb - one direction of a connection as one side sees it.
+ *
+ * For the sending side: @data and @remote_idx point into the *peer's* region (in_widx),
+ * @local_idx into our own (out_ridx). For the receiving side: @data and @local_idx point into
+ * our own region (in_widx), @remote_idx into the peer's (out_ridx). @idx is our own
+ * free-running index (widx when sending, ridx when receiving); @cache the last value of the
+ * other side's index we read. @idx and @cache live in fork-shared memory and are only touched
+ * under the direction's lock.
+ */
+struct scif_rb {
+	uint8_t *data;
+	uint64_t *remote_idx;
+	const uint64_t *local_idx;
+	uint32_t size;
+	uint32_t mask;
+};
+
+struct scif_rb_state {
+	uint64_t idx;
+	uint64_t cache;
+};
+
+/* Result of a copy: bytes moved, or -EPROTO if the peer published an impossible index. */
+long scif__rb_write(const struct scif_rb *rb, struct scif_rb_state *st, const void *buf,
+		    size_t len);
+long scif__rb_read(const struct scif_rb *rb, struct scif_rb_state *st, void *buf, size_t len);
+/* Bytes readable now (refreshing the cache), or -EPROTO. */
+long scif__rb_avail(const struct scif_rb *rb, struct scif_rb_state *st);
+/* Bytes of room now (refreshing the cache), or -EPROTO. */
+long scif__rb_space(const struct scif_rb *rb, struct scif_rb_state *st);
+
+#endif /* SCIF_RB_H */
