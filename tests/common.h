@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * common.h - helpers shared by the Criterion tests: unique ports (tests run in parallel),
+ * in-process connected pairs, spawning the card-side peer program on node 1.
+ */
+#ifndef SCIF_TESTS_COMMON_H
+#define SCIF_TESTS_COMMON_H
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <scif.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* Expect a call to fail with -1 and this errno. */
+#define expect_errno(call, err)                                                        \
+	do {                                                                           \
+		errno = 0;                                                             \
+		long _r = (long)(call);                                                \
+		cr_expect_eq(_r, -1, "%s returned %ld, expected -1", #call, _r);       \
+		cr_expect_eq(errno, (err), "%s: errno %d (%s), expected %d (%s)", #call, \
+			     errno, strerror(errno), (err), strerror(err));              \
+	} while (0)
+
+/*
+ * A port no other test process uses at the same time: Criterion runs tests in parallel
+ * processes, so derive it from the pid (ports 2000..61999), plus a per-process counter.
+ */
+static inline uint16_t test_port(void)
+{
+	static int next;
+
+	return (uint16_t)(2000 + ((unsigned)getpid() * 16u + (unsigned)next++) % 60000u);
+}
+
+static inline uint64_t test_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+struct test_acceptor {
+	scif_epd_t lep;
+	scif_epd_t ep;
+	struct scif_portID peer;
+	int ret;
+};
+
+static inline void *test_accept_thread(void *arg)
+{
+	struct test_acceptor *a = arg;
+
+	a->ret = scif_accept(a->lep, &a->peer, &a->ep, SCIF_ACCEPT_SYNC);
+	return NULL;
+}
+
+/*
+ * A connected pair in this process: *a is the connector, *b the accepted endpoint; *lep the
+ * listener (still open) if lep is not NULL, else it is closed.
+ */
+static inline void test_pair(scif_epd_t *a, scif_epd_t *b, scif_epd_t *lep)
+{
+	struct test_acceptor acc = { .ep = -1 };
+	uint16_t self, port = test_port();
+	struct scif_portID dst;
+	pthread_t th;
+
+	scif_get_nodeIDs(NULL, 0, &self);
+	acc.lep = scif_open();
+	cr_assert_geq(acc.lep, 0);
+	cr_assert_eq(scif_bind(acc.lep, port), port);
+	cr_assert_eq(scif_listen(acc.lep, 8), 0);
+	pthread_create(&th, NULL, test_accept_thread, &acc);
+	*a = scif_open();
+	cr_assert_geq(*a, 0);
+	dst.node = self;
+	dst.port = port;
+	cr_assert_gt(scif_connect(*a, &dst), 0, "connect: %s", strerror(errno));
+	pthread_join(th, NULL);
+	cr_assert_eq(acc.ret, 0, "accept: %s", strerror(errno));
+	*b = acc.ep;
+	if (lep)
+		*lep = acc.lep;
+	else
+		scif_close(acc.lep);
+}
+
+/* Path of the card-side peer program (tests/mp/scif-peer), from the build environment. */
+static inline const char *test_peer_path(void)
+{
+	const char *p = getenv("SCIF_TEST_PEER");
+
+	return p ? p : "tests/mp/scif-peer";
+}
+
+/*
+ * Start the peer program as a card process (SCIF_NODE=1 unless node says otherwise) running
+ * `scif-peer <args...>`. Spawned with exec, so Criterion's runner is not forked into.
+ */
+static inline pid_t test_spawn_peer(int node, char *const args[])
+{
+	char nodebuf[32];
+	char *argv[16];
+	char *envp[256];
+	int n = 0, e = 0;
+	pid_t pid;
+
+	argv[n++] = (char *)test_peer_path();
+	for (int i = 0; args[i] && n < 15; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	snprintf(nodebuf, sizeof(nodebuf), "SCIF_NODE=%d", node);
+	envp[e++] = nodebuf;
+	for (char **v = environ; *v && e < 255; v++)
+		if (strncmp(*v, "SCIF_NODE=", 10))
+			envp[e++] = *v;
+	envp[e] = NULL;
+	cr_assert_eq(posix_spawn(&pid, argv[0], NULL, NULL, argv, envp), 0, "spawn %s", argv[0]);
+	return pid;
+}
+
+/* Wait for a child; returns its exit status, or 128+signal. Fails the test after 60 s. */
+static inline int test_wait(pid_t pid)
+{
+	uint64_t until = test_now_ms() + 60000;
+	int st;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (test_now_ms() > until) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			cr_assert_fail("child %d did not finish in 60 s", (int)pid);
+		}
+		usleep(2000);
+	}
+}
+
+/* Connect to (node, port), retrying while the listener is not up yet (5 s). */
+static inline int test_connect_retry(scif_epd_t ep, uint16_t node, uint16_t port)
+{
+	struct scif_portID dst = { .node = node, .port = port };
+	uint64_t until = test_now_ms() + 5000;
+	int r;
+
+	while ((r = scif_connect(ep, &dst)) < 0 && errno == ECONNREFUSED && test_now_ms() < until)
+		usleep(2000);
+	return r;
+}
+
+/* A simple checksum for data tests (FNV-1a, 64-bit). */
+static inline uint64_t test_fnv(uint64_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+#define TEST_FNV_INIT 0xcbf29ce484222325ULL
+
+#endif /* SCIF_TESTS_COMMON_H */

@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * scif-peer.c - the card-side program of the multi-process tests (a separate executable, so
+ * tests never fork the Criterion runner). Each mode is one role; exit 0 means it saw what it
+ * expected.
+ *
+ *   echo <port>                     listen, accept one, echo until the peer leaves
+ *   stream <node> <port> <n> <bytes> <seed>
+ *                                   connect n times to node:port; on each connection send
+ *                                   and receive <bytes> of seeded data at once, checking it
+ *   flood <node> <port> <seed>      connect, then send and receive seeded data until killed
+ *   connect-hold <node> <port>      connect, then wait for the peer to leave
+ *   churn <node> <port> <count>     connect and close <count> times
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <scif.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mp/stream.h"
+
+static int connect_retry(uint16_t node, uint16_t port)
+{
+	struct scif_portID dst = { .node = node, .port = port };
+	scif_epd_t ep = scif_open();
+
+	if (ep < 0)
+		return -1;
+	for (int i = 0; i < 5000; i++) {
+		if (scif_connect(ep, &dst) > 0)
+			return ep;
+		if (errno != ECONNREFUSED)
+			break;
+		usleep(1000);
+	}
+	scif_close(ep);
+	return -1;
+}
+
+static int mode_echo(uint16_t port)
+{
+	struct scif_portID peer;
+	scif_epd_t lep = scif_open(), ep;
+	char buf[65536];
+	int n;
+
+	if (lep < 0 || scif_bind(lep, port) != port || scif_listen(lep, 4) ||
+	    scif_accept(lep, &peer, &ep, SCIF_ACCEPT_SYNC))
+		return 2;
+	for (;;) {
+		n = scif_recv(ep, buf, (int)sizeof(buf), 0);
+		if (n == 0)
+			n = scif_recv(ep, buf, 1, SCIF_RECV_BLOCK);
+		if (n < 0)
+			return errno == ECONNRESET ? 0 : 3;
+		if (scif_send(ep, buf, n, SCIF_SEND_BLOCK) != n)
+			return errno == ECONNRESET ? 0 : 4;
+	}
+}
+
+static int mode_stream(uint16_t node, uint16_t port, int n, uint64_t bytes, uint64_t seed)
+{
+	struct stream_conn *c = calloc((size_t)n, sizeof(*c));
+	int bad = 0;
+
+	for (int i = 0; i < n; i++) {
+		c[i].ep = connect_retry(node, port);
+		if (c[i].ep < 0)
+			return 2;
+		/* Our send stream is the acceptor's receive stream and vice versa. */
+		c[i].tx_seed = stream_seed(seed, (uint64_t)i, 1);
+		c[i].rx_seed = stream_seed(seed, (uint64_t)i, 0);
+		c[i].bytes = bytes;
+		stream_start(&c[i]);
+	}
+	for (int i = 0; i < n; i++) {
+		bad |= stream_join(&c[i]);
+		scif_close(c[i].ep);
+	}
+	free(c);
+	return bad ? 5 : 0;
+}
+
+static int mode_flood(uint16_t node, uint16_t port, uint64_t seed)
+{
+	struct stream_conn c = { 0 };
+
+	c.ep = connect_retry(node, port);
+	if (c.ep < 0)
+		return 2;
+	c.tx_seed = stream_seed(seed, 0, 1);
+	c.rx_seed = stream_seed(seed, 0, 0);
+	c.bytes = UINT64_MAX;
+	stream_start(&c);
+	stream_join(&c);
+	return 0;
+}
+
+static int mode_connect_hold(uint16_t node, uint16_t port)
+{
+	scif_epd_t ep = connect_retry(node, port);
+	char c;
+
+	if (ep < 0)
+		return 2;
+	while (scif_recv(ep, &c, 1, SCIF_RECV_BLOCK) == 1)
+		;
+	return errno == ECONNRESET ? 0 : 3;
+}
+
+static int mode_churn(uint16_t node, uint16_t port, int count)
+{
+	for (int i = 0; i < count; i++) {
+		scif_epd_t ep = connect_retry(node, port);
+		char c = (char)i;
+
+		if (ep < 0 || scif_send(ep, &c, 1, SCIF_SEND_BLOCK) != 1)
+			return 2;
+		if (scif_recv(ep, &c, 1, SCIF_RECV_BLOCK) != 1)
+			return 3;
+		scif_close(ep);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 3 && !strcmp(argv[1], "echo"))
+		return mode_echo((uint16_t)atoi(argv[2]));
+	if (argc >= 7 && !strcmp(argv[1], "stream"))
+		return mode_stream((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]), atoi(argv[4]),
+				   strtoull(argv[5], NULL, 0), strtoull(argv[6], NULL, 0));
+	if (argc >= 5 && !strcmp(argv[1], "flood"))
+		return mode_flood((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
+				  strtoull(argv[4], NULL, 0));
+	if (argc >= 4 && !strcmp(argv[1], "connect-hold"))
+		return mode_connect_hold((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]));
+	if (argc >= 5 && !strcmp(argv[1], "churn"))
+		return mode_churn((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]), atoi(argv[4]));
+	fprintf(stderr, "usage: scif-peer echo|stream|flood|connect-hold|churn ...\n");
+	return 64;
+}
