@@ -11,6 +11,7 @@
  *   flood <node> <port> <seed>      connect, then send and receive seeded data until killed
  *   connect-hold <node> <port>      connect, then wait for the peer to leave
  *   churn <node> <port> <count>     connect and close <count> times
+ *   hostile <node> <port> <kind>    lie to a listener (see hostile.c)
  */
 #include <errno.h>
 #include <pthread.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mp/hostile.h"
 #include "mp/stream.h"
 
 static int connect_retry(uint16_t node, uint16_t port)
@@ -140,6 +142,8 @@ int main(int argc, char **argv)
 		return mode_connect_hold((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]));
 	if (argc >= 5 && !strcmp(argv[1], "churn"))
 		return mode_churn((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]), atoi(argv[4]));
-	fprintf(stderr, "usage: scif-peer echo|stream|flood|connect-hold|churn ...\n");
+	if (argc >= 5 && !strcmp(argv[1], "hostile"))
+		return hostile_run((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]), argv[4]);
+	fprintf(stderr, "usage: scif-peer echo|stream|flood|connect-hold|churn|hostile ...\n");
 	return 64;
 }

@@ -338,3 +338,65 @@ Test(mp, churn_1000_connections_from_another_process, .timeout = 300)
 	scif_close(lep);
 	cr_expect_leq(count_scif_names(), names0, "names left behind");
 }
+
+/* A lying peer gets a clean refusal or reset; the listener keeps working. */
+static void hostile_case(const char *kind, int connects)
+{
+	uint16_t port = test_port();
+	char a1[16];
+	char *args[] = { "hostile", "0", num(a1, port), (char *)kind, NULL };
+	scif_epd_t lep = scif_open(), ep = -1;
+	struct scif_portID peer;
+	pid_t pid;
+
+	cr_assert_eq(scif_bind(lep, port), port);
+	cr_assert_eq(scif_listen(lep, 4), 0);
+	pid = test_spawn_peer(1, args);
+	if (!connects) {
+		/* The handshake fails: a non-SYNC accept says EAGAIN, nothing else happens. */
+		uint64_t until = test_now_ms() + 5000;
+		int r;
+
+		while ((r = scif_accept(lep, &peer, &ep, 0)) < 0 && errno == EAGAIN &&
+		       test_now_ms() < until) {
+			struct scif_pollepd p = { .epd = lep, .events = SCIF_POLLIN };
+
+			if (scif_poll(&p, 1, 50) == 1 && scif_accept(lep, &peer, &ep, 0) < 0)
+				break;
+		}
+		cr_expect_eq(r, -1, "%s: a lying requester was accepted", kind);
+	} else {
+		char buf[64];
+		int r;
+
+		cr_assert_eq(scif_accept(lep, &peer, &ep, SCIF_ACCEPT_SYNC), 0);
+		if (!strcmp(kind, "widx"))
+			r = scif_recv(ep, buf, sizeof(buf), SCIF_RECV_BLOCK);
+		else /* the lie shows when the sender next reads the index: then it resets */
+			for (int i = 0; i < 3 && (r = scif_send(ep, buf, sizeof(buf), 0)) >= 0; i++)
+				;
+		cr_expect_eq(r, -1, "%s: bad index accepted", kind);
+		cr_expect_eq(errno, ECONNRESET, "%s: errno %d", kind, errno);
+		scif_close(ep);
+	}
+	test_wait(pid);
+	/* The listener still serves an honest peer. */
+	char *echo[] = { "stream", "0", num(a1, port), "1", "4096", "7", NULL };
+	pid = test_spawn_peer(1, echo);
+	struct stream_conn c = { .tx_seed = stream_seed(7, 0, 0), .rx_seed = stream_seed(7, 0, 1),
+				 .bytes = 4096 };
+	cr_assert_eq(scif_accept(lep, &peer, &c.ep, SCIF_ACCEPT_SYNC), 0);
+	stream_start(&c);
+	cr_expect_eq(stream_join(&c), 0);
+	cr_expect_eq(test_wait(pid), 0);
+	scif_close(c.ep);
+	scif_close(lep);
+}
+
+Test(hostile, garbage_control_message) { hostile_case("garbage", 0); }
+Test(hostile, truncated_control_message) { hostile_case("short", 0); }
+Test(hostile, request_without_handles) { hostile_case("nofds", 0); }
+Test(hostile, region_that_could_shrink) { hostile_case("unsealed", 0); }
+Test(hostile, impossible_ring_size) { hostile_case("badsize", 0); }
+Test(hostile, write_index_beyond_the_ring) { hostile_case("widx", 1); }
+Test(hostile, read_index_beyond_what_was_sent) { hostile_case("ridx", 1); }

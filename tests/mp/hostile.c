@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * hostile.c - a peer that speaks libscif's local-fabric wire protocol but lies: garbage or
+ * truncated control messages, regions that can shrink, impossible ring sizes, and after a
+ * correct handshake, ring indices no honest sender would publish.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "nodeqp.h"
+#include "rb.h"
+#include "mp/hostile.h"
+
+static int raw_connect(uint16_t node, uint16_t port)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	int n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "scif/u%u/n%u/l%u",
+			 (unsigned)geteuid(), node, port);
+
+	for (int i = 0; i < 5000; i++) {
+		if (connect(fd, (struct sockaddr *)&sa,
+			    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) == 0)
+			return fd;
+		usleep(1000);
+	}
+	return -1;
+}
+
+static int send_fds(int link, const void *msg, size_t len, const int *fds, int nfds)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * 4)] = { 0 };
+	struct iovec iov = { .iov_base = (void *)msg, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (nfds) {
+		struct cmsghdr *h;
+
+		mh.msg_control = cbuf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+		h = CMSG_FIRSTHDR(&mh);
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+		memcpy(CMSG_DATA(h), fds, sizeof(int) * (size_t)nfds);
+	}
+	return sendmsg(link, &mh, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
+}
+
+static int recv_fds(int link, void *msg, size_t len, int *fds, int cap)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+	struct iovec iov = { .iov_base = msg, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf) };
+	int got = 0;
+
+	if (recvmsg(link, &mh, 0) <= 0)
+		return -1;
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h)) {
+		int k = (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+
+		memcpy(fds, CMSG_DATA(h), sizeof(int) * (size_t)(k < cap ? k : cap));
+		got = k;
+	}
+	return got;
+}
+
+static int make_region(uint32_t ring, int seal, void **map)
+{
+	int fd = memfd_create("hostile", MFD_ALLOW_SEALING);
+	size_t len = SCIF_QP_HDR_SIZE + (size_t)ring;
+	struct scif_qp_region *r;
+
+	if (fd < 0 || ftruncate(fd, (off_t)len))
+		return -1;
+	r = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	r->magic = SCIF_QP_MAGIC;
+	r->version = SCIF_QP_VERSION;
+	r->ring_size = ring;
+	r->hdr_size = SCIF_QP_HDR_SIZE;
+	if (seal)
+		fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
+	*map = r;
+	return fd;
+}
+
+int hostile_run(uint16_t node, uint16_t port, const char *kind)
+{
+	struct scif_ctl_msg m = { .magic = SCIF_CTL_MAGIC, .version = SCIF_CTL_VERSION,
+				  .op = SCIF_CNCT_REQ };
+	int link = raw_connect(node, port), sv[2], rfd, fds[4];
+	uint32_t ring = 4096;
+	void *mine;
+
+	if (link < 0)
+		return 2;
+	m.src.node = 1;
+	m.src.port = 4321;
+	m.dst.node = node;
+	m.dst.port = port;
+	m.ring_size = ring;
+	socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+	if (!strcmp(kind, "garbage")) {
+		char junk[64];
+
+		for (size_t i = 0; i < sizeof(junk); i++)
+			junk[i] = (char)(i * 37 + 11);
+		send_fds(link, junk, sizeof(junk), NULL, 0);
+	} else if (!strcmp(kind, "short")) {
+		send_fds(link, &m, 10, NULL, 0);
+	} else if (!strcmp(kind, "nofds")) {
+		send_fds(link, &m, sizeof(m), NULL, 0);
+	} else if (!strcmp(kind, "unsealed") || !strcmp(kind, "badsize")) {
+		rfd = make_region(ring, !strcmp(kind, "badsize"), &mine);
+		if (!strcmp(kind, "badsize"))
+			m.ring_size = 3000; /* not a power of two, and not the region's size */
+		fds[0] = rfd;
+		fds[1] = sv[1];
+		send_fds(link, &m, sizeof(m), fds, 2);
+	} else if (!strcmp(kind, "widx") || !strcmp(kind, "ridx")) {
+		struct scif_qp_region *theirs;
+		struct scif_ctl_msg g;
+		int got;
+
+		rfd = make_region(ring, 1, &mine);
+		fds[0] = rfd;
+		fds[1] = sv[1];
+		if (send_fds(link, &m, sizeof(m), fds, 2))
+			return 3;
+		got = recv_fds(link, &g, sizeof(g), fds, 4);
+		if (got != 2 || g.op != SCIF_CNCT_GNT)
+			return 4;
+		theirs = mmap(NULL, SCIF_QP_HDR_SIZE + g.ring_size, PROT_READ | PROT_WRITE,
+			      MAP_SHARED, fds[0], 0);
+		/* Lie before the ack, so the victim sees it from its first call on. */
+		if (!strcmp(kind, "widx"))
+			theirs->in_widx = (uint64_t)g.ring_size * 5 + 3;
+		else
+			theirs->out_ridx = 1u << 30;
+		m.op = SCIF_CNCT_GNTACK;
+		send_fds(link, &m, sizeof(m), NULL, 0);
+		send(fds[1], "x", 1, MSG_NOSIGNAL);
+	} else {
+		return 64;
+	}
+	/* Stay until the victim hangs up (or 5 s). */
+	struct pollfd p = { .fd = link, .events = POLLIN };
+	poll(&p, 1, 5000);
+	return 0;
+}
