@@ -52,9 +52,7 @@ SCIF_EXPORT scif_epd_t scif_open(void)
 		ret = scif__epd_create(&ep);
 	if (ret)
 		return api_ret(ret);
-	ret = ep->fd;
-	scif__epd_put(ep);
-	return ret;
+	return ep->fd; /* the table holds the endpoint's reference */
 }
 
 SCIF_EXPORT int scif_close(scif_epd_t epd)

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Install what building, testing and benchmarking libscif need on Debian 12 (as root).
+set -euo pipefail
+pkgs=(build-essential autoconf automake libtool pkg-config libcriterion-dev doxygen valgrind
+      gnuplot-nox python3)
+[ "${1:-}" = "--kernel" ] && pkgs+=(qemu-system-x86 busybox-static cpio zstd kmod libelf-dev bc
+                                    flex bison)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "missing packages: ${missing[*]} (run as root to install them)" >&2
+		exit 1
+	fi
+	echo "installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Build everything and run the whole test suite on Debian 12, installing what is missing:
+# the Criterion suite (plain -Werror build, then ASan+UBSan), valgrind on the example pair,
+# the kernel shim in a QEMU guest, the docs and man-page checks, and make distcheck.
+# The last line is the total: "N passed, N failed".
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+jobs=$(nproc 2>/dev/null || echo 2)
+passed=0
+failed=0
+logdir=$top/_build/logs
+
+bash "$top/scripts/deps.sh" --kernel || { echo "0 passed, 1 failed"; exit 1; }
+mkdir -p "$logdir"
+cd "$top" && autoreconf -fi >"$logdir/autoreconf.log" 2>&1 || {
+	cat "$logdir/autoreconf.log"; echo "0 passed, 1 failed"; exit 1; }
+
+# One named check that counts as one test.
+check() {
+	local name=$1; shift
+	if "$@" >"$logdir/$name.log" 2>&1; then
+		echo "PASS: $name"; passed=$((passed + 1))
+	else
+		echo "FAIL: $name (log: $logdir/$name.log)"; tail -n 30 "$logdir/$name.log" | sed 's/^/    /'
+		failed=$((failed + 1))
+	fi
+}
+
+# Add up Criterion's "Synthesis" lines of every test program's log in a build tree.
+count_criterion() {
+	local dir=$1 label=$2 t p f c log
+	while IFS= read -r log; do
+		local line
+		line=$(grep -a 'Synthesis:' "$log" | tail -n 1)
+		if [ -z "$line" ]; then
+			echo "FAIL: $label ${log#"$dir"/} (no result: crashed or timed out)"
+			failed=$((failed + 1)); continue
+		fi
+		t=$(sed -E 's/.*Tested: ([0-9]+).*/\1/' <<<"$line")
+		p=$(sed -E 's/.*Passing: ([0-9]+).*/\1/' <<<"$line")
+		f=$(sed -E 's/.*Failing: ([0-9]+).*/\1/' <<<"$line")
+		c=$(sed -E 's/.*Crashing: ([0-9]+).*/\1/' <<<"$line")
+		echo "$label ${log#"$dir"/}: $p/$t passed"
+		passed=$((passed + p)); failed=$((failed + f + c))
+		if [ $((f + c)) -gt 0 ]; then
+			grep -a -E 'FAIL|CRASH|Assertion|expected' "$log" | head -n 20 | sed 's/^/    /'
+		fi
+	done < <(find "$dir/tests" -name 'test-*.log' | sort)
+}
+
+build() {
+	local dir=$1; shift
+	mkdir -p "$dir" && cd "$dir" &&
+		"$top/configure" --enable-werror "$@" >configure.log 2>&1 &&
+		make -j"$jobs" >make.log 2>&1
+}
+
+suite() {
+	local dir=$1 label=$2
+	(cd "$dir" && make -j"$jobs" check >check.log 2>&1)
+	count_criterion "$dir" "$label"
+}
+
+echo "== plain build (-Werror) and the Criterion suite"
+check build-plain build "$top/_build/plain"
+[ -f "$top/_build/plain/Makefile" ] && suite "$top/_build/plain" plain
+
+echo "== ASan + UBSan build and the Criterion suite"
+check build-asan build "$top/_build/asan" --enable-sanitizers
+[ -f "$top/_build/asan/Makefile" ] && suite "$top/_build/asan" asan+ubsan
+
+echo "== valgrind on the host/card example pair"
+vg() {
+	local who=$1 b=$top/_build/plain/examples
+	local vgcmd=(valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite -q)
+	if [ "$who" = host ]; then
+		SCIF_NODE=0 "${vgcmd[@]}" "$b/.libs/host" & local h=$!
+		sleep 1; SCIF_NODE=1 "$b/card" || return 1
+	else
+		SCIF_NODE=0 "$b/host" & local h=$!
+		sleep 0.2; SCIF_NODE=1 "${vgcmd[@]}" "$b/.libs/card" || return 1
+	fi
+	wait "$h"
+}
+export LD_LIBRARY_PATH=$top/_build/plain/libscif/.libs
+check valgrind-host vg host
+check valgrind-card vg card
+unset LD_LIBRARY_PATH
+
+echo "== documentation: every exported symbol has a Doxygen block and a man page"
+check docs-doxygen make -C "$top/_build/plain" docs
+check docs-man bash "$top/scripts/check-docs.sh" "$top" "$top/_build/plain/libscif/.libs/libscif.so.0"
+
+echo "== kernel shim in a QEMU guest"
+if (cd "$top/_build/plain" && make check-kernel >"$logdir/check-kernel.log" 2>&1); then :; fi
+grep -E '^(PASS|FAIL): ' "$logdir/check-kernel.log" | sed 's/^/kernel /'
+kp=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$logdir/check-kernel.log" | tail -n 1)
+if [ -n "$kp" ]; then
+	passed=$((passed + $(cut -d' ' -f1 <<<"$kp"))); failed=$((failed + $(cut -d' ' -f3 <<<"$kp")))
+else
+	echo "FAIL: check-kernel produced no result"; tail -n 30 "$logdir/check-kernel.log"
+	failed=$((failed + 1))
+fi
+
+echo "== make distcheck"
+check distcheck make -C "$top/_build/plain" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
