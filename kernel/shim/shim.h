@@ -16,7 +16,7 @@
 
 #include "uapi/scif_shim.h"
 
-/* driver_data of the PCI id table: what we know about a device beyond its BARs */
+/* What the driver knows about a device beyond its BARs (scif_shim_quirks()) */
 #define SCIF_SHIM_QUIRK_IVSHMEM	BIT(0)	/* QEMU ivshmem: IVPosition register in BAR0 */
 
 /* DMA handles stay below this so that SCIF_SHIM_MMAP_DMA_FIRST + handle fits the 24 region bits */
@@ -75,7 +75,7 @@ struct scif_shim_vector {
  * @dma_idr: DMA buffer handle -> struct scif_shim_dma_buf, device-wide so mmap offsets are unique
  * @dma_bytes: total DMA memory currently allocated through this device (sysfs dma_bytes)
  * @regs: BAR0 mapping for devices whose registers the driver reads itself (ivshmem), else NULL
- * @quirks: SCIF_SHIM_QUIRK_* from the id table
+ * @quirks: SCIF_SHIM_QUIRK_* bits
  * @minor: minor number, also the N in scif_shimN
  * @nr_vectors: vectors enabled; constant from probe to remove
  * @msix: the vectors are MSI-X (not MSI)

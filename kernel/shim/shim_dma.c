@@ -102,8 +102,12 @@ long scif_shim_ioctl_dma_alloc(struct scif_shim_file *sf, void __user *uarg)
 	buf->handle = id;
 	buf->size = size;
 	buf->owner = sf;
-	/* Zeroed by the allocator: no stale kernel data reaches user space. */
-	buf->cpu_addr = dma_alloc_coherent(&sdev->pdev->dev, size, &buf->bus_addr, GFP_KERNEL);
+	/*
+	 * Zeroed by the allocator: no stale kernel data reaches user space. NOWARN: a size the
+	 * allocator cannot serve is the caller's problem (ENOMEM), not worth a kernel backtrace.
+	 */
+	buf->cpu_addr = dma_alloc_coherent(&sdev->pdev->dev, size, &buf->bus_addr,
+					   GFP_KERNEL | __GFP_NOWARN);
 	if (!buf->cpu_addr) {
 		idr_remove(&sdev->dma_idr, id);
 		ret = -ENOMEM;

@@ -252,6 +252,16 @@ static int scif_shim_mmap(struct file *filp, struct vm_area_struct *vma)
 		ret = -EINVAL;
 		goto out;
 	}
+	if (region < SCIF_SHIM_MAX_BARS) {
+		const struct scif_shim_bar *bar = &sdev->bars[region].info;
+
+		/* keep clear of the MSI-X table and PBA pages */
+		if (bar->excl_size && offset < bar->excl_offset + bar->excl_size &&
+		    bar->excl_offset < offset + len) {
+			ret = -EINVAL;
+			goto out;
+		}
+	}
 
 	/* PFN map of memory we own: no struct page refcounting, no core dumps, no mremap growth */
 	scif_shim_vm_flags_set(vma, VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP);

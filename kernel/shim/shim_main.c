@@ -111,7 +111,25 @@ static ssize_t dma_bytes_show(struct device *dev, struct device_attribute *attr,
 }
 static DEVICE_ATTR_RO(dma_bytes);
 
+/* Eventfds attached over all vectors and files: lets tests prove that exit and kill drop them. */
+static ssize_t irq_bindings_show(struct device *dev, struct device_attribute *attr, char *buf)
+{
+	struct scif_shim_dev *sdev = to_sdev(dev);
+	struct list_head *pos;
+	unsigned int i, n = 0;
+
+	for (i = 0; i < sdev->nr_vectors; i++) {
+		spin_lock_irq(&sdev->vectors[i].lock);
+		list_for_each(pos, &sdev->vectors[i].bindings)
+			n++;
+		spin_unlock_irq(&sdev->vectors[i].lock);
+	}
+	return sysfs_emit(buf, "%u\n", n);
+}
+static DEVICE_ATTR_RO(irq_bindings);
+
 static struct attribute *scif_shim_attrs[] = {
+	&dev_attr_irq_bindings.attr,
 	&dev_attr_peer_id.attr,
 	&dev_attr_vectors.attr,
 	&dev_attr_irq_counts.attr,
@@ -144,6 +162,31 @@ static void scif_shim_dev_release(struct device *dev)
 }
 
 /*
+ * Widen BAR @bar's excluded page range to cover the MSI-X structure at @reg (table or PBA
+ * offset/BIR register) of @len bytes, if it lives in that BAR. The kernel programs the MSI-X
+ * table; a process that could write it could aim interrupts (bus writes) anywhere.
+ */
+static void scif_shim_bar_exclude(struct scif_shim_dev *sdev, int bar, int reg, u64 len)
+{
+	struct scif_shim_bar *info = &sdev->bars[bar].info;
+	u64 lo, hi, elo, ehi;
+	u32 v;
+
+	pci_read_config_dword(sdev->pdev, sdev->pdev->msix_cap + reg, &v);
+	if ((v & PCI_MSIX_TABLE_BIR) != bar)
+		return;
+	lo = round_down((u64)(v & PCI_MSIX_TABLE_OFFSET), PAGE_SIZE);
+	hi = round_up((u64)(v & PCI_MSIX_TABLE_OFFSET) + len, PAGE_SIZE);
+	hi = min_t(u64, hi, PAGE_ALIGN(info->size));
+	if (lo >= hi)
+		return;
+	elo = info->excl_size ? min(info->excl_offset, lo) : lo;
+	ehi = info->excl_size ? max(info->excl_offset + info->excl_size, hi) : hi;
+	info->excl_offset = elo;
+	info->excl_size = ehi - elo;
+}
+
+/*
  * Describe BAR @i and decide whether user space may map it. A BAR smaller than a page can only be
  * mapped by mapping its whole page; that is safe only when the BAR starts the page and nothing
  * else lives in the rest of it, which we guarantee by claiming the rest in the resource tree.
@@ -169,6 +212,18 @@ static void scif_shim_bar_probe(struct scif_shim_dev *sdev, int i)
 		b->info.flags |= SCIF_SHIM_BAR_MEM64;
 	if (flags & IORESOURCE_PREFETCH)
 		b->info.flags |= SCIF_SHIM_BAR_PREFETCH;
+
+	if (pdev->msix_cap) {
+		u16 ctrl;
+
+		pci_read_config_word(pdev, pdev->msix_cap + PCI_MSIX_FLAGS, &ctrl);
+		scif_shim_bar_exclude(sdev, i, PCI_MSIX_TABLE,
+				      ((ctrl & PCI_MSIX_FLAGS_QSIZE) + 1) * PCI_MSIX_ENTRY_SIZE);
+		scif_shim_bar_exclude(sdev, i, PCI_MSIX_PBA,
+				      DIV_ROUND_UP((ctrl & PCI_MSIX_FLAGS_QSIZE) + 1, 64) * 8);
+		if (b->info.excl_size >= PAGE_ALIGN(len))
+			return;	/* nothing but MSI-X in it (ivshmem's BAR1) */
+	}
 
 	if (len < PAGE_SIZE) {
 		if (!PAGE_ALIGNED(b->start) || !res->parent)
@@ -208,6 +263,18 @@ static void scif_shim_bars_release(struct scif_shim_dev *sdev)
 	}
 }
 
+/*
+ * What the driver knows about a device beyond its BARs, from its ids. Not from the id table's
+ * driver_data: new_id only accepts driver_data values the table already has, so every entry must
+ * carry 0 for "new_id VENDOR DEVICE" to work.
+ */
+static unsigned long scif_shim_quirks(const struct pci_dev *pdev)
+{
+	if (pdev->vendor == PCI_VENDOR_ID_REDHAT_QUMRANET && pdev->device == 0x1110)
+		return SCIF_SHIM_QUIRK_IVSHMEM;
+	return 0;
+}
+
 static int scif_shim_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
 	struct scif_shim_dev *sdev;
@@ -220,7 +287,7 @@ static int scif_shim_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	INIT_LIST_HEAD(&sdev->files);
 	idr_init(&sdev->dma_idr);
 	sdev->pdev = pci_dev_get(pdev);
-	sdev->quirks = id->driver_data;
+	sdev->quirks = scif_shim_quirks(pdev);
 
 	/* From here on, the class device's release frees sdev. */
 	device_initialize(&sdev->dev);
@@ -356,7 +423,7 @@ static void scif_shim_remove(struct pci_dev *pdev)
 }
 
 static const struct pci_device_id scif_shim_ids[] = {
-	{ PCI_DEVICE(0x1af4, 0x1110), .driver_data = SCIF_SHIM_QUIRK_IVSHMEM },
+	{ PCI_DEVICE(PCI_VENDOR_ID_REDHAT_QUMRANET, 0x1110) },	/* QEMU ivshmem */
 	{ }
 };
 MODULE_DEVICE_TABLE(pci, scif_shim_ids);
@@ -373,8 +440,8 @@ static int __init scif_shim_init(void)
 	int ret;
 
 	/* The uapi layout must not depend on the ABI (32/64-bit) of the caller. */
-	BUILD_BUG_ON(sizeof(struct scif_shim_bar) != 24);
-	BUILD_BUG_ON(sizeof(struct scif_shim_info) != 208);
+	BUILD_BUG_ON(sizeof(struct scif_shim_bar) != 40);
+	BUILD_BUG_ON(sizeof(struct scif_shim_info) != 304);
 	BUILD_BUG_ON(sizeof(struct scif_shim_irq) != 16);
 	BUILD_BUG_ON(sizeof(struct scif_shim_dma_alloc) != 32);
 	BUILD_BUG_ON(sizeof(struct scif_shim_dma_free) != 8);

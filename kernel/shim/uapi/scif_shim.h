@@ -48,12 +48,18 @@
  * struct scif_shim_bar - one BAR as seen by user space
  * @size: length in bytes, 0 when the BAR is not implemented
  * @mmap_offset: offset to pass to mmap() to map this BAR (valid when SCIF_SHIM_BAR_MMAP is set)
+ * @excl_offset: start of the page range of this BAR that cannot be mapped, because it holds the
+ *               device's MSI-X table or pending-bit array (which the kernel owns); page-aligned
+ * @excl_size: length of that range, 0 when the whole BAR can be mapped. A BAR that holds nothing
+ *             else has no SCIF_SHIM_BAR_MMAP flag at all.
  * @flags: SCIF_SHIM_BAR_* bits
  * @reserved: zero
  */
 struct scif_shim_bar {
 	__u64 size;
 	__u64 mmap_offset;
+	__u64 excl_offset;
+	__u64 excl_size;
 	__u32 flags;
 	__u32 reserved;
 };
