@@ -11,6 +11,7 @@
 
 #include "scif.h"
 #include "epd.h"
+#include "rma.h"
 
 #define SCIF_EXPORT __attribute__((visibility("default")))
 
@@ -200,95 +201,162 @@ SCIF_EXPORT int scif_recv(scif_epd_t epd, void *msg, int len, int flags)
 	return api_ret(ret);
 }
 
-/*
- * Registration, RMA, mmap and fences come with the RMA issue; until then they check the
- * endpoint and the connection state, then fail with ENOSYS (the core issue allows this).
- */
-static int api_rma_pending(scif_epd_t epd)
+#define PAGE_MASK_ 4095ULL
+
+SCIF_EXPORT off_t scif_register(scif_epd_t epd, void *addr, size_t len, off_t offset,
+				int prot_flags, int map_flags)
+{
+	int err = 0;
+	off_t ret;
+	struct scif_endpt *ep = api_get(epd, &err);
+
+	if (!ep)
+		return api_ret(err);
+	/* Spec 3.9 check order: map flags, fixed offset, prot, length and address. */
+	if (map_flags & ~SCIF_MAP_FIXED)
+		ret = -EINVAL;
+	else if ((map_flags & SCIF_MAP_FIXED) &&
+		 (((uint64_t)offset & PAGE_MASK_) || offset < 0 ||
+		  (uint64_t)offset + len < (uint64_t)offset ||
+		  (uint64_t)offset + len > (1ULL << 63)))
+		ret = -EINVAL;
+	else if (prot_flags & ~(SCIF_PROT_READ | SCIF_PROT_WRITE))
+		ret = -EINVAL;
+	else if (!len || (len & PAGE_MASK_) || ((uintptr_t)addr & PAGE_MASK_))
+		ret = -EINVAL;
+	else
+		ret = scif__rma_register(ep, addr, len, offset, prot_flags, map_flags);
+	scif__epd_put(ep);
+	if (ret < 0) {
+		errno = (int)-ret;
+		return SCIF_REGISTER_FAILED;
+	}
+	return ret;
+}
+
+SCIF_EXPORT int scif_unregister(scif_epd_t epd, off_t offset, size_t len)
 {
 	int err = 0, ret;
 	struct scif_endpt *ep = api_get(epd, &err);
 
 	if (!ep)
-		return err;
-	ret = scif__epd_verify_connected(ep);
+		return api_ret(err);
+	if (!len || (len & PAGE_MASK_) || ((uint64_t)offset & PAGE_MASK_) || offset < 0 ||
+	    (uint64_t)offset + len < (uint64_t)offset)
+		ret = -EINVAL;
+	else
+		ret = scif__rma_unregister(ep, offset, len);
 	scif__epd_put(ep);
-	return ret ? ret : -ENOSYS;
-}
-
-SCIF_EXPORT off_t scif_register(scif_epd_t epd, void *addr, size_t len, off_t offset,
-				int prot_flags, int map_flags)
-{
-	(void)addr, (void)len, (void)offset, (void)prot_flags, (void)map_flags;
-	return api_ret(api_rma_pending(epd));
-}
-
-SCIF_EXPORT int scif_unregister(scif_epd_t epd, off_t offset, size_t len)
-{
-	(void)offset, (void)len;
-	return api_ret(api_rma_pending(epd));
+	return api_ret(ret);
 }
 
 SCIF_EXPORT void *scif_mmap(void *addr, size_t len, int prot_flags, int map_flags,
 			    scif_epd_t epd, off_t offset)
 {
-	(void)addr, (void)len, (void)prot_flags, (void)map_flags, (void)offset;
-	api_ret(api_rma_pending(epd));
-	return SCIF_MMAP_FAILED;
+	int err = 0;
+	void *ret = SCIF_MMAP_FAILED;
+	struct scif_endpt *ep = api_get(epd, &err);
+
+	if (!ep) {
+		errno = -err;
+		return SCIF_MMAP_FAILED;
+	}
+	if ((map_flags & ~SCIF_MAP_FIXED) || (prot_flags & ~(SCIF_PROT_READ | SCIF_PROT_WRITE)) ||
+	    !len || ((uint64_t)offset & PAGE_MASK_) ||
+	    ((map_flags & SCIF_MAP_FIXED) && ((uintptr_t)addr & PAGE_MASK_)))
+		err = -EINVAL;
+	else
+		ret = scif__rma_mmap(addr, len, prot_flags, map_flags, ep, offset, &err);
+	scif__epd_put(ep);
+	if (ret == SCIF_MMAP_FAILED)
+		errno = -err;
+	return ret;
 }
 
 SCIF_EXPORT int scif_munmap(void *addr, size_t len)
 {
-	if (((uintptr_t)addr & 4095) || len == 0)
+	if (((uintptr_t)addr & PAGE_MASK_) || len == 0)
 		return api_ret(-EINVAL);
-	return api_ret(-ENOSYS);
+	return api_ret(scif__rma_munmap(addr, len));
+}
+
+/* The four RMA calls share one path; v-calls also check their buffer (EFAULT). */
+static int api_rma(scif_epd_t epd, off_t loffset, void *vaddr, int is_v, size_t len,
+		   off_t roffset, int flags, int write)
+{
+	int err = 0, ret;
+	struct scif_endpt *ep = api_get(epd, &err);
+
+	if (!ep)
+		return api_ret(err);
+	ret = scif__rma_copy(ep, loffset, is_v ? vaddr : NULL, is_v, len, roffset, flags, write);
+	scif__epd_put(ep);
+	return api_ret(ret);
 }
 
 SCIF_EXPORT int scif_readfrom(scif_epd_t epd, off_t loffset, size_t len, off_t roffset,
 			      int rma_flags)
 {
-	(void)loffset, (void)len, (void)roffset, (void)rma_flags;
-	return api_ret(api_rma_pending(epd));
+	return api_rma(epd, loffset, NULL, 0, len, roffset, rma_flags, 0);
 }
 
 SCIF_EXPORT int scif_writeto(scif_epd_t epd, off_t loffset, size_t len, off_t roffset,
 			     int rma_flags)
 {
-	(void)loffset, (void)len, (void)roffset, (void)rma_flags;
-	return api_ret(api_rma_pending(epd));
+	return api_rma(epd, loffset, NULL, 0, len, roffset, rma_flags, 1);
 }
 
 SCIF_EXPORT int scif_vreadfrom(scif_epd_t epd, void *addr, size_t len, off_t offset,
 			       int rma_flags)
 {
-	(void)addr, (void)len, (void)offset, (void)rma_flags;
-	return api_ret(api_rma_pending(epd));
+	return api_rma(epd, 0, addr, 1, len, offset, rma_flags, 0);
 }
 
 SCIF_EXPORT int scif_vwriteto(scif_epd_t epd, void *addr, size_t len, off_t offset,
 			      int rma_flags)
 {
-	(void)addr, (void)len, (void)offset, (void)rma_flags;
-	return api_ret(api_rma_pending(epd));
+	return api_rma(epd, 0, addr, 1, len, offset, rma_flags, 1);
 }
 
 SCIF_EXPORT int scif_fence_mark(scif_epd_t epd, int flags, int *mark)
 {
-	(void)flags, (void)mark;
-	return api_ret(api_rma_pending(epd));
+	int err = 0, ret, m = 0;
+	struct scif_endpt *ep = api_get(epd, &err);
+
+	if (!ep)
+		return api_ret(err);
+	ret = scif__fence_mark(ep, flags, &m);
+	if (!ret && api_bad_ptr(mark))
+		ret = -EFAULT;
+	if (!ret)
+		*mark = m;
+	scif__epd_put(ep);
+	return api_ret(ret);
 }
 
 SCIF_EXPORT int scif_fence_wait(scif_epd_t epd, int mark)
 {
-	(void)mark;
-	return api_ret(api_rma_pending(epd));
+	int err = 0, ret;
+	struct scif_endpt *ep = api_get(epd, &err);
+
+	if (!ep)
+		return api_ret(err);
+	ret = scif__fence_wait(ep, mark);
+	scif__epd_put(ep);
+	return api_ret(ret);
 }
 
 SCIF_EXPORT int scif_fence_signal(scif_epd_t epd, off_t loff, uint64_t lval, off_t roff,
 				  uint64_t rval, int flags)
 {
-	(void)loff, (void)lval, (void)roff, (void)rval, (void)flags;
-	return api_ret(api_rma_pending(epd));
+	int err = 0, ret;
+	struct scif_endpt *ep = api_get(epd, &err);
+
+	if (!ep)
+		return api_ret(err);
+	ret = scif__fence_signal(ep, loff, lval, roff, rval, flags);
+	scif__epd_put(ep);
+	return api_ret(ret);
 }
 
 SCIF_EXPORT int scif_get_nodeIDs(uint16_t *nodes, int len, uint16_t *self)

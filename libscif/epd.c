@@ -19,6 +19,7 @@
 #include "atomic.h"
 #include "epd.h"
 #include "log.h"
+#include "rma.h"
 
 #define L2_BITS 10
 #define L2_SIZE (1u << L2_BITS)
@@ -131,6 +132,7 @@ static struct scif_endpt *ep_new(void)
 	memset(&ep->tx, 0, sizeof(ep->tx));
 	memset(&ep->rx, 0, sizeof(ep->rx));
 	ep->gen = scif__atomic_inc(&ep_gen);
+	scif__rma_ep_init(ep);
 	return ep;
 }
 

@@ -6,6 +6,7 @@
 #ifndef SCIF_EPD_H
 #define SCIF_EPD_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -13,6 +14,7 @@
 #include "fabric/fabric.h"
 #include "lock.h"
 #include "rb.h"
+#include "window.h"
 
 enum scif_epd_state {
 	SCIFEP_UNBOUND,
@@ -109,6 +111,12 @@ struct scif_ep_shared {
  * @waiters:   threads of this process sleeping on @fd (so close knows to wake them).
  * @wake_fd:   eventfd scif_close() writes to wake this process's sleepers (lazily made).
  * @own_fd:    @fd is ours to close on teardown (an endpoint never handed to the caller).
+ * @ras:       windows of both sides (window.h).
+ * @req_lock, @req_cond, @reqs, @next_tag: control requests waiting for the peer's reply.
+ * @dma_issued: RMA transfers queued so far (fence marks count these).
+ * @dma_done:  transfers completed (in order: the DMA worker is FIFO), a futex word.
+ * @max_mark, @max_peer_mark: highest marks handed out (fence_wait rejects others).
+ * @peer_waits: the peer's WAIT requests not yet satisfied (under the worker lock).
  */
 struct scif_endpt {
 	int fd;
@@ -129,7 +137,21 @@ struct scif_endpt {
 	uint32_t waiters;
 	int wake_fd;
 	int own_fd;
+	struct scif_ras ras;
+	pthread_mutex_t req_lock;
+	pthread_cond_t req_cond;
+	struct scif_req *reqs;
+	uint32_t next_tag;
+	uint32_t dma_issued;
+	uint32_t dma_done;
+	uint32_t max_mark;
+	uint32_t max_peer_mark;
+	struct scif_peer_wait *peer_waits;
 };
+
+struct scif_ctl_msg;
+struct scif_req;
+struct scif_peer_wait;
 
 #define SCIF_MAX_BACKLOG 1024
 
@@ -186,6 +208,21 @@ void scif__conn_disconnect(struct scif_endpt *ep);
 void scif__conn_listen_event(struct scif_endpt *ep);
 /* Release everything the endpoint holds (last reference gone). */
 void scif__conn_teardown(struct scif_endpt *ep);
+
+/* Control requests over the link (nodeqp.c). */
+int scif__ctl_send(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd);
+/* Send a request and wait for the REPLY with its tag; returns -reply.err or 0. */
+int scif__ctl_call(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd,
+		   struct scif_ctl_msg *reply);
+void scif__ctl_msg_init(struct scif_ctl_msg *m, uint16_t op, const struct scif_endpt *ep);
+
+/* RMA side of an endpoint (rma.c). */
+void scif__rma_ep_init(struct scif_endpt *ep);
+void scif__rma_ep_fini(struct scif_endpt *ep);
+/* The peer left: fail requests and fence waits on this endpoint. */
+void scif__rma_disconnected(struct scif_endpt *ep);
+/* A control message from the peer (monitor thread); 0, or -EPROTO to drop the peer. */
+int scif__rma_ctl(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds);
 
 /* Messaging (msg.c). */
 int scif__msg_send(struct scif_endpt *ep, void *msg, int len, int flags);

@@ -52,12 +52,7 @@ static void close_fds(int *fds, int n)
 
 static void msg_init(struct scif_ctl_msg *m, uint16_t op, const struct scif_endpt *ep)
 {
-	memset(m, 0, sizeof(*m));
-	m->magic = SCIF_CTL_MAGIC;
-	m->version = SCIF_CTL_VERSION;
-	m->op = op;
-	m->src.node = scif__fab.self;
-	m->src.port = ep->sh->port;
+	scif__ctl_msg_init(m, op, ep);
 	m->pid = (uint32_t)getpid();
 }
 
@@ -327,15 +322,29 @@ void scif__conn_link_event(struct scif_endpt *ep)
 	int ret;
 
 	if (scif__epd_state(ep) != SCIFEP_CONNECTING) {
-		/* Connected: no control traffic is defined after the handshake yet except
-		 * hang-up; a readable link with nothing to read means the peer is gone. */
-		struct scif_ctl_msg m;
-		int nfds = 0;
+		/* Connected: RMA control messages, dispatched by opcode after validation. */
+		for (int budget = 0; budget < 64; budget++) {
+			struct scif_ctl_msg m;
+			int fds[SCIF_LINK_MAX_FDS], nfds = SCIF_LINK_MAX_FDS;
 
-		ret = scif__fab.ops->link_recv(ep->link, &m, sizeof(m), NULL, &nfds);
-		if (ret == -EAGAIN)
-			return;
-		scif__conn_disconnect(ep);
+			ret = scif__fab.ops->link_recv(ep->link, &m, sizeof(m), fds, &nfds);
+			if (ret == -EAGAIN)
+				return;
+			if (ret <= 0) { /* hang-up: the peer endpoint is gone */
+				scif__conn_disconnect(ep);
+				return;
+			}
+			if ((size_t)ret != sizeof(m) || m.magic != SCIF_CTL_MAGIC ||
+			    m.version != SCIF_CTL_VERSION)
+				ret = -EPROTO;
+			else
+				ret = scif__rma_ctl(ep, &m, fds, nfds); /* takes the fds it keeps */
+			close_fds(fds, nfds);
+			if (ret < 0) { /* a peer that breaks the protocol loses the connection */
+				scif__conn_disconnect(ep);
+				return;
+			}
+		}
 		return;
 	}
 	if (!scif__trylock(&sh->ctl))
@@ -555,6 +564,7 @@ void scif__conn_disconnect(struct scif_endpt *ep)
 	scif_dbg("endpoint %d: peer %u:%u gone", ep->fd, sh->peer.node, sh->peer.port);
 	scif__monitor_unwatch(ep->link);
 	scif__monitor_unwatch(ep->peer_bell);
+	scif__rma_disconnected(ep);
 	scif__port_put(port);
 	/*
 	 * Wake every sleeper: readable (a bell byte) and writable (no parked message). The bell
@@ -590,6 +600,7 @@ void scif__conn_teardown(struct scif_endpt *ep)
 		scif__fab.ops->region_destroy(&ep->mine);
 	scif__port_put(ep->port);
 	ep->port = NULL;
+	scif__rma_ep_fini(ep);
 	if (ep->sh)
 		munmap(ep->sh, sizeof(*ep->sh));
 	ep->sh = NULL;

@@ -19,6 +19,14 @@ enum scif_ctl_op {
 	SCIF_CNCT_GNT,     /* acceptor -> connector: its region and bell */
 	SCIF_CNCT_GNTACK,  /* connector -> acceptor: mapped, connected */
 	SCIF_CNCT_REJ,     /* acceptor -> connector: refused (err) */
+	SCIF_REGISTER,     /* a window: offset, len, prot, file offset; its memfd attached */
+	SCIF_UNREGISTER,   /* windows inside [offset, offset+len) are gone */
+	SCIF_MAP_REF,      /* the sender scif_mmap'ed [offset, offset+len) of the receiver's RAS */
+	SCIF_MAP_UNREF,    /* ... and unmapped it */
+	SCIF_MARK,         /* take a mark on your RMAs: reply carries it */
+	SCIF_WAIT,         /* reply when your RMAs up to payload[0] are complete */
+	SCIF_SIG,          /* after your RMAs so far: signal (flags in err) */
+	SCIF_REPLY,        /* answer to the request with the same tag: err, payload */
 	SCIF_CTL_MAX,
 };
 
@@ -31,7 +39,8 @@ enum scif_ctl_op {
  * @dst:       the (node, port) the sender addresses.
  * @ring_size: size of the ring in the region sent with this message (REQ, GNT).
  * @pid:       sender's process id (diagnostics).
- * @err:       positive errno for REJ.
+ * @err:       positive errno (REJ, REPLY), or flags (SIG).
+ * @tag:       request tag, echoed by REPLY.
  * @payload:   op-specific words.
  */
 struct scif_ctl_msg {
@@ -43,7 +52,7 @@ struct scif_ctl_msg {
 	uint32_t ring_size;
 	uint32_t pid;
 	int32_t err;
-	uint32_t pad;
+	uint32_t tag;
 	uint64_t payload[4];
 };
 

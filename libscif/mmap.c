@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * mmap.c - scif_mmap()/scif_munmap(): the peer's windows mapped into this process as the same
+ * memory (the windows' memfds), so loads and stores on either side see each other. The owner
+ * is told about each mapping, so an unregistered window keeps its offsets reserved while
+ * mapped (spec 3.10).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include "epd.h"
+#include "nodeqp.h"
+#include "rma.h"
+
+#define PAGE 4096u
+
+/* A live scif_mmap() mapping: what to tell the owner when it goes away. */
+struct mapping {
+	uintptr_t addr;
+	size_t len, unmapped;
+	int epfd;
+	uint32_t gen;
+	uint64_t roff;
+	struct mapping *next;
+};
+
+static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mapping *mappings;
+
+static void map_notify(int epfd, uint32_t gen, uint16_t op, uint64_t roff, size_t len)
+{
+	struct scif_endpt *ep = scif__epd_get(epfd);
+	struct scif_ctl_msg m;
+
+	if (!ep)
+		return;
+	if (ep->gen == gen && scif__epd_state(ep) == SCIFEP_CONNECTED) {
+		scif__ctl_msg_init(&m, op, ep);
+		m.payload[0] = roff;
+		m.payload[1] = len;
+		scif__ctl_send(ep, &m, -1);
+	}
+	scif__epd_put(ep);
+}
+
+void *scif__rma_mmap(void *addr, size_t len, int prot, int flags, struct scif_endpt *ep,
+		     off_t offset, int *err)
+{
+	struct scif_seg segs[SCIF_MAX_SEGS];
+	int nsegs = 0, ret;
+	struct mapping *rec;
+	uint8_t *base;
+	size_t pos = 0;
+
+	ret = scif__epd_verify_connected(ep);
+	if (!ret && offset < 0)
+		ret = -ENXIO;
+	len = (len + PAGE - 1) & ~(size_t)(PAGE - 1); /* like mmap(2), whole pages */
+	if (!ret) {
+		pthread_mutex_lock(&ep->ras.lock);
+		ret = scif__ras_lookup(&ep->ras, ep->ras.remote, offset, len, prot, segs, &nsegs);
+		pthread_mutex_unlock(&ep->ras.lock);
+	}
+	rec = ret ? NULL : malloc(sizeof(*rec));
+	if (!ret && !rec)
+		ret = -ENOMEM;
+	if (ret)
+		goto fail;
+	/* Reserve the whole range, then put each window's pages in it. */
+	base = mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
+					      (flags & SCIF_MAP_FIXED ? MAP_FIXED : 0), -1, 0);
+	if (base == MAP_FAILED) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	for (int i = 0; i < nsegs; i++) {
+		struct scif_window *w = segs[i].win;
+		off_t foff = w->foff + (off_t)(segs[i].addr - w->map);
+
+		if (mmap(base + pos, segs[i].len, (prot & SCIF_PROT_READ ? PROT_READ : 0) |
+							  (prot & SCIF_PROT_WRITE ? PROT_WRITE : 0),
+			 MAP_SHARED | MAP_FIXED, w->fd, foff) == MAP_FAILED) {
+			munmap(base, len);
+			ret = -ENOMEM;
+			goto fail;
+		}
+		pos += segs[i].len;
+	}
+	madvise(base, len, MADV_DONTFORK); /* spec 4.6: not inherited by fork() children */
+	scif__segs_put(segs, nsegs);
+	rec->addr = (uintptr_t)base;
+	rec->len = len;
+	rec->unmapped = 0;
+	rec->epfd = ep->fd;
+	rec->gen = ep->gen;
+	rec->roff = (uint64_t)offset;
+	pthread_mutex_lock(&map_lock);
+	rec->next = mappings;
+	mappings = rec;
+	pthread_mutex_unlock(&map_lock);
+	map_notify(ep->fd, ep->gen, SCIF_MAP_REF, (uint64_t)offset, len);
+	return base;
+fail:
+	scif__segs_put(segs, nsegs);
+	free(rec);
+	*err = ret;
+	return MAP_FAILED;
+}
+
+int scif__rma_munmap(void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr, b;
+	struct mapping *done = NULL;
+
+	len = (len + PAGE - 1) & ~(size_t)(PAGE - 1);
+	b = a + len;
+	if (munmap(addr, len) < 0)
+		return -errno;
+	pthread_mutex_lock(&map_lock);
+	for (struct mapping **pp = &mappings; *pp;) {
+		struct mapping *m = *pp;
+		uintptr_t lo = a > m->addr ? a : m->addr;
+		uintptr_t hi = b < m->addr + m->len ? b : m->addr + m->len;
+
+		if (lo < hi)
+			m->unmapped += hi - lo;
+		/* The whole mapping is gone: the owner may reclaim its offsets. */
+		if (m->unmapped >= m->len) {
+			*pp = m->next;
+			m->next = done;
+			done = m;
+		} else {
+			pp = &m->next;
+		}
+	}
+	pthread_mutex_unlock(&map_lock);
+	while (done) {
+		struct mapping *m = done;
+
+		done = m->next;
+		map_notify(m->epfd, m->gen, SCIF_MAP_UNREF, m->roff, m->len);
+		free(m);
+	}
+	return 0;
+}

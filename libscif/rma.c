@@ -1,0 +1,958 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * rma.c - registration, one-sided RMA and fences. Windows of both sides are mapped in this
+ * process (window.c), so a transfer is one memcpy between two mappings. Transfers without
+ * SCIF_RMA_SYNC/USECPU are queued on the process's DMA worker, a FIFO thread: each
+ * endpoint's transfers complete in issue order, which is what fence marks count on.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "atomic.h"
+#include "epd.h"
+#include "log.h"
+#include "nodeqp.h"
+#include "rma.h"
+
+#define DMA_CHUNK (1u << 20)      /* large transfers are queued in pieces of this size */
+#define CACHELINE 64u
+#define PEER_MARK_BIT 0x80000000u /* marks of the peer's RMAs are negative, like Intel's */
+
+struct scif_req {
+	uint32_t tag;
+	int done;
+	struct scif_ctl_msg reply;
+	struct scif_req *next;
+};
+
+struct scif_peer_wait {
+	uint32_t tag;
+	uint32_t id;
+	struct scif_peer_wait *next;
+};
+
+/* One transfer: the segments of both sides, shared by its chunks. */
+struct scif_xfer {
+	struct scif_seg src[SCIF_MAX_SEGS], dst[SCIF_MAX_SEGS];
+	int nsrc, ndst;
+	uint8_t *vbuf; /* v-calls: the application's buffer is one side */
+	int vdir;      /* 1: vbuf is the source, 0: the destination */
+	size_t len;
+	int ordered;
+	uint32_t chunks; /* chunks not yet done */
+};
+
+enum { DMA_COPY, DMA_SIGNAL };
+
+struct scif_dma {
+	int kind;
+	struct scif_endpt *ep; /* referenced */
+	struct scif_xfer *x;   /* DMA_COPY */
+	size_t from, to;       /* DMA_COPY: byte range of the transfer */
+	uint32_t id;           /* the transfer's id: dma_done reaches it when the last chunk is done */
+	struct scif_seg sig[2]; /* DMA_SIGNAL: 8-byte targets (win NULL if unused) */
+	uint64_t val[2];
+	struct scif_dma *next;
+};
+
+static pthread_mutex_t dma_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t dma_cond = PTHREAD_COND_INITIALIZER;
+static struct scif_dma *dma_head, **dma_tail = &dma_head;
+static int dma_running;
+
+/* ---- control requests ------------------------------------------------------------------ */
+
+void scif__ctl_msg_init(struct scif_ctl_msg *m, uint16_t op, const struct scif_endpt *ep)
+{
+	memset(m, 0, sizeof(*m));
+	m->magic = SCIF_CTL_MAGIC;
+	m->version = SCIF_CTL_VERSION;
+	m->op = op;
+	m->src.node = scif__fab.self;
+	m->src.port = ep->sh->port;
+}
+
+int scif__ctl_send(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd)
+{
+	int ret = scif__fab.ops->link_send(ep->link, m, sizeof(*m), &fd, fd >= 0 ? 1 : 0);
+
+	return ret == -ECONNRESET || ret == -EPIPE ? -ECONNRESET : ret;
+}
+
+int scif__ctl_call(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd,
+		   struct scif_ctl_msg *reply)
+{
+	struct scif_req req = { 0 };
+	int ret;
+
+	pthread_mutex_lock(&ep->req_lock);
+	req.tag = ++ep->next_tag;
+	req.next = ep->reqs;
+	ep->reqs = &req;
+	pthread_mutex_unlock(&ep->req_lock);
+	m->tag = req.tag;
+	ret = scif__ctl_send(ep, m, fd);
+	pthread_mutex_lock(&ep->req_lock);
+	while (!ret && !req.done) {
+		if (scif__epd_state(ep) != SCIFEP_CONNECTED) {
+			ret = -ECONNRESET;
+			break;
+		}
+		pthread_cond_wait(&ep->req_cond, &ep->req_lock);
+	}
+	for (struct scif_req **pp = &ep->reqs; *pp; pp = &(*pp)->next)
+		if (*pp == &req) {
+			*pp = req.next;
+			break;
+		}
+	pthread_mutex_unlock(&ep->req_lock);
+	if (ret)
+		return ret;
+	if (reply)
+		*reply = req.reply;
+	return -req.reply.err;
+}
+
+static void ctl_reply(struct scif_endpt *ep, uint32_t tag, int err, uint64_t p0)
+{
+	struct scif_ctl_msg r;
+
+	scif__ctl_msg_init(&r, SCIF_REPLY, ep);
+	r.tag = tag;
+	r.err = err;
+	r.payload[0] = p0;
+	scif__ctl_send(ep, &r, -1);
+}
+
+/* ---- the DMA worker -------------------------------------------------------------------- */
+
+/* Copy bytes [from, to) of a transfer between its segment lists. */
+static void xfer_copy(struct scif_xfer *x, size_t from, size_t to)
+{
+	int si = 0, di = 0;
+	size_t soff = from, doff = from;
+
+	if (x->vbuf) {
+		struct scif_seg *segs = x->vdir ? x->dst : x->src;
+		int n = x->vdir ? x->ndst : x->nsrc;
+		size_t pos = 0;
+
+		for (int i = 0; i < n && pos < to; pos += segs[i].len, i++) {
+			size_t a = from > pos ? from - pos : 0, b = to - pos;
+
+			if (b > segs[i].len)
+				b = segs[i].len;
+			if (a >= b)
+				continue;
+			if (x->vdir)
+				memcpy(segs[i].addr + a, x->vbuf + pos + a, b - a);
+			else
+				memcpy(x->vbuf + pos + a, segs[i].addr + a, b - a);
+		}
+		return;
+	}
+	/* Find the segments holding byte `from` on each side, then walk both lists. */
+	while (si < x->nsrc && soff >= x->src[si].len)
+		soff -= x->src[si++].len;
+	while (di < x->ndst && doff >= x->dst[di].len)
+		doff -= x->dst[di++].len;
+	for (size_t left = to - from; left;) {
+		size_t n = x->src[si].len - soff;
+
+		if (n > x->dst[di].len - doff)
+			n = x->dst[di].len - doff;
+		if (n > left)
+			n = left;
+		memcpy(x->dst[di].addr + doff, x->src[si].addr + soff, n);
+		left -= n;
+		soff += n;
+		doff += n;
+		if (soff == x->src[si].len) {
+			si++;
+			soff = 0;
+		}
+		if (doff == x->dst[di].len) {
+			di++;
+			doff = 0;
+		}
+	}
+}
+
+/* Where SCIF_RMA_ORDERED's last line begins: the destination's final 64-byte line. */
+static size_t xfer_tail(const struct scif_xfer *x)
+{
+	const struct scif_seg *d = x->vdir || !x->vbuf ? &x->dst[x->ndst - 1] : NULL;
+	uintptr_t end;
+	size_t line;
+
+	if (!d) /* vreadfrom: the destination is the application's buffer */
+		end = (uintptr_t)x->vbuf + x->len;
+	else
+		end = (uintptr_t)d->addr + d->len;
+	line = (size_t)(end - ((end - 1) & ~(uintptr_t)(CACHELINE - 1)));
+	return x->len > line ? x->len - line : 0;
+}
+
+static void xfer_free(struct scif_xfer *x)
+{
+	scif__segs_put(x->src, x->nsrc);
+	scif__segs_put(x->dst, x->ndst);
+	free(x);
+}
+
+/* Run a whole transfer in the caller (SYNC / USECPU). */
+static void xfer_run(struct scif_xfer *x)
+{
+	if (x->ordered) {
+		size_t tail = xfer_tail(x);
+
+		xfer_copy(x, 0, tail);
+		/* Release: every other byte is visible before the last line. */
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+		xfer_copy(x, tail, x->len);
+	} else {
+		xfer_copy(x, 0, x->len);
+	}
+}
+
+static void signal_store(struct scif_seg *s, uint64_t v)
+{
+	/* Release: the transfers before the signal are visible before its value. */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	memcpy(s->addr, &v, sizeof(v));
+}
+
+static void peer_waits_answer(struct scif_endpt *ep)
+{
+	struct scif_peer_wait **pp = &ep->peer_waits;
+
+	while (*pp) {
+		struct scif_peer_wait *w = *pp;
+
+		if ((int32_t)(ep->dma_done - w->id) >= 0) {
+			*pp = w->next;
+			ctl_reply(ep, w->tag, 0, 0);
+			free(w);
+		} else {
+			pp = &w->next;
+		}
+	}
+}
+
+static void dma_complete(struct scif_endpt *ep, uint32_t id)
+{
+	/* Release pairs with the acquire in fence_wait: the copied bytes are visible first. */
+	__atomic_store_n(&ep->dma_done, id, __ATOMIC_RELEASE);
+	scif__futex_wake_all(&ep->dma_done);
+	pthread_mutex_lock(&dma_lock);
+	if (ep->peer_waits)
+		peer_waits_answer(ep);
+	pthread_mutex_unlock(&dma_lock);
+}
+
+static void *dma_worker(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct scif_dma *d;
+
+		pthread_mutex_lock(&dma_lock);
+		while (!dma_head)
+			pthread_cond_wait(&dma_cond, &dma_lock);
+		d = dma_head;
+		dma_head = d->next;
+		if (!dma_head)
+			dma_tail = &dma_head;
+		pthread_mutex_unlock(&dma_lock);
+
+		if (d->kind == DMA_COPY) {
+			struct scif_xfer *x = d->x;
+			size_t tail = x->ordered ? xfer_tail(x) : x->len;
+			size_t to = d->to < tail ? d->to : tail;
+
+			if (d->from < to)
+				xfer_copy(x, d->from, to);
+			if (--x->chunks == 0) { /* FIFO: every other chunk of it is done */
+				if (x->ordered) {
+					__atomic_thread_fence(__ATOMIC_RELEASE);
+					xfer_copy(x, tail, x->len);
+				}
+				xfer_free(x);
+				dma_complete(d->ep, d->id);
+			}
+		} else {
+			for (int i = 0; i < 2; i++)
+				if (d->sig[i].win) {
+					signal_store(&d->sig[i], d->val[i]);
+					scif__window_put(d->sig[i].win);
+				}
+			dma_complete(d->ep, d->id);
+		}
+		scif__epd_put(d->ep);
+		free(d);
+	}
+	return NULL;
+}
+
+static int dma_start(void)
+{
+	pthread_attr_t attr;
+	sigset_t all, old;
+	pthread_t th;
+	int ret;
+
+	if (scif__load_acquire(&dma_running))
+		return 0;
+	pthread_mutex_lock(&dma_lock);
+	ret = 0;
+	if (!dma_running) {
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		ret = -pthread_create(&th, &attr, dma_worker, NULL);
+		pthread_attr_destroy(&attr);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (!ret)
+			scif__store_release(&dma_running, 1);
+	}
+	pthread_mutex_unlock(&dma_lock);
+	return ret;
+}
+
+/* A fork() child has no worker: start its own on demand; queued work stayed in the parent. */
+static void dma_atfork_child(void)
+{
+	dma_running = 0;
+	dma_head = NULL;
+	dma_tail = &dma_head;
+	pthread_mutex_init(&dma_lock, NULL);
+}
+
+/* Queue descriptors (already linked through ->next) in one go; ids assigned by the caller. */
+static void dma_queue(struct scif_dma *first, struct scif_dma **last_next)
+{
+	pthread_mutex_lock(&dma_lock);
+	*dma_tail = first;
+	dma_tail = last_next;
+	pthread_cond_signal(&dma_cond);
+	pthread_mutex_unlock(&dma_lock);
+}
+
+/* ---- registration ---------------------------------------------------------------------- */
+
+static void rma_once(void)
+{
+	pthread_atfork(NULL, NULL, dma_atfork_child);
+}
+
+void scif__rma_ep_init(struct scif_endpt *ep)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, rma_once);
+	scif__ras_init(&ep->ras);
+	pthread_mutex_init(&ep->req_lock, NULL);
+	pthread_cond_init(&ep->req_cond, NULL);
+	ep->reqs = NULL;
+	ep->next_tag = 0;
+	ep->dma_issued = ep->dma_done = ep->max_mark = ep->max_peer_mark = 0;
+	ep->peer_waits = NULL;
+}
+
+void scif__rma_disconnected(struct scif_endpt *ep)
+{
+	pthread_mutex_lock(&ep->req_lock);
+	pthread_cond_broadcast(&ep->req_cond);
+	pthread_mutex_unlock(&ep->req_lock);
+	scif__futex_wake_all(&ep->dma_done);
+}
+
+void scif__rma_ep_fini(struct scif_endpt *ep)
+{
+	pthread_mutex_lock(&dma_lock);
+	while (ep->peer_waits) {
+		struct scif_peer_wait *w = ep->peer_waits;
+
+		ep->peer_waits = w->next;
+		free(w);
+	}
+	pthread_mutex_unlock(&dma_lock);
+	scif__ras_destroy(&ep->ras);
+	pthread_cond_destroy(&ep->req_cond);
+	pthread_mutex_destroy(&ep->req_lock);
+}
+
+off_t scif__rma_register(struct scif_endpt *ep, void *addr, size_t len, off_t offset, int prot,
+			 int map_flags)
+{
+	struct scif_window *w;
+	struct scif_ctl_msg m;
+	uint64_t off = (uint64_t)offset;
+	int ret;
+
+	ret = scif__epd_verify_connected(ep);
+	if (ret)
+		return ret;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->fd = -1;
+	w->refs = 1;
+	w->len = len;
+	w->prot = prot;
+	ret = scif__window_back(addr, len, (prot & SCIF_PROT_WRITE) != 0, &w->fd, &w->foff);
+	if (ret)
+		goto fail;
+	w->map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, w->fd, w->foff);
+	if (w->map == MAP_FAILED) {
+		w->map = NULL;
+		ret = -ENOMEM;
+		goto fail;
+	}
+	/* Place the window, reserving its offsets until the peer has acknowledged it. */
+	pthread_mutex_lock(&ep->ras.lock);
+	ret = scif__ras_place(&ep->ras, len, map_flags & SCIF_MAP_FIXED, &off);
+	if (!ret) {
+		w->offset = off;
+		w->dead = 1; /* not usable until announced */
+		scif__window_get(w);
+		scif__ras_insert(&ep->ras.self, w);
+	}
+	pthread_mutex_unlock(&ep->ras.lock);
+	if (ret)
+		goto fail;
+	scif__ctl_msg_init(&m, SCIF_REGISTER, ep);
+	m.payload[0] = off;
+	m.payload[1] = len;
+	m.payload[2] = (uint64_t)prot;
+	m.payload[3] = (uint64_t)w->foff;
+	ret = scif__ctl_call(ep, &m, w->fd, NULL);
+	pthread_mutex_lock(&ep->ras.lock);
+	if (ret) { /* withdraw */
+		for (struct scif_window **pp = &ep->ras.self; *pp; pp = &(*pp)->next)
+			if (*pp == w) {
+				*pp = w->next;
+				break;
+			}
+	} else {
+		w->dead = 0;
+	}
+	pthread_mutex_unlock(&ep->ras.lock);
+	if (ret) {
+		scif__window_put(w); /* the list's */
+		if (ret == -ECONNRESET)
+			ret = scif__epd_verify_connected(ep) ?: -ECONNRESET;
+		goto fail;
+	}
+	scif__window_put(w); /* ours; the list keeps it */
+	return (off_t)off;
+fail:
+	scif__window_put(w);
+	return ret;
+}
+
+int scif__rma_unregister(struct scif_endpt *ep, off_t offset, size_t len)
+{
+	uint64_t a = (uint64_t)offset, b = a + len;
+	struct scif_ctl_msg m, reply;
+	struct scif_window *gone = NULL;
+	int ret;
+
+	ret = scif__epd_verify_connected(ep);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&ep->ras.lock);
+	/* Nothing may straddle either boundary (spec 3.10). */
+	for (struct scif_window *w = ep->ras.self; w; w = w->next) {
+		if (w->dead)
+			continue;
+		if (w->offset < b && a < w->offset + w->len &&
+		    (w->offset < a || w->offset + w->len > b)) {
+			pthread_mutex_unlock(&ep->ras.lock);
+			return -EINVAL;
+		}
+	}
+	for (struct scif_window *w = ep->ras.self; w; w = w->next)
+		if (!w->dead && w->offset >= a && w->offset + w->len <= b) {
+			w->dead = 1; /* out of lookups now; offsets reserved below */
+			gone = w;
+		}
+	pthread_mutex_unlock(&ep->ras.lock);
+	if (!gone)
+		return 0;
+	/* Synchronous: when this returns the peer can no longer reach the windows. */
+	scif__ctl_msg_init(&m, SCIF_UNREGISTER, ep);
+	m.payload[0] = a;
+	m.payload[1] = len;
+	ret = scif__ctl_call(ep, &m, -1, &reply);
+	pthread_mutex_lock(&ep->ras.lock);
+	for (struct scif_window **pp = &ep->ras.self; *pp;) {
+		struct scif_window *w = *pp;
+
+		/* Windows the peer still maps keep their offsets reserved (EADDRINUSE). */
+		if (w->dead && w->offset >= a && w->offset + w->len <= b && !w->peer_maps) {
+			*pp = w->next;
+			scif__window_put(w);
+		} else {
+			pp = &w->next;
+		}
+	}
+	pthread_mutex_unlock(&ep->ras.lock);
+	return ret == -ECONNRESET ? scif__epd_verify_connected(ep) : 0;
+}
+
+/* ---- RMA ------------------------------------------------------------------------------- */
+
+/*
+ * One transfer. @vaddr != NULL for the v-calls (the local side is ordinary memory). @write:
+ * local -> remote. Ranges are checked (ENXIO/EPERM) before anything is copied.
+ */
+int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, size_t len,
+		   off_t roffset, int flags, int write)
+{
+	struct scif_xfer *x;
+	int ret;
+
+	ret = scif__epd_verify_connected(ep);
+	if (ret)
+		return ret;
+	if (flags && !(flags & (SCIF_RMA_USECPU | SCIF_RMA_USECACHE | SCIF_RMA_SYNC |
+				SCIF_RMA_ORDERED)))
+		return -EINVAL;
+	if (len == 0 || (uint64_t)roffset + len < (uint64_t)roffset ||
+	    (!is_v && (uint64_t)loffset + len < (uint64_t)loffset))
+		return -EINVAL;
+	/* Only what can be seen without a system call: NULL, the first page, non-canonical. */
+	if (is_v && ((uintptr_t)vaddr < 4096 || (uintptr_t)vaddr + len < (uintptr_t)vaddr ||
+		     (uintptr_t)vaddr + len > (1ULL << 47)))
+		return -EFAULT;
+	x = malloc(sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	x->nsrc = x->ndst = 0;
+	x->len = len;
+	x->ordered = (flags & SCIF_RMA_ORDERED) != 0;
+	x->vbuf = vaddr;
+	x->vdir = write;
+	pthread_mutex_lock(&ep->ras.lock);
+	if (!is_v) {
+		ret = scif__ras_lookup(&ep->ras, ep->ras.self, loffset, len,
+				       write ? SCIF_PROT_READ : SCIF_PROT_WRITE,
+				       write ? x->src : x->dst, write ? &x->nsrc : &x->ndst);
+	}
+	if (!ret)
+		ret = scif__ras_lookup(&ep->ras, ep->ras.remote, roffset, len,
+				       write ? SCIF_PROT_WRITE : SCIF_PROT_READ,
+				       write ? x->dst : x->src, write ? &x->ndst : &x->nsrc);
+	pthread_mutex_unlock(&ep->ras.lock);
+	if (ret) {
+		xfer_free(x);
+		return ret;
+	}
+	if (flags & (SCIF_RMA_SYNC | SCIF_RMA_USECPU)) {
+		xfer_run(x);
+		xfer_free(x);
+		return 0;
+	}
+	/* Asynchronous: queue chunk descriptors on the DMA worker and return. */
+	ret = dma_start();
+	if (ret) {
+		xfer_free(x);
+		return ret;
+	}
+	struct scif_dma *first = NULL, **tail = &first;
+	uint32_t id = scif__atomic_inc(&ep->dma_issued);
+
+	x->chunks = (uint32_t)((len + DMA_CHUNK - 1) / DMA_CHUNK);
+	for (size_t pos = 0; pos < len; pos += DMA_CHUNK) {
+		struct scif_dma *d = calloc(1, sizeof(*d));
+
+		if (!d) { /* cannot queue the rest: finish it here, in order */
+			x->chunks = 1;
+			ret = -ENOMEM;
+			break;
+		}
+		d->kind = DMA_COPY;
+		d->ep = scif__epd_get(ep->fd);
+		if (!d->ep) {
+			free(d);
+			ret = -ECONNRESET;
+			break;
+		}
+		d->x = x;
+		d->from = pos;
+		d->to = pos + DMA_CHUNK < len ? pos + DMA_CHUNK : len;
+		d->id = id;
+		*tail = d;
+		tail = &d->next;
+	}
+	if (ret) {
+		/* Fall back to a synchronous copy; the queued chunks are dropped unsent. */
+		while (first) {
+			struct scif_dma *d = first;
+
+			first = d->next;
+			scif__epd_put(d->ep);
+			free(d);
+		}
+		xfer_run(x);
+		xfer_free(x);
+		dma_complete(ep, id);
+		return 0;
+	}
+	dma_queue(first, tail);
+	return 0;
+}
+
+/* ---- fences ---------------------------------------------------------------------------- */
+
+int scif__fence_mark(struct scif_endpt *ep, int flags, int *mark)
+{
+	struct scif_ctl_msg m, reply;
+	uint32_t id;
+	int ret;
+
+	ret = scif__epd_verify_connected(ep);
+	if (ret)
+		return ret;
+	if (flags != SCIF_FENCE_INIT_SELF && flags != SCIF_FENCE_INIT_PEER)
+		return -EINVAL;
+	if (flags == SCIF_FENCE_INIT_SELF) {
+		id = scif__load_acquire(&ep->dma_issued) & 0x7fffffffu;
+		__atomic_store_n(&ep->max_mark, id, __ATOMIC_RELAXED);
+		*mark = (int)id;
+		return 0;
+	}
+	scif__ctl_msg_init(&m, SCIF_MARK, ep);
+	ret = scif__ctl_call(ep, &m, -1, &reply);
+	if (ret)
+		return ret;
+	id = (uint32_t)reply.payload[0] & 0x7fffffffu;
+	__atomic_store_n(&ep->max_peer_mark, id, __ATOMIC_RELAXED);
+	*mark = (int)(PEER_MARK_BIT | id);
+	return 0;
+}
+
+int scif__fence_wait(struct scif_endpt *ep, int mark)
+{
+	uint32_t id = (uint32_t)mark & 0x7fffffffu;
+	struct scif_ctl_msg m;
+	int ret;
+
+	ret = scif__epd_verify_connected(ep);
+	if (ret)
+		return ret;
+	if ((uint32_t)mark & PEER_MARK_BIT) {
+		if (id > scif__read_once(&ep->max_peer_mark))
+			return -EINVAL;
+		scif__ctl_msg_init(&m, SCIF_WAIT, ep);
+		m.payload[0] = id;
+		return scif__ctl_call(ep, &m, -1, NULL);
+	}
+	if (id > scif__read_once(&ep->max_mark))
+		return -EINVAL;
+	for (;;) {
+		/* Acquire pairs with the release in dma_complete. */
+		uint32_t done = __atomic_load_n(&ep->dma_done, __ATOMIC_ACQUIRE);
+
+		if ((int32_t)(done - id) >= 0)
+			return 0;
+		if (scif__epd_state(ep) != SCIFEP_CONNECTED)
+			return -ECONNRESET;
+		ret = scif__futex_wait(&ep->dma_done, done, 100000000);
+		if (ret == -EINTR)
+			return ret;
+	}
+}
+
+/* The 8 bytes at off must lie in one writable live window (spec 3.19). */
+static int signal_target(struct scif_ras *ras, struct scif_window *list, int64_t off,
+			 struct scif_seg *seg)
+{
+	int n, ret;
+
+	if (off < 0)
+		return -ENXIO;
+	for (struct scif_window *w = list; w; w = w->next)
+		if (!w->dead && (uint64_t)off >= w->offset && (uint64_t)off < w->offset + w->len) {
+			if ((uint64_t)off + 8 > w->offset + w->len || !(w->prot & SCIF_PROT_WRITE))
+				return -ENXIO;
+			ret = scif__ras_lookup(ras, list, off, 8, SCIF_PROT_WRITE, seg, &n);
+			return ret ? -ENXIO : 0;
+		}
+	return -ENXIO;
+}
+
+/* Queue (or run, if nothing is pending) a signal behind this endpoint's transfers. */
+static int signal_queue(struct scif_endpt *ep, struct scif_seg sig[2], uint64_t val[2])
+{
+	struct scif_dma *d;
+	int ret;
+
+	if (scif__load_acquire(&ep->dma_done) == scif__read_once(&ep->dma_issued)) {
+		for (int i = 0; i < 2; i++)
+			if (sig[i].win) {
+				signal_store(&sig[i], val[i]);
+				scif__window_put(sig[i].win);
+			}
+		return 0;
+	}
+	ret = dma_start();
+	d = ret ? NULL : calloc(1, sizeof(*d));
+	if (!d) {
+		for (int i = 0; i < 2; i++)
+			if (sig[i].win)
+				scif__window_put(sig[i].win);
+		return ret ? ret : -ENOMEM;
+	}
+	d->kind = DMA_SIGNAL;
+	d->ep = scif__epd_get(ep->fd);
+	if (!d->ep) {
+		free(d);
+		return -ECONNRESET;
+	}
+	memcpy(d->sig, sig, sizeof(d->sig));
+	memcpy(d->val, val, sizeof(d->val));
+	d->id = scif__atomic_inc(&ep->dma_issued);
+	dma_queue(d, &d->next);
+	return 0;
+}
+
+int scif__fence_signal(struct scif_endpt *ep, off_t loff, uint64_t lval, off_t roff,
+		       uint64_t rval, int flags)
+{
+	struct scif_seg sig[2] = { { 0 }, { 0 } };
+	uint64_t val[2] = { lval, rval };
+	int init = flags & (SCIF_FENCE_INIT_SELF | SCIF_FENCE_INIT_PEER);
+	int ret;
+
+	ret = scif__epd_verify_connected(ep);
+	if (ret)
+		return ret;
+	if ((flags & ~(SCIF_FENCE_INIT_SELF | SCIF_FENCE_INIT_PEER | SCIF_SIGNAL_LOCAL |
+		       SCIF_SIGNAL_REMOTE)) ||
+	    (init != SCIF_FENCE_INIT_SELF && init != SCIF_FENCE_INIT_PEER) ||
+	    !(flags & (SCIF_SIGNAL_LOCAL | SCIF_SIGNAL_REMOTE)) ||
+	    ((flags & SCIF_SIGNAL_LOCAL) && (loff & 3)) ||
+	    ((flags & SCIF_SIGNAL_REMOTE) && (roff & 3)))
+		return -EINVAL;
+	pthread_mutex_lock(&ep->ras.lock);
+	if (flags & SCIF_SIGNAL_LOCAL)
+		ret = signal_target(&ep->ras, ep->ras.self, loff, &sig[0]);
+	if (!ret && (flags & SCIF_SIGNAL_REMOTE))
+		ret = signal_target(&ep->ras, ep->ras.remote, roff, &sig[1]);
+	pthread_mutex_unlock(&ep->ras.lock);
+	if (ret) {
+		for (int i = 0; i < 2; i++)
+			if (sig[i].win)
+				scif__window_put(sig[i].win);
+		return ret;
+	}
+	if (init == SCIF_FENCE_INIT_SELF)
+		return signal_queue(ep, sig, val);
+	/* The peer's RMAs: it writes after its own transfers, through its mappings. */
+	struct scif_ctl_msg m;
+
+	for (int i = 0; i < 2; i++)
+		if (sig[i].win)
+			scif__window_put(sig[i].win);
+	scif__ctl_msg_init(&m, SCIF_SIG, ep);
+	m.err = flags;
+	m.payload[0] = (uint64_t)loff;
+	m.payload[1] = lval;
+	m.payload[2] = (uint64_t)roff;
+	m.payload[3] = rval;
+	return scif__ctl_send(ep, &m, -1);
+}
+
+/* ---- the peer's control messages (monitor thread; never blocks) ------------------------ */
+
+static int ctl_register(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds)
+{
+	uint64_t off = m->payload[0], len = m->payload[1], prot = m->payload[2];
+	uint64_t foff = m->payload[3];
+	struct scif_window *w = NULL;
+	struct stat st;
+	int err = 0, seals;
+
+	/* Everything about the window is the peer's word: check it all. */
+	if (nfds != 1 || !len || (off | len | foff) & (4096 - 1) || off >= SCIF_RAS_END ||
+	    len > SCIF_RAS_END - off || (prot & ~3ULL) || foff > (uint64_t)INT64_MAX - len)
+		err = EINVAL;
+	seals = nfds == 1 ? fcntl(fds[0], F_GET_SEALS) : -1;
+	if (!err && (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) !=
+					  (F_SEAL_SHRINK | F_SEAL_GROW) ||
+		     fstat(fds[0], &st) || (uint64_t)st.st_size < foff + len))
+		err = EINVAL;
+	if (!err && !(w = calloc(1, sizeof(*w))))
+		err = ENOMEM;
+	if (!err) {
+		w->offset = off;
+		w->len = len;
+		w->prot = (int)prot;
+		w->fd = fds[0];
+		w->foff = (off_t)foff;
+		w->refs = 1;
+		/* Map only what the window allows: a READ window cannot be written through us. */
+		w->map = mmap(NULL, len, (prot & SCIF_PROT_READ ? PROT_READ : 0) |
+					 (prot & SCIF_PROT_WRITE ? PROT_WRITE : 0),
+			      MAP_SHARED, fds[0], (off_t)foff);
+		if (w->map == MAP_FAILED) {
+			w->map = NULL;
+			err = ENOMEM;
+		}
+	}
+	if (!err) {
+		fds[0] = -1;
+		pthread_mutex_lock(&ep->ras.lock);
+		for (struct scif_window *x = ep->ras.remote; x; x = x->next)
+			if (x->offset < off + len && off < x->offset + x->len)
+				err = EADDRINUSE;
+		if (!err)
+			scif__ras_insert(&ep->ras.remote, w);
+		pthread_mutex_unlock(&ep->ras.lock);
+	}
+	if (err && w)
+		scif__window_put(w);
+	ctl_reply(ep, m->tag, err, 0);
+	return 0;
+}
+
+static int ctl_unregister(struct scif_endpt *ep, const struct scif_ctl_msg *m)
+{
+	uint64_t a = m->payload[0], b = a + m->payload[1];
+
+	pthread_mutex_lock(&ep->ras.lock);
+	for (struct scif_window **pp = &ep->ras.remote; *pp;) {
+		struct scif_window *w = *pp;
+
+		if (w->offset >= a && w->offset + w->len <= b && b >= a) {
+			*pp = w->next;
+			scif__window_put(w); /* in-flight RMAs hold their own references */
+		} else {
+			pp = &w->next;
+		}
+	}
+	pthread_mutex_unlock(&ep->ras.lock);
+	ctl_reply(ep, m->tag, 0, 0);
+	return 0;
+}
+
+static int ctl_map_ref(struct scif_endpt *ep, const struct scif_ctl_msg *m, int delta)
+{
+	uint64_t a = m->payload[0], b = a + m->payload[1];
+
+	pthread_mutex_lock(&ep->ras.lock);
+	for (struct scif_window **pp = &ep->ras.self; *pp;) {
+		struct scif_window *w = *pp;
+
+		if (w->offset < b && a < w->offset + w->len) {
+			if (delta > 0)
+				w->peer_maps++;
+			else if (w->peer_maps)
+				w->peer_maps--;
+			if (w->dead && !w->peer_maps) { /* unregistered: offsets free now */
+				*pp = w->next;
+				scif__window_put(w);
+				continue;
+			}
+		}
+		pp = &w->next;
+	}
+	pthread_mutex_unlock(&ep->ras.lock);
+	return 0;
+}
+
+static int ctl_wait(struct scif_endpt *ep, const struct scif_ctl_msg *m)
+{
+	uint32_t id = (uint32_t)m->payload[0];
+	struct scif_peer_wait *w;
+
+	pthread_mutex_lock(&dma_lock);
+	if ((int32_t)(scif__load_acquire(&ep->dma_done) - id) >= 0) {
+		pthread_mutex_unlock(&dma_lock);
+		ctl_reply(ep, m->tag, 0, 0);
+		return 0;
+	}
+	w = malloc(sizeof(*w));
+	if (w) {
+		w->tag = m->tag;
+		w->id = id;
+		w->next = ep->peer_waits;
+		ep->peer_waits = w;
+	}
+	pthread_mutex_unlock(&dma_lock);
+	if (!w)
+		ctl_reply(ep, m->tag, ENOMEM, 0);
+	return 0;
+}
+
+static int ctl_sig(struct scif_endpt *ep, const struct scif_ctl_msg *m)
+{
+	struct scif_seg sig[2] = { { 0 }, { 0 } };
+	/* The peer's LOCAL is our remote list; its REMOTE is our own windows. */
+	uint64_t val[2] = { m->payload[1], m->payload[3] };
+	int ret = 0;
+
+	pthread_mutex_lock(&ep->ras.lock);
+	if (m->err & SCIF_SIGNAL_LOCAL)
+		ret = signal_target(&ep->ras, ep->ras.remote, (int64_t)m->payload[0], &sig[0]);
+	if (!ret && (m->err & SCIF_SIGNAL_REMOTE))
+		ret = signal_target(&ep->ras, ep->ras.self, (int64_t)m->payload[2], &sig[1]);
+	pthread_mutex_unlock(&ep->ras.lock);
+	if (ret) { /* it validated against its view; windows changed meanwhile */
+		for (int i = 0; i < 2; i++)
+			if (sig[i].win)
+				scif__window_put(sig[i].win);
+		return 0;
+	}
+	signal_queue(ep, sig, val);
+	return 0;
+}
+
+static int ctl_reply_in(struct scif_endpt *ep, const struct scif_ctl_msg *m)
+{
+	pthread_mutex_lock(&ep->req_lock);
+	for (struct scif_req *r = ep->reqs; r; r = r->next)
+		if (r->tag == m->tag) {
+			r->reply = *m;
+			r->done = 1;
+			pthread_cond_broadcast(&ep->req_cond);
+			break;
+		}
+	pthread_mutex_unlock(&ep->req_lock);
+	return 0;
+}
+
+int scif__rma_ctl(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds)
+{
+	switch (m->op) {
+	case SCIF_REGISTER:
+		return ctl_register(ep, m, fds, nfds);
+	case SCIF_UNREGISTER:
+		return ctl_unregister(ep, m);
+	case SCIF_MAP_REF:
+		return ctl_map_ref(ep, m, 1);
+	case SCIF_MAP_UNREF:
+		return ctl_map_ref(ep, m, -1);
+	case SCIF_MARK:
+		ctl_reply(ep, m->tag, 0, scif__load_acquire(&ep->dma_issued));
+		return 0;
+	case SCIF_WAIT:
+		return ctl_wait(ep, m);
+	case SCIF_SIG:
+		return ctl_sig(ep, m);
+	case SCIF_REPLY:
+		return ctl_reply_in(ep, m);
+	default:
+		return -EPROTO; /* handshake messages after the handshake */
+	}
+}

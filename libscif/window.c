@@ -1,0 +1,338 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * window.c - windows and the registered address space. Registration turns the application's
+ * pages into sealed-memfd pages in place, once; after that the same physical pages can be
+ * mapped by the peer, which is what makes RMA a single memcpy and scif_mmap coherent.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "atomic.h"
+#include "log.h"
+#include "scif.h"
+#include "window.h"
+
+#define PAGE 4096ULL
+
+/*
+ * Ranges of this process's address space already backed by a memfd of ours, so registering
+ * the same memory again (or a part of it) shares the pages instead of copying them.
+ */
+struct backing {
+	uintptr_t start, end;
+	int fd;
+	off_t foff; /* file offset of start */
+	struct backing *next;
+};
+
+static pthread_mutex_t backing_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct backing *backings;
+
+struct vma {
+	uintptr_t start, end;
+	int prot;
+	int hugetlb;
+};
+
+/* The mappings overlapping [a, b), from /proc/self/maps. Returns how many, or -errno. */
+static int window_vmas(uintptr_t a, uintptr_t b, struct vma *v, int max)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	int n = 0;
+
+	if (!f)
+		return -ENOMEM;
+	while (fgets(line, sizeof(line), f)) {
+		uintptr_t s, e;
+		char perms[8];
+		int pos = 0;
+
+		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s %*s %*s %*s %n", &s, &e, perms,
+			   &pos) < 3)
+			continue;
+		if (e <= a || s >= b)
+			continue;
+		if (n == max) {
+			n = -ENOMEM;
+			break;
+		}
+		v[n].start = s < a ? a : s;
+		v[n].end = e > b ? b : e;
+		v[n].prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
+			    (perms[2] == 'x' ? PROT_EXEC : 0);
+		v[n].hugetlb = pos && strstr(line + pos, "anon_hugepage") != NULL;
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* Remove [a, b) from the backing registry (it is about to be backed anew). */
+static int backing_carve(uintptr_t a, uintptr_t b)
+{
+	struct backing **pp = &backings;
+
+	while (*pp) {
+		struct backing *x = *pp;
+
+		if (x->end <= a || x->start >= b) {
+			pp = &x->next;
+			continue;
+		}
+		if (x->start < a && x->end > b) { /* split in two */
+			struct backing *tail = malloc(sizeof(*tail));
+
+			if (!tail)
+				return -ENOMEM;
+			*tail = *x;
+			tail->fd = dup(x->fd);
+			tail->start = b;
+			tail->foff = x->foff + (off_t)(b - x->start);
+			x->end = a;
+			tail->next = x->next;
+			x->next = tail;
+			pp = &tail->next;
+		} else if (x->start < a) {
+			x->end = a;
+			pp = &x->next;
+		} else if (x->end > b) {
+			x->foff += (off_t)(b - x->start);
+			x->start = b;
+			pp = &x->next;
+		} else {
+			*pp = x->next;
+			close(x->fd);
+			free(x);
+		}
+	}
+	return 0;
+}
+
+int scif__window_back(void *addr, size_t len, int need_write, int *fdp, off_t *foffp)
+{
+	uintptr_t a = (uintptr_t)addr, b = a + len, cur;
+	struct vma v[64];
+	int n, fd = -1, ret, hugetlb = 0;
+	uint8_t *tmp = MAP_FAILED;
+
+	pthread_mutex_lock(&backing_lock);
+	/* Already ours as a whole: share the pages. */
+	for (struct backing *x = backings; x; x = x->next) {
+		if (x->start <= a && x->end >= b) {
+			n = window_vmas(a, b, v, 64);
+			for (int i = 0; i < n; i++)
+				if (!(v[i].prot & PROT_READ) ||
+				    (need_write && !(v[i].prot & PROT_WRITE)))
+					n = -EFAULT;
+			if (n < 0) {
+				ret = n == -ENOMEM ? -ENOMEM : -EFAULT;
+				goto out;
+			}
+			*fdp = fcntl(x->fd, F_DUPFD_CLOEXEC, 0);
+			*foffp = x->foff + (off_t)(a - x->start);
+			ret = *fdp < 0 ? -errno : 0;
+			goto out;
+		}
+	}
+	n = window_vmas(a, b, v, 64);
+	if (n <= 0) {
+		ret = n == -ENOMEM ? -ENOMEM : -EFAULT;
+		goto out;
+	}
+	/* Every byte mapped, readable, and writable if the window is. */
+	cur = a;
+	for (int i = 0; i < n; i++) {
+		if (v[i].start != cur || !(v[i].prot & PROT_READ) ||
+		    (need_write && !(v[i].prot & PROT_WRITE))) {
+			ret = -EFAULT;
+			goto out;
+		}
+		hugetlb |= v[i].hugetlb;
+		cur = v[i].end;
+	}
+	if (cur != b) {
+		ret = -EFAULT;
+		goto out;
+	}
+	fd = memfd_create("scif-window", MFD_CLOEXEC | MFD_ALLOW_SEALING |
+						 (hugetlb ? MFD_HUGETLB : 0));
+	if (fd < 0 || ftruncate(fd, (off_t)len) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		ret = errno == ENOMEM || errno == ENOSPC ? -ENOMEM : -EFAULT;
+		goto out;
+	}
+	tmp = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (tmp == MAP_FAILED) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	/* Copy, then put the memfd's pages where the application's were, per mapping. */
+	memcpy(tmp, addr, len);
+	for (int i = 0; i < n; i++) {
+		void *p = mmap((void *)v[i].start, v[i].end - v[i].start, v[i].prot,
+			       MAP_SHARED | MAP_FIXED, fd, (off_t)(v[i].start - a));
+
+		if (p == MAP_FAILED) {
+			ret = -ENOMEM;
+			goto out;
+		}
+	}
+	ret = backing_carve(a, b);
+	if (!ret) {
+		struct backing *x = malloc(sizeof(*x));
+
+		ret = -ENOMEM;
+		if (x) {
+			x->start = a;
+			x->end = b;
+			x->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+			x->foff = 0;
+			x->next = backings;
+			backings = x;
+			ret = 0;
+		}
+	}
+	if (!ret) {
+		*fdp = fd;
+		*foffp = 0;
+		fd = -1;
+	}
+out:
+	pthread_mutex_unlock(&backing_lock);
+	if (tmp != MAP_FAILED)
+		munmap(tmp, len);
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+void scif__ras_init(struct scif_ras *ras)
+{
+	pthread_mutex_init(&ras->lock, NULL);
+	ras->self = ras->remote = NULL;
+}
+
+void scif__window_get(struct scif_window *w)
+{
+	scif__atomic_inc(&w->refs);
+}
+
+void scif__window_put(struct scif_window *w)
+{
+	if (scif__atomic_dec(&w->refs))
+		return;
+	if (w->map)
+		munmap(w->map, w->len);
+	if (w->fd >= 0)
+		close(w->fd);
+	free(w);
+}
+
+static void list_drop(struct scif_window **list)
+{
+	while (*list) {
+		struct scif_window *w = *list;
+
+		*list = w->next;
+		scif__window_put(w);
+	}
+}
+
+void scif__ras_destroy(struct scif_ras *ras)
+{
+	pthread_mutex_lock(&ras->lock);
+	list_drop(&ras->self);
+	list_drop(&ras->remote);
+	pthread_mutex_unlock(&ras->lock);
+	pthread_mutex_destroy(&ras->lock);
+}
+
+void scif__ras_insert(struct scif_window **list, struct scif_window *w)
+{
+	while (*list && (*list)->offset < w->offset)
+		list = &(*list)->next;
+	w->next = *list;
+	*list = w;
+}
+
+static int overlaps(const struct scif_window *list, uint64_t off, uint64_t len)
+{
+	for (; list; list = list->next)
+		if (list->offset < off + len && off < list->offset + list->len)
+			return 1;
+	return 0;
+}
+
+int scif__ras_place(struct scif_ras *ras, uint64_t len, int fixed, uint64_t *offset)
+{
+	uint64_t cand;
+
+	if (fixed)
+		return overlaps(ras->self, *offset, len) ? -EADDRINUSE : 0;
+	/* Lowest fit above SCIF_RAS_AUTO_BASE (the list is sorted by offset). */
+	cand = SCIF_RAS_AUTO_BASE;
+	for (struct scif_window *w = ras->self; w; w = w->next) {
+		if (w->offset + w->len <= cand)
+			continue;
+		if (w->offset >= cand + len)
+			break;
+		cand = w->offset + w->len;
+	}
+	if (cand + len > SCIF_RAS_END || cand + len < cand)
+		return -ENOMEM;
+	*offset = cand;
+	return 0;
+}
+
+int scif__ras_lookup(struct scif_ras *ras, struct scif_window *list, int64_t off, size_t len,
+		     int prot, struct scif_seg *segs, int *nsegs)
+{
+	uint64_t cur = (uint64_t)off, end = (uint64_t)off + len;
+	int n = 0, ret = 0;
+
+	(void)ras;
+	if (off < 0 || end < cur || end > SCIF_RAS_END)
+		return -ENXIO;
+	for (struct scif_window *w = list; w && cur < end; w = w->next) {
+		if (w->dead || w->offset + w->len <= cur)
+			continue;
+		if (w->offset > cur || n == SCIF_MAX_SEGS) {
+			ret = -ENXIO; /* a gap */
+			break;
+		}
+		if ((w->prot & prot) != prot) {
+			ret = -EPERM;
+			break;
+		}
+		uint64_t stop = w->offset + w->len < end ? w->offset + w->len : end;
+
+		scif__window_get(w);
+		segs[n].win = w;
+		segs[n].addr = w->map + (cur - w->offset);
+		segs[n].len = (size_t)(stop - cur);
+		n++;
+		cur = stop;
+	}
+	if (!ret && cur < end)
+		ret = -ENXIO;
+	if (ret) {
+		scif__segs_put(segs, n);
+		return ret;
+	}
+	*nsegs = n;
+	return 0;
+}
+
+void scif__segs_put(struct scif_seg *segs, int nsegs)
+{
+	for (int i = 0; i < nsegs; i++)
+		scif__window_put(segs[i].win);
+}

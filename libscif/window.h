@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * window.h - registration windows and the registered address space (RAS) of an endpoint.
+ * A window is a sealed memfd range: the owner maps it where the application's memory was,
+ * the peer maps it to copy into or out of it (RMA) and to hand it out with scif_mmap.
+ */
+#ifndef SCIF_WINDOW_H
+#define SCIF_WINDOW_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SCIF_RAS_AUTO_BASE (1ULL << 62) /* library-chosen offsets come from [2^62, 2^63) */
+#define SCIF_RAS_END (1ULL << 63)
+
+/**
+ * struct scif_window - one window, on the owner's side (self) or the peer's side (remote).
+ * @offset, @len: its range in the owner's RAS.
+ * @prot:    SCIF_PROT_READ / SCIF_PROT_WRITE of the window.
+ * @fd:      the memfd behind it (owner: created at registration; remote: received).
+ * @foff:    offset of the window in @fd.
+ * @map:     the library's own mapping of it (RMA copies use this, never the application's
+ *           address, so an unmapped or freed application buffer cannot fault a copy).
+ * @refs:    list membership + each RMA in flight; the last put unmaps and closes.
+ * @peer_maps: (self) scif_mmap mappings the peer holds; an unregistered window keeps its
+ *           offsets reserved until this drops to 0.
+ * @dead:    (self) unregistered, kept only to reserve its offsets.
+ * @next:    list link (lists are sorted by offset).
+ */
+struct scif_window {
+	uint64_t offset;
+	uint64_t len;
+	int prot;
+	int fd;
+	off_t foff;
+	uint8_t *map;
+	uint32_t refs;
+	uint32_t peer_maps;
+	int dead;
+	struct scif_window *next;
+};
+
+/**
+ * struct scif_ras - an endpoint's windows (process-local; the control plane of an endpoint
+ * shared across fork() is served by one process).
+ * @lock:    protects both lists.
+ * @self:    our windows, sorted, including dead ones still reserving offsets.
+ * @remote:  the peer's windows as it announced them, sorted.
+ */
+struct scif_ras {
+	pthread_mutex_t lock;
+	struct scif_window *self;
+	struct scif_window *remote;
+};
+
+/* One piece of a range that spans contiguous windows. */
+struct scif_seg {
+	struct scif_window *win; /* referenced */
+	uint8_t *addr;           /* inside win->map */
+	size_t len;
+};
+
+#define SCIF_MAX_SEGS 64
+
+void scif__ras_init(struct scif_ras *ras);
+/* Drop every window (endpoint teardown); in-flight RMAs keep their own references. */
+void scif__ras_destroy(struct scif_ras *ras);
+
+void scif__window_get(struct scif_window *w);
+void scif__window_put(struct scif_window *w);
+
+/*
+ * Back [addr, addr+len) by a sealed memfd in place (same addresses, same contents and
+ * protections) and return the memfd and the range's offset in it. -EFAULT if part of the
+ * range is not mapped, or not writable while @need_write.
+ */
+int scif__window_back(void *addr, size_t len, int need_write, int *fd, off_t *foff);
+
+/* Pick a free offset (auto) or check a fixed one; under ras->lock. */
+int scif__ras_place(struct scif_ras *ras, uint64_t len, int fixed, uint64_t *offset);
+/* Insert a window into a sorted list; under ras->lock. */
+void scif__ras_insert(struct scif_window **list, struct scif_window *w);
+
+/*
+ * Look up [off, off+len) in a list: it must be covered by contiguous live windows that all
+ * allow @prot. Fills referenced segments. -ENXIO (gap, miss, negative) or -EPERM (prot).
+ */
+int scif__ras_lookup(struct scif_ras *ras, struct scif_window *list, int64_t off, size_t len,
+		     int prot, struct scif_seg *segs, int *nsegs);
+void scif__segs_put(struct scif_seg *segs, int nsegs);
+
+#endif /* SCIF_WINDOW_H */
