@@ -54,8 +54,9 @@ static ssize_t peer_id_show(struct device *dev, struct device_attribute *attr, c
 	struct scif_shim_dev *sdev = to_sdev(dev);
 	ssize_t ret = -ENODEV;
 
+	/* same rule as the info ioctl: only ivshmem-doorbell (with MSI-X) has a real id */
 	mutex_lock(&sdev->lock);
-	if (!sdev->dead && sdev->regs)
+	if (!sdev->dead && sdev->regs && sdev->msix)
 		ret = sysfs_emit(buf, "%u\n", ioread32(sdev->regs + SCIF_SHIM_IVSHMEM_IVPOSITION));
 	else if (!sdev->dead)
 		ret = sysfs_emit(buf, "none\n");
