@@ -6,6 +6,9 @@
 # usage: check-kernel.sh [BUILD_DIR]      (default: kernel/shim/build)
 # env:   SCIF_SHIM_KVER=6.1.0-NN  pin the kernel ABI instead of asking linux-image-amd64
 #        SCIF_SHIM_TIMEOUT=SECS   bound on the guest run (default 150)
+#        SCIF_SHIM_APT_SOURCE="deb http://deb.debian.org/debian bookworm-backports main"
+#                                 fetch the kernel from that source only (private apt state in
+#                                 the build dir), e.g. to test a newer kernel (backports: 6.12)
 # Prints PASS:/FAIL: lines, the doorbell round-trip time, and "N passed, N failed" last.
 set -u -o pipefail
 
@@ -68,15 +71,35 @@ if [ -n "$missing" ]; then
 fi
 
 # ---- 2. Debian's kernel: image, headers, kbuild, cached in the build dir ---------------------
+# The kernel packages come from the system's apt sources, or from SCIF_SHIM_APT_SOURCE alone
+# through a private apt state that leaves the system's untouched.
+APT_OPTS=(-o APT::Sandbox::User=root)
+if [ -n "${SCIF_SHIM_APT_SOURCE:-}" ]; then
+	A=$BUILD/apt
+	mkdir -p "$A/lists/partial" "$A/cache/archives/partial"
+	echo "$SCIF_SHIM_APT_SOURCE" >"$A/sources.list"
+	APT_OPTS+=(-o Dir::Etc::SourceList="$A/sources.list" -o Dir::Etc::SourceParts=/dev/null
+		   -o Dir::State::Lists="$A/lists" -o Dir::Cache="$A/cache")
+fi
+kapt_update() {
+	if [ -n "${SCIF_SHIM_APT_SOURCE:-}" ]; then
+		[ -e "$BUILD/apt/.updated" ] && return 0
+		note "apt-get update ($SCIF_SHIM_APT_SOURCE)"
+		apt-get "${APT_OPTS[@]}" update -qq >"$BUILD/apt-update.log" 2>&1 &&
+			touch "$BUILD/apt/.updated"
+	else
+		[ "$(id -u)" = 0 ] && apt_update
+	fi
+}
 KVER=${SCIF_SHIM_KVER:-}
 if [ -z "$KVER" ]; then
 	kver_from_apt() {
-		apt-cache depends linux-image-amd64 2>/dev/null |
+		apt-cache "${APT_OPTS[@]}" depends linux-image-amd64 2>/dev/null |
 			sed -n 's/.*Depends: linux-image-\(.*\)-amd64$/\1/p' | head -n1
 	}
 	KVER=$(kver_from_apt)
-	if [ -z "$KVER" ] && [ "$(id -u)" = 0 ]; then
-		apt_update
+	if [ -z "$KVER" ]; then
+		kapt_update
 		KVER=$(kver_from_apt)
 	fi
 	# offline re-run: use what an earlier run fetched
@@ -88,10 +111,17 @@ KDIR_ROOT=$BUILD/kernel-$KVER
 KDEBS=$KDIR_ROOT/debs
 mkdir -p "$KDEBS"
 
-have_deb() { ls "$KDEBS/$1"_*.deb >/dev/null 2>&1; }
+have_deb() { compgen -G "$KDEBS/$1_*.deb" >/dev/null; }	# $1 may hold a glob
 if ! have_deb "linux-kbuild-*"; then
-	KBUILD_PKG=$(apt-cache depends "linux-headers-$KVER-amd64" 2>/dev/null |
-		     sed -n 's/.*Depends: \(linux-kbuild-[0-9.]*\)$/\1/p' | head -n1)
+	kbuild_from_apt() {
+		apt-cache "${APT_OPTS[@]}" depends "linux-headers-$KVER-amd64" 2>/dev/null |
+			sed -n 's/.*Depends: \(linux-kbuild-[^ ]*\)$/\1/p' | head -n1
+	}
+	KBUILD_PKG=$(kbuild_from_apt)
+	if [ -z "$KBUILD_PKG" ]; then
+		kapt_update
+		KBUILD_PKG=$(kbuild_from_apt)
+	fi
 	[ -n "$KBUILD_PKG" ] || fatal "kernel: cannot find the kbuild package of linux-headers-$KVER-amd64"
 else
 	KBUILD_PKG=""
@@ -103,8 +133,9 @@ for p in "linux-image-$KVER-amd64" "linux-headers-$KVER-amd64" "linux-headers-$K
 done
 if [ -n "$want" ]; then
 	note "downloading$want"
-	(cd "$KDEBS" && apt-get -o APT::Sandbox::User=root download $want) \
-		>"$KDIR_ROOT/download.log" 2>&1 ||
+	# stale package lists name versions the mirror dropped: refresh them once and retry
+	kdownload() { (cd "$KDEBS" && apt-get "${APT_OPTS[@]}" download $want) >>"$KDIR_ROOT/download.log" 2>&1; }
+	kdownload || { kapt_update && kdownload; } ||
 		fatal "kernel: apt-get download$want failed (see $KDIR_ROOT/download.log)"
 fi
 
@@ -168,7 +199,9 @@ mkdir -p "$MOD/uapi" "$BUILD/bin"
 # mtimes, so an unchanged file is not rebuilt).
 cp -p "$SHIM"/Kbuild "$SHIM"/*.c "$SHIM"/*.h "$MOD"/ && cp -p "$SHIM"/uapi/*.h "$MOD"/uapi/ ||
 	fatal "module: copy sources"
-if make -C "$KDIR" M="$MOD" W=1 modules >"$BUILD/module-build.log" 2>&1; then
+# No BTF for the module: it needs pahole and only serves BPF tooling.
+if make -C "$KDIR" M="$MOD" W=1 CONFIG_DEBUG_INFO_BTF_MODULES= modules \
+	>"$BUILD/module-build.log" 2>&1; then
 	if grep -E "warning:|error:" "$BUILD/module-build.log"; then
 		fail "module_build: warnings against $KVER (see $BUILD/module-build.log)"
 	else
