@@ -16,7 +16,9 @@
 #define SCIF_QP_HDR_SIZE 4096u
 #define SCIF_RING_MIN (4u << 10)
 #define SCIF_RING_MAX (64u << 20)
-#define SCIF_RING_DEFAULT (512u << 10)
+#define SCIF_RING_DEFAULT (256u << 10)
+/* Bytes copied between index updates (pipelining granularity of a long copy). */
+#define SCIF_RB_CHUNK (16u << 10)
 
 /* Arm word: bit 63 set means "the receiver needs a doorbell"; the low bits count doorbells. */
 #define SCIF_ARMED (1ULL << 63)

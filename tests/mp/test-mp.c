@@ -21,16 +21,45 @@ static int count_fds(void)
 	return n - 1; /* the directory stream's own descriptor */
 }
 
-/* Abstract sockets of this user's SCIF domain: the fabric's port and listen table. */
+/*
+ * Abstract socket names of this user's SCIF domain held by this process (the fabric's port
+ * and listen table as far as we are concerned; other processes may use the domain too).
+ */
 static int count_scif_names(void)
 {
-	char line[512], pat[64];
-	FILE *f = fopen("/proc/net/unix", "re");
-	int n = 0;
+	unsigned long inodes[4096];
+	int ninodes = 0, n = 0;
+	char line[512], pat[64], path[320], link[64];
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	FILE *f;
 
+	while (d && (e = readdir(d)) && ninodes < 4096) {
+		ssize_t k;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		k = readlink(path, link, sizeof(link) - 1);
+		if (k > 0) {
+			link[k] = 0;
+			if (sscanf(link, "socket:[%lu]", &inodes[ninodes]) == 1)
+				ninodes++;
+		}
+	}
+	if (d)
+		closedir(d);
 	snprintf(pat, sizeof(pat), "@scif/u%u/", (unsigned)geteuid());
-	while (f && fgets(line, sizeof(line), f))
-		n += strstr(line, pat) != NULL;
+	f = fopen("/proc/net/unix", "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long ino;
+
+		if (!strstr(line, pat) || sscanf(line, "%*s %*s %*s %*s %*s %*s %lu", &ino) != 1)
+			continue;
+		for (int i = 0; i < ninodes; i++)
+			if (inodes[i] == ino) {
+				n++;
+				break;
+			}
+	}
 	if (f)
 		fclose(f);
 	return n;
