@@ -12,6 +12,7 @@
  *   connect-hold <node> <port>      connect, then wait for the peer to leave
  *   churn <node> <port> <count>     connect and close <count> times
  *   hostile <node> <port> <kind>    lie to a listener (see hostile.c)
+ *   rma-serve, rma-signal, mmap-pong, rma-flood   RMA roles (see peer-rma.c)
  */
 #include <errno.h>
 #include <pthread.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "mp/hostile.h"
+#include "mp/peer.h"
 #include "mp/stream.h"
 
 static int connect_retry(uint16_t node, uint16_t port)
@@ -144,6 +146,16 @@ int main(int argc, char **argv)
 		return mode_churn((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]), atoi(argv[4]));
 	if (argc >= 5 && !strcmp(argv[1], "hostile"))
 		return hostile_run((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]), argv[4]);
+	if (argc >= 6 && !strcmp(argv[1], "rma-serve"))
+		return peer_rma_serve((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
+				      strtoull(argv[4], NULL, 0), strtoull(argv[5], NULL, 0));
+	if (argc >= 6 && !strcmp(argv[1], "rma-signal"))
+		return peer_rma_signal((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
+				       strtoull(argv[4], NULL, 0), atoi(argv[5]));
+	if (argc >= 5 && !strcmp(argv[1], "mmap-pong"))
+		return peer_mmap_pong((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]), atoi(argv[4]));
+	if (argc >= 4 && !strcmp(argv[1], "rma-flood"))
+		return peer_rma_flood((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]));
 	fprintf(stderr, "usage: scif-peer echo|stream|flood|connect-hold|churn|hostile ...\n");
 	return 64;
 }

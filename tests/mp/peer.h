@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* peer.h - roles of the card-side test program implemented outside scif-peer.c. */
+#ifndef SCIF_TESTS_PEER_H
+#define SCIF_TESTS_PEER_H
+#include <stddef.h>
+#include <stdint.h>
+int peer_rma_serve(uint16_t node, uint16_t port, size_t size, uint64_t seed);
+int peer_rma_signal(uint16_t node, uint16_t port, size_t size, int rounds);
+int peer_mmap_pong(uint16_t node, uint16_t port, int rounds);
+int peer_rma_flood(uint16_t node, uint16_t port);
+#endif
