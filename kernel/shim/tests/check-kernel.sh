@@ -6,6 +6,9 @@
 # usage: check-kernel.sh [BUILD_DIR]      (default: kernel/shim/build)
 # env:   SCIF_SHIM_KVER=6.1.0-NN  pin the kernel ABI instead of asking linux-image-amd64
 #        SCIF_SHIM_TIMEOUT=SECS   bound on the guest run (default 150)
+#        SCIF_SHIM_SMP=N          guest CPUs (default 2: remove() races the other entry points
+#                                 on a second CPU)
+#        SCIF_SHIM_APPEND="..."   extra guest kernel arguments
 #        SCIF_SHIM_APT_SOURCE="deb http://deb.debian.org/debian bookworm-backports main"
 #                                 fetch the kernel from that source only (private apt state in
 #                                 the build dir), e.g. to test a newer kernel (backports: 6.12)
@@ -285,13 +288,17 @@ for _ in $(seq 100); do
 done
 [ -S "$SOCK" ] || { cat "$HOST_LOG"; fatal "host_peer: server socket never appeared"; }
 
+# SLUB debugging: poison and red zones turn a use-after-free or overflow of the shim's objects
+# into a "BUG" report that dmesg_clean fails on, instead of silent corruption.
+KARGS="slub_debug=FZPU"
 note "booting $(basename "$BOOT_KERNEL") under QEMU TCG (timeout ${TIMEOUT}s)"
 boot_start=$(date +%s)
-timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -machine q35 -accel tcg -cpu max -smp 1 -m 256M \
+timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -machine q35 -accel tcg -cpu max \
+	-smp "${SCIF_SHIM_SMP:-2}" -m 256M \
 	-nodefaults -display none -no-reboot -monitor none \
 	-serial file:"$GUEST_LOG" \
 	-kernel "$BOOT_KERNEL" -initrd "$BUILD/initramfs.cpio" \
-	-append "console=ttyS0 loglevel=1 panic=-1 rdinit=/init" \
+	-append "console=ttyS0 loglevel=1 panic=-1 rdinit=/init $KARGS ${SCIF_SHIM_APPEND:-}" \
 	-chardev socket,path="$SOCK",id=ivs \
 	-device ivshmem-doorbell,chardev=ivs,vectors=4 \
 	-device pci-testdev \

@@ -1092,6 +1092,114 @@ static void t_unbind_rebind(void)
 	report("interrupts_after_rebind", ok, NULL);
 }
 
+/*
+ * One worker of t_unbind_under_load: use every part of the uapi in a loop, on whatever device
+ * is bound at the moment, and shrug off what an unbind in between causes (ENODEV, SIGBUS, a
+ * vanished node). Counts completed rounds in *@rounds (shared memory).
+ */
+static void __attribute__((noreturn)) stress_worker(volatile uint32_t *rounds)
+{
+	struct sigaction sa = { .sa_handler = probe_handler };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+	sigaction(SIGSEGV, &sa, NULL);
+	for (;;) {
+		static volatile uint8_t *shm, *dma;
+		static struct scif_shim_dma_alloc d;
+		static int fd, e;
+		struct scif_shim_info info;
+		char name[64];
+
+		shm = dma = NULL;
+		fd = e = -1;
+		if (!sigsetjmp(probe_jmp, 1)) {
+			if (!find_shim(ivshmem_pci, name, sizeof(name))) {
+				usleep(1000);	/* unbound right now */
+				continue;
+			}
+			fd = open_shim(name);
+			if (fd < 0 || ioctl(fd, SCIF_SHIM_IOC_INFO, &info) < 0)
+				goto next;
+			e = eventfd(0, EFD_NONBLOCK);
+			set_irq(fd, (*rounds) % MBOX_NVECTORS, e);
+			shm = map_region(fd, info.bars[IVSHMEM_BAR2].mmap_offset, MBOX_SHM_SIZE);
+			for (size_t off = 0; shm && off < MBOX_SHM_SIZE; off += 64 << 10)
+				(void)shm[off];	/* faults while remove() may be zapping */
+			d = (struct scif_shim_dma_alloc){ .size = 64 << 10 };
+			if (ioctl(fd, SCIF_SHIM_IOC_DMA_ALLOC, &d) == 0) {
+				dma = map_region(fd, d.mmap_offset, d.size);
+				if (dma)
+					memset((void *)dma, 0x5a, d.size);
+				if (*rounds & 1)	/* else leave it to close */
+					ioctl(fd, SCIF_SHIM_IOC_DMA_FREE,
+					      &(struct scif_shim_dma_free){ .handle = d.handle });
+			}
+			(*rounds)++;
+		}
+next:
+		/* reached normally or through SIGBUS: drop everything of this round */
+		if (shm)
+			munmap((void *)shm, MBOX_SHM_SIZE);
+		if (dma)
+			munmap((void *)dma, d.size);
+		if (fd >= 0)
+			close(fd);
+		if (e >= 0)
+			close(e);
+	}
+}
+
+/*
+ * Unbind and rebind repeatedly while workers fault, allocate, attach and close on the device:
+ * remove() racing every other entry point must neither crash nor leak.
+ */
+static void t_unbind_under_load(void)
+{
+	enum { WORKERS = 3, CYCLES = 8 };
+	volatile uint32_t *rounds = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+					 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	pid_t pids[WORKERS];
+	uint32_t before, total = 0;
+	char extra[96];
+	int i, st;
+	bool ok = rounds != MAP_FAILED;
+
+	session_close();
+	for (i = 0; ok && i < WORKERS; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0)
+			stress_worker(&rounds[i]);
+	}
+	usleep(100000);
+	for (i = 0; ok && i < CYCLES; i++) {
+		before = rounds[0] + rounds[1] + rounds[2];
+		ok = write_file(DRV_SYSFS "/unbind", ivshmem_pci);
+		usleep(20000);
+		ok = ok && write_file(DRV_SYSFS "/bind", ivshmem_pci);
+		/* let the workers get going on the new binding before the next unbind */
+		for (int w = 0; w < 100 && rounds[0] + rounds[1] + rounds[2] < before + WORKERS; w++)
+			usleep(10000);
+		if (!ok)
+			why("unbind/bind cycle %d: %s", i, strerror(errno));
+	}
+	for (i = 0; i < WORKERS; i++) {
+		kill(pids[i], SIGKILL);
+		waitpid(pids[i], &st, 0);
+		total += rounds[i];
+	}
+	if (ok && !session_open())
+		ok = false;
+	expect_clean(1, MBOX_NVECTORS);	/* only the new session remains */
+	if (ok && (cmd(MBOX_CMD_RING, 1) != 1 || !efd_wait(S.efd[1], WAIT_MS)))
+		why("no interrupt after the stress");
+	snprintf(extra, sizeof(extra), "%d unbind/bind cycles under %d workers, %u rounds", CYCLES,
+		 WORKERS, total);
+	report("unbind_rebind_under_load", ok, extra);
+	if (rounds != MAP_FAILED)
+		munmap((void *)rounds, 4096);
+}
+
 static void t_rmmod(void)
 {
 	struct stat st;
@@ -1171,6 +1279,7 @@ int main(int argc, char **argv)
 	t_kill_everything();
 	t_new_id();
 	t_unbind_rebind();
+	t_unbind_under_load();
 	if (S.shm)
 		cmd(MBOX_CMD_DONE, 0);
 	t_rmmod();
