@@ -229,11 +229,58 @@ Test(poll, connecting_endpoint_reports_nothing_until_done, .timeout = 20)
 	uint16_t p = test_port();
 	scif_epd_t l = listener(p, 1), e = request(p), n;
 	struct scif_portID peer;
+	int rev;
 
 	cr_expect_eq(poll1(e, POLLIN | POLLOUT, 0), 0);
 	cr_expect_eq(poll1(e, POLLOUT, 100), 0);
 	cr_assert_eq(scif_accept(l, &peer, &n, SCIF_ACCEPT_SYNC), 0);
-	cr_expect(poll1(e, POLLOUT, 2000) & POLLOUT);
+	rev = poll1(e, POLLOUT, 2000);
+	cr_expect(rev > 0 && (rev & POLLOUT), "revents %#x after accept", rev);
+	scif_close(n);
+	scif_close(e);
+	scif_close(l);
+}
+
+struct watch_job {
+	scif_epd_t e;
+	int bad;   /* revents other than 0 and POLLOUT seen while connecting */
+	int done;  /* POLLOUT seen */
+};
+
+static void *watch_thread(void *arg)
+{
+	struct watch_job *j = arg;
+	uint64_t until = test_now_ms() + 3000;
+
+	while (test_now_ms() < until) {
+		struct scif_pollepd p = { .epd = j->e, .events = POLLOUT };
+
+		if (scif_poll(&p, 1, 0) < 0 || (p.revents & ~POLLOUT)) {
+			j->bad = p.revents ? p.revents : -1;
+			break;
+		}
+		if (p.revents & POLLOUT) {
+			j->done = 1;
+			break;
+		}
+	}
+	return NULL;
+}
+
+Test(poll, connecting_endpoint_never_reports_pollerr, .timeout = 20)
+{
+	uint16_t p = test_port();
+	scif_epd_t l = listener(p, 1), e = request(p), n;
+	struct watch_job j = { .e = e };
+	struct scif_portID peer;
+	pthread_t th;
+
+	/* Watch the endpoint through the whole handshake. */
+	cr_assert_eq(pthread_create(&th, NULL, watch_thread, &j), 0);
+	cr_assert_eq(scif_accept(l, &peer, &n, SCIF_ACCEPT_SYNC), 0);
+	pthread_join(th, NULL);
+	cr_expect_eq(j.bad, 0, "revents %#x while the connect was finishing", j.bad);
+	cr_expect(j.bad || j.done, "no POLLOUT within 3 s");
 	scif_close(n);
 	scif_close(e);
 	scif_close(l);
