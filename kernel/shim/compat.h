@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* The only place where scif_shim looks at the kernel version: thin wrappers over the kernel
- * interfaces that changed between 6.1 (Debian 12) and current kernels. */
+/*
+ * The only place where scif_shim looks at the kernel version: thin wrappers over the kernel
+ * interfaces that changed between 6.1 (Debian 12) and current kernels.
+ */
 #ifndef SCIF_SHIM_COMPAT_H
 #define SCIF_SHIM_COMPAT_H
 

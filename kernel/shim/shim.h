@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* Private types of scif_shim: the bound device, an open file, an interrupt vector and a DMA
- * buffer, plus the functions the driver's files call in each other. */
+/*
+ * Private types of scif_shim: the bound device, an open file, an interrupt vector and a DMA
+ * buffer, plus the functions the driver's files call in each other.
+ */
 #ifndef SCIF_SHIM_H
 #define SCIF_SHIM_H
 
@@ -20,7 +22,7 @@
 #define SCIF_SHIM_QUIRK_IVSHMEM	BIT(0)	/* QEMU ivshmem: IVPosition register in BAR0 */
 
 /* DMA handles stay below this so that SCIF_SHIM_MMAP_DMA_FIRST + handle fits the 24 region bits */
-#define SCIF_SHIM_MAX_DMA_HANDLES	(1 << 20)
+#define SCIF_SHIM_MAX_DMA_HANDLES	BIT(20)
 
 /**
  * struct scif_shim_bar_state - what probe learnt about one BAR
@@ -50,7 +52,7 @@ struct scif_shim_bar_state {
  * @name: irq name shown in /proc/interrupts; must outlive the registration
  */
 struct scif_shim_vector {
-	spinlock_t lock;
+	spinlock_t lock;		/* guards @bindings, also in hard-irq context */
 	struct list_head bindings;
 	atomic64_t count;
 	int irq;
@@ -88,7 +90,7 @@ struct scif_shim_dev {
 	struct cdev cdev;
 	struct pci_dev *pdev;
 	struct inode *inode;
-	struct mutex lock;
+	struct mutex lock;		/* see the kernel-doc above: dead, files, DMA state */
 	bool dead;
 	struct list_head files;
 	struct idr dma_idr;

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-/* Coherent DMA buffers of scif_shim: allocated per open file, mapped into user space by the
- * fault handler, freed on request, on last close, or when the device goes away. */
+/*
+ * Coherent DMA buffers of scif_shim: allocated per open file, mapped into user space by the
+ * fault handler, freed on request, on last close, or when the device goes away.
+ */
 #include <linux/dma-map-ops.h>
 #include <linux/dma-mapping.h>
 #include <linux/mm.h>

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-/* File operations of /dev/scif_shimN: open/release bookkeeping, the ioctl dispatcher with the
- * info ioctl, and mmap of BARs and DMA buffers through a fault handler that can be revoked. */
+/*
+ * File operations of /dev/scif_shimN: open/release bookkeeping, the ioctl dispatcher with the
+ * info ioctl, and mmap of BARs and DMA buffers through a fault handler that can be revoked.
+ */
 #include <linux/fs.h>
 #include <linux/mm.h>
 #include <linux/slab.h>
@@ -9,8 +11,10 @@
 #include "shim.h"
 #include "compat.h"
 
-/* Most pages one fault maps ahead, so that mapping a large BAR costs a few faults, not one
- * per page, while a single fault never holds sdev->lock for long. */
+/*
+ * Most pages one fault maps ahead, so that mapping a large BAR costs a few faults, not one
+ * per page, while a single fault never holds sdev->lock for long.
+ */
 #define SCIF_SHIM_FAULT_AHEAD	512
 
 static int scif_shim_open(struct inode *inode, struct file *filp)
@@ -115,8 +119,10 @@ static long scif_shim_ioctl(struct file *filp, unsigned int cmd, unsigned long a
 	struct scif_shim_file *sf = filp->private_data;
 	void __user *uarg = (void __user *)arg;
 
-	/* Exact matches only: the size is part of each number, so a caller built against another
-	 * layout gets ENOTTY rather than a misread struct. */
+	/*
+	 * Exact matches only: the size is part of each number, so a caller built against another
+	 * layout gets ENOTTY rather than a misread struct.
+	 */
 	switch (cmd) {
 	case SCIF_SHIM_IOC_INFO:
 		return scif_shim_ioctl_info(sf, uarg);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-/* Interrupts of scif_shim: enable the device's MSI-X (or MSI) vectors and fan each one out to
- * the eventfds that open files attached to it. The handler does nothing else: no device ack. */
+/*
+ * Interrupts of scif_shim: enable the device's MSI-X (or MSI) vectors and fan each one out to
+ * the eventfds that open files attached to it. The handler does nothing else: no device ack.
+ */
 #include <linux/eventfd.h>
 #include <linux/interrupt.h>
 #include <linux/slab.h>
@@ -95,8 +97,10 @@ void scif_shim_irq_teardown(struct scif_shim_dev *sdev)
 	pci_free_irq_vectors(sdev->pdev);
 }
 
-/* Swap @sf's binding on @vector for @nb (NULL detaches); returns the old one for the caller
- * to drop outside the spinlock. */
+/*
+ * Swap @sf's binding on @vector for @nb (NULL detaches); returns the old one for the caller
+ * to drop outside the spinlock.
+ */
 static struct scif_shim_irq_binding *
 scif_shim_irq_swap(struct scif_shim_file *sf, unsigned int vector, struct scif_shim_irq_binding *nb)
 {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-/* scif_shim module entry: PCI driver registration, probe/remove of a device, its character
- * device and sysfs attributes. No SCIF protocol here: the shim only hands hardware to user space. */
+/*
+ * scif_shim module entry: PCI driver registration, probe/remove of a device, its character
+ * device and sysfs attributes. No SCIF protocol here: the shim only hands hardware to user space.
+ */
 #include <linux/fs.h>
 #include <linux/fs_context.h>
 #include <linux/io.h>
@@ -394,9 +396,9 @@ static void scif_shim_remove(struct pci_dev *pdev)
 	mutex_unlock(&sdev->lock);
 
 	/*
-	 * Zap every PTE of every mapping of this device. PTEs are only inserted by the fault handler
-	 * under sdev->lock while !dead, so after this no user mapping reaches a BAR or DMA buffer;
-	 * later touches fault and get SIGBUS.
+	 * Zap every PTE of every mapping of this device. PTEs are only inserted by the fault
+	 * handler under sdev->lock while !dead, so after this no user mapping reaches a BAR or DMA
+	 * buffer; later touches fault and get SIGBUS.
 	 */
 	unmap_mapping_range(sdev->inode->i_mapping, 0, 0, 1);
 

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: ((GPL-2.0-or-later WITH Linux-syscall-note) OR LGPL-2.1-or-later) */
-/* User-space interface of the scif_shim PCI driver: one character device per bound device,
- * offering device info, BAR and DMA-buffer mmap, MSI-X to eventfd, and coherent DMA buffers. */
+/*
+ * User-space interface of the scif_shim PCI driver: one character device per bound device,
+ * offering device info, BAR and DMA-buffer mmap, MSI-X to eventfd, and coherent DMA buffers.
+ */
 #ifndef _UAPI_SCIF_SHIM_H
 #define _UAPI_SCIF_SHIM_H
 
