@@ -1,0 +1,633 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * tests.c - the SCIF tests of scif_bench: the client's runners, the server's command loop that
+ * plays the other end of each, the data pattern, and the flag ping-pong shared with baseline.c.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "bench.h"
+
+enum bench_rma { RMA_WRITE = 1, RMA_READ, RMA_VWRITE, RMA_VREAD };
+
+/* Async RMA: bytes issued before each fence; at least 4 and at most 64 transfers in flight. */
+#define ASYNC_BATCH_BYTES (32u << 20)
+
+/* ---- data pattern --------------------------------------------------------------------- */
+
+/* splitmix64: cheap, and every 8-byte word depends on the seed and its own position. */
+static uint64_t mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+void bench_fill(void *buf, size_t len, uint64_t seed)
+{
+	uint8_t *p = buf;
+	size_t w;
+
+	for (w = 0; w * 8 < len; w++) {
+		uint64_t v = mix(seed + w);
+		size_t n = len - w * 8 < 8 ? len - w * 8 : 8;
+
+		memcpy(p + w * 8, &v, n);
+	}
+}
+
+/* First byte in [from, len) that differs from pattern(seed), or SIZE_MAX if none. */
+size_t bench_check(const void *buf, size_t len, uint64_t seed, size_t from)
+{
+	const uint8_t *p = buf;
+	size_t w;
+
+	for (w = from / 8; w * 8 < len; w++) {
+		uint64_t v = mix(seed + w);
+		size_t lo = w * 8 > from ? w * 8 : from;
+		size_t hi = w * 8 + 8 < len ? w * 8 + 8 : len;
+
+		if (memcmp(p + lo, (uint8_t *)&v + (lo - w * 8), hi - lo)) {
+			for (size_t i = lo; i < hi; i++)
+				if (p[i] != ((uint8_t *)&v)[i - w * 8])
+					return i;
+		}
+	}
+	return SIZE_MAX;
+}
+
+/* ---- flag ping-pong: scif_mmap latency and the raw shared-memory baseline --------------- */
+
+/*
+ * Region layout: the client's flag at byte 0, the server's at byte 64 (separate cache lines,
+ * so each line has one writer), the client's payload at 4096 and the server's at 4096 + cap.
+ * Transfers of up to 8 bytes travel in the flag word itself; larger ones are copied first and
+ * published by the flag's release store.
+ */
+#define PP_FLAG_C 0
+#define PP_FLAG_S BENCH_LINE
+#define PP_DATA BENCH_PAGE
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+static inline _Atomic uint64_t *pp_flag(uint8_t *region, size_t at)
+{
+	return (_Atomic uint64_t *)(void *)(region + at);
+}
+
+void bench_pp_client(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
+		     const uint8_t *src, uint8_t *dst, uint64_t *samples)
+{
+	_Atomic uint64_t *mine = pp_flag(region, PP_FLAG_C), *theirs = pp_flag(region, PP_FLAG_S);
+	uint64_t seq = seq0;
+
+	for (uint64_t i = 0; i < iters; i++) {
+		uint64_t t0 = bench_now_ns();
+
+		seq++;
+		if (size > 8)
+			memcpy(region + PP_DATA, src, size);
+		/* Release: the payload is visible before the flag; pairs with the server's acquire. */
+		atomic_store_explicit(mine, seq, memory_order_release);
+		/* Acquire: pairs with the server's release, so its payload is complete. */
+		while (atomic_load_explicit(theirs, memory_order_acquire) != seq)
+			cpu_relax();
+		if (size > 8)
+			memcpy(dst, region + PP_DATA + cap, size);
+		samples[i] = bench_now_ns() - t0;
+	}
+}
+
+/*
+ * The answering side. It spins on memory only, so it glances at watch_fd (the command
+ * channel) every few million spins to notice a client that died mid-test.
+ */
+int bench_pp_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
+		    uint8_t *tmp, int watch_fd)
+{
+	_Atomic uint64_t *theirs = pp_flag(region, PP_FLAG_C), *mine = pp_flag(region, PP_FLAG_S);
+	uint64_t seq = seq0;
+
+	for (uint64_t i = 0; i < iters; i++) {
+		unsigned spins = 0;
+
+		seq++;
+		/* Acquire: pairs with the client's release of the flag. */
+		while (atomic_load_explicit(theirs, memory_order_acquire) != seq) {
+			cpu_relax();
+			if (++spins == 1u << 22) {
+				struct pollfd p = { .fd = watch_fd, .events = POLLIN };
+
+				spins = 0;
+				if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)))
+					return -ECONNRESET;
+			}
+		}
+		if (size > 8) {
+			memcpy(tmp, region + PP_DATA, size);
+			memcpy(region + PP_DATA + cap, tmp, size);
+		}
+		/* Release: our payload before our flag; pairs with the client's acquire. */
+		atomic_store_explicit(mine, seq, memory_order_release);
+	}
+	return 0;
+}
+
+/* ---- command channel ------------------------------------------------------------------ */
+
+int bench_cmd(struct bench *b, uint32_t op, size_t size, uint64_t iters, uint64_t arg)
+{
+	struct bench_cmd c = { .magic = BENCH_MAGIC, .op = op, .size = size, .iters = iters,
+			       .seed = b->seed, .arg = arg };
+
+	if (scif_send(b->ep, &c, sizeof(c), SCIF_SEND_BLOCK) != (int)sizeof(c)) {
+		perror("scif_bench: scif_send (command)");
+		return -1;
+	}
+	return 0;
+}
+
+/* A data mismatch is recorded and is not a transport failure: the run goes on. */
+int bench_reply(struct bench *b, struct bench_reply *r)
+{
+	if (scif_recv(b->ep, r, sizeof(*r), SCIF_RECV_BLOCK) != (int)sizeof(*r)) {
+		perror("scif_bench: scif_recv (reply)");
+		return -1;
+	}
+	if (r->status == BENCH_MISMATCH) {
+		b->mismatch = 1;
+		bench_progress_end();
+		fprintf(stderr, "scif_bench: DATA MISMATCH in %s, size %zu, at byte %llu (found by "
+			"the server)\n", b->cur ? b->cur->name : "?", b->cur_size,
+			(unsigned long long)r->value);
+		return 0;
+	}
+	if (r->status) {
+		bench_progress_end();
+		fprintf(stderr, "scif_bench: server failed: %s\n", strerror(r->status));
+		return -1;
+	}
+	return 0;
+}
+
+int bench_call(struct bench *b, uint32_t op, size_t size, uint64_t iters, uint64_t arg,
+	       uint64_t *value)
+{
+	struct bench_reply r;
+
+	if (bench_cmd(b, op, size, iters, arg) || bench_reply(b, &r))
+		return -1;
+	if (value)
+		*value = r.value;
+	return 0;
+}
+
+/* ---- send/recv -------------------------------------------------------------------------- */
+
+/* Move exactly len bytes; non-blocking mode spins on calls that return 0. */
+static int xfer(scif_epd_t ep, uint8_t *buf, size_t len, int nb, int send)
+{
+	size_t done = 0;
+
+	if (!len)
+		return 0;
+	if (!nb) {
+		int n = send ? scif_send(ep, buf, (int)len, SCIF_SEND_BLOCK) :
+			       scif_recv(ep, buf, (int)len, SCIF_RECV_BLOCK);
+
+		return n == (int)len ? 0 : (n < 0 ? -errno : -ECONNRESET);
+	}
+	while (done < len) {
+		int n = send ? scif_send(ep, buf + done, (int)(len - done), 0) :
+			       scif_recv(ep, buf + done, (int)(len - done), 0);
+
+		if (n < 0)
+			return -errno;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int run_lat(struct bench *b, const struct bench_test *t, size_t size, uint64_t iters,
+		   uint64_t *samples)
+{
+	struct bench_reply r;
+	int err;
+
+	if (bench_cmd(b, OP_LAT, size, iters, (uint64_t)t->async))
+		return -1;
+	for (uint64_t i = 0; i < iters; i++) {
+		uint64_t t0 = bench_now_ns();
+
+		err = xfer(b->ep, b->sbuf, size, t->async, 1);
+		if (!err)
+			err = xfer(b->ep, b->rbuf, size, t->async, 0);
+		if (err) {
+			bench_progress_end();
+			fprintf(stderr, "scif_bench: %s: %s\n", t->name, strerror(-err));
+			return -1;
+		}
+		samples[i] = bench_now_ns() - t0;
+	}
+	return bench_reply(b, &r);
+}
+
+/* The echo comes back from the server's buffer: it must be what we sent. */
+static int prep_echo(struct bench *b, const struct bench_test *t, size_t size)
+{
+	(void)t;
+	bench_fill(b->sbuf, size, b->seed);
+	memset(b->rbuf, 0, size);
+	return 0;
+}
+
+static int check_buf(struct bench *b, const struct bench_test *t, const uint8_t *buf, size_t size)
+{
+	size_t bad = bench_check(buf, size, b->seed, 0);
+
+	if (bad != SIZE_MAX) {
+		bench_progress_end();
+		fprintf(stderr, "scif_bench: DATA MISMATCH in %s, size %zu, at byte %zu\n", t->name,
+			size, bad);
+		b->mismatch = 1;
+	}
+	return 0;
+}
+
+static int check_echo(struct bench *b, const struct bench_test *t, size_t size)
+{
+	return check_buf(b, t, b->rbuf, size);
+}
+
+/*
+ * Streaming: messages carry their index in their first 8 bytes, so the server sees a lost,
+ * repeated or reordered message; the last one is compared in full. The round ends with the
+ * server's reply, so the time covers delivery, not just queueing.
+ */
+static int run_bw(struct bench *b, const struct bench_test *t, size_t size, uint64_t iters,
+		  uint64_t *samples)
+{
+	struct bench_reply r;
+	int err;
+
+	(void)samples;
+	if (bench_cmd(b, OP_BW, size, iters, 0))
+		return -1;
+	for (uint64_t i = 0; i < iters; i++) {
+		if (size >= 8)
+			memcpy(b->sbuf, &i, 8);
+		err = xfer(b->ep, b->sbuf, size, 0, 1);
+		if (err) {
+			bench_progress_end();
+			fprintf(stderr, "scif_bench: %s: %s\n", t->name, strerror(-err));
+			return -1;
+		}
+	}
+	return bench_reply(b, &r);
+}
+
+static int prep_bw(struct bench *b, const struct bench_test *t, size_t size)
+{
+	(void)t;
+	bench_fill(b->sbuf, size, b->seed);
+	return 0;
+}
+
+/* ---- scif_mmap ping-pong ---------------------------------------------------------------- */
+
+static int prep_mmap(struct bench *b, const struct bench_test *t, size_t size)
+{
+	uint64_t off;
+
+	if (!b->map) {
+		b->map_len = PP_DATA + 2 * b->cap;
+		if (bench_call(b, OP_MMAP_SETUP, b->cap, 0, 0, &off))
+			return -1;
+		b->map = scif_mmap(NULL, b->map_len, SCIF_PROT_READ | SCIF_PROT_WRITE, 0, b->ep,
+				   (off_t)off);
+		if (b->map == SCIF_MMAP_FAILED) {
+			b->map = NULL;
+			perror("scif_bench: scif_mmap");
+			return -1;
+		}
+		b->seq = 0;
+	}
+	return prep_echo(b, t, size);
+}
+
+static int run_mmap(struct bench *b, const struct bench_test *t, size_t size, uint64_t iters,
+		    uint64_t *samples)
+{
+	struct bench_reply r;
+
+	(void)t;
+	if (bench_cmd(b, OP_MMAP_LAT, size, iters, b->seq))
+		return -1;
+	bench_pp_client(b->map, b->cap, size, iters, b->seq, b->sbuf, b->rbuf, samples);
+	b->seq += iters;
+	return bench_reply(b, &r);
+}
+
+/* Up to 8 bytes the payload is the flag itself; beyond, the echoed copy must match. */
+static int check_pp(struct bench *b, const struct bench_test *t, size_t size)
+{
+	return size > 8 ? check_echo(b, t, size) : 0;
+}
+
+/* ---- RMA -------------------------------------------------------------------------------- */
+
+static int rma_setup(struct bench *b)
+{
+	uint64_t off;
+
+	if (b->rma_ready)
+		return 0;
+	b->lwin = bench_alloc(b->cap);
+	if (!b->lwin)
+		return -1;
+	b->loff = scif_register(b->ep, b->lwin, b->cap, 0, SCIF_PROT_READ | SCIF_PROT_WRITE, 0);
+	if (b->loff == SCIF_REGISTER_FAILED) {
+		perror("scif_bench: scif_register");
+		return -1;
+	}
+	if (bench_call(b, OP_RMA_SETUP, b->cap, 0, 0, &off))
+		return -1;
+	b->roff = (off_t)off;
+	b->rma_ready = 1;
+	return 0;
+}
+
+static int rma_writes(const struct bench_test *t)
+{
+	return t->rma == RMA_WRITE || t->rma == RMA_VWRITE;
+}
+
+/* The local end of a transfer: our window or, for the v-calls, plain unregistered memory. */
+static uint8_t *rma_local(struct bench *b, const struct bench_test *t)
+{
+	return t->rma == RMA_VWRITE || t->rma == RMA_VREAD ? b->vbuf : b->lwin;
+}
+
+/* Writes: pattern here, zeros there. Reads: the other way round. New seed each point. */
+static int prep_rma(struct bench *b, const struct bench_test *t, size_t size)
+{
+	if (rma_setup(b))
+		return -1;
+	if (rma_writes(t)) {
+		bench_fill(rma_local(b, t), size, b->seed);
+		return bench_call(b, OP_FILL, size, 0, 1, NULL);
+	}
+	memset(rma_local(b, t), 0, size);
+	return bench_call(b, OP_FILL, size, 0, 0, NULL);
+}
+
+static int check_rma(struct bench *b, const struct bench_test *t, size_t size)
+{
+	if (rma_writes(t))
+		return bench_call(b, OP_VERIFY, size, 0, 0, NULL);
+	return check_buf(b, t, rma_local(b, t), size);
+}
+
+static int rma_one(struct bench *b, const struct bench_test *t, size_t size, int flags)
+{
+	switch (t->rma) {
+	case RMA_WRITE:
+		return scif_writeto(b->ep, b->loff, size, b->roff, flags);
+	case RMA_READ:
+		return scif_readfrom(b->ep, b->loff, size, b->roff, flags);
+	case RMA_VWRITE:
+		return scif_vwriteto(b->ep, b->vbuf, size, b->roff, flags);
+	default:
+		return scif_vreadfrom(b->ep, b->vbuf, size, b->roff, flags);
+	}
+}
+
+static int run_rma(struct bench *b, const struct bench_test *t, size_t size, uint64_t iters,
+		   uint64_t *samples)
+{
+	int flags = t->rma_flags | (t->async ? 0 : SCIF_RMA_SYNC);
+	uint64_t batch = 1, i = 0;
+	int err;
+
+	(void)samples;
+	if (t->async) {
+		batch = ASYNC_BATCH_BYTES / size;
+		batch = batch < 4 ? 4 : batch > 64 ? 64 : batch;
+	}
+	while (i < iters) {
+		uint64_t k = iters - i < batch ? iters - i : batch;
+		int mark;
+
+		for (uint64_t j = 0; j < k; j++)
+			if (rma_one(b, t, size, flags) < 0)
+				goto fail;
+		/* Async: the batch is in flight; one fence covers all of it. */
+		if (t->async && (scif_fence_mark(b->ep, SCIF_FENCE_INIT_SELF, &mark) < 0 ||
+				 scif_fence_wait(b->ep, mark) < 0))
+			goto fail;
+		i += k;
+	}
+	return 0;
+fail:
+	err = errno;
+	bench_progress_end();
+	fprintf(stderr, "scif_bench: %s, size %zu: %s\n", t->name, size, strerror(err));
+	return -1;
+}
+
+/* ---- the test table --------------------------------------------------------------------- */
+
+#define LAT(n, nb, r, p, c) \
+	{ .name = n, .group = n, .kind = KIND_LAT, .base = BASE_SHM, .tcp_base = BASE_TCP_LAT, \
+	  .async = nb, .run = r, .prep = p, .check = c }
+#define RMA(grp, mode, which, fl, as) \
+	{ .name = grp "/" mode, .group = grp, .kind = KIND_BW, .base = BASE_MEMCPY, \
+	  .tcp_base = BASE_TCP_BW, .rma = which, .rma_flags = fl, .async = as, .run = run_rma, \
+	  .prep = prep_rma, .check = check_rma }
+#define RMA4(grp, which) \
+	RMA(grp, "sync-cpu", which, SCIF_RMA_USECPU, 0), RMA(grp, "sync-dma", which, 0, 0), \
+	RMA(grp, "async-cpu", which, SCIF_RMA_USECPU, 1), RMA(grp, "async-dma", which, 0, 1)
+
+const struct bench_test bench_tests[] = {
+	LAT("lat", 0, run_lat, prep_echo, check_echo),
+	LAT("lat-nb", 1, run_lat, prep_echo, check_echo),
+	{ .name = "bw", .group = "bw", .kind = KIND_BW, .base = BASE_MEMCPY,
+	  .tcp_base = BASE_TCP_BW, .run = run_bw, .prep = prep_bw },
+	LAT("mmap-lat", 0, run_mmap, prep_mmap, check_pp),
+	RMA4("rma-write", RMA_WRITE),
+	RMA4("rma-read", RMA_READ),
+	RMA4("rma-vwrite", RMA_VWRITE),
+	RMA4("rma-vread", RMA_VREAD),
+};
+const int bench_ntests = (int)(sizeof(bench_tests) / sizeof(bench_tests[0]));
+
+/* ---- server ----------------------------------------------------------------------------- */
+
+struct server_state {
+	uint8_t *buf, *tmp; /* receive buffer and scratch, cap bytes each */
+	uint8_t *win;       /* RMA window */
+	uint8_t *pp;        /* ping-pong window */
+	size_t pp_len;
+};
+
+static int serve_bw(struct bench *b, const struct bench_cmd *c, struct server_state *s,
+		    struct bench_reply *r)
+{
+	size_t size = c->size;
+	int err;
+
+	for (uint64_t i = 0; i < c->iters; i++) {
+		err = xfer(b->ep, s->buf, size, 0, 0);
+		if (err)
+			return err;
+		if (size >= 8 && !r->status && memcmp(s->buf, &i, 8)) {
+			r->status = BENCH_MISMATCH;
+			r->value = i * size;
+		}
+	}
+	if (c->iters && !r->status) {
+		size_t bad = bench_check(s->buf, size, c->seed, size >= 8 ? 8 : 0);
+
+		if (bad != SIZE_MAX) {
+			r->status = BENCH_MISMATCH;
+			r->value = (c->iters - 1) * size + bad;
+		}
+	}
+	return 0;
+}
+
+static int serve_register(struct bench *b, uint8_t **mem, size_t len, struct bench_reply *r)
+{
+	off_t off;
+
+	if (!*mem) {
+		*mem = bench_alloc(len);
+		if (!*mem)
+			return -ENOMEM;
+	}
+	off = scif_register(b->ep, *mem, len, 0, SCIF_PROT_READ | SCIF_PROT_WRITE, 0);
+	if (off == SCIF_REGISTER_FAILED)
+		return -errno;
+	r->value = (uint64_t)off;
+	return 0;
+}
+
+/* One command; returns 1 on QUIT, 0 to go on, -errno when the connection is unusable. */
+static int serve_one(struct bench *b, struct server_state *s, const struct bench_cmd *c)
+{
+	struct bench_reply r = { 0 };
+	size_t bad;
+	int err = 0;
+
+	if (c->magic != BENCH_MAGIC)
+		return -EPROTO;
+	if (c->op != OP_HELLO && c->op != OP_QUIT && (!s->buf || c->size > b->cap))
+		return -EPROTO;
+	switch (c->op) {
+	case OP_HELLO:
+		if (s->buf || !c->size || c->size > (1u << 30))
+			return -EPROTO;
+		b->cap = (c->size + BENCH_PAGE - 1) & ~(size_t)(BENCH_PAGE - 1);
+		s->buf = bench_alloc(b->cap);
+		s->tmp = bench_alloc(b->cap);
+		if (!s->buf || !s->tmp)
+			r.status = ENOMEM;
+		break;
+	case OP_QUIT:
+		break;
+	case OP_LAT:
+		for (uint64_t i = 0; i < c->iters && !err; i++) {
+			err = xfer(b->ep, s->buf, c->size, (int)c->arg, 0);
+			if (!err)
+				err = xfer(b->ep, s->buf, c->size, (int)c->arg, 1);
+		}
+		break;
+	case OP_BW:
+		err = serve_bw(b, c, s, &r);
+		break;
+	case OP_MMAP_SETUP:
+		s->pp_len = PP_DATA + 2 * b->cap;
+		err = serve_register(b, &s->pp, s->pp_len, &r);
+		if (!err)
+			memset(s->pp, 0, BENCH_PAGE);
+		break;
+	case OP_MMAP_LAT:
+		err = s->pp ? bench_pp_server(s->pp, b->cap, c->size, c->iters, c->arg, s->tmp,
+					      b->ep) :
+			      -EPROTO;
+		break;
+	case OP_RMA_SETUP:
+		err = serve_register(b, &s->win, b->cap, &r);
+		break;
+	case OP_FILL:
+		if (!s->win)
+			return -EPROTO;
+		if (c->arg)
+			memset(s->win, 0, c->size);
+		else
+			bench_fill(s->win, c->size, c->seed);
+		break;
+	case OP_VERIFY:
+		if (!s->win)
+			return -EPROTO;
+		bad = bench_check(s->win, c->size, c->seed, 0);
+		if (bad != SIZE_MAX) {
+			r.status = BENCH_MISMATCH;
+			r.value = bad;
+		}
+		break;
+	case OP_SHM_LAT:
+	case OP_SOCK_LAT:
+	case OP_SOCK_BW:
+		err = bench_serve_base(b, c, s->buf, s->tmp, &r);
+		break;
+	default:
+		return -EPROTO;
+	}
+	if (err)
+		return err;
+	if (scif_send(b->ep, &r, sizeof(r), SCIF_SEND_BLOCK) != (int)sizeof(r))
+		return -errno;
+	return c->op == OP_QUIT;
+}
+
+/*
+ * The server's session with one client: commands until QUIT or the client goes away. The
+ * endpoint is closed on return.
+ */
+int bench_serve(struct bench *b)
+{
+	struct server_state s = { 0 };
+	struct bench_cmd c;
+	int ret;
+
+	for (;;) {
+		int n = scif_recv(b->ep, &c, sizeof(c), SCIF_RECV_BLOCK);
+
+		if (n != (int)sizeof(c)) {
+			ret = n < 0 ? -errno : -ECONNRESET;
+			break;
+		}
+		ret = serve_one(b, &s, &c);
+		if (ret)
+			break;
+	}
+	/* Close first: the windows must be gone before their memory goes back to malloc. */
+	scif_close(b->ep);
+	b->ep = -1;
+	free(s.buf);
+	free(s.tmp);
+	free(s.win);
+	free(s.pp);
+	return ret == 1 ? 0 : ret;
+}
