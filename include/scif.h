@@ -136,7 +136,12 @@ enum {
 #define SCIF_REGISTER_FAILED ((off_t)-1)   /**< scif_register() failure */
 #define SCIF_MMAP_FAILED ((void *)-1)      /**< scif_mmap() failure (== MAP_FAILED) */
 
-/* Well-known ports of the MPSS stack. Ports below SCIF_ADMIN_PORT_END need privilege. */
+/*
+ * Well-known ports of the MPSS stack, in groups of ten: COI 40-49, OFED 60-69, NETDEV 80-89,
+ * RAS 100-109, power management 120-129, board tools 130-139, MPSS daemon 160-169, COSM 201.
+ * Ports below SCIF_ADMIN_PORT_END need privilege.
+ */
+/** @cond SCIF_WELL_KNOWN_PORTS */
 #define SCIF_COI_PORT_0 40
 #define SCIF_COI_PORT_1 41
 #define SCIF_COI_PORT_2 42
@@ -215,10 +220,13 @@ enum {
 #define MPSSD_RESV9 169
 
 #define SCIF_COSM_LISTEN_PORT 201
+/** @endcond */
 
 /** Ports below this number require CAP_SYS_ADMIN to bind. */
 #define SCIF_ADMIN_PORT_END 1024
 
+/* MYO ports 1025-1034, SSG tools ports 1044-1053 (not protected, reserved for MPSS). */
+/** @cond SCIF_WELL_KNOWN_PORTS */
 #define SCIF_MYO_PORT_0 1025
 #define SCIF_MYO_PORT_1 1026
 #define SCIF_MYO_PORT_2 1027
@@ -240,6 +248,7 @@ enum {
 #define SCIF_ST_PORT_7 1051
 #define SCIF_ST_PORT_8 1052
 #define SCIF_ST_PORT_9 1053
+/** @endcond */
 
 /** Ports below this are reserved for MPSS; dynamic ports are handed out above it. */
 #define SCIF_PORT_RSVD 1088

@@ -63,6 +63,12 @@ SCIF_EXPORT int scif_close(scif_epd_t epd)
 
 	if (!ep)
 		return api_ret(err == -ENOTTY ? -EINVAL : err);
+	/* A dup() of it stays open here: only this number goes (spec 3.2). */
+	if (scif__epd_drop_alias(ep, epd)) {
+		close(epd);
+		scif__epd_put(ep);
+		return 0;
+	}
 	/* Wake this process's threads sleeping on the endpoint, then wait for them to leave. */
 	__atomic_store_n(&ep->closing, 1, __ATOMIC_RELEASE);
 	scif__epd_unpublish(ep);

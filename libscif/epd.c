@@ -64,14 +64,57 @@ static struct scif_endpt **ep_slot(int fd, int create)
 	return page ? &page[(unsigned int)fd & (L2_SIZE - 1)] : NULL;
 }
 
+static pthread_mutex_t alias_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/*
+ * A descriptor not in the table may be a dup() of an endpoint's descriptor: same socket,
+ * other number. Recognise it by inode and enter it as an alias (spec 3.2).
+ */
+static struct scif_endpt *epd_get_alias(int fd)
+{
+	struct scif_endpt *found = NULL;
+	struct stat st;
+
+	if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return NULL;
+	pthread_mutex_lock(&alias_lock);
+	for (unsigned int hi = 0; hi < L1_SIZE && !found; hi++) {
+		struct scif_endpt **page = scif__load_acquire(&ep_table[hi]);
+
+		for (unsigned int lo = 0; page && lo < L2_SIZE && !found; lo++) {
+			struct scif_endpt *ep = scif__load_acquire(&page[lo]);
+
+			if (ep && ep->ino == (unsigned long)st.st_ino && ep->fd == (int)((hi << L2_BITS) | lo))
+				found = ep;
+		}
+	}
+	if (found && found->nalias < SCIF_MAX_ALIAS) {
+		struct scif_endpt **slot = ep_slot(fd, 1);
+		struct scif_endpt *exp = NULL;
+
+		scif__atomic_inc(&found->refs); /* the alias slot's reference */
+		if (slot && __atomic_compare_exchange_n(slot, &exp, found, 0, __ATOMIC_RELEASE,
+							__ATOMIC_RELAXED)) {
+			found->alias[found->nalias++] = fd;
+		} else {
+			scif__epd_put(found);
+			found = NULL;
+		}
+	} else {
+		found = NULL;
+	}
+	pthread_mutex_unlock(&alias_lock);
+	return found ? scif__epd_get(fd) : NULL;
+}
+
 struct scif_endpt *scif__epd_get(int fd)
 {
 	struct scif_endpt **slot = ep_slot(fd, 0);
 	struct scif_endpt *ep;
 	uint32_t r;
 
-	if (!slot)
-		return NULL;
+	if (!slot || !scif__load_acquire(slot))
+		return fd >= 0 ? epd_get_alias(fd) : NULL;
 	/* Acquire pairs with the release in scif__epd_publish: the endpoint is initialised. */
 	ep = scif__load_acquire(slot);
 	if (!ep)
@@ -83,7 +126,7 @@ struct scif_endpt *scif__epd_get(int fd)
 	} while (!__atomic_compare_exchange_n(&ep->refs, &r, r + 1, 1, __ATOMIC_ACQUIRE,
 					      __ATOMIC_RELAXED));
 	/* The struct may have been recycled between the load and the count: recheck. */
-	if (scif__load_acquire(slot) != ep || ep->fd != fd) {
+	if (scif__load_acquire(slot) != ep) {
 		scif__epd_put(ep);
 		return NULL;
 	}
@@ -129,6 +172,7 @@ static struct scif_endpt *ep_new(void)
 	ep->waiters = 0;
 	ep->wake_fd = -1;
 	ep->own_fd = 0;
+	ep->nalias = 0;
 	memset(&ep->tx, 0, sizeof(ep->tx));
 	memset(&ep->rx, 0, sizeof(ep->rx));
 	ep->gen = scif__atomic_inc(&ep_gen);
@@ -155,6 +199,11 @@ int scif__epd_alloc(struct scif_endpt **out)
 	ret = ops->notify_pair(&ep->fd, &ep->bell);
 	if (ret)
 		goto fail;
+	{
+		struct stat st;
+
+		ep->ino = fstat(ep->fd, &st) == 0 ? (unsigned long)st.st_ino : 0;
+	}
 	ep->refs = 1;
 	*out = ep;
 	return 0;
@@ -206,14 +255,53 @@ int scif__epd_publish(struct scif_endpt *ep)
 	return 0;
 }
 
-void scif__epd_unpublish(struct scif_endpt *ep)
+static void epd_clear_slot(struct scif_endpt *ep, int fd)
 {
-	struct scif_endpt **slot = ep_slot(ep->fd, 0);
+	struct scif_endpt **slot = ep_slot(fd, 0);
 	struct scif_endpt *exp = ep;
 
 	if (slot && __atomic_compare_exchange_n(slot, &exp, NULL, 0, __ATOMIC_ACQ_REL,
 						__ATOMIC_RELAXED))
-		scif__epd_put(ep); /* the table's reference */
+		scif__epd_put(ep); /* that slot's reference */
+}
+
+void scif__epd_unpublish(struct scif_endpt *ep)
+{
+	int alias[SCIF_MAX_ALIAS], n;
+
+	pthread_mutex_lock(&alias_lock);
+	n = ep->nalias;
+	memcpy(alias, ep->alias, sizeof(alias));
+	ep->nalias = 0;
+	pthread_mutex_unlock(&alias_lock);
+	for (int i = 0; i < n; i++)
+		epd_clear_slot(ep, alias[i]);
+	epd_clear_slot(ep, ep->fd);
+}
+
+int scif__epd_drop_alias(struct scif_endpt *ep, int fd)
+{
+	int i, ret = 0;
+
+	pthread_mutex_lock(&alias_lock);
+	if (ep->nalias) {
+		/* Another number stays: if the closing one is the main number, promote one. */
+		if (fd == ep->fd) {
+			ep->fd = ep->alias[--ep->nalias];
+		} else {
+			for (i = 0; i < ep->nalias && ep->alias[i] != fd; i++)
+				;
+			if (i < ep->nalias)
+				ep->alias[i] = ep->alias[--ep->nalias];
+		}
+		ret = 1;
+	}
+	pthread_mutex_unlock(&alias_lock);
+	if (ret) {
+		epd_clear_slot(ep, fd);
+		scif__monitor_rekey(ep);
+	}
+	return ret;
 }
 
 int scif__epd_lookup_err(int fd)

@@ -16,6 +16,9 @@
 #include "rb.h"
 #include "window.h"
 
+/* dup() copies of one endpoint a process may use at once (beyond the first descriptor). */
+#define SCIF_MAX_ALIAS 8
+
 enum scif_epd_state {
 	SCIFEP_UNBOUND,
 	SCIFEP_BOUND,
@@ -111,6 +114,9 @@ struct scif_ep_shared {
  * @waiters:   threads of this process sleeping on @fd (so close knows to wake them).
  * @wake_fd:   eventfd scif_close() writes to wake this process's sleepers (lazily made).
  * @own_fd:    @fd is ours to close on teardown (an endpoint never handed to the caller).
+ * @ino:       inode of @fd's socket, to recognise dup() copies of it.
+ * @alias, @nalias: other descriptor numbers of this process for the same endpoint (dup);
+ *             under the table lock.
  * @ras:       windows of both sides (window.h).
  * @req_lock, @req_cond, @reqs, @next_tag: control requests waiting for the peer's reply.
  * @dma_issued: RMA transfers queued so far (fence marks count these).
@@ -137,6 +143,9 @@ struct scif_endpt {
 	uint32_t waiters;
 	int wake_fd;
 	int own_fd;
+	unsigned long ino;
+	int alias[SCIF_MAX_ALIAS];
+	int nalias;
 	struct scif_ras ras;
 	pthread_mutex_t req_lock;
 	pthread_cond_t req_cond;
@@ -163,6 +172,8 @@ int scif__init(void);
 int scif__monitor_ensure(void);
 int scif__monitor_watch(struct scif_endpt *ep, int kind, int fd, uint32_t events);
 void scif__monitor_unwatch(int fd);
+/* Re-register an endpoint's watches under its current descriptor number. */
+void scif__monitor_rekey(struct scif_endpt *ep);
 
 /* Descriptor table. get() returns a counted reference or NULL; put() drops it. */
 struct scif_endpt *scif__epd_get(int fd);
@@ -172,8 +183,13 @@ int scif__epd_create(struct scif_endpt **out);
 /* Set up an accepted endpoint's descriptors (a new descriptor pair). */
 int scif__epd_alloc(struct scif_endpt **out);
 int scif__epd_publish(struct scif_endpt *ep);
-/* Remove from the table (the user descriptor is gone or going). */
+/* Remove from the table (the user descriptor is gone or going), with every dup() alias. */
 void scif__epd_unpublish(struct scif_endpt *ep);
+/*
+ * scif_close() of one descriptor number: if other numbers of this process still refer to
+ * the endpoint, drop only this one and return 1 (the endpoint lives on); else return 0.
+ */
+int scif__epd_drop_alias(struct scif_endpt *ep, int fd);
 /* Call fn on every endpoint in the table. */
 void scif__epd_foreach(void (*fn)(struct scif_endpt *ep));
 /* Look up why a descriptor is not an endpoint: -EBADF or -ENOTTY. */

@@ -128,22 +128,38 @@ void scif__monitor_unwatch(int fd)
 		epoll_ctl(mon_epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
-/* In a fork() child: watch every inherited endpoint from this process's own epoll. */
+/* Add a registration, or update it (its key carries the descriptor number). */
+static void mon_ctl_set(int fd, uint64_t key, uint32_t events)
+{
+	if (mon_ctl(EPOLL_CTL_ADD, fd, key, events) == -EEXIST)
+		mon_ctl(EPOLL_CTL_MOD, fd, key, events);
+}
+
+/*
+ * Watch what the endpoint's state calls for: in a fork() child from its own epoll, or after
+ * the endpoint's descriptor number changed (dup).
+ */
 static void mon_rewatch_one(struct scif_endpt *ep)
 {
-	mon_ctl(EPOLL_CTL_ADD, ep->bell, mon_key(ep, SCIF_WATCH_BELL), EPOLLRDHUP);
+	mon_ctl_set(ep->bell, mon_key(ep, SCIF_WATCH_BELL), EPOLLRDHUP);
 	switch (scif__epd_state(ep)) {
 	case SCIFEP_LISTENING:
-		mon_ctl(EPOLL_CTL_ADD, ep->lfd, mon_key(ep, SCIF_WATCH_LISTEN), EPOLLIN | EPOLLET);
+		mon_ctl_set(ep->lfd, mon_key(ep, SCIF_WATCH_LISTEN), EPOLLIN | EPOLLET);
 		break;
 	case SCIFEP_CONNECTING:
-		mon_ctl(EPOLL_CTL_ADD, ep->link, mon_key(ep, SCIF_WATCH_LINK), EPOLLIN | EPOLLRDHUP);
+		mon_ctl_set(ep->link, mon_key(ep, SCIF_WATCH_LINK), EPOLLIN | EPOLLRDHUP);
 		break;
 	case SCIFEP_CONNECTED:
-		mon_ctl(EPOLL_CTL_ADD, ep->link, mon_key(ep, SCIF_WATCH_LINK), EPOLLIN | EPOLLRDHUP);
-		mon_ctl(EPOLL_CTL_ADD, ep->peer_bell, mon_key(ep, SCIF_WATCH_PEERBELL), EPOLLRDHUP);
+		mon_ctl_set(ep->link, mon_key(ep, SCIF_WATCH_LINK), EPOLLIN | EPOLLRDHUP);
+		mon_ctl_set(ep->peer_bell, mon_key(ep, SCIF_WATCH_PEERBELL), EPOLLRDHUP);
 		break;
 	}
+}
+
+void scif__monitor_rekey(struct scif_endpt *ep)
+{
+	if (scif__monitor_ensure() == 0)
+		mon_rewatch_one(ep);
 }
 
 int scif__monitor_ensure(void)

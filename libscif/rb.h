@@ -20,8 +20,6 @@
 /* Bytes copied between index updates (pipelining granularity of a long copy). */
 #define SCIF_RB_CHUNK (16u << 10)
 
-/* Arm word: bit 63 set means "the receiver needs a doorbell"; the low bits count doorbells. */
-#define SCIF_ARMED (1ULL << 63)
 
 /**
  * struct scif_qp_region - the region one endpoint owns (O) and shares with its peer (P).
@@ -42,7 +40,8 @@
  *               whether its notification descriptor may hold unread bytes.
  * @out_ridx:    P writes: bytes P has consumed of O's outbound ring (that ring lives in P's
  *               region). Release after P's copy-out; O reads it with acquire before reuse.
- * @peer_rx_arm: P writes: P's receiver arm word (SCIF_ARMED | doorbells P has accounted for).
+ * @peer_rx_arm: P writes: P's receiver arm word: the doorbells P has accounted for, with bit
+ *               63 set while P spins in scif_recv and needs no doorbell (msg.c).
  *               O reads it after publishing new bytes to decide whether to ring P.
  * @peer_tx_wait: P writes: sequence of P's sender waiting for room in O's inbound ring;
  *               O reads it after freeing room to decide whether to wake P.

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * test-open-close.c - conformance of scif_open(), scif_close() and scif_get_fd()
- * (spec 3.1, 3.2, 3.21; cases C01, C02, C92, C94).
+ * (spec 3.1, 3.2, 3.21; cases C01, C02, C92; bad descriptors are in test-badfd.c).
  */
 #include "common.h"
 
@@ -67,5 +67,26 @@ Test(close, plain_close_is_a_scif_close)
 	/* Spec 3.2: close(2) of the last descriptor has exactly the effect of scif_close. */
 	cr_assert_eq(close(a), 0);
 	expect_errno(scif_recv(b, &c, 1, SCIF_RECV_BLOCK), ECONNRESET);
+	scif_close(b);
+}
+
+Test(close, dup_refers_to_the_same_endpoint)
+{
+	scif_epd_t a, b, a2;
+	char c = 'x', r = 0;
+
+	test_pair(&a, &b, NULL);
+	/* Spec 3.2: a dup() of an endpoint descriptor is the same endpoint. */
+	a2 = dup(a);
+	cr_assert_geq(a2, 0);
+	cr_expect_eq(scif_send(a2, &c, 1, SCIF_SEND_BLOCK), 1);
+	cr_expect_eq(scif_recv(b, &r, 1, SCIF_RECV_BLOCK), 1);
+	cr_expect_eq(r, 'x');
+	/* Closing one copy keeps the endpoint; closing the last one disconnects. */
+	cr_expect_eq(scif_close(a), 0);
+	cr_expect_eq(scif_send(a2, &c, 1, SCIF_SEND_BLOCK), 1);
+	cr_expect_eq(scif_recv(b, &r, 1, SCIF_RECV_BLOCK), 1);
+	cr_expect_eq(scif_close(a2), 0);
+	expect_errno(scif_recv(b, &r, 1, SCIF_RECV_BLOCK), ECONNRESET);
 	scif_close(b);
 }
