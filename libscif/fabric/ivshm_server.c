@@ -49,6 +49,7 @@ struct ivshm_msg {
  * @q_head: first unsent entry
  * @q_len: entries in use
  * @out_armed: EPOLLOUT is in the epoll set (only while @q has unsent messages)
+ * @announced: the host's callback was told it connected, so it must hear of its departure
  * @failed: a send failed; reap() disconnects it outside of loops over the peer array
  * @dead: disconnected; events still pending for it in the current batch are ignored
  * @next_zombie: list of dead peers freed at the end of scif__ivshm_dispatch()
@@ -61,6 +62,7 @@ struct ivshm_peer {
 	struct ivshm_msg *q;
 	size_t q_cap, q_head, q_len;
 	bool out_armed;
+	bool announced;
 	bool failed;
 	bool dead;
 	struct ivshm_peer *next_zombie;
@@ -273,7 +275,7 @@ static void peer_kill(struct scif__ivshm_server *srv, struct ivshm_peer *p, bool
 	close(p->sock);
 	p->sock = -1;
 	/* while it is still listed, so the host can look its eventfds up to forget them */
-	if (srv->cb)
+	if (srv->cb && p->announced)
 		srv->cb(srv->cb_arg, SCIF__IVSHM_PEER_DISCONNECTED, p->id);
 	for (i = j = 0; i < srv->npeers; i++)
 		if (srv->peers[i] != p)
@@ -425,8 +427,10 @@ static int accept_one(struct scif__ivshm_server *srv)
 		if (queue_vectors(srv, o, id, p->efd) || flush(srv, o))
 			o->failed = true;
 	}
-	if (srv->cb && !p->failed)
+	if (srv->cb && !p->failed) {
+		p->announced = true;
 		srv->cb(srv->cb_arg, SCIF__IVSHM_PEER_CONNECTED, id);
+	}
 	reap(srv);
 	return 1;
 

@@ -44,7 +44,11 @@ enum scif__ivshm_event {
 					 * closed after it returns */
 };
 
-/* Called from scif__ivshm_dispatch() (and destroy, for each remaining peer). */
+/*
+ * Called from scif__ivshm_dispatch() (and destroy, for each remaining peer); every CONNECTED is
+ * matched by one DISCONNECTED. The callback may ring peers and look up eventfds, but must not
+ * destroy the server.
+ */
 typedef void (*scif__ivshm_peer_cb)(void *arg, enum scif__ivshm_event event, uint16_t peer_id);
 
 /*

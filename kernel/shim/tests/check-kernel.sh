@@ -234,11 +234,14 @@ build_c() {	# name, extra flags/sources...
 }
 : >"$BUILD/programs-build.log"
 SRV_SRC=$TOP/libscif/fabric/ivshm_server.c
+# The server library runs under ASan+UBSan in both host-side tests: a memory error in it fails
+# them (the static guest test cannot use the sanitizers).
+SAN="-g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 if build_c scif_ivshmem_server -I"$TOP/libscif" "$TOP/tools/scif_ivshmem_server.c" "$SRV_SRC" &&
-   build_c ivshm_server_test -I"$TOP/libscif" "$SHIM/tests/ivshm_server_test.c" "$SRV_SRC" &&
-   build_c shim_host_peer -I"$TOP/libscif" "$SHIM/tests/shim_host_peer.c" "$SRV_SRC" &&
+   build_c ivshm_server_test $SAN -I"$TOP/libscif" "$SHIM/tests/ivshm_server_test.c" "$SRV_SRC" &&
+   build_c shim_host_peer $SAN -I"$TOP/libscif" "$SHIM/tests/shim_host_peer.c" "$SRV_SRC" &&
    build_c shim_guest_test -static "$SHIM/tests/shim_guest_test.c"; then
-	pass "programs_build: server library, CLI, host peer, static guest test (-Wall -Wextra -Werror)"
+	pass "programs_build: server library, CLI, host peer (ASan+UBSan), static guest test"
 else
 	cat "$BUILD/programs-build.log"
 	fatal "programs_build"
@@ -253,13 +256,18 @@ else
 fi
 
 # ---- 4. host-only: the ivshmem server against fake QEMU clients -----------------------------
-"$BUILD/bin/ivshm_server_test" >"$BUILD/ivshm_server_test.log" 2>&1
+timeout -k 5 60 "$BUILD/bin/ivshm_server_test" >"$BUILD/ivshm_server_test.log" 2>&1
+srv_rc=$?
 while read -r line; do
 	case $line in
 	PASS:*) pass "${line#PASS: }" ;;
 	FAIL:*) fail "${line#FAIL: }" ;;
 	esac
 done <"$BUILD/ivshm_server_test.log"
+if [ "$srv_rc" -ne 0 ] && ! grep -q '^FAIL: ' "$BUILD/ivshm_server_test.log"; then
+	tail -n 30 "$BUILD/ivshm_server_test.log"
+	fail "ivshm_server_test_exit: exited with status $srv_rc"
+fi
 
 # ---- 5. initramfs ----------------------------------------------------------------------------
 IRD=$BUILD/initramfs
@@ -308,6 +316,7 @@ wait "$QEMU_PID"
 qemu_rc=$?
 QEMU_PID=""
 wait "$HOST_PID"
+host_rc=$?
 HOST_PID=""
 note "guest ran $(($(date +%s) - boot_start)) s"
 
@@ -339,6 +348,11 @@ grep -q '^GUEST-END' "$GUEST_LOG.txt" || {
 }
 echo "--- host (ivshmem server, peer 0) ---"
 collect "$HOST_LOG" '^(RTT|[a-z].*: )'
+# a non-zero exit without a FAIL line of its own: a sanitizer report or a crash
+if [ "$host_rc" -ne 0 ] && ! grep -q '^FAIL: ' "$HOST_LOG"; then
+	grep -A20 -E 'Sanitizer|runtime error' "$HOST_LOG"
+	fail "host_peer_exit: exited with status $host_rc (see $HOST_LOG)"
+fi
 
 echo "--- summary ---"
 grep -h '^RTT' "$HOST_LOG" | sed 's/^RTT: /doorbell round trip: /'
