@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <sys/resource.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "scif.h"
@@ -39,6 +41,54 @@ static struct scif_endpt *api_get(scif_epd_t epd, int *err)
 static inline int api_bad_ptr(const void *p)
 {
 	return (uintptr_t)p < 4096 || (uintptr_t)p >= (1ULL << 47);
+}
+
+/*
+ * EFAULT for buffers the application cannot read (or write): the kernel checks them for us
+ * by copying one byte of every page from (or, for writes, onto) itself with
+ * process_vm_readv/writev. Each thread remembers the last ranges that passed, so a buffer
+ * that is used again costs nothing; a range unmapped after it passed is not noticed.
+ */
+#define API_OK_SLOTS 8
+static __thread struct { uintptr_t lo, hi; int write; } api_ok[API_OK_SLOTS];
+static __thread unsigned int api_ok_next;
+
+static int api_user_check(const void *p, size_t len, int write)
+{
+	uintptr_t lo = (uintptr_t)p & ~(uintptr_t)4095, hi;
+	char scratch[256];
+	struct iovec loc[256], rem[256];
+
+	if (api_bad_ptr(p) || (uintptr_t)p + len < (uintptr_t)p ||
+	    (uintptr_t)p + len > (1ULL << 47))
+		return -EFAULT;
+	hi = ((uintptr_t)p + len + 4095) & ~(uintptr_t)4095;
+	for (unsigned int i = 0; i < API_OK_SLOTS; i++)
+		if (api_ok[i].lo <= lo && api_ok[i].hi >= hi && api_ok[i].write >= write)
+			return 0;
+	for (uintptr_t pg = lo; pg < hi;) {
+		int n = 0;
+		ssize_t r;
+
+		for (; pg < hi && n < 256; pg += 4096, n++) {
+			rem[n].iov_base = (void *)(pg < (uintptr_t)p ? (uintptr_t)p : pg);
+			rem[n].iov_len = 1;
+			/* Writes copy each byte onto itself: checked, and left as it was. */
+			loc[n].iov_base = write ? rem[n].iov_base : &scratch[n];
+			loc[n].iov_len = 1;
+		}
+		r = write ? process_vm_writev(getpid(), loc, (unsigned long)n, rem, (unsigned long)n, 0)
+			  : process_vm_readv(getpid(), loc, (unsigned long)n, rem, (unsigned long)n, 0);
+		if (r < 0 && errno != EFAULT)
+			return 0; /* the check itself is unavailable here (seccomp, ptrace policy) */
+		if (r != n)
+			return -EFAULT;
+	}
+	api_ok[api_ok_next % API_OK_SLOTS].lo = lo;
+	api_ok[api_ok_next % API_OK_SLOTS].hi = hi;
+	api_ok[api_ok_next % API_OK_SLOTS].write = write;
+	api_ok_next++;
+	return 0;
 }
 
 SCIF_EXPORT scif_epd_t scif_open(void)
@@ -164,13 +214,11 @@ SCIF_EXPORT int scif_accept(scif_epd_t epd, struct scif_portID *peer, scif_epd_t
 }
 
 /* Checks shared by send and recv (spec 3.7): len 0 first, then len and flags, then msg. */
-static int api_msg_check(void *msg, int len, int flags)
+static int api_msg_check(void *msg, int len, int flags, int write)
 {
 	if (len < 0 || (flags && !(flags & 1)))
 		return -EINVAL;
-	if (api_bad_ptr(msg))
-		return -EFAULT;
-	return 0;
+	return api_user_check(msg, (size_t)len, write);
 }
 
 SCIF_EXPORT int scif_send(scif_epd_t epd, void *msg, int len, int flags)
@@ -183,7 +231,7 @@ SCIF_EXPORT int scif_send(scif_epd_t epd, void *msg, int len, int flags)
 	ep = api_get(epd, &err);
 	if (!ep)
 		return api_ret(err);
-	ret = api_msg_check(msg, len, flags);
+	ret = api_msg_check(msg, len, flags, 0);
 	if (!ret)
 		ret = scif__msg_send(ep, msg, len, flags);
 	scif__epd_put(ep);
@@ -200,7 +248,7 @@ SCIF_EXPORT int scif_recv(scif_epd_t epd, void *msg, int len, int flags)
 	ep = api_get(epd, &err);
 	if (!ep)
 		return api_ret(err);
-	ret = api_msg_check(msg, len, flags);
+	ret = api_msg_check(msg, len, flags, 1);
 	if (!ret)
 		ret = scif__msg_recv(ep, msg, len, flags);
 	scif__epd_put(ep);
@@ -295,7 +343,13 @@ static int api_rma(scif_epd_t epd, off_t loffset, void *vaddr, int is_v, size_t 
 
 	if (!ep)
 		return api_ret(err);
-	ret = scif__rma_copy(ep, loffset, is_v ? vaddr : NULL, is_v, len, roffset, flags, write);
+	/* Spec order: connection state, then flags and length, then the buffer (EFAULT). */
+	ret = scif__epd_verify_connected(ep);
+	if (!ret && is_v && len && !(flags && !(flags & 0xf)))
+		ret = api_user_check(vaddr, len, !write);
+	if (!ret)
+		ret = scif__rma_copy(ep, loffset, is_v ? vaddr : NULL, is_v, len, roffset, flags,
+				     write);
 	scif__epd_put(ep);
 	return api_ret(ret);
 }
@@ -332,8 +386,8 @@ SCIF_EXPORT int scif_fence_mark(scif_epd_t epd, int flags, int *mark)
 	if (!ep)
 		return api_ret(err);
 	ret = scif__fence_mark(ep, flags, &m);
-	if (!ret && api_bad_ptr(mark))
-		ret = -EFAULT;
+	if (!ret)
+		ret = api_user_check(mark, sizeof(*mark), 1);
 	if (!ret)
 		*mark = m;
 	scif__epd_put(ep);
@@ -369,11 +423,11 @@ SCIF_EXPORT int scif_get_nodeIDs(uint16_t *nodes, int len, uint16_t *self)
 {
 	int n = 0;
 
-	if (!self || api_bad_ptr(self))
+	if (!self || api_user_check(self, sizeof(*self), 1))
 		return api_ret(-EFAULT);
 	if (len < 0)
 		return api_ret(-EINVAL);
-	if (len > 0 && (!nodes || api_bad_ptr(nodes)))
+	if (len > 0 && (!nodes || api_user_check(nodes, (size_t)len * sizeof(*nodes), 1)))
 		return api_ret(-EFAULT);
 	if (scif__init())
 		return api_ret(-ENXIO);
@@ -395,5 +449,12 @@ SCIF_EXPORT int scif_get_fd(scif_epd_t epd)
 
 SCIF_EXPORT int scif_poll(struct scif_pollepd *epds, unsigned int nepds, long timeout)
 {
+	struct rlimit rl;
+
+	/* poll(2)'s order: too many entries (EINVAL) before an unreadable array (EFAULT). */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && nepds > rl.rlim_cur)
+		return api_ret(-EINVAL);
+	if (nepds && api_user_check(epds, (size_t)nepds * sizeof(*epds), 1))
+		return api_ret(-EFAULT);
 	return api_ret(scif__poll(epds, nepds, timeout));
 }

@@ -55,6 +55,7 @@ struct scif_port {
  *
  * @state:       enum scif_epd_state; changed under @ctl, read lock-free.
  * @nb_collect:  a non-blocking connect finished and its result is not collected yet.
+ * @blocking:    a blocking scif_connect() is waiting for the answer (others get EISCONN).
  * @conn_err:    result of that connect (0 or -errno).
  * @ctl:         serialises state changes and the connection handshake.
  * @send_lock:   held for a whole scif_send() (bytes of concurrent sends never interleave).
@@ -75,7 +76,7 @@ struct scif_ep_shared {
 	uint32_t state;
 	uint32_t nb_collect;
 	int32_t conn_err;
-	uint32_t pad0;
+	uint32_t blocking;
 	struct scif_lock ctl;
 	uint8_t pad1[60];
 	struct scif_lock send_lock;

@@ -253,7 +253,7 @@ int scif__conn_connect(struct scif_endpt *ep, struct scif_portID *dst)
 		}
 		goto out;
 	case SCIFEP_CONNECTING:
-		ret = -EINPROGRESS;
+		ret = sh->blocking ? -EISCONN : -EINPROGRESS;
 		goto out;
 	case SCIFEP_DISCONNECTED:
 		ret = sh->nb_collect ? (sh->nb_collect = 0, sh->conn_err) : -EINVAL;
@@ -301,7 +301,13 @@ int scif__conn_connect(struct scif_endpt *ep, struct scif_portID *dst)
 		}
 		goto out;
 	}
+	/* Wait without holding ctl, so other calls see CONNECTING and answer EISCONN. */
+	sh->state = SCIFEP_CONNECTING;
+	sh->blocking = 1;
+	scif__unlock(&sh->ctl);
 	ret = conn_finish(ep, CONNECT_TIMEOUT_MS);
+	scif__lock(&sh->ctl);
+	sh->blocking = 0;
 	if (ret) {
 		/* Withdraw: closing the link drops our request from the listener's queue. */
 		conn_abort(ep);
@@ -349,12 +355,10 @@ void scif__conn_link_event(struct scif_endpt *ep)
 	}
 	if (!scif__trylock(&sh->ctl))
 		return; /* the owner of ctl is finishing the handshake itself */
-	if (sh->state == SCIFEP_CONNECTING) {
-		sh->state = SCIFEP_BOUND; /* conn_finish establishes or we abort */
+	if (sh->state == SCIFEP_CONNECTING && !sh->blocking) {
+		/* Still CONNECTING while we finish: conn_finish establishes, or we abort. */
 		ret = conn_finish(ep, 0);
-		if (ret == -ETIMEDOUT || ret == -EAGAIN) {
-			sh->state = SCIFEP_CONNECTING; /* spurious wake-up */
-		} else {
+		if (ret != -ETIMEDOUT && ret != -EAGAIN) { /* else a spurious wake-up */
 			if (ret)
 				conn_abort(ep);
 			sh->conn_err = ret;
@@ -567,12 +571,16 @@ void scif__conn_disconnect(struct scif_endpt *ep)
 	scif__rma_disconnected(ep);
 	scif__port_put(port);
 	/*
-	 * Wake every sleeper: readable (a bell byte) and writable (no parked message). The bell
-	 * is not shut down, so its hang-up still tells us when the application closes.
+	 * Wake every sleeper and show POLLHUP to poll(2): a bell byte left unread, no parked
+	 * message, then both directions shut down. The monitor's bell watch turns edge-
+	 * triggered first: from now on only the error that the unread byte raises on the bell
+	 * when the application's descriptor is finally closed means "closed".
 	 */
+	scif__monitor_watch(ep, SCIF_WATCH_BELL, ep->bell, EPOLLRDHUP | EPOLLET);
 	scif__fab.ops->ring(ep->bell);
 	scif__fab.ops->drain(ep->bell);
 	ep->sh->junked = 0;
+	shutdown(ep->bell, SHUT_RDWR);
 }
 
 void scif__conn_teardown(struct scif_endpt *ep)

@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 
 #include "epd.h"
 
@@ -40,13 +39,8 @@ int scif__poll(struct scif_pollepd *epds, unsigned int nepds, long timeout)
 	struct pollfd *pfd = stack_pfd;
 	struct scif_endpt **eps = stack_ep;
 	uint64_t deadline = 0;
-	struct rlimit rl;
 	int ret;
 
-	if (nepds && !epds)
-		return -EFAULT;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && nepds > rl.rlim_cur)
-		return -EINVAL;
 	if (nepds > 32) {
 		pfd = calloc(nepds, sizeof(*pfd));
 		eps = calloc(nepds, sizeof(*eps));

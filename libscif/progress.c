@@ -45,8 +45,13 @@ static void mon_dispatch(const struct epoll_event *ev)
 		goto out;
 	switch (kind) {
 	case SCIF_WATCH_BELL:
-		/* Every copy of the application's descriptor is gone: close(2), exit or exec. */
-		if (ev->events & (EPOLLRDHUP | EPOLLHUP)) {
+		/*
+		 * Every copy of the application's descriptor is gone: close(2), exit or exec.
+		 * After a disconnect the bell is shut down by us, and only EPOLLERR means that.
+		 */
+		if ((ev->events & EPOLLERR) ||
+		    ((ev->events & (EPOLLRDHUP | EPOLLHUP)) &&
+		     scif__epd_state(ep) != SCIFEP_DISCONNECTED)) {
 			scif_dbg("endpoint %d closed without scif_close", fd);
 			scif__monitor_unwatch(ep->bell);
 			scif__epd_unpublish(ep);
@@ -141,7 +146,8 @@ static void mon_ctl_set(int fd, uint64_t key, uint32_t events)
  */
 static void mon_rewatch_one(struct scif_endpt *ep)
 {
-	mon_ctl_set(ep->bell, mon_key(ep, SCIF_WATCH_BELL), EPOLLRDHUP);
+	mon_ctl_set(ep->bell, mon_key(ep, SCIF_WATCH_BELL),
+		    EPOLLRDHUP | (scif__epd_state(ep) == SCIFEP_DISCONNECTED ? EPOLLET : 0));
 	switch (scif__epd_state(ep)) {
 	case SCIFEP_LISTENING:
 		mon_ctl_set(ep->lfd, mon_key(ep, SCIF_WATCH_LISTEN), EPOLLIN | EPOLLET);
