@@ -349,7 +349,7 @@ static int run_unix_bw(struct bench *b, const struct bench_test *t, size_t size,
 }
 
 /* The server's half of the three remote baselines. */
-int bench_serve_base(struct bench *b, const struct bench_cmd *c, uint8_t *buf, uint8_t *tmp,
+int bench_serve_base(struct bench *b, const struct bench_cmd *c, uint8_t *buf,
 		     struct bench_reply *r)
 {
 	int fd = c->arg == SOCK_TCP ? b->tcp_fd : b->unix_fd;
@@ -358,7 +358,7 @@ int bench_serve_base(struct bench *b, const struct bench_cmd *c, uint8_t *buf, u
 
 	if (c->op == OP_SHM_LAT) {
 		err = bench_shm_attach(b);
-		return err ? err : bench_pp_server(b->shm, b->cap, size, c->iters, c->arg, tmp, b->ep);
+		return err ? err : bench_pp_server(b->shm, b->cap, size, c->iters, c->arg, b->ep);
 	}
 	if (fd < 0)
 		return -ENOTCONN;

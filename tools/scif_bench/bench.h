@@ -186,7 +186,7 @@ size_t bench_check(const void *buf, size_t len, uint64_t seed, size_t from);
 void bench_pp_client(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
 		     const uint8_t *src, uint8_t *dst, uint64_t *samples);
 int bench_pp_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
-		    uint8_t *tmp, int watch_fd);
+		    int watch_fd);
 
 /* baseline.c */
 extern const struct bench_test bench_baselines[];
@@ -196,7 +196,7 @@ int bench_base_accept(struct bench *b, int tcp_lfd, int unix_lfd);
 int bench_base_connect(struct bench *b);
 int bench_shm_create(struct bench *b);
 int bench_shm_attach(struct bench *b);
-int bench_serve_base(struct bench *b, const struct bench_cmd *c, uint8_t *buf, uint8_t *tmp,
+int bench_serve_base(struct bench *b, const struct bench_cmd *c, uint8_t *buf,
 		     struct bench_reply *r);
 
 /* report.c */

@@ -40,6 +40,18 @@ const char *bench_size_str(size_t size, char *buf, size_t len)
 	return buf;
 }
 
+/* A ratio with its "x", or "-" when there is nothing to divide by. */
+static const char *ratio(double v, int ok, char *buf, size_t len)
+{
+	if (!ok)
+		snprintf(buf, len, "-");
+	else if (v >= 1000)
+		snprintf(buf, len, "%.0fx", v);
+	else
+		snprintf(buf, len, "%.3gx", v);
+	return buf;
+}
+
 /* Three significant digits, without exponents for the ranges we print. */
 static const char *num(double v, char *buf, size_t len)
 {
@@ -83,12 +95,12 @@ void bench_print_table(FILE *f, const struct bench *b)
 		if (last && strcmp(last, r->test))
 			fputc('\n', f);
 		last = r->test;
-		fprintf(f, "%-20s %6s %10s %-4s %9s  %-12s %9s %7sx %9s %7sx%s\n", r->test,
+		fprintf(f, "%-20s %6s %10s %-4s %9s  %-12s %9s %8s %9s %8s%s\n", r->test,
 			bench_size_str(r->size, sz, sizeof(sz)), num(r->median, a, sizeof(a)),
 			unit(r->kind), r->kind == KIND_LAT ? num(r->p99, p, sizeof(p)) : "",
-			r->base > 0 ? r->baseline : "-", num(r->base, c, sizeof(c)),
-			r->base > 0 ? num(r->ratio, d, sizeof(d)) : "-", num(r->tcp, e, sizeof(e)),
-			r->tcp > 0 ? num(r->tcp_ratio, g, sizeof(g)) : "-",
+			r->baseline ? r->baseline : "-", num(r->base, c, sizeof(c)),
+			ratio(r->ratio, r->base > 0, d, sizeof(d)), num(r->tcp, e, sizeof(e)),
+			ratio(r->tcp_ratio, r->tcp > 0, g, sizeof(g)),
 			r->mismatch ? "  DATA MISMATCH" : "");
 	}
 	fprintf(f, "\nbaselines (same run, same sizes)\n%-20s %6s %10s %-4s %9s\n", "baseline",

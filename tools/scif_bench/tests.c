@@ -113,7 +113,7 @@ void bench_pp_client(uint8_t *region, size_t cap, size_t size, uint64_t iters, u
  * channel) every few million spins to notice a client that died mid-test.
  */
 int bench_pp_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
-		    uint8_t *tmp, int watch_fd)
+		    int watch_fd)
 {
 	_Atomic uint64_t *theirs = pp_flag(region, PP_FLAG_C), *mine = pp_flag(region, PP_FLAG_S);
 	uint64_t seq = seq0;
@@ -133,10 +133,9 @@ int bench_pp_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, ui
 					return -ECONNRESET;
 			}
 		}
-		if (size > 8) {
-			memcpy(tmp, region + PP_DATA, size);
-			memcpy(region + PP_DATA + cap, tmp, size);
-		}
+		/* The echo is one copy, straight from the client's payload to ours. */
+		if (size > 8)
+			memcpy(region + PP_DATA + cap, region + PP_DATA, size);
 		/* Release: our payload before our flag; pairs with the client's acquire. */
 		atomic_store_explicit(mine, seq, memory_order_release);
 	}
@@ -474,7 +473,7 @@ const int bench_ntests = (int)(sizeof(bench_tests) / sizeof(bench_tests[0]));
 /* ---- server ----------------------------------------------------------------------------- */
 
 struct server_state {
-	uint8_t *buf, *tmp; /* receive buffer and scratch, cap bytes each */
+	uint8_t *buf;       /* receive buffer, cap bytes */
 	uint8_t *win;       /* RMA window */
 	uint8_t *pp;        /* ping-pong window */
 	size_t pp_len;
@@ -539,8 +538,7 @@ static int serve_one(struct bench *b, struct server_state *s, const struct bench
 			return -EPROTO;
 		b->cap = (c->size + BENCH_PAGE - 1) & ~(size_t)(BENCH_PAGE - 1);
 		s->buf = bench_alloc(b->cap);
-		s->tmp = bench_alloc(b->cap);
-		if (!s->buf || !s->tmp)
+		if (!s->buf)
 			r.status = ENOMEM;
 		break;
 	case OP_QUIT:
@@ -562,8 +560,7 @@ static int serve_one(struct bench *b, struct server_state *s, const struct bench
 			memset(s->pp, 0, BENCH_PAGE);
 		break;
 	case OP_MMAP_LAT:
-		err = s->pp ? bench_pp_server(s->pp, b->cap, c->size, c->iters, c->arg, s->tmp,
-					      b->ep) :
+		err = s->pp ? bench_pp_server(s->pp, b->cap, c->size, c->iters, c->arg, b->ep) :
 			      -EPROTO;
 		break;
 	case OP_RMA_SETUP:
@@ -589,7 +586,7 @@ static int serve_one(struct bench *b, struct server_state *s, const struct bench
 	case OP_SHM_LAT:
 	case OP_SOCK_LAT:
 	case OP_SOCK_BW:
-		err = bench_serve_base(b, c, s->buf, s->tmp, &r);
+		err = bench_serve_base(b, c, s->buf, &r);
 		break;
 	default:
 		return -EPROTO;
@@ -626,7 +623,6 @@ int bench_serve(struct bench *b)
 	scif_close(b->ep);
 	b->ep = -1;
 	free(s.buf);
-	free(s.tmp);
 	free(s.win);
 	free(s.pp);
 	return ret == 1 ? 0 : ret;
