@@ -296,9 +296,10 @@ for _ in $(seq 100); do
 done
 [ -S "$SOCK" ] || { cat "$HOST_LOG"; fatal "host_peer: server socket never appeared"; }
 
-# SLUB debugging: poison and red zones turn a use-after-free or overflow of the shim's objects
-# into a "BUG" report that dmesg_clean fails on, instead of silent corruption.
-KARGS="slub_debug=FZPU"
+# SLUB debugging and page poisoning: a use-after-free or overflow of the shim's objects, or a
+# write into DMA pages after they were freed, becomes a "BUG" or corruption report that
+# dmesg_clean fails on, instead of silent corruption.
+KARGS="slub_debug=FZPU page_poison=1"
 note "booting $(basename "$BOOT_KERNEL") under QEMU TCG (timeout ${TIMEOUT}s)"
 boot_start=$(date +%s)
 timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -machine q35 -accel tcg -cpu max \

@@ -1200,6 +1200,54 @@ static void t_unbind_under_load(void)
 		munmap((void *)rounds, 4096);
 }
 
+/*
+ * Hot removal: the PCI device itself goes away (sysfs remove) under an open, mapped file, and the
+ * file is closed only after that, dropping the last reference to the departed pci_dev. A rescan
+ * brings the device back and the shim binds it again.
+ */
+static void t_remove_rescan(void)
+{
+	char path[256];
+	struct scif_shim_info info;
+	struct scif_shim_dma_alloc d;
+	uint8_t *shm = NULL, *dma = NULL;
+	int fd, e = eventfd(0, EFD_NONBLOCK);
+	bool ok;
+
+	session_close();
+	ok = find_shim(ivshmem_pci, S.name, sizeof(S.name)) && (fd = open_shim(S.name)) >= 0;
+	if (!ok) {
+		report("pci_remove_rescan_with_open_file", false, NULL);
+		return;
+	}
+	shm = map_region(fd, S.info.bars[IVSHMEM_BAR2].mmap_offset, MBOX_SHM_SIZE);
+	ok = shm && dma_alloc(fd, 8192, &d) && (dma = map_region(fd, d.mmap_offset, d.size)) &&
+	     expect(set_irq(fd, 2, e), 0, "attach");
+	if (ok && (touch(shm) || touch(dma)))
+		why("mappings not readable before removal");
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/remove", ivshmem_pci);
+	ok = ok && write_file(path, "1");
+	if (ok) {
+		if (touch(shm) != SIGBUS || touch(dma) != SIGBUS)
+			why("a mapping survived device removal");
+		ok &= expect(ioctl(fd, SCIF_SHIM_IOC_INFO, &info), ENODEV, "INFO after removal");
+		if (!access(path, F_OK))
+			why("PCI device still present after remove");
+	}
+	if (shm)
+		munmap(shm, MBOX_SHM_SIZE);
+	if (dma)
+		munmap(dma, d.size);
+	close(fd);	/* the last reference to the removed device */
+	close(e);
+	ok = ok && write_file("/sys/bus/pci/rescan", "1");
+	if (ok && !session_open())
+		ok = false;
+	if (ok && (cmd(MBOX_CMD_RING, 2) != 1 || !efd_wait(S.efd[2], WAIT_MS)))
+		why("no interrupt after rescan");
+	report("pci_remove_rescan_with_open_file", ok, NULL);
+}
+
 static void t_rmmod(void)
 {
 	struct stat st;
@@ -1221,9 +1269,10 @@ static void t_rmmod(void)
 /* No warning, oops or leak report from the kernel during the whole run. */
 static void t_dmesg(bool dump)
 {
-	static const char *const bad[] = { "WARNING:", "BUG:", "Oops", "Call Trace",
+	static const char *const bad[] = { "WARNING:", "BUG:", "] BUG ", "Oops", "Call Trace",
 					    "UBSAN", "list_del corruption", "refcount_t",
-					    "general protection", "kmemleak" };
+					    "general protection", "leaked", "memory corruption",
+					    "Poison overwritten" };
 	int len = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
 	char *buf = len > 0 ? malloc((size_t)len + 1) : NULL, *line, *save = NULL;
 	unsigned int i;
@@ -1280,6 +1329,7 @@ int main(int argc, char **argv)
 	t_new_id();
 	t_unbind_rebind();
 	t_unbind_under_load();
+	t_remove_rescan();
 	if (S.shm)
 		cmd(MBOX_CMD_DONE, 0);
 	t_rmmod();
