@@ -96,7 +96,8 @@ long scif_shim_ioctl_dma_alloc(struct scif_shim_file *sf, void __user *uarg)
 		ret = -ENOMEM;
 		goto err_unlock;
 	}
-	id = idr_alloc(&sdev->dma_idr, buf, 0, SCIF_SHIM_MAX_DMA_HANDLES, GFP_KERNEL);
+	/* cyclic: a freed handle (and mmap offset) is not handed out again soon */
+	id = idr_alloc_cyclic(&sdev->dma_idr, buf, 0, SCIF_SHIM_MAX_DMA_HANDLES, GFP_KERNEL);
 	if (id < 0) {
 		ret = id == -ENOSPC ? -ENOMEM : id;
 		goto err_unlock;

@@ -159,7 +159,7 @@ static vm_fault_t scif_shim_fault(struct vm_fault *vmf)
 	struct scif_shim_dev *sdev = sf->sdev;
 	struct scif_shim_dma_buf *buf = NULL;
 	unsigned long addr, end, start_pfn = 0;
-	u64 region, offset;
+	u64 region, offset, limit;
 	vm_fault_t ret;
 
 	scif_shim_pgoff_split(vma->vm_pgoff, &region, &offset);
@@ -170,6 +170,7 @@ static vm_fault_t scif_shim_fault(struct vm_fault *vmf)
 	}
 	if (region < SCIF_SHIM_MAX_BARS) {
 		start_pfn = (sdev->bars[region].start + offset) >> PAGE_SHIFT;
+		limit = PAGE_ALIGN(sdev->bars[region].info.size);
 	} else {
 		/* gone if DMA_FREE ran: the owner's mapping of it is dead */
 		buf = scif_shim_dma_find_locked(sf, region - SCIF_SHIM_MMAP_DMA_FIRST);
@@ -177,17 +178,26 @@ static vm_fault_t scif_shim_fault(struct vm_fault *vmf)
 			ret = VM_FAULT_SIGBUS;
 			goto out;
 		}
+		limit = buf->size;
 	}
 
+	/*
+	 * mmap checked the VMA against the region, but a handle can be freed and handed out again
+	 * for a smaller buffer while an old VMA of it lives on: never map past the region's end.
+	 */
 	addr = vmf->address & PAGE_MASK;
+	if (offset > limit || addr - vma->vm_start >= limit - offset) {
+		ret = VM_FAULT_SIGBUS;
+		goto out;
+	}
 	end = min(vma->vm_end, addr + SCIF_SHIM_FAULT_AHEAD * PAGE_SIZE);
+	end = min_t(u64, end, vma->vm_start + (limit - offset));
 	ret = VM_FAULT_NOPAGE;
 	for (; addr < end; addr += PAGE_SIZE) {
 		unsigned long page = (addr - vma->vm_start) >> PAGE_SHIFT;
 		unsigned long pfn;
 		vm_fault_t r;
 
-		/* mmap checked that the VMA lies inside the BAR or buffer */
 		if (buf)
 			pfn = scif_shim_dma_pfn(buf, offset + ((size_t)page << PAGE_SHIFT));
 		else

@@ -829,6 +829,14 @@ static void t_dma(void)
 	if (ok && dma_free(fd, d[2].handle)) {
 		if (touch(m[2]) != SIGBUS || touch(alias) != SIGBUS)
 			why("mapping of a freed buffer still readable");
+		/* a new, smaller buffer gets a new handle; the old mapping stays dead past it too */
+		if (dma_alloc(fd, 4096, &x)) {
+			if (x.handle == d[2].handle || x.mmap_offset == d[2].mmap_offset)
+				why("freed handle %u handed out again at once", d[2].handle);
+			if (touch((uint8_t *)m[2] + (512 << 10)) != SIGBUS)
+				why("old mapping reaches memory after a new allocation");
+			dma_free(fd, x.handle);
+		}
 		ok = expect(ioctl(fd, SCIF_SHIM_IOC_DMA_FREE, &f), 0, "free buffer 0") &&
 		     expect(ioctl(fd, SCIF_SHIM_IOC_DMA_FREE, &f), ENOENT, "double free");
 	}
