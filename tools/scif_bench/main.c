@@ -639,6 +639,37 @@ static int client_main(struct bench *b)
 			b->nres++;
 		}
 	}
+	/*
+	 * The two physical-limit baselines again, after the tests: if something else on the
+	 * machine slowed their first pass, the better of the two passes is kept, so a ratio is
+	 * never flattered by a baseline measured in a bad moment.
+	 */
+	for (int i = 0; i < np; i++) {
+		const struct bench_test *t = plan[i];
+
+		if (t != &bench_baselines[0] && t != &bench_baselines[1])
+			continue;
+		for (int k = 0; k < b->o.nsizes; k++) {
+			struct bench_result again, *r = NULL;
+
+			for (int j = 0; j < b->nres; j++)
+				if (b->res[j].test == t->name && b->res[j].size == b->o.sizes[k])
+					r = &b->res[j];
+			bench_progress(done, np * b->o.nsizes, t->name, b->o.sizes[k]);
+			if (!r || measure(b, t, b->o.sizes[k], samples, &again))
+				goto fail;
+			if (again.mismatch) {
+				r->mismatch = 1;
+				b->failures++;
+			}
+			if (t->kind == KIND_LAT ? again.median < r->median : again.median > r->median) {
+				again.is_baseline = 1;
+				again.mismatch = r->mismatch;
+				*r = again;
+				b->base[t->base][k] = again.median;
+			}
+		}
+	}
 	bench_progress_end();
 	bench_call(b, OP_QUIT, 0, 0, 0, NULL);
 	goto out;
