@@ -9,7 +9,8 @@ cd "$top"
 
 bash scripts/deps.sh
 echo "bench: generating the build system"
-autoreconf -fi >/dev/null
+# Quiet when it works; run again in the open to show why when it does not.
+autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
 mkdir -p _build/bench
 cd _build/bench
 # Configure once; later runs reuse it (config.status re-runs itself when inputs change).
