@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -57,7 +58,7 @@ static int api_user_check(const void *p, size_t len, int write)
 {
 	uintptr_t lo = (uintptr_t)p & ~(uintptr_t)4095, hi;
 	char scratch[256];
-	struct iovec loc[256], rem[256];
+	struct iovec loc[256], rem[256], tmp[256];
 
 	if (api_bad_ptr(p) || (uintptr_t)p + len < (uintptr_t)p ||
 	    (uintptr_t)p + len > (1ULL << 47))
@@ -73,12 +74,15 @@ static int api_user_check(const void *p, size_t len, int write)
 		for (; pg < hi && n < 256; pg += 4096, n++) {
 			rem[n].iov_base = (void *)(pg < (uintptr_t)p ? (uintptr_t)p : pg);
 			rem[n].iov_len = 1;
-			/* Writes copy each byte onto itself: checked, and left as it was. */
-			loc[n].iov_base = write ? rem[n].iov_base : &scratch[n];
+			loc[n].iov_base = &scratch[n];
 			loc[n].iov_len = 1;
 		}
-		r = write ? process_vm_writev(getpid(), loc, (unsigned long)n, rem, (unsigned long)n, 0)
-			  : process_vm_readv(getpid(), loc, (unsigned long)n, rem, (unsigned long)n, 0);
+		/* Read one byte a page; for writes, put the same bytes back: left as they were. */
+		r = process_vm_readv(getpid(), loc, (unsigned long)n, rem, (unsigned long)n, 0);
+		if (r == n && write) {
+			memcpy(tmp, loc, sizeof(struct iovec) * (size_t)n);
+			r = process_vm_writev(getpid(), tmp, (unsigned long)n, rem, (unsigned long)n, 0);
+		}
 		if (r < 0 && errno != EFAULT)
 			return 0; /* the check itself is unavailable here (seccomp, ptrace policy) */
 		if (r != n)

@@ -162,7 +162,7 @@ static struct scif_endpt *ep_new(void)
 		if (!ep)
 			return NULL;
 	}
-	ep->fd = ep->bell = ep->peer_bell = ep->link = ep->lfd = -1;
+	ep->fd = ep->bell = ep->peer_bell = ep->link = ep->lfd = ep->held = -1;
 	ep->mine.fd = ep->theirs.fd = -1;
 	ep->mine.addr = ep->theirs.addr = NULL;
 	ep->port = NULL;

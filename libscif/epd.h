@@ -104,6 +104,8 @@ struct scif_ep_shared {
  * @link:      control link to the peer (connecting/connected), or -1.
  * @lfd:       listen socket (listening), or -1.
  * @backlog:   listen backlog.
+ * @held:      (listening) the oldest pending link, taken off the listen fd to see that its
+ *             connector is still there; -1 if none. Under @sh->recv_lock.
  * @port:      the held port, shared with accepted endpoints (listener, bound, connected).
  * @sh:        the fork-shared state.
  * @mine:      our region (our inbound ring lives in it).
@@ -132,6 +134,7 @@ struct scif_endpt {
 	int link;
 	int lfd;
 	int backlog;
+	int held;
 	struct scif_port *port;
 	struct scif_ep_shared *sh;
 	struct scif_region mine;
@@ -221,6 +224,8 @@ int scif__conn_accept(struct scif_endpt *ep, struct scif_portID *peer, scif_epd_
 void scif__conn_link_event(struct scif_endpt *ep);
 /* The peer is gone: DISCONNECTED, port released, waiters woken. Idempotent. */
 void scif__conn_disconnect(struct scif_endpt *ep);
+/* Whether a live connection request is pending on a listener (scif_poll). */
+int scif__conn_listen_pending(struct scif_endpt *ep);
 /* The listen socket has requests: make the listener's descriptor readable. */
 void scif__conn_listen_event(struct scif_endpt *ep);
 /* Release everything the endpoint holds (last reference gone). */

@@ -406,16 +406,78 @@ out:
 }
 
 /*
+ * Pending requests live in the fabric's listen queue, except the oldest, which the listener
+ * holds (ep->held) once it has been seen: a held link whose connector hung up (it gave up
+ * or died) is dropped, so a withdrawn request never counts as pending (spec 3.5). While one
+ * is held the listen queue admits one fewer, so exactly `backlog` requests wait in all; with
+ * a backlog of 1 and one held, newcomers are refused at once. Under the recv_lock.
+ * Returns whether a live request is pending.
+ */
+static int listen_head(struct scif_endpt *ep)
+{
+	for (;;) {
+		if (ep->held >= 0) {
+			struct pollfd p = { .fd = ep->held, .events = POLLRDHUP };
+
+			if (poll(&p, 1, 0) == 0 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+				break;
+			close(ep->held); /* withdrawn */
+			ep->held = -1;
+			scif__fab.ops->relisten(ep->lfd, ep->backlog);
+		}
+		int link = scif__fab.ops->accept(&scif__fab, ep->lfd);
+
+		if (link < 0)
+			return 0;
+		ep->held = link;
+		if (ep->backlog > 1)
+			scif__fab.ops->relisten(ep->lfd, ep->backlog - 1);
+	}
+	/* Backlog 1 and one held: nobody else may wait. */
+	if (ep->backlog == 1)
+		for (int link; (link = scif__fab.ops->accept(&scif__fab, ep->lfd)) >= 0;) {
+			conn_send_simple(link, SCIF_CNCT_REJ, ep, ECONNREFUSED);
+			close(link);
+		}
+	return 1;
+}
+
+/* Take the held request, if any (under the recv_lock). */
+static int listen_take(struct scif_endpt *ep)
+{
+	int link = ep->held;
+
+	if (link >= 0) {
+		ep->held = -1;
+		scif__fab.ops->relisten(ep->lfd, ep->backlog);
+	}
+	return link;
+}
+
+/*
  * Keep the listener's descriptor readable exactly while a request is pending. Called by
  * whoever holds the listener's recv_lock (accepting threads, or the monitor).
  */
 static void listen_sync(struct scif_endpt *ep)
 {
-	struct pollfd p = { .fd = ep->lfd, .events = POLLIN };
-
 	scif__fab.ops->drain(ep->fd);
-	if (poll(&p, 1, 0) > 0 && (p.revents & POLLIN))
+	if (listen_head(ep))
 		scif__fab.ops->ring(ep->bell);
+}
+
+int scif__conn_listen_pending(struct scif_endpt *ep)
+{
+	int ret;
+
+	if (!scif__trylock(&ep->sh->recv_lock)) {
+		/* An accept is running: ask the kernel, without looking at the held link. */
+		struct pollfd p = { .fd = ep->lfd, .events = POLLIN };
+
+		return ep->held >= 0 || (poll(&p, 1, 0) > 0 && (p.revents & POLLIN));
+	}
+	ret = listen_head(ep);
+	scif__unlock(&ep->sh->recv_lock);
+	return ret;
 }
 
 void scif__conn_listen_event(struct scif_endpt *ep)
@@ -519,7 +581,7 @@ int scif__conn_accept(struct scif_endpt *lep, struct scif_portID *peer, scif_epd
 			ret = -EINTR;
 			break;
 		}
-		link = scif__fab.ops->accept(&scif__fab, lep->lfd);
+		link = listen_head(lep) ? listen_take(lep) : -EAGAIN;
 		if (link >= 0) {
 			ret = accept_one(lep, link, &ep);
 			if (ret == -EAGAIN)
@@ -599,9 +661,11 @@ void scif__conn_teardown(struct scif_endpt *ep)
 		close(ep->link);
 	if (ep->lfd >= 0)
 		close(ep->lfd);
+	if (ep->held >= 0)
+		close(ep->held);
 	if (ep->wake_fd >= 0)
 		close(ep->wake_fd);
-	ep->fd = ep->bell = ep->peer_bell = ep->link = ep->lfd = ep->wake_fd = -1;
+	ep->fd = ep->bell = ep->peer_bell = ep->link = ep->lfd = ep->wake_fd = ep->held = -1;
 	if (ep->theirs.addr || ep->theirs.fd >= 0)
 		scif__fab.ops->region_destroy(&ep->theirs);
 	if (ep->mine.addr || ep->mine.fd >= 0)

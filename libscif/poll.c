@@ -14,12 +14,9 @@
 static short poll_revents(struct scif_endpt *ep, short events, int arm)
 {
 	struct scif_ep_shared *sh = ep->sh;
-	struct pollfd p;
-
 	switch (scif__epd_state(ep)) {
 	case SCIFEP_LISTENING:
-		p = (struct pollfd){ .fd = ep->lfd, .events = POLLIN };
-		return (events & POLLIN) && poll(&p, 1, 0) > 0 && (p.revents & POLLIN) ? POLLIN : 0;
+		return (events & POLLIN) && scif__conn_listen_pending(ep) ? POLLIN : 0;
 	case SCIFEP_CONNECTING:
 		return 0;
 	case SCIFEP_CONNECTED:

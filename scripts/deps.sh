@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential autoconf automake libtool pkg-config libcriterion-dev doxygen valgrind
       gnuplot-nox python3)
-[ "${1:-}" = "--kernel" ] && pkgs+=(qemu-system-x86 busybox-static cpio zstd kmod libelf-dev bc
+[ "${1:-}" = "--kernel" ] && pkgs+=(qemu-system-x86 busybox-static cpio xz-utils zstd kmod gcc-12 make libc6-dev libelf1
+                                    libelf-dev libssl3 bc
                                     flex bison)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -64,6 +64,7 @@ struct scif_fabric {
  * @connect:       start a link to @dst from the holder of local port @lport; non-blocking;
  *                 returns the link fd (it may still be completing) or -ECONNREFUSED.
  * @accept:        take one pending link from a listen fd; -EAGAIN if none.
+ * @relisten:      change how many links may wait in the listen fd (@backlog >= 1).
  * @peer_allowed:  whether the process at the other end of @link may talk to us (credentials).
  * @link_send:     send one control message with up to SCIF_LINK_MAX_FDS handles.
  * @link_recv:     receive one control message; returns its length, 0 on hang-up, -EAGAIN.
@@ -85,6 +86,7 @@ struct scif_fabric_ops {
 	int (*listen)(struct scif_fabric *fab, uint16_t port, int backlog);
 	int (*connect)(struct scif_fabric *fab, int holder, const struct scif_portID *dst);
 	int (*accept)(struct scif_fabric *fab, int lfd);
+	int (*relisten)(int lfd, int backlog);
 	int (*peer_allowed)(struct scif_fabric *fab, int link);
 	int (*link_send)(int link, const void *msg, size_t len, const int *fds, int nfds);
 	int (*link_recv)(int link, void *msg, size_t len, int *fds, int *nfds);

@@ -199,6 +199,12 @@ static int local_accept(struct scif_fabric *fab, int lfd)
 	return fd;
 }
 
+static int local_relisten(int lfd, int backlog)
+{
+	/* listen() again on a listening socket only changes its backlog (kernel: backlog+1). */
+	return listen(lfd, backlog - 1) < 0 ? -errno : 0;
+}
+
 /* Does the process with this pid carry gid among its groups? (/proc is the kernel's word.) */
 static int local_pid_in_group(pid_t pid, gid_t gid)
 {
@@ -430,6 +436,7 @@ const struct scif_fabric_ops scif__fabric_local = {
 	.listen = local_listen,
 	.connect = local_connect,
 	.accept = local_accept,
+	.relisten = local_relisten,
 	.peer_allowed = local_peer_allowed,
 	.link_send = local_link_send,
 	.link_recv = local_link_recv,
