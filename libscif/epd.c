@@ -173,6 +173,8 @@ static struct scif_endpt *ep_new(void)
 	ep->wake_fd = -1;
 	ep->own_fd = 0;
 	ep->nalias = 0;
+	ep->listen_dirty = 0;
+	ep->bell_shut = 0;
 	memset(&ep->tx, 0, sizeof(ep->tx));
 	memset(&ep->rx, 0, sizeof(ep->rx));
 	ep->gen = scif__atomic_inc(&ep_gen);

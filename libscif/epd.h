@@ -104,6 +104,9 @@ struct scif_ep_shared {
  * @link:      control link to the peer (connecting/connected), or -1.
  * @lfd:       listen socket (listening), or -1.
  * @backlog:   listen backlog.
+ * @bell_shut: this process shut the bell down at disconnect (its hang-up is not a close).
+ * @listen_dirty: (listening) a request arrived while another thread held the recv_lock; it
+ *             syncs the descriptor when it lets go.
  * @held:      (listening) the oldest pending link, taken off the listen fd to see that its
  *             connector is still there; -1 if none. Under @sh->recv_lock.
  * @port:      the held port, shared with accepted endpoints (listener, bound, connected).
@@ -135,6 +138,8 @@ struct scif_endpt {
 	int lfd;
 	int backlog;
 	int held;
+	uint32_t listen_dirty;
+	uint32_t bell_shut;
 	struct scif_port *port;
 	struct scif_ep_shared *sh;
 	struct scif_region mine;

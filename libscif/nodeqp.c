@@ -465,6 +465,14 @@ static void listen_sync(struct scif_endpt *ep)
 		scif__fab.ops->ring(ep->bell);
 }
 
+/* Let go of a listener's recv_lock; redo the sync if a request arrived meanwhile. */
+static void listen_unlock(struct scif_endpt *ep)
+{
+	scif__unlock(&ep->sh->recv_lock);
+	if (scif__load_acquire(&ep->listen_dirty))
+		scif__conn_listen_event(ep);
+}
+
 int scif__conn_listen_pending(struct scif_endpt *ep)
 {
 	int ret;
@@ -475,18 +483,24 @@ int scif__conn_listen_pending(struct scif_endpt *ep)
 
 		return ep->held >= 0 || (poll(&p, 1, 0) > 0 && (p.revents & POLLIN));
 	}
-	ret = listen_head(ep);
-	scif__unlock(&ep->sh->recv_lock);
+	listen_sync(ep); /* this may take the link off the queue: keep the descriptor right */
+	ret = ep->held >= 0;
+	listen_unlock(ep);
 	return ret;
 }
 
 void scif__conn_listen_event(struct scif_endpt *ep)
 {
-	if (!scif__trylock(&ep->sh->recv_lock))
-		return; /* an accepting thread syncs when it is done */
-	if (scif__epd_state(ep) == SCIFEP_LISTENING)
-		listen_sync(ep);
-	scif__unlock(&ep->sh->recv_lock);
+	/* Release pairs with the acquire in listen_unlock: the holder will see it. */
+	scif__store_release(&ep->listen_dirty, 1);
+	while (scif__trylock(&ep->sh->recv_lock)) {
+		scif__write_once(&ep->listen_dirty, 0);
+		if (scif__epd_state(ep) == SCIFEP_LISTENING)
+			listen_sync(ep);
+		scif__unlock(&ep->sh->recv_lock);
+		if (!scif__load_acquire(&ep->listen_dirty))
+			break;
+	}
 }
 
 /*
@@ -598,7 +612,7 @@ int scif__conn_accept(struct scif_endpt *lep, struct scif_portID *peer, scif_epd
 			break;
 		}
 		listen_sync(lep);
-		scif__unlock(&sh->recv_lock);
+		listen_unlock(lep);
 		ret = scif__msg_wait(lep, lep->lfd, POLLIN, -1);
 		scif__lock(&sh->recv_lock);
 		if (ret)
@@ -606,43 +620,43 @@ int scif__conn_accept(struct scif_endpt *lep, struct scif_portID *peer, scif_epd
 	}
 	if (scif__epd_state(lep) == SCIFEP_LISTENING)
 		listen_sync(lep);
-	scif__unlock(&sh->recv_lock);
+	listen_unlock(lep);
 	return ret;
 }
 
 void scif__conn_disconnect(struct scif_endpt *ep)
 {
 	struct scif_ep_shared *sh = ep->sh;
-	struct scif_port *port = NULL;
-	int was;
+	struct scif_port *port;
 
 	scif__lock(&sh->ctl);
-	was = sh->state;
-	if (was == SCIFEP_CONNECTED) {
-		__atomic_store_n(&sh->state, SCIFEP_DISCONNECTED, __ATOMIC_RELEASE);
-		/* Spec 2.4: a disconnected endpoint releases its port at once. */
-		port = ep->port;
-		ep->port = NULL;
-	}
-	scif__unlock(&sh->ctl);
-	if (was != SCIFEP_CONNECTED)
+	if (sh->state != SCIFEP_CONNECTED || ep->bell_shut) {
+		scif__unlock(&sh->ctl);
 		return;
+	}
+	__atomic_store_n(&ep->bell_shut, 1, __ATOMIC_RELEASE);
+	/* Spec 2.4: a disconnected endpoint releases its port at once. */
+	port = ep->port;
+	ep->port = NULL;
+	scif__unlock(&sh->ctl);
 	scif_dbg("endpoint %d: peer %u:%u gone", ep->fd, sh->peer.node, sh->peer.port);
 	scif__monitor_unwatch(ep->link);
 	scif__monitor_unwatch(ep->peer_bell);
-	scif__rma_disconnected(ep);
-	scif__port_put(port);
 	/*
 	 * Wake every sleeper and show POLLHUP to poll(2): a bell byte left unread, no parked
-	 * message, then both directions shut down. The monitor's bell watch turns edge-
-	 * triggered first: from now on only the error that the unread byte raises on the bell
-	 * when the application's descriptor is finally closed means "closed".
+	 * message, then both directions shut down; only then is DISCONNECTED published, so
+	 * whoever sees the state also sees the descriptor's hang-up. The monitor's bell watch
+	 * turns edge-triggered first: from now on only the error that the unread byte raises
+	 * on the bell when the application's descriptor is finally closed means "closed".
 	 */
 	scif__monitor_watch(ep, SCIF_WATCH_BELL, ep->bell, EPOLLRDHUP | EPOLLET);
 	scif__fab.ops->ring(ep->bell);
 	scif__fab.ops->drain(ep->bell);
-	ep->sh->junked = 0;
+	sh->junked = 0;
 	shutdown(ep->bell, SHUT_RDWR);
+	__atomic_store_n(&sh->state, SCIFEP_DISCONNECTED, __ATOMIC_RELEASE);
+	scif__rma_disconnected(ep);
+	scif__port_put(port);
 }
 
 void scif__conn_teardown(struct scif_endpt *ep)

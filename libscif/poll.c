@@ -56,8 +56,9 @@ int scif__poll(struct scif_pollepd *epds, unsigned int nepds, long timeout)
 
 		for (unsigned int i = 0; i < nepds; i++) {
 			pfd[i] = (struct pollfd){ .fd = epds[i].epd, .events = epds[i].events };
-			if (eps[i] && poll_revents(eps[i], epds[i].events, 1))
-				ready++;
+			/* Endpoints ready now are reported as seen now (poll is a snapshot). */
+			epds[i].revents = eps[i] ? poll_revents(eps[i], epds[i].events, 1) : 0;
+			ready += epds[i].revents != 0;
 		}
 		if (ready || timeout == 0) {
 			wait_ms = 0;
@@ -78,7 +79,7 @@ int scif__poll(struct scif_pollepd *epds, unsigned int nepds, long timeout)
 			short rev = pfd[i].revents;
 
 			if (eps[i])
-				rev = poll_revents(eps[i], epds[i].events, 0);
+				rev = ready ? epds[i].revents : poll_revents(eps[i], epds[i].events, 0);
 			epds[i].revents = rev;
 			ret += rev != 0;
 		}

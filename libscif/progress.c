@@ -51,7 +51,7 @@ static void mon_dispatch(const struct epoll_event *ev)
 		 */
 		if ((ev->events & EPOLLERR) ||
 		    ((ev->events & (EPOLLRDHUP | EPOLLHUP)) &&
-		     scif__epd_state(ep) != SCIFEP_DISCONNECTED)) {
+		     !scif__load_acquire(&ep->bell_shut))) {
 			scif_dbg("endpoint %d closed without scif_close", fd);
 			scif__monitor_unwatch(ep->bell);
 			scif__epd_unpublish(ep);
