@@ -66,6 +66,7 @@ struct scif_port {
  * @junked:      a message is parked on the user descriptor to make it unwritable.
  * @rx:          our consumer position in our own ring (under @recv_lock).
  * @rx_seen:     doorbells we have accounted for (see msg.c).
+ * @rx_arm:      the arm word we last published in the peer's region.
  * @self_bell:   we rang our own bell and have not drained it yet.
  * @tx_seen:     the last peer tx_wait sequence we answered.
  * @last_probe:  time (ns) of the last hang-up probe on an idle non-blocking call.
@@ -89,6 +90,7 @@ struct scif_ep_shared {
 	uint32_t self_bell;
 	struct scif_rb_state rx;
 	uint64_t rx_seen;
+	uint64_t rx_arm;
 	uint64_t tx_seen;
 	uint64_t last_probe;
 	uint16_t port;

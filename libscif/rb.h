@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #define SCIF_QP_MAGIC 0x3050515f46494353ULL /* "SCIF_QP0" little-endian */
-#define SCIF_QP_VERSION 1
+#define SCIF_QP_VERSION 2
 #define SCIF_QP_HDR_SIZE 4096u
 #define SCIF_RING_MIN (4u << 10)
 #define SCIF_RING_MAX (64u << 20)
@@ -26,8 +26,9 @@
  *
  * O allocates it, fills the identity line and hands it to P during the connection handshake;
  * the fabric seals its size. After that, O only *reads* it and P only *writes* the fields
- * marked "P writes" (O never writes them; P never reads anything here). Each group sits on its
- * own 64-byte line so the two agents never share a written line.
+ * marked "P writes" (O never writes them; P never reads anything here). What P writes as a
+ * sender shares one 64-byte line, what it writes as a receiver another, so each message costs
+ * the other side as few line transfers as possible, and O and P never write the same line.
  *
  * @magic:       identity, written by O before sharing, then constant.
  * @version:     layout version (SCIF_QP_VERSION).
@@ -55,27 +56,23 @@ struct scif_qp_region {
 	uint32_t hdr_size;
 	uint32_t owner_pid;
 	uint8_t pad0[40];
-	/* line 1: inbound producer (P writes) */
+	/* line 1: P as a sender writes all of these, so O's receiver misses on one line */
 	uint64_t in_widx;
 	uint64_t in_db;
-	uint8_t pad1[48];
-	/* line 2: outbound consumer (P writes) */
-	uint64_t out_ridx;
-	uint8_t pad2[56];
-	/* line 3: P's receiver arm (P writes) */
-	uint64_t peer_rx_arm;
-	uint8_t pad3[56];
-	/* line 4: P's sender wait (P writes) */
 	uint64_t peer_tx_wait;
-	uint8_t pad4[56];
-	uint8_t reserved[SCIF_QP_HDR_SIZE - 5 * 64];
+	uint8_t pad1[40];
+	/* line 2: P as a receiver writes both, so O's sender misses on one line */
+	uint64_t out_ridx;
+	uint64_t peer_rx_arm;
+	uint8_t pad2[48];
+	uint8_t reserved[SCIF_QP_HDR_SIZE - 3 * 64];
 	uint8_t data[];
 };
 
 static_assert(offsetof(struct scif_qp_region, in_widx) == 64, "qp line 1");
+static_assert(offsetof(struct scif_qp_region, peer_tx_wait) == 80, "qp line 1");
 static_assert(offsetof(struct scif_qp_region, out_ridx) == 128, "qp line 2");
-static_assert(offsetof(struct scif_qp_region, peer_rx_arm) == 192, "qp line 3");
-static_assert(offsetof(struct scif_qp_region, peer_tx_wait) == 256, "qp line 4");
+static_assert(offsetof(struct scif_qp_region, peer_rx_arm) == 136, "qp line 2");
 static_assert(offsetof(struct scif_qp_region, data) == SCIF_QP_HDR_SIZE, "qp data offset");
 
 /**

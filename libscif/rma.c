@@ -62,10 +62,13 @@ struct scif_dma {
 	struct scif_dma *next;
 };
 
+#define DMA_SPIN_NS 50000u /* the worker waits this long for more work before it sleeps */
+
 static pthread_mutex_t dma_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t dma_cond = PTHREAD_COND_INITIALIZER;
 static struct scif_dma *dma_head, **dma_tail = &dma_head;
 static int dma_running;
+static int dma_sleeping; /* under dma_lock: queueing signals the worker only if set */
 
 /* ---- control requests ------------------------------------------------------------------ */
 
@@ -263,11 +266,24 @@ static void *dma_worker(void *arg)
 	for (;;) {
 		struct scif_dma *d;
 
+		/* Spin a little for the next transfer: a stream of them needs no wake-ups. */
+		if (!scif__read_once(&dma_head)) {
+			uint64_t until = scif__now_ns() + DMA_SPIN_NS;
+
+			for (unsigned int i = 0; !scif__read_once(&dma_head); i++) {
+				if ((i & 63) == 63 && scif__now_ns() > until)
+					break;
+				scif__cpu_relax();
+			}
+		}
 		pthread_mutex_lock(&dma_lock);
-		while (!dma_head)
+		while (!dma_head) {
+			dma_sleeping = 1;
 			pthread_cond_wait(&dma_cond, &dma_lock);
+			dma_sleeping = 0;
+		}
 		d = dma_head;
-		dma_head = d->next;
+		scif__write_once(&dma_head, d->next); /* read unlocked by the spin above */
 		if (!dma_head)
 			dma_tail = &dma_head;
 		pthread_mutex_unlock(&dma_lock);
@@ -340,9 +356,10 @@ static void dma_atfork_child(void)
 static void dma_queue(struct scif_dma *first, struct scif_dma **last_next)
 {
 	pthread_mutex_lock(&dma_lock);
-	*dma_tail = first;
+	scif__write_once(dma_tail, first); /* may be dma_head, which the worker spins on */
 	dma_tail = last_next;
-	pthread_cond_signal(&dma_cond);
+	if (dma_sleeping)
+		pthread_cond_signal(&dma_cond);
 	pthread_mutex_unlock(&dma_lock);
 }
 
@@ -518,8 +535,8 @@ int scif__rma_unregister(struct scif_endpt *ep, off_t offset, size_t len)
 int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, size_t len,
 		   off_t roffset, int flags, int write)
 {
-	struct scif_xfer *x;
-	int ret;
+	struct scif_xfer *x, stack_x;
+	int ret, sync = (flags & (SCIF_RMA_SYNC | SCIF_RMA_USECPU)) != 0;
 
 	ret = scif__epd_verify_connected(ep);
 	if (ret)
@@ -534,7 +551,8 @@ int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, 
 	if (is_v && ((uintptr_t)vaddr < 4096 || (uintptr_t)vaddr + len < (uintptr_t)vaddr ||
 		     (uintptr_t)vaddr + len > (1ULL << 47)))
 		return -EFAULT;
-	x = malloc(sizeof(*x));
+	/* A copy done in the caller needs no allocation: the common small-transfer case. */
+	x = sync ? &stack_x : malloc(sizeof(*x));
 	if (!x)
 		return -ENOMEM;
 	x->nsrc = x->ndst = 0;
@@ -553,14 +571,14 @@ int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, 
 				       write ? SCIF_PROT_WRITE : SCIF_PROT_READ,
 				       write ? x->dst : x->src, write ? &x->ndst : &x->nsrc);
 	pthread_mutex_unlock(&ep->ras.lock);
-	if (ret) {
-		xfer_free(x);
+	if (ret || sync) {
+		if (!ret)
+			xfer_run(x);
+		scif__segs_put(x->src, x->nsrc);
+		scif__segs_put(x->dst, x->ndst);
+		if (!sync)
+			free(x);
 		return ret;
-	}
-	if (flags & (SCIF_RMA_SYNC | SCIF_RMA_USECPU)) {
-		xfer_run(x);
-		xfer_free(x);
-		return 0;
 	}
 	/* Asynchronous: queue chunk descriptors on the DMA worker and return. */
 	ret = dma_start();
