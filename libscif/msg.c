@@ -296,9 +296,16 @@ static void tx_notify(struct scif_endpt *ep)
 
 	scif__mb(); /* [M1] widx before the arm word; pairs with [M2] in rx_settle */
 	arm = scif__read_once(&mine(ep)->peer_rx_arm);
+	/* A receiver that is consuming (streaming) will not disarm soon: ring at once then. */
+	uint64_t ridx0 = scif__read_once(&mine(ep)->out_ridx);
+
 	for (int i = 0; i < BELL_GRACE && !(arm & SCIF_DISARMED) && arm == sh->db_sent; i++) {
-		if (scif__read_once(&mine(ep)->out_ridx) == sh->tx.idx)
+		uint64_t ridx = scif__read_once(&mine(ep)->out_ridx);
+
+		if (ridx == sh->tx.idx)
 			return;
+		if (ridx != ridx0)
+			break;
 		scif__cpu_relax();
 		arm = scif__read_once(&mine(ep)->peer_rx_arm);
 	}
