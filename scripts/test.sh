@@ -58,7 +58,14 @@ build() {
 
 suite() {
 	local dir=$1 label=$2
+	# Old logs must not stand in for tests that did not run this time.
+	find "$dir/tests" -name '*.log' -delete 2>/dev/null
 	(cd "$dir" && make -j"$jobs" check >check.log 2>&1)
+	if ! grep -q 'Testsuite summary' "$dir/check.log"; then
+		echo "FAIL: $label test suite did not run (log: $dir/check.log)"
+		grep -E 'error|Error' "$dir/check.log" | head -n 20 | sed 's/^/    /'
+		failed=$((failed + 1))
+	fi
 	count_criterion "$dir" "$label"
 }
 
