@@ -9,12 +9,12 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "scif.h"
 #include "epd.h"
 #include "rma.h"
+#include "user.h"
 
 #define SCIF_EXPORT __attribute__((visibility("default")))
 
@@ -36,63 +36,6 @@ static struct scif_endpt *api_get(scif_epd_t epd, int *err)
 	if (!ep)
 		*err = scif__epd_lookup_err(epd);
 	return ep;
-}
-
-/* Invalid user pointers the library can recognise without a system call. */
-static inline int api_bad_ptr(const void *p)
-{
-	return (uintptr_t)p < 4096 || (uintptr_t)p >= (1ULL << 47);
-}
-
-/*
- * EFAULT for buffers the application cannot read (or write): the kernel checks them for us
- * by copying one byte of every page from (or, for writes, onto) itself with
- * process_vm_readv/writev. Each thread remembers the last ranges that passed, so a buffer
- * that is used again costs nothing; a range unmapped after it passed is not noticed.
- */
-#define API_OK_SLOTS 8
-static __thread struct { uintptr_t lo, hi; int write; } api_ok[API_OK_SLOTS];
-static __thread unsigned int api_ok_next;
-
-static int api_user_check(const void *p, size_t len, int write)
-{
-	uintptr_t lo = (uintptr_t)p & ~(uintptr_t)4095, hi;
-	char scratch[256];
-	struct iovec loc[256], rem[256], tmp[256];
-
-	if (api_bad_ptr(p) || (uintptr_t)p + len < (uintptr_t)p ||
-	    (uintptr_t)p + len > (1ULL << 47))
-		return -EFAULT;
-	hi = ((uintptr_t)p + len + 4095) & ~(uintptr_t)4095;
-	for (unsigned int i = 0; i < API_OK_SLOTS; i++)
-		if (api_ok[i].lo <= lo && api_ok[i].hi >= hi && api_ok[i].write >= write)
-			return 0;
-	for (uintptr_t pg = lo; pg < hi;) {
-		int n = 0;
-		ssize_t r;
-
-		for (; pg < hi && n < 256; pg += 4096, n++) {
-			rem[n].iov_base = (void *)(pg < (uintptr_t)p ? (uintptr_t)p : pg);
-			rem[n].iov_len = 1;
-			loc[n].iov_base = &scratch[n];
-			loc[n].iov_len = 1;
-		}
-		/* Read one byte a page; for writes, put the same bytes back: left as they were. */
-		r = process_vm_readv(getpid(), loc, (unsigned long)n, rem, (unsigned long)n, 0);
-		if (r == n && write) {
-			memcpy(tmp, loc, sizeof(struct iovec) * (size_t)n);
-			r = process_vm_writev(getpid(), tmp, (unsigned long)n, rem, (unsigned long)n, 0);
-		}
-		if (r < 0 && errno != EFAULT)
-			return 0; /* the check itself is unavailable here (seccomp, ptrace policy) */
-		if (r != n)
-			return -EFAULT;
-	}
-	api_ok[api_ok_next % API_OK_SLOTS].lo = lo;
-	api_ok[api_ok_next % API_OK_SLOTS].hi = hi;
-	api_ok[api_ok_next % API_OK_SLOTS].write = write;
-	api_ok_next++;
-	return 0;
 }
 
 SCIF_EXPORT scif_epd_t scif_open(void)
@@ -217,46 +160,38 @@ SCIF_EXPORT int scif_accept(scif_epd_t epd, struct scif_portID *peer, scif_epd_t
 	return api_ret(ret);
 }
 
-/* Checks shared by send and recv (spec 3.7): len 0 first, then len and flags, then msg. */
-static int api_msg_check(void *msg, int len, int flags, int write)
+/*
+ * send and recv (spec 3.7): len 0 returns 0 before any other check, then the descriptor,
+ * len and flags, then the buffer.
+ */
+static int api_msg(scif_epd_t epd, void *msg, int len, int flags, int recv)
 {
+	struct scif_endpt *ep;
+	int err = 0, ret;
+
+	if (len == 0)
+		return 0;
+	ep = api_get(epd, &err);
+	if (!ep)
+		return api_ret(err);
 	if (len < 0 || (flags && !(flags & 1)))
-		return -EINVAL;
-	return api_user_check(msg, (size_t)len, write);
+		ret = -EINVAL;
+	else
+		ret = scif__user_check(msg, (size_t)len, recv);
+	if (!ret)
+		ret = recv ? scif__msg_recv(ep, msg, len, flags) : scif__msg_send(ep, msg, len, flags);
+	scif__epd_put(ep);
+	return api_ret(ret);
 }
 
 SCIF_EXPORT int scif_send(scif_epd_t epd, void *msg, int len, int flags)
 {
-	struct scif_endpt *ep;
-	int err = 0, ret;
-
-	if (len == 0)
-		return 0;
-	ep = api_get(epd, &err);
-	if (!ep)
-		return api_ret(err);
-	ret = api_msg_check(msg, len, flags, 0);
-	if (!ret)
-		ret = scif__msg_send(ep, msg, len, flags);
-	scif__epd_put(ep);
-	return api_ret(ret);
+	return api_msg(epd, msg, len, flags, 0);
 }
 
 SCIF_EXPORT int scif_recv(scif_epd_t epd, void *msg, int len, int flags)
 {
-	struct scif_endpt *ep;
-	int err = 0, ret;
-
-	if (len == 0)
-		return 0;
-	ep = api_get(epd, &err);
-	if (!ep)
-		return api_ret(err);
-	ret = api_msg_check(msg, len, flags, 1);
-	if (!ret)
-		ret = scif__msg_recv(ep, msg, len, flags);
-	scif__epd_put(ep);
-	return api_ret(ret);
+	return api_msg(epd, msg, len, flags, 1);
 }
 
 #define PAGE_MASK_ 4095ULL
@@ -347,13 +282,7 @@ static int api_rma(scif_epd_t epd, off_t loffset, void *vaddr, int is_v, size_t 
 
 	if (!ep)
 		return api_ret(err);
-	/* Spec order: connection state, then flags and length, then the buffer (EFAULT). */
-	ret = scif__epd_verify_connected(ep);
-	if (!ret && is_v && len && !(flags && !(flags & 0xf)))
-		ret = api_user_check(vaddr, len, !write);
-	if (!ret)
-		ret = scif__rma_copy(ep, loffset, is_v ? vaddr : NULL, is_v, len, roffset, flags,
-				     write);
+	ret = scif__rma_copy(ep, loffset, is_v ? vaddr : NULL, is_v, len, roffset, flags, write);
 	scif__epd_put(ep);
 	return api_ret(ret);
 }
@@ -391,7 +320,7 @@ SCIF_EXPORT int scif_fence_mark(scif_epd_t epd, int flags, int *mark)
 		return api_ret(err);
 	ret = scif__fence_mark(ep, flags, &m);
 	if (!ret)
-		ret = api_user_check(mark, sizeof(*mark), 1);
+		ret = scif__user_check(mark, sizeof(*mark), 1);
 	if (!ret)
 		*mark = m;
 	scif__epd_put(ep);
@@ -427,11 +356,11 @@ SCIF_EXPORT int scif_get_nodeIDs(uint16_t *nodes, int len, uint16_t *self)
 {
 	int n = 0;
 
-	if (!self || api_user_check(self, sizeof(*self), 1))
+	if (!self || scif__user_check(self, sizeof(*self), 1))
 		return api_ret(-EFAULT);
 	if (len < 0)
 		return api_ret(-EINVAL);
-	if (len > 0 && (!nodes || api_user_check(nodes, (size_t)len * sizeof(*nodes), 1)))
+	if (len > 0 && (!nodes || scif__user_check(nodes, (size_t)len * sizeof(*nodes), 1)))
 		return api_ret(-EFAULT);
 	if (scif__init())
 		return api_ret(-ENXIO);
@@ -458,7 +387,7 @@ SCIF_EXPORT int scif_poll(struct scif_pollepd *epds, unsigned int nepds, long ti
 	/* poll(2)'s order: too many entries (EINVAL) before an unreadable array (EFAULT). */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && nepds > rl.rlim_cur)
 		return api_ret(-EINVAL);
-	if (nepds && api_user_check(epds, (size_t)nepds * sizeof(*epds), 1))
+	if (nepds && scif__user_check(epds, (size_t)nepds * sizeof(*epds), 1))
 		return api_ret(-EFAULT);
 	return api_ret(scif__poll(epds, nepds, timeout));
 }

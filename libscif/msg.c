@@ -271,7 +271,8 @@ int scif__msg_recv(struct scif_endpt *ep, void *msg, int len, int flags)
 		if (ret)
 			break;
 	}
-	if (st == SCIFEP_CONNECTED || scif__epd_state(ep) == SCIFEP_CONNECTED)
+	/* Not after a disconnect: the bell byte left then must stay unread (nodeqp.c). */
+	if (scif__epd_state(ep) == SCIFEP_CONNECTED)
 		rx_settle(ep);
 	scif__unlock(&sh->recv_lock);
 	return got ? got : ret;

@@ -43,11 +43,38 @@ long scif__rb_avail(const struct scif_rb *rb, struct scif_rb_state *st)
 	return (long)(widx - st->idx);
 }
 
+/*
+ * Copy n bytes between buf and the ring at st->idx, publishing our index every SCIF_RB_CHUNK
+ * bytes, so the other side copies one piece while we copy the next: the producer's and the
+ * consumer's copies run in parallel on two cores instead of in turn. The release of each
+ * index pairs with the other side's acquire (scif__rb_avail for the producer's, scif__rb_space
+ * for the consumer's): bytes before the index, or our loads of them before their reuse.
+ */
+static void rb_copy(const struct scif_rb *rb, struct scif_rb_state *st, uint8_t *buf, size_t n,
+		    int to_ring)
+{
+	for (size_t done = 0; done < n;) {
+		size_t piece = n - done < SCIF_RB_CHUNK ? n - done : SCIF_RB_CHUNK;
+		uint32_t off = (uint32_t)(st->idx & rb->mask);
+		size_t first = rb->size - off < piece ? rb->size - off : piece;
+
+		if (to_ring) {
+			memcpy(rb->data + off, buf + done, first);
+			memcpy(rb->data, buf + done + first, piece - first);
+		} else {
+			memcpy(buf + done, rb->data + off, first);
+			memcpy(buf + done + first, rb->data, piece - first);
+		}
+		st->idx += piece;
+		done += piece;
+		scif__store_release(rb->remote_idx, st->idx);
+	}
+}
+
 long scif__rb_write(const struct scif_rb *rb, struct scif_rb_state *st, const void *buf,
 		    size_t len)
 {
 	uint64_t room = rb->size - (st->idx - st->cache);
-	uint32_t off, first;
 	size_t n;
 
 	if (room < len) {
@@ -58,33 +85,13 @@ long scif__rb_write(const struct scif_rb *rb, struct scif_rb_state *st, const vo
 		room = (uint64_t)r;
 	}
 	n = len < room ? len : (size_t)room;
-	/*
-	 * Publish every SCIF_RB_CHUNK bytes, so the consumer copies one piece out while we copy
-	 * the next one in: the two copies run in parallel on two cores instead of in turn.
-	 */
-	for (size_t done = 0; done < n;) {
-		size_t piece = n - done < SCIF_RB_CHUNK ? n - done : SCIF_RB_CHUNK;
-
-		off = (uint32_t)(st->idx & rb->mask);
-		first = rb->size - off;
-		if (piece <= first) {
-			memcpy(rb->data + off, (const uint8_t *)buf + done, piece);
-		} else {
-			memcpy(rb->data + off, (const uint8_t *)buf + done, first);
-			memcpy(rb->data, (const uint8_t *)buf + done + first, piece - first);
-		}
-		st->idx += piece;
-		done += piece;
-		/* Release pairs with the consumer's acquire in scif__rb_avail: bytes first. */
-		scif__store_release(rb->remote_idx, st->idx);
-	}
+	rb_copy(rb, st, (uint8_t *)buf, n, 1);
 	return (long)n;
 }
 
 long scif__rb_read(const struct scif_rb *rb, struct scif_rb_state *st, void *buf, size_t len)
 {
 	uint64_t avail = st->cache - st->idx;
-	uint32_t off, first;
 	size_t n;
 
 	if (avail < len) {
@@ -95,22 +102,6 @@ long scif__rb_read(const struct scif_rb *rb, struct scif_rb_state *st, void *buf
 		avail = (uint64_t)r;
 	}
 	n = len < avail ? len : (size_t)avail;
-	for (size_t done = 0; done < n;) {
-		size_t piece = n - done < SCIF_RB_CHUNK ? n - done : SCIF_RB_CHUNK;
-
-		off = (uint32_t)(st->idx & rb->mask);
-		first = rb->size - off;
-		if (piece <= first) {
-			memcpy((uint8_t *)buf + done, rb->data + off, piece);
-		} else {
-			memcpy((uint8_t *)buf + done, rb->data + off, first);
-			memcpy((uint8_t *)buf + done + first, rb->data, piece - first);
-		}
-		st->idx += piece;
-		done += piece;
-		/* Release pairs with the producer's acquire in scif__rb_space: our loads of the
-		 * bytes are done before the producer may overwrite them. */
-		scif__store_release(rb->remote_idx, st->idx);
-	}
+	rb_copy(rb, st, buf, n, 0);
 	return (long)n;
 }

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "nodeqp.h"
 #include "rma.h"
+#include "user.h"
 
 #define DMA_CHUNK (1u << 20)      /* large transfers are queued in pieces of this size */
 #define CACHELINE 64u
@@ -547,10 +548,12 @@ int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, 
 	if (len == 0 || (uint64_t)roffset + len < (uint64_t)roffset ||
 	    (!is_v && (uint64_t)loffset + len < (uint64_t)loffset))
 		return -EINVAL;
-	/* Only what can be seen without a system call: NULL, the first page, non-canonical. */
-	if (is_v && ((uintptr_t)vaddr < 4096 || (uintptr_t)vaddr + len < (uintptr_t)vaddr ||
-		     (uintptr_t)vaddr + len > (1ULL << 47)))
-		return -EFAULT;
+	/* The application's buffer last (spec order): readable for vwriteto, writable for vread. */
+	if (is_v) {
+		ret = scif__user_check(vaddr, len, !write);
+		if (ret)
+			return ret;
+	}
 	/* A copy done in the caller needs no allocation: the common small-transfer case. */
 	x = sync ? &stack_x : malloc(sizeof(*x));
 	if (!x)

@@ -165,6 +165,56 @@ static inline int test_connect_retry(scif_epd_t ep, uint16_t node, uint16_t port
 	return r;
 }
 
+/* A listening endpoint on port with backlog. */
+static inline scif_epd_t test_listener(uint16_t port, int backlog)
+{
+	scif_epd_t l = scif_open();
+
+	cr_assert_geq(l, 0);
+	cr_assert_eq(scif_bind(l, port), port);
+	cr_assert_eq(scif_listen(l, backlog), 0);
+	return l;
+}
+
+/* A non-blocking connect to port of this node, left in progress (EINPROGRESS). */
+static inline scif_epd_t test_request(uint16_t port)
+{
+	struct scif_portID dst = { .port = port };
+	scif_epd_t e = scif_open();
+
+	scif_get_nodeIDs(NULL, 0, &dst.node);
+	cr_assert_geq(e, 0);
+	cr_assert_eq(fcntl(scif_get_fd(e), F_SETFL, O_NONBLOCK), 0);
+	errno = 0;
+	cr_assert_eq(scif_connect(e, &dst), -1);
+	cr_assert_eq(errno, EINPROGRESS, "non-blocking connect: %s", strerror(errno));
+	return e;
+}
+
+/* Whether a connection request is pending on listener l within ms. */
+static inline int test_wait_request(scif_epd_t l, int ms)
+{
+	struct scif_pollepd p = { .epd = l, .events = POLLIN };
+
+	return scif_poll(&p, 1, ms) == 1 && (p.revents & POLLIN);
+}
+
+static inline void test_on_signal(int sig)
+{
+	(void)sig;
+}
+
+/* SIGUSR1 with a handler and no SA_RESTART, so it interrupts blocking calls. */
+static inline void test_install_sigusr1(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = test_on_signal;
+	sigemptyset(&sa.sa_mask);
+	cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+}
+
 /* A simple checksum for data tests (FNV-1a, 64-bit). */
 static inline uint64_t test_fnv(uint64_t h, const void *p, size_t n)
 {

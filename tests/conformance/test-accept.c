@@ -49,31 +49,7 @@ static uint16_t self_node(void)
 	return self;
 }
 
-static scif_epd_t listener(uint16_t port, int backlog)
-{
-	scif_epd_t l = scif_open();
-
-	cr_assert_geq(l, 0);
-	cr_assert_eq(scif_bind(l, port), port);
-	cr_assert_eq(scif_listen(l, backlog), 0);
-	return l;
-}
-
-/* Start a non-blocking connect from a new endpoint to (self, port): a pending request. */
-static scif_epd_t request(uint16_t port)
-{
-	struct scif_portID dst = { .node = self_node(), .port = port };
-	scif_epd_t e = scif_open();
-
-	cr_assert_geq(e, 0);
-	cr_assert_eq(fcntl(scif_get_fd(e), F_SETFL, O_NONBLOCK), 0);
-	errno = 0;
-	cr_assert_eq(scif_connect(e, &dst), -1);
-	cr_assert_eq(errno, EINPROGRESS, "non-blocking connect: %s", strerror(errno));
-	return e;
-}
-
-/* Collect the result of a non-blocking connect started by request(). */
+/* Collect the result of a non-blocking connect started by test_request(). */
 static int request_finish(scif_epd_t e)
 {
 	struct scif_pollepd p = { .epd = e, .events = POLLOUT };
@@ -85,26 +61,10 @@ static int request_finish(scif_epd_t e)
 	return scif_connect(e, &dst);
 }
 
-static void on_signal(int sig)
-{
-	(void)sig;
-}
-
-/* SIGUSR1 with a handler and no SA_RESTART, so it interrupts blocking calls. */
-static void install_handler(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
-}
-
 Test(accept, null_pointers_are_einval_C14)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 1), n = -1;
+	scif_epd_t l = test_listener(p, 1), n = -1;
 	struct scif_portID peer;
 
 	expect_errno(scif_accept(l, NULL, &n, 0), EINVAL);
@@ -119,7 +79,7 @@ Test(accept, null_pointers_are_einval_C14)
 Test(accept, empty_queue_without_sync_is_eagain_C23)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 1), n = -1;
+	scif_epd_t l = test_listener(p, 1), n = -1;
 	struct scif_portID peer;
 
 	expect_errno(scif_accept(l, &peer, &n, 0), EAGAIN);
@@ -129,7 +89,7 @@ Test(accept, empty_queue_without_sync_is_eagain_C23)
 Test(accept, unknown_flags_are_einval_C24)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 1), n = -1, e = scif_open();
+	scif_epd_t l = test_listener(p, 1), n = -1, e = scif_open();
 	struct scif_portID peer;
 
 	cr_assert_geq(e, 0);
@@ -137,7 +97,7 @@ Test(accept, unknown_flags_are_einval_C24)
 	expect_errno(scif_accept(l, &peer, &n, 3), EINVAL);
 	/* Flags come before the queue: a pending request does not change the answer. */
 	scif_close(e);
-	e = request(p);
+	e = test_request(p);
 	expect_errno(scif_accept(l, &peer, &n, 2), EINVAL);
 	cr_expect_eq(scif_accept(l, &peer, &n, SCIF_ACCEPT_SYNC), 0);
 	cr_expect_gt(request_finish(e), 0);
@@ -181,7 +141,7 @@ Test(accept, connected_endpoints_are_einval, .timeout = 20)
 Test(accept, connecting_endpoint_is_einval, .timeout = 20)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 1), e = request(p), n = -1, m = -1;
+	scif_epd_t l = test_listener(p, 1), e = test_request(p), n = -1, m = -1;
 	struct scif_portID peer;
 
 	expect_errno(scif_accept(e, &peer, &m, 0), EINVAL);
@@ -195,7 +155,7 @@ Test(accept, connecting_endpoint_is_einval, .timeout = 20)
 Test(accept, returns_connected_endpoint_and_stays_listening, .timeout = 20)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 2), e = request(p), n = -1, m = -1;
+	scif_epd_t l = test_listener(p, 2), e = test_request(p), n = -1, m = -1;
 	struct scif_portID peer = { 0, 0 };
 	char c = 'q';
 	int port;
@@ -220,14 +180,14 @@ Test(accept, returns_connected_endpoint_and_stays_listening, .timeout = 20)
 Test(accept, takes_the_oldest_request_first, .timeout = 20)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 4), e1, e2, n1 = -1, n2 = -1;
+	scif_epd_t l = test_listener(p, 4), e1, e2, n1 = -1, n2 = -1;
 	struct scif_portID peer1, peer2;
 	struct scif_pollepd pe = { .epd = l, .events = POLLIN };
 	int p1, p2;
 
-	e1 = request(p);
+	e1 = test_request(p);
 	cr_assert_eq(scif_poll(&pe, 1, 2000), 1);
-	e2 = request(p);
+	e2 = test_request(p);
 	cr_expect_eq(scif_accept(l, &peer1, &n1, SCIF_ACCEPT_SYNC), 0);
 	cr_expect_eq(scif_accept(l, &peer2, &n2, SCIF_ACCEPT_SYNC), 0);
 	p1 = request_finish(e1);
@@ -247,7 +207,7 @@ Test(accept, takes_the_oldest_request_first, .timeout = 20)
 Test(accept, withdrawn_request_is_skipped, .timeout = 20)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 4), e1 = request(p), e2, n = -1;
+	scif_epd_t l = test_listener(p, 4), e1 = test_request(p), e2, n = -1;
 	struct scif_pollepd pe = { .epd = l, .events = POLLIN };
 	struct scif_portID peer;
 	int p2;
@@ -260,7 +220,7 @@ Test(accept, withdrawn_request_is_skipped, .timeout = 20)
 	pe.revents = 0;
 	cr_expect_eq(scif_poll(&pe, 1, 0), 0, "listener still shows a request (%#x)", pe.revents);
 	/* A later request is accepted normally. */
-	e2 = request(p);
+	e2 = test_request(p);
 	cr_expect_eq(scif_accept(l, &peer, &n, SCIF_ACCEPT_SYNC), 0);
 	p2 = request_finish(e2);
 	cr_expect_gt(p2, 0);
@@ -273,14 +233,14 @@ Test(accept, withdrawn_request_is_skipped, .timeout = 20)
 Test(accept, sync_skips_withdrawn_request, .timeout = 20)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 4), e1 = request(p), e2, n = -1;
+	scif_epd_t l = test_listener(p, 4), e1 = test_request(p), e2, n = -1;
 	struct scif_pollepd pe = { .epd = l, .events = POLLIN };
 	struct scif_portID peer;
 	int p2;
 
 	cr_assert_eq(scif_poll(&pe, 1, 2000), 1);
 	cr_assert_eq(scif_close(e1), 0);
-	e2 = request(p);
+	e2 = test_request(p);
 	cr_expect_eq(scif_accept(l, &peer, &n, SCIF_ACCEPT_SYNC), 0);
 	p2 = request_finish(e2);
 	cr_expect_gt(p2, 0);
@@ -293,7 +253,7 @@ Test(accept, sync_skips_withdrawn_request, .timeout = 20)
 Test(accept, sync_waits_for_a_request, .timeout = 20)
 {
 	uint16_t p = test_port();
-	struct accept_job j = { .l = listener(p, 1), .n = -1 };
+	struct accept_job j = { .l = test_listener(p, 1), .n = -1 };
 	scif_epd_t e;
 	pthread_t th;
 
@@ -301,7 +261,7 @@ Test(accept, sync_waits_for_a_request, .timeout = 20)
 	usleep(200000);
 	cr_expect_eq(job_done(&j), 0, "SYNC accept returned (%d, %s) with no request", j.ret,
 		     strerror(j.err));
-	e = request(p);
+	e = test_request(p);
 	cr_expect(job_wait(&j, 2000), "SYNC accept did not return after a request");
 	pthread_join(th, NULL);
 	cr_expect_eq(j.ret, 0, "accept: %d (%s)", j.ret, strerror(j.err));
@@ -314,7 +274,7 @@ Test(accept, sync_waits_for_a_request, .timeout = 20)
 Test(accept, no_descriptor_left_is_emfile_and_keeps_request, .timeout = 20)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 1), e = request(p), n = -1;
+	scif_epd_t l = test_listener(p, 1), e = test_request(p), n = -1;
 	struct scif_pollepd pe = { .epd = l, .events = POLLIN };
 	struct scif_portID peer;
 	struct rlimit old, low;
@@ -353,11 +313,11 @@ Test(accept, no_descriptor_left_is_emfile_and_keeps_request, .timeout = 20)
 Test(accept, sync_interrupted_by_signal_is_eintr, .timeout = 20)
 {
 	uint16_t p = test_port();
-	struct accept_job j = { .l = listener(p, 1), .n = -1 };
+	struct accept_job j = { .l = test_listener(p, 1), .n = -1 };
 	uint64_t until;
 	pthread_t th;
 
-	install_handler();
+	test_install_sigusr1();
 	cr_assert_eq(pthread_create(&th, NULL, accept_thread, &j), 0);
 	usleep(100000);
 	/* Signal until the call returns, in case the first one lands before it sleeps. */
@@ -369,7 +329,7 @@ Test(accept, sync_interrupted_by_signal_is_eintr, .timeout = 20)
 	cr_expect(job_done(&j), "SYNC accept not interrupted by a signal");
 	if (!job_done(&j)) {
 		/* Let it finish so the thread can be joined. */
-		scif_epd_t e = request(p);
+		scif_epd_t e = test_request(p);
 
 		pthread_join(th, NULL);
 		scif_close(e);
@@ -384,7 +344,7 @@ Test(accept, sync_interrupted_by_signal_is_eintr, .timeout = 20)
 Test(accept, listener_closed_under_sync_accept_is_eintr_C48, .timeout = 20)
 {
 	uint16_t p = test_port();
-	struct accept_job j = { .l = listener(p, 1), .n = -1 };
+	struct accept_job j = { .l = test_listener(p, 1), .n = -1 };
 	pthread_t th;
 	uint64_t t0;
 

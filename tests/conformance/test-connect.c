@@ -63,24 +63,6 @@ static uint16_t self_node(void)
 	return self;
 }
 
-static scif_epd_t listener(uint16_t port, int backlog)
-{
-	scif_epd_t l = scif_open();
-
-	cr_assert_geq(l, 0);
-	cr_assert_eq(scif_bind(l, port), port);
-	cr_assert_eq(scif_listen(l, backlog), 0);
-	return l;
-}
-
-/* Wait up to @ms for the listener to report a pending request. */
-static int wait_request(scif_epd_t l, int ms)
-{
-	struct scif_pollepd p = { .epd = l, .events = POLLIN };
-
-	return scif_poll(&p, 1, ms) == 1 && (p.revents & POLLIN);
-}
-
 /* Connect @e to the listener @l on @port with an accepting thread; returns connect's result. */
 static int connect_accepted(scif_epd_t e, scif_epd_t l, uint16_t port, struct acceptor *acc)
 {
@@ -107,7 +89,7 @@ static void set_nonblock(scif_epd_t e, int on)
 Test(connect, listening_endpoint_is_eopnotsupp_C13)
 {
 	uint16_t p1 = test_port(), p2 = test_port();
-	scif_epd_t l1 = listener(p1, 1), l2 = listener(p2, 1);
+	scif_epd_t l1 = test_listener(p1, 1), l2 = test_listener(p2, 1);
 	struct scif_portID dst = { .node = self_node(), .port = p2 };
 
 	expect_errno(scif_connect(l1, &dst), EOPNOTSUPP);
@@ -158,7 +140,7 @@ Test(connect, node_checked_before_port_and_state)
 {
 	scif_epd_t e = scif_open();
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 1);
+	scif_epd_t l = test_listener(p, 1);
 	struct scif_portID dst = { .node = 65535, .port = 0 };
 
 	cr_assert_geq(e, 0);
@@ -228,7 +210,7 @@ Test(connect, failed_connect_keeps_auto_bound_port_C18, .timeout = 30)
 	expect_errno(scif_connect(e, &dst), ECONNREFUSED);
 	/* The refused connect auto-bound the endpoint, and it stays bound. */
 	expect_errno(scif_bind(e, 0), EINVAL);
-	l = listener(p, 1);
+	l = test_listener(p, 1);
 	r = connect_accepted(e, l, p, &acc);
 	cr_expect_gt(r, 0, "connect after refusal: %d (%s)", r, strerror(errno));
 	cr_expect_eq(acc.ret, 0);
@@ -241,7 +223,7 @@ Test(connect, failed_connect_keeps_auto_bound_port_C18, .timeout = 30)
 Test(connect, returns_local_port_seen_by_acceptor_C19, .timeout = 30)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 1), e = scif_open();
+	scif_epd_t l = test_listener(p, 1), e = scif_open();
 	struct acceptor acc;
 	int r;
 
@@ -259,7 +241,7 @@ Test(connect, returns_local_port_seen_by_acceptor_C19, .timeout = 30)
 Test(connect, explicitly_bound_endpoint_connects_from_its_port, .timeout = 30)
 {
 	uint16_t p = test_port(), cp = test_port();
-	scif_epd_t l = listener(p, 1), e = scif_open();
+	scif_epd_t l = test_listener(p, 1), e = scif_open();
 	struct acceptor acc;
 	int r;
 
@@ -276,7 +258,7 @@ Test(connect, explicitly_bound_endpoint_connects_from_its_port, .timeout = 30)
 Test(connect, blocking_connect_waits_for_accept_C20, .timeout = 30)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 1), n;
+	scif_epd_t l = test_listener(p, 1), n;
 	struct conn_job j = { .e = scif_open(), .dst = { .node = self_node(), .port = p } };
 	struct scif_portID peer;
 	pthread_t th;
@@ -297,7 +279,7 @@ Test(connect, blocking_connect_waits_for_accept_C20, .timeout = 30)
 Test(connect, second_connect_during_blocking_connect_is_eisconn, .timeout = 30)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 2), n;
+	scif_epd_t l = test_listener(p, 2), n;
 	struct conn_job j1 = { .e = scif_open(), .dst = { .node = self_node(), .port = p } };
 	struct conn_job j2 = j1;
 	struct scif_portID peer;
@@ -306,7 +288,7 @@ Test(connect, second_connect_during_blocking_connect_is_eisconn, .timeout = 30)
 
 	cr_assert_geq(j1.e, 0);
 	cr_assert_eq(pthread_create(&t1, NULL, connect_thread, &j1), 0);
-	cr_assert(wait_request(l, 2000), "the first request never became pending");
+	cr_assert(test_wait_request(l, 2000), "the first request never became pending");
 	/* Same endpoint, while the first (blocking) connect is still waiting for accept. */
 	cr_assert_eq(pthread_create(&t2, NULL, connect_thread, &j2), 0);
 	prompt = job_wait(&j2, 1000);
@@ -326,7 +308,7 @@ Test(connect, second_connect_during_blocking_connect_is_eisconn, .timeout = 30)
 Test(connect, nonblocking_connect_C27, .timeout = 30)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 1), e = scif_open(), n;
+	scif_epd_t l = test_listener(p, 1), e = scif_open(), n;
 	struct scif_portID dst = { .node = self_node(), .port = p }, peer;
 	struct scif_pollepd pe;
 	struct pollfd pf;
@@ -387,7 +369,7 @@ Test(connect, nonblocking_connect_refused_C28, .timeout = 30)
 	}
 	/* Usable for a new connect. */
 	set_nonblock(e, 0);
-	l = listener(p, 1);
+	l = test_listener(p, 1);
 	r = connect_accepted(e, l, p, &acc);
 	cr_expect_gt(r, 0, "reconnect: %d (%s)", r, strerror(errno));
 	cr_expect_eq(acc.ret, 0);
@@ -399,7 +381,7 @@ Test(connect, nonblocking_connect_refused_C28, .timeout = 30)
 Test(connect, connected_endpoints_are_eisconn_C29, .timeout = 30)
 {
 	uint16_t p = test_port(), p2 = test_port();
-	scif_epd_t l = listener(p, 1), l2 = listener(p2, 1), e = scif_open();
+	scif_epd_t l = test_listener(p, 1), l2 = test_listener(p2, 1), e = scif_open();
 	struct scif_portID dst = { .node = self_node(), .port = p2 };
 	struct acceptor acc;
 
@@ -416,7 +398,7 @@ Test(connect, connected_endpoints_are_eisconn_C29, .timeout = 30)
 Test(connect, disconnected_endpoint_is_einval, .timeout = 30)
 {
 	uint16_t p = test_port(), p2 = test_port();
-	scif_epd_t l = listener(p, 1), l2 = listener(p2, 1), e = scif_open();
+	scif_epd_t l = test_listener(p, 1), l2 = test_listener(p2, 1), e = scif_open();
 	struct scif_portID dst = { .node = self_node(), .port = p2 };
 	struct scif_pollepd pe = { .epd = e, .events = POLLIN };
 	struct acceptor acc;
@@ -434,14 +416,14 @@ Test(connect, disconnected_endpoint_is_einval, .timeout = 30)
 Test(connect, listener_closed_with_pending_request_refuses_C47, .timeout = 30)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 1);
+	scif_epd_t l = test_listener(p, 1);
 	struct conn_job j = { .e = scif_open(), .dst = { .node = self_node(), .port = p } };
 	pthread_t th;
 	uint64_t t0;
 
 	cr_assert_geq(j.e, 0);
 	cr_assert_eq(pthread_create(&th, NULL, connect_thread, &j), 0);
-	cr_assert(wait_request(l, 2000), "the request never became pending");
+	cr_assert(test_wait_request(l, 2000), "the request never became pending");
 	t0 = test_now_ms();
 	cr_expect_eq(scif_close(l), 0);
 	cr_expect(job_wait(&j, 1000), "connect still blocked 1 s after the listener closed");
@@ -457,7 +439,7 @@ Test(connect, listener_closed_with_pending_request_refuses_C47, .timeout = 30)
 Test(connect, unaccepted_blocking_connect_gives_up_with_econnrefused, .timeout = 60)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 1), e = scif_open(), n = -1;
+	scif_epd_t l = test_listener(p, 1), e = scif_open(), n = -1;
 	struct scif_portID dst = { .node = self_node(), .port = p }, peer;
 	struct scif_pollepd pe = { .epd = l, .events = POLLIN };
 	uint64_t t0 = test_now_ms(), dt;

@@ -32,24 +32,6 @@ static uint16_t self_node(void)
 	return self;
 }
 
-static scif_epd_t listener(uint16_t port, int backlog)
-{
-	scif_epd_t l = scif_open();
-
-	cr_assert_geq(l, 0);
-	cr_assert_eq(scif_bind(l, port), port);
-	cr_assert_eq(scif_listen(l, backlog), 0);
-	return l;
-}
-
-/* Wait up to @ms for the listener to report a pending request. */
-static int wait_request(scif_epd_t l, int ms)
-{
-	struct scif_pollepd p = { .epd = l, .events = POLLIN };
-
-	return scif_poll(&p, 1, ms) == 1 && (p.revents & POLLIN);
-}
-
 Test(listen, unbound_endpoint_is_einval_C09)
 {
 	scif_epd_t e = scif_open();
@@ -122,7 +104,7 @@ Test(listen, disconnected_endpoint_is_einval, .timeout = 20)
 Test(listen, connecting_endpoint_is_eisconn, .timeout = 20)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 4), e = scif_open(), n;
+	scif_epd_t l = test_listener(p, 4), e = scif_open(), n;
 	struct scif_portID dst = { .node = self_node(), .port = p }, peer;
 
 	cr_assert_geq(e, 0);
@@ -149,7 +131,7 @@ Test(listen, endpoint_left_bound_by_failed_connect_can_listen, .timeout = 20)
 Test(listen, backlog_full_refuses_new_request_C21, .timeout = 30)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 1), e2 = scif_open(), n;
+	scif_epd_t l = test_listener(p, 1), e2 = scif_open(), n;
 	struct conn_job j = { .e = scif_open(), .dst = { .node = self_node(), .port = p } };
 	struct scif_portID dst = j.dst, peer;
 	uint64_t t0;
@@ -158,7 +140,7 @@ Test(listen, backlog_full_refuses_new_request_C21, .timeout = 30)
 	cr_assert_geq(j.e, 0);
 	cr_assert_geq(e2, 0);
 	cr_assert_eq(pthread_create(&th, NULL, connect_thread, &j), 0);
-	cr_assert(wait_request(l, 2000), "the first request never became pending");
+	cr_assert(test_wait_request(l, 2000), "the first request never became pending");
 	/* One request is pending and the backlog is 1: the second is refused at once. */
 	t0 = test_now_ms();
 	expect_errno(scif_connect(e2, &dst), ECONNREFUSED);
@@ -178,7 +160,7 @@ Test(listen, backlog_full_refuses_new_request_C21, .timeout = 30)
 Test(listen, accepted_connections_do_not_count_against_backlog, .timeout = 30)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 1), n1, n2;
+	scif_epd_t l = test_listener(p, 1), n1, n2;
 	struct conn_job j1 = { .e = scif_open(), .dst = { .node = self_node(), .port = p } };
 	struct conn_job j2 = j1;
 	struct scif_portID peer;
@@ -188,7 +170,7 @@ Test(listen, accepted_connections_do_not_count_against_backlog, .timeout = 30)
 	cr_assert_geq(j1.e, 0);
 	cr_assert_geq(j2.e, 0);
 	cr_assert_eq(pthread_create(&t1, NULL, connect_thread, &j1), 0);
-	cr_assert(wait_request(l, 2000));
+	cr_assert(test_wait_request(l, 2000));
 	cr_assert_eq(scif_accept(l, &peer, &n1, SCIF_ACCEPT_SYNC), 0);
 	pthread_join(t1, NULL);
 	cr_expect_gt(j1.ret, 0);

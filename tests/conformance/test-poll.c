@@ -10,38 +10,6 @@
 
 #include "common.h"
 
-static uint16_t self_node(void)
-{
-	uint16_t self = 0;
-
-	scif_get_nodeIDs(NULL, 0, &self);
-	return self;
-}
-
-static scif_epd_t listener(uint16_t port, int backlog)
-{
-	scif_epd_t l = scif_open();
-
-	cr_assert_geq(l, 0);
-	cr_assert_eq(scif_bind(l, port), port);
-	cr_assert_eq(scif_listen(l, backlog), 0);
-	return l;
-}
-
-/* Start a non-blocking connect from a new endpoint to (self, port): a pending request. */
-static scif_epd_t request(uint16_t port)
-{
-	struct scif_portID dst = { .node = self_node(), .port = port };
-	scif_epd_t e = scif_open();
-
-	cr_assert_geq(e, 0);
-	cr_assert_eq(fcntl(scif_get_fd(e), F_SETFL, O_NONBLOCK), 0);
-	errno = 0;
-	cr_assert_eq(scif_connect(e, &dst), -1);
-	cr_assert_eq(errno, EINPROGRESS, "non-blocking connect: %s", strerror(errno));
-	return e;
-}
-
 /* scif_poll() of one endpoint; returns revents (or -1 if scif_poll failed). */
 static int poll1(scif_epd_t e, short events, long timeout)
 {
@@ -60,11 +28,6 @@ static int syspoll1(int fd, short events, int timeout)
 	struct pollfd p = { .fd = fd, .events = events };
 
 	return poll(&p, 1, timeout) < 0 ? -1 : p.revents;
-}
-
-static void on_signal(int sig)
-{
-	(void)sig;
 }
 
 struct poll_job {
@@ -88,12 +51,12 @@ static void *poll_thread(void *arg)
 Test(poll, listener_reports_pending_requests_C30, .timeout = 20)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 2), e, n;
+	scif_epd_t l = test_listener(p, 2), e, n;
 	struct scif_portID peer;
 
 	cr_expect_eq(poll1(l, POLLIN, 0), 0);
 	cr_expect_eq(poll1(l, POLLIN, 100), 0);
-	e = request(p);
+	e = test_request(p);
 	cr_expect_eq(poll1(l, POLLIN, 2000), POLLIN);
 	cr_expect_eq(syspoll1(scif_get_fd(l), POLLIN, 2000), POLLIN);
 	/* POLLOUT means nothing on a listener, even with a request pending. */
@@ -227,7 +190,7 @@ Test(poll, disconnected_endpoint_is_pollhup, .timeout = 20)
 Test(poll, connecting_endpoint_reports_nothing_until_done, .timeout = 20)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 1), e = request(p), n;
+	scif_epd_t l = test_listener(p, 1), e = test_request(p), n;
 	struct scif_portID peer;
 	int rev;
 
@@ -270,7 +233,7 @@ static void *watch_thread(void *arg)
 Test(poll, connecting_endpoint_never_reports_pollerr, .timeout = 20)
 {
 	uint16_t p = test_port();
-	scif_epd_t l = listener(p, 1), e = request(p), n;
+	scif_epd_t l = test_listener(p, 1), e = test_request(p), n;
 	struct watch_job j = { .e = e };
 	struct scif_portID peer;
 	pthread_t th;
@@ -364,7 +327,7 @@ Test(poll, signal_interrupts_with_eintr, .timeout = 20)
 	uint64_t until;
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
+	sa.sa_handler = test_on_signal;
 	sigemptyset(&sa.sa_mask);
 	cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
 	test_pair(&a, &b, NULL);

@@ -46,22 +46,6 @@ static int job_wait(struct io_job *j, int ms)
 	return job_done(j);
 }
 
-static void on_signal(int sig)
-{
-	(void)sig;
-}
-
-/* SIGUSR1 with a handler and no SA_RESTART, so it interrupts blocking calls. */
-static void install_handler(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
-}
-
 /* Signal @th until @j returns (the first signal may land before the call sleeps): 3 s. */
 static int interrupt(pthread_t th, struct io_job *j)
 {
@@ -521,7 +505,7 @@ Test(send_recv, blocked_recv_interrupted_by_signal_C46, .timeout = 20)
 	scif_epd_t a, b;
 	pthread_t th;
 
-	install_handler();
+	test_install_sigusr1();
 	test_pair(&a, &b, NULL);
 	j = (struct io_job){ .e = a, .buf = out, .len = 100, .flags = SCIF_RECV_BLOCK };
 	cr_assert_eq(pthread_create(&th, NULL, io_thread, &j), 0);
@@ -542,7 +526,7 @@ Test(send_recv, blocked_send_interrupted_by_signal_is_eintr, .timeout = 20)
 	scif_epd_t a, b;
 	pthread_t th;
 
-	install_handler();
+	test_install_sigusr1();
 	small_ring_pair(&a, &b, "4096");
 	cr_assert_eq(scif_send(a, buf, 4096, 0), 4096);
 	j = (struct io_job){ .e = a, .buf = buf, .len = 100, .flags = SCIF_SEND_BLOCK, .is_send = 1 };
@@ -566,7 +550,7 @@ Test(send_recv, interrupted_send_returns_partial_count, .timeout = 20)
 	pthread_t th;
 	int total = 0;
 
-	install_handler();
+	test_install_sigusr1();
 	small_ring_pair(&a, &b, "4096");
 	fill(in, sizeof(in), 8);
 	j = (struct io_job){ .e = a, .buf = in, .len = 8192, .flags = SCIF_SEND_BLOCK, .is_send = 1 };
