@@ -69,6 +69,15 @@ struct scif_port {
  * @rx_arm:      the arm word we last published in the peer's region.
  * @self_bell:   we rang our own bell and have not drained it yet.
  * @tx_seen:     the last peer tx_wait sequence we answered.
+ * @tx_oseq:     large sends so far; the sequence of our single-copy offers (bulk.c).
+ * @tx_skip_until: no offers before this @tx_oseq (the receiver found them slow).
+ * @tx_bulk_off: the receiver cannot take offers on this connection.
+ * @tx_cseq:     the last claim of the receiver we answered.
+ * @rx_oseq:     the last offer we finished or declined.
+ * @rx_ocur, @rx_opos, @rx_oaddr, @rx_olen: the offer being consumed, read once.
+ * @rx_odone:    bytes of it consumed so far.
+ * @rx_cseq:     our last claim's tag.
+ * @rx_bulk_fast: direct copies from this peer ran at memory speed last time.
  * @last_probe:  time (ns) of the last hang-up probe on an idle non-blocking call.
  * @port:        bound local port (0 if none).
  * @peer:        the peer's (node, port) once connected.
@@ -85,13 +94,25 @@ struct scif_ep_shared {
 	struct scif_rb_state tx;
 	uint64_t db_sent;
 	uint64_t tx_wait;
-	uint8_t pad2[16];
-	struct scif_lock recv_lock;
+	uint64_t tx_oseq;
+	uint64_t tx_skip_until;
+	uint32_t tx_bulk_off;
+	uint32_t tx_cseq;
+	/* the receiving side on lines of its own */
+	_Alignas(64) struct scif_lock recv_lock;
 	uint32_t self_bell;
 	struct scif_rb_state rx;
 	uint64_t rx_seen;
 	uint64_t rx_arm;
 	uint64_t tx_seen;
+	uint64_t rx_oseq;
+	uint64_t rx_ocur;
+	uint64_t rx_opos;
+	uint64_t rx_oaddr;
+	uint64_t rx_olen;
+	uint64_t rx_odone;
+	uint32_t rx_cseq;
+	uint32_t rx_bulk_fast;
 	uint64_t last_probe;
 	uint16_t port;
 	struct scif_portID peer;
@@ -122,6 +143,8 @@ struct scif_ep_shared {
  * @waiters:   threads of this process sleeping on @fd (so close knows to wake them).
  * @wake_fd:   eventfd scif_close() writes to wake this process's sleepers (lazily made).
  * @own_fd:    @fd is ours to close on teardown (an endpoint never handed to the caller).
+ * @bulk_pid:  the peer's process, if we may copy to and from its memory directly (bulk.c):
+ *             the link's credentials name it, it runs as our user and owns its region.
  * @ino:       inode of @fd's socket, to recognise dup() copies of it.
  * @alias, @nalias: other descriptor numbers of this process for the same endpoint (dup);
  *             under the table lock.
@@ -154,6 +177,7 @@ struct scif_endpt {
 	uint32_t waiters;
 	int wake_fd;
 	int own_fd;
+	pid_t bulk_pid;
 	unsigned long ino;
 	int alias[SCIF_MAX_ALIAS];
 	int nalias;
@@ -264,6 +288,16 @@ void scif__msg_wake(struct scif_endpt *ep);
 int scif__msg_wait(struct scif_endpt *ep, int extra, short events, int timeout_ms);
 void scif__msg_set_writable(struct scif_endpt *ep, int writable);
 void scif__msg_init(void);
+/* For bulk.c, which runs inside scif_send()/scif_recv() (their lock held): */
+/* Sender: make the peer's receiver look at its words (ring it if it may be asleep). */
+void scif__msg_kick_rx(struct scif_endpt *ep);
+/* Receiver: wake the peer's sender if it asked to be woken. */
+void scif__msg_kick_tx(struct scif_endpt *ep);
+/* Sender: spin, then sleep, until *w1 != v1 or *w2 != v2 or the connection changes. */
+int scif__msg_tx_sleep(struct scif_endpt *ep, const uint64_t *w1, uint64_t v1, const uint64_t *w2,
+		       uint64_t v2);
+/* Receiver: spin, then sleep, until *w != v or the connection changes. */
+int scif__msg_rx_sleep(struct scif_endpt *ep, const uint64_t *w, uint64_t v);
 
 uint64_t scif__now_ns(void);
 

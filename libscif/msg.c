@@ -174,7 +174,7 @@ static void rx_settle(struct scif_endpt *ep)
 	rx_arm_set(ep, sh->rx_seen);
 	scif__mb(); /* [M2] arm before looking at widx; pairs with [M1] in tx_notify */
 	avail = scif__rb_avail(&ep->rx, &sh->rx);
-	if (avail > 0) {
+	if (avail > 0 || scif__bulk_pending(ep)) {
 		if (db == sh->rx_seen && !sh->self_bell) {
 			scif__fab.ops->ring(ep->bell);
 			sh->self_bell = 1;
@@ -189,44 +189,80 @@ static void rx_settle(struct scif_endpt *ep)
 	sh->self_bell = 0;
 	rx_arm_set(ep, sh->rx_seen);
 	scif__mb(); /* [M2] again, for the new arm word */
-	if (scif__rb_avail(&ep->rx, &sh->rx) > 0) {
+	if (scif__rb_avail(&ep->rx, &sh->rx) > 0 || scif__bulk_pending(ep)) {
 		scif__fab.ops->ring(ep->bell);
 		sh->self_bell = 1;
 	}
 }
 
-/* Wait for inbound bytes: spin disarmed, then sleep armed. 0, -EINTR or -ECONNRESET. */
+/* Something to look at: bytes in the ring, *w moved away from v, or a state change. */
+static inline int rx_moved(const struct scif_endpt *ep, const uint64_t *w, uint64_t v)
+{
+	return scif__read_once(&mine(ep)->in_widx) != ep->sh->rx.idx || scif__read_once(w) != v ||
+	       scif__epd_state(ep) != SCIFEP_CONNECTED;
+}
+
+/* Spin disarmed until rx_moved() or the spin time is up; 1 if it moved. */
+static int rx_spin(struct scif_endpt *ep, const uint64_t *w, uint64_t v)
+{
+	uint64_t until = 0; /* the clock is read only once a wait is not short */
+
+	if (!msg_spin_ns)
+		return 0;
+	rx_arm_set(ep, SCIF_DISARMED | ep->sh->rx_seen);
+	for (unsigned int i = 1;; i++) {
+		if (rx_moved(ep, w, v))
+			return 1;
+		if ((i & 255) == 0) {
+			uint64_t now = scif__now_ns();
+
+			if (!until)
+				until = now + msg_spin_ns;
+			else if (now > until)
+				return 0;
+		}
+		scif__cpu_relax();
+	}
+}
+
+/*
+ * Wait for inbound bytes or an offer: spin disarmed, then sleep armed. 0, -EINTR or
+ * -ECONNRESET.
+ */
 static int rx_wait(struct scif_endpt *ep)
 {
-	struct scif_ep_shared *sh = ep->sh;
-	const uint64_t *widx = &mine(ep)->in_widx;
-	uint64_t until;
-	int ret;
+	const uint64_t *offer = &mine(ep)->bulk_offer.seq;
 
-	if (msg_spin_ns) {
-		rx_arm_set(ep, SCIF_DISARMED | sh->rx_seen);
-		until = 0; /* the clock is read only once a wait is not short */
-		for (unsigned int i = 1;; i++) {
-			if (scif__read_once(widx) != sh->rx.idx)
-				return 0;
-			if (scif__epd_state(ep) != SCIFEP_CONNECTED)
-				return 0;
-			if ((i & 255) == 0) {
-				uint64_t now = scif__now_ns();
-
-				if (!until)
-					until = now + msg_spin_ns;
-				else if (now > until)
-					break;
-			}
-			scif__cpu_relax();
-		}
-	}
-	rx_settle(ep);
-	if (scif__read_once(widx) != sh->rx.idx || scif__epd_state(ep) != SCIFEP_CONNECTED)
+	if (rx_spin(ep, offer, ep->sh->rx_oseq))
 		return 0;
-	ret = scif__msg_wait(ep, -1, POLLIN, -1);
-	return ret;
+	rx_settle(ep);
+	if (rx_moved(ep, offer, ep->sh->rx_oseq))
+		return 0;
+	return scif__msg_wait(ep, -1, POLLIN, -1);
+}
+
+/*
+ * Wait inside scif_recv() for a word the sender changes (bulk.c). Unlike rx_wait, the
+ * descriptor is not made "readable <=> data" here (an offer being consumed is pending and
+ * would make it readable at once): queued bells are taken off and the receiver armed, so
+ * the sender's next kick is the one that wakes us. rx_settle fixes the descriptor up when
+ * scif_recv() returns.
+ */
+int scif__msg_rx_sleep(struct scif_endpt *ep, const uint64_t *w, uint64_t v)
+{
+	struct scif_ep_shared *sh = ep->sh;
+
+	if (rx_spin(ep, w, v))
+		return 0;
+	scif__fab.ops->drain(ep->fd);
+	/* Acquire pairs with the sender's release of in_db in tx_notify. */
+	sh->rx_seen = scif__load_acquire(&mine(ep)->in_db);
+	sh->self_bell = 0;
+	rx_arm_set(ep, sh->rx_seen);
+	scif__mb(); /* [M2] arm before looking; pairs with [M1] in tx_notify */
+	if (rx_moved(ep, w, v))
+		return 0;
+	return scif__msg_wait(ep, -1, POLLIN, -1);
 }
 
 int scif__msg_recv(struct scif_endpt *ep, void *msg, int len, int flags)
@@ -244,8 +280,14 @@ int scif__msg_recv(struct scif_endpt *ep, void *msg, int len, int flags)
 		st = scif__epd_state(ep);
 		long n = scif__rb_read(&ep->rx, &sh->rx, buf + got, (size_t)(len - got));
 
-		if (n < 0) {
+		if (n == 0 && scif__bulk_pending(ep))
+			n = scif__bulk_recv(ep, buf + got, (size_t)(len - got), flags);
+		if (n == -EPROTO) {
 			ret = msg_corrupt(ep);
+			break;
+		}
+		if (n < 0) {
+			ret = (int)n;
 			break;
 		}
 		if (n > 0) {
@@ -290,7 +332,7 @@ int scif__msg_recv(struct scif_endpt *ep, void *msg, int len, int flags)
  */
 #define BELL_GRACE 64
 
-static void tx_notify(struct scif_endpt *ep)
+static void tx_notify(struct scif_endpt *ep, int grace)
 {
 	struct scif_ep_shared *sh = ep->sh;
 	uint64_t arm;
@@ -300,7 +342,8 @@ static void tx_notify(struct scif_endpt *ep)
 	/* A receiver that is consuming (streaming) will not disarm soon: ring at once then. */
 	uint64_t ridx0 = scif__read_once(&mine(ep)->out_ridx);
 
-	for (int i = 0; i < BELL_GRACE && !(arm & SCIF_DISARMED) && arm == sh->db_sent; i++) {
+	for (int i = 0; grace && i < BELL_GRACE && !(arm & SCIF_DISARMED) && arm == sh->db_sent;
+	     i++) {
 		uint64_t ridx = scif__read_once(&mine(ep)->out_ridx);
 
 		if (ridx == sh->tx.idx)
@@ -318,6 +361,12 @@ static void tx_notify(struct scif_endpt *ep)
 	}
 }
 
+/* No grace: the receiver may wait for a word other than the ring index (bulk.c). */
+void scif__msg_kick_rx(struct scif_endpt *ep)
+{
+	tx_notify(ep, 0);
+}
+
 /* After consuming bytes: if the peer's sender asked for room, make its descriptor writable. */
 static void rx_notify_room(struct scif_endpt *ep)
 {
@@ -330,6 +379,11 @@ static void rx_notify_room(struct scif_endpt *ep)
 		sh->tx_seen = want;
 		scif__fab.ops->drain(ep->peer_bell);
 	}
+}
+
+void scif__msg_kick_tx(struct scif_endpt *ep)
+{
+	rx_notify_room(ep);
 }
 
 /* Ask the receiver to wake us when room appears; returns the room seen after asking. */
@@ -394,11 +448,47 @@ static int tx_wait(struct scif_endpt *ep)
 	return ret;
 }
 
+static inline int tx_moved(const struct scif_endpt *ep, const uint64_t *w1, uint64_t v1,
+			   const uint64_t *w2, uint64_t v2)
+{
+	return scif__read_once(w1) != v1 || scif__read_once(w2) != v2 ||
+	       scif__epd_state(ep) != SCIFEP_CONNECTED;
+}
+
+/*
+ * Wait inside scif_send() for the receiver to change one of two words (bulk.c): spin, then
+ * ask to be woken (as for room: the receiver's scif__msg_kick_tx answers) and sleep.
+ */
+int scif__msg_tx_sleep(struct scif_endpt *ep, const uint64_t *w1, uint64_t v1, const uint64_t *w2,
+		       uint64_t v2)
+{
+	uint64_t until = 0;
+
+	for (unsigned int i = 1; msg_spin_ns; i++) {
+		if (tx_moved(ep, w1, v1, w2, v2))
+			return 0;
+		if ((i & 255) == 0) {
+			uint64_t now = scif__now_ns();
+
+			if (!until)
+				until = now + msg_spin_ns;
+			else if (now > until)
+				break;
+		}
+		scif__cpu_relax();
+	}
+	if (tx_arm(ep) < 0)
+		return -EPROTO;
+	if (tx_moved(ep, w1, v1, w2, v2))
+		return 0;
+	return scif__msg_wait(ep, -1, POLLOUT, -1);
+}
+
 int scif__msg_send(struct scif_endpt *ep, void *msg, int len, int flags)
 {
 	struct scif_ep_shared *sh = ep->sh;
 	const uint8_t *buf = msg;
-	int sent = 0, ret = 0;
+	int sent = 0, ret = 0, bulk;
 	uint32_t st = scif__epd_state(ep);
 
 	if (st == SCIFEP_DISCONNECTED)
@@ -406,12 +496,33 @@ int scif__msg_send(struct scif_endpt *ep, void *msg, int len, int flags)
 	if (st != SCIFEP_CONNECTED)
 		return -ENOTCONN;
 	scif__lock(&sh->send_lock);
+	bulk = flags && scif__bulk_min && (size_t)len >= scif__bulk_min && scif__bulk_tx_ok(ep);
 	for (;;) {
 		long n;
 
 		if (scif__epd_state(ep) != SCIFEP_CONNECTED) {
 			ret = -ECONNRESET;
 			break;
+		}
+		if (bulk && (size_t)(len - sent) >= scif__bulk_min) {
+			size_t part = (size_t)(len - sent) < SCIF_BULK_MAX ? (size_t)(len - sent)
+									 : SCIF_BULK_MAX;
+
+			n = scif__bulk_send(ep, buf + sent, part);
+			if (n == -EPROTO) {
+				ret = msg_corrupt(ep);
+				break;
+			}
+			if (n < 0) {
+				ret = (int)n;
+				break;
+			}
+			sent += (int)n;
+			if ((size_t)n < part)
+				bulk = 0; /* declined: the rest goes through the ring */
+			if (sent == len)
+				break;
+			continue;
 		}
 		n = scif__rb_write(&ep->tx, &sh->tx, buf + sent, (size_t)(len - sent));
 		if (n < 0) {
@@ -420,7 +531,7 @@ int scif__msg_send(struct scif_endpt *ep, void *msg, int len, int flags)
 		}
 		if (n > 0) {
 			sent += (int)n;
-			tx_notify(ep);
+			tx_notify(ep, 1);
 		}
 		if (sent == len)
 			break;
@@ -461,7 +572,7 @@ short scif__msg_revents(struct scif_endpt *ep, short events, int arm)
 	long n;
 
 	n = (long)(scif__load_acquire(&mine(ep)->in_widx) - scif__read_once(&sh->rx.idx));
-	if ((events & POLLIN) && n > 0)
+	if ((events & POLLIN) && (n > 0 || scif__bulk_pending(ep)))
 		rev |= POLLIN;
 	if (st == SCIFEP_DISCONNECTED)
 		return rev | POLLHUP;

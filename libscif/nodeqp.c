@@ -136,12 +136,22 @@ static int conn_import(struct scif_endpt *ep, const struct scif_ctl_msg *m, int 
 	fds[0] = -1;
 	pr = ep->theirs.addr;
 	if (scif__read_once(&pr->magic) != SCIF_QP_MAGIC ||
+	    scif__read_once(&pr->version) != SCIF_QP_VERSION ||
 	    scif__read_once(&pr->ring_size) != ring) {
 		scif__fab.ops->region_destroy(&ep->theirs);
 		return -EPROTO;
 	}
 	ep->peer_bell = fds[1];
 	fds[1] = -1;
+	/* Direct copies only into the process the kernel names, and only if it owns the region
+	 * (not, say, a fork child of the process that listened). */
+	ep->bulk_pid = 0;
+	if (scif__bulk_min && scif__fab.ops->peer_process) {
+		pid_t pid = scif__fab.ops->peer_process(ep->link);
+
+		if (pid > 0 && (uint32_t)pid == scif__read_once(&pr->owner_pid))
+			ep->bulk_pid = pid;
+	}
 	me = ep->mine.addr;
 	ep->tx.data = pr->data;
 	ep->tx.remote_idx = &pr->in_widx;

@@ -234,6 +234,7 @@ static void init_once_fn(void)
 {
 	scif__log_init();
 	scif__msg_init();
+	scif__bulk_init();
 	scif__fab.ops = &scif__fabric_local;
 	if (scif__fab.ops->size != sizeof(struct scif_fabric_ops)) {
 		init_err = -ENXIO;

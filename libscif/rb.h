@@ -11,14 +11,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bulk.h"
+
 #define SCIF_QP_MAGIC 0x3050515f46494353ULL /* "SCIF_QP0" little-endian */
-#define SCIF_QP_VERSION 2
+#define SCIF_QP_VERSION 3
 #define SCIF_QP_HDR_SIZE 4096u
 #define SCIF_RING_MIN (4u << 10)
 #define SCIF_RING_MAX (64u << 20)
 #define SCIF_RING_DEFAULT (256u << 10)
 /* Bytes copied between index updates (pipelining granularity of a long copy). */
 #define SCIF_RB_CHUNK (16u << 10)
+#define SCIF_RB_CHUNK_LONG (64u << 10)
+#define SCIF_RB_CHUNK_LONG_FROM (128u << 10)
 
 
 /**
@@ -46,6 +50,8 @@
  *               O reads it after publishing new bytes to decide whether to ring P.
  * @peer_tx_wait: P writes: sequence of P's sender waiting for room in O's inbound ring;
  *               O reads it after freeing room to decide whether to wake P.
+ * @bulk_offer:  P writes: P's single-copy offers to O and P's share of O's claims (bulk.c).
+ * @bulk_claim:  P writes: P's claims on O's offers and how far P has consumed them (bulk.c).
  * @data:        O's inbound ring; P copies bytes in, O copies them out.
  */
 struct scif_qp_region {
@@ -65,7 +71,10 @@ struct scif_qp_region {
 	uint64_t out_ridx;
 	uint64_t peer_rx_arm;
 	uint8_t pad2[48];
-	uint8_t reserved[SCIF_QP_HDR_SIZE - 3 * 64];
+	/* lines 3 and 4: single-copy transfers of large messages (struct comments in bulk.h) */
+	struct scif_bulk_offer bulk_offer;
+	struct scif_bulk_claim bulk_claim;
+	uint8_t reserved[SCIF_QP_HDR_SIZE - 5 * 64];
 	uint8_t data[];
 };
 
@@ -73,6 +82,8 @@ static_assert(offsetof(struct scif_qp_region, in_widx) == 64, "qp line 1");
 static_assert(offsetof(struct scif_qp_region, peer_tx_wait) == 80, "qp line 1");
 static_assert(offsetof(struct scif_qp_region, out_ridx) == 128, "qp line 2");
 static_assert(offsetof(struct scif_qp_region, peer_rx_arm) == 136, "qp line 2");
+static_assert(offsetof(struct scif_qp_region, bulk_offer) == 192, "qp line 3");
+static_assert(offsetof(struct scif_qp_region, bulk_claim) == 256, "qp line 4");
 static_assert(offsetof(struct scif_qp_region, data) == SCIF_QP_HDR_SIZE, "qp data offset");
 
 /**

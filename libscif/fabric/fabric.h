@@ -66,6 +66,9 @@ struct scif_fabric {
  * @accept:        take one pending link from a listen fd; -EAGAIN if none.
  * @relisten:      change how many links may wait in the listen fd (@backlog >= 1).
  * @peer_allowed:  whether the process at the other end of @link may talk to us (credentials).
+ * @peer_process:  optional: the process id at the other end of @link if this process may
+ *                 copy to and from that process's memory directly (same host, same user),
+ *                 else 0. Single-copy transfers (bulk.c) are used only where it says so.
  * @link_send:     send one control message with up to SCIF_LINK_MAX_FDS handles.
  * @link_recv:     receive one control message; returns its length, 0 on hang-up, -EAGAIN.
  * @region_create: allocate @len bytes of memory the peer can map.
@@ -88,6 +91,7 @@ struct scif_fabric_ops {
 	int (*accept)(struct scif_fabric *fab, int lfd);
 	int (*relisten)(int lfd, int backlog);
 	int (*peer_allowed)(struct scif_fabric *fab, int link);
+	pid_t (*peer_process)(int link);
 	int (*link_send)(int link, const void *msg, size_t len, const int *fds, int nfds);
 	int (*link_recv)(int link, void *msg, size_t len, int *fds, int *nfds);
 	int (*region_create)(struct scif_fabric *fab, size_t len, struct scif_region *r);

@@ -251,6 +251,16 @@ static int local_peer_allowed(struct scif_fabric *fab, int link)
 	return -EACCES;
 }
 
+static pid_t local_peer_process(int link)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(link, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || cr.uid != geteuid())
+		return 0;
+	return cr.pid;
+}
+
 static int local_link_send(int link, const void *msg, size_t len, const int *fds, int nfds)
 {
 	union {
@@ -438,6 +448,7 @@ const struct scif_fabric_ops scif__fabric_local = {
 	.accept = local_accept,
 	.relisten = local_relisten,
 	.peer_allowed = local_peer_allowed,
+	.peer_process = local_peer_process,
 	.link_send = local_link_send,
 	.link_recv = local_link_recv,
 	.region_create = local_region_create,

@@ -75,7 +75,7 @@ static int recv_fds(int link, void *msg, size_t len, int *fds, int cap)
 	return got;
 }
 
-static int make_region(uint32_t ring, int seal, void **map)
+static int make_region(uint32_t ring, int seal, void **map, uint32_t pid)
 {
 	int fd = memfd_create("hostile", MFD_ALLOW_SEALING);
 	size_t len = SCIF_QP_HDR_SIZE + (size_t)ring;
@@ -88,10 +88,95 @@ static int make_region(uint32_t ring, int seal, void **map)
 	r->version = SCIF_QP_VERSION;
 	r->ring_size = ring;
 	r->hdr_size = SCIF_QP_HDR_SIZE;
+	r->owner_pid = pid;
 	if (seal)
 		fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
 	*map = r;
 	return fd;
+}
+
+/* Wait up to 5 s for *w to become nonzero; returns it (0 on timeout). */
+static uint64_t wait_word(const volatile uint64_t *w)
+{
+	for (int i = 0; i < 5000 && !*w; i++)
+		usleep(1000);
+	return *w;
+}
+
+/* Take queued bytes off a bell: wakes a victim sleeping for POLLOUT (msg.c's parking). */
+static void drain(int fd)
+{
+	char buf[4096];
+
+	while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+		;
+}
+
+/*
+ * Lies about single-copy transfers (libscif/bulk.c), after an honest handshake with a region
+ * that names us as its owner (so the victim would copy from us directly):
+ *   offer-pos    an offer that does not start where the stream is    -> victim resets
+ *   offer-len    an offer longer than any offer can be                -> victim resets
+ *   offer-fault  an offer of memory we do not have: the victim declines it for good, and
+ *                takes the same bytes through the ring                 -> "hello" arrives
+ *   offer-pid    as offer-fault, but our region names another process (our parent): the
+ *                victim must not copy from that one at all             -> "hello" arrives
+ *   claim        a claim on the victim's offer beyond its end         -> victim resets
+ * Exit 0 when the victim reacted as it should as far as we can see (declines), else > 0.
+ */
+static int hostile_bulk(int link, struct scif_ctl_msg *m, int bell, const char *kind)
+{
+	uint32_t ring = m->ring_size;
+	uint32_t pid = !strcmp(kind, "offer-pid") ? (uint32_t)getppid() : (uint32_t)getpid();
+	struct scif_qp_region *mine, *theirs;
+	struct scif_ctl_msg g;
+	int fds[4], rfd = make_region(ring, 1, (void **)&mine, pid);
+
+	fds[0] = rfd;
+	fds[1] = bell;
+	if (send_fds(link, m, sizeof(*m), fds, 2))
+		return 3;
+	if (recv_fds(link, &g, sizeof(g), fds, 4) != 2 || g.op != SCIF_CNCT_GNT)
+		return 4;
+	theirs = mmap(NULL, SCIF_QP_HDR_SIZE + g.ring_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		      fds[0], 0);
+	m->op = SCIF_CNCT_GNTACK;
+	send_fds(link, m, sizeof(*m), NULL, 0);
+	if (!strcmp(kind, "claim")) {
+		uint64_t seq = wait_word(&mine->bulk_offer.seq);
+
+		if (!seq)
+			return 5;
+		theirs->bulk_claim.oseq = seq;
+		theirs->bulk_claim.off = 0;
+		theirs->bulk_claim.len = mine->bulk_offer.len + 4096;
+		theirs->bulk_claim.dst = 4096;
+		theirs->bulk_claim.front = 1ull << 32;
+		__atomic_store_n(&theirs->bulk_claim.seq, 1, __ATOMIC_RELEASE);
+		drain(bell);
+	} else {
+		uint64_t done;
+
+		theirs->bulk_offer.pos = !strcmp(kind, "offer-pos") ? 777 : 0;
+		theirs->bulk_offer.len = !strcmp(kind, "offer-len") ? 1ull << 31 : 5;
+		theirs->bulk_offer.addr = 4096; /* nothing is mapped there */
+		__atomic_store_n(&theirs->bulk_offer.seq, 1, __ATOMIC_RELEASE);
+		send(fds[1], "x", 1, MSG_NOSIGNAL);
+		if (!strcmp(kind, "offer-pos") || !strcmp(kind, "offer-len"))
+			goto stay;
+		done = wait_word(&mine->bulk_claim.done);
+		if (done != ((1ull << 32) | SCIF_BULK_DECLINE | SCIF_BULK_NEVER))
+			return 6;
+		/* The declined bytes, through the ring as an honest sender would. */
+		memcpy(theirs->data, "hello", 5);
+		__atomic_store_n(&theirs->in_widx, 5, __ATOMIC_RELEASE);
+		send(fds[1], "x", 1, MSG_NOSIGNAL);
+	}
+stay:;
+	struct pollfd p = { .fd = link, .events = POLLIN };
+
+	poll(&p, 1, 5000);
+	return 0;
 }
 
 int hostile_run(uint16_t node, uint16_t port, const char *kind)
@@ -121,7 +206,7 @@ int hostile_run(uint16_t node, uint16_t port, const char *kind)
 	} else if (!strcmp(kind, "nofds")) {
 		send_fds(link, &m, sizeof(m), NULL, 0);
 	} else if (!strcmp(kind, "unsealed") || !strcmp(kind, "badsize")) {
-		rfd = make_region(ring, !strcmp(kind, "badsize"), &mine);
+		rfd = make_region(ring, !strcmp(kind, "badsize"), &mine, 0);
 		if (!strcmp(kind, "badsize"))
 			m.ring_size = 3000; /* not a power of two, and not the region's size */
 		fds[0] = rfd;
@@ -132,7 +217,7 @@ int hostile_run(uint16_t node, uint16_t port, const char *kind)
 		struct scif_ctl_msg g;
 		int got;
 
-		rfd = make_region(ring, 1, &mine);
+		rfd = make_region(ring, 1, &mine, 0);
 		fds[0] = rfd;
 		fds[1] = sv[1];
 		if (send_fds(link, &m, sizeof(m), fds, 2))
@@ -150,6 +235,8 @@ int hostile_run(uint16_t node, uint16_t port, const char *kind)
 		m.op = SCIF_CNCT_GNTACK;
 		send_fds(link, &m, sizeof(m), NULL, 0);
 		send(fds[1], "x", 1, MSG_NOSIGNAL);
+	} else if (!strncmp(kind, "offer-", 6) || !strcmp(kind, "claim")) {
+		return hostile_bulk(link, &m, sv[1], kind);
 	} else {
 		return 64;
 	}

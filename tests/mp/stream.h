@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static inline uint64_t stream_mix(uint64_t x)
 {
@@ -65,33 +66,55 @@ static inline uint64_t stream_fnv(uint64_t h, const uint8_t *p, size_t n)
 	return h;
 }
 
-/* Random piece sizes: mostly small, sometimes up to 256 KiB, so every ring path is used. */
+/* Largest piece: long enough for single-copy transfers (bulk.c, from 1 MiB). */
+#define STREAM_PIECE_MAX (4u << 20)
+
+/*
+ * Random piece sizes: mostly small, sometimes up to 256 KiB, now and then up to 4 MiB, so
+ * every ring path is used, and offers are taken whole, in pieces and without blocking.
+ */
 static inline size_t stream_piece(uint64_t *rng, uint64_t left)
 {
 	uint64_t r = stream_mix((*rng)++);
 	size_t n;
 
-	switch (r & 3) {
+	switch (r & 7) {
 	case 0:
+	case 1:
 		n = 1 + (r >> 8) % 64;
 		break;
-	case 1:
+	case 2:
+	case 3:
 		n = 1 + (r >> 8) % 4096;
 		break;
-	case 2:
+	case 4:
+	case 5:
 		n = 1 + (r >> 8) % 65536;
 		break;
-	default:
+	case 6:
 		n = 1 + (r >> 8) % (256 << 10);
+		break;
+	default:
+		n = 1 + (r >> 8) % STREAM_PIECE_MAX;
 		break;
 	}
 	return n < left ? n : (size_t)left;
 }
 
+/* Half of the connections keep their buffers on huge pages: direct copies pay off there. */
+static inline uint8_t *stream_buf(const struct stream_conn *c)
+{
+	uint8_t *p = aligned_alloc(2u << 20, STREAM_PIECE_MAX);
+
+	if (p && (c->tx_seed & 1))
+		(void)madvise(p, STREAM_PIECE_MAX, MADV_HUGEPAGE);
+	return p;
+}
+
 static inline void *stream_tx(void *arg)
 {
 	struct stream_conn *c = arg;
-	uint8_t *buf = malloc(256 << 10);
+	uint8_t *buf = stream_buf(c);
 	uint64_t rng = c->tx_seed;
 
 	c->tx_sum = 0xcbf29ce484222325ULL;
@@ -129,7 +152,7 @@ out:
 static inline void *stream_rx(void *arg)
 {
 	struct stream_conn *c = arg;
-	uint8_t *buf = malloc(256 << 10), *want = malloc(256 << 10);
+	uint8_t *buf = stream_buf(c), *want = malloc(STREAM_PIECE_MAX);
 	uint64_t rng = c->rx_seed ^ 0x5555;
 
 	c->rx_sum = 0xcbf29ce484222325ULL;

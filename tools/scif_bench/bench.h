@@ -17,6 +17,7 @@
 #define BENCH_MAGIC 0x48434e42u /* "BNCH": a peer speaking anything else is refused */
 #define BENCH_DEFAULT_PORT 2091
 #define BENCH_PAGE 4096u
+#define BENCH_HUGE (2u << 20)
 #define BENCH_LINE 64u
 #define BENCH_MAX_SIZES 64
 #define BENCH_MAX_RESULTS 1024
@@ -171,6 +172,7 @@ static inline uint64_t bench_now_ns(void)
 /* main.c */
 extern const char *bench_base_name[BASE_COUNT];
 int bench_size_index(const struct bench *b, size_t size);
+extern int bench_no_thp;
 void *bench_alloc(size_t len);
 
 /* tests.c: the SCIF tests, both roles */

@@ -13,6 +13,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,15 +29,28 @@ static pid_t child = -1;
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-/* Page-aligned and touched, so no page fault lands inside a timed loop. */
+int bench_no_thp;
+
+/*
+ * Page-aligned and touched, so no page fault lands inside a timed loop. Buffers of 2 MiB
+ * and more are on transparent huge pages where the kernel has them (as tuned HPC
+ * applications allocate theirs), unless --no-thp; the memcpy baseline uses the same kind.
+ */
 void *bench_alloc(size_t len)
 {
+	size_t align = BENCH_PAGE;
 	void *p;
 
-	if (posix_memalign(&p, BENCH_PAGE, len ? len : BENCH_PAGE)) {
+	if (!bench_no_thp && len >= BENCH_HUGE) {
+		align = BENCH_HUGE;
+		len = (len + BENCH_HUGE - 1) & ~(size_t)(BENCH_HUGE - 1);
+	}
+	if (posix_memalign(&p, align, len ? len : BENCH_PAGE)) {
 		fprintf(stderr, "scif_bench: out of memory (%zu bytes)\n", len);
 		return NULL;
 	}
+	if (align == BENCH_HUGE)
+		(void)madvise(p, len, MADV_HUGEPAGE); /* a hint; EINVAL without THP support */
 	memset(p, 0, len);
 	return p;
 }
@@ -163,11 +177,12 @@ static void usage(FILE *f)
 		"  --json FILE|-  --csv FILE|-  machine-readable results\n"
 		"  --plot FILE.svg  bandwidth against size, log-log\n"
 		"  --no-pin       do not pin client and server to CPUs 0 and 1\n"
+		"  --no-thp       no transparent huge pages for buffers of 2 MiB and more\n"
 		"  --list         list the tests\n");
 }
 
 enum { O_SERVER = 256, O_CLIENT, O_NODE, O_PORT, O_TESTS, O_SIZES, O_MIN, O_MAX, O_TIME,
-       O_QUICK, O_JSON, O_CSV, O_PLOT, O_NOPIN, O_LIST, O_HELP, O_SPAWNED, O_NOTIFY, O_SHM,
+       O_QUICK, O_JSON, O_CSV, O_PLOT, O_NOPIN, O_NOTHP, O_LIST, O_HELP, O_SPAWNED, O_NOTIFY, O_SHM,
        O_TCP, O_UNIX };
 
 static const struct option longopts[] = {
@@ -178,6 +193,7 @@ static const struct option longopts[] = {
 	{ "time", required_argument, NULL, O_TIME }, { "quick", no_argument, NULL, O_QUICK },
 	{ "json", required_argument, NULL, O_JSON }, { "csv", required_argument, NULL, O_CSV },
 	{ "plot", required_argument, NULL, O_PLOT }, { "no-pin", no_argument, NULL, O_NOPIN },
+	{ "no-thp", no_argument, NULL, O_NOTHP },
 	{ "list", no_argument, NULL, O_LIST },       { "help", no_argument, NULL, O_HELP },
 	/* the spawned server's plumbing; not for people */
 	{ "spawned", no_argument, NULL, O_SPAWNED }, { "notify-fd", required_argument, NULL, O_NOTIFY },
@@ -237,6 +253,7 @@ static int parse_opts(struct bench_opts *o, int argc, char **argv)
 		case O_CSV: o->csv = optarg; break;
 		case O_PLOT: o->plot = optarg; break;
 		case O_NOPIN: o->no_pin = 1; break;
+		case O_NOTHP: bench_no_thp = 1; break;
 		case O_LIST:
 			for (int i = 0; i < bench_ntests; i++)
 				printf("%-22s (group %s)\n", bench_tests[i].name, bench_tests[i].group);
@@ -368,6 +385,8 @@ static int spawn_server(struct bench *b, uint16_t *port)
 	argv[n++] = path;
 	if (b->o.no_pin)
 		argv[n++] = "--no-pin";
+	if (bench_no_thp)
+		argv[n++] = "--no-thp";
 	argv[n] = NULL;
 	for (char **e = environ; *e; e++)
 		ne++;

@@ -1,0 +1,466 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * bulk.c - single-copy transfers of large messages between processes of one host.
+ *
+ * Through the ring every byte is copied twice (sender into the ring, receiver out of it).
+ * For a long blocking send the sender instead publishes an *offer* (where the bytes are in
+ * its address space) at the head of the stream, and the receiver copies them into its own
+ * buffer with process_vm_readv(). Both threads are inside the library anyway, so the
+ * receiver also publishes a *claim* (where its buffer is) and the sender copies the same
+ * claim from the other end with process_vm_writev(): each byte is copied once, and the two
+ * cores share the work.
+ *
+ * Sharing a claim without locks (the words are in bulk.h). The receiver copies chunks from
+ * the front, the sender from the back. Before copying a chunk, each announces how far it
+ * goes (receiver: front = end of its chunk; sender: back = start of its chunk), issues a
+ * full barrier, and reads the other's word: [B1] receiver "store front; mb; load back" vs
+ * [B2] sender "store back; mb; load front". At least one sees the other, so a chunk is never
+ * skipped by both: the sender never copies below the front it sees, and the receiver stops
+ * once its front passes the back it sees (a chunk both copy is written twice with the same
+ * bytes, which is harmless). At the end the receiver closes the claim (front = its end):
+ * a sender that has not announced anything by then sees that and copies nothing, and a
+ * sender that has is waited for (its stop word) before the buffer goes back to the caller.
+ *
+ * When the direct copy does not pay. process_vm_readv() pins the other process's pages one
+ * by one; on 4 KiB pages that costs more than the second copy of the ring (on huge pages it
+ * is nearly free). The receiver times its first chunk against a memcpy measured once per
+ * process, and declines an offer that runs at less than half that speed: the sender pushes
+ * the rest through the ring and makes no offers for the next BULK_SKIP large sends. A peer
+ * that cannot be reached at all (another user, a fork child, EPERM from Yama) is declined
+ * for good.
+ *
+ * What a hostile peer can do: name addresses in its *own* address space (we only ever copy
+ * from or into the process the link's credentials name, and only within the caller's
+ * buffer on our side), publish impossible offsets (-EPROTO: the connection is dropped), or
+ * never finish (the caller blocks, as it would for a peer that never sends).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "atomic.h"
+#include "bulk.h"
+#include "epd.h"
+#include "log.h"
+
+#define BULK_CHUNK (256u << 10) /* unit of the split and of the speed probe */
+#define BULK_SKIP 16            /* large sends without offers after a slow one */
+#define BULK_LINGER_MS 200      /* wait for a disconnected sender's last copy this long */
+
+size_t scif__bulk_min = 1u << 20;
+static int bulk_probe = 1; /* SCIF_CMA_PROBE=0: take every offer, however slow */
+
+void scif__bulk_init(void)
+{
+	const char *v = getenv("SCIF_CMA_MIN");
+
+	if (v && *v)
+		scif__bulk_min = (size_t)strtoull(v, NULL, 0);
+	v = getenv("SCIF_CMA_PROBE");
+	if (v && *v)
+		bulk_probe = atoi(v) != 0;
+}
+
+static inline struct scif_qp_region *mine(const struct scif_endpt *ep)
+{
+	return ep->mine.addr;
+}
+
+static inline struct scif_qp_region *theirs(const struct scif_endpt *ep)
+{
+	return ep->theirs.addr;
+}
+
+/* ---- how fast a plain copy is here (bytes per ns), measured once per process ----------- */
+
+static double bulk_ref_rate;
+static pthread_once_t bulk_ref_once = PTHREAD_ONCE_INIT;
+
+static void bulk_measure(void)
+{
+	const size_t n = 1u << 20;
+	uint8_t *a = mmap(NULL, 2 * n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t best = UINT64_MAX;
+
+	if (a == MAP_FAILED) {
+		bulk_ref_rate = 0; /* every direct copy then counts as fast enough */
+		return;
+	}
+	memset(a, 1, 2 * n);
+	for (int i = 0; i < 4; i++) {
+		uint64_t t = scif__now_ns();
+
+		memcpy(a + n, a, n);
+		__asm__ __volatile__("" ::"r"(a) : "memory");
+		t = scif__now_ns() - t;
+		if (i && t < best)
+			best = t;
+	}
+	munmap(a, 2 * n);
+	bulk_ref_rate = best ? (double)n / (double)best : 0;
+}
+
+/* A copy of @n bytes that took @ns ran at under half the speed of memcpy. */
+static int bulk_slow(size_t n, uint64_t ns)
+{
+	if (!bulk_probe)
+		return 0;
+	pthread_once(&bulk_ref_once, bulk_measure);
+	return (double)n < 0.5 * bulk_ref_rate * (double)ns;
+}
+
+/* ---- the two copies ------------------------------------------------------------------- */
+
+/* Peer memory at @raddr into ours at @dst; bytes copied (a prefix) or -errno. */
+static long bulk_pull(const struct scif_endpt *ep, uint8_t *dst, uint64_t raddr, size_t n)
+{
+	struct iovec l = { .iov_base = dst, .iov_len = n };
+	struct iovec r = { .iov_base = (void *)(uintptr_t)raddr, .iov_len = n };
+	ssize_t got;
+
+	do
+		got = process_vm_readv(ep->bulk_pid, &l, 1, &r, 1, 0);
+	while (got < 0 && errno == EINTR);
+	return got < 0 ? -errno : (long)got;
+}
+
+/* Ours at @src into peer memory at @raddr; bytes copied (a prefix) or -errno. */
+static long bulk_push(const struct scif_endpt *ep, uint64_t raddr, const uint8_t *src, size_t n)
+{
+	struct iovec l = { .iov_base = (void *)src, .iov_len = n };
+	struct iovec r = { .iov_base = (void *)(uintptr_t)raddr, .iov_len = n };
+	ssize_t put;
+
+	do
+		put = process_vm_writev(ep->bulk_pid, &l, 1, &r, 1, 0);
+	while (put < 0 && errno == EINTR);
+	return put < 0 ? -errno : (long)put;
+}
+
+/* A claim word (tag << 32 | offset) for claim @tag, or @none if it is another claim's. */
+static inline uint64_t bulk_word(uint64_t w, uint32_t tag, uint64_t none)
+{
+	return (uint32_t)(w >> 32) == tag ? (uint32_t)w : none;
+}
+
+/* ---- sender -------------------------------------------------------------------------- */
+
+int scif__bulk_tx_ok(struct scif_endpt *ep)
+{
+	struct scif_ep_shared *sh = ep->sh;
+
+	return ep->bulk_pid && !sh->tx_bulk_off && (uint32_t)getpid() == mine(ep)->owner_pid;
+}
+
+/*
+ * Our part of the receiver's claim @tag: chunks from the back, for as long as the receiver's
+ * front has not reached them. The claim was read after an acquire of its tag; re-reading
+ * the tag after the fields tells a claim rewritten meanwhile (it is then someone else's).
+ */
+static int bulk_help(struct scif_endpt *ep, const uint8_t *src, size_t olen, uint32_t tag)
+{
+	struct scif_bulk_claim *cl = &mine(ep)->bulk_claim;
+	struct scif_bulk_offer *of = &theirs(ep)->bulk_offer;
+	uint64_t oseq = scif__read_once(&cl->oseq);
+	uint64_t off = scif__read_once(&cl->off);
+	uint64_t k = scif__read_once(&cl->len);
+	uint64_t dst = scif__read_once(&cl->dst);
+	uint64_t t = (uint64_t)tag << 32, b;
+
+	__atomic_thread_fence(__ATOMIC_ACQUIRE); /* the fields before the second look at seq */
+	if ((uint32_t)scif__read_once(&cl->seq) != tag || oseq != ep->sh->tx_oseq)
+		return 0;
+	if (off > olen || k > olen - off || k == 0)
+		return -EPROTO;
+	for (b = k; b > 0;) {
+		uint64_t lo = b > BULK_CHUNK ? b - BULK_CHUNK : 0, front, ns, n;
+		long put;
+
+		scif__write_once(&of->back, t | lo);
+		scif__mb(); /* [B2] back before front; pairs with [B1] in bulk_split */
+		front = bulk_word(scif__read_once(&cl->front), tag, k);
+		if (front > k)
+			return -EPROTO;
+		if (front > lo)
+			lo = front;
+		if (lo >= b)
+			break;
+		n = b - lo;
+		ns = scif__now_ns();
+		put = bulk_push(ep, dst + lo, src + off + lo, n);
+		if (put != (long)n)
+			break; /* the receiver copies [lo, b) itself */
+		b = lo;
+		if (n == BULK_CHUNK && bulk_slow(n, scif__now_ns() - ns))
+			break;
+	}
+	scif_dbg("endpoint %d: claim %u: copied [%llu, %llu) of %llu", ep->fd, tag,
+		 (unsigned long long)b, (unsigned long long)k, (unsigned long long)k);
+	/* Release pairs with the receiver's acquire of stop: our copies are complete. */
+	scif__store_release(&of->stop, t | b);
+	scif__msg_kick_rx(ep);
+	return 0;
+}
+
+long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len)
+{
+	struct scif_ep_shared *sh = ep->sh;
+	struct scif_bulk_offer *of = &theirs(ep)->bulk_offer;
+	struct scif_bulk_claim *cl = &mine(ep)->bulk_claim;
+	uint64_t seq = ++sh->tx_oseq, done = 0;
+
+	if (seq < sh->tx_skip_until)
+		return 0;
+	scif__write_once(&of->pos, sh->tx.idx);
+	scif__write_once(&of->addr, (uint64_t)(uintptr_t)src);
+	scif__write_once(&of->len, (uint64_t)len);
+	/* Release pairs with the receiver's acquire of seq (scif__bulk_pending/_recv). */
+	scif__store_release(&of->seq, seq);
+	scif__msg_kick_rx(ep);
+	for (;;) {
+		/* Acquire pairs with the receiver's release of done: its copies are complete. */
+		uint64_t dw = scif__load_acquire(&cl->done), cw;
+		int ret;
+
+		if ((uint32_t)(dw >> 32) == (uint32_t)seq) {
+			uint64_t d = dw & SCIF_BULK_COUNT;
+
+			if (d < done || d > len)
+				return -EPROTO;
+			done = d;
+			if (dw & SCIF_BULK_DECLINE) {
+				if (dw & SCIF_BULK_NEVER)
+					sh->tx_bulk_off = 1;
+				else
+					sh->tx_skip_until = seq + BULK_SKIP;
+				scif_dbg("endpoint %d: offer %llu declined after %llu bytes", ep->fd,
+					 (unsigned long long)seq, (unsigned long long)done);
+				return (long)done;
+			}
+			if (done == len)
+				return (long)done;
+		}
+		/* Acquire pairs with the receiver's release of the claim tag (bulk_split). */
+		cw = scif__load_acquire(&cl->seq);
+		if ((uint32_t)cw != sh->tx_cseq) {
+			sh->tx_cseq = (uint32_t)cw;
+			ret = bulk_help(ep, src, len, (uint32_t)cw);
+			if (ret)
+				return ret;
+			continue;
+		}
+		if (scif__epd_state(ep) != SCIFEP_CONNECTED)
+			return done ? (long)done : -ECONNRESET;
+		ret = scif__msg_tx_sleep(ep, &cl->done, dw, &cl->seq, cw);
+		if (ret)
+			return done ? (long)done : ret;
+	}
+}
+
+/* ---- receiver ------------------------------------------------------------------------ */
+
+int scif__bulk_pending(const struct scif_endpt *ep)
+{
+	/* Acquire pairs with the sender's release of seq in scif__bulk_send. */
+	return scif__load_acquire(&mine(ep)->bulk_offer.seq) != ep->sh->rx_oseq;
+}
+
+/*
+ * Wait for the sender's stop word of claim @tag; returns the claim offset from which the
+ * sender copied everything, or -errno. A sender that disconnected meanwhile may still be
+ * finishing a copy into our buffer (another of its threads closed the endpoint): it is given
+ * BULK_LINGER_MS to say it stopped before the buffer is handed back anyway.
+ */
+static long bulk_wait_stop(struct scif_endpt *ep, uint32_t tag, uint64_t k)
+{
+	const uint64_t *stop = &mine(ep)->bulk_offer.stop;
+	int ret = 0;
+
+	for (int linger = 0;;) {
+		/* Acquire pairs with the sender's release of stop in bulk_help. */
+		uint64_t w = scif__load_acquire(stop);
+		uint64_t b = bulk_word(w, tag, UINT64_MAX);
+
+		if (b != UINT64_MAX)
+			return b > k ? -EPROTO : (long)b;
+		if (ret == -EINTR || scif__epd_state(ep) != SCIFEP_CONNECTED) {
+			struct timespec ms = { 0, 1000000 };
+
+			if (linger++ == BULK_LINGER_MS)
+				return ret ? ret : -ECONNRESET;
+			nanosleep(&ms, NULL);
+			continue;
+		}
+		ret = scif__msg_rx_sleep(ep, stop, w);
+		if (ret && ret != -EINTR)
+			return ret;
+	}
+}
+
+/*
+ * Copy the @k claimed bytes at offer offset @off (peer address @raddr) into @dst with the
+ * sender's help. Returns how many bytes from the start of @dst are in place (all @k, or a
+ * prefix when a copy failed: *err then says why), never touching @dst after returning.
+ */
+static size_t bulk_split(struct scif_endpt *ep, uint8_t *dst, uint64_t raddr, uint64_t off,
+			 size_t k, long *err)
+{
+	struct scif_ep_shared *sh = ep->sh;
+	struct scif_bulk_claim *cl = &theirs(ep)->bulk_claim;
+	const uint64_t *back = &mine(ep)->bulk_offer.back;
+	uint32_t tag = ++sh->rx_cseq;
+	uint64_t t = (uint64_t)tag << 32, b = k, f = 0;
+
+	scif__write_once(&cl->front, t);
+	scif__write_once(&cl->oseq, sh->rx_ocur);
+	scif__write_once(&cl->off, off);
+	scif__write_once(&cl->len, (uint64_t)k);
+	scif__write_once(&cl->dst, (uint64_t)(uintptr_t)dst);
+	/* Release pairs with the sender's acquire of seq in scif__bulk_send. */
+	scif__store_release(&cl->seq, (uint64_t)tag);
+	scif__msg_kick_tx(ep);
+	while (f < k) {
+		uint64_t n = k - f < BULK_CHUNK ? k - f : BULK_CHUNK, ns;
+		long got;
+
+		scif__write_once(&cl->front, t | (f + n));
+		scif__mb(); /* [B1] front before back; pairs with [B2] in bulk_help */
+		b = bulk_word(scif__read_once(back), tag, k);
+		if (b > k) {
+			*err = -EPROTO;
+			break;
+		}
+		ns = scif__now_ns();
+		got = bulk_pull(ep, dst + f, raddr + f, n);
+		if (got != (long)n) {
+			*err = got < 0 ? got : -EFAULT;
+			f += got > 0 ? (uint64_t)got : 0;
+			break;
+		}
+		f += n;
+		if (n == BULK_CHUNK && bulk_slow(n, scif__now_ns() - ns))
+			sh->rx_bulk_fast = 0; /* probe again next time */
+		if (f >= b)
+			break;
+	}
+	/* Close the claim: a sender that has not announced a chunk yet will see this. */
+	scif__write_once(&cl->front, t | k);
+	scif__mb(); /* [B1] */
+	b = bulk_word(scif__read_once(back), tag, k);
+	if (b < k) {
+		long stop = bulk_wait_stop(ep, tag, k);
+
+		if (stop < 0) {
+			if (!*err)
+				*err = stop;
+		} else if (!*err && (uint64_t)stop > f) {
+			long got = bulk_pull(ep, dst + f, raddr + f, (size_t)stop - f);
+
+			if (got != (long)stop - (long)f) {
+				*err = got < 0 ? got : -EFAULT;
+				f += got > 0 ? (uint64_t)got : 0;
+			} else {
+				f = k;
+			}
+		} else if (!*err) {
+			f = k;
+		}
+	}
+	return (size_t)f;
+}
+
+/* Tell the sender how much of the offer we consumed (and whether we take more). */
+static void bulk_done(struct scif_endpt *ep, uint64_t flags)
+{
+	struct scif_ep_shared *sh = ep->sh;
+
+	/* Release pairs with the sender's acquire of done: our copies are complete. */
+	scif__store_release(&theirs(ep)->bulk_claim.done,
+			    (sh->rx_ocur << 32) | flags | sh->rx_odone);
+	if (flags || sh->rx_odone == sh->rx_olen)
+		sh->rx_oseq = sh->rx_ocur;
+	scif__msg_kick_tx(ep);
+}
+
+long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
+{
+	struct scif_ep_shared *sh = ep->sh;
+	struct scif_bulk_offer *of = &mine(ep)->bulk_offer;
+	uint64_t seq = scif__load_acquire(&of->seq), raddr, flags = 0;
+	size_t k, f = 0;
+	long err = 0;
+
+	if (seq == sh->rx_oseq)
+		return 0;
+	if (seq != sh->rx_ocur) {
+		uint64_t olen = scif__read_once(&of->len);
+
+		/* A new offer: later than the last one, of a sane length, read once. */
+		if (seq - sh->rx_oseq > (1ull << 32) || olen == 0 || olen > SCIF_BULK_MAX)
+			return -EPROTO;
+		sh->rx_ocur = seq;
+		sh->rx_opos = scif__read_once(&of->pos);
+		sh->rx_oaddr = scif__read_once(&of->addr);
+		sh->rx_olen = olen;
+		sh->rx_odone = 0;
+	}
+	if (sh->rx.idx != sh->rx_opos) {
+		/* Ring bytes before the offer: take them first (they are visible by now). */
+		uint64_t widx = scif__load_acquire(&mine(ep)->in_widx);
+
+		return sh->rx.idx < sh->rx_opos && widx >= sh->rx_opos ? 0 : -EPROTO;
+	}
+	if (!ep->bulk_pid) {
+		bulk_done(ep, SCIF_BULK_DECLINE | SCIF_BULK_NEVER);
+		return 0;
+	}
+	k = sh->rx_olen - sh->rx_odone < len ? (size_t)(sh->rx_olen - sh->rx_odone) : len;
+	raddr = sh->rx_oaddr + sh->rx_odone;
+	if (!sh->rx_bulk_fast) {
+		/* Probe: is a direct copy from this peer worth it? */
+		size_t n = k < BULK_CHUNK ? k : BULK_CHUNK;
+		uint64_t ns = scif__now_ns();
+		long got = bulk_pull(ep, dst, raddr, n);
+
+		if (got != (long)n) {
+			err = got < 0 ? got : -EFAULT;
+			f = got > 0 ? (size_t)got : 0;
+		} else {
+			f = n;
+			/* Judged on a whole chunk only: a short copy is mostly system call. */
+			if (n == BULK_CHUNK) {
+				if (bulk_slow(n, scif__now_ns() - ns))
+					flags = SCIF_BULK_DECLINE;
+				else
+					sh->rx_bulk_fast = 1;
+			}
+		}
+	}
+	if (!err && !flags && f < k) {
+		if (block && k - f >= 2 * BULK_CHUNK && (uint32_t)getpid() == mine(ep)->owner_pid) {
+			f += bulk_split(ep, dst + f, raddr + f, sh->rx_odone + f, k - f, &err);
+		} else {
+			long got = bulk_pull(ep, dst + f, raddr + f, k - f);
+
+			if (got != (long)(k - f))
+				err = got < 0 ? got : -EFAULT;
+			f += got > 0 ? (size_t)got : 0;
+		}
+	}
+	if (err == -EPROTO)
+		return err;
+	sh->rx_odone += f;
+	if (err && err != -EINTR && err != -ECONNRESET) {
+		scif_dbg("endpoint %d: direct copy from pid %d failed: %ld; using the ring", ep->fd,
+			 (int)ep->bulk_pid, err);
+		flags = SCIF_BULK_DECLINE | SCIF_BULK_NEVER;
+		err = 0;
+	}
+	bulk_done(ep, flags);
+	return f ? (long)f : err;
+}

@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * peer-bulk.c - card-side roles for the single-copy transfer tests (test-bulk.c).
+ *
+ *   bulk-echo <port> <thp> <fork>   listen, accept one; then, until a zero length: receive
+ *                                   an 8-byte length and that many bytes, send them back.
+ *                                   <thp>: buffers on huge pages; <fork>: a fork child of
+ *                                   the accepting process does the echoing.
+ *   bulk-source <node> <port> <bytes> <seed>
+ *                                   connect, send <bytes> of seeded data in one blocking
+ *                                   scif_send from a huge-page buffer, wait for one byte.
+ */
+#include <errno.h>
+#include <scif.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mp/peer.h"
+#include "mp/stream.h"
+
+static uint8_t *bulk_buf(size_t len, int thp)
+{
+	size_t huge = 2u << 20, n = (len + huge - 1) & ~(huge - 1);
+	uint8_t *p = aligned_alloc(huge, n ? n : huge);
+
+	if (p && thp)
+		(void)madvise(p, n, MADV_HUGEPAGE);
+	if (p)
+		memset(p, 0, n); /* a first touch inside the timed probe would look slow */
+	return p;
+}
+
+static int echo_loop(scif_epd_t ep, int thp)
+{
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+
+	for (;;) {
+		uint64_t len;
+
+		if (scif_recv(ep, &len, sizeof(len), SCIF_RECV_BLOCK) != (int)sizeof(len))
+			return 3;
+		if (!len)
+			return 0;
+		if (len > cap) {
+			free(buf);
+			buf = bulk_buf(len, thp);
+			cap = len;
+			if (!buf)
+				return 4;
+		}
+		if (scif_recv(ep, buf, (int)len, SCIF_RECV_BLOCK) != (int)len)
+			return 5;
+		if (scif_send(ep, buf, (int)len, SCIF_SEND_BLOCK) != (int)len)
+			return 6;
+	}
+}
+
+int peer_bulk_echo(uint16_t port, int thp, int use_fork)
+{
+	struct scif_portID peer;
+	scif_epd_t lep = scif_open(), ep;
+	int st;
+	pid_t pid;
+
+	if (lep < 0 || scif_bind(lep, port) != port || scif_listen(lep, 1) ||
+	    scif_accept(lep, &peer, &ep, SCIF_ACCEPT_SYNC))
+		return 2;
+	if (!use_fork)
+		return echo_loop(ep, thp);
+	pid = fork();
+	if (pid == 0)
+		_exit(echo_loop(ep, thp));
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return 7;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 8;
+}
+
+int peer_bulk_source(uint16_t node, uint16_t port, size_t bytes, uint64_t seed)
+{
+	struct scif_portID dst = { .node = node, .port = port };
+	scif_epd_t ep = scif_open();
+	uint8_t *buf = bulk_buf(bytes, 1);
+	char ack;
+
+	if (ep < 0 || !buf)
+		return 2;
+	for (int i = 0; scif_connect(ep, &dst) < 0; i++) {
+		if (errno != ECONNREFUSED || i == 5000)
+			return 3;
+		usleep(1000);
+	}
+	stream_fill(seed, 0, buf, bytes);
+	if (scif_send(ep, buf, (int)bytes, SCIF_SEND_BLOCK) != (int)bytes)
+		return 4;
+	if (scif_recv(ep, &ack, 1, SCIF_RECV_BLOCK) != 1)
+		return 5;
+	return 0;
+}

@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * test-bulk.c - single-copy transfers of large messages (libscif/bulk.c) across processes:
+ * the data arrives intact whichever way it travels (direct copies split between both sides,
+ * declined offers finished through the ring, an endpoint used by a fork child, offers taken
+ * in pieces and without blocking, readiness while an offer waits), and a peer lying about
+ * offers or claims costs the victim its connection and nothing else.
+ */
+#include <poll.h>
+#include <sys/mman.h>
+
+#include "common.h"
+#include "mp/stream.h"
+
+static char *num(char *buf, unsigned long long v)
+{
+	sprintf(buf, "%llu", v);
+	return buf;
+}
+
+static uint8_t *buf_alloc(size_t len, int thp)
+{
+	size_t huge = 2u << 20, n = (len + huge - 1) & ~(huge - 1);
+	uint8_t *p = aligned_alloc(huge, n);
+
+	cr_assert_not_null(p);
+	if (thp)
+		(void)madvise(p, n, MADV_HUGEPAGE);
+	memset(p, 0, n);
+	return p;
+}
+
+/* Lengths around the single-copy threshold (1 MiB), odd ones, and long ones. */
+static const size_t echo_sizes[] = { (1u << 20) - 1, 1u << 20, (1u << 20) + 1, (4u << 20) + 3,
+				     16u << 20, (40u << 20) + 4095 };
+
+/*
+ * Send each length to the echo peer and compare what comes back. @thp: both sides' buffers
+ * on huge pages (direct copies pay, so offers are taken and split); without, the receiver
+ * declines them after its probe and the rest goes through the ring. @use_fork: the peer's
+ * fork child echoes (it may not be copied into directly, only copy itself). @probe: the
+ * receiver judges the speed of direct copies (0: it takes every offer).
+ */
+static void echo_case(int thp, int use_fork, int probe)
+{
+	uint16_t port = test_port();
+	char a1[16], a2[4], a3[4];
+	char *args[] = { "bulk-echo", num(a1, port), num(a2, (unsigned)thp),
+			 num(a3, (unsigned)use_fork), NULL };
+	size_t max;
+
+	/* Without the speed probe every offer is taken and split, however loaded the machine. */
+	setenv("SCIF_CMA_PROBE", probe ? "1" : "0", 1);
+	max = echo_sizes[sizeof(echo_sizes) / sizeof(echo_sizes[0]) - 1];
+	uint8_t *out = buf_alloc(max, thp), *in = buf_alloc(max, thp);
+	pid_t pid = test_spawn_peer(1, args);
+	scif_epd_t ep = scif_open();
+	uint64_t zero = 0;
+
+	cr_assert_gt(test_connect_retry(ep, 1, port), 0, "connect: %s", strerror(errno));
+	for (int round = 0; round < 3; round++) {
+		for (size_t i = 0; i < sizeof(echo_sizes) / sizeof(echo_sizes[0]); i++) {
+			uint64_t len = echo_sizes[i];
+
+			stream_fill(stream_seed(round, i, (uint64_t)thp), 0, out, len);
+			cr_assert_eq(scif_send(ep, &len, sizeof(len), SCIF_SEND_BLOCK), 8);
+			cr_assert_eq(scif_send(ep, out, (int)len, SCIF_SEND_BLOCK), (int)len,
+				     "send %llu: %s", (unsigned long long)len, strerror(errno));
+			cr_assert_eq(scif_recv(ep, in, (int)len, SCIF_RECV_BLOCK), (int)len,
+				     "recv %llu: %s", (unsigned long long)len, strerror(errno));
+			cr_assert(!memcmp(in, out, len), "echo of %llu bytes differs (round %d)",
+				  (unsigned long long)len, round);
+			memset(in, 0xee, len);
+		}
+	}
+	cr_assert_eq(scif_send(ep, &zero, sizeof(zero), SCIF_SEND_BLOCK), 8);
+	cr_expect_eq(test_wait(pid), 0, "the echo peer failed");
+	scif_close(ep);
+	free(out);
+	free(in);
+}
+
+Test(bulk, echo_split_between_both_sides, .timeout = 120) { echo_case(1, 0, 0); }
+Test(bulk, echo_huge_pages_probed, .timeout = 120) { echo_case(1, 0, 1); }
+Test(bulk, echo_small_pages_probed, .timeout = 120) { echo_case(0, 0, 1); }
+Test(bulk, echo_from_a_fork_child, .timeout = 120) { echo_case(1, 1, 0); }
+
+/*
+ * One 24 MiB blocking send, taken in pieces of every kind: the descriptor is readable while
+ * the offer waits (before any ring byte exists), single bytes, non-blocking pieces (the
+ * receiver copies alone), blocking pieces large enough to split, and the rest.
+ */
+Test(bulk, one_offer_taken_in_pieces, .timeout = 120)
+{
+	const size_t total = 24u << 20;
+	const uint64_t seed = 4242;
+	uint16_t port = test_port();
+	char a1[16], a2[16], a3[24];
+	char *args[] = { "bulk-source", "0", num(a1, port), num(a2, total), num(a3, seed), NULL };
+	uint8_t *got = buf_alloc(total, 1), *want = malloc(total);
+	scif_epd_t lep = scif_open(), ep;
+	struct scif_portID peer;
+	struct scif_pollepd p;
+	size_t have = 0;
+	pid_t pid;
+
+	cr_assert_not_null(want);
+	stream_fill(seed, 0, want, total);
+	cr_assert_eq(scif_bind(lep, port), port);
+	cr_assert_eq(scif_listen(lep, 1), 0);
+	pid = test_spawn_peer(1, args);
+	cr_assert_eq(scif_accept(lep, &peer, &ep, SCIF_ACCEPT_SYNC), 0);
+	p = (struct scif_pollepd){ .epd = ep, .events = SCIF_POLLIN };
+	cr_assert_eq(scif_poll(&p, 1, 10000), 1, "no POLLIN while an offer waits");
+	cr_assert(p.revents & SCIF_POLLIN);
+	{
+		struct pollfd pf = { .fd = ep, .events = POLLIN };
+
+		cr_assert_eq(poll(&pf, 1, 0), 1, "the descriptor itself is not readable");
+	}
+	static const struct {
+		size_t len;
+		int flags;
+	} plan[] = {
+		{ 1, SCIF_RECV_BLOCK },	       { 1, 0 },
+		{ 3u << 20, SCIF_RECV_BLOCK }, { 700u << 10, 0 },
+		{ 5u << 20, 0 },	       { 100, SCIF_RECV_BLOCK },
+		{ 8u << 20, SCIF_RECV_BLOCK }, { 0, SCIF_RECV_BLOCK } /* the rest */
+	};
+	for (size_t i = 0; i < sizeof(plan) / sizeof(plan[0]); i++) {
+		size_t len = plan[i].len ? plan[i].len : total - have;
+		int r = scif_recv(ep, got + have, (int)len, plan[i].flags);
+
+		cr_assert_geq(r, 0, "piece %zu: %s", i, strerror(errno));
+		if (plan[i].flags)
+			cr_assert_eq(r, (int)len, "piece %zu", i);
+		have += (size_t)r;
+	}
+	cr_assert_eq(have, total);
+	cr_assert(!memcmp(got, want, total), "the offer arrived corrupted");
+	cr_assert_eq(scif_send(ep, "k", 1, SCIF_SEND_BLOCK), 1);
+	cr_expect_eq(test_wait(pid), 0, "the source failed");
+	scif_close(ep);
+	scif_close(lep);
+	free(got);
+	free(want);
+}
+
+/*
+ * A peer lying about single-copy transfers (tests/mp/hostile.c). @resets: the lie costs the
+ * connection (ECONNRESET); otherwise the victim declines the offer and receives "hello"
+ * through the ring. The listener serves an honest peer afterwards either way.
+ */
+static void hostile_bulk_case(const char *kind, int resets)
+{
+	uint16_t port = test_port();
+	char a1[16];
+	char *args[] = { "hostile", "0", num(a1, port), (char *)kind, NULL };
+	scif_epd_t lep = scif_open(), ep;
+	struct scif_portID peer;
+	char buf[16] = { 0 };
+	pid_t pid;
+	int r;
+
+	cr_assert_eq(scif_bind(lep, port), port);
+	cr_assert_eq(scif_listen(lep, 4), 0);
+	pid = test_spawn_peer(1, args);
+	cr_assert_eq(scif_accept(lep, &peer, &ep, SCIF_ACCEPT_SYNC), 0);
+	if (!strcmp(kind, "claim")) {
+		uint8_t *big = buf_alloc(2u << 20, 1);
+
+		r = scif_send(ep, big, 2 << 20, SCIF_SEND_BLOCK);
+		free(big);
+	} else {
+		r = scif_recv(ep, buf, 5, SCIF_RECV_BLOCK);
+	}
+	if (resets) {
+		cr_expect_eq(r, -1, "%s: the lie was accepted", kind);
+		cr_expect_eq(errno, ECONNRESET, "%s: errno %d", kind, errno);
+	} else {
+		cr_expect_eq(r, 5, "%s: %s", kind, strerror(errno));
+		cr_expect_str_eq(buf, "hello");
+	}
+	scif_close(ep);
+	cr_expect_eq(test_wait(pid), 0, "%s: the victim did not decline as expected", kind);
+	/* The listener still serves an honest peer. */
+	char a2[16];
+	char *echo[] = { "stream", "0", num(a2, port), "1", "4096", "7", NULL };
+	pid = test_spawn_peer(1, echo);
+	struct stream_conn c = { .tx_seed = stream_seed(7, 0, 0), .rx_seed = stream_seed(7, 0, 1),
+				 .bytes = 4096 };
+	cr_assert_eq(scif_accept(lep, &peer, &c.ep, SCIF_ACCEPT_SYNC), 0);
+	stream_start(&c);
+	cr_expect_eq(stream_join(&c), 0);
+	cr_expect_eq(test_wait(pid), 0);
+	scif_close(c.ep);
+	scif_close(lep);
+}
+
+Test(hostile_bulk, offer_not_at_the_stream_position) { hostile_bulk_case("offer-pos", 1); }
+Test(hostile_bulk, offer_longer_than_possible) { hostile_bulk_case("offer-len", 1); }
+Test(hostile_bulk, offer_of_unmapped_memory) { hostile_bulk_case("offer-fault", 0); }
+Test(hostile_bulk, region_naming_another_process) { hostile_bulk_case("offer-pid", 0); }
+Test(hostile_bulk, claim_beyond_the_offer) { hostile_bulk_case("claim", 1); }
