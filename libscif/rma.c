@@ -23,6 +23,7 @@
 #include "user.h"
 
 #define DMA_CHUNK (1u << 20)      /* large transfers are queued in pieces of this size */
+#define RMA_UNREF_MAX (1u << 20)  /* caller copies up to this long run under the read lock */
 #define CACHELINE 64u
 #define PEER_MARK_BIT 0x80000000u /* marks of the peer's RMAs are negative, like Intel's */
 
@@ -436,7 +437,7 @@ off_t scif__rma_register(struct scif_endpt *ep, void *addr, size_t len, off_t of
 		goto fail;
 	}
 	/* Place the window, reserving its offsets until the peer has acknowledged it. */
-	pthread_mutex_lock(&ep->ras.lock);
+	pthread_rwlock_wrlock(&ep->ras.lock);
 	ret = scif__ras_place(&ep->ras, len, map_flags & SCIF_MAP_FIXED, &off);
 	if (!ret) {
 		w->offset = off;
@@ -444,7 +445,7 @@ off_t scif__rma_register(struct scif_endpt *ep, void *addr, size_t len, off_t of
 		scif__window_get(w);
 		scif__ras_insert(&ep->ras.self, w);
 	}
-	pthread_mutex_unlock(&ep->ras.lock);
+	pthread_rwlock_unlock(&ep->ras.lock);
 	if (ret)
 		goto fail;
 	scif__ctl_msg_init(&m, SCIF_REGISTER, ep);
@@ -453,7 +454,7 @@ off_t scif__rma_register(struct scif_endpt *ep, void *addr, size_t len, off_t of
 	m.payload[2] = (uint64_t)prot;
 	m.payload[3] = (uint64_t)w->foff;
 	ret = scif__ctl_call(ep, &m, w->fd, NULL);
-	pthread_mutex_lock(&ep->ras.lock);
+	pthread_rwlock_wrlock(&ep->ras.lock);
 	if (ret) { /* withdraw */
 		for (struct scif_window **pp = &ep->ras.self; *pp; pp = &(*pp)->next)
 			if (*pp == w) {
@@ -463,7 +464,7 @@ off_t scif__rma_register(struct scif_endpt *ep, void *addr, size_t len, off_t of
 	} else {
 		w->dead = 0;
 	}
-	pthread_mutex_unlock(&ep->ras.lock);
+	pthread_rwlock_unlock(&ep->ras.lock);
 	if (ret) {
 		scif__window_put(w); /* the list's */
 		if (ret == -ECONNRESET)
@@ -487,14 +488,14 @@ int scif__rma_unregister(struct scif_endpt *ep, off_t offset, size_t len)
 	ret = scif__epd_verify_connected(ep);
 	if (ret)
 		return ret;
-	pthread_mutex_lock(&ep->ras.lock);
+	pthread_rwlock_wrlock(&ep->ras.lock);
 	/* Nothing may straddle either boundary (spec 3.10). */
 	for (struct scif_window *w = ep->ras.self; w; w = w->next) {
 		if (w->dead)
 			continue;
 		if (w->offset < b && a < w->offset + w->len &&
 		    (w->offset < a || w->offset + w->len > b)) {
-			pthread_mutex_unlock(&ep->ras.lock);
+			pthread_rwlock_unlock(&ep->ras.lock);
 			return -EINVAL;
 		}
 	}
@@ -503,7 +504,7 @@ int scif__rma_unregister(struct scif_endpt *ep, off_t offset, size_t len)
 			w->dead = 1; /* out of lookups now; offsets reserved below */
 			gone = w;
 		}
-	pthread_mutex_unlock(&ep->ras.lock);
+	pthread_rwlock_unlock(&ep->ras.lock);
 	if (!gone)
 		return 0;
 	/* Synchronous: when this returns the peer can no longer reach the windows. */
@@ -511,7 +512,7 @@ int scif__rma_unregister(struct scif_endpt *ep, off_t offset, size_t len)
 	m.payload[0] = a;
 	m.payload[1] = len;
 	ret = scif__ctl_call(ep, &m, -1, &reply);
-	pthread_mutex_lock(&ep->ras.lock);
+	pthread_rwlock_wrlock(&ep->ras.lock);
 	for (struct scif_window **pp = &ep->ras.self; *pp;) {
 		struct scif_window *w = *pp;
 
@@ -523,7 +524,7 @@ int scif__rma_unregister(struct scif_endpt *ep, off_t offset, size_t len)
 			pp = &w->next;
 		}
 	}
-	pthread_mutex_unlock(&ep->ras.lock);
+	pthread_rwlock_unlock(&ep->ras.lock);
 	return ret == -ECONNRESET ? scif__epd_verify_connected(ep) : 0;
 }
 
@@ -533,6 +534,46 @@ int scif__rma_unregister(struct scif_endpt *ep, off_t offset, size_t len)
  * One transfer. @vaddr != NULL for the v-calls (the local side is ordinary memory). @write:
  * local -> remote. Ranges are checked (ENXIO/EPERM) before anything is copied.
  */
+/* The window of @list holding all of [off, off+len) with @prot, at its address; or NULL. */
+static uint8_t *ras_find1(const struct scif_window *list, off_t off, size_t len, int prot)
+{
+	uint64_t a = (uint64_t)off;
+
+	for (const struct scif_window *w = list; w && w->offset <= a; w = w->next)
+		if (!w->dead && a - w->offset < w->len && len <= w->len - (a - w->offset))
+			return (w->prot & prot) == prot ? w->map + (a - w->offset) : NULL;
+	return NULL;
+}
+
+/*
+ * The common short copy in the caller: each end inside one window. One memcpy under the
+ * read lock (unregistration waits for it), no window references, no segment lists; 0 if
+ * this is not that case (the general path then also finds the right error).
+ */
+static int rma_copy_fast(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v,
+			 size_t len, off_t roffset, int write)
+{
+	int lprot = write ? SCIF_PROT_READ : SCIF_PROT_WRITE;
+	int rprot = write ? SCIF_PROT_WRITE : SCIF_PROT_READ;
+	uint8_t *local, *remote;
+	int done = 0;
+
+	if (roffset < 0 || (!is_v && loffset < 0))
+		return 0;
+	pthread_rwlock_rdlock(&ep->ras.lock);
+	local = is_v ? vaddr : ras_find1(ep->ras.self, loffset, len, lprot);
+	remote = local ? ras_find1(ep->ras.remote, roffset, len, rprot) : NULL;
+	if (remote) {
+		if (write)
+			memcpy(remote, local, len);
+		else
+			memcpy(local, remote, len);
+		done = 1;
+	}
+	pthread_rwlock_unlock(&ep->ras.lock);
+	return done;
+}
+
 int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, size_t len,
 		   off_t roffset, int flags, int write)
 {
@@ -554,6 +595,9 @@ int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, 
 		if (ret)
 			return ret;
 	}
+	if (sync && !(flags & SCIF_RMA_ORDERED) && len <= RMA_UNREF_MAX &&
+	    rma_copy_fast(ep, loffset, vaddr, is_v, len, roffset, write))
+		return 0;
 	/* A copy done in the caller needs no allocation: the common small-transfer case. */
 	x = sync ? &stack_x : malloc(sizeof(*x));
 	if (!x)
@@ -563,17 +607,30 @@ int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, 
 	x->ordered = (flags & SCIF_RMA_ORDERED) != 0;
 	x->vbuf = vaddr;
 	x->vdir = write;
-	pthread_mutex_lock(&ep->ras.lock);
+	/*
+	 * A short copy in the caller runs under the read lock without window references (no
+	 * unregistration can finish meanwhile); longer ones take references, so that the lock
+	 * is not held (and the monitor thread not kept waiting) for the whole copy.
+	 */
+	int ref = !sync || len > RMA_UNREF_MAX;
+
+	pthread_rwlock_rdlock(&ep->ras.lock);
 	if (!is_v) {
 		ret = scif__ras_lookup(&ep->ras, ep->ras.self, loffset, len,
-				       write ? SCIF_PROT_READ : SCIF_PROT_WRITE,
+				       write ? SCIF_PROT_READ : SCIF_PROT_WRITE, ref,
 				       write ? x->src : x->dst, write ? &x->nsrc : &x->ndst);
 	}
 	if (!ret)
 		ret = scif__ras_lookup(&ep->ras, ep->ras.remote, roffset, len,
-				       write ? SCIF_PROT_WRITE : SCIF_PROT_READ,
+				       write ? SCIF_PROT_WRITE : SCIF_PROT_READ, ref,
 				       write ? x->dst : x->src, write ? &x->ndst : &x->nsrc);
-	pthread_mutex_unlock(&ep->ras.lock);
+	if (!ref) {
+		if (!ret)
+			xfer_run(x);
+		pthread_rwlock_unlock(&ep->ras.lock);
+		return ret;
+	}
+	pthread_rwlock_unlock(&ep->ras.lock);
 	if (ret || sync) {
 		if (!ret)
 			xfer_run(x);
@@ -706,7 +763,7 @@ static int signal_target(struct scif_ras *ras, struct scif_window *list, int64_t
 		if (!w->dead && (uint64_t)off >= w->offset && (uint64_t)off < w->offset + w->len) {
 			if ((uint64_t)off + 8 > w->offset + w->len || !(w->prot & SCIF_PROT_WRITE))
 				return -ENXIO;
-			ret = scif__ras_lookup(ras, list, off, 8, SCIF_PROT_WRITE, seg, &n);
+			ret = scif__ras_lookup(ras, list, off, 8, SCIF_PROT_WRITE, 1, seg, &n);
 			return ret ? -ENXIO : 0;
 		}
 	return -ENXIO;
@@ -765,12 +822,12 @@ int scif__fence_signal(struct scif_endpt *ep, off_t loff, uint64_t lval, off_t r
 	    ((flags & SCIF_SIGNAL_LOCAL) && (loff & 3)) ||
 	    ((flags & SCIF_SIGNAL_REMOTE) && (roff & 3)))
 		return -EINVAL;
-	pthread_mutex_lock(&ep->ras.lock);
+	pthread_rwlock_wrlock(&ep->ras.lock);
 	if (flags & SCIF_SIGNAL_LOCAL)
 		ret = signal_target(&ep->ras, ep->ras.self, loff, &sig[0]);
 	if (!ret && (flags & SCIF_SIGNAL_REMOTE))
 		ret = signal_target(&ep->ras, ep->ras.remote, roff, &sig[1]);
-	pthread_mutex_unlock(&ep->ras.lock);
+	pthread_rwlock_unlock(&ep->ras.lock);
 	if (ret) {
 		for (int i = 0; i < 2; i++)
 			if (sig[i].win)
@@ -833,13 +890,13 @@ static int ctl_register(struct scif_endpt *ep, const struct scif_ctl_msg *m, int
 	}
 	if (!err) {
 		fds[0] = -1;
-		pthread_mutex_lock(&ep->ras.lock);
+		pthread_rwlock_wrlock(&ep->ras.lock);
 		for (struct scif_window *x = ep->ras.remote; x; x = x->next)
 			if (x->offset < off + len && off < x->offset + x->len)
 				err = EADDRINUSE;
 		if (!err)
 			scif__ras_insert(&ep->ras.remote, w);
-		pthread_mutex_unlock(&ep->ras.lock);
+		pthread_rwlock_unlock(&ep->ras.lock);
 	}
 	if (err && w)
 		scif__window_put(w);
@@ -851,7 +908,7 @@ static int ctl_unregister(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 {
 	uint64_t a = m->payload[0], b = a + m->payload[1];
 
-	pthread_mutex_lock(&ep->ras.lock);
+	pthread_rwlock_wrlock(&ep->ras.lock);
 	for (struct scif_window **pp = &ep->ras.remote; *pp;) {
 		struct scif_window *w = *pp;
 
@@ -862,7 +919,7 @@ static int ctl_unregister(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 			pp = &w->next;
 		}
 	}
-	pthread_mutex_unlock(&ep->ras.lock);
+	pthread_rwlock_unlock(&ep->ras.lock);
 	ctl_reply(ep, m->tag, 0, 0);
 	return 0;
 }
@@ -871,7 +928,7 @@ static int ctl_map_ref(struct scif_endpt *ep, const struct scif_ctl_msg *m, int 
 {
 	uint64_t a = m->payload[0], b = a + m->payload[1];
 
-	pthread_mutex_lock(&ep->ras.lock);
+	pthread_rwlock_wrlock(&ep->ras.lock);
 	for (struct scif_window **pp = &ep->ras.self; *pp;) {
 		struct scif_window *w = *pp;
 
@@ -888,7 +945,7 @@ static int ctl_map_ref(struct scif_endpt *ep, const struct scif_ctl_msg *m, int 
 		}
 		pp = &w->next;
 	}
-	pthread_mutex_unlock(&ep->ras.lock);
+	pthread_rwlock_unlock(&ep->ras.lock);
 	return 0;
 }
 
@@ -923,12 +980,12 @@ static int ctl_sig(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 	uint64_t val[2] = { m->payload[1], m->payload[3] };
 	int ret = 0;
 
-	pthread_mutex_lock(&ep->ras.lock);
+	pthread_rwlock_wrlock(&ep->ras.lock);
 	if (m->err & SCIF_SIGNAL_LOCAL)
 		ret = signal_target(&ep->ras, ep->ras.remote, (int64_t)m->payload[0], &sig[0]);
 	if (!ret && (m->err & SCIF_SIGNAL_REMOTE))
 		ret = signal_target(&ep->ras, ep->ras.self, (int64_t)m->payload[2], &sig[1]);
-	pthread_mutex_unlock(&ep->ras.lock);
+	pthread_rwlock_unlock(&ep->ras.lock);
 	if (ret) { /* it validated against its view; windows changed meanwhile */
 		for (int i = 0; i < 2; i++)
 			if (sig[i].win)

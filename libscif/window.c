@@ -216,7 +216,13 @@ out:
 
 void scif__ras_init(struct scif_ras *ras)
 {
-	pthread_mutex_init(&ras->lock, NULL);
+	pthread_rwlockattr_t a;
+
+	/* Copies hold the read side; unregistering must not starve behind a stream of them. */
+	pthread_rwlockattr_init(&a);
+	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&ras->lock, &a);
+	pthread_rwlockattr_destroy(&a);
 	ras->self = ras->remote = NULL;
 }
 
@@ -248,11 +254,11 @@ static void list_drop(struct scif_window **list)
 
 void scif__ras_destroy(struct scif_ras *ras)
 {
-	pthread_mutex_lock(&ras->lock);
+	pthread_rwlock_wrlock(&ras->lock);
 	list_drop(&ras->self);
 	list_drop(&ras->remote);
-	pthread_mutex_unlock(&ras->lock);
-	pthread_mutex_destroy(&ras->lock);
+	pthread_rwlock_unlock(&ras->lock);
+	pthread_rwlock_destroy(&ras->lock);
 }
 
 void scif__ras_insert(struct scif_window **list, struct scif_window *w)
@@ -293,7 +299,7 @@ int scif__ras_place(struct scif_ras *ras, uint64_t len, int fixed, uint64_t *off
 }
 
 int scif__ras_lookup(struct scif_ras *ras, struct scif_window *list, int64_t off, size_t len,
-		     int prot, struct scif_seg *segs, int *nsegs)
+		     int prot, int ref, struct scif_seg *segs, int *nsegs)
 {
 	uint64_t cur = (uint64_t)off, end = (uint64_t)off + len;
 	int n = 0, ret = 0;
@@ -314,8 +320,9 @@ int scif__ras_lookup(struct scif_ras *ras, struct scif_window *list, int64_t off
 		}
 		uint64_t stop = w->offset + w->len < end ? w->offset + w->len : end;
 
-		scif__window_get(w);
-		segs[n].win = w;
+		if (ref)
+			scif__window_get(w);
+		segs[n].win = ref ? w : NULL;
 		segs[n].addr = w->map + (cur - w->offset);
 		segs[n].len = (size_t)(stop - cur);
 		n++;
@@ -324,7 +331,8 @@ int scif__ras_lookup(struct scif_ras *ras, struct scif_window *list, int64_t off
 	if (!ret && cur < end)
 		ret = -ENXIO;
 	if (ret) {
-		scif__segs_put(segs, n);
+		if (ref)
+			scif__segs_put(segs, n);
 		return ret;
 	}
 	*nsegs = n;
@@ -334,5 +342,6 @@ int scif__ras_lookup(struct scif_ras *ras, struct scif_window *list, int64_t off
 void scif__segs_put(struct scif_seg *segs, int nsegs)
 {
 	for (int i = 0; i < nsegs; i++)
-		scif__window_put(segs[i].win);
+		if (segs[i].win)
+			scif__window_put(segs[i].win);
 }

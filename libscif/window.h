@@ -45,12 +45,13 @@ struct scif_window {
 /**
  * struct scif_ras - an endpoint's windows (process-local; the control plane of an endpoint
  * shared across fork() is served by one process).
- * @lock:    protects both lists.
+ * @lock:    protects both lists: written under the write side; lookups take the read side,
+ *           and a copy made without window references keeps it until the copy is done.
  * @self:    our windows, sorted, including dead ones still reserving offsets.
  * @remote:  the peer's windows as it announced them, sorted.
  */
 struct scif_ras {
-	pthread_mutex_t lock;
+	pthread_rwlock_t lock;
 	struct scif_window *self;
 	struct scif_window *remote;
 };
@@ -85,10 +86,11 @@ void scif__ras_insert(struct scif_window **list, struct scif_window *w);
 
 /*
  * Look up [off, off+len) in a list: it must be covered by contiguous live windows that all
- * allow @prot. Fills referenced segments. -ENXIO (gap, miss, negative) or -EPERM (prot).
+ * allow @prot. Fills segments, referenced if @ref (otherwise valid only while ras->lock is
+ * held). -ENXIO (gap, miss, negative) or -EPERM (prot).
  */
 int scif__ras_lookup(struct scif_ras *ras, struct scif_window *list, int64_t off, size_t len,
-		     int prot, struct scif_seg *segs, int *nsegs);
+		     int prot, int ref, struct scif_seg *segs, int *nsegs);
 void scif__segs_put(struct scif_seg *segs, int nsegs);
 
 #endif /* SCIF_WINDOW_H */
