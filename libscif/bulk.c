@@ -264,10 +264,16 @@ long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len)
 
 /* ---- receiver ------------------------------------------------------------------------ */
 
+/*
+ * An offer is only good while the connection is: a send completes only once its offer is
+ * consumed, so an offer still pending after a disconnect was abandoned (its sender failed or
+ * left, and its buffer may hold anything by now). Bytes already in the ring stay readable.
+ */
 int scif__bulk_pending(const struct scif_endpt *ep)
 {
 	/* Acquire pairs with the sender's release of seq in scif__bulk_send. */
-	return scif__load_acquire(&mine(ep)->bulk_offer.seq) != ep->sh->rx_oseq;
+	return scif__load_acquire(&mine(ep)->bulk_offer.seq) != ep->sh->rx_oseq &&
+	       scif__epd_state(ep) == SCIFEP_CONNECTED;
 }
 
 /*

@@ -6,11 +6,15 @@
  *                                   an 8-byte length and that many bytes, send them back.
  *                                   <thp>: buffers on huge pages; <fork>: a fork child of
  *                                   the accepting process does the echoing.
+ *   bulk-abandon <node> <port>      connect, start a 16 MiB blocking send in a thread,
+ *                                   close the endpoint under it after 300 ms, then scribble
+ *                                   over the buffer and stay alive for 3 s.
  *   bulk-source <node> <port> <bytes> <seed>
  *                                   connect, send <bytes> of seeded data in one blocking
  *                                   scif_send from a huge-page buffer, wait for one byte.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <scif.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,5 +102,44 @@ int peer_bulk_source(uint16_t node, uint16_t port, size_t bytes, uint64_t seed)
 		return 4;
 	if (scif_recv(ep, &ack, 1, SCIF_RECV_BLOCK) != 1)
 		return 5;
+	return 0;
+}
+
+struct abandon {
+	scif_epd_t ep;
+	uint8_t *buf;
+	int ret;
+};
+
+static void *abandon_send(void *arg)
+{
+	struct abandon *a = arg;
+
+	a->ret = scif_send(a->ep, a->buf, 16 << 20, SCIF_SEND_BLOCK);
+	return NULL;
+}
+
+int peer_bulk_abandon(uint16_t node, uint16_t port)
+{
+	struct scif_portID dst = { .node = node, .port = port };
+	struct abandon a = { .ep = scif_open(), .buf = bulk_buf(16u << 20, 1) };
+	pthread_t th;
+
+	if (a.ep < 0 || !a.buf)
+		return 2;
+	for (int i = 0; scif_connect(a.ep, &dst) < 0; i++) {
+		if (errno != ECONNREFUSED || i == 5000)
+			return 3;
+		usleep(1000);
+	}
+	memset(a.buf, 0x5a, 16u << 20);
+	pthread_create(&th, NULL, abandon_send, &a);
+	usleep(300000);
+	scif_close(a.ep);
+	pthread_join(th, NULL);
+	if (a.ret == 16 << 20)
+		return 4; /* nobody received it: it cannot have completed */
+	memset(a.buf, 0xa5, 16u << 20);
+	sleep(3);
 	return 0;
 }

@@ -9,5 +9,6 @@ int peer_rma_signal(uint16_t node, uint16_t port, size_t size, int rounds);
 int peer_mmap_pong(uint16_t node, uint16_t port, int rounds);
 int peer_rma_flood(uint16_t node, uint16_t port);
 int peer_bulk_echo(uint16_t port, int thp, int use_fork);
+int peer_bulk_abandon(uint16_t node, uint16_t port);
 int peer_bulk_source(uint16_t node, uint16_t port, size_t bytes, uint64_t seed);
 #endif

@@ -13,7 +13,7 @@
  *   churn <node> <port> <count>     connect and close <count> times
  *   hostile <node> <port> <kind>    lie to a listener (see hostile.c)
  *   rma-serve, rma-signal, mmap-pong, rma-flood   RMA roles (see peer-rma.c)
- *   bulk-echo, bulk-source          single-copy transfer roles (see peer-bulk.c)
+ *   bulk-echo, bulk-source, bulk-abandon   single-copy transfer roles (see peer-bulk.c)
  */
 #include <errno.h>
 #include <pthread.h>
@@ -159,6 +159,8 @@ int main(int argc, char **argv)
 		return peer_rma_flood((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]));
 	if (argc >= 5 && !strcmp(argv[1], "bulk-echo"))
 		return peer_bulk_echo((uint16_t)atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
+	if (argc >= 4 && !strcmp(argv[1], "bulk-abandon"))
+		return peer_bulk_abandon((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]));
 	if (argc >= 6 && !strcmp(argv[1], "bulk-source"))
 		return peer_bulk_source((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
 					strtoull(argv[4], NULL, 0), strtoull(argv[5], NULL, 0));

@@ -147,6 +147,41 @@ Test(bulk, one_offer_taken_in_pieces, .timeout = 120)
 }
 
 /*
+ * An offer abandoned by its sender (another of its threads closed the endpoint under the
+ * blocked send, and the process then reused the buffer) is not delivered after the
+ * disconnect: the receiver gets ECONNRESET, never the scribbled buffer.
+ */
+Test(bulk, abandoned_offer_is_not_delivered, .timeout = 60)
+{
+	uint16_t port = test_port();
+	char a1[16];
+	char *args[] = { "bulk-abandon", "0", num(a1, port), NULL };
+	scif_epd_t lep = scif_open(), ep;
+	struct scif_portID peer;
+	struct scif_pollepd p;
+	uint8_t *buf = buf_alloc(1u << 20, 0);
+	uint64_t until;
+	pid_t pid;
+
+	cr_assert_eq(scif_bind(lep, port), port);
+	cr_assert_eq(scif_listen(lep, 1), 0);
+	pid = test_spawn_peer(1, args);
+	cr_assert_eq(scif_accept(lep, &peer, &ep, SCIF_ACCEPT_SYNC), 0);
+	until = test_now_ms() + 10000;
+	do {
+		p = (struct scif_pollepd){ .epd = ep, .events = SCIF_POLLIN };
+		scif_poll(&p, 1, 100);
+	} while (!(p.revents & SCIF_POLLHUP) && test_now_ms() < until);
+	cr_assert(p.revents & SCIF_POLLHUP, "the sender's close was not seen");
+	cr_expect_eq(scif_recv(ep, buf, 1 << 20, SCIF_RECV_BLOCK), -1);
+	cr_expect_eq(errno, ECONNRESET);
+	cr_expect_eq(test_wait(pid), 0, "the abandoning peer failed");
+	scif_close(ep);
+	scif_close(lep);
+	free(buf);
+}
+
+/*
  * A peer lying about single-copy transfers (tests/mp/hostile.c). @resets: the lie costs the
  * connection (ECONNRESET); otherwise the victim declines the offer and receives "hello"
  * through the ring. The listener serves an honest peer afterwards either way.
