@@ -42,13 +42,19 @@ static int echo_loop(scif_epd_t ep, int thp)
 	uint8_t *buf = NULL;
 	size_t cap = 0;
 
+	int ret;
+
 	for (;;) {
 		uint64_t len;
 
-		if (scif_recv(ep, &len, sizeof(len), SCIF_RECV_BLOCK) != (int)sizeof(len))
-			return 3;
-		if (!len)
-			return 0;
+		if (scif_recv(ep, &len, sizeof(len), SCIF_RECV_BLOCK) != (int)sizeof(len)) {
+			ret = 3;
+			break;
+		}
+		if (!len) {
+			ret = 0;
+			break;
+		}
 		if (len > cap) {
 			free(buf);
 			buf = bulk_buf(len, thp);
@@ -56,11 +62,17 @@ static int echo_loop(scif_epd_t ep, int thp)
 			if (!buf)
 				return 4;
 		}
-		if (scif_recv(ep, buf, (int)len, SCIF_RECV_BLOCK) != (int)len)
-			return 5;
-		if (scif_send(ep, buf, (int)len, SCIF_SEND_BLOCK) != (int)len)
-			return 6;
+		if (scif_recv(ep, buf, (int)len, SCIF_RECV_BLOCK) != (int)len) {
+			ret = 5;
+			break;
+		}
+		if (scif_send(ep, buf, (int)len, SCIF_SEND_BLOCK) != (int)len) {
+			ret = 6;
+			break;
+		}
 	}
+	free(buf);
+	return ret;
 }
 
 int peer_bulk_echo(uint16_t port, int thp, int use_fork)
@@ -89,6 +101,7 @@ int peer_bulk_source(uint16_t node, uint16_t port, size_t bytes, uint64_t seed)
 	scif_epd_t ep = scif_open();
 	uint8_t *buf = bulk_buf(bytes, 1);
 	char ack;
+	int ret;
 
 	if (ep < 0 || !buf)
 		return 2;
@@ -98,11 +111,13 @@ int peer_bulk_source(uint16_t node, uint16_t port, size_t bytes, uint64_t seed)
 		usleep(1000);
 	}
 	stream_fill(seed, 0, buf, bytes);
+	ret = 0;
 	if (scif_send(ep, buf, (int)bytes, SCIF_SEND_BLOCK) != (int)bytes)
-		return 4;
-	if (scif_recv(ep, &ack, 1, SCIF_RECV_BLOCK) != 1)
-		return 5;
-	return 0;
+		ret = 4;
+	else if (scif_recv(ep, &ack, 1, SCIF_RECV_BLOCK) != 1)
+		ret = 5;
+	free(buf);
+	return ret;
 }
 
 struct abandon {
@@ -141,5 +156,6 @@ int peer_bulk_abandon(uint16_t node, uint16_t port)
 		return 4; /* nobody received it: it cannot have completed */
 	memset(a.buf, 0xa5, 16u << 20);
 	sleep(3);
+	free(a.buf);
 	return 0;
 }
