@@ -66,16 +66,6 @@ void scif__bulk_init(void)
 		bulk_probe = atoi(v) != 0;
 }
 
-static inline struct scif_qp_region *mine(const struct scif_endpt *ep)
-{
-	return ep->mine.addr;
-}
-
-static inline struct scif_qp_region *theirs(const struct scif_endpt *ep)
-{
-	return ep->theirs.addr;
-}
-
 /* ---- how fast a plain copy is here (bytes per ns), measured once per process ----------- */
 
 static double bulk_ref_rate;
@@ -116,30 +106,22 @@ static int bulk_slow(size_t n, uint64_t ns)
 
 /* ---- the two copies ------------------------------------------------------------------- */
 
-/* Peer memory at @raddr into ours at @dst; bytes copied (a prefix) or -errno. */
-static long bulk_pull(const struct scif_endpt *ep, uint8_t *dst, uint64_t raddr, size_t n)
+/*
+ * Copy @n bytes between ours at @local and the peer's at @raddr (@to_peer: ours to theirs);
+ * bytes copied (a prefix) or -errno.
+ */
+static long bulk_copy(const struct scif_endpt *ep, uint8_t *local, uint64_t raddr, size_t n,
+		      int to_peer)
 {
-	struct iovec l = { .iov_base = dst, .iov_len = n };
+	struct iovec l = { .iov_base = local, .iov_len = n };
 	struct iovec r = { .iov_base = (void *)(uintptr_t)raddr, .iov_len = n };
-	ssize_t got;
+	ssize_t done;
 
 	do
-		got = process_vm_readv(ep->bulk_pid, &l, 1, &r, 1, 0);
-	while (got < 0 && errno == EINTR);
-	return got < 0 ? -errno : (long)got;
-}
-
-/* Ours at @src into peer memory at @raddr; bytes copied (a prefix) or -errno. */
-static long bulk_push(const struct scif_endpt *ep, uint64_t raddr, const uint8_t *src, size_t n)
-{
-	struct iovec l = { .iov_base = (void *)src, .iov_len = n };
-	struct iovec r = { .iov_base = (void *)(uintptr_t)raddr, .iov_len = n };
-	ssize_t put;
-
-	do
-		put = process_vm_writev(ep->bulk_pid, &l, 1, &r, 1, 0);
-	while (put < 0 && errno == EINTR);
-	return put < 0 ? -errno : (long)put;
+		done = to_peer ? process_vm_writev(ep->bulk_pid, &l, 1, &r, 1, 0)
+			       : process_vm_readv(ep->bulk_pid, &l, 1, &r, 1, 0);
+	while (done < 0 && errno == EINTR);
+	return done < 0 ? -errno : (long)done;
 }
 
 /* A claim word (tag << 32 | offset) for claim @tag, or @none if it is another claim's. */
@@ -154,7 +136,7 @@ int scif__bulk_tx_ok(struct scif_endpt *ep)
 {
 	struct scif_ep_shared *sh = ep->sh;
 
-	return ep->bulk_pid && !sh->tx_bulk_off && (uint32_t)getpid() == mine(ep)->owner_pid;
+	return ep->bulk_pid && !sh->tx_bulk_off && (uint32_t)getpid() == scif__qp_mine(ep)->owner_pid;
 }
 
 /*
@@ -164,8 +146,8 @@ int scif__bulk_tx_ok(struct scif_endpt *ep)
  */
 static int bulk_help(struct scif_endpt *ep, const uint8_t *src, size_t olen, uint32_t tag)
 {
-	struct scif_bulk_claim *cl = &mine(ep)->bulk_claim;
-	struct scif_bulk_offer *of = &theirs(ep)->bulk_offer;
+	struct scif_bulk_claim *cl = &scif__qp_mine(ep)->bulk_claim;
+	struct scif_bulk_offer *of = &scif__qp_theirs(ep)->bulk_offer;
 	uint64_t oseq = scif__read_once(&cl->oseq);
 	uint64_t off = scif__read_once(&cl->off);
 	uint64_t k = scif__read_once(&cl->len);
@@ -192,7 +174,7 @@ static int bulk_help(struct scif_endpt *ep, const uint8_t *src, size_t olen, uin
 			break;
 		n = b - lo;
 		ns = scif__now_ns();
-		put = bulk_push(ep, dst + lo, src + off + lo, n);
+		put = bulk_copy(ep, (uint8_t *)src + off + lo, dst + lo, n, 1);
 		if (put != (long)n)
 			break; /* the receiver copies [lo, b) itself */
 		b = lo;
@@ -210,8 +192,8 @@ static int bulk_help(struct scif_endpt *ep, const uint8_t *src, size_t olen, uin
 long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len)
 {
 	struct scif_ep_shared *sh = ep->sh;
-	struct scif_bulk_offer *of = &theirs(ep)->bulk_offer;
-	struct scif_bulk_claim *cl = &mine(ep)->bulk_claim;
+	struct scif_bulk_offer *of = &scif__qp_theirs(ep)->bulk_offer;
+	struct scif_bulk_claim *cl = &scif__qp_mine(ep)->bulk_claim;
 	uint64_t seq = ++sh->tx_oseq, done = 0;
 
 	if (seq < sh->tx_skip_until)
@@ -258,7 +240,7 @@ long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len)
 			return done ? (long)done : -ECONNRESET;
 		ret = scif__msg_tx_sleep(ep, &cl->done, dw, &cl->seq, cw);
 		if (ret)
-			return done ? (long)done : ret;
+			return done && ret != -EPROTO ? (long)done : ret;
 	}
 }
 
@@ -272,7 +254,7 @@ long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len)
 int scif__bulk_pending(const struct scif_endpt *ep)
 {
 	/* Acquire pairs with the sender's release of seq in scif__bulk_send. */
-	return scif__load_acquire(&mine(ep)->bulk_offer.seq) != ep->sh->rx_oseq &&
+	return scif__load_acquire(&scif__qp_mine(ep)->bulk_offer.seq) != ep->sh->rx_oseq &&
 	       scif__epd_state(ep) == SCIFEP_CONNECTED;
 }
 
@@ -284,7 +266,7 @@ int scif__bulk_pending(const struct scif_endpt *ep)
  */
 static long bulk_wait_stop(struct scif_endpt *ep, uint32_t tag, uint64_t k)
 {
-	const uint64_t *stop = &mine(ep)->bulk_offer.stop;
+	const uint64_t *stop = &scif__qp_mine(ep)->bulk_offer.stop;
 	int ret = 0;
 
 	for (int linger = 0;;) {
@@ -317,8 +299,8 @@ static size_t bulk_split(struct scif_endpt *ep, uint8_t *dst, uint64_t raddr, ui
 			 size_t k, long *err)
 {
 	struct scif_ep_shared *sh = ep->sh;
-	struct scif_bulk_claim *cl = &theirs(ep)->bulk_claim;
-	const uint64_t *back = &mine(ep)->bulk_offer.back;
+	struct scif_bulk_claim *cl = &scif__qp_theirs(ep)->bulk_claim;
+	const uint64_t *back = &scif__qp_mine(ep)->bulk_offer.back;
 	uint32_t tag = ++sh->rx_cseq;
 	uint64_t t = (uint64_t)tag << 32, b = k, f = 0;
 
@@ -342,7 +324,7 @@ static size_t bulk_split(struct scif_endpt *ep, uint8_t *dst, uint64_t raddr, ui
 			break;
 		}
 		ns = scif__now_ns();
-		got = bulk_pull(ep, dst + f, raddr + f, n);
+		got = bulk_copy(ep, dst + f, raddr + f, n, 0);
 		if (got != (long)n) {
 			*err = got < 0 ? got : -EFAULT;
 			f += got > 0 ? (uint64_t)got : 0;
@@ -365,7 +347,7 @@ static size_t bulk_split(struct scif_endpt *ep, uint8_t *dst, uint64_t raddr, ui
 			if (!*err)
 				*err = stop;
 		} else if (!*err && (uint64_t)stop > f) {
-			long got = bulk_pull(ep, dst + f, raddr + f, (size_t)stop - f);
+			long got = bulk_copy(ep, dst + f, raddr + f, (size_t)stop - f, 0);
 
 			if (got != (long)stop - (long)f) {
 				*err = got < 0 ? got : -EFAULT;
@@ -386,7 +368,7 @@ static void bulk_done(struct scif_endpt *ep, uint64_t flags)
 	struct scif_ep_shared *sh = ep->sh;
 
 	/* Release pairs with the sender's acquire of done: our copies are complete. */
-	scif__store_release(&theirs(ep)->bulk_claim.done,
+	scif__store_release(&scif__qp_theirs(ep)->bulk_claim.done,
 			    (sh->rx_ocur << 32) | flags | sh->rx_odone);
 	if (flags || sh->rx_odone == sh->rx_olen)
 		sh->rx_oseq = sh->rx_ocur;
@@ -396,7 +378,7 @@ static void bulk_done(struct scif_endpt *ep, uint64_t flags)
 long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
 {
 	struct scif_ep_shared *sh = ep->sh;
-	struct scif_bulk_offer *of = &mine(ep)->bulk_offer;
+	struct scif_bulk_offer *of = &scif__qp_mine(ep)->bulk_offer;
 	uint64_t seq = scif__load_acquire(&of->seq), raddr, flags = 0;
 	size_t k, f = 0;
 	long err = 0;
@@ -417,7 +399,7 @@ long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
 	}
 	if (sh->rx.idx != sh->rx_opos) {
 		/* Ring bytes before the offer: take them first (they are visible by now). */
-		uint64_t widx = scif__load_acquire(&mine(ep)->in_widx);
+		uint64_t widx = scif__load_acquire(&scif__qp_mine(ep)->in_widx);
 
 		return sh->rx.idx < sh->rx_opos && widx >= sh->rx_opos ? 0 : -EPROTO;
 	}
@@ -431,7 +413,7 @@ long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
 		/* Probe: is a direct copy from this peer worth it? */
 		size_t n = k < BULK_CHUNK ? k : BULK_CHUNK;
 		uint64_t ns = scif__now_ns();
-		long got = bulk_pull(ep, dst, raddr, n);
+		long got = bulk_copy(ep, dst, raddr, n, 0);
 
 		if (got != (long)n) {
 			err = got < 0 ? got : -EFAULT;
@@ -448,10 +430,10 @@ long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
 		}
 	}
 	if (!err && !flags && f < k) {
-		if (block && k - f >= 2 * BULK_CHUNK && (uint32_t)getpid() == mine(ep)->owner_pid) {
+		if (block && k - f >= 2 * BULK_CHUNK && (uint32_t)getpid() == scif__qp_mine(ep)->owner_pid) {
 			f += bulk_split(ep, dst + f, raddr + f, sh->rx_odone + f, k - f, &err);
 		} else {
-			long got = bulk_pull(ep, dst + f, raddr + f, k - f);
+			long got = bulk_copy(ep, dst + f, raddr + f, k - f, 0);
 
 			if (got != (long)(k - f))
 				err = got < 0 ? got : -EFAULT;

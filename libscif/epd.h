@@ -230,6 +230,17 @@ void scif__epd_foreach(void (*fn)(struct scif_endpt *ep));
 /* Look up why a descriptor is not an endpoint: -EBADF or -ENOTTY. */
 int scif__epd_lookup_err(int fd);
 
+/* Our queue-pair region (we read it) and the peer's (we write into it); rb.h. */
+static inline struct scif_qp_region *scif__qp_mine(const struct scif_endpt *ep)
+{
+	return ep->mine.addr;
+}
+
+static inline struct scif_qp_region *scif__qp_theirs(const struct scif_endpt *ep)
+{
+	return ep->theirs.addr;
+}
+
 static inline uint32_t scif__epd_state(const struct scif_endpt *ep)
 {
 	return __atomic_load_n(&ep->sh->state, __ATOMIC_ACQUIRE);

@@ -44,22 +44,12 @@ void scif__msg_init(void)
 		msg_spin_ns = strtoull(v, NULL, 10) * 1000u;
 }
 
-static inline struct scif_qp_region *mine(const struct scif_endpt *ep)
-{
-	return ep->mine.addr;
-}
-
-static inline struct scif_qp_region *theirs(const struct scif_endpt *ep)
-{
-	return ep->theirs.addr;
-}
-
 /* Publish our receiver's arm word; a store the peer would only re-read is skipped. */
 static inline void rx_arm_set(struct scif_endpt *ep, uint64_t v)
 {
 	if (ep->sh->rx_arm != v) {
 		ep->sh->rx_arm = v;
-		scif__write_once(&theirs(ep)->peer_rx_arm, v);
+		scif__write_once(&scif__qp_theirs(ep)->peer_rx_arm, v);
 	}
 }
 
@@ -168,7 +158,7 @@ static void rx_settle(struct scif_endpt *ep)
 {
 	struct scif_ep_shared *sh = ep->sh;
 	/* Acquire pairs with the sender's release of in_db in tx_notify. */
-	uint64_t db = scif__load_acquire(&mine(ep)->in_db);
+	uint64_t db = scif__load_acquire(&scif__qp_mine(ep)->in_db);
 	long avail;
 
 	rx_arm_set(ep, sh->rx_seen);
@@ -198,7 +188,7 @@ static void rx_settle(struct scif_endpt *ep)
 /* Something to look at: bytes in the ring, *w moved away from v, or a state change. */
 static inline int rx_moved(const struct scif_endpt *ep, const uint64_t *w, uint64_t v)
 {
-	return scif__read_once(&mine(ep)->in_widx) != ep->sh->rx.idx || scif__read_once(w) != v ||
+	return scif__read_once(&scif__qp_mine(ep)->in_widx) != ep->sh->rx.idx || scif__read_once(w) != v ||
 	       scif__epd_state(ep) != SCIFEP_CONNECTED;
 }
 
@@ -231,7 +221,7 @@ static int rx_spin(struct scif_endpt *ep, const uint64_t *w, uint64_t v)
  */
 static int rx_wait(struct scif_endpt *ep)
 {
-	const uint64_t *offer = &mine(ep)->bulk_offer.seq;
+	const uint64_t *offer = &scif__qp_mine(ep)->bulk_offer.seq;
 
 	if (rx_spin(ep, offer, ep->sh->rx_oseq))
 		return 0;
@@ -256,7 +246,7 @@ int scif__msg_rx_sleep(struct scif_endpt *ep, const uint64_t *w, uint64_t v)
 		return 0;
 	scif__fab.ops->drain(ep->fd);
 	/* Acquire pairs with the sender's release of in_db in tx_notify. */
-	sh->rx_seen = scif__load_acquire(&mine(ep)->in_db);
+	sh->rx_seen = scif__load_acquire(&scif__qp_mine(ep)->in_db);
 	sh->self_bell = 0;
 	rx_arm_set(ep, sh->rx_seen);
 	scif__mb(); /* [M2] arm before looking; pairs with [M1] in tx_notify */
@@ -338,25 +328,25 @@ static void tx_notify(struct scif_endpt *ep, int grace)
 	uint64_t arm;
 
 	scif__mb(); /* [M1] widx before the arm word; pairs with [M2] in rx_settle */
-	arm = scif__read_once(&mine(ep)->peer_rx_arm);
+	arm = scif__read_once(&scif__qp_mine(ep)->peer_rx_arm);
 	/* A receiver that is consuming (streaming) will not disarm soon: ring at once then. */
-	uint64_t ridx0 = scif__read_once(&mine(ep)->out_ridx);
+	uint64_t ridx0 = scif__read_once(&scif__qp_mine(ep)->out_ridx);
 
 	for (int i = 0; grace && i < BELL_GRACE && !(arm & SCIF_DISARMED) && arm == sh->db_sent;
 	     i++) {
-		uint64_t ridx = scif__read_once(&mine(ep)->out_ridx);
+		uint64_t ridx = scif__read_once(&scif__qp_mine(ep)->out_ridx);
 
 		if (ridx == sh->tx.idx)
 			return;
 		if (ridx != ridx0)
 			break;
 		scif__cpu_relax();
-		arm = scif__read_once(&mine(ep)->peer_rx_arm);
+		arm = scif__read_once(&scif__qp_mine(ep)->peer_rx_arm);
 	}
 	if (!(arm & SCIF_DISARMED) && arm == sh->db_sent) {
 		sh->db_sent++;
 		/* Release pairs with the receiver's acquire of in_db in rx_settle. */
-		scif__store_release(&theirs(ep)->in_db, sh->db_sent);
+		scif__store_release(&scif__qp_theirs(ep)->in_db, sh->db_sent);
 		scif__fab.ops->ring(ep->peer_bell);
 	}
 }
@@ -374,7 +364,7 @@ static void rx_notify_room(struct scif_endpt *ep)
 	uint64_t want;
 
 	scif__mb(); /* [M4] ridx before tx_wait; pairs with [M3] in tx_arm */
-	want = scif__read_once(&mine(ep)->peer_tx_wait);
+	want = scif__read_once(&scif__qp_mine(ep)->peer_tx_wait);
 	if (want != sh->tx_seen) {
 		sh->tx_seen = want;
 		scif__fab.ops->drain(ep->peer_bell);
@@ -393,7 +383,7 @@ static long tx_arm(struct scif_endpt *ep)
 
 	scif__msg_set_writable(ep, 0);
 	sh->tx_wait++;
-	scif__write_once(&theirs(ep)->peer_tx_wait, sh->tx_wait);
+	scif__write_once(&scif__qp_theirs(ep)->peer_tx_wait, sh->tx_wait);
 	scif__mb(); /* [M3] pairs with [M4] in rx_notify_room */
 	return scif__rb_space(&ep->tx, &sh->tx);
 }
@@ -417,37 +407,6 @@ static int tx_settle(struct scif_endpt *ep)
 	return 0;
 }
 
-static int tx_wait(struct scif_endpt *ep)
-{
-	struct scif_ep_shared *sh = ep->sh;
-	const uint64_t *ridx = &mine(ep)->out_ridx;
-	uint64_t until;
-	long room;
-	int ret;
-
-	if (msg_spin_ns) {
-		until = scif__now_ns() + msg_spin_ns;
-		for (unsigned int i = 0;; i++) {
-			if (scif__read_once(ridx) != sh->tx.cache)
-				return 0;
-			if (scif__epd_state(ep) != SCIFEP_CONNECTED)
-				return 0;
-			if ((i & 63) == 63 && scif__now_ns() > until)
-				break;
-			scif__cpu_relax();
-		}
-	}
-	room = tx_arm(ep);
-	if (room < 0)
-		return msg_corrupt(ep);
-	if (room > 0 || scif__epd_state(ep) != SCIFEP_CONNECTED) {
-		scif__msg_set_writable(ep, 1);
-		return 0;
-	}
-	ret = scif__msg_wait(ep, -1, POLLOUT, -1);
-	return ret;
-}
-
 static inline int tx_moved(const struct scif_endpt *ep, const uint64_t *w1, uint64_t v1,
 			   const uint64_t *w2, uint64_t v2)
 {
@@ -456,8 +415,10 @@ static inline int tx_moved(const struct scif_endpt *ep, const uint64_t *w1, uint
 }
 
 /*
- * Wait inside scif_send() for the receiver to change one of two words (bulk.c): spin, then
- * ask to be woken (as for room: the receiver's scif__msg_kick_tx answers) and sleep.
+ * Wait inside scif_send() for the receiver to change one of two words (its read index when
+ * the ring is full, its claim and done words for bulk.c): spin, then ask to be woken (the
+ * receiver's rx_notify_room answers: it drains our parked message) and sleep. A descriptor
+ * left unwritable here is fixed up by tx_settle when scif_send() returns.
  */
 int scif__msg_tx_sleep(struct scif_endpt *ep, const uint64_t *w1, uint64_t v1, const uint64_t *w2,
 		       uint64_t v2)
@@ -482,6 +443,16 @@ int scif__msg_tx_sleep(struct scif_endpt *ep, const uint64_t *w1, uint64_t v1, c
 	if (tx_moved(ep, w1, v1, w2, v2))
 		return 0;
 	return scif__msg_wait(ep, -1, POLLOUT, -1);
+}
+
+/* Wait for room in the outbound ring; 0, -EINTR or -ECONNRESET. */
+static int tx_wait(struct scif_endpt *ep)
+{
+	const uint64_t *ridx = &scif__qp_mine(ep)->out_ridx;
+	uint64_t seen = ep->sh->tx.cache;
+	int ret = scif__msg_tx_sleep(ep, ridx, seen, ridx, seen);
+
+	return ret == -EPROTO ? msg_corrupt(ep) : ret;
 }
 
 int scif__msg_send(struct scif_endpt *ep, void *msg, int len, int flags)
@@ -571,7 +542,7 @@ short scif__msg_revents(struct scif_endpt *ep, short events, int arm)
 	short rev = 0;
 	long n;
 
-	n = (long)(scif__load_acquire(&mine(ep)->in_widx) - scif__read_once(&sh->rx.idx));
+	n = (long)(scif__load_acquire(&scif__qp_mine(ep)->in_widx) - scif__read_once(&sh->rx.idx));
 	if ((events & POLLIN) && (n > 0 || scif__bulk_pending(ep)))
 		rev |= POLLIN;
 	if (st == SCIFEP_DISCONNECTED)
@@ -579,7 +550,7 @@ short scif__msg_revents(struct scif_endpt *ep, short events, int arm)
 	if (n < 0 || n > (long)ep->rx.size)
 		rev |= POLLERR;
 	if (events & POLLOUT) {
-		uint64_t ridx = scif__load_acquire(&mine(ep)->out_ridx);
+		uint64_t ridx = scif__load_acquire(&scif__qp_mine(ep)->out_ridx);
 
 		if (ep->tx.size - (scif__read_once(&sh->tx.idx) - ridx) > 0)
 			rev |= POLLOUT;

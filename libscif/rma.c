@@ -23,7 +23,7 @@
 #include "user.h"
 
 #define DMA_CHUNK (1u << 20)      /* large transfers are queued in pieces of this size */
-#define RMA_UNREF_MAX (1u << 20)  /* caller copies up to this long run under the read lock */
+#define RMA_FAST_MAX (1u << 20)   /* caller copies up to this long run under the read lock */
 #define CACHELINE 64u
 #define PEER_MARK_BIT 0x80000000u /* marks of the peer's RMAs are negative, like Intel's */
 
@@ -534,17 +534,6 @@ int scif__rma_unregister(struct scif_endpt *ep, off_t offset, size_t len)
  * One transfer. @vaddr != NULL for the v-calls (the local side is ordinary memory). @write:
  * local -> remote. Ranges are checked (ENXIO/EPERM) before anything is copied.
  */
-/* The window of @list holding all of [off, off+len) with @prot, at its address; or NULL. */
-static uint8_t *ras_find1(const struct scif_window *list, off_t off, size_t len, int prot)
-{
-	uint64_t a = (uint64_t)off;
-
-	for (const struct scif_window *w = list; w && w->offset <= a; w = w->next)
-		if (!w->dead && a - w->offset < w->len && len <= w->len - (a - w->offset))
-			return (w->prot & prot) == prot ? w->map + (a - w->offset) : NULL;
-	return NULL;
-}
-
 /*
  * The common short copy in the caller: each end inside one window. One memcpy under the
  * read lock (unregistration waits for it), no window references, no segment lists; 0 if
@@ -561,8 +550,8 @@ static int rma_copy_fast(struct scif_endpt *ep, off_t loffset, void *vaddr, int 
 	if (roffset < 0 || (!is_v && loffset < 0))
 		return 0;
 	pthread_rwlock_rdlock(&ep->ras.lock);
-	local = is_v ? vaddr : ras_find1(ep->ras.self, loffset, len, lprot);
-	remote = local ? ras_find1(ep->ras.remote, roffset, len, rprot) : NULL;
+	local = is_v ? vaddr : scif__ras_find(ep->ras.self, loffset, len, lprot);
+	remote = local ? scif__ras_find(ep->ras.remote, roffset, len, rprot) : NULL;
 	if (remote) {
 		if (write)
 			memcpy(remote, local, len);
@@ -595,7 +584,7 @@ int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, 
 		if (ret)
 			return ret;
 	}
-	if (sync && !(flags & SCIF_RMA_ORDERED) && len <= RMA_UNREF_MAX &&
+	if (sync && !(flags & SCIF_RMA_ORDERED) && len <= RMA_FAST_MAX &&
 	    rma_copy_fast(ep, loffset, vaddr, is_v, len, roffset, write))
 		return 0;
 	/* A copy done in the caller needs no allocation: the common small-transfer case. */
@@ -607,29 +596,16 @@ int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, 
 	x->ordered = (flags & SCIF_RMA_ORDERED) != 0;
 	x->vbuf = vaddr;
 	x->vdir = write;
-	/*
-	 * A short copy in the caller runs under the read lock without window references (no
-	 * unregistration can finish meanwhile); longer ones take references, so that the lock
-	 * is not held (and the monitor thread not kept waiting) for the whole copy.
-	 */
-	int ref = !sync || len > RMA_UNREF_MAX;
-
 	pthread_rwlock_rdlock(&ep->ras.lock);
 	if (!is_v) {
 		ret = scif__ras_lookup(&ep->ras, ep->ras.self, loffset, len,
-				       write ? SCIF_PROT_READ : SCIF_PROT_WRITE, ref,
+				       write ? SCIF_PROT_READ : SCIF_PROT_WRITE,
 				       write ? x->src : x->dst, write ? &x->nsrc : &x->ndst);
 	}
 	if (!ret)
 		ret = scif__ras_lookup(&ep->ras, ep->ras.remote, roffset, len,
-				       write ? SCIF_PROT_WRITE : SCIF_PROT_READ, ref,
+				       write ? SCIF_PROT_WRITE : SCIF_PROT_READ,
 				       write ? x->dst : x->src, write ? &x->ndst : &x->nsrc);
-	if (!ref) {
-		if (!ret)
-			xfer_run(x);
-		pthread_rwlock_unlock(&ep->ras.lock);
-		return ret;
-	}
 	pthread_rwlock_unlock(&ep->ras.lock);
 	if (ret || sync) {
 		if (!ret)
@@ -763,7 +739,7 @@ static int signal_target(struct scif_ras *ras, struct scif_window *list, int64_t
 		if (!w->dead && (uint64_t)off >= w->offset && (uint64_t)off < w->offset + w->len) {
 			if ((uint64_t)off + 8 > w->offset + w->len || !(w->prot & SCIF_PROT_WRITE))
 				return -ENXIO;
-			ret = scif__ras_lookup(ras, list, off, 8, SCIF_PROT_WRITE, 1, seg, &n);
+			ret = scif__ras_lookup(ras, list, off, 8, SCIF_PROT_WRITE, seg, &n);
 			return ret ? -ENXIO : 0;
 		}
 	return -ENXIO;

@@ -299,7 +299,7 @@ int scif__ras_place(struct scif_ras *ras, uint64_t len, int fixed, uint64_t *off
 }
 
 int scif__ras_lookup(struct scif_ras *ras, struct scif_window *list, int64_t off, size_t len,
-		     int prot, int ref, struct scif_seg *segs, int *nsegs)
+		     int prot, struct scif_seg *segs, int *nsegs)
 {
 	uint64_t cur = (uint64_t)off, end = (uint64_t)off + len;
 	int n = 0, ret = 0;
@@ -320,9 +320,8 @@ int scif__ras_lookup(struct scif_ras *ras, struct scif_window *list, int64_t off
 		}
 		uint64_t stop = w->offset + w->len < end ? w->offset + w->len : end;
 
-		if (ref)
-			scif__window_get(w);
-		segs[n].win = ref ? w : NULL;
+		scif__window_get(w);
+		segs[n].win = w;
 		segs[n].addr = w->map + (cur - w->offset);
 		segs[n].len = (size_t)(stop - cur);
 		n++;
@@ -331,17 +330,25 @@ int scif__ras_lookup(struct scif_ras *ras, struct scif_window *list, int64_t off
 	if (!ret && cur < end)
 		ret = -ENXIO;
 	if (ret) {
-		if (ref)
-			scif__segs_put(segs, n);
+		scif__segs_put(segs, n);
 		return ret;
 	}
 	*nsegs = n;
 	return 0;
 }
 
+uint8_t *scif__ras_find(const struct scif_window *list, int64_t off, size_t len, int prot)
+{
+	uint64_t a = (uint64_t)off;
+
+	for (const struct scif_window *w = list; w && w->offset <= a; w = w->next)
+		if (!w->dead && a - w->offset < w->len && len <= w->len - (a - w->offset))
+			return (w->prot & prot) == prot ? w->map + (a - w->offset) : NULL;
+	return NULL;
+}
+
 void scif__segs_put(struct scif_seg *segs, int nsegs)
 {
 	for (int i = 0; i < nsegs; i++)
-		if (segs[i].win)
-			scif__window_put(segs[i].win);
+		scif__window_put(segs[i].win);
 }

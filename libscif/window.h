@@ -45,8 +45,9 @@ struct scif_window {
 /**
  * struct scif_ras - an endpoint's windows (process-local; the control plane of an endpoint
  * shared across fork() is served by one process).
- * @lock:    protects both lists: written under the write side; lookups take the read side,
- *           and a copy made without window references keeps it until the copy is done.
+ * @lock:    protects both lists: changed under the write side, looked up under the read
+ *           side; a short caller copy (rma.c) keeps the read side for the copy instead of
+ *           taking window references.
  * @self:    our windows, sorted, including dead ones still reserving offsets.
  * @remote:  the peer's windows as it announced them, sorted.
  */
@@ -86,11 +87,15 @@ void scif__ras_insert(struct scif_window **list, struct scif_window *w);
 
 /*
  * Look up [off, off+len) in a list: it must be covered by contiguous live windows that all
- * allow @prot. Fills segments, referenced if @ref (otherwise valid only while ras->lock is
- * held). -ENXIO (gap, miss, negative) or -EPERM (prot).
+ * allow @prot. Fills referenced segments. -ENXIO (gap, miss, negative) or -EPERM (prot).
  */
 int scif__ras_lookup(struct scif_ras *ras, struct scif_window *list, int64_t off, size_t len,
-		     int prot, int ref, struct scif_seg *segs, int *nsegs);
+		     int prot, struct scif_seg *segs, int *nsegs);
+/*
+ * The one live window of @list holding all of [off, off+len) with @prot: the address of @off
+ * in its mapping, or NULL (then scif__ras_lookup tells why). Under ras->lock; no reference.
+ */
+uint8_t *scif__ras_find(const struct scif_window *list, int64_t off, size_t len, int prot);
 void scif__segs_put(struct scif_seg *segs, int nsegs);
 
 #endif /* SCIF_WINDOW_H */

@@ -215,6 +215,13 @@ static inline void test_install_sigusr1(void)
 	cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
 }
 
+/* @v in decimal, in @buf (an argument for the peer program). */
+static inline char *test_num(char *buf, unsigned long long v)
+{
+	sprintf(buf, "%llu", v);
+	return buf;
+}
+
 /* A simple checksum for data tests (FNV-1a, 64-bit). */
 static inline uint64_t test_fnv(uint64_t h, const void *p, size_t n)
 {

@@ -18,24 +18,11 @@
 #include <scif.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "mp/peer.h"
 #include "mp/stream.h"
-
-static uint8_t *bulk_buf(size_t len, int thp)
-{
-	size_t huge = 2u << 20, n = (len + huge - 1) & ~(huge - 1);
-	uint8_t *p = aligned_alloc(huge, n ? n : huge);
-
-	if (p && thp)
-		(void)madvise(p, n, MADV_HUGEPAGE);
-	if (p)
-		memset(p, 0, n); /* a first touch inside the timed probe would look slow */
-	return p;
-}
 
 static int echo_loop(scif_epd_t ep, int thp)
 {
@@ -57,7 +44,7 @@ static int echo_loop(scif_epd_t ep, int thp)
 		}
 		if (len > cap) {
 			free(buf);
-			buf = bulk_buf(len, thp);
+			buf = stream_alloc(len, thp);
 			cap = len;
 			if (!buf)
 				return 4;
@@ -99,7 +86,7 @@ int peer_bulk_source(uint16_t node, uint16_t port, size_t bytes, uint64_t seed)
 {
 	struct scif_portID dst = { .node = node, .port = port };
 	scif_epd_t ep = scif_open();
-	uint8_t *buf = bulk_buf(bytes, 1);
+	uint8_t *buf = stream_alloc(bytes, 1);
 	char ack;
 	int ret;
 
@@ -137,7 +124,7 @@ static void *abandon_send(void *arg)
 int peer_bulk_abandon(uint16_t node, uint16_t port)
 {
 	struct scif_portID dst = { .node = node, .port = port };
-	struct abandon a = { .ep = scif_open(), .buf = bulk_buf(16u << 20, 1) };
+	struct abandon a = { .ep = scif_open(), .buf = stream_alloc(16u << 20, 1) };
 	pthread_t th;
 
 	if (a.ep < 0 || !a.buf)

@@ -101,14 +101,26 @@ static inline size_t stream_piece(uint64_t *rng, uint64_t left)
 	return n < left ? n : (size_t)left;
 }
 
+/*
+ * @len bytes (rounded up to 2 MiB), 2 MiB-aligned, on transparent huge pages if @thp, and
+ * touched, so that no first touch lands inside a copy the library times (bulk.c).
+ */
+static inline uint8_t *stream_alloc(size_t len, int thp)
+{
+	size_t huge = 2u << 20, n = (len + huge - 1) & ~(huge - 1);
+	uint8_t *p = aligned_alloc(huge, n ? n : huge);
+
+	if (p && thp)
+		(void)madvise(p, n, MADV_HUGEPAGE);
+	if (p)
+		memset(p, 0, n);
+	return p;
+}
+
 /* Half of the connections keep their buffers on huge pages: direct copies pay off there. */
 static inline uint8_t *stream_buf(const struct stream_conn *c)
 {
-	uint8_t *p = aligned_alloc(2u << 20, STREAM_PIECE_MAX);
-
-	if (p && (c->tx_seed & 1))
-		(void)madvise(p, STREAM_PIECE_MAX, MADV_HUGEPAGE);
-	return p;
+	return stream_alloc(STREAM_PIECE_MAX, (int)(c->tx_seed & 1));
 }
 
 static inline void *stream_tx(void *arg)

@@ -7,26 +7,14 @@
  * offers or claims costs the victim its connection and nothing else.
  */
 #include <poll.h>
-#include <sys/mman.h>
 
-#include "common.h"
-#include "mp/stream.h"
-
-static char *num(char *buf, unsigned long long v)
-{
-	sprintf(buf, "%llu", v);
-	return buf;
-}
+#include "mp/mp.h"
 
 static uint8_t *buf_alloc(size_t len, int thp)
 {
-	size_t huge = 2u << 20, n = (len + huge - 1) & ~(huge - 1);
-	uint8_t *p = aligned_alloc(huge, n);
+	uint8_t *p = stream_alloc(len, thp);
 
 	cr_assert_not_null(p);
-	if (thp)
-		(void)madvise(p, n, MADV_HUGEPAGE);
-	memset(p, 0, n);
 	return p;
 }
 
@@ -45,8 +33,8 @@ static void echo_case(int thp, int use_fork, int probe)
 {
 	uint16_t port = test_port();
 	char a1[16], a2[4], a3[4];
-	char *args[] = { "bulk-echo", num(a1, port), num(a2, (unsigned)thp),
-			 num(a3, (unsigned)use_fork), NULL };
+	char *args[] = { "bulk-echo", test_num(a1, port), test_num(a2, (unsigned)thp),
+			 test_num(a3, (unsigned)use_fork), NULL };
 	size_t max;
 
 	/* Without the speed probe every offer is taken and split, however loaded the machine. */
@@ -96,7 +84,7 @@ Test(bulk, one_offer_taken_in_pieces, .timeout = 120)
 	const uint64_t seed = 4242;
 	uint16_t port = test_port();
 	char a1[16], a2[16], a3[24];
-	char *args[] = { "bulk-source", "0", num(a1, port), num(a2, total), num(a3, seed), NULL };
+	char *args[] = { "bulk-source", "0", test_num(a1, port), test_num(a2, total), test_num(a3, seed), NULL };
 	uint8_t *got = buf_alloc(total, 1), *want = malloc(total);
 	scif_epd_t lep = scif_open(), ep;
 	struct scif_portID peer;
@@ -155,7 +143,7 @@ Test(bulk, abandoned_offer_is_not_delivered, .timeout = 60)
 {
 	uint16_t port = test_port();
 	char a1[16];
-	char *args[] = { "bulk-abandon", "0", num(a1, port), NULL };
+	char *args[] = { "bulk-abandon", "0", test_num(a1, port), NULL };
 	scif_epd_t lep = scif_open(), ep;
 	struct scif_portID peer;
 	struct scif_pollepd p;
@@ -190,7 +178,7 @@ static void hostile_bulk_case(const char *kind, int resets)
 {
 	uint16_t port = test_port();
 	char a1[16];
-	char *args[] = { "hostile", "0", num(a1, port), (char *)kind, NULL };
+	char *args[] = { "hostile", "0", test_num(a1, port), (char *)kind, NULL };
 	scif_epd_t lep = scif_open(), ep;
 	struct scif_portID peer;
 	char buf[16] = { 0 };
@@ -218,17 +206,7 @@ static void hostile_bulk_case(const char *kind, int resets)
 	}
 	scif_close(ep);
 	cr_expect_eq(test_wait(pid), 0, "%s: the victim did not decline as expected", kind);
-	/* The listener still serves an honest peer. */
-	char a2[16];
-	char *echo[] = { "stream", "0", num(a2, port), "1", "4096", "7", NULL };
-	pid = test_spawn_peer(1, echo);
-	struct stream_conn c = { .tx_seed = stream_seed(7, 0, 0), .rx_seed = stream_seed(7, 0, 1),
-				 .bytes = 4096 };
-	cr_assert_eq(scif_accept(lep, &peer, &c.ep, SCIF_ACCEPT_SYNC), 0);
-	stream_start(&c);
-	cr_expect_eq(stream_join(&c), 0);
-	cr_expect_eq(test_wait(pid), 0);
-	scif_close(c.ep);
+	mp_expect_listener_serves(lep, port);
 	scif_close(lep);
 }
 

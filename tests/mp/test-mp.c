@@ -6,8 +6,7 @@
 #include <dirent.h>
 #include <sys/socket.h>
 
-#include "common.h"
-#include "mp/stream.h"
+#include "mp/mp.h"
 
 static int count_fds(void)
 {
@@ -65,12 +64,6 @@ static int count_scif_names(void)
 	return n;
 }
 
-static char *num(char *buf, unsigned long long v)
-{
-	sprintf(buf, "%llu", v);
-	return buf;
-}
-
 /* Accept with a deadline (the peer may die before it connects). */
 static int accept_deadline(scif_epd_t lep, scif_epd_t *ep, int ms)
 {
@@ -91,7 +84,7 @@ Test(mp, echo_between_node0_and_node1)
 {
 	uint16_t port = test_port();
 	char pbuf[16], msg[1000], back[1000];
-	char *args[] = { "echo", num(pbuf, port), NULL };
+	char *args[] = { "echo", test_num(pbuf, port), NULL };
 	pid_t pid = test_spawn_peer(1, args);
 	scif_epd_t ep = scif_open();
 
@@ -116,8 +109,8 @@ Test(mp, stress_16_connections_1GiB_both_directions, .timeout = 600)
 	struct stream_conn c[NCONN];
 	uint16_t port = test_port();
 	char a1[16], a2[16], a3[24], a4[24];
-	char *args[] = { "stream", "0", num(a1, port), num(a2, NCONN), num(a3, per_dir),
-			 num(a4, seed), NULL };
+	char *args[] = { "stream", "0", test_num(a1, port), test_num(a2, NCONN), test_num(a3, per_dir),
+			 test_num(a4, seed), NULL };
 	scif_epd_t lep = scif_open();
 	pid_t pid;
 
@@ -175,7 +168,7 @@ Test(mp, sigkill_peer_at_random_points, .timeout = 300)
 	for (int round = 0; round < 24; round++) {
 		char a1[16], a2[24];
 		uint64_t seed = (uint64_t)rand();
-		char *args[] = { "flood", "0", num(a1, port), num(a2, seed), NULL };
+		char *args[] = { "flood", "0", test_num(a1, port), test_num(a2, seed), NULL };
 		struct stream_conn c = { 0 };
 		pid_t pid = test_spawn_peer(1, args);
 		int delay_us = rand() % 30000;
@@ -240,7 +233,7 @@ Test(mp, blocked_recv_returns_econnreset_when_peer_killed)
 {
 	uint16_t port = test_port();
 	char a1[16];
-	char *args[] = { "connect-hold", "0", num(a1, port), NULL };
+	char *args[] = { "connect-hold", "0", test_num(a1, port), NULL };
 	scif_epd_t lep = scif_open(), ep;
 	struct scif_portID peer;
 	struct blocked b = { 0 };
@@ -276,7 +269,7 @@ Test(mp, killed_listener_leaves_no_port_behind)
 {
 	uint16_t port = test_port();
 	char a1[16];
-	char *args[] = { "echo", num(a1, port), NULL };
+	char *args[] = { "echo", test_num(a1, port), NULL };
 
 	for (int round = 0; round < 3; round++) {
 		pid_t pid = test_spawn_peer(1, args);
@@ -345,7 +338,7 @@ Test(mp, churn_1000_connections_from_another_process, .timeout = 300)
 {
 	uint16_t port = test_port();
 	char a1[16];
-	char *args[] = { "churn", "0", num(a1, port), "1000", NULL };
+	char *args[] = { "churn", "0", test_num(a1, port), "1000", NULL };
 	scif_epd_t lep = scif_open();
 	int names0 = count_scif_names();
 	pid_t pid;
@@ -373,7 +366,7 @@ static void hostile_case(const char *kind, int connects)
 {
 	uint16_t port = test_port();
 	char a1[16];
-	char *args[] = { "hostile", "0", num(a1, port), (char *)kind, NULL };
+	char *args[] = { "hostile", "0", test_num(a1, port), (char *)kind, NULL };
 	scif_epd_t lep = scif_open(), ep = -1;
 	struct scif_portID peer;
 	pid_t pid;
@@ -409,16 +402,7 @@ static void hostile_case(const char *kind, int connects)
 		scif_close(ep);
 	}
 	test_wait(pid);
-	/* The listener still serves an honest peer. */
-	char *echo[] = { "stream", "0", num(a1, port), "1", "4096", "7", NULL };
-	pid = test_spawn_peer(1, echo);
-	struct stream_conn c = { .tx_seed = stream_seed(7, 0, 0), .rx_seed = stream_seed(7, 0, 1),
-				 .bytes = 4096 };
-	cr_assert_eq(scif_accept(lep, &peer, &c.ep, SCIF_ACCEPT_SYNC), 0);
-	stream_start(&c);
-	cr_expect_eq(stream_join(&c), 0);
-	cr_expect_eq(test_wait(pid), 0);
-	scif_close(c.ep);
+	mp_expect_listener_serves(lep, port);
 	scif_close(lep);
 }
 

@@ -13,12 +13,6 @@ struct hello {
 	uint64_t offset, size;
 };
 
-static char *num(char *buf, unsigned long long v)
-{
-	sprintf(buf, "%llu", v);
-	return buf;
-}
-
 static scif_epd_t listen_accept(uint16_t port, char *const args[], pid_t *pid)
 {
 	scif_epd_t lep = scif_open(), ep;
@@ -47,7 +41,7 @@ static void integrity(size_t size, int ops)
 	const uint64_t seed = (uint64_t)time(NULL) ^ size;
 	uint16_t port = test_port();
 	char a1[16], a2[24], a3[24];
-	char *args[] = { "rma-serve", "0", num(a1, port), num(a2, size), num(a3, seed), NULL };
+	char *args[] = { "rma-serve", "0", test_num(a1, port), test_num(a2, size), test_num(a3, seed), NULL };
 	uint8_t *local, *shadow, *vbuf;
 	struct hello h;
 	uint64_t rng = seed, sum;
@@ -133,7 +127,7 @@ Test(rma_mp, signal_never_before_the_data, .timeout = 300)
 	const size_t size = 8 << 20;
 	uint16_t port = test_port();
 	char a1[16], a2[24];
-	char *args[] = { "rma-signal", "0", num(a1, port), num(a2, size), "30", NULL };
+	char *args[] = { "rma-signal", "0", test_num(a1, port), test_num(a2, size), "30", NULL };
 	volatile uint8_t *buf;
 	struct hello h;
 	pid_t pid;
@@ -166,7 +160,7 @@ Test(rma_mp, mmap_ping_pong_across_processes)
 {
 	uint16_t port = test_port();
 	char a1[16];
-	char *args[] = { "mmap-pong", "0", num(a1, port), "20000", NULL };
+	char *args[] = { "mmap-pong", "0", test_num(a1, port), "20000", NULL };
 	volatile uint64_t *buf;
 	struct hello h;
 	pid_t pid;
@@ -194,7 +188,7 @@ Test(rma_mp, peer_killed_during_async_rma)
 {
 	uint16_t port = test_port();
 	char a1[16];
-	char *args[] = { "rma-flood", "0", num(a1, port), NULL };
+	char *args[] = { "rma-flood", "0", test_num(a1, port), NULL };
 	uint8_t *buf;
 	struct hello h;
 	pid_t pid;
@@ -227,7 +221,7 @@ Test(rma_mp, unregister_and_close_during_own_async_rma)
 {
 	uint16_t port = test_port();
 	char a1[16], a2[24];
-	char *args[] = { "rma-serve", "0", num(a1, port), num(a2, 16 << 20), "9", NULL };
+	char *args[] = { "rma-serve", "0", test_num(a1, port), test_num(a2, 16 << 20), "9", NULL };
 	uint8_t *buf;
 	struct hello h;
 	off_t lw;
@@ -257,7 +251,7 @@ Test(rma_mp, window_survives_owner_fork)
 {
 	uint16_t port = test_port();
 	char a1[16], a2[24];
-	char *args[] = { "rma-serve", "0", num(a1, port), num(a2, 1 << 20), "5", NULL };
+	char *args[] = { "rma-serve", "0", test_num(a1, port), test_num(a2, 1 << 20), "5", NULL };
 	uint8_t *buf;
 	struct hello h;
 	off_t lw;
