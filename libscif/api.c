@@ -18,15 +18,25 @@
 
 #define SCIF_EXPORT __attribute__((visibility("default")))
 
-/* The one conversion from internal -errno to the user-mode convention. */
-static inline int api_ret(int r)
+/*
+ * The one conversion from internal -errno to the user-mode convention. Intel's library is a
+ * thin wrapper over ioctls and leaves errno alone when a call succeeds, and ported programs
+ * rely on it (`errno = 0; scif_close(epd); if (errno) ...`). Internals may touch errno on
+ * any path (EAGAIN from a non-blocking socket, ENOENT from epoll_ctl, ...), so every entry
+ * point saves it first (API_ENTER) and puts it back on success.
+ */
+#define API_ENTER() const int api_errno0 = errno
+
+static inline int api_ret_(int r, int errno0)
 {
 	if (r < 0) {
 		errno = -r;
 		return -1;
 	}
+	errno = errno0;
 	return r;
 }
+#define api_ret(r) api_ret_((r), api_errno0)
 
 /* Look an endpoint up; on failure the -errno of spec 2.3 (EBADF, ENOTTY). */
 static struct scif_endpt *api_get(scif_epd_t epd, int *err)
@@ -40,6 +50,7 @@ static struct scif_endpt *api_get(scif_epd_t epd, int *err)
 
 SCIF_EXPORT scif_epd_t scif_open(void)
 {
+	API_ENTER();
 	struct scif_endpt *ep;
 	int ret = scif__init();
 
@@ -50,11 +61,12 @@ SCIF_EXPORT scif_epd_t scif_open(void)
 		ret = scif__epd_create(&ep);
 	if (ret)
 		return api_ret(ret);
-	return ep->fd; /* the table holds the endpoint's reference */
+	return api_ret(ep->fd); /* the table holds the endpoint's reference */
 }
 
 SCIF_EXPORT int scif_close(scif_epd_t epd)
 {
+	API_ENTER();
 	int err = 0, fd;
 	struct scif_endpt *ep = api_get(epd, &err);
 
@@ -64,7 +76,7 @@ SCIF_EXPORT int scif_close(scif_epd_t epd)
 	if (scif__epd_drop_alias(ep, epd)) {
 		close(epd);
 		scif__epd_put(ep);
-		return 0;
+		return api_ret(0);
 	}
 	/* Wake this process's threads sleeping on the endpoint, then wait for them to leave. */
 	__atomic_store_n(&ep->closing, 1, __ATOMIC_RELEASE);
@@ -78,11 +90,12 @@ SCIF_EXPORT int scif_close(scif_epd_t epd)
 	scif__monitor_unwatch(ep->bell);
 	close(fd);
 	scif__epd_put(ep);
-	return 0;
+	return api_ret(0);
 }
 
 SCIF_EXPORT int scif_bind(scif_epd_t epd, uint16_t pn)
 {
+	API_ENTER();
 	int err = 0, ret;
 	struct scif_endpt *ep = api_get(epd, &err);
 
@@ -112,6 +125,7 @@ SCIF_EXPORT int scif_bind(scif_epd_t epd, uint16_t pn)
 
 SCIF_EXPORT int scif_listen(scif_epd_t epd, int backlog)
 {
+	API_ENTER();
 	int err = 0, ret;
 	struct scif_endpt *ep = api_get(epd, &err);
 
@@ -124,6 +138,7 @@ SCIF_EXPORT int scif_listen(scif_epd_t epd, int backlog)
 
 SCIF_EXPORT int scif_connect(scif_epd_t epd, struct scif_portID *dst)
 {
+	API_ENTER();
 	struct scif_endpt *ep;
 	int err = 0, ret;
 
@@ -147,6 +162,7 @@ SCIF_EXPORT int scif_connect(scif_epd_t epd, struct scif_portID *dst)
 SCIF_EXPORT int scif_accept(scif_epd_t epd, struct scif_portID *peer, scif_epd_t *newepd,
 			    int flags)
 {
+	API_ENTER();
 	struct scif_endpt *ep;
 	int err = 0, ret;
 
@@ -166,6 +182,7 @@ SCIF_EXPORT int scif_accept(scif_epd_t epd, struct scif_portID *peer, scif_epd_t
  */
 static int api_msg(scif_epd_t epd, void *msg, int len, int flags, int recv)
 {
+	API_ENTER();
 	struct scif_endpt *ep;
 	int err = 0, ret;
 
@@ -199,6 +216,7 @@ SCIF_EXPORT int scif_recv(scif_epd_t epd, void *msg, int len, int flags)
 SCIF_EXPORT off_t scif_register(scif_epd_t epd, void *addr, size_t len, off_t offset,
 				int prot_flags, int map_flags)
 {
+	API_ENTER();
 	int err = 0;
 	off_t ret;
 	struct scif_endpt *ep = api_get(epd, &err);
@@ -224,11 +242,13 @@ SCIF_EXPORT off_t scif_register(scif_epd_t epd, void *addr, size_t len, off_t of
 		errno = (int)-ret;
 		return SCIF_REGISTER_FAILED;
 	}
+	errno = api_errno0;
 	return ret;
 }
 
 SCIF_EXPORT int scif_unregister(scif_epd_t epd, off_t offset, size_t len)
 {
+	API_ENTER();
 	int err = 0, ret;
 	struct scif_endpt *ep = api_get(epd, &err);
 
@@ -246,6 +266,7 @@ SCIF_EXPORT int scif_unregister(scif_epd_t epd, off_t offset, size_t len)
 SCIF_EXPORT void *scif_mmap(void *addr, size_t len, int prot_flags, int map_flags,
 			    scif_epd_t epd, off_t offset)
 {
+	API_ENTER();
 	int err = 0;
 	void *ret = SCIF_MMAP_FAILED;
 	struct scif_endpt *ep = api_get(epd, &err);
@@ -261,13 +282,14 @@ SCIF_EXPORT void *scif_mmap(void *addr, size_t len, int prot_flags, int map_flag
 	else
 		ret = scif__rma_mmap(addr, len, prot_flags, map_flags, ep, offset, &err);
 	scif__epd_put(ep);
-	if (ret == SCIF_MMAP_FAILED)
-		errno = -err;
+	errno = ret == SCIF_MMAP_FAILED ? -err : api_errno0;
 	return ret;
 }
 
 SCIF_EXPORT int scif_munmap(void *addr, size_t len)
 {
+	API_ENTER();
+
 	if (((uintptr_t)addr & PAGE_MASK_) || len == 0)
 		return api_ret(-EINVAL);
 	return api_ret(scif__rma_munmap(addr, len));
@@ -277,6 +299,7 @@ SCIF_EXPORT int scif_munmap(void *addr, size_t len)
 static int api_rma(scif_epd_t epd, off_t loffset, void *vaddr, int is_v, size_t len,
 		   off_t roffset, int flags, int write)
 {
+	API_ENTER();
 	int err = 0, ret;
 	struct scif_endpt *ep = api_get(epd, &err);
 
@@ -313,6 +336,7 @@ SCIF_EXPORT int scif_vwriteto(scif_epd_t epd, void *addr, size_t len, off_t offs
 
 SCIF_EXPORT int scif_fence_mark(scif_epd_t epd, int flags, int *mark)
 {
+	API_ENTER();
 	int err = 0, ret, m = 0;
 	struct scif_endpt *ep = api_get(epd, &err);
 
@@ -329,6 +353,7 @@ SCIF_EXPORT int scif_fence_mark(scif_epd_t epd, int flags, int *mark)
 
 SCIF_EXPORT int scif_fence_wait(scif_epd_t epd, int mark)
 {
+	API_ENTER();
 	int err = 0, ret;
 	struct scif_endpt *ep = api_get(epd, &err);
 
@@ -342,6 +367,7 @@ SCIF_EXPORT int scif_fence_wait(scif_epd_t epd, int mark)
 SCIF_EXPORT int scif_fence_signal(scif_epd_t epd, off_t loff, uint64_t lval, off_t roff,
 				  uint64_t rval, int flags)
 {
+	API_ENTER();
 	int err = 0, ret;
 	struct scif_endpt *ep = api_get(epd, &err);
 
@@ -354,6 +380,7 @@ SCIF_EXPORT int scif_fence_signal(scif_epd_t epd, off_t loff, uint64_t lval, off
 
 SCIF_EXPORT int scif_get_nodeIDs(uint16_t *nodes, int len, uint16_t *self)
 {
+	API_ENTER();
 	int n = 0;
 
 	if (!self || scif__user_check(self, sizeof(*self), 1))
@@ -372,16 +399,20 @@ SCIF_EXPORT int scif_get_nodeIDs(uint16_t *nodes, int len, uint16_t *self)
 		n++;
 	}
 	*self = scif__fab.self;
-	return n;
+	return api_ret(n);
 }
 
 SCIF_EXPORT int scif_get_fd(scif_epd_t epd)
 {
-	return epd;
+	API_ENTER();
+
+	/* Spec 3.21: the descriptor itself, always; a negative one is also an error. */
+	return epd < 0 ? api_ret(-EINVAL) : api_ret(epd);
 }
 
 SCIF_EXPORT int scif_poll(struct scif_pollepd *epds, unsigned int nepds, long timeout)
 {
+	API_ENTER();
 	struct rlimit rl;
 
 	/* poll(2)'s order: too many entries (EINVAL) before an unreadable array (EFAULT). */

@@ -189,19 +189,23 @@ static int conn_send_simple(int link, uint16_t op, const struct scif_endpt *ep, 
 	return scif__fab.ops->link_send(link, &m, sizeof(m), NULL, 0);
 }
 
-/* Both sides: the connection is up; watch the peer. Called with ctl held. */
+/*
+ * Both sides: the connection is up; watch the peer. Called with ctl held (connector) or
+ * before the endpoint is handed out (acceptor). CONNECTED is published before the monitor
+ * watches the link: whatever the peer sends once its side is up (a registration right after
+ * scif_connect returns) must reach the monitor as a connected endpoint's control message,
+ * never as a handshake step. On failure the caller aborts the endpoint.
+ */
 static int conn_established(struct scif_endpt *ep)
 {
 	int ret;
 
+	/* Release pairs with the acquire in scif__epd_state: rings are set up. */
+	__atomic_store_n(&ep->sh->state, SCIFEP_CONNECTED, __ATOMIC_RELEASE);
 	ret = scif__monitor_watch(ep, SCIF_WATCH_LINK, ep->link, EPOLLIN | EPOLLRDHUP);
 	if (!ret)
 		ret = scif__monitor_watch(ep, SCIF_WATCH_PEERBELL, ep->peer_bell, EPOLLRDHUP);
-	if (ret)
-		return ret;
-	/* Release pairs with the acquire in scif__epd_state: rings are set up. */
-	__atomic_store_n(&ep->sh->state, SCIFEP_CONNECTED, __ATOMIC_RELEASE);
-	return 0;
+	return ret;
 }
 
 /* Undo a connect attempt: back to BOUND, the link and the peer's handles dropped. */

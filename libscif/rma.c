@@ -365,6 +365,28 @@ static void dma_queue(struct scif_dma *first, struct scif_dma **last_next)
 	pthread_mutex_unlock(&dma_lock);
 }
 
+/*
+ * Wait until this endpoint's transfers up to @id are complete (the worker is FIFO, so
+ * dma_done counts them in order). -ECONNRESET if the connection goes; -EINTR on a signal
+ * if @intr (fence_wait may say so, an RMA call may not).
+ */
+static int dma_wait(struct scif_endpt *ep, uint32_t id, int intr)
+{
+	for (;;) {
+		/* Acquire pairs with the release in dma_complete: the copied bytes are visible. */
+		uint32_t done = __atomic_load_n(&ep->dma_done, __ATOMIC_ACQUIRE);
+		int ret;
+
+		if ((int32_t)(done - id) >= 0)
+			return 0;
+		if (scif__epd_state(ep) != SCIFEP_CONNECTED)
+			return -ECONNRESET;
+		ret = scif__futex_wait(&ep->dma_done, done, 100000000);
+		if (ret == -EINTR && intr)
+			return ret;
+	}
+}
+
 /* ---- registration ---------------------------------------------------------------------- */
 
 static void rma_once(void)
@@ -584,6 +606,20 @@ int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, 
 		if (ret)
 			return ret;
 	}
+	/*
+	 * Intel's DMA channel runs an endpoint's RMAs in issue order and SYNC waits for it to
+	 * drain, so a synchronous copy lands after every transfer issued before it (spec 5).
+	 * Nothing in flight is the common case: one compare, and the copy runs at once.
+	 */
+	if (sync) {
+		uint32_t issued = scif__load_acquire(&ep->dma_issued);
+
+		if (scif__load_acquire(&ep->dma_done) != issued) {
+			ret = dma_wait(ep, issued, 0);
+			if (ret)
+				return ret;
+		}
+	}
 	if (sync && !(flags & SCIF_RMA_ORDERED) && len <= RMA_FAST_MAX &&
 	    rma_copy_fast(ep, loffset, vaddr, is_v, len, roffset, write))
 		return 0;
@@ -713,18 +749,7 @@ int scif__fence_wait(struct scif_endpt *ep, int mark)
 	}
 	if (id > scif__read_once(&ep->max_mark))
 		return -EINVAL;
-	for (;;) {
-		/* Acquire pairs with the release in dma_complete. */
-		uint32_t done = __atomic_load_n(&ep->dma_done, __ATOMIC_ACQUIRE);
-
-		if ((int32_t)(done - id) >= 0)
-			return 0;
-		if (scif__epd_state(ep) != SCIFEP_CONNECTED)
-			return -ECONNRESET;
-		ret = scif__futex_wait(&ep->dma_done, done, 100000000);
-		if (ret == -EINTR)
-			return ret;
-	}
+	return dma_wait(ep, id, 1);
 }
 
 /* The 8 bytes at off must lie in one writable live window (spec 3.19). */

@@ -35,18 +35,54 @@ struct backing {
 static pthread_mutex_t backing_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct backing *backings;
 
+/* Memory attributes of a mapping that registration must carry over (smaps VmFlags). */
+enum {
+	VMA_DONTFORK = 1 << 0,  /* dc: MADV_DONTFORK */
+	VMA_DONTDUMP = 1 << 1,  /* dd: MADV_DONTDUMP */
+	VMA_LOCKED = 1 << 2,    /* lo: mlock */
+	VMA_LOCKONFAULT = 1 << 3, /* lf: mlock2(MLOCK_ONFAULT) */
+	VMA_HUGEPAGE = 1 << 4,  /* hg: MADV_HUGEPAGE */
+	VMA_NOHUGEPAGE = 1 << 5, /* nh: MADV_NOHUGEPAGE */
+	VMA_SEQUENTIAL = 1 << 6, /* sr: MADV_SEQUENTIAL */
+	VMA_RANDOM = 1 << 7,    /* rr: MADV_RANDOM */
+};
+
 struct vma {
 	uintptr_t start, end;
 	int prot;
 	int hugetlb;
+	int flags; /* VMA_* */
 };
 
-/* The mappings overlapping [a, b), from /proc/self/maps. Returns how many, or -errno. */
+static int vma_flags(char *list)
+{
+	static const struct {
+		char name[3];
+		int flag;
+	} map[] = {
+		{ "dc", VMA_DONTFORK },	   { "dd", VMA_DONTDUMP },   { "lo", VMA_LOCKED },
+		{ "lf", VMA_LOCKONFAULT }, { "hg", VMA_HUGEPAGE },   { "nh", VMA_NOHUGEPAGE },
+		{ "sr", VMA_SEQUENTIAL },  { "rr", VMA_RANDOM },
+	};
+	int flags = 0;
+	char *save;
+
+	for (char *t = strtok_r(list, " \n", &save); t; t = strtok_r(NULL, " \n", &save))
+		for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+			if (!strcmp(t, map[i].name))
+				flags |= map[i].flag;
+	return flags;
+}
+
+/*
+ * The mappings overlapping [a, b), from /proc/self/smaps (for VmFlags: the advice and
+ * locking the application gave them). Returns how many, or -errno.
+ */
 static int window_vmas(uintptr_t a, uintptr_t b, struct vma *v, int max)
 {
-	FILE *f = fopen("/proc/self/maps", "re");
+	FILE *f = fopen("/proc/self/smaps", "re");
 	char line[512];
-	int n = 0;
+	int n = 0, cur = -1;
 
 	if (!f)
 		return -ENOMEM;
@@ -55,9 +91,16 @@ static int window_vmas(uintptr_t a, uintptr_t b, struct vma *v, int max)
 		char perms[8];
 		int pos = 0;
 
-		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s %*s %*s %*s %n", &s, &e, perms,
+		if (cur >= 0 && !strncmp(line, "VmFlags:", 8)) {
+			v[cur].flags = vma_flags(line + 8);
+			cur = -1;
+			continue;
+		}
+		if (line[0] < '0' || (line[0] > '9' && (line[0] < 'a' || line[0] > 'f')) ||
+		    sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s %*s %*s %*s %n", &s, &e, perms,
 			   &pos) < 3)
 			continue;
+		cur = -1;
 		if (e <= a || s >= b)
 			continue;
 		if (n == max) {
@@ -69,10 +112,38 @@ static int window_vmas(uintptr_t a, uintptr_t b, struct vma *v, int max)
 		v[n].prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
 			    (perms[2] == 'x' ? PROT_EXEC : 0);
 		v[n].hugetlb = pos && strstr(line + pos, "anon_hugepage") != NULL;
-		n++;
+		v[n].flags = 0;
+		cur = n++;
 	}
 	fclose(f);
 	return n;
+}
+
+/*
+ * Give the new mapping of one vma the attributes the application's had. Shared memory
+ * cannot be MADV_WIPEONFORK (docs/architecture.md section 12); everything else is kept.
+ */
+static int vma_restore(const struct vma *v)
+{
+	static const struct {
+		int flag, advice;
+	} adv[] = {
+		{ VMA_DONTFORK, MADV_DONTFORK },   { VMA_DONTDUMP, MADV_DONTDUMP },
+		{ VMA_HUGEPAGE, MADV_HUGEPAGE },   { VMA_NOHUGEPAGE, MADV_NOHUGEPAGE },
+		{ VMA_SEQUENTIAL, MADV_SEQUENTIAL }, { VMA_RANDOM, MADV_RANDOM },
+	};
+	void *p = (void *)v->start;
+	size_t len = v->end - v->start;
+
+	for (size_t i = 0; i < sizeof(adv) / sizeof(adv[0]); i++)
+		if ((v->flags & adv[i].flag) && madvise(p, len, adv[i].advice) < 0 &&
+		    adv[i].flag != VMA_HUGEPAGE && adv[i].flag != VMA_NOHUGEPAGE)
+			return -ENOMEM; /* THP advice does not apply to every file: best effort */
+	if ((v->flags & VMA_LOCKONFAULT) && mlock2(p, len, MLOCK_ONFAULT) < 0)
+		return errno == EAGAIN || errno == EPERM ? -ENOMEM : -errno;
+	if ((v->flags & (VMA_LOCKED | VMA_LOCKONFAULT)) == VMA_LOCKED && mlock(p, len) < 0)
+		return errno == EAGAIN || errno == EPERM ? -ENOMEM : -errno;
+	return 0;
 }
 
 /* Remove [a, b) from the backing registry (it is about to be backed anew). */
@@ -184,6 +255,9 @@ int scif__window_back(void *addr, size_t len, int need_write, int *fdp, off_t *f
 			ret = -ENOMEM;
 			goto out;
 		}
+		ret = vma_restore(&v[i]);
+		if (ret)
+			goto out;
 	}
 	ret = backing_carve(a, b);
 	if (!ret) {

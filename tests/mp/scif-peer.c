@@ -14,6 +14,8 @@
  *   hostile <node> <port> <kind>    lie to a listener (see hostile.c)
  *   rma-serve, rma-signal, mmap-pong, rma-flood   RMA roles (see peer-rma.c)
  *   bulk-echo, bulk-source, bulk-abandon   single-copy transfer roles (see peer-bulk.c)
+ *   connect-register, connect-close, mmap-hold, rma-async-sync   regression roles
+ *                                   (see peer-compat.c)
  */
 #include <errno.h>
 #include <pthread.h>
@@ -164,6 +166,17 @@ int main(int argc, char **argv)
 	if (argc >= 6 && !strcmp(argv[1], "bulk-source"))
 		return peer_bulk_source((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
 					strtoull(argv[4], NULL, 0), strtoull(argv[5], NULL, 0));
+	if (argc >= 5 && !strcmp(argv[1], "connect-register"))
+		return peer_connect_register((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
+					     atoi(argv[4]));
+	if (argc >= 5 && !strcmp(argv[1], "connect-close"))
+		return peer_connect_close((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
+					  atoi(argv[4]));
+	if (argc >= 4 && !strcmp(argv[1], "mmap-hold"))
+		return peer_mmap_hold((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]));
+	if (argc >= 5 && !strcmp(argv[1], "rma-async-sync"))
+		return peer_rma_async_sync((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
+					   atoi(argv[4]));
 	fprintf(stderr, "usage: scif-peer echo|stream|flood|connect-hold|churn|hostile ...\n");
 	return 64;
 }

@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * test-regress.c - regression tests for defects that programs written for Intel's libscif
+ * and an adversarial user found: handshakes raced by the first control message, mappings
+ * the owner did not count yet, synchronous RMAs overtaking asynchronous ones, memory advice
+ * lost by registration, connections lost when the connector closes at once, close racing a
+ * registration, replies and silence from a lying peer, silent connection requests.
+ * Node 0 is this process; the card side is tests/mp/scif-peer (peer-compat.c, hostile.c).
+ */
+#include <sys/mman.h>
+
+#include "common.h"
+
+TestSuite(regress, .timeout = 120);
+
+/* Spawn the peer, then accept one connection from it; a peer that dies first fails the test. */
+static scif_epd_t accept_from(scif_epd_t lep, pid_t pid, int ms)
+{
+	struct scif_pollepd p = { .epd = lep, .events = POLLIN };
+	uint64_t until = test_now_ms() + (uint64_t)ms;
+	struct scif_portID peer;
+	scif_epd_t ep;
+	int st;
+
+	for (;;) {
+		if (scif_poll(&p, 1, 20) == 1 && scif_accept(lep, &peer, &ep, 0) == 0)
+			return ep;
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			if (WIFEXITED(st))
+				cr_assert_fail("peer %d exited with status %d before connecting",
+					       (int)pid, WEXITSTATUS(st));
+			cr_assert_fail("peer %d killed by signal %d before connecting", (int)pid,
+				       WTERMSIG(st));
+		}
+		if (test_now_ms() > until) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			cr_assert_fail("no connection from peer %d in %d ms", (int)pid, ms);
+		}
+	}
+}
+
+static pid_t spawn(const char *role, uint16_t port, const char *arg)
+{
+	char a[16];
+	char *args[] = { (char *)role, "0", test_num(a, port), (char *)arg, NULL };
+
+	return test_spawn_peer(1, args);
+}
+
+/*
+ * Intel 13.2: the connector registers a window the moment scif_connect returns, and so do
+ * we the moment scif_accept does. Every connection must arrive whole, every registration
+ * succeed.
+ */
+Test(regress, connect_then_register_at_once)
+{
+	const int rounds = 300;
+	uint16_t port = test_port();
+	scif_epd_t lep = test_listener(port, 16);
+	pid_t pid = spawn("connect-register", port, "300");
+	void *buf;
+
+	cr_assert_eq(posix_memalign(&buf, 4096, 4096), 0);
+	for (int i = 0; i < rounds; i++) {
+		scif_epd_t ep = accept_from(lep, pid, 10000);
+		char c;
+
+		cr_assert_geq(scif_register(ep, buf, 4096, 0, SCIF_PROT_READ, 0), 0,
+			      "round %d: register on the accepted endpoint: %s", i, strerror(errno));
+		cr_assert_eq(scif_recv(ep, &c, 1, SCIF_RECV_BLOCK), 1, "round %d: %s", i,
+			     strerror(errno));
+		cr_assert_eq(c, 'r');
+		c = 'a';
+		cr_assert_eq(scif_send(ep, &c, 1, SCIF_SEND_BLOCK), 1);
+		scif_close(ep);
+	}
+	cr_expect_eq(test_wait(pid), 0);
+	scif_close(lep);
+	free(buf);
+}
+
+/*
+ * Intel 13.3: once the peer's scif_mmap has returned, our window's offsets stay reserved
+ * after scif_unregister (EADDRINUSE) until the peer's scif_munmap has returned.
+ */
+Test(regress, peer_mapping_counted_when_mmap_returns)
+{
+	uint16_t port = test_port();
+	scif_epd_t lep = test_listener(port, 1);
+	pid_t pid = spawn("mmap-hold", port, NULL);
+	scif_epd_t ep = accept_from(lep, pid, 10000);
+	const size_t len = 64 << 10;
+	uint64_t w[2];
+	void *buf, *buf2;
+	off_t off;
+	char c;
+
+	cr_assert_eq(posix_memalign(&buf, 4096, len), 0);
+	cr_assert_eq(posix_memalign(&buf2, 4096, len), 0);
+	off = scif_register(ep, buf, len, 0, SCIF_PROT_READ | SCIF_PROT_WRITE, 0);
+	cr_assert_geq(off, 0);
+	w[0] = (uint64_t)off;
+	w[1] = len;
+	cr_assert_eq(scif_send(ep, w, sizeof(w), SCIF_SEND_BLOCK), (int)sizeof(w));
+	cr_assert_eq(scif_recv(ep, &c, 1, SCIF_RECV_BLOCK), 1);
+	cr_assert_eq(c, 'm');
+	cr_assert_eq(scif_unregister(ep, off, len), 0);
+	errno = 0;
+	cr_expect_eq(scif_register(ep, buf2, len, off, SCIF_PROT_READ, SCIF_MAP_FIXED),
+		     SCIF_REGISTER_FAILED);
+	cr_expect_eq(errno, EADDRINUSE, "register over a mapped window: %s", strerror(errno));
+	c = 'u';
+	cr_assert_eq(scif_send(ep, &c, 1, SCIF_SEND_BLOCK), 1);
+	cr_assert_eq(scif_recv(ep, &c, 1, SCIF_RECV_BLOCK), 1);
+	cr_assert_eq(c, 'x');
+	/* The peer's munmap has returned: the offsets are free now. */
+	cr_expect_eq(scif_register(ep, buf2, len, off, SCIF_PROT_READ, SCIF_MAP_FIXED), off,
+		     "register after the peer unmapped: %s", strerror(errno));
+	scif_close(ep);
+	scif_close(lep);
+	cr_expect_eq(test_wait(pid), 0);
+}
+
+/* Intel 13.5: a SCIF_RMA_SYNC transfer returns after every RMA issued before it. */
+Test(regress, sync_rma_after_async_lands_last)
+{
+	const size_t big = 1 << 20, small = 64 << 10;
+	uint16_t port = test_port();
+	scif_epd_t lep = test_listener(port, 1);
+	pid_t pid = spawn("rma-async-sync", port, "20");
+	scif_epd_t ep = accept_from(lep, pid, 10000);
+	uint8_t *win;
+	uint64_t roff;
+
+	cr_assert_eq(posix_memalign((void **)&win, 4096, big), 0);
+	memset(win, 0, big);
+	roff = (uint64_t)scif_register(ep, win, big, 0, SCIF_PROT_READ | SCIF_PROT_WRITE, 0);
+	cr_assert_eq(scif_send(ep, &roff, sizeof(roff), SCIF_SEND_BLOCK), (int)sizeof(roff));
+	for (int r = 0; r < 20; r++) {
+		char c;
+		size_t bad_new = 0, bad_old = 0;
+
+		cr_assert_eq(scif_recv(ep, &c, 1, SCIF_RECV_BLOCK), 1, "round %d", r);
+		for (size_t i = 0; i < small; i++)
+			bad_new += win[i] != 'a' + r % 26;
+		for (size_t i = small; i < big; i++)
+			bad_old += win[i] != 'A' + r % 26;
+		cr_expect_eq(bad_new, 0, "round %d: %zu bytes of the synchronous write overwritten",
+			     r, bad_new);
+		cr_expect_eq(bad_old, 0, "round %d: %zu bytes of the asynchronous write missing", r,
+			     bad_old);
+		c = 'k';
+		cr_assert_eq(scif_send(ep, &c, 1, SCIF_SEND_BLOCK), 1);
+	}
+	cr_expect_eq(test_wait(pid), 0);
+	scif_close(ep);
+	scif_close(lep);
+}
+
+/* The VmFlags of the mapping holding addr (/proc/self/smaps), in buf. */
+static const char *vm_flags(void *addr, char *buf, size_t cap)
+{
+	FILE *f = fopen("/proc/self/smaps", "re");
+	uintptr_t a = (uintptr_t)addr;
+	char line[512];
+	int in = 0;
+
+	buf[0] = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		uintptr_t s, e;
+
+		if (sscanf(line, "%lx-%lx ", &s, &e) == 2 && strchr(line, '-') < strchr(line, ' '))
+			in = a >= s && a < e;
+		else if (in && !strncmp(line, "VmFlags:", 8))
+			snprintf(buf, cap, "%s", line + 8);
+	}
+	if (f)
+		fclose(f);
+	return buf;
+}
+
+/* A child of fork() writing addr: 0 if it could, else the signal that stopped it. */
+static int child_writes(volatile char *addr)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		addr[0] = 1;
+		_exit(0);
+	}
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+}
+
+/*
+ * Intel 13.4: advice the application gave its memory before registering it survives
+ * registration (DONTFORK: a fork child faults on it; DONTDUMP; locking), and advice given
+ * after registration applies too.
+ */
+Test(regress, registration_keeps_memory_advice)
+{
+	scif_epd_t a, b;
+	const size_t len = 16 << 10;
+	char *before, *after, flags[512];
+
+	test_pair(&a, &b, NULL);
+	before = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	after = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert(before != MAP_FAILED && after != MAP_FAILED);
+	memset(before, 7, len);
+	cr_assert_eq(madvise(before, len, MADV_DONTFORK), 0);
+	cr_assert_eq(madvise(before, len, MADV_DONTDUMP), 0);
+	cr_assert_eq(mlock(before, len), 0, "mlock: %s", strerror(errno));
+	cr_assert_geq(scif_register(a, before, len, 0, SCIF_PROT_READ | SCIF_PROT_WRITE, 0), 0);
+	cr_expect_eq(before[len - 1], 7, "contents kept");
+	vm_flags(before, flags, sizeof(flags));
+	cr_expect(strstr(flags, " dc") != NULL, "DONTFORK lost: VmFlags%s", flags);
+	cr_expect(strstr(flags, " dd") != NULL, "DONTDUMP lost: VmFlags%s", flags);
+	cr_expect(strstr(flags, " lo") != NULL, "mlock lost: VmFlags%s", flags);
+	cr_expect_eq(child_writes(before), SIGSEGV, "a fork child could write DONTFORK memory");
+
+	cr_assert_geq(scif_register(a, after, len, 0, SCIF_PROT_READ | SCIF_PROT_WRITE, 0), 0);
+	cr_assert_eq(madvise(after, len, MADV_DONTFORK), 0);
+	cr_expect_eq(child_writes(after), SIGSEGV, "advice after registration ignored");
+	munlock(before, len);
+	scif_close(a);
+	scif_close(b);
+}
