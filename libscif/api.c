@@ -78,11 +78,16 @@ SCIF_EXPORT int scif_close(scif_epd_t epd)
 		scif__epd_put(ep);
 		return api_ret(0);
 	}
-	/* Wake this process's threads sleeping on the endpoint, then wait for them to leave. */
+	/*
+	 * Out of the table, so no new call finds it; the monitor stops watching its link (the
+	 * replies it would deliver have no reader now); then every thread of ours still inside
+	 * a call on it is woken (-EINTR) and we wait for them to leave.
+	 */
 	__atomic_store_n(&ep->closing, 1, __ATOMIC_RELEASE);
 	scif__epd_unpublish(ep);
+	scif__conn_closing(ep);
 	while (__atomic_load_n(&ep->refs, __ATOMIC_ACQUIRE) > 1) {
-		scif__msg_wake(ep);
+		scif__epd_wake(ep);
 		usleep(100);
 	}
 	fd = ep->fd;

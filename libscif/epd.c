@@ -162,7 +162,9 @@ static struct scif_endpt *ep_new(void)
 		if (!ep)
 			return NULL;
 	}
-	ep->fd = ep->bell = ep->peer_bell = ep->link = ep->lfd = ep->held = -1;
+	ep->fd = ep->bell = ep->peer_bell = ep->link = ep->lfd = -1;
+	ep->pend = NULL;
+	ep->npend = 0;
 	ep->mine.fd = ep->theirs.fd = -1;
 	ep->mine.addr = ep->theirs.addr = NULL;
 	ep->port = NULL;
@@ -304,6 +306,22 @@ int scif__epd_drop_alias(struct scif_endpt *ep, int fd)
 		scif__monitor_rekey(ep);
 	}
 	return ret;
+}
+
+void scif__epd_wake(struct scif_endpt *ep)
+{
+	int wfd = scif__read_once(&ep->wake_fd);
+	uint64_t one = 1;
+
+	/* Sleepers on the descriptor: send, recv, accept, connect (msg.c's scif__msg_wait). */
+	if (wfd >= 0 && scif__read_once(&ep->waiters) && write(wfd, &one, sizeof(one)) < 0)
+		scif_dbg("endpoint %d: wake failed: %d", ep->fd, errno);
+	/* Requests waiting for the peer's reply (rma.c's scif__ctl_call). */
+	pthread_mutex_lock(&ep->req_lock);
+	pthread_cond_broadcast(&ep->req_cond);
+	pthread_mutex_unlock(&ep->req_lock);
+	/* Fence waits and synchronous RMAs behind asynchronous ones. */
+	scif__futex_wake_all(&ep->dma_done);
 }
 
 int scif__epd_lookup_err(int fd)

@@ -36,6 +36,12 @@ enum scif_watch_kind {
 	SCIF_WATCH_PEERBELL, /* the peer's bell: hang-up means the peer's descriptor closed */
 };
 
+/* A connection request a listener holds: its link, and when it arrived (ns). */
+struct scif_pend {
+	int link;
+	uint64_t since;
+};
+
 /**
  * struct scif_port - a port held by this process.
  * @port: the port number.
@@ -130,8 +136,9 @@ struct scif_ep_shared {
  * @bell_shut: this process shut the bell down at disconnect (its hang-up is not a close).
  * @listen_dirty: (listening) a request arrived while another thread held the recv_lock; it
  *             syncs the descriptor when it lets go.
- * @held:      (listening) the oldest pending link, taken off the listen fd to see that its
- *             connector is still there; -1 if none. Under @sh->recv_lock.
+ * @pend, @npend: (listening) connection requests taken off the listen socket, oldest
+ *             first, at most @backlog (nodeqp.c listen_scan); under @sh->recv_lock.
+ * @listen_cap: how many more the fabric's listen queue was last told to admit.
  * @port:      the held port, shared with accepted endpoints (listener, bound, connected).
  * @sh:        the fork-shared state.
  * @mine:      our region (our inbound ring lives in it).
@@ -162,7 +169,9 @@ struct scif_endpt {
 	int link;
 	int lfd;
 	int backlog;
-	int held;
+	struct scif_pend *pend;
+	int npend;
+	int listen_cap;
 	uint32_t listen_dirty;
 	uint32_t bell_shut;
 	struct scif_port *port;
@@ -227,6 +236,13 @@ void scif__epd_unpublish(struct scif_endpt *ep);
 int scif__epd_drop_alias(struct scif_endpt *ep, int fd);
 /* Call fn on every endpoint in the table. */
 void scif__epd_foreach(void (*fn)(struct scif_endpt *ep));
+/*
+ * Wake every thread of this process waiting on the endpoint, whatever it waits for: blocked
+ * send/recv/accept/connect, requests waiting for the peer's reply, fence waits. Each waiter
+ * then looks at what changed (closing: -EINTR; not CONNECTED: -ECONNRESET). Called by
+ * scif_close and by the disconnect path; the one wake-up every waiter listens to.
+ */
+void scif__epd_wake(struct scif_endpt *ep);
 /* Look up why a descriptor is not an endpoint: -EBADF or -ENOTTY. */
 int scif__epd_lookup_err(int fd);
 
@@ -270,6 +286,8 @@ void scif__conn_disconnect(struct scif_endpt *ep);
 int scif__conn_listen_pending(struct scif_endpt *ep);
 /* The listen socket has requests: make the listener's descriptor readable. */
 void scif__conn_listen_event(struct scif_endpt *ep);
+/* scif_close() of the last descriptor: the monitor stops delivering the peer's events. */
+void scif__conn_closing(struct scif_endpt *ep);
 /* Release everything the endpoint holds (last reference gone). */
 void scif__conn_teardown(struct scif_endpt *ep);
 
@@ -283,8 +301,6 @@ void scif__ctl_msg_init(struct scif_ctl_msg *m, uint16_t op, const struct scif_e
 /* RMA side of an endpoint (rma.c). */
 void scif__rma_ep_init(struct scif_endpt *ep);
 void scif__rma_ep_fini(struct scif_endpt *ep);
-/* The peer left: fail requests and fence waits on this endpoint. */
-void scif__rma_disconnected(struct scif_endpt *ep);
 /* A control message from the peer (monitor thread); 0, or -EPROTO to drop the peer. */
 int scif__rma_ctl(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds);
 
@@ -293,8 +309,6 @@ int scif__msg_send(struct scif_endpt *ep, void *msg, int len, int flags);
 int scif__msg_recv(struct scif_endpt *ep, void *msg, int len, int flags);
 /* Readiness of an endpoint as scif_poll reports it; may prepare the descriptor for a sleep. */
 short scif__msg_revents(struct scif_endpt *ep, short events, int arm);
-/* Wake this process's threads blocked on the endpoint (close). */
-void scif__msg_wake(struct scif_endpt *ep);
 /* Sleep on the endpoint descriptor (and @extra if >= 0) until ready, woken or signalled. */
 int scif__msg_wait(struct scif_endpt *ep, int extra, short events, int timeout_ms);
 void scif__msg_set_writable(struct scif_endpt *ep, int writable);

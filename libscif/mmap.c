@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "epd.h"
 #include "nodeqp.h"
@@ -29,20 +30,48 @@ struct mapping {
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mapping *mappings;
 
-static void map_notify(int epfd, uint32_t gen, uint16_t op, uint64_t roff, size_t len)
+/*
+ * Tell the owner of the windows that a mapping of [roff, roff+len) came or went, and wait
+ * for its answer: when scif_mmap returns, the owner counts the mapping (its offsets stay
+ * reserved past scif_unregister); when scif_munmap returns, it no longer does.
+ */
+static int map_notify(int epfd, uint32_t gen, uint16_t op, uint64_t roff, size_t len)
 {
 	struct scif_endpt *ep = scif__epd_get(epfd);
 	struct scif_ctl_msg m;
+	int ret = -ECONNRESET;
 
 	if (!ep)
-		return;
+		return ret;
 	if (ep->gen == gen && scif__epd_state(ep) == SCIFEP_CONNECTED) {
 		scif__ctl_msg_init(&m, op, ep);
 		m.payload[0] = roff;
 		m.payload[1] = len;
-		scif__ctl_send(ep, &m, -1);
+		ret = scif__ctl_call(ep, &m, -1, NULL);
 	}
 	scif__epd_put(ep);
+	return ret;
+}
+
+/*
+ * Map one piece of a peer window at @dst: a second mapping of the pages the library already
+ * maps (mremap of a shared mapping with old size 0), so a remote window needs no descriptor
+ * of its own. Windows on hugetlbfs cannot be remapped that way and keep theirs.
+ */
+static int map_seg(uint8_t *dst, const struct scif_seg *seg, int prot)
+{
+	const struct scif_window *w = seg->win;
+	void *p;
+
+	if (w->fd >= 0)
+		p = mmap(dst, seg->len, prot, MAP_SHARED | MAP_FIXED, w->fd,
+			 w->foff + (off_t)(seg->addr - w->map));
+	else
+		p = mremap(seg->addr, 0, seg->len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	/* The window's protection, narrowed to what was asked for. */
+	return mprotect(dst, seg->len, prot) < 0 ? -ENOMEM : 0;
 }
 
 void *scif__rma_mmap(void *addr, size_t len, int prot, int flags, struct scif_endpt *ep,
@@ -76,20 +105,23 @@ void *scif__rma_mmap(void *addr, size_t len, int prot, int flags, struct scif_en
 		goto fail;
 	}
 	for (int i = 0; i < nsegs; i++) {
-		struct scif_window *w = segs[i].win;
-		off_t foff = w->foff + (off_t)(segs[i].addr - w->map);
-
-		if (mmap(base + pos, segs[i].len, (prot & SCIF_PROT_READ ? PROT_READ : 0) |
-							  (prot & SCIF_PROT_WRITE ? PROT_WRITE : 0),
-			 MAP_SHARED | MAP_FIXED, w->fd, foff) == MAP_FAILED) {
+		ret = map_seg(base + pos, &segs[i], (prot & SCIF_PROT_READ ? PROT_READ : 0) |
+							    (prot & SCIF_PROT_WRITE ? PROT_WRITE : 0));
+		if (ret) {
 			munmap(base, len);
-			ret = -ENOMEM;
 			goto fail;
 		}
 		pos += segs[i].len;
 	}
 	madvise(base, len, MADV_DONTFORK); /* spec 4.6: not inherited by fork() children */
 	scif__segs_put(segs, nsegs);
+	nsegs = 0;
+	/* The owner counts the mapping before we hand it out (or refuses: unregistered). */
+	ret = map_notify(ep->fd, ep->gen, SCIF_MAP_REF, (uint64_t)offset, len);
+	if (ret) {
+		munmap(base, len);
+		goto fail;
+	}
 	rec->addr = (uintptr_t)base;
 	rec->len = len;
 	rec->unmapped = 0;
@@ -100,7 +132,6 @@ void *scif__rma_mmap(void *addr, size_t len, int prot, int flags, struct scif_en
 	rec->next = mappings;
 	mappings = rec;
 	pthread_mutex_unlock(&map_lock);
-	map_notify(ep->fd, ep->gen, SCIF_MAP_REF, (uint64_t)offset, len);
 	return base;
 fail:
 	scif__segs_put(segs, nsegs);
@@ -140,7 +171,7 @@ int scif__rma_munmap(void *addr, size_t len)
 		struct mapping *m = done;
 
 		done = m->next;
-		map_notify(m->epfd, m->gen, SCIF_MAP_UNREF, m->roff, m->len);
+		map_notify(m->epfd, m->gen, SCIF_MAP_UNREF, m->roff, m->len); /* gone: nothing to tell */
 		free(m);
 	}
 	return 0;

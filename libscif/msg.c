@@ -120,15 +120,6 @@ int scif__msg_wait(struct scif_endpt *ep, int extra, short events, int timeout_m
 	return 0;
 }
 
-void scif__msg_wake(struct scif_endpt *ep)
-{
-	int wfd = scif__read_once(&ep->wake_fd);
-	uint64_t one = 1;
-
-	if (wfd >= 0 && scif__read_once(&ep->waiters) && write(wfd, &one, sizeof(one)) < 0)
-		scif_dbg("endpoint %d: wake failed: %d", ep->fd, errno);
-}
-
 /*
  * Make the descriptor writable (drain the parked message off the bell) or unwritable (park
  * one). Callers hold the send lock, or own the endpoint during a connect.

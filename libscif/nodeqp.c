@@ -5,11 +5,14 @@
  *
  * Handshake (messages on the link, see struct scif_ctl_msg):
  *   connector                         acceptor
- *   fabric connect ----------------->  (pending on the listen socket; POLLIN on listener)
- *   CNCT_REQ {region, bell} -------->  scif_accept takes the oldest pending link
- *                          <--------  CNCT_GNT {region, bell}   (or CNCT_REJ)
- *   CNCT_GNTACK ------------------->  both CONNECTED
- * A hang-up of the link or of a bell at any time means the other side is gone.
+ *   fabric connect ----------------->  (taken off the listen socket by the listener)
+ *   CNCT_REQ {region, bell} -------->  pending: POLLIN on the listener once it is here
+ *                          <--------  CNCT_GNT {region, bell}, CONNECTED (or CNCT_REJ)
+ *   CONNECTED on GNT
+ * A hang-up of the link or of a bell at any time means the other side is gone. The
+ * acceptor never waits for the connector: a request is pending only once its REQ is there,
+ * so a silent or dead connector cannot stall scif_accept, and a connection the connector
+ * closes right after scif_connect returned is still accepted (and then reads as closed).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,7 +31,7 @@
 #include "nodeqp.h"
 
 #define CONNECT_TIMEOUT_MS 10000 /* spec 3.5: MPSS4's node-alive timeout */
-#define HANDSHAKE_STEP_MS 3000   /* acceptor's wait for each message of the handshake */
+#define REQ_SILENCE_MS 1000      /* a connector sends its REQ with its connect: drop it after */
 
 static uint32_t conn_ring_size(void)
 {
@@ -242,8 +245,6 @@ static int conn_finish(struct scif_endpt *ep, int timeout_ms)
 	ret = conn_import(ep, &m, fds, nfds);
 	close_fds(fds, nfds);
 	if (!ret)
-		ret = conn_send_simple(ep->link, SCIF_CNCT_GNTACK, ep, 0);
-	if (!ret)
 		ret = conn_established(ep);
 	return ret ? (ret == -ENOMEM ? ret : -ECONNREFUSED) : 0;
 }
@@ -402,11 +403,21 @@ int scif__conn_listen(struct scif_endpt *ep, int backlog)
 		ret = -EISCONN;
 		goto out;
 	}
-	ret = scif__fab.ops->listen(&scif__fab, sh->port, backlog);
-	if (ret < 0)
+	ep->pend = calloc((size_t)backlog, sizeof(*ep->pend));
+	if (!ep->pend) {
+		ret = -ENOMEM;
 		goto out;
+	}
+	ret = scif__fab.ops->listen(&scif__fab, sh->port, backlog);
+	if (ret < 0) {
+		free(ep->pend);
+		ep->pend = NULL;
+		goto out;
+	}
 	ep->lfd = ret;
 	ep->backlog = backlog;
+	ep->listen_cap = backlog;
+	ep->npend = 0;
 	ret = scif__monitor_watch(ep, SCIF_WATCH_LISTEN, ep->lfd, EPOLLIN | EPOLLET);
 	if (ret) {
 		close(ep->lfd);
@@ -419,53 +430,74 @@ out:
 	return ret;
 }
 
-/*
- * Pending requests live in the fabric's listen queue, except the oldest, which the listener
- * holds (ep->held) once it has been seen: a held link whose connector hung up (it gave up
- * or died) is dropped, so a withdrawn request never counts as pending (spec 3.5). While one
- * is held the listen queue admits one fewer, so exactly `backlog` requests wait in all; with
- * a backlog of 1 and one held, newcomers are refused at once. Under the recv_lock.
- * Returns whether a live request is pending.
- */
-static int listen_head(struct scif_endpt *ep)
+/* Drop pending request i (withdrawn, silent too long, or taken). */
+static int pend_remove(struct scif_endpt *ep, int i)
 {
-	for (;;) {
-		if (ep->held >= 0) {
-			struct pollfd p = { .fd = ep->held, .events = POLLRDHUP };
+	int link = ep->pend[i].link;
 
-			if (poll(&p, 1, 0) == 0 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
-				break;
-			close(ep->held); /* withdrawn */
-			ep->held = -1;
-			scif__fab.ops->relisten(ep->lfd, ep->backlog);
-		}
-		int link = scif__fab.ops->accept(&scif__fab, ep->lfd);
-
-		if (link < 0)
-			return 0;
-		ep->held = link;
-		if (ep->backlog > 1)
-			scif__fab.ops->relisten(ep->lfd, ep->backlog - 1);
-	}
-	/* Backlog 1 and one held: nobody else may wait. */
-	if (ep->backlog == 1)
-		for (int link; (link = scif__fab.ops->accept(&scif__fab, ep->lfd)) >= 0;) {
-			conn_send_simple(link, SCIF_CNCT_REJ, ep, ECONNREFUSED);
-			close(link);
-		}
-	return 1;
+	scif__monitor_unwatch(link);
+	memmove(&ep->pend[i], &ep->pend[i + 1], sizeof(ep->pend[0]) * (size_t)(ep->npend - i - 1));
+	ep->npend--;
+	return link;
 }
 
-/* Take the held request, if any (under the recv_lock). */
-static int listen_take(struct scif_endpt *ep)
+/*
+ * The listener's request queue. Connections the fabric queued are taken off the listen
+ * socket at once into ep->pend (oldest first, at most `backlog`; the fabric's queue admits
+ * only what is left, and any surplus is refused at once), each watched by the monitor. A
+ * request is pending (POLLIN, accept takes it) once its REQ message is there; a connector
+ * that hung up before being accepted withdrew it (spec 3.5), and one silent for
+ * REQ_SILENCE_MS is dropped, so neither is ever waited for. Under the recv_lock.
+ * Returns the index of the oldest pending request, or -1.
+ */
+static int listen_scan(struct scif_endpt *ep)
 {
-	int link = ep->held;
+	uint64_t now = scif__now_ns();
+	int ready = -1, cap;
 
-	if (link >= 0) {
-		ep->held = -1;
-		scif__fab.ops->relisten(ep->lfd, ep->backlog);
+	for (int i = 0; i < ep->npend;) {
+		struct pollfd p = { .fd = ep->pend[i].link, .events = POLLIN | POLLRDHUP };
+
+		if (poll(&p, 1, 0) < 0)
+			p.revents = 0;
+		if ((p.revents & (POLLRDHUP | POLLHUP | POLLERR)) ||
+		    (!(p.revents & POLLIN) &&
+		     now - ep->pend[i].since > (uint64_t)REQ_SILENCE_MS * 1000000u)) {
+			close(pend_remove(ep, i));
+			continue;
+		}
+		if (ready < 0 && (p.revents & POLLIN))
+			ready = i;
+		i++;
 	}
-	return link;
+	for (int link; (link = scif__fab.ops->accept(&scif__fab, ep->lfd)) >= 0;) {
+		int err = ep->npend == ep->backlog ? ECONNREFUSED :
+						     -scif__fab.ops->peer_allowed(&scif__fab, link);
+
+		if (!err)
+			err = -scif__monitor_watch(ep, SCIF_WATCH_LISTEN, link,
+						   EPOLLIN | EPOLLRDHUP | EPOLLET);
+		if (err) {
+			conn_send_simple(link, SCIF_CNCT_REJ, ep, err);
+			close(link);
+			continue;
+		}
+		ep->pend[ep->npend].link = link;
+		ep->pend[ep->npend].since = now;
+		/* Its REQ is usually there already: the connector sends it with the connect. */
+		if (ready < 0) {
+			struct pollfd p = { .fd = link, .events = POLLIN };
+
+			if (poll(&p, 1, 0) == 1 && p.revents == POLLIN)
+				ready = ep->npend;
+		}
+		ep->npend++;
+	}
+	/* The fabric's queue admits what the backlog has left (one more is refused above). */
+	cap = ep->backlog - ep->npend > 0 ? ep->backlog - ep->npend : 1;
+	if (cap != ep->listen_cap && scif__fab.ops->relisten(ep->lfd, cap) == 0)
+		ep->listen_cap = cap;
+	return ready;
 }
 
 /*
@@ -475,7 +507,7 @@ static int listen_take(struct scif_endpt *ep)
 static void listen_sync(struct scif_endpt *ep)
 {
 	scif__fab.ops->drain(ep->fd);
-	if (listen_head(ep))
+	if (listen_scan(ep) >= 0)
 		scif__fab.ops->ring(ep->bell);
 }
 
@@ -492,13 +524,15 @@ int scif__conn_listen_pending(struct scif_endpt *ep)
 	int ret;
 
 	if (!scif__trylock(&ep->sh->recv_lock)) {
-		/* An accept is running: ask the kernel, without looking at the held link. */
-		struct pollfd p = { .fd = ep->lfd, .events = POLLIN };
+		/* An accept is running: it keeps the descriptor readable while one is pending. */
+		struct pollfd p = { .fd = ep->fd, .events = POLLIN };
 
-		return ep->held >= 0 || (poll(&p, 1, 0) > 0 && (p.revents & POLLIN));
+		return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
 	}
-	listen_sync(ep); /* this may take the link off the queue: keep the descriptor right */
-	ret = ep->held >= 0;
+	scif__fab.ops->drain(ep->fd);
+	ret = listen_scan(ep) >= 0;
+	if (ret)
+		scif__fab.ops->ring(ep->bell);
 	listen_unlock(ep);
 	return ret;
 }
@@ -518,8 +552,8 @@ void scif__conn_listen_event(struct scif_endpt *ep)
 }
 
 /*
- * One handshake with the requester on @link. Returns the new endpoint, or -errno: -EAGAIN
- * when the requester failed (the caller moves on to the next request).
+ * The handshake with the requester on @link, whose REQ is there: never waits. Returns the
+ * new endpoint, or -errno: -EAGAIN when the request was bad (the caller moves on).
  */
 static int accept_one(struct scif_endpt *lep, int link, struct scif_endpt **out)
 {
@@ -528,10 +562,7 @@ static int accept_one(struct scif_endpt *lep, int link, struct scif_endpt **out)
 	int fds[SCIF_LINK_MAX_FDS], nfds = SCIF_LINK_MAX_FDS;
 	int ret;
 
-	ret = scif__fab.ops->peer_allowed(&scif__fab, link);
-	if (ret)
-		goto reject;
-	ret = link_read(link, &m, fds, &nfds, HANDSHAKE_STEP_MS);
+	ret = link_read(link, &m, fds, &nfds, 0);
 	if (ret)
 		goto drop;
 	if (m.op != SCIF_CNCT_REQ || m.src.node > scif__fab.max_node ||
@@ -559,16 +590,13 @@ static int accept_one(struct scif_endpt *lep, int link, struct scif_endpt **out)
 			conn_send_simple(ep->link, SCIF_CNCT_REJ, ep, ENOMEM);
 		goto fail;
 	}
-	ret = conn_send_qp(ep, SCIF_CNCT_GNT, &m.src);
+	ret = scif__epd_publish(ep);
 	if (ret)
 		goto fail;
-	nfds = 0;
-	ret = link_read(ep->link, &m, NULL, &nfds, HANDSHAKE_STEP_MS);
-	if (ret || m.op != SCIF_CNCT_GNTACK)
-		goto fail;
-	ret = scif__epd_publish(ep);
+	/* Watched and CONNECTED before the GNT lets the connector talk. */
+	ret = conn_established(ep);
 	if (!ret)
-		ret = conn_established(ep);
+		ret = conn_send_qp(ep, SCIF_CNCT_GNT, &m.src);
 	if (ret)
 		goto fail_published;
 	ep->own_fd = 0;
@@ -592,7 +620,7 @@ int scif__conn_accept(struct scif_endpt *lep, struct scif_portID *peer, scif_epd
 {
 	struct scif_ep_shared *sh = lep->sh;
 	struct scif_endpt *ep;
-	int ret, link;
+	int ret, i;
 
 	if (flags & ~SCIF_ACCEPT_SYNC)
 		return -EINVAL;
@@ -609,22 +637,22 @@ int scif__conn_accept(struct scif_endpt *lep, struct scif_portID *peer, scif_epd
 			ret = -EINTR;
 			break;
 		}
-		link = listen_head(lep) ? listen_take(lep) : -EAGAIN;
-		if (link >= 0) {
-			ret = accept_one(lep, link, &ep);
+		i = listen_scan(lep);
+		if (i >= 0) {
+			ret = accept_one(lep, pend_remove(lep, i), &ep);
 			if (ret == -EAGAIN)
 				continue;
 			if (ret)
 				break;
 			*newepd = ep->fd;
 			*peer = ep->sh->peer;
-			ret = 0;
 			break;
 		}
-		if (link != -EAGAIN || !(flags & SCIF_ACCEPT_SYNC)) {
-			ret = link;
+		if (!(flags & SCIF_ACCEPT_SYNC)) {
+			ret = -EAGAIN;
 			break;
 		}
+		/* Sleep until the descriptor shows a pending request (the monitor keeps it so). */
 		listen_sync(lep);
 		listen_unlock(lep);
 		ret = scif__msg_wait(lep, lep->lfd, POLLIN, -1);
@@ -669,8 +697,15 @@ void scif__conn_disconnect(struct scif_endpt *ep)
 	sh->junked = 0;
 	shutdown(ep->bell, SHUT_RDWR);
 	__atomic_store_n(&sh->state, SCIFEP_DISCONNECTED, __ATOMIC_RELEASE);
-	scif__rma_disconnected(ep);
+	scif__epd_wake(ep);
 	scif__port_put(port);
+}
+
+void scif__conn_closing(struct scif_endpt *ep)
+{
+	scif__monitor_unwatch(ep->link);
+	scif__monitor_unwatch(ep->peer_bell);
+	scif__monitor_unwatch(ep->lfd);
 }
 
 void scif__conn_teardown(struct scif_endpt *ep)
@@ -689,11 +724,13 @@ void scif__conn_teardown(struct scif_endpt *ep)
 		close(ep->link);
 	if (ep->lfd >= 0)
 		close(ep->lfd);
-	if (ep->held >= 0)
-		close(ep->held);
+	while (ep->npend > 0) /* refused at once: the connectors see the hang-up */
+		close(pend_remove(ep, ep->npend - 1));
+	free(ep->pend);
+	ep->pend = NULL;
 	if (ep->wake_fd >= 0)
 		close(ep->wake_fd);
-	ep->fd = ep->bell = ep->peer_bell = ep->link = ep->lfd = ep->wake_fd = ep->held = -1;
+	ep->fd = ep->bell = ep->peer_bell = ep->link = ep->lfd = ep->wake_fd = -1;
 	if (ep->theirs.addr || ep->theirs.fd >= 0)
 		scif__fab.ops->region_destroy(&ep->theirs);
 	if (ep->mine.addr || ep->mine.fd >= 0)

@@ -151,6 +151,9 @@ static void mon_rewatch_one(struct scif_endpt *ep)
 	switch (scif__epd_state(ep)) {
 	case SCIFEP_LISTENING:
 		mon_ctl_set(ep->lfd, mon_key(ep, SCIF_WATCH_LISTEN), EPOLLIN | EPOLLET);
+		for (int i = 0; i < ep->npend; i++) /* requests it holds (see nodeqp.c) */
+			mon_ctl_set(ep->pend[i].link, mon_key(ep, SCIF_WATCH_LISTEN),
+				    EPOLLIN | EPOLLRDHUP | EPOLLET);
 		break;
 	case SCIFEP_CONNECTING:
 		mon_ctl_set(ep->link, mon_key(ep, SCIF_WATCH_LINK), EPOLLIN | EPOLLRDHUP);

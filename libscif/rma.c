@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "atomic.h"
@@ -29,6 +30,7 @@
 
 struct scif_req {
 	uint32_t tag;
+	uint16_t op;
 	int done;
 	struct scif_ctl_msg reply;
 	struct scif_req *next;
@@ -91,10 +93,30 @@ int scif__ctl_send(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd)
 	return ret == -ECONNRESET || ret == -EPIPE ? -ECONNRESET : ret;
 }
 
+/*
+ * How long the peer may take to answer a request (SCIF_REQ_TIMEOUT_MS, default 10 s, the
+ * node-alive limit Intel's driver used). A fence wait may legitimately take long: it gets
+ * ETIMEDOUT like Intel's; any other silent request means the peer is broken, and costs it
+ * the connection.
+ */
+static uint64_t req_timeout_ns(void)
+{
+	static uint64_t ns;
+
+	if (!scif__read_once(&ns)) {
+		const char *v = getenv("SCIF_REQ_TIMEOUT_MS");
+		unsigned long ms = v && *v ? strtoul(v, NULL, 0) : 0;
+
+		scif__write_once(&ns, (ms ? (uint64_t)ms : 10000u) * 1000000u);
+	}
+	return ns;
+}
+
 int scif__ctl_call(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd,
 		   struct scif_ctl_msg *reply)
 {
-	struct scif_req req = { 0 };
+	struct scif_req req = { .op = m->op };
+	uint64_t deadline;
 	int ret;
 
 	pthread_mutex_lock(&ep->req_lock);
@@ -104,13 +126,29 @@ int scif__ctl_call(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd,
 	pthread_mutex_unlock(&ep->req_lock);
 	m->tag = req.tag;
 	ret = scif__ctl_send(ep, m, fd);
+	deadline = scif__now_ns() + req_timeout_ns();
 	pthread_mutex_lock(&ep->req_lock);
+	/* Woken by the reply (monitor), or by scif__epd_wake (disconnect, close). */
 	while (!ret && !req.done) {
-		if (scif__epd_state(ep) != SCIFEP_CONNECTED) {
+		uint64_t now = scif__now_ns();
+		struct timespec ts;
+
+		if (scif__load_acquire(&ep->closing))
+			ret = -EINTR;
+		else if (scif__epd_state(ep) != SCIFEP_CONNECTED)
 			ret = -ECONNRESET;
+		else if (now >= deadline)
+			ret = -ETIMEDOUT;
+		if (ret)
 			break;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (time_t)((deadline - now) / 1000000000u);
+		ts.tv_nsec += (long)((deadline - now) % 1000000000u);
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
 		}
-		pthread_cond_wait(&ep->req_cond, &ep->req_lock);
+		pthread_cond_timedwait(&ep->req_cond, &ep->req_lock, &ts);
 	}
 	for (struct scif_req **pp = &ep->reqs; *pp; pp = &(*pp)->next)
 		if (*pp == &req) {
@@ -118,11 +156,16 @@ int scif__ctl_call(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd,
 			break;
 		}
 	pthread_mutex_unlock(&ep->req_lock);
+	if (ret == -ETIMEDOUT && m->op != SCIF_WAIT) {
+		scif_warn("endpoint %d: peer did not answer request %u in time", ep->fd, m->op);
+		scif__conn_disconnect(ep);
+		ret = -ECONNRESET;
+	}
 	if (ret)
 		return ret;
 	if (reply)
 		*reply = req.reply;
-	return -req.reply.err;
+	return -req.reply.err; /* one of the errnos ctl_reply_in lets through for the op */
 }
 
 static void ctl_reply(struct scif_endpt *ep, uint32_t tag, int err, uint64_t p0)
@@ -381,6 +424,8 @@ static int dma_wait(struct scif_endpt *ep, uint32_t id, int intr)
 			return 0;
 		if (scif__epd_state(ep) != SCIFEP_CONNECTED)
 			return -ECONNRESET;
+		if (intr && scif__load_acquire(&ep->closing))
+			return -EINTR;
 		ret = scif__futex_wait(&ep->dma_done, done, 100000000);
 		if (ret == -EINTR && intr)
 			return ret;
@@ -397,23 +442,21 @@ static void rma_once(void)
 void scif__rma_ep_init(struct scif_endpt *ep)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_condattr_t ca;
 
 	pthread_once(&once, rma_once);
+
 	scif__ras_init(&ep->ras);
 	pthread_mutex_init(&ep->req_lock, NULL);
-	pthread_cond_init(&ep->req_cond, NULL);
+	/* Request deadlines are on the monotonic clock. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ep->req_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	ep->reqs = NULL;
 	ep->next_tag = 0;
 	ep->dma_issued = ep->dma_done = ep->max_mark = ep->max_peer_mark = 0;
 	ep->peer_waits = NULL;
-}
-
-void scif__rma_disconnected(struct scif_endpt *ep)
-{
-	pthread_mutex_lock(&ep->req_lock);
-	pthread_cond_broadcast(&ep->req_cond);
-	pthread_mutex_unlock(&ep->req_lock);
-	scif__futex_wake_all(&ep->dma_done);
 }
 
 void scif__rma_ep_fini(struct scif_endpt *ep)
@@ -862,6 +905,11 @@ static int ctl_register(struct scif_endpt *ep, const struct scif_ctl_msg *m, int
 	struct stat st;
 	int err = 0, seals;
 
+	/* Our descriptor table is full: the window's memfd was lost on the way (MSG_CTRUNC). */
+	if (nfds < 0) {
+		ctl_reply(ep, m->tag, ENOMEM, 0);
+		return 0;
+	}
 	/* Everything about the window is the peer's word: check it all. */
 	if (nfds != 1 || !len || (off | len | foff) & (4096 - 1) || off >= SCIF_RAS_END ||
 	    len > SCIF_RAS_END - off || (prot & ~3ULL) || foff > (uint64_t)INT64_MAX - len)
@@ -890,6 +938,14 @@ static int ctl_register(struct scif_endpt *ep, const struct scif_ctl_msg *m, int
 		}
 	}
 	if (!err) {
+		/*
+		 * Our mapping is all we need (scif_mmap remaps it): the descriptor goes, so the
+		 * peer's windows cost us none. hugetlbfs mappings cannot be remapped: keep it.
+		 */
+		if (st.st_blksize <= 4096) {
+			close(fds[0]);
+			w->fd = -1;
+		}
 		fds[0] = -1;
 		pthread_rwlock_wrlock(&ep->ras.lock);
 		for (struct scif_window *x = ep->ras.remote; x; x = x->next)
@@ -925,12 +981,29 @@ static int ctl_unregister(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 	return 0;
 }
 
+/* Whether the windows of @list (live or unregistered) cover [a, b) without a gap. */
+static int ras_covers(const struct scif_window *list, uint64_t a, uint64_t b)
+{
+	for (const struct scif_window *w = list; w && a < b; w = w->next)
+		if (w->offset <= a && a < w->offset + w->len)
+			a = w->offset + w->len;
+	return a >= b;
+}
+
+/*
+ * The peer mapped [a, b) of our windows (delta 1) or unmapped it (-1). A mapping is counted
+ * only if our windows still cover the range: a window unregistered to the end refuses it
+ * (ENXIO), so the peer's scif_mmap fails rather than hold pages we consider free.
+ */
 static int ctl_map_ref(struct scif_endpt *ep, const struct scif_ctl_msg *m, int delta)
 {
 	uint64_t a = m->payload[0], b = a + m->payload[1];
+	int err = 0;
 
 	pthread_rwlock_wrlock(&ep->ras.lock);
-	for (struct scif_window **pp = &ep->ras.self; *pp;) {
+	if (delta > 0 && (b <= a || !ras_covers(ep->ras.self, a, b)))
+		err = ENXIO;
+	for (struct scif_window **pp = &ep->ras.self; !err && *pp;) {
 		struct scif_window *w = *pp;
 
 		if (w->offset < b && a < w->offset + w->len) {
@@ -947,6 +1020,7 @@ static int ctl_map_ref(struct scif_endpt *ep, const struct scif_ctl_msg *m, int 
 		pp = &w->next;
 	}
 	pthread_rwlock_unlock(&ep->ras.lock);
+	ctl_reply(ep, m->tag, err, 0);
 	return 0;
 }
 
@@ -997,18 +1071,44 @@ static int ctl_sig(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 	return 0;
 }
 
+/*
+ * The errnos an honest peer can answer each request with; the caller returns them as they
+ * are, so anything else (a negative number, an errno the call may not return) is a lie
+ * that costs the peer the connection.
+ */
+static int reply_err_valid(uint16_t op, int32_t err)
+{
+	switch (op) {
+	case SCIF_REGISTER:
+		return err == 0 || err == ENOMEM || err == EAGAIN;
+	case SCIF_MAP_REF:
+		return err == 0 || err == ENXIO;
+	case SCIF_WAIT:
+		return err == 0 || err == ENOMEM;
+	default: /* UNREGISTER, MAP_UNREF, MARK */
+		return err == 0;
+	}
+}
+
 static int ctl_reply_in(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 {
+	int ret = 0;
+
 	pthread_mutex_lock(&ep->req_lock);
+	/* A reply nobody waits for answers a request that timed out or was interrupted. */
 	for (struct scif_req *r = ep->reqs; r; r = r->next)
 		if (r->tag == m->tag) {
+			if (!reply_err_valid(r->op, m->err)) {
+				ret = -EPROTO;
+				break;
+			}
 			r->reply = *m;
 			r->done = 1;
 			pthread_cond_broadcast(&ep->req_cond);
 			break;
 		}
 	pthread_mutex_unlock(&ep->req_lock);
-	return 0;
+	return ret;
 }
 
 int scif__rma_ctl(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds)

@@ -70,7 +70,9 @@ struct scif_fabric {
  *                 copy to and from that process's memory directly (same host, same user),
  *                 else 0. Single-copy transfers (bulk.c) are used only where it says so.
  * @link_send:     send one control message with up to SCIF_LINK_MAX_FDS handles.
- * @link_recv:     receive one control message; returns its length, 0 on hang-up, -EAGAIN.
+ * @link_recv:     receive one control message; returns its length, 0 on hang-up, -EAGAIN;
+ *                 handles in @fds (*@nfds of them), or *@nfds = -1 if they were lost
+ *                 because this process has no descriptor left for them.
  * @region_create: allocate @len bytes of memory the peer can map.
  * @region_import: map a region the peer sent; validates that it is exactly @len long and
  *                 cannot change size.

@@ -321,12 +321,15 @@ static int local_link_recv(int link, void *msg, size_t len, int *fds, int *nfds)
 				close(tmp[i]);
 		}
 	}
-	/* A truncated message or control block is a protocol error: drop what came with it. */
-	bad = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
-	if (bad) {
+	/*
+	 * A truncated message is a protocol error. A truncated control block (our descriptor
+	 * table is full) is not the peer's fault: the message stands, with *nfds = -1.
+	 */
+	bad = (mh.msg_flags & MSG_TRUNC) != 0;
+	if (bad || (mh.msg_flags & MSG_CTRUNC)) {
 		for (int i = 0; i < got; i++)
 			close(fds[i]);
-		got = 0;
+		got = bad ? 0 : -1;
 	}
 	if (nfds)
 		*nfds = got;

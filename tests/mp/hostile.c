@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * hostile.c - a peer that speaks libscif's local-fabric wire protocol but lies: garbage or
- * truncated control messages, regions that can shrink, impossible ring sizes, and after a
- * correct handshake, ring indices no honest sender would publish.
+ * truncated control messages, regions that can shrink, impossible ring sizes, silence after
+ * connecting, and after a correct handshake, ring indices no honest sender would publish and
+ * answers to requests that no honest peer would give (or none at all).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -140,8 +141,6 @@ static int hostile_bulk(int link, struct scif_ctl_msg *m, int bell, const char *
 		return 4;
 	theirs = mmap(NULL, SCIF_QP_HDR_SIZE + g.ring_size, PROT_READ | PROT_WRITE, MAP_SHARED,
 		      fds[0], 0);
-	m->op = SCIF_CNCT_GNTACK;
-	send_fds(link, m, sizeof(*m), NULL, 0);
 	if (!strcmp(kind, "claim")) {
 		uint64_t seq = wait_word(&mine->bulk_offer.seq);
 
@@ -177,6 +176,46 @@ stay:;
 
 	poll(&p, 1, 5000);
 	return 0;
+}
+
+/*
+ * Lies in answers to the victim's requests, after an honest handshake:
+ *   reply-err:<n>  answer every request (registration, fence mark, ...) with error n
+ *   reply-none     never answer
+ * Stays until the victim hangs up (or 30 s). Exit 0 if at least one request came.
+ */
+static int hostile_reply(int link, struct scif_ctl_msg *m, int bell, const char *kind)
+{
+	struct scif_ctl_msg g, r;
+	void *mine;
+	int fds[4], got = 0;
+
+	fds[0] = make_region(m->ring_size, 1, &mine, 0);
+	fds[1] = bell;
+	if (send_fds(link, m, sizeof(*m), fds, 2))
+		return 3;
+	if (recv_fds(link, &g, sizeof(g), fds, 4) != 2 || g.op != SCIF_CNCT_GNT)
+		return 4;
+	for (;;) {
+		struct pollfd p = { .fd = link, .events = POLLIN };
+		int n;
+
+		if (poll(&p, 1, 30000) != 1)
+			return 5;
+		n = recv_fds(link, &r, sizeof(r), fds, 4);
+		if (n < 0)
+			return got ? 0 : 6;
+		for (int i = 0; i < n; i++)
+			close(fds[i]);
+		if (r.magic != SCIF_CTL_MAGIC || r.op == SCIF_REPLY || r.op == SCIF_SIG)
+			continue;
+		got = 1;
+		if (strncmp(kind, "reply-err:", 10))
+			continue; /* reply-none */
+		r.err = (int32_t)strtol(kind + 10, NULL, 0);
+		r.op = SCIF_REPLY;
+		send_fds(link, &r, sizeof(r), NULL, 0);
+	}
 }
 
 int hostile_run(uint16_t node, uint16_t port, const char *kind)
@@ -227,14 +266,20 @@ int hostile_run(uint16_t node, uint16_t port, const char *kind)
 			return 4;
 		theirs = mmap(NULL, SCIF_QP_HDR_SIZE + g.ring_size, PROT_READ | PROT_WRITE,
 			      MAP_SHARED, fds[0], 0);
-		/* Lie before the ack, so the victim sees it from its first call on. */
+		/* Lie at once, so the victim sees it from its first call on. */
 		if (!strcmp(kind, "widx"))
 			theirs->in_widx = (uint64_t)g.ring_size * 5 + 3;
 		else
 			theirs->out_ridx = 1u << 30;
-		m.op = SCIF_CNCT_GNTACK;
-		send_fds(link, &m, sizeof(m), NULL, 0);
 		send(fds[1], "x", 1, MSG_NOSIGNAL);
+	} else if (!strncmp(kind, "reply-", 6)) {
+		return hostile_reply(link, &m, sv[1], kind);
+	} else if (!strcmp(kind, "silent")) {
+		/* Connected, and never a word: the listener must not wait for us. */
+		struct pollfd p = { .fd = link, .events = POLLIN };
+
+		poll(&p, 1, 5000);
+		return 0;
 	} else if (!strncmp(kind, "offer-", 6) || !strcmp(kind, "claim")) {
 		return hostile_bulk(link, &m, sv[1], kind);
 	} else {

@@ -229,3 +229,171 @@ Test(regress, registration_keeps_memory_advice)
 	scif_close(a);
 	scif_close(b);
 }
+
+/* ---- hardening (issue 9) ------------------------------------------------------------------ */
+
+struct reg_loop {
+	scif_epd_t ep;
+	void *buf;
+	int err, rounds;
+};
+
+static void *register_loop(void *arg)
+{
+	struct reg_loop *r = arg;
+
+	for (;;) {
+		off_t off = scif_register(r->ep, r->buf, 64 << 10, 0, SCIF_PROT_READ, 0);
+
+		if (off < 0 || scif_unregister(r->ep, off, 64 << 10)) {
+			r->err = errno;
+			return NULL;
+		}
+		r->rounds++;
+	}
+}
+
+/* scif_close returns while another thread is inside scif_register, which then fails cleanly. */
+Test(regress, close_while_registering, .timeout = 60)
+{
+	void *buf;
+
+	cr_assert_eq(posix_memalign(&buf, 4096, 64 << 10), 0);
+	for (int i = 0; i < 20; i++) {
+		struct reg_loop r = { .buf = buf };
+		scif_epd_t b;
+		pthread_t th;
+
+		test_pair(&r.ep, &b, NULL);
+		cr_assert_eq(pthread_create(&th, NULL, register_loop, &r), 0);
+		usleep(1000 + (unsigned)i * 300);
+		cr_assert_eq(scif_close(r.ep), 0);
+		pthread_join(th, NULL);
+		cr_expect(r.err == EINTR || r.err == EBADF || r.err == ENOTTY || r.err == ECONNRESET,
+			  "round %d: register/unregister failed with %s", i, strerror(r.err));
+		scif_close(b);
+	}
+	free(buf);
+}
+
+/* Accept the hostile peer of @kind; the connection it then ruins. */
+static scif_epd_t hostile_conn(const char *kind, scif_epd_t *lep, pid_t *pid)
+{
+	char a[16];
+	uint16_t port = test_port();
+	char *args[] = { "hostile", "0", test_num(a, port), (char *)kind, NULL };
+
+	*lep = test_listener(port, 4);
+	*pid = test_spawn_peer(1, args);
+	return accept_from(*lep, *pid, 10000);
+}
+
+/* Whatever error a peer answers a request with, the call returns an errno the spec allows. */
+static void lying_reply(const char *kind)
+{
+	scif_epd_t lep, ep;
+	pid_t pid;
+	void *buf = NULL;
+	int mark;
+
+	cr_assert_eq(posix_memalign(&buf, 4096, 4096), 0);
+	ep = hostile_conn(kind, &lep, &pid);
+	errno = 0;
+	cr_expect_eq(scif_register(ep, buf, 4096, 0, SCIF_PROT_READ, 0), SCIF_REGISTER_FAILED,
+		     "%s: a registration the peer refused succeeded", kind);
+	cr_expect_eq(errno, ECONNRESET, "%s: register: %s", kind, strerror(errno));
+	scif_close(ep);
+	cr_expect_eq(test_wait(pid), 0, "hostile peer saw no request");
+
+	ep = hostile_conn(kind, &lep, &pid);
+	errno = 0;
+	cr_expect_eq(scif_fence_mark(ep, SCIF_FENCE_INIT_PEER, &mark), -1, "%s: mark", kind);
+	cr_expect_eq(errno, ECONNRESET, "%s: fence_mark: %s", kind, strerror(errno));
+	scif_close(ep);
+	scif_close(lep);
+	cr_expect_eq(test_wait(pid), 0);
+	free(buf);
+}
+
+Test(regress, peer_reply_negative_error) { lying_reply("reply-err:-1000"); }
+Test(regress, peer_reply_int_min_error) { lying_reply("reply-err:-2147483648"); }
+Test(regress, peer_reply_unlisted_error) { lying_reply("reply-err:22"); }
+Test(regress, peer_reply_huge_error) { lying_reply("reply-err:1000"); }
+
+/* A peer that never answers costs itself the connection after SCIF_REQ_TIMEOUT_MS. */
+Test(regress, peer_never_replies, .timeout = 60)
+{
+	setenv("SCIF_REQ_TIMEOUT_MS", "300", 1);
+	lying_reply("reply-none");
+}
+
+/* Silent connection requests never make a non-blocking accept wait, nor refuse others. */
+Test(regress, silent_requests_do_not_stall_accept, .timeout = 60)
+{
+	uint16_t port = test_port();
+	scif_epd_t lep = test_listener(port, 8), ep;
+	struct scif_portID peer;
+	pid_t silent[4], pid;
+	char a[16];
+	char *args[] = { "hostile", "0", test_num(a, port), "silent", NULL };
+	uint64_t t0;
+
+	for (int i = 0; i < 4; i++)
+		silent[i] = test_spawn_peer(1, args);
+	usleep(300000); /* they connect at once, then say nothing */
+	t0 = test_now_ms();
+	errno = 0;
+	cr_expect_eq(scif_accept(lep, &peer, &ep, 0), -1);
+	cr_expect_eq(errno, EAGAIN);
+	cr_expect_lt(test_now_ms() - t0, 500, "non-blocking accept waited %llu ms",
+		     (unsigned long long)(test_now_ms() - t0));
+	pid = spawn("connect-close", port, "1");
+	ep = accept_from(lep, pid, 5000);
+	cr_expect_eq(test_wait(pid), 0);
+	scif_close(ep);
+	for (int i = 0; i < 4; i++) {
+		kill(silent[i], SIGKILL);
+		test_wait(silent[i]);
+	}
+	scif_close(lep);
+}
+
+/* Every connection that completed is accepted, even when the connector closed at once. */
+Test(regress, connect_then_close_all_accepted, .timeout = 120)
+{
+	const int rounds = 1000;
+	uint16_t port = test_port();
+	scif_epd_t lep = test_listener(port, 16);
+	pid_t pid = spawn("connect-close", port, "1000");
+
+	for (int i = 0; i < rounds; i++) {
+		scif_epd_t ep = accept_from(lep, pid, 5000);
+		char c;
+
+		/* It reads as closed: nothing to receive, then ECONNRESET. */
+		errno = 0;
+		while (scif_recv(ep, &c, 1, SCIF_RECV_BLOCK) == 1)
+			;
+		cr_expect_eq(errno, ECONNRESET, "round %d: %s", i, strerror(errno));
+		scif_close(ep);
+	}
+	cr_expect_eq(test_wait(pid), 0);
+	scif_close(lep);
+}
+
+/* Small contract points: scif_get_fd of a negative descriptor, scif_poll of a closed one. */
+Test(regress, get_fd_and_poll_closed)
+{
+	scif_epd_t a, b;
+	struct scif_pollepd p;
+
+	errno = 0;
+	cr_expect_eq(scif_get_fd(-1), -1);
+	cr_expect_eq(errno, EINVAL);
+	test_pair(&a, &b, NULL);
+	cr_assert_eq(scif_close(a), 0);
+	p = (struct scif_pollepd){ .epd = a, .events = POLLIN };
+	cr_expect_eq(scif_poll(&p, 1, 0), 1);
+	cr_expect_eq(p.revents, POLLNVAL);
+	scif_close(b);
+}
