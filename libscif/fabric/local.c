@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * fabric/local.c - all SCIF nodes as processes of one OS instance. Ports and links are
- * abstract Unix sockets (the kernel frees them with the process), regions are sealed memfds
- * passed over the link, doorbells are bytes on a socketpair. Needs no daemon or privilege.
+ * fabric/local.c - all SCIF nodes as processes of one OS instance. Ports are locked files and
+ * links Unix sockets in a directory only the trust domain can enter (the kernel drops the
+ * locks with the process), regions are sealed memfds passed over the link, doorbells are
+ * bytes on a socketpair. Needs no daemon or privilege.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -25,19 +27,29 @@
 #define LOCAL_JUNK_SNDBUF 4096
 
 /*
- * Names live in the abstract namespace: "\0scif/<domain>/n<node>/<kind><port>". The kernel
- * removes a name when its socket is closed, so a killed process leaves nothing behind.
+ * Names are files in the trust domain's directory (local_dir, see local_domain_dir):
+ *   <dir>/n<node>.p<port>        a port: held by an flock on this file
+ *   <dir>/n<node>.l<port>        listen socket of a listening endpoint
+ *   <dir>/admin/n<node>.[pl]<port>   the same for privileged ports (< SCIF_ADMIN_PORT_END)
+ * Only the domain's members can enter the directory, so no other user can take, block or
+ * impersonate a name of ours, and only root can create names under admin/. The kernel drops
+ * an flock with its last descriptor, so a killed process leaves no port held; a listen socket
+ * file it leaves behind refuses connections (ECONNREFUSED) until the port's next holder
+ * replaces it.
  */
+static char local_dir[80];
+
 static socklen_t local_name(const struct scif_fabric *fab, struct sockaddr_un *sa, char kind,
 			    uint16_t node, uint16_t port)
 {
 	int n;
 
+	(void)fab;
 	memset(sa, 0, sizeof(*sa));
 	sa->sun_family = AF_UNIX;
-	n = snprintf(sa->sun_path + 1, sizeof(sa->sun_path) - 1, "scif/%s/n%u/%c%u", fab->domain,
-		     node, kind, port);
-	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+	n = snprintf(sa->sun_path, sizeof(sa->sun_path), "%s/%sn%u.%c%u", local_dir,
+		     port < SCIF_ADMIN_PORT_END ? "admin/" : "", node, kind, port);
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n + 1);
 }
 
 static int env_uint(const char *name, unsigned long max, unsigned long dflt, unsigned long *out)
@@ -106,6 +118,59 @@ static int local_domain(struct scif_fabric *fab)
 	return 0;
 }
 
+/*
+ * Make (or check) a directory that only the domain can use: a user domain's is the user's,
+ * mode 0700; a group domain's carries the group, mode 3770 (setgid, so names inherit the
+ * group; sticky, so members cannot remove each other's names); root's is root's. A directory
+ * that is a link, or whose owner, group or mode allow anyone else in, is refused.
+ */
+static int local_private_dir(const char *path, const struct scif_fabric *fab, int admin)
+{
+	mode_t mode = admin ? 0755 : fab->share_gid != (gid_t)-1 ? 03770 : 0700;
+	struct stat st;
+
+	if (mkdir(path, 0700) == 0) {
+		if ((!admin && fab->share_gid != (gid_t)-1 && chown(path, (uid_t)-1, fab->share_gid)) ||
+		    chmod(path, mode))
+			return -errno;
+	} else if (errno != EEXIST) {
+		return -errno;
+	}
+	if (lstat(path, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode) || (st.st_mode & 07777) != mode)
+		return -EACCES;
+	if (admin)
+		return st.st_uid == 0 ? 0 : -EACCES;
+	if (fab->share_gid != (gid_t)-1)
+		return st.st_gid == fab->share_gid ? 0 : -EACCES;
+	return st.st_uid == geteuid() ? 0 : -EACCES;
+}
+
+/*
+ * The domain's directory: $SCIF_RUN_DIR/scif-<domain>, or /tmp/scif-<domain> (the same path
+ * for every process of the domain, whoever it runs as). Root also makes admin/ in it.
+ */
+static int local_domain_dir(const struct scif_fabric *fab)
+{
+	const char *base = getenv("SCIF_RUN_DIR");
+	char admin[sizeof(local_dir) + 8];
+	int n, ret;
+
+	if (!base || !*base)
+		base = "/tmp";
+	n = snprintf(local_dir, sizeof(local_dir), "%s/scif-%s", base, fab->domain);
+	/* The longest name (admin/n65535.l65535) must fit a socket address. */
+	if (n < 0 || (size_t)n >= sizeof(local_dir) ||
+	    (size_t)n + 20 >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return -ENAMETOOLONG;
+	ret = local_private_dir(local_dir, fab, 0);
+	if (ret || geteuid() != 0)
+		return ret;
+	snprintf(admin, sizeof(admin), "%s/admin", local_dir);
+	return local_private_dir(admin, fab, 1);
+}
+
 static int local_attach(struct scif_fabric *fab)
 {
 	unsigned long nodes, self;
@@ -119,6 +184,8 @@ static int local_attach(struct scif_fabric *fab)
 	if (ret || self >= nodes)
 		return -ENXIO;
 	ret = local_domain(fab);
+	if (!ret)
+		ret = local_domain_dir(fab);
 	if (ret)
 		return -ENXIO;
 	fab->self = (uint16_t)self;
@@ -137,16 +204,18 @@ static int local_socket(int type)
 static int local_port_reserve(struct scif_fabric *fab, uint16_t port)
 {
 	struct sockaddr_un sa;
-	socklen_t len = local_name(fab, &sa, 'p', fab->self, port);
-	int fd = local_socket(SOCK_SEQPACKET);
+	int fd;
 
+	local_name(fab, &sa, 'p', fab->self, port);
+	fd = open(sa.sun_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+		  fab->share_gid != (gid_t)-1 ? 0660 : 0600);
 	if (fd < 0)
-		return fd;
-	if (bind(fd, (struct sockaddr *)&sa, len) < 0) {
+		return errno == EACCES || errno == ENOENT ? -EACCES : -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		int err = errno;
 
 		close(fd);
-		return -err;
+		return err == EWOULDBLOCK ? -EADDRINUSE : -err;
 	}
 	return fd;
 }
@@ -160,8 +229,12 @@ static int local_listen(struct scif_fabric *fab, uint16_t port, int backlog)
 
 	if (fd < 0)
 		return fd;
+	/* We hold the port: a socket file left there is a dead holder's. */
+	unlink(sa.sun_path);
 	/* The kernel admits backlog + 1 pending links; SCIF admits exactly backlog. */
-	if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, backlog - 1) < 0) {
+	if (bind(fd, (struct sockaddr *)&sa, len) < 0 ||
+	    chmod(sa.sun_path, fab->share_gid != (gid_t)-1 ? 0660 : 0600) < 0 ||
+	    listen(fd, backlog - 1) < 0) {
 		err = errno;
 		close(fd);
 		return err == EADDRINUSE ? -EADDRINUSE : -err;
@@ -183,8 +256,8 @@ static int local_connect(struct scif_fabric *fab, int holder, const struct scif_
 		return fd;
 	err = errno;
 	close(fd);
-	/* No listener, or its backlog is full: SCIF refuses at once in both cases. */
-	if (err == ECONNREFUSED || err == ENOENT || err == EAGAIN)
+	/* No listener (or a dead one's name), or its backlog is full: SCIF refuses at once. */
+	if (err == ECONNREFUSED || err == ENOENT || err == EAGAIN || err == EACCES)
 		return -ECONNREFUSED;
 	return -err;
 }

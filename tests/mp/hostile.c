@@ -25,8 +25,9 @@ static int raw_connect(uint16_t node, uint16_t port)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-	int n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "scif/u%u/n%u/l%u",
-			 (unsigned)geteuid(), node, port);
+	const char *base = getenv("SCIF_RUN_DIR");
+	int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/scif-u%u/n%u.l%u",
+			 base && *base ? base : "/tmp", (unsigned)geteuid(), node, port);
 
 	for (int i = 0; i < 5000; i++) {
 		if (connect(fd, (struct sockaddr *)&sa,

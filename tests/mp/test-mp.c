@@ -21,37 +21,42 @@ static int count_fds(void)
 }
 
 /*
- * Abstract socket names of this user's SCIF domain held by this process (the fabric's port
- * and listen table as far as we are concerned; other processes may use the domain too).
+ * Names of this user's SCIF domain held by this process: port files it holds locked and
+ * listen sockets bound in the domain's directory (the fabric's port and listen table as far
+ * as we are concerned; other processes may use the domain too).
  */
 static int count_scif_names(void)
 {
 	unsigned long inodes[4096];
 	int ninodes = 0, n = 0;
-	char line[512], pat[64], path[320], link[64];
+	char line[512], dir[128], path[320], link[256];
+	const char *base = getenv("SCIF_RUN_DIR");
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *e;
 	FILE *f;
 
+	snprintf(dir, sizeof(dir), "%s/scif-u%u/", base && *base ? base : "/tmp",
+		 (unsigned)geteuid());
 	while (d && (e = readdir(d)) && ninodes < 4096) {
 		ssize_t k;
 
 		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
 		k = readlink(path, link, sizeof(link) - 1);
-		if (k > 0) {
-			link[k] = 0;
-			if (sscanf(link, "socket:[%lu]", &inodes[ninodes]) == 1)
-				ninodes++;
-		}
+		if (k <= 0)
+			continue;
+		link[k] = 0;
+		if (sscanf(link, "socket:[%lu]", &inodes[ninodes]) == 1)
+			ninodes++;
+		else if (!strncmp(link, dir, strlen(dir)))
+			n++; /* a port held */
 	}
 	if (d)
 		closedir(d);
-	snprintf(pat, sizeof(pat), "@scif/u%u/", (unsigned)geteuid());
 	f = fopen("/proc/net/unix", "re");
 	while (f && fgets(line, sizeof(line), f)) {
 		unsigned long ino;
 
-		if (!strstr(line, pat) || sscanf(line, "%*s %*s %*s %*s %*s %*s %lu", &ino) != 1)
+		if (!strstr(line, dir) || sscanf(line, "%*s %*s %*s %*s %*s %*s %lu", &ino) != 1)
 			continue;
 		for (int i = 0; i < ninodes; i++)
 			if (inodes[i] == ino) {

@@ -7,7 +7,10 @@
  * registration, replies and silence from a lying peer, silent connection requests.
  * Node 0 is this process; the card side is tests/mp/scif-peer (peer-compat.c, hostile.c).
  */
+#include <grp.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "common.h"
 
@@ -396,4 +399,59 @@ Test(regress, get_fd_and_poll_closed)
 	cr_expect_eq(scif_poll(&p, 1, 0), 1);
 	cr_expect_eq(p.revents, POLLNVAL);
 	scif_close(b);
+}
+
+/*
+ * Another Unix user can neither take nor block our port names, nor hold a privileged port's
+ * name: the domain's directory is closed to it (needs root, to be another user at all).
+ */
+Test(regress, other_user_cannot_take_our_ports, .timeout = 30)
+{
+	uint16_t port = test_port();
+	const char *base = getenv("SCIF_RUN_DIR");
+	char dir[64], name[192];
+	int sync[2], st;
+	scif_epd_t ep;
+	pid_t pid;
+	char c;
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to act as another user");
+	ep = scif_open(); /* attaches: the domain's directory exists now */
+	cr_assert_geq(ep, 0);
+	snprintf(dir, sizeof(dir), "%s/scif-u0", base && *base ? base : "/tmp");
+	cr_assert_eq(pipe(sync), 0);
+	pid = fork();
+	if (pid == 0) {
+		/* As nobody: every way to squat a name of root's domain must fail. */
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		int s = socket(AF_UNIX, SOCK_SEQPACKET, 0), bad = 0;
+
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
+			_exit(10);
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/n0.l%u", dir, port);
+		bad |= bind(s, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/admin/n0.l100", dir);
+		bad |= bind(s, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		snprintf(name, sizeof(name), "%s/n0.p%u", dir, port);
+		bad |= open(name, O_RDWR | O_CREAT, 0666) >= 0;
+		bad |= rename(dir, "/tmp/scif-stolen") == 0;
+		if (write(sync[1], "x", 1) != 1)
+			_exit(11);
+		pause(); /* hold whatever we got until the parent has checked */
+		_exit(bad ? 1 : 0);
+	}
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(read(sync[0], &c, 1), 1);
+	cr_expect_eq(scif_bind(ep, port), port, "bind: %s", strerror(errno));
+	cr_expect_eq(scif_listen(ep, 1), 0, "listen: %s", strerror(errno));
+	kill(pid, SIGTERM);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM,
+		  "the other user squatted a name (status %d)", st);
+	scif_close(ep);
+	ep = scif_open();
+	cr_expect_eq(scif_bind(ep, 100), 100, "privileged bind: %s", strerror(errno));
+	cr_expect_eq(scif_listen(ep, 1), 0);
+	scif_close(ep);
 }
