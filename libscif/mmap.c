@@ -89,7 +89,7 @@ void *scif__rma_mmap(void *addr, size_t len, int prot, int flags, struct scif_en
 	len = (len + PAGE - 1) & ~(size_t)(PAGE - 1); /* like mmap(2), whole pages */
 	if (!ret) {
 		pthread_rwlock_rdlock(&ep->ras.lock);
-		ret = scif__ras_lookup(&ep->ras, ep->ras.remote, offset, len, prot, segs, &nsegs);
+		ret = scif__ras_lookup(&ep->ras.remote, offset, len, prot, segs, &nsegs);
 		pthread_rwlock_unlock(&ep->ras.lock);
 	}
 	rec = ret ? NULL : malloc(sizeof(*rec));

@@ -506,9 +506,10 @@ off_t scif__rma_register(struct scif_endpt *ep, void *addr, size_t len, off_t of
 	ret = scif__ras_place(&ep->ras, len, map_flags & SCIF_MAP_FIXED, &off);
 	if (!ret) {
 		w->offset = off;
-		w->dead = 1; /* not usable until announced */
-		scif__window_get(w);
-		scif__ras_insert(&ep->ras.self, w);
+		w->dead = WIN_PENDING; /* not usable until announced */
+		ret = scif__wl_insert(&ep->ras.self, w);
+		if (!ret)
+			scif__window_get(w);
 	}
 	pthread_rwlock_unlock(&ep->ras.lock);
 	if (ret)
@@ -520,15 +521,10 @@ off_t scif__rma_register(struct scif_endpt *ep, void *addr, size_t len, off_t of
 	m.payload[3] = (uint64_t)w->foff;
 	ret = scif__ctl_call(ep, &m, w->fd, NULL);
 	pthread_rwlock_wrlock(&ep->ras.lock);
-	if (ret) { /* withdraw */
-		for (struct scif_window **pp = &ep->ras.self; *pp; pp = &(*pp)->next)
-			if (*pp == w) {
-				*pp = w->next;
-				break;
-			}
-	} else {
+	if (ret) /* withdraw */
+		scif__wl_remove_win(&ep->ras.self, w);
+	else
 		w->dead = 0;
-	}
 	pthread_rwlock_unlock(&ep->ras.lock);
 	if (ret) {
 		scif__window_put(w); /* the list's */
@@ -548,26 +544,27 @@ int scif__rma_unregister(struct scif_endpt *ep, off_t offset, size_t len)
 	uint64_t a = (uint64_t)offset, b = a + len;
 	struct scif_ctl_msg m, reply;
 	struct scif_window *gone = NULL;
+	size_t first, i;
 	int ret;
 
 	ret = scif__epd_verify_connected(ep);
 	if (ret)
 		return ret;
 	pthread_rwlock_wrlock(&ep->ras.lock);
-	/* Nothing may straddle either boundary (spec 3.10). */
-	for (struct scif_window *w = ep->ras.self; w; w = w->next) {
-		if (w->dead)
-			continue;
-		if (w->offset < b && a < w->offset + w->len &&
-		    (w->offset < a || w->offset + w->len > b)) {
+	/* Nothing may straddle either boundary (spec 3.10): only the first and last can. */
+	first = scif__wl_find(&ep->ras.self, a);
+	for (i = first; i < ep->ras.self.n && ep->ras.self.v[i]->offset < b; i++) {
+		struct scif_window *w = ep->ras.self.v[i];
+
+		if (!w->dead && (w->offset < a || w->offset + w->len > b)) {
 			pthread_rwlock_unlock(&ep->ras.lock);
 			return -EINVAL;
 		}
 	}
-	for (struct scif_window *w = ep->ras.self; w; w = w->next)
-		if (!w->dead && w->offset >= a && w->offset + w->len <= b) {
-			w->dead = 1; /* out of lookups now; offsets reserved below */
-			gone = w;
+	for (i = first; i < ep->ras.self.n && ep->ras.self.v[i]->offset < b; i++)
+		if (!ep->ras.self.v[i]->dead) {
+			ep->ras.self.v[i]->dead = WIN_DEAD; /* out of lookups; offsets reserved below */
+			gone = ep->ras.self.v[i];
 		}
 	pthread_rwlock_unlock(&ep->ras.lock);
 	if (!gone)
@@ -578,16 +575,15 @@ int scif__rma_unregister(struct scif_endpt *ep, off_t offset, size_t len)
 	m.payload[1] = len;
 	ret = scif__ctl_call(ep, &m, -1, &reply);
 	pthread_rwlock_wrlock(&ep->ras.lock);
-	for (struct scif_window **pp = &ep->ras.self; *pp;) {
-		struct scif_window *w = *pp;
+	for (i = scif__wl_find(&ep->ras.self, a);
+	     i < ep->ras.self.n && ep->ras.self.v[i]->offset < b;) {
+		struct scif_window *w = ep->ras.self.v[i];
 
 		/* Windows the peer still maps keep their offsets reserved (EADDRINUSE). */
-		if (w->dead && w->offset >= a && w->offset + w->len <= b && !w->peer_maps) {
-			*pp = w->next;
-			scif__window_put(w);
-		} else {
-			pp = &w->next;
-		}
+		if (w->dead == WIN_DEAD && w->offset >= a && w->offset + w->len <= b && !w->peer_maps)
+			scif__window_put(scif__wl_remove(&ep->ras.self, i));
+		else
+			i++;
 	}
 	pthread_rwlock_unlock(&ep->ras.lock);
 	return ret == -ECONNRESET ? scif__epd_verify_connected(ep) : 0;
@@ -615,8 +611,8 @@ static int rma_copy_fast(struct scif_endpt *ep, off_t loffset, void *vaddr, int 
 	if (roffset < 0 || (!is_v && loffset < 0))
 		return 0;
 	pthread_rwlock_rdlock(&ep->ras.lock);
-	local = is_v ? vaddr : scif__ras_find(ep->ras.self, loffset, len, lprot);
-	remote = local ? scif__ras_find(ep->ras.remote, roffset, len, rprot) : NULL;
+	local = is_v ? vaddr : scif__ras_find(&ep->ras.self, loffset, len, lprot);
+	remote = local ? scif__ras_find(&ep->ras.remote, roffset, len, rprot) : NULL;
 	if (remote) {
 		if (write)
 			memcpy(remote, local, len);
@@ -677,12 +673,12 @@ int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, 
 	x->vdir = write;
 	pthread_rwlock_rdlock(&ep->ras.lock);
 	if (!is_v) {
-		ret = scif__ras_lookup(&ep->ras, ep->ras.self, loffset, len,
+		ret = scif__ras_lookup(&ep->ras.self, loffset, len,
 				       write ? SCIF_PROT_READ : SCIF_PROT_WRITE,
 				       write ? x->src : x->dst, write ? &x->nsrc : &x->ndst);
 	}
 	if (!ret)
-		ret = scif__ras_lookup(&ep->ras, ep->ras.remote, roffset, len,
+		ret = scif__ras_lookup(&ep->ras.remote, roffset, len,
 				       write ? SCIF_PROT_WRITE : SCIF_PROT_READ,
 				       write ? x->dst : x->src, write ? &x->ndst : &x->nsrc);
 	pthread_rwlock_unlock(&ep->ras.lock);
@@ -796,21 +792,22 @@ int scif__fence_wait(struct scif_endpt *ep, int mark)
 }
 
 /* The 8 bytes at off must lie in one writable live window (spec 3.19). */
-static int signal_target(struct scif_ras *ras, struct scif_window *list, int64_t off,
-			 struct scif_seg *seg)
+static int signal_target(const struct scif_wlist *list, int64_t off, struct scif_seg *seg)
 {
-	int n, ret;
+	const struct scif_window *w;
+	size_t i;
+	int n;
 
 	if (off < 0)
 		return -ENXIO;
-	for (struct scif_window *w = list; w; w = w->next)
-		if (!w->dead && (uint64_t)off >= w->offset && (uint64_t)off < w->offset + w->len) {
-			if ((uint64_t)off + 8 > w->offset + w->len || !(w->prot & SCIF_PROT_WRITE))
-				return -ENXIO;
-			ret = scif__ras_lookup(ras, list, off, 8, SCIF_PROT_WRITE, seg, &n);
-			return ret ? -ENXIO : 0;
-		}
-	return -ENXIO;
+	i = scif__wl_find(list, (uint64_t)off);
+	if (i == list->n)
+		return -ENXIO;
+	w = list->v[i];
+	if (w->dead || (uint64_t)off < w->offset || (uint64_t)off + 8 > w->offset + w->len ||
+	    !(w->prot & SCIF_PROT_WRITE))
+		return -ENXIO;
+	return scif__ras_lookup(list, off, 8, SCIF_PROT_WRITE, seg, &n) ? -ENXIO : 0;
 }
 
 /* Queue (or run, if nothing is pending) a signal behind this endpoint's transfers. */
@@ -868,9 +865,9 @@ int scif__fence_signal(struct scif_endpt *ep, off_t loff, uint64_t lval, off_t r
 		return -EINVAL;
 	pthread_rwlock_wrlock(&ep->ras.lock);
 	if (flags & SCIF_SIGNAL_LOCAL)
-		ret = signal_target(&ep->ras, ep->ras.self, loff, &sig[0]);
+		ret = signal_target(&ep->ras.self, loff, &sig[0]);
 	if (!ret && (flags & SCIF_SIGNAL_REMOTE))
-		ret = signal_target(&ep->ras, ep->ras.remote, roff, &sig[1]);
+		ret = signal_target(&ep->ras.remote, roff, &sig[1]);
 	pthread_rwlock_unlock(&ep->ras.lock);
 	if (ret) {
 		for (int i = 0; i < 2; i++)
@@ -904,6 +901,7 @@ static int ctl_register(struct scif_endpt *ep, const struct scif_ctl_msg *m, int
 	struct scif_window *w = NULL;
 	struct stat st;
 	int err = 0, seals;
+	size_t i;
 
 	/* Our descriptor table is full: the window's memfd was lost on the way (MSG_CTRUNC). */
 	if (nfds < 0) {
@@ -948,11 +946,11 @@ static int ctl_register(struct scif_endpt *ep, const struct scif_ctl_msg *m, int
 		}
 		fds[0] = -1;
 		pthread_rwlock_wrlock(&ep->ras.lock);
-		for (struct scif_window *x = ep->ras.remote; x; x = x->next)
-			if (x->offset < off + len && off < x->offset + x->len)
-				err = EADDRINUSE;
-		if (!err)
-			scif__ras_insert(&ep->ras.remote, w);
+		i = scif__wl_find(&ep->ras.remote, off);
+		if (i < ep->ras.remote.n && ep->ras.remote.v[i]->offset < off + len)
+			err = EADDRINUSE;
+		else
+			err = -scif__wl_insert(&ep->ras.remote, w);
 		pthread_rwlock_unlock(&ep->ras.lock);
 	}
 	if (err && w)
@@ -966,15 +964,14 @@ static int ctl_unregister(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 	uint64_t a = m->payload[0], b = a + m->payload[1];
 
 	pthread_rwlock_wrlock(&ep->ras.lock);
-	for (struct scif_window **pp = &ep->ras.remote; *pp;) {
-		struct scif_window *w = *pp;
+	for (size_t i = scif__wl_find(&ep->ras.remote, a);
+	     b >= a && i < ep->ras.remote.n && ep->ras.remote.v[i]->offset < b;) {
+		struct scif_window *w = ep->ras.remote.v[i];
 
-		if (w->offset >= a && w->offset + w->len <= b && b >= a) {
-			*pp = w->next;
-			scif__window_put(w); /* in-flight RMAs hold their own references */
-		} else {
-			pp = &w->next;
-		}
+		if (w->offset >= a && w->offset + w->len <= b) /* RMAs in flight hold their own refs */
+			scif__window_put(scif__wl_remove(&ep->ras.remote, i));
+		else
+			i++;
 	}
 	pthread_rwlock_unlock(&ep->ras.lock);
 	ctl_reply(ep, m->tag, 0, 0);
@@ -982,11 +979,13 @@ static int ctl_unregister(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 }
 
 /* Whether the windows of @list (live or unregistered) cover [a, b) without a gap. */
-static int ras_covers(const struct scif_window *list, uint64_t a, uint64_t b)
+static int ras_covers(const struct scif_wlist *list, uint64_t a, uint64_t b)
 {
-	for (const struct scif_window *w = list; w && a < b; w = w->next)
-		if (w->offset <= a && a < w->offset + w->len)
-			a = w->offset + w->len;
+	for (size_t i = scif__wl_find(list, a); i < list->n && a < b; i++) {
+		if (list->v[i]->offset > a)
+			break;
+		a = list->v[i]->offset + list->v[i]->len;
+	}
 	return a >= b;
 }
 
@@ -1001,23 +1000,20 @@ static int ctl_map_ref(struct scif_endpt *ep, const struct scif_ctl_msg *m, int 
 	int err = 0;
 
 	pthread_rwlock_wrlock(&ep->ras.lock);
-	if (delta > 0 && (b <= a || !ras_covers(ep->ras.self, a, b)))
+	if (delta > 0 && (b <= a || !ras_covers(&ep->ras.self, a, b)))
 		err = ENXIO;
-	for (struct scif_window **pp = &ep->ras.self; !err && *pp;) {
-		struct scif_window *w = *pp;
+	for (size_t i = scif__wl_find(&ep->ras.self, a);
+	     !err && b > a && i < ep->ras.self.n && ep->ras.self.v[i]->offset < b;) {
+		struct scif_window *w = ep->ras.self.v[i];
 
-		if (w->offset < b && a < w->offset + w->len) {
-			if (delta > 0)
-				w->peer_maps++;
-			else if (w->peer_maps)
-				w->peer_maps--;
-			if (w->dead && !w->peer_maps) { /* unregistered: offsets free now */
-				*pp = w->next;
-				scif__window_put(w);
-				continue;
-			}
-		}
-		pp = &w->next;
+		if (delta > 0)
+			w->peer_maps++;
+		else if (w->peer_maps)
+			w->peer_maps--;
+		if (w->dead == WIN_DEAD && !w->peer_maps) /* unregistered: offsets free now */
+			scif__window_put(scif__wl_remove(&ep->ras.self, i));
+		else
+			i++;
 	}
 	pthread_rwlock_unlock(&ep->ras.lock);
 	ctl_reply(ep, m->tag, err, 0);
@@ -1057,9 +1053,9 @@ static int ctl_sig(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 
 	pthread_rwlock_wrlock(&ep->ras.lock);
 	if (m->err & SCIF_SIGNAL_LOCAL)
-		ret = signal_target(&ep->ras, ep->ras.remote, (int64_t)m->payload[0], &sig[0]);
+		ret = signal_target(&ep->ras.remote, (int64_t)m->payload[0], &sig[0]);
 	if (!ret && (m->err & SCIF_SIGNAL_REMOTE))
-		ret = signal_target(&ep->ras, ep->ras.self, (int64_t)m->payload[2], &sig[1]);
+		ret = signal_target(&ep->ras.self, (int64_t)m->payload[2], &sig[1]);
 	pthread_rwlock_unlock(&ep->ras.lock);
 	if (ret) { /* it validated against its view; windows changed meanwhile */
 		for (int i = 0; i < 2; i++)

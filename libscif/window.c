@@ -86,32 +86,43 @@ static int window_vmas(uintptr_t a, uintptr_t b, struct vma *v, int max)
 
 	if (!f)
 		return -ENOMEM;
+	setvbuf(f, NULL, _IOFBF, 1 << 16); /* fewer, larger reads */
 	while (fgets(line, sizeof(line), f)) {
+		char *p, *q;
 		uintptr_t s, e;
-		char perms[8];
-		int pos = 0;
 
-		if (cur >= 0 && !strncmp(line, "VmFlags:", 8)) {
-			v[cur].flags = vma_flags(line + 8);
+		if (line[0] == 'V' && !strncmp(line, "VmFlags:", 8)) {
+			if (cur >= 0)
+				v[cur].flags = vma_flags(line + 8);
 			cur = -1;
 			continue;
 		}
-		if (line[0] < '0' || (line[0] > '9' && (line[0] < 'a' || line[0] > 'f')) ||
-		    sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s %*s %*s %*s %n", &s, &e, perms,
-			   &pos) < 3)
+		/* A mapping's first line: "start-end perms offset dev inode path". */
+		s = (uintptr_t)strtoull(line, &p, 16);
+		if (p == line || *p != '-')
 			continue;
+		e = (uintptr_t)strtoull(p + 1, &q, 16);
+		if (q == p + 1 || *q != ' ')
+			continue;
+		/*
+		 * Mappings come in address order: past the range, stop reading, so the kernel
+		 * formats no more of them (the cost grows with the mappings below @b only).
+		 */
+		if (s >= b)
+			break;
 		cur = -1;
-		if (e <= a || s >= b)
+		if (e <= a)
 			continue;
 		if (n == max) {
 			n = -ENOMEM;
 			break;
 		}
+		q++;
 		v[n].start = s < a ? a : s;
 		v[n].end = e > b ? b : e;
-		v[n].prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
-			    (perms[2] == 'x' ? PROT_EXEC : 0);
-		v[n].hugetlb = pos && strstr(line + pos, "anon_hugepage") != NULL;
+		v[n].prot = (q[0] == 'r' ? PROT_READ : 0) | (q[1] == 'w' ? PROT_WRITE : 0) |
+			    (q[2] == 'x' ? PROT_EXEC : 0);
+		v[n].hugetlb = strstr(q, "anon_hugepage") != NULL;
 		v[n].flags = 0;
 		cur = n++;
 	}
@@ -297,7 +308,8 @@ void scif__ras_init(struct scif_ras *ras)
 	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&ras->lock, &a);
 	pthread_rwlockattr_destroy(&a);
-	ras->self = ras->remote = NULL;
+	memset(&ras->self, 0, sizeof(ras->self));
+	memset(&ras->remote, 0, sizeof(ras->remote));
 }
 
 void scif__window_get(struct scif_window *w)
@@ -316,14 +328,12 @@ void scif__window_put(struct scif_window *w)
 	free(w);
 }
 
-static void list_drop(struct scif_window **list)
+static void list_drop(struct scif_wlist *l)
 {
-	while (*list) {
-		struct scif_window *w = *list;
-
-		*list = w->next;
-		scif__window_put(w);
-	}
+	for (size_t i = 0; i < l->n; i++)
+		scif__window_put(l->v[i]);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
 }
 
 void scif__ras_destroy(struct scif_ras *ras)
@@ -335,36 +345,88 @@ void scif__ras_destroy(struct scif_ras *ras)
 	pthread_rwlock_destroy(&ras->lock);
 }
 
-void scif__ras_insert(struct scif_window **list, struct scif_window *w)
+size_t scif__wl_find(const struct scif_wlist *l, uint64_t off)
 {
-	while (*list && (*list)->offset < w->offset)
-		list = &(*list)->next;
-	w->next = *list;
-	*list = w;
+	size_t lo = 0, hi = l->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (l->v[mid]->offset + l->v[mid]->len <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
 }
 
-static int overlaps(const struct scif_window *list, uint64_t off, uint64_t len)
+int scif__wl_insert(struct scif_wlist *l, struct scif_window *w)
 {
-	for (; list; list = list->next)
-		if (list->offset < off + len && off < list->offset + list->len)
-			return 1;
+	size_t i;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct scif_window **v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	i = scif__wl_find(l, w->offset);
+	memmove(&l->v[i + 1], &l->v[i], (l->n - i) * sizeof(*l->v));
+	l->v[i] = w;
+	l->n++;
 	return 0;
+}
+
+struct scif_window *scif__wl_remove(struct scif_wlist *l, size_t i)
+{
+	struct scif_window *w = l->v[i];
+
+	memmove(&l->v[i], &l->v[i + 1], (l->n - i - 1) * sizeof(*l->v));
+	l->n--;
+	return w;
+}
+
+int scif__wl_remove_win(struct scif_wlist *l, const struct scif_window *w)
+{
+	size_t i = scif__wl_find(l, w->offset);
+
+	if (i == l->n || l->v[i] != w)
+		return 0;
+	scif__wl_remove(l, i);
+	return 1;
+}
+
+static int overlaps(const struct scif_wlist *l, uint64_t off, uint64_t len)
+{
+	size_t i = scif__wl_find(l, off);
+
+	return i < l->n && l->v[i]->offset < off + len;
 }
 
 int scif__ras_place(struct scif_ras *ras, uint64_t len, int fixed, uint64_t *offset)
 {
+	const struct scif_wlist *l = &ras->self;
 	uint64_t cand;
 
 	if (fixed)
-		return overlaps(ras->self, *offset, len) ? -EADDRINUSE : 0;
-	/* Lowest fit above SCIF_RAS_AUTO_BASE (the list is sorted by offset). */
+		return overlaps(l, *offset, len) ? -EADDRINUSE : 0;
+	/*
+	 * Above every window in the library's range [SCIF_RAS_AUTO_BASE, SCIF_RAS_END): O(1),
+	 * and 2^62 bytes of offsets last. Only once they are used up, the lowest gap that fits.
+	 */
 	cand = SCIF_RAS_AUTO_BASE;
-	for (struct scif_window *w = ras->self; w; w = w->next) {
-		if (w->offset + w->len <= cand)
-			continue;
-		if (w->offset >= cand + len)
-			break;
-		cand = w->offset + w->len;
+	if (l->n && l->v[l->n - 1]->offset + l->v[l->n - 1]->len > cand)
+		cand = l->v[l->n - 1]->offset + l->v[l->n - 1]->len;
+	if (cand + len > SCIF_RAS_END || cand + len < cand) {
+		cand = SCIF_RAS_AUTO_BASE;
+		for (size_t i = scif__wl_find(l, cand); i < l->n; i++) {
+			if (l->v[i]->offset >= cand + len)
+				break;
+			cand = l->v[i]->offset + l->v[i]->len;
+		}
 	}
 	if (cand + len > SCIF_RAS_END || cand + len < cand)
 		return -ENOMEM;
@@ -372,19 +434,18 @@ int scif__ras_place(struct scif_ras *ras, uint64_t len, int fixed, uint64_t *off
 	return 0;
 }
 
-int scif__ras_lookup(struct scif_ras *ras, struct scif_window *list, int64_t off, size_t len,
-		     int prot, struct scif_seg *segs, int *nsegs)
+int scif__ras_lookup(const struct scif_wlist *list, int64_t off, size_t len, int prot,
+		     struct scif_seg *segs, int *nsegs)
 {
 	uint64_t cur = (uint64_t)off, end = (uint64_t)off + len;
 	int n = 0, ret = 0;
 
-	(void)ras;
 	if (off < 0 || end < cur || end > SCIF_RAS_END)
 		return -ENXIO;
-	for (struct scif_window *w = list; w && cur < end; w = w->next) {
-		if (w->dead || w->offset + w->len <= cur)
-			continue;
-		if (w->offset > cur || n == SCIF_MAX_SEGS) {
+	for (size_t i = scif__wl_find(list, cur); i < list->n && cur < end; i++) {
+		struct scif_window *w = list->v[i];
+
+		if (w->dead || w->offset > cur || n == SCIF_MAX_SEGS) {
 			ret = -ENXIO; /* a gap */
 			break;
 		}
@@ -411,14 +472,18 @@ int scif__ras_lookup(struct scif_ras *ras, struct scif_window *list, int64_t off
 	return 0;
 }
 
-uint8_t *scif__ras_find(const struct scif_window *list, int64_t off, size_t len, int prot)
+uint8_t *scif__ras_find(const struct scif_wlist *list, int64_t off, size_t len, int prot)
 {
 	uint64_t a = (uint64_t)off;
+	size_t i = scif__wl_find(list, a);
+	const struct scif_window *w;
 
-	for (const struct scif_window *w = list; w && w->offset <= a; w = w->next)
-		if (!w->dead && a - w->offset < w->len && len <= w->len - (a - w->offset))
-			return (w->prot & prot) == prot ? w->map + (a - w->offset) : NULL;
-	return NULL;
+	if (i == list->n)
+		return NULL;
+	w = list->v[i];
+	if (w->dead || w->offset > a || len > w->len - (a - w->offset))
+		return NULL;
+	return (w->prot & prot) == prot ? w->map + (a - w->offset) : NULL;
 }
 
 void scif__segs_put(struct scif_seg *segs, int nsegs)

@@ -26,9 +26,11 @@
  * @refs:    list membership + each RMA in flight; the last put unmaps and closes.
  * @peer_maps: (self) scif_mmap mappings the peer holds; an unregistered window keeps its
  *           offsets reserved until this drops to 0.
- * @dead:    (self) unregistered, kept only to reserve its offsets.
- * @next:    list link (lists are sorted by offset).
+ * @dead:    (self) WIN_DEAD: unregistered, kept only to reserve its offsets; WIN_PENDING:
+ *           being registered, not usable until the peer has it. 0: live.
  */
+enum { WIN_LIVE, WIN_DEAD, WIN_PENDING };
+
 struct scif_window {
 	uint64_t offset;
 	uint64_t len;
@@ -39,7 +41,16 @@ struct scif_window {
 	uint32_t refs;
 	uint32_t peer_maps;
 	int dead;
-	struct scif_window *next;
+};
+
+/*
+ * struct scif_wlist - windows sorted by offset, in an array: the windows of one list never
+ * overlap, so their ends are sorted too and any offset is found by binary search. Lookups,
+ * placement and insertion cost O(log n) comparisons (insertion moves pointers after it).
+ */
+struct scif_wlist {
+	struct scif_window **v;
+	size_t n, cap;
 };
 
 /**
@@ -48,13 +59,13 @@ struct scif_window {
  * @lock:    protects both lists: changed under the write side, looked up under the read
  *           side; a short caller copy (rma.c) keeps the read side for the copy instead of
  *           taking window references.
- * @self:    our windows, sorted, including dead ones still reserving offsets.
- * @remote:  the peer's windows as it announced them, sorted.
+ * @self:    our windows, including dead ones still reserving offsets.
+ * @remote:  the peer's windows as it announced them.
  */
 struct scif_ras {
 	pthread_rwlock_t lock;
-	struct scif_window *self;
-	struct scif_window *remote;
+	struct scif_wlist self;
+	struct scif_wlist remote;
 };
 
 /* One piece of a range that spans contiguous windows. */
@@ -82,20 +93,26 @@ int scif__window_back(void *addr, size_t len, int need_write, int *fd, off_t *fo
 
 /* Pick a free offset (auto) or check a fixed one; under ras->lock. */
 int scif__ras_place(struct scif_ras *ras, uint64_t len, int fixed, uint64_t *offset);
-/* Insert a window into a sorted list; under ras->lock. */
-void scif__ras_insert(struct scif_window **list, struct scif_window *w);
+/* Index of the first window of @l that ends after @off (l->n if none); under ras->lock. */
+size_t scif__wl_find(const struct scif_wlist *l, uint64_t off);
+/* Insert a window that overlaps none of @l (-ENOMEM); under ras->lock. */
+int scif__wl_insert(struct scif_wlist *l, struct scif_window *w);
+/* Take window i out of @l (the list's reference goes to the caller); under ras->lock. */
+struct scif_window *scif__wl_remove(struct scif_wlist *l, size_t i);
+/* Take @w out of @l if it is there; returns whether it was. */
+int scif__wl_remove_win(struct scif_wlist *l, const struct scif_window *w);
 
 /*
  * Look up [off, off+len) in a list: it must be covered by contiguous live windows that all
  * allow @prot. Fills referenced segments. -ENXIO (gap, miss, negative) or -EPERM (prot).
  */
-int scif__ras_lookup(struct scif_ras *ras, struct scif_window *list, int64_t off, size_t len,
-		     int prot, struct scif_seg *segs, int *nsegs);
+int scif__ras_lookup(const struct scif_wlist *list, int64_t off, size_t len, int prot,
+		     struct scif_seg *segs, int *nsegs);
 /*
  * The one live window of @list holding all of [off, off+len) with @prot: the address of @off
  * in its mapping, or NULL (then scif__ras_lookup tells why). Under ras->lock; no reference.
  */
-uint8_t *scif__ras_find(const struct scif_window *list, int64_t off, size_t len, int prot);
+uint8_t *scif__ras_find(const struct scif_wlist *list, int64_t off, size_t len, int prot);
 void scif__segs_put(struct scif_seg *segs, int nsegs);
 
 #endif /* SCIF_WINDOW_H */
