@@ -133,9 +133,64 @@ struct scif_endpt *scif__epd_get(int fd)
 	return ep;
 }
 
+/* The layers above the table (epd.h, struct scif_epd_layer), in the order they joined. */
+static const struct scif_epd_layer *layers[SCIF_MAX_LAYERS];
+static int nlayers;
+
+void scif__epd_add_layer(const struct scif_epd_layer *l)
+{
+	if (nlayers < SCIF_MAX_LAYERS)
+		layers[nlayers++] = l;
+}
+
+void scif__epd_disconnect(struct scif_endpt *ep)
+{
+	for (int i = 0; i < nlayers; i++)
+		if (layers[i]->disconnect)
+			layers[i]->disconnect(ep);
+}
+
+int scif__epd_ctl(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds)
+{
+	for (int i = 0; i < nlayers; i++)
+		if (layers[i]->ctl) {
+			int ret = layers[i]->ctl(ep, m, fds, nfds);
+
+			if (ret != -ENOMSG)
+				return ret;
+		}
+	return -EPROTO; /* nobody speaks it: the peer broke the protocol */
+}
+
+void scif__epd_rewatch(struct scif_endpt *ep)
+{
+	/* After a disconnect only the bell's error means "closed" (nodeqp.c). */
+	scif__monitor_watch(ep, SCIF_WATCH_BELL, ep->bell,
+			    EPOLLRDHUP | (scif__epd_state(ep) == SCIFEP_DISCONNECTED ? EPOLLET : 0));
+	for (int i = 0; i < nlayers; i++)
+		if (layers[i]->rewatch)
+			layers[i]->rewatch(ep);
+}
+
+/* The last reference is gone: the layers let go (last joined first), then the table. */
 static void ep_release(struct scif_endpt *ep)
 {
-	scif__conn_teardown(ep);
+	for (int i = nlayers - 1; i >= 0; i--)
+		if (layers[i]->fini)
+			layers[i]->fini(ep);
+	scif__monitor_unwatch(ep->bell);
+	if (ep->own_fd && ep->fd >= 0)
+		close(ep->fd);
+	if (ep->bell >= 0)
+		close(ep->bell);
+	if (ep->wake_fd >= 0)
+		close(ep->wake_fd);
+	ep->fd = ep->bell = ep->wake_fd = -1;
+	if (ep->sh)
+		munmap(ep->sh, sizeof(*ep->sh));
+	ep->sh = NULL;
+	pthread_cond_destroy(&ep->req_cond);
+	pthread_mutex_destroy(&ep->req_lock);
 	pthread_mutex_lock(&ep_free_lock);
 	ep->port = (struct scif_port *)ep_free_list;
 	ep_free_list = ep;
@@ -151,6 +206,7 @@ void scif__epd_put(struct scif_endpt *ep)
 static struct scif_endpt *ep_new(void)
 {
 	struct scif_endpt *ep;
+	pthread_condattr_t ca;
 
 	pthread_mutex_lock(&ep_free_lock);
 	ep = ep_free_list;
@@ -180,7 +236,17 @@ static struct scif_endpt *ep_new(void)
 	memset(&ep->tx, 0, sizeof(ep->tx));
 	memset(&ep->rx, 0, sizeof(ep->rx));
 	ep->gen = scif__atomic_inc(&ep_gen);
-	scif__rma_ep_init(ep);
+	/* Requests to the peer wait on this, with deadlines on the monotonic clock. */
+	pthread_mutex_init(&ep->req_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ep->req_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	ep->reqs = NULL;
+	ep->next_tag = 0;
+	for (int i = 0; i < nlayers; i++)
+		if (layers[i]->init)
+			layers[i]->init(ep);
 	return ep;
 }
 

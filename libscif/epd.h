@@ -212,6 +212,51 @@ struct scif_peer_wait;
 extern struct scif_fabric scif__fab;
 
 int scif__init(void);
+
+/*
+ * An endpoint's life. The table (epd.c) owns an endpoint's existence: its descriptor, its
+ * bell, the shared state, the references, and the one wake-up every waiter listens to
+ * (scif__epd_wake). The layers above it join through this table of hooks, registered once at
+ * start-up (init.c), so no lower layer calls an upper one by name:
+ *   @init:       a new endpoint (UNBOUND, or being accepted).
+ *   @disconnect: the peer is gone or broke the protocol (from the monitor, a data-path check,
+ *                a request that timed out): the connection layer moves the endpoint to
+ *                DISCONNECTED, releases its port and wakes every waiter. Idempotent.
+ *   @ctl:        a control message from the peer (monitor thread): 0 handled, -EPROTO to
+ *                drop the peer, -ENOMSG not this layer's.
+ *   @rewatch:    register the monitor watches the state calls for (fork() child, dup()).
+ *   @fini:       the last reference is gone: let go of everything (reverse order of joining).
+ *
+ * States and who changes them (all under sh->ctl, published with a release store):
+ *   UNBOUND -> BOUND           scif_bind, or a connect's automatic bind (ports.c, nodeqp.c)
+ *   BOUND -> LISTENING         scif_listen (nodeqp.c)
+ *   BOUND -> CONNECTING        scif_connect; back to BOUND on failure (nodeqp.c)
+ *   CONNECTING -> CONNECTED    the connector on the grant, the acceptor before it (nodeqp.c)
+ *   CONNECTED -> DISCONNECTED  @disconnect, only (nodeqp.c conn_disconnect)
+ * scif_close() leaves the state alone: it unpublishes the endpoint, sets @closing, wakes
+ * everyone (-EINTR) and waits for them; the last reference runs the @fini hooks.
+ */
+struct scif_epd_layer {
+	const char *name;
+	void (*init)(struct scif_endpt *ep);
+	void (*disconnect)(struct scif_endpt *ep);
+	int (*ctl)(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds);
+	void (*rewatch)(struct scif_endpt *ep);
+	void (*fini)(struct scif_endpt *ep);
+};
+
+#define SCIF_MAX_LAYERS 4
+void scif__epd_add_layer(const struct scif_epd_layer *l);
+/* Run the layers' hooks (see struct scif_epd_layer). */
+void scif__epd_disconnect(struct scif_endpt *ep);
+int scif__epd_ctl(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds);
+void scif__epd_rewatch(struct scif_endpt *ep);
+
+/* What a layer does with an event on a watch of @kind (enum scif_watch_kind, not BELL). */
+typedef void (*scif_watch_fn)(struct scif_endpt *ep, uint32_t events);
+void scif__monitor_handle(int kind, scif_watch_fn fn);
+/* Fork handlers of the monitor (once, at start-up). */
+void scif__monitor_setup(void);
 /* Make sure the monitor thread runs in this process (after fork(), too). */
 int scif__monitor_ensure(void);
 int scif__monitor_watch(struct scif_endpt *ep, int kind, int fd, uint32_t events);
@@ -280,29 +325,31 @@ int scif__conn_accept(struct scif_endpt *ep, struct scif_portID *peer, scif_epd_
 		      int flags);
 /* The monitor saw the link readable (non-blocking connect completion, control messages). */
 void scif__conn_link_event(struct scif_endpt *ep);
-/* The peer is gone: DISCONNECTED, port released, waiters woken. Idempotent. */
-void scif__conn_disconnect(struct scif_endpt *ep);
 /* Whether a live connection request is pending on a listener (scif_poll). */
 int scif__conn_listen_pending(struct scif_endpt *ep);
 /* The listen socket has requests: make the listener's descriptor readable. */
 void scif__conn_listen_event(struct scif_endpt *ep);
 /* scif_close() of the last descriptor: the monitor stops delivering the peer's events. */
 void scif__conn_closing(struct scif_endpt *ep);
-/* Release everything the endpoint holds (last reference gone). */
-void scif__conn_teardown(struct scif_endpt *ep);
+/* The connection layer (its struct scif_epd_layer) and its monitor handlers. */
+extern const struct scif_epd_layer scif__conn_layer;
+void scif__conn_setup(void);
 
 /* Control requests over the link (nodeqp.c). */
 int scif__ctl_send(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd);
-/* Send a request and wait for the REPLY with its tag; returns -reply.err or 0. */
+/*
+ * Send a request and wait for the REPLY with its tag (at most SCIF_REQ_TIMEOUT_MS); returns
+ * 0 or the -errno the peer answered (one the request may carry), -EINTR (closed here),
+ * -ECONNRESET (peer gone, silent or lying), -ETIMEDOUT (a fence wait).
+ */
 int scif__ctl_call(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd,
 		   struct scif_ctl_msg *reply);
+/* Answer the peer's request @tag. */
+void scif__ctl_reply(struct scif_endpt *ep, uint32_t tag, int err, uint64_t p0);
 void scif__ctl_msg_init(struct scif_ctl_msg *m, uint16_t op, const struct scif_endpt *ep);
 
-/* RMA side of an endpoint (rma.c). */
-void scif__rma_ep_init(struct scif_endpt *ep);
-void scif__rma_ep_fini(struct scif_endpt *ep);
-/* A control message from the peer (monitor thread); 0, or -EPROTO to drop the peer. */
-int scif__rma_ctl(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds);
+/* The RMA layer (rma.c). */
+extern const struct scif_epd_layer scif__rma_layer;
 
 /* Messaging (msg.c). */
 int scif__msg_send(struct scif_endpt *ep, void *msg, int len, int flags);

@@ -57,7 +57,7 @@ static inline void rx_arm_set(struct scif_endpt *ep, uint64_t v)
 static int msg_corrupt(struct scif_endpt *ep)
 {
 	scif_warn("endpoint %d: peer published an invalid ring index; disconnecting", ep->fd);
-	scif__conn_disconnect(ep);
+	scif__epd_disconnect(ep);
 	return -ECONNRESET;
 }
 
@@ -76,7 +76,7 @@ static int msg_probe(struct scif_endpt *ep)
 		return 0;
 	scif__write_once(&ep->sh->last_probe, now);
 	if (poll(p, 2, 0) > 0 && ((p[0].revents | p[1].revents) & (POLLRDHUP | POLLHUP | POLLERR))) {
-		scif__conn_disconnect(ep);
+		scif__epd_disconnect(ep);
 		return 1;
 	}
 	return 0;

@@ -53,6 +53,9 @@ static void close_fds(int *fds, int n)
 			close(fds[i]);
 }
 
+static int ctl_reply_in(struct scif_endpt *ep, const struct scif_ctl_msg *m);
+static void conn_disconnect(struct scif_endpt *ep);
+
 static void msg_init(struct scif_ctl_msg *m, uint16_t op, const struct scif_endpt *ep)
 {
 	scif__ctl_msg_init(m, op, ep);
@@ -352,17 +355,19 @@ void scif__conn_link_event(struct scif_endpt *ep)
 			if (ret == -EAGAIN)
 				return;
 			if (ret <= 0) { /* hang-up: the peer endpoint is gone */
-				scif__conn_disconnect(ep);
+				conn_disconnect(ep);
 				return;
 			}
 			if ((size_t)ret != sizeof(m) || m.magic != SCIF_CTL_MAGIC ||
 			    m.version != SCIF_CTL_VERSION)
 				ret = -EPROTO;
+			else if (m.op == SCIF_REPLY)
+				ret = ctl_reply_in(ep, &m);
 			else
-				ret = scif__rma_ctl(ep, &m, fds, nfds); /* takes the fds it keeps */
+				ret = scif__epd_ctl(ep, &m, fds, nfds); /* takes the fds it keeps */
 			close_fds(fds, nfds);
 			if (ret < 0) { /* a peer that breaks the protocol loses the connection */
-				scif__conn_disconnect(ep);
+				conn_disconnect(ep);
 				return;
 			}
 		}
@@ -666,7 +671,8 @@ int scif__conn_accept(struct scif_endpt *lep, struct scif_portID *peer, scif_epd
 	return ret;
 }
 
-void scif__conn_disconnect(struct scif_endpt *ep)
+/* The peer is gone (or broke the protocol): DISCONNECTED, port released, waiters woken. */
+static void conn_disconnect(struct scif_endpt *ep)
 {
 	struct scif_ep_shared *sh = ep->sh;
 	struct scif_port *port;
@@ -701,6 +707,160 @@ void scif__conn_disconnect(struct scif_endpt *ep)
 	scif__port_put(port);
 }
 
+/* ---- control requests over the link ---------------------------------------------------- */
+
+struct scif_req {
+	uint32_t tag;
+	uint16_t op;
+	int done;
+	struct scif_ctl_msg reply;
+	struct scif_req *next;
+};
+
+
+void scif__ctl_msg_init(struct scif_ctl_msg *m, uint16_t op, const struct scif_endpt *ep)
+{
+	memset(m, 0, sizeof(*m));
+	m->magic = SCIF_CTL_MAGIC;
+	m->version = SCIF_CTL_VERSION;
+	m->op = op;
+	m->src.node = scif__fab.self;
+	m->src.port = ep->sh->port;
+}
+
+int scif__ctl_send(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd)
+{
+	int ret = scif__fab.ops->link_send(ep->link, m, sizeof(*m), &fd, fd >= 0 ? 1 : 0);
+
+	return ret == -ECONNRESET || ret == -EPIPE ? -ECONNRESET : ret;
+}
+
+/*
+ * How long the peer may take to answer a request (SCIF_REQ_TIMEOUT_MS, default 10 s, the
+ * node-alive limit Intel's driver used). A fence wait may legitimately take long: it gets
+ * ETIMEDOUT like Intel's; any other silent request means the peer is broken, and costs it
+ * the connection.
+ */
+static uint64_t req_timeout_ns(void)
+{
+	static uint64_t ns;
+
+	if (!scif__read_once(&ns)) {
+		const char *v = getenv("SCIF_REQ_TIMEOUT_MS");
+		unsigned long ms = v && *v ? strtoul(v, NULL, 0) : 0;
+
+		scif__write_once(&ns, (ms ? (uint64_t)ms : 10000u) * 1000000u);
+	}
+	return ns;
+}
+
+int scif__ctl_call(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd,
+		   struct scif_ctl_msg *reply)
+{
+	struct scif_req req = { .op = m->op };
+	uint64_t deadline;
+	int ret;
+
+	pthread_mutex_lock(&ep->req_lock);
+	req.tag = ++ep->next_tag;
+	req.next = ep->reqs;
+	ep->reqs = &req;
+	pthread_mutex_unlock(&ep->req_lock);
+	m->tag = req.tag;
+	ret = scif__ctl_send(ep, m, fd);
+	deadline = scif__now_ns() + req_timeout_ns();
+	pthread_mutex_lock(&ep->req_lock);
+	/* Woken by the reply (monitor), or by scif__epd_wake (disconnect, close). */
+	while (!ret && !req.done) {
+		uint64_t now = scif__now_ns();
+		struct timespec ts;
+
+		if (scif__load_acquire(&ep->closing))
+			ret = -EINTR;
+		else if (scif__epd_state(ep) != SCIFEP_CONNECTED)
+			ret = -ECONNRESET;
+		else if (now >= deadline)
+			ret = -ETIMEDOUT;
+		if (ret)
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (time_t)((deadline - now) / 1000000000u);
+		ts.tv_nsec += (long)((deadline - now) % 1000000000u);
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&ep->req_cond, &ep->req_lock, &ts);
+	}
+	for (struct scif_req **pp = &ep->reqs; *pp; pp = &(*pp)->next)
+		if (*pp == &req) {
+			*pp = req.next;
+			break;
+		}
+	pthread_mutex_unlock(&ep->req_lock);
+	if (ret == -ETIMEDOUT && m->op != SCIF_WAIT) {
+		scif_warn("endpoint %d: peer did not answer request %u in time", ep->fd, m->op);
+		conn_disconnect(ep);
+		ret = -ECONNRESET;
+	}
+	if (ret)
+		return ret;
+	if (reply)
+		*reply = req.reply;
+	return -req.reply.err; /* one of the errnos ctl_reply_in lets through for the op */
+}
+
+void scif__ctl_reply(struct scif_endpt *ep, uint32_t tag, int err, uint64_t p0)
+{
+	struct scif_ctl_msg r;
+
+	scif__ctl_msg_init(&r, SCIF_REPLY, ep);
+	r.tag = tag;
+	r.err = err;
+	r.payload[0] = p0;
+	scif__ctl_send(ep, &r, -1);
+}
+
+/*
+ * The errnos an honest peer can answer each request with; the caller returns them as they
+ * are, so anything else (a negative number, an errno the call may not return) is a lie
+ * that costs the peer the connection.
+ */
+static int reply_err_valid(uint16_t op, int32_t err)
+{
+	switch (op) {
+	case SCIF_REGISTER:
+		return err == 0 || err == ENOMEM || err == EAGAIN;
+	case SCIF_MAP_REF:
+		return err == 0 || err == ENXIO;
+	case SCIF_WAIT:
+		return err == 0 || err == ENOMEM;
+	default: /* UNREGISTER, MAP_UNREF, MARK */
+		return err == 0;
+	}
+}
+
+static int ctl_reply_in(struct scif_endpt *ep, const struct scif_ctl_msg *m)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&ep->req_lock);
+	/* A reply nobody waits for answers a request that timed out or was interrupted. */
+	for (struct scif_req *r = ep->reqs; r; r = r->next)
+		if (r->tag == m->tag) {
+			if (!reply_err_valid(r->op, m->err)) {
+				ret = -EPROTO;
+				break;
+			}
+			r->reply = *m;
+			r->done = 1;
+			pthread_cond_broadcast(&ep->req_cond);
+			break;
+		}
+	pthread_mutex_unlock(&ep->req_lock);
+	return ret;
+}
+
 void scif__conn_closing(struct scif_endpt *ep)
 {
 	scif__monitor_unwatch(ep->link);
@@ -708,16 +868,12 @@ void scif__conn_closing(struct scif_endpt *ep)
 	scif__monitor_unwatch(ep->lfd);
 }
 
-void scif__conn_teardown(struct scif_endpt *ep)
+/* The last reference is gone: the link, the peer's handles, the listen queue, the port. */
+static void conn_fini(struct scif_endpt *ep)
 {
-	scif__monitor_unwatch(ep->bell);
 	scif__monitor_unwatch(ep->link);
 	scif__monitor_unwatch(ep->peer_bell);
 	scif__monitor_unwatch(ep->lfd);
-	if (ep->own_fd && ep->fd >= 0)
-		close(ep->fd);
-	if (ep->bell >= 0)
-		close(ep->bell);
 	if (ep->peer_bell >= 0)
 		close(ep->peer_bell);
 	if (ep->link >= 0)
@@ -728,17 +884,65 @@ void scif__conn_teardown(struct scif_endpt *ep)
 		close(pend_remove(ep, ep->npend - 1));
 	free(ep->pend);
 	ep->pend = NULL;
-	if (ep->wake_fd >= 0)
-		close(ep->wake_fd);
-	ep->fd = ep->bell = ep->peer_bell = ep->link = ep->lfd = ep->wake_fd = -1;
+	ep->peer_bell = ep->link = ep->lfd = -1;
 	if (ep->theirs.addr || ep->theirs.fd >= 0)
 		scif__fab.ops->region_destroy(&ep->theirs);
 	if (ep->mine.addr || ep->mine.fd >= 0)
 		scif__fab.ops->region_destroy(&ep->mine);
 	scif__port_put(ep->port);
 	ep->port = NULL;
-	scif__rma_ep_fini(ep);
-	if (ep->sh)
-		munmap(ep->sh, sizeof(*ep->sh));
-	ep->sh = NULL;
+}
+
+/* Register the watches the endpoint's state calls for (after fork(), or a dup() rekey). */
+static void conn_rewatch(struct scif_endpt *ep)
+{
+	switch (scif__epd_state(ep)) {
+	case SCIFEP_LISTENING:
+		scif__monitor_watch(ep, SCIF_WATCH_LISTEN, ep->lfd, EPOLLIN | EPOLLET);
+		for (int i = 0; i < ep->npend; i++) /* the requests it holds */
+			scif__monitor_watch(ep, SCIF_WATCH_LISTEN, ep->pend[i].link,
+					    EPOLLIN | EPOLLRDHUP | EPOLLET);
+		break;
+	case SCIFEP_CONNECTING:
+		scif__monitor_watch(ep, SCIF_WATCH_LINK, ep->link, EPOLLIN | EPOLLRDHUP);
+		break;
+	case SCIFEP_CONNECTED:
+		scif__monitor_watch(ep, SCIF_WATCH_LINK, ep->link, EPOLLIN | EPOLLRDHUP);
+		scif__monitor_watch(ep, SCIF_WATCH_PEERBELL, ep->peer_bell, EPOLLRDHUP);
+		break;
+	}
+}
+
+static void on_listen(struct scif_endpt *ep, uint32_t events)
+{
+	(void)events;
+	scif__conn_listen_event(ep);
+}
+
+static void on_link(struct scif_endpt *ep, uint32_t events)
+{
+	(void)events;
+	scif__conn_link_event(ep);
+}
+
+static void on_peer_bell(struct scif_endpt *ep, uint32_t events)
+{
+	/* Every copy of the peer's descriptor is closed: the peer endpoint is gone. */
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		conn_disconnect(ep);
+}
+
+/* The connection protocol's part in an endpoint's life (epd.h). */
+const struct scif_epd_layer scif__conn_layer = {
+	.name = "conn",
+	.disconnect = conn_disconnect,
+	.fini = conn_fini,
+	.rewatch = conn_rewatch,
+};
+
+void scif__conn_setup(void)
+{
+	scif__monitor_handle(SCIF_WATCH_LISTEN, on_listen);
+	scif__monitor_handle(SCIF_WATCH_LINK, on_link);
+	scif__monitor_handle(SCIF_WATCH_PEERBELL, on_peer_bell);
 }

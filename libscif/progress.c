@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * progress.c - library initialisation and the monitor thread. The monitor sleeps in epoll on
- * the kernel objects that tell when something happens outside any library call: a peer's
- * descriptor closing (hang-up), the application closing an endpoint with close(2), a
- * connection request reaching a listener, a non-blocking connect's answer.
+ * progress.c - the monitor thread. It sleeps in epoll on the kernel objects that tell when
+ * something happens outside any library call: a peer's descriptor closing (hang-up), the
+ * application closing an endpoint with close(2), a connection request reaching a listener,
+ * a non-blocking connect's answer, a control message. It knows only the endpoint table: what
+ * an event on a link or a listen socket means, the connection layer says
+ * (scif__monitor_handle).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -17,11 +19,6 @@
 #include "epd.h"
 #include "log.h"
 
-struct scif_fabric scif__fab;
-
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static int init_err;
-
 /* mon_lock serialises event dispatch (monitor thread, scif__monitor_poll_now) and start-up. */
 static pthread_mutex_t mon_lock = PTHREAD_MUTEX_INITIALIZER;
 static int mon_epfd = -1;
@@ -30,6 +27,14 @@ static int mon_running; /* cleared in a fork() child: the thread did not come al
 static uint64_t mon_key(const struct scif_endpt *ep, int kind)
 {
 	return ((uint64_t)ep->gen << 32) | ((uint64_t)(uint32_t)ep->fd << 2) | (uint64_t)kind;
+}
+
+/* What the layers above do with an event on each kind of watch (scif__monitor_handle). */
+static scif_watch_fn mon_fn[4];
+
+void scif__monitor_handle(int kind, scif_watch_fn fn)
+{
+	mon_fn[kind & 3] = fn;
 }
 
 static void mon_dispatch(const struct epoll_event *ev)
@@ -43,8 +48,7 @@ static void mon_dispatch(const struct epoll_event *ev)
 		return;
 	if (ep->gen != gen) /* the descriptor number was reused: stale event */
 		goto out;
-	switch (kind) {
-	case SCIF_WATCH_BELL:
+	if (kind == SCIF_WATCH_BELL) {
 		/*
 		 * Every copy of the application's descriptor is gone: close(2), exit or exec.
 		 * After a disconnect the bell is shut down by us, and only EPOLLERR means that.
@@ -56,17 +60,8 @@ static void mon_dispatch(const struct epoll_event *ev)
 			scif__monitor_unwatch(ep->bell);
 			scif__epd_unpublish(ep);
 		}
-		break;
-	case SCIF_WATCH_LISTEN:
-		scif__conn_listen_event(ep);
-		break;
-	case SCIF_WATCH_LINK:
-		scif__conn_link_event(ep);
-		break;
-	case SCIF_WATCH_PEERBELL:
-		if (ev->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-			scif__conn_disconnect(ep);
-		break;
+	} else if (mon_fn[kind]) {
+		mon_fn[kind](ep, ev->events);
 	}
 out:
 	scif__epd_put(ep);
@@ -115,9 +110,12 @@ static int mon_ctl(int op, int fd, uint64_t key, uint32_t events)
 	return epoll_ctl(mon_epfd, op, fd, &ev) < 0 ? -errno : 0;
 }
 
+/* Set while scif__monitor_ensure re-registers every endpoint (it holds mon_lock then). */
+static __thread int mon_rewatching;
+
 int scif__monitor_watch(struct scif_endpt *ep, int kind, int fd, uint32_t events)
 {
-	int ret = scif__monitor_ensure();
+	int ret = mon_rewatching ? 0 : scif__monitor_ensure();
 
 	if (ret)
 		return ret;
@@ -133,42 +131,10 @@ void scif__monitor_unwatch(int fd)
 		epoll_ctl(mon_epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
-/* Add a registration, or update it (its key carries the descriptor number). */
-static void mon_ctl_set(int fd, uint64_t key, uint32_t events)
-{
-	if (mon_ctl(EPOLL_CTL_ADD, fd, key, events) == -EEXIST)
-		mon_ctl(EPOLL_CTL_MOD, fd, key, events);
-}
-
-/*
- * Watch what the endpoint's state calls for: in a fork() child from its own epoll, or after
- * the endpoint's descriptor number changed (dup).
- */
-static void mon_rewatch_one(struct scif_endpt *ep)
-{
-	mon_ctl_set(ep->bell, mon_key(ep, SCIF_WATCH_BELL),
-		    EPOLLRDHUP | (scif__epd_state(ep) == SCIFEP_DISCONNECTED ? EPOLLET : 0));
-	switch (scif__epd_state(ep)) {
-	case SCIFEP_LISTENING:
-		mon_ctl_set(ep->lfd, mon_key(ep, SCIF_WATCH_LISTEN), EPOLLIN | EPOLLET);
-		for (int i = 0; i < ep->npend; i++) /* requests it holds (see nodeqp.c) */
-			mon_ctl_set(ep->pend[i].link, mon_key(ep, SCIF_WATCH_LISTEN),
-				    EPOLLIN | EPOLLRDHUP | EPOLLET);
-		break;
-	case SCIFEP_CONNECTING:
-		mon_ctl_set(ep->link, mon_key(ep, SCIF_WATCH_LINK), EPOLLIN | EPOLLRDHUP);
-		break;
-	case SCIFEP_CONNECTED:
-		mon_ctl_set(ep->link, mon_key(ep, SCIF_WATCH_LINK), EPOLLIN | EPOLLRDHUP);
-		mon_ctl_set(ep->peer_bell, mon_key(ep, SCIF_WATCH_PEERBELL), EPOLLRDHUP);
-		break;
-	}
-}
-
 void scif__monitor_rekey(struct scif_endpt *ep)
 {
 	if (scif__monitor_ensure() == 0)
-		mon_rewatch_one(ep);
+		scif__epd_rewatch(ep);
 }
 
 int scif__monitor_ensure(void)
@@ -190,8 +156,11 @@ int scif__monitor_ensure(void)
 		mon_epfd = -1;
 		goto out;
 	}
-	if (rewatch)
-		scif__epd_foreach(mon_rewatch_one);
+	if (rewatch) {
+		mon_rewatching = 1;
+		scif__epd_foreach(scif__epd_rewatch);
+		mon_rewatching = 0;
+	}
 	/* The monitor takes no signals: the application's handlers run in its own threads. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -233,24 +202,7 @@ static void atfork_child(void)
 	pthread_mutex_unlock(&mon_lock);
 }
 
-static void init_once_fn(void)
+void scif__monitor_setup(void)
 {
-	scif__log_init();
-	scif__msg_init();
-	scif__bulk_init();
-	scif__fab.ops = &scif__fabric_local;
-	if (scif__fab.ops->size != sizeof(struct scif_fabric_ops)) {
-		init_err = -ENXIO;
-		return;
-	}
-	init_err = scif__fab.ops->attach(&scif__fab);
-	if (init_err)
-		scif_info("fabric %s: attach failed: %d", scif__fab.ops->name, init_err);
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-}
-
-int scif__init(void)
-{
-	pthread_once(&init_once, init_once_fn);
-	return init_err;
 }

@@ -28,14 +28,6 @@
 #define CACHELINE 64u
 #define PEER_MARK_BIT 0x80000000u /* marks of the peer's RMAs are negative, like Intel's */
 
-struct scif_req {
-	uint32_t tag;
-	uint16_t op;
-	int done;
-	struct scif_ctl_msg reply;
-	struct scif_req *next;
-};
-
 struct scif_peer_wait {
 	uint32_t tag;
 	uint32_t id;
@@ -73,111 +65,6 @@ static pthread_cond_t dma_cond = PTHREAD_COND_INITIALIZER;
 static struct scif_dma *dma_head, **dma_tail = &dma_head;
 static int dma_running;
 static int dma_sleeping; /* under dma_lock: queueing signals the worker only if set */
-
-/* ---- control requests ------------------------------------------------------------------ */
-
-void scif__ctl_msg_init(struct scif_ctl_msg *m, uint16_t op, const struct scif_endpt *ep)
-{
-	memset(m, 0, sizeof(*m));
-	m->magic = SCIF_CTL_MAGIC;
-	m->version = SCIF_CTL_VERSION;
-	m->op = op;
-	m->src.node = scif__fab.self;
-	m->src.port = ep->sh->port;
-}
-
-int scif__ctl_send(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd)
-{
-	int ret = scif__fab.ops->link_send(ep->link, m, sizeof(*m), &fd, fd >= 0 ? 1 : 0);
-
-	return ret == -ECONNRESET || ret == -EPIPE ? -ECONNRESET : ret;
-}
-
-/*
- * How long the peer may take to answer a request (SCIF_REQ_TIMEOUT_MS, default 10 s, the
- * node-alive limit Intel's driver used). A fence wait may legitimately take long: it gets
- * ETIMEDOUT like Intel's; any other silent request means the peer is broken, and costs it
- * the connection.
- */
-static uint64_t req_timeout_ns(void)
-{
-	static uint64_t ns;
-
-	if (!scif__read_once(&ns)) {
-		const char *v = getenv("SCIF_REQ_TIMEOUT_MS");
-		unsigned long ms = v && *v ? strtoul(v, NULL, 0) : 0;
-
-		scif__write_once(&ns, (ms ? (uint64_t)ms : 10000u) * 1000000u);
-	}
-	return ns;
-}
-
-int scif__ctl_call(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd,
-		   struct scif_ctl_msg *reply)
-{
-	struct scif_req req = { .op = m->op };
-	uint64_t deadline;
-	int ret;
-
-	pthread_mutex_lock(&ep->req_lock);
-	req.tag = ++ep->next_tag;
-	req.next = ep->reqs;
-	ep->reqs = &req;
-	pthread_mutex_unlock(&ep->req_lock);
-	m->tag = req.tag;
-	ret = scif__ctl_send(ep, m, fd);
-	deadline = scif__now_ns() + req_timeout_ns();
-	pthread_mutex_lock(&ep->req_lock);
-	/* Woken by the reply (monitor), or by scif__epd_wake (disconnect, close). */
-	while (!ret && !req.done) {
-		uint64_t now = scif__now_ns();
-		struct timespec ts;
-
-		if (scif__load_acquire(&ep->closing))
-			ret = -EINTR;
-		else if (scif__epd_state(ep) != SCIFEP_CONNECTED)
-			ret = -ECONNRESET;
-		else if (now >= deadline)
-			ret = -ETIMEDOUT;
-		if (ret)
-			break;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += (time_t)((deadline - now) / 1000000000u);
-		ts.tv_nsec += (long)((deadline - now) % 1000000000u);
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&ep->req_cond, &ep->req_lock, &ts);
-	}
-	for (struct scif_req **pp = &ep->reqs; *pp; pp = &(*pp)->next)
-		if (*pp == &req) {
-			*pp = req.next;
-			break;
-		}
-	pthread_mutex_unlock(&ep->req_lock);
-	if (ret == -ETIMEDOUT && m->op != SCIF_WAIT) {
-		scif_warn("endpoint %d: peer did not answer request %u in time", ep->fd, m->op);
-		scif__conn_disconnect(ep);
-		ret = -ECONNRESET;
-	}
-	if (ret)
-		return ret;
-	if (reply)
-		*reply = req.reply;
-	return -req.reply.err; /* one of the errnos ctl_reply_in lets through for the op */
-}
-
-static void ctl_reply(struct scif_endpt *ep, uint32_t tag, int err, uint64_t p0)
-{
-	struct scif_ctl_msg r;
-
-	scif__ctl_msg_init(&r, SCIF_REPLY, ep);
-	r.tag = tag;
-	r.err = err;
-	r.payload[0] = p0;
-	scif__ctl_send(ep, &r, -1);
-}
 
 /* ---- the DMA worker -------------------------------------------------------------------- */
 
@@ -286,7 +173,7 @@ static void peer_waits_answer(struct scif_endpt *ep)
 
 		if ((int32_t)(ep->dma_done - w->id) >= 0) {
 			*pp = w->next;
-			ctl_reply(ep, w->tag, 0, 0);
+			scif__ctl_reply(ep, w->tag, 0, 0);
 			free(w);
 		} else {
 			pp = &w->next;
@@ -439,27 +326,17 @@ static void rma_once(void)
 	pthread_atfork(NULL, NULL, dma_atfork_child);
 }
 
-void scif__rma_ep_init(struct scif_endpt *ep)
+static void rma_ep_init(struct scif_endpt *ep)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	pthread_condattr_t ca;
 
 	pthread_once(&once, rma_once);
-
 	scif__ras_init(&ep->ras);
-	pthread_mutex_init(&ep->req_lock, NULL);
-	/* Request deadlines are on the monotonic clock. */
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&ep->req_cond, &ca);
-	pthread_condattr_destroy(&ca);
-	ep->reqs = NULL;
-	ep->next_tag = 0;
 	ep->dma_issued = ep->dma_done = ep->max_mark = ep->max_peer_mark = 0;
 	ep->peer_waits = NULL;
 }
 
-void scif__rma_ep_fini(struct scif_endpt *ep)
+static void rma_ep_fini(struct scif_endpt *ep)
 {
 	pthread_mutex_lock(&dma_lock);
 	while (ep->peer_waits) {
@@ -470,8 +347,6 @@ void scif__rma_ep_fini(struct scif_endpt *ep)
 	}
 	pthread_mutex_unlock(&dma_lock);
 	scif__ras_destroy(&ep->ras);
-	pthread_cond_destroy(&ep->req_cond);
-	pthread_mutex_destroy(&ep->req_lock);
 }
 
 off_t scif__rma_register(struct scif_endpt *ep, void *addr, size_t len, off_t offset, int prot,
@@ -905,7 +780,7 @@ static int ctl_register(struct scif_endpt *ep, const struct scif_ctl_msg *m, int
 
 	/* Our descriptor table is full: the window's memfd was lost on the way (MSG_CTRUNC). */
 	if (nfds < 0) {
-		ctl_reply(ep, m->tag, ENOMEM, 0);
+		scif__ctl_reply(ep, m->tag, ENOMEM, 0);
 		return 0;
 	}
 	/* Everything about the window is the peer's word: check it all. */
@@ -955,7 +830,7 @@ static int ctl_register(struct scif_endpt *ep, const struct scif_ctl_msg *m, int
 	}
 	if (err && w)
 		scif__window_put(w);
-	ctl_reply(ep, m->tag, err, 0);
+	scif__ctl_reply(ep, m->tag, err, 0);
 	return 0;
 }
 
@@ -974,7 +849,7 @@ static int ctl_unregister(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 			i++;
 	}
 	pthread_rwlock_unlock(&ep->ras.lock);
-	ctl_reply(ep, m->tag, 0, 0);
+	scif__ctl_reply(ep, m->tag, 0, 0);
 	return 0;
 }
 
@@ -1016,7 +891,7 @@ static int ctl_map_ref(struct scif_endpt *ep, const struct scif_ctl_msg *m, int 
 			i++;
 	}
 	pthread_rwlock_unlock(&ep->ras.lock);
-	ctl_reply(ep, m->tag, err, 0);
+	scif__ctl_reply(ep, m->tag, err, 0);
 	return 0;
 }
 
@@ -1028,7 +903,7 @@ static int ctl_wait(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 	pthread_mutex_lock(&dma_lock);
 	if ((int32_t)(scif__load_acquire(&ep->dma_done) - id) >= 0) {
 		pthread_mutex_unlock(&dma_lock);
-		ctl_reply(ep, m->tag, 0, 0);
+		scif__ctl_reply(ep, m->tag, 0, 0);
 		return 0;
 	}
 	w = malloc(sizeof(*w));
@@ -1040,7 +915,7 @@ static int ctl_wait(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 	}
 	pthread_mutex_unlock(&dma_lock);
 	if (!w)
-		ctl_reply(ep, m->tag, ENOMEM, 0);
+		scif__ctl_reply(ep, m->tag, ENOMEM, 0);
 	return 0;
 }
 
@@ -1067,47 +942,8 @@ static int ctl_sig(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 	return 0;
 }
 
-/*
- * The errnos an honest peer can answer each request with; the caller returns them as they
- * are, so anything else (a negative number, an errno the call may not return) is a lie
- * that costs the peer the connection.
- */
-static int reply_err_valid(uint16_t op, int32_t err)
-{
-	switch (op) {
-	case SCIF_REGISTER:
-		return err == 0 || err == ENOMEM || err == EAGAIN;
-	case SCIF_MAP_REF:
-		return err == 0 || err == ENXIO;
-	case SCIF_WAIT:
-		return err == 0 || err == ENOMEM;
-	default: /* UNREGISTER, MAP_UNREF, MARK */
-		return err == 0;
-	}
-}
-
-static int ctl_reply_in(struct scif_endpt *ep, const struct scif_ctl_msg *m)
-{
-	int ret = 0;
-
-	pthread_mutex_lock(&ep->req_lock);
-	/* A reply nobody waits for answers a request that timed out or was interrupted. */
-	for (struct scif_req *r = ep->reqs; r; r = r->next)
-		if (r->tag == m->tag) {
-			if (!reply_err_valid(r->op, m->err)) {
-				ret = -EPROTO;
-				break;
-			}
-			r->reply = *m;
-			r->done = 1;
-			pthread_cond_broadcast(&ep->req_cond);
-			break;
-		}
-	pthread_mutex_unlock(&ep->req_lock);
-	return ret;
-}
-
-int scif__rma_ctl(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds)
+/* A control message from the peer (monitor thread): 0, -EPROTO to drop the peer, or -ENOMSG. */
+static int rma_ctl(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds)
 {
 	switch (m->op) {
 	case SCIF_REGISTER:
@@ -1119,15 +955,21 @@ int scif__rma_ctl(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds,
 	case SCIF_MAP_UNREF:
 		return ctl_map_ref(ep, m, -1);
 	case SCIF_MARK:
-		ctl_reply(ep, m->tag, 0, scif__load_acquire(&ep->dma_issued));
+		scif__ctl_reply(ep, m->tag, 0, scif__load_acquire(&ep->dma_issued));
 		return 0;
 	case SCIF_WAIT:
 		return ctl_wait(ep, m);
 	case SCIF_SIG:
 		return ctl_sig(ep, m);
-	case SCIF_REPLY:
-		return ctl_reply_in(ep, m);
 	default:
-		return -EPROTO; /* handshake messages after the handshake */
+		return -ENOMSG; /* not ours */
 	}
 }
+
+/* RMA's part in an endpoint's life (epd.h). */
+const struct scif_epd_layer scif__rma_layer = {
+	.name = "rma",
+	.init = rma_ep_init,
+	.fini = rma_ep_fini,
+	.ctl = rma_ctl,
+};
