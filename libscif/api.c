@@ -41,7 +41,7 @@ static inline int api_ret_(int r, int errno0)
 /* Look an endpoint up; on failure the -errno of spec 2.3 (EBADF, ENOTTY). */
 static struct scif_endpt *api_get(scif_epd_t epd, int *err)
 {
-	struct scif_endpt *ep = scif__epd_get(epd);
+	struct scif_endpt *ep = scif__epd_find(epd);
 
 	if (!ep)
 		*err = scif__epd_lookup_err(epd);

@@ -113,13 +113,13 @@ struct scif_endpt *scif__epd_get(int fd)
 	struct scif_endpt *ep;
 	uint32_t r;
 
-	if (!slot || !scif__load_acquire(slot))
-		return fd >= 0 ? epd_get_alias(fd) : NULL;
+	if (!slot)
+		return NULL;
 	/* Acquire pairs with the release in scif__epd_publish: the endpoint is initialised. */
 	ep = scif__load_acquire(slot);
 	if (!ep)
 		return NULL;
-	r = scif__read_once(&ep->refs);
+	r = scif__load_acquire(&ep->refs);
 	do {
 		if (r == 0)
 			return NULL;
@@ -133,7 +133,19 @@ struct scif_endpt *scif__epd_get(int fd)
 	return ep;
 }
 
-/* The layers above the table (epd.h, struct scif_epd_layer), in the order they joined. */
+struct scif_endpt *scif__epd_find(int fd)
+{
+	struct scif_endpt *ep = scif__epd_get(fd);
+
+	/* Not in the table: maybe a dup() the application made (spec 3.2). */
+	return ep || fd < 0 ? ep : epd_get_alias(fd);
+}
+
+void scif__epd_ref(struct scif_endpt *ep)
+{
+	scif__atomic_inc(&ep->refs);
+}
+
 static const struct scif_epd_layer *layers[SCIF_MAX_LAYERS];
 static int nlayers;
 
@@ -226,7 +238,7 @@ static struct scif_endpt *ep_new(void)
 	ep->port = NULL;
 	ep->sh = NULL;
 	ep->backlog = 0;
-	ep->closing = 0;
+	scif__write_once(&ep->closing, 0);
 	ep->waiters = 0;
 	ep->wake_fd = -1;
 	ep->own_fd = 0;
@@ -274,11 +286,12 @@ int scif__epd_alloc(struct scif_endpt **out)
 
 		ep->ino = fstat(ep->fd, &st) == 0 ? (unsigned long)st.st_ino : 0;
 	}
-	ep->refs = 1;
+	/* Type-stable memory: a racing scif__epd_get may be reading this count. */
+	scif__store_release(&ep->refs, 1);
 	*out = ep;
 	return 0;
 fail:
-	ep->refs = 0;
+	scif__store_release(&ep->refs, 0);
 	ep_release(ep);
 	return ret;
 }
@@ -376,7 +389,8 @@ int scif__epd_drop_alias(struct scif_endpt *ep, int fd)
 
 void scif__epd_wake(struct scif_endpt *ep)
 {
-	int wfd = scif__read_once(&ep->wake_fd);
+	/* Acquire pairs with the CAS that published the eventfd (msg.c). */
+	int wfd = scif__load_acquire(&ep->wake_fd);
 	uint64_t one = 1;
 
 	/* Sleepers on the descriptor: send, recv, accept, connect (msg.c's scif__msg_wait). */

@@ -264,8 +264,15 @@ void scif__monitor_unwatch(int fd);
 /* Re-register an endpoint's watches under its current descriptor number. */
 void scif__monitor_rekey(struct scif_endpt *ep);
 
-/* Descriptor table. get() returns a counted reference or NULL; put() drops it. */
+/*
+ * Descriptor table. get() returns a counted reference or NULL; put() drops it. find() is
+ * get() for a descriptor the application passed: it also recognises dup() copies (and so
+ * looks at the descriptor itself, which only the application's calls may do). ref() takes
+ * one more reference on an endpoint the caller already holds.
+ */
 struct scif_endpt *scif__epd_get(int fd);
+struct scif_endpt *scif__epd_find(int fd);
+void scif__epd_ref(struct scif_endpt *ep);
 void scif__epd_put(struct scif_endpt *ep);
 /* New UNBOUND endpoint with its descriptor pair; returns it with one table reference. */
 int scif__epd_create(struct scif_endpt **out);

@@ -130,10 +130,10 @@ void scif__msg_set_writable(struct scif_endpt *ep, int writable)
 
 	if (writable) {
 		scif__fab.ops->drain(ep->bell);
-		ep->sh->junked = 0;
-	} else if (!ep->sh->junked) {
+		scif__write_once(&ep->sh->junked, 0);
+	} else if (!scif__read_once(&ep->sh->junked)) {
 		if (send(ep->fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
-			ep->sh->junked = 1;
+			scif__write_once(&ep->sh->junked, 1);
 	}
 }
 
@@ -286,7 +286,7 @@ int scif__msg_recv(struct scif_endpt *ep, void *msg, int len, int flags)
 				continue;
 			break;
 		}
-		if (ep->closing) {
+		if (scif__load_acquire(&ep->closing)) {
 			ret = -EINTR;
 			break;
 		}
@@ -393,7 +393,7 @@ static int tx_settle(struct scif_endpt *ep)
 		room = tx_arm(ep);
 	if (room < 0)
 		return msg_corrupt(ep);
-	if (room > 0 && sh->junked)
+	if (room > 0 && scif__read_once(&sh->junked))
 		scif__msg_set_writable(ep, 1);
 	return 0;
 }
@@ -502,7 +502,7 @@ int scif__msg_send(struct scif_endpt *ep, void *msg, int len, int flags)
 				msg_probe(ep);
 			break;
 		}
-		if (ep->closing) {
+		if (scif__load_acquire(&ep->closing)) {
 			ret = -EINTR;
 			break;
 		}

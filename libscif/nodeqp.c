@@ -65,8 +65,10 @@ static void msg_init(struct scif_ctl_msg *m, uint16_t op, const struct scif_endp
 /*
  * Read one control message from the link, waiting up to timeout_ms (negative: forever).
  * Anything malformed is -EPROTO; a hang-up is -ECONNRESET. Received handles land in fds.
+ * With @ep (a blocking connect), a scif_close() of it interrupts the wait (-EINTR).
  */
-static int link_read(int link, struct scif_ctl_msg *m, int *fds, int *nfds, int timeout_ms)
+static int link_read(int link, struct scif_ctl_msg *m, int *fds, int *nfds, int timeout_ms,
+		     struct scif_endpt *ep)
 {
 	uint64_t deadline = timeout_ms < 0 ? 0 : scif__now_ns() + (uint64_t)timeout_ms * 1000000u;
 	int cap = *nfds;
@@ -96,6 +98,13 @@ static int link_read(int link, struct scif_ctl_msg *m, int *fds, int *nfds, int 
 			if (now >= deadline)
 				return -ETIMEDOUT;
 			wait_ms = (int)((deadline - now + 999999) / 1000000);
+		}
+		if (ep) {
+			/* Also woken by scif_close (signals do not interrupt a connect). */
+			ret = scif__msg_wait(ep, link, 0, wait_ms);
+			if (ret == -EINTR && scif__load_acquire(&ep->closing))
+				return ret;
+			continue;
 		}
 		ret = poll(&p, 1, wait_ms);
 		if (ret < 0 && errno != EINTR)
@@ -230,14 +239,14 @@ static void conn_abort(struct scif_endpt *ep)
 }
 
 /* The connector got a GNT (or REJ/hang-up): finish. Called with ctl held. */
-static int conn_finish(struct scif_endpt *ep, int timeout_ms)
+static int conn_finish(struct scif_endpt *ep, int timeout_ms, int take_ctl)
 {
 	struct scif_ctl_msg m;
 	int fds[SCIF_LINK_MAX_FDS], nfds = SCIF_LINK_MAX_FDS;
 	int ret;
 
-	ret = link_read(ep->link, &m, fds, &nfds, timeout_ms);
-	if (ret == -ETIMEDOUT || ret == -EAGAIN)
+	ret = link_read(ep->link, &m, fds, &nfds, timeout_ms, take_ctl ? ep : NULL);
+	if (ret == -ETIMEDOUT || ret == -EAGAIN || ret == -EINTR)
 		return ret;
 	if (ret)
 		return -ECONNREFUSED;
@@ -245,11 +254,19 @@ static int conn_finish(struct scif_endpt *ep, int timeout_ms)
 		close_fds(fds, nfds);
 		return m.op == SCIF_CNCT_REJ && m.err == ENOMEM ? -ENOMEM : -ECONNREFUSED;
 	}
-	ret = conn_import(ep, &m, fds, nfds);
+	/*
+	 * The endpoint changes under ctl, so a scif_close() racing us either sees the connection
+	 * and its watches (and undoes them), or we see it closing and give up.
+	 */
+	if (take_ctl)
+		scif__lock(&ep->sh->ctl);
+	ret = scif__load_acquire(&ep->closing) ? -EINTR : conn_import(ep, &m, fds, nfds);
 	close_fds(fds, nfds);
 	if (!ret)
 		ret = conn_established(ep);
-	return ret ? (ret == -ENOMEM ? ret : -ECONNREFUSED) : 0;
+	if (take_ctl)
+		scif__unlock(&ep->sh->ctl);
+	return ret ? (ret == -ENOMEM || ret == -EINTR ? ret : -ECONNREFUSED) : 0;
 }
 
 int scif__conn_connect(struct scif_endpt *ep, struct scif_portID *dst)
@@ -263,8 +280,8 @@ int scif__conn_connect(struct scif_endpt *ep, struct scif_portID *dst)
 		ret = -EOPNOTSUPP;
 		goto out;
 	case SCIFEP_CONNECTED:
-		if (sh->nb_collect) { /* a non-blocking connect finished: report it once */
-			sh->nb_collect = 0;
+		if (scif__load_acquire(&sh->nb_collect)) { /* a non-blocking connect finished */
+			scif__store_release(&sh->nb_collect, 0);
 			ret = sh->port;
 		} else {
 			ret = -EISCONN;
@@ -274,11 +291,17 @@ int scif__conn_connect(struct scif_endpt *ep, struct scif_portID *dst)
 		ret = sh->blocking ? -EISCONN : -EINPROGRESS;
 		goto out;
 	case SCIFEP_DISCONNECTED:
-		ret = sh->nb_collect ? (sh->nb_collect = 0, sh->conn_err) : -EINVAL;
+		/* A non-blocking connect that succeeded, then lost its peer: it did succeed. */
+		if (scif__load_acquire(&sh->nb_collect)) {
+			scif__store_release(&sh->nb_collect, 0);
+			ret = sh->conn_err ? sh->conn_err : sh->port;
+		} else {
+			ret = -EINVAL;
+		}
 		goto out;
 	case SCIFEP_BOUND:
-		if (sh->nb_collect) { /* failed non-blocking connect: report, stay BOUND */
-			sh->nb_collect = 0;
+		if (scif__load_acquire(&sh->nb_collect)) { /* failed non-blocking connect */
+			scif__store_release(&sh->nb_collect, 0);
 			ret = sh->conn_err;
 			goto out;
 		}
@@ -323,7 +346,7 @@ int scif__conn_connect(struct scif_endpt *ep, struct scif_portID *dst)
 	sh->state = SCIFEP_CONNECTING;
 	sh->blocking = 1;
 	scif__unlock(&sh->ctl);
-	ret = conn_finish(ep, CONNECT_TIMEOUT_MS);
+	ret = conn_finish(ep, CONNECT_TIMEOUT_MS, 1);
 	scif__lock(&sh->ctl);
 	sh->blocking = 0;
 	if (ret) {
@@ -377,12 +400,13 @@ void scif__conn_link_event(struct scif_endpt *ep)
 		return; /* the owner of ctl is finishing the handshake itself */
 	if (sh->state == SCIFEP_CONNECTING && !sh->blocking) {
 		/* Still CONNECTING while we finish: conn_finish establishes, or we abort. */
-		ret = conn_finish(ep, 0);
+		ret = conn_finish(ep, 0, 0);
 		if (ret != -ETIMEDOUT && ret != -EAGAIN) { /* else a spurious wake-up */
 			if (ret)
 				conn_abort(ep);
 			sh->conn_err = ret;
-			sh->nb_collect = 1;
+			/* Release pairs with the acquire in poll.c: conn_err is set. */
+			scif__store_release(&sh->nb_collect, 1);
 			scif__msg_set_writable(ep, 1); /* POLLOUT: finished */
 		}
 	}
@@ -567,7 +591,7 @@ static int accept_one(struct scif_endpt *lep, int link, struct scif_endpt **out)
 	int fds[SCIF_LINK_MAX_FDS], nfds = SCIF_LINK_MAX_FDS;
 	int ret;
 
-	ret = link_read(link, &m, fds, &nfds, 0);
+	ret = link_read(link, &m, fds, &nfds, 0, NULL);
 	if (ret)
 		goto drop;
 	if (m.op != SCIF_CNCT_REQ || m.src.node > scif__fab.max_node ||
@@ -638,7 +662,7 @@ int scif__conn_accept(struct scif_endpt *lep, struct scif_portID *peer, scif_epd
 	close(ret);
 	scif__lock(&sh->recv_lock);
 	for (;;) {
-		if (lep->closing) {
+		if (scif__load_acquire(&lep->closing)) {
 			ret = -EINTR;
 			break;
 		}
@@ -678,7 +702,7 @@ static void conn_disconnect(struct scif_endpt *ep)
 	struct scif_port *port;
 
 	scif__lock(&sh->ctl);
-	if (sh->state != SCIFEP_CONNECTED || ep->bell_shut) {
+	if (scif__epd_state(ep) != SCIFEP_CONNECTED || ep->bell_shut) {
 		scif__unlock(&sh->ctl);
 		return;
 	}
@@ -700,7 +724,7 @@ static void conn_disconnect(struct scif_endpt *ep)
 	scif__monitor_watch(ep, SCIF_WATCH_BELL, ep->bell, EPOLLRDHUP | EPOLLET);
 	scif__fab.ops->ring(ep->bell);
 	scif__fab.ops->drain(ep->bell);
-	sh->junked = 0;
+	scif__write_once(&sh->junked, 0); /* the disconnect, not a sender, drained the bell */
 	shutdown(ep->bell, SHUT_RDWR);
 	__atomic_store_n(&sh->state, SCIFEP_DISCONNECTED, __ATOMIC_RELEASE);
 	scif__epd_wake(ep);
@@ -863,9 +887,12 @@ static int ctl_reply_in(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 
 void scif__conn_closing(struct scif_endpt *ep)
 {
+	/* Under ctl: a connect finishing on another thread sets these (conn_finish). */
+	scif__lock(&ep->sh->ctl);
 	scif__monitor_unwatch(ep->link);
 	scif__monitor_unwatch(ep->peer_bell);
 	scif__monitor_unwatch(ep->lfd);
+	scif__unlock(&ep->sh->ctl);
 }
 
 /* The last reference is gone: the link, the peer's handles, the listen queue, the port. */

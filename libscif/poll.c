@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <stdlib.h>
 
+#include "atomic.h"
 #include "epd.h"
 
 /* Readiness of one endpoint; with @arm, prepare its descriptor to wake a sleep. */
@@ -22,10 +23,10 @@ static short poll_revents(struct scif_endpt *ep, short events, int arm)
 	case SCIFEP_CONNECTED:
 	case SCIFEP_DISCONNECTED:
 		return (short)(scif__msg_revents(ep, events, arm) |
-			       (sh->nb_collect ? (events & POLLOUT) : 0));
+			       (scif__load_acquire(&sh->nb_collect) ? (events & POLLOUT) : 0));
 	default:
 		/* A finished (failed) non-blocking connect reports POLLOUT; else not pollable. */
-		return sh->nb_collect ? (short)(events & POLLOUT) : POLLERR;
+		return scif__load_acquire(&sh->nb_collect) ? (short)(events & POLLOUT) : POLLERR;
 	}
 }
 
@@ -50,7 +51,7 @@ int scif__poll(struct scif_pollepd *epds, unsigned int nepds, long timeout)
 	if (timeout > 0)
 		deadline = scif__now_ns() + (uint64_t)(int)timeout * 1000000u;
 	for (unsigned int i = 0; i < nepds; i++)
-		eps[i] = epds[i].epd >= 0 ? scif__epd_get(epds[i].epd) : NULL;
+		eps[i] = epds[i].epd >= 0 ? scif__epd_find(epds[i].epd) : NULL;
 	for (;;) {
 		int ready = 0, wait_ms;
 

@@ -367,7 +367,8 @@ off_t scif__rma_register(struct scif_endpt *ep, void *addr, size_t len, off_t of
 	w->refs = 1;
 	w->len = len;
 	w->prot = prot;
-	ret = scif__window_back(addr, len, (prot & SCIF_PROT_WRITE) != 0, &w->fd, &w->foff);
+	ret = scif__window_back(addr, len, (prot & SCIF_PROT_WRITE) != 0, &w->fd, &w->foff,
+				&w->backing);
 	if (ret)
 		goto fail;
 	w->map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, w->fd, w->foff);
@@ -585,12 +586,8 @@ int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, 
 			break;
 		}
 		d->kind = DMA_COPY;
-		d->ep = scif__epd_get(ep->fd);
-		if (!d->ep) {
-			free(d);
-			ret = -ECONNRESET;
-			break;
-		}
+		scif__epd_ref(ep);
+		d->ep = ep;
 		d->x = x;
 		d->from = pos;
 		d->to = pos + DMA_CHUNK < len ? pos + DMA_CHUNK : len;
@@ -708,11 +705,8 @@ static int signal_queue(struct scif_endpt *ep, struct scif_seg sig[2], uint64_t 
 		return ret ? ret : -ENOMEM;
 	}
 	d->kind = DMA_SIGNAL;
-	d->ep = scif__epd_get(ep->fd);
-	if (!d->ep) {
-		free(d);
-		return -ECONNRESET;
-	}
+	scif__epd_ref(ep);
+	d->ep = ep;
 	memcpy(d->sig, sig, sizeof(d->sig));
 	memcpy(d->val, val, sizeof(d->val));
 	d->id = scif__atomic_inc(&ep->dma_issued);

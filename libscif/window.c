@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "atomic.h"
@@ -22,18 +24,43 @@
 #define PAGE 4096ULL
 
 /*
- * Ranges of this process's address space already backed by a memfd of ours, so registering
- * the same memory again (or a part of it) shares the pages instead of copying them.
+ * The memfds of this process's own windows, by inode. A range registered again (or a part
+ * of one) that still maps such a memfd, contiguously, shares its pages instead of being
+ * copied: smaps says what is mapped there now, so memory the application unmapped and
+ * mapped anew is never mistaken for the old window's. Each window holds a reference; the
+ * last one closes the memfd, so nothing outlives the windows.
  */
 struct backing {
-	uintptr_t start, end;
+	dev_t dev;
+	ino_t ino;
 	int fd;
-	off_t foff; /* file offset of start */
+	unsigned int refs;
 	struct backing *next;
 };
 
 static pthread_mutex_t backing_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct backing *backings;
+
+void scif__backing_put(void *handle)
+{
+	struct backing *x = handle;
+
+	if (!x)
+		return;
+	pthread_mutex_lock(&backing_lock);
+	if (--x->refs == 0) {
+		for (struct backing **pp = &backings; *pp; pp = &(*pp)->next)
+			if (*pp == x) {
+				*pp = x->next;
+				break;
+			}
+		close(x->fd);
+		free(x);
+	} else {
+		x = NULL;
+	}
+	pthread_mutex_unlock(&backing_lock);
+}
 
 /* Memory attributes of a mapping that registration must carry over (smaps VmFlags). */
 enum {
@@ -52,6 +79,9 @@ struct vma {
 	int prot;
 	int hugetlb;
 	int flags; /* VMA_* */
+	dev_t dev; /* the mapped file, if any, and the range's offset in it */
+	ino_t ino;
+	uint64_t pgoff;
 };
 
 static int vma_flags(char *list)
@@ -124,6 +154,21 @@ static int window_vmas(uintptr_t a, uintptr_t b, struct vma *v, int max)
 			    (q[2] == 'x' ? PROT_EXEC : 0);
 		v[n].hugetlb = strstr(q, "anon_hugepage") != NULL;
 		v[n].flags = 0;
+		{
+			/* "perms offset major:minor inode" */
+			unsigned long long off = 0, ino = 0;
+			unsigned int maj = 0, mnr = 0;
+
+			if (sscanf(q, "%*s %llx %x:%x %llu", &off, &maj, &mnr, &ino) == 4) {
+				v[n].dev = makedev(maj, mnr);
+				v[n].ino = (ino_t)ino;
+				v[n].pgoff = off + (v[n].start - s);
+			} else {
+				v[n].dev = 0;
+				v[n].ino = 0;
+				v[n].pgoff = 0;
+			}
+		}
 		cur = n++;
 	}
 	fclose(f);
@@ -157,73 +202,32 @@ static int vma_restore(const struct vma *v)
 	return 0;
 }
 
-/* Remove [a, b) from the backing registry (it is about to be backed anew). */
-static int backing_carve(uintptr_t a, uintptr_t b)
+/* A memfd of ours that maps all of [a, b) contiguously: its entry, with *foff set. */
+static struct backing *backing_find(const struct vma *v, int n, uintptr_t a, off_t *foff)
 {
-	struct backing **pp = &backings;
-
-	while (*pp) {
-		struct backing *x = *pp;
-
-		if (x->end <= a || x->start >= b) {
-			pp = &x->next;
-			continue;
+	for (int i = 0; i < n; i++)
+		if (!v[i].ino || v[i].dev != v[0].dev || v[i].ino != v[0].ino ||
+		    v[i].pgoff != v[0].pgoff + (v[i].start - a))
+			return NULL;
+	for (struct backing *x = backings; x; x = x->next)
+		if (x->ino == v[0].ino && x->dev == v[0].dev) {
+			*foff = (off_t)v[0].pgoff;
+			return x;
 		}
-		if (x->start < a && x->end > b) { /* split in two */
-			struct backing *tail = malloc(sizeof(*tail));
-
-			if (!tail)
-				return -ENOMEM;
-			*tail = *x;
-			tail->fd = dup(x->fd);
-			tail->start = b;
-			tail->foff = x->foff + (off_t)(b - x->start);
-			x->end = a;
-			tail->next = x->next;
-			x->next = tail;
-			pp = &tail->next;
-		} else if (x->start < a) {
-			x->end = a;
-			pp = &x->next;
-		} else if (x->end > b) {
-			x->foff += (off_t)(b - x->start);
-			x->start = b;
-			pp = &x->next;
-		} else {
-			*pp = x->next;
-			close(x->fd);
-			free(x);
-		}
-	}
-	return 0;
+	return NULL;
 }
 
-int scif__window_back(void *addr, size_t len, int need_write, int *fdp, off_t *foffp)
+int scif__window_back(void *addr, size_t len, int need_write, int *fdp, off_t *foffp,
+		      void **handle)
 {
 	uintptr_t a = (uintptr_t)addr, b = a + len, cur;
+	struct backing *x = NULL;
 	struct vma v[64];
 	int n, fd = -1, ret, hugetlb = 0;
 	uint8_t *tmp = MAP_FAILED;
+	struct stat st;
 
 	pthread_mutex_lock(&backing_lock);
-	/* Already ours as a whole: share the pages. */
-	for (struct backing *x = backings; x; x = x->next) {
-		if (x->start <= a && x->end >= b) {
-			n = window_vmas(a, b, v, 64);
-			for (int i = 0; i < n; i++)
-				if (!(v[i].prot & PROT_READ) ||
-				    (need_write && !(v[i].prot & PROT_WRITE)))
-					n = -EFAULT;
-			if (n < 0) {
-				ret = n == -ENOMEM ? -ENOMEM : -EFAULT;
-				goto out;
-			}
-			*fdp = fcntl(x->fd, F_DUPFD_CLOEXEC, 0);
-			*foffp = x->foff + (off_t)(a - x->start);
-			ret = *fdp < 0 ? -errno : 0;
-			goto out;
-		}
-	}
 	n = window_vmas(a, b, v, 64);
 	if (n <= 0) {
 		ret = n == -ENOMEM ? -ENOMEM : -EFAULT;
@@ -244,14 +248,30 @@ int scif__window_back(void *addr, size_t len, int need_write, int *fdp, off_t *f
 		ret = -EFAULT;
 		goto out;
 	}
+	/* Already a window's memory: share the pages. */
+	x = backing_find(v, n, a, foffp);
+	if (x) {
+		*fdp = fcntl(x->fd, F_DUPFD_CLOEXEC, 0);
+		if (*fdp < 0) {
+			ret = errno == EMFILE || errno == ENFILE ? -ENOMEM : -errno;
+			goto out;
+		}
+		x->refs++;
+		*handle = x;
+		ret = 0;
+		goto out;
+	}
 	fd = memfd_create("scif-window", MFD_CLOEXEC | MFD_ALLOW_SEALING |
 						 (hugetlb ? MFD_HUGETLB : 0));
 	if (fd < 0 || ftruncate(fd, (off_t)len) < 0 ||
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-		ret = errno == ENOMEM || errno == ENOSPC ? -ENOMEM : -EFAULT;
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0 ||
+	    fstat(fd, &st) < 0) {
+		/* Out of memory, hugetlb pages or descriptors: all "resources" (spec 3.9). */
+		ret = -ENOMEM;
 		goto out;
 	}
-	tmp = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	x = malloc(sizeof(*x));
+	tmp = x ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
 	if (tmp == MAP_FAILED) {
 		ret = -ENOMEM;
 		goto out;
@@ -270,28 +290,26 @@ int scif__window_back(void *addr, size_t len, int need_write, int *fdp, off_t *f
 		if (ret)
 			goto out;
 	}
-	ret = backing_carve(a, b);
-	if (!ret) {
-		struct backing *x = malloc(sizeof(*x));
-
+	x->dev = st.st_dev;
+	x->ino = st.st_ino;
+	x->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (x->fd < 0) {
 		ret = -ENOMEM;
-		if (x) {
-			x->start = a;
-			x->end = b;
-			x->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-			x->foff = 0;
-			x->next = backings;
-			backings = x;
-			ret = 0;
-		}
+		goto out;
 	}
-	if (!ret) {
-		*fdp = fd;
-		*foffp = 0;
-		fd = -1;
-	}
+	x->refs = 1;
+	x->next = backings;
+	backings = x;
+	*handle = x;
+	x = NULL;
+	*fdp = fd;
+	*foffp = 0;
+	fd = -1;
+	ret = 0;
 out:
 	pthread_mutex_unlock(&backing_lock);
+	if (ret)
+		free(x);
 	if (tmp != MAP_FAILED)
 		munmap(tmp, len);
 	if (fd >= 0)
@@ -325,6 +343,7 @@ void scif__window_put(struct scif_window *w)
 		munmap(w->map, w->len);
 	if (w->fd >= 0)
 		close(w->fd);
+	scif__backing_put(w->backing);
 	free(w);
 }
 

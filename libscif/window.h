@@ -26,6 +26,7 @@
  * @refs:    list membership + each RMA in flight; the last put unmaps and closes.
  * @peer_maps: (self) scif_mmap mappings the peer holds; an unregistered window keeps its
  *           offsets reserved until this drops to 0.
+ * @backing: (self) its hold on the memfd of the application's memory (window.c).
  * @dead:    (self) WIN_DEAD: unregistered, kept only to reserve its offsets; WIN_PENDING:
  *           being registered, not usable until the peer has it. 0: live.
  */
@@ -41,6 +42,7 @@ struct scif_window {
 	uint32_t refs;
 	uint32_t peer_maps;
 	int dead;
+	void *backing;
 };
 
 /*
@@ -89,7 +91,10 @@ void scif__window_put(struct scif_window *w);
  * protections) and return the memfd and the range's offset in it. -EFAULT if part of the
  * range is not mapped, or not writable while @need_write.
  */
-int scif__window_back(void *addr, size_t len, int need_write, int *fd, off_t *foff);
+int scif__window_back(void *addr, size_t len, int need_write, int *fd, off_t *foff,
+		      void **backing);
+/* A window's hold on its memfd (scif__window_back's *backing) goes. */
+void scif__backing_put(void *backing);
 
 /* Pick a free offset (auto) or check a fixed one; under ras->lock. */
 int scif__ras_place(struct scif_ras *ras, uint64_t len, int fixed, uint64_t *offset);

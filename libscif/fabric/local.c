@@ -399,10 +399,11 @@ static int local_link_recv(int link, void *msg, size_t len, int *fds, int *nfds)
 	 * table is full) is not the peer's fault: the message stands, with *nfds = -1.
 	 */
 	bad = (mh.msg_flags & MSG_TRUNC) != 0;
-	if (bad || (mh.msg_flags & MSG_CTRUNC)) {
+	/* An empty message reads as a hang-up: no handle may come with it (or leak). */
+	if (bad || n == 0 || (mh.msg_flags & MSG_CTRUNC)) {
 		for (int i = 0; i < got; i++)
 			close(fds[i]);
-		got = bad ? 0 : -1;
+		got = bad || n == 0 ? 0 : -1;
 	}
 	if (nfds)
 		*nfds = got;
