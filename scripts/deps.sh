@@ -3,7 +3,8 @@
 # Install what building, testing and benchmarking libscif need on Debian 12 (as root).
 set -euo pipefail
 pkgs=(build-essential autoconf automake libtool pkg-config libcriterion-dev doxygen valgrind
-      gnuplot-nox python3)
+      gnuplot-nox python3
+      clang libclang-rt-14-dev)  # the libFuzzer targets (tests/fuzz: -fsanitize=fuzzer)
 [ "${1:-}" = "--kernel" ] && pkgs+=(qemu-system-x86 busybox-static cpio xz-utils zstd kmod gcc-12 make libc6-dev libelf1
                                     libelf-dev libssl3 bc
                                     flex bison)

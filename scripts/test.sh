@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Build everything and run the whole test suite on Debian 12, installing what is missing:
-# the Criterion suite (plain -Werror build, then ASan+UBSan), valgrind on the example pair,
-# the kernel shim in a QEMU guest, the docs and man-page checks, and make distcheck.
+# the Criterion suite (plain -Werror build, then ASan+UBSan), the libFuzzer targets for
+# FUZZ_SECONDS (60) each, the multi-threaded tests under ThreadSanitizer, valgrind on the
+# example pair, the kernel shim in a QEMU guest, the docs and man-page checks, and make
+# distcheck.
 # The last line is the total: "N passed, N failed".
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -76,6 +78,47 @@ check build-plain build "$top/_build/plain"
 echo "== ASan + UBSan build and the Criterion suite"
 check build-asan build "$top/_build/asan" --enable-sanitizers
 [ -f "$top/_build/asan/Makefile" ] && suite "$top/_build/asan" asan+ubsan
+
+echo "== libFuzzer targets (clang, ASan+UBSan), ${FUZZ_SECONDS:-60} s each"
+# Each target is one check: it fails on a crash, a sanitizer report, a hang or a failed
+# check (tests/fuzz/run.sh prints the diagnosis); the summary line gives its executions.
+fuzz_build() {
+	mkdir -p "$top/_build/fuzz" && cd "$top/_build/fuzz" &&
+		"$top/configure" CC=clang --enable-fuzz --enable-werror >configure.log 2>&1 &&
+		make -j"$jobs" fuzz-build >make.log 2>&1
+}
+check build-fuzz fuzz_build
+if [ -x "$top/_build/fuzz/tests/fuzz/fuzz-rb" ]; then
+	for t in fuzz-accept fuzz-connect fuzz-ring fuzz-bulk fuzz-ctl fuzz-rb; do
+		f0=$failed
+		check "$t" bash "$top/tests/fuzz/run.sh" --seconds "${FUZZ_SECONDS:-60}" \
+			--build "$top/_build/fuzz" "$t"
+		# A failure's log tail already shows it.
+		[ "$failed" = "$f0" ] && grep -E "^$t: " "$logdir/$t.log" | sed 's/^/    /'
+	done
+fi
+
+echo "== ThreadSanitizer build and the multi-threaded tests"
+# The tests that run several threads on one endpoint, built against tests/tsan's stand-in
+# for Criterion (which cannot start under TSan). A test in which TSan reports a race fails;
+# the distinct reports, with both stacks, are collected in _build/logs/tsan-reports.txt.
+tsan_tests="tests/tsan/test-send-recv tests/tsan/test-accept tests/tsan/test-connect
+	tests/tsan/test-listen tests/tsan/test-bind tests/tsan/test-poll tests/tsan/test-mp
+	tests/tsan/test-bulk tests/tsan/test-rma-mp"
+check build-tsan build "$top/_build/tsan" --enable-tsan
+if [ -f "$top/_build/tsan/Makefile" ]; then
+	find "$top/_build/tsan/tests" -name '*.log' -delete 2>/dev/null
+	(cd "$top/_build/tsan" && make -j"$jobs" check TESTS="$(echo $tsan_tests)" \
+		TSAN_OPTIONS="history_size=4 second_deadlock_stack=1 atexit_sleep_ms=0" \
+		>check.log 2>&1)
+	count_criterion "$top/_build/tsan" tsan
+	bash "$top/tests/tsan/reports.sh" "$top/_build/tsan"/tests/tsan/test-*.log \
+		>"$logdir/tsan-reports.txt"
+	if [ -s "$logdir/tsan-reports.txt" ]; then
+		echo "    $(head -n 1 "$logdir/tsan-reports.txt") (log: $logdir/tsan-reports.txt):"
+		grep -E '^--- ' "$logdir/tsan-reports.txt" | sed 's/^/    /'
+	fi
+fi
 
 echo "== valgrind on the host/card example pair"
 vg() {

@@ -153,6 +153,68 @@ static inline int test_wait(pid_t pid)
 	}
 }
 
+/*
+ * waitpid() with a bound: the child's status in *st, or, after @timeout_ms, the child is
+ * killed and the test fails. For children that are expected to end by themselves.
+ */
+static inline pid_t test_waitpid(pid_t pid, int *st, int timeout_ms)
+{
+	uint64_t until = test_now_ms() + (uint64_t)timeout_ms;
+
+	for (;;) {
+		pid_t r = waitpid(pid, st, WNOHANG);
+
+		if (r != 0)
+			return r;
+		if (test_now_ms() > until) {
+			kill(pid, SIGKILL);
+			waitpid(pid, st, 0);
+			cr_assert_fail("child %d did not finish in %d ms", (int)pid, timeout_ms);
+		}
+		usleep(2000);
+	}
+}
+
+/*
+ * Accept a connection on the listener @lep from the spawned peer @pid, watching the peer
+ * while waiting (a SYNC accept would wait forever for a peer that died first). If the peer
+ * exits without a request left pending, the test fails with its status; after @timeout_ms
+ * the peer is killed and the test fails. The peer stays unreaped (test_wait collects it).
+ * Returns 0, with the accepted endpoint in *ep and its address in *peer.
+ */
+static inline int test_accept_or_peer_death(scif_epd_t lep, struct scif_portID *peer,
+					    scif_epd_t *ep, pid_t pid, int timeout_ms)
+{
+	uint64_t until = test_now_ms() + (uint64_t)timeout_ms;
+	int dead_polls = 0;
+
+	for (;;) {
+		struct scif_pollepd p = { .epd = lep, .events = SCIF_POLLIN };
+		siginfo_t si;
+
+		if (scif_accept(lep, peer, ep, 0) == 0)
+			return 0;
+		cr_assert_eq(errno, EAGAIN, "scif_accept: %s", strerror(errno));
+		/* Look without reaping: the caller's test_wait() still gets the status. */
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+		    si.si_pid == pid && dead_polls++ >= 5) {
+			/* Gone, and no request of its left pending (it had 5 polls to show). */
+			if (si.si_code == CLD_EXITED)
+				cr_assert_fail("peer %d exited with status %d before connecting",
+					       (int)pid, si.si_status);
+			cr_assert_fail("peer %d killed by signal %d before connecting", (int)pid,
+				       si.si_status);
+		}
+		if (test_now_ms() > until) {
+			kill(pid, SIGKILL);
+			cr_assert_fail("no connection from peer %d in %d ms (killed it)", (int)pid,
+				       timeout_ms);
+		}
+		scif_poll(&p, 1, 20);
+	}
+}
+
 /* Connect to (node, port), retrying while the listener is not up yet (5 s). */
 static inline int test_connect_retry(scif_epd_t ep, uint16_t node, uint16_t port)
 {

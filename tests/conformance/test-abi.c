@@ -7,6 +7,9 @@
 
 #include "common.h"
 
+/* Watchdog: a test that hangs fails after this long (its own .timeout wins). */
+TestSuite(abi, .timeout = 120);
+
 #ifndef SCIF_TOP_BUILDDIR
 #define SCIF_TOP_BUILDDIR "."
 #endif

@@ -6,6 +6,9 @@
 
 #include "common.h"
 
+/* Watchdog: a test that hangs fails after this long (its own .timeout wins). */
+TestSuite(accept, .timeout = 120);
+
 /* A blocking scif_accept() run by a thread; t_done is when it returned. */
 struct accept_job {
 	scif_epd_t l, n;

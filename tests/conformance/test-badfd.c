@@ -8,6 +8,9 @@
 
 #include "common.h"
 
+/* Watchdog: a test that hangs fails after this long (its own .timeout wins). */
+TestSuite(badfd, .timeout = 120);
+
 /* A descriptor number that is not open in this process. */
 static int unused_fd(void)
 {

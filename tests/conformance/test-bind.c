@@ -7,6 +7,9 @@
 
 #include "common.h"
 
+/* Watchdog: a test that hangs fails after this long (its own .timeout wins). */
+TestSuite(bind, .timeout = 120);
+
 /* A port below SCIF_ADMIN_PORT_END that parallel test processes do not share. */
 static uint16_t test_priv_port(void)
 {
@@ -117,7 +120,7 @@ static void run_unprivileged(void (*fn)(int res[4]), int res[4])
 		got += (size_t)n;
 	}
 	close(p[0]);
-	waitpid(pid, &st, 0);
+	test_waitpid(pid, &st, 30000);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "unprivileged child failed (status %#x)",
 		  st);
 	cr_assert_eq(got, 4 * sizeof(int));

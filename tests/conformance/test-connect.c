@@ -5,6 +5,9 @@
  */
 #include "common.h"
 
+/* Watchdog: a test that hangs fails after this long (its own .timeout wins). */
+TestSuite(connect, .timeout = 120);
+
 /* A blocking scif_connect() run by a thread; t_done is when it returned. */
 struct conn_job {
 	scif_epd_t e;

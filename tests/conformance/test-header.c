@@ -9,6 +9,9 @@
 
 #include "common.h"
 
+/* Watchdog: a test that hangs fails after this long (its own .timeout wins). */
+TestSuite(header, .timeout = 300);
+
 #ifndef SCIF_TOP_SRCDIR
 #define SCIF_TOP_SRCDIR "."
 #endif
@@ -219,7 +222,7 @@ static int workdir_run(struct workdir *w, const char *cmd, char *log, size_t log
 
 	snprintf(full, sizeof(full), "cd '%s' && (%s) >out.txt 2>&1", w->path, cmd);
 	cr_assert_eq(posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ), 0);
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert_eq(test_waitpid(pid, &st, 300000), pid);
 	log[0] = 0;
 	snprintf(path, sizeof(path), "%s/out.txt", w->path);
 	f = fopen(path, "r");

@@ -5,6 +5,9 @@
  */
 #include "common.h"
 
+/* Watchdog: a test that hangs fails after this long (its own .timeout wins). */
+TestSuite(listen, .timeout = 120);
+
 /* A blocking scif_connect() run by a thread. */
 struct conn_job {
 	scif_epd_t e;

@@ -6,6 +6,9 @@
 
 #include "common.h"
 
+/* Watchdog: a test that hangs fails after this long (its own .timeout wins). */
+TestSuite(nodeids, .timeout = 120);
+
 Test(nodeids, lists_online_nodes_in_order_C50)
 {
 	uint16_t nodes[16], self = 0xffff;

@@ -5,6 +5,11 @@
  */
 #include "common.h"
 
+/* Watchdog: a test that hangs fails after this long (its own .timeout wins). */
+TestSuite(open, .timeout = 120);
+TestSuite(close, .timeout = 120);
+TestSuite(get_fd, .timeout = 120);
+
 Test(open, returns_cloexec_descriptor_C01)
 {
 	scif_epd_t e = scif_open();
@@ -47,7 +52,7 @@ Test(open, descriptor_closed_across_exec_C92)
 	/* The helper shell reports whether the descriptor number is open in it. */
 	snprintf(arg, sizeof(arg), "[ -e /proc/self/fd/%d ]", e);
 	cr_assert_eq(posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ), 0);
-	waitpid(pid, &st, 0);
+	test_waitpid(pid, &st, 30000);
 	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 1, "descriptor %d leaked into exec", e);
 	scif_close(e);
 }

@@ -10,6 +10,9 @@
 
 #include "common.h"
 
+/* Watchdog: a test that hangs fails after this long (its own .timeout wins). */
+TestSuite(poll, .timeout = 120);
+
 /* scif_poll() of one endpoint; returns revents (or -1 if scif_poll failed). */
 static int poll1(scif_epd_t e, short events, long timeout)
 {

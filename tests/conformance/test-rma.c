@@ -8,6 +8,14 @@
 
 #include "common.h"
 
+/* Watchdog: a test that hangs fails after this long (its own .timeout wins). */
+TestSuite(register, .timeout = 120);
+TestSuite(unregister, .timeout = 120);
+TestSuite(rma, .timeout = 120);
+TestSuite(fence, .timeout = 120);
+TestSuite(mmap, .timeout = 120);
+TestSuite(munmap, .timeout = 120);
+
 #define PG 4096
 
 static void *pages(size_t n, int prot)
@@ -685,7 +693,7 @@ Test(mmap, not_inherited_by_fork_C93)
 
 		_exit(mincore(m, PG, &v) == 0 ? 1 : 0);
 	}
-	waitpid(pid, &st, 0);
+	test_waitpid(pid, &st, 30000);
 	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mapping inherited by the child");
 	scif_munmap(m, PG);
 	scif_close(a);

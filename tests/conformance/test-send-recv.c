@@ -7,6 +7,9 @@
 
 #include "common.h"
 
+/* Watchdog: a test that hangs fails after this long (its own .timeout wins). */
+TestSuite(send_recv, .timeout = 120);
+
 /* A scif_send() or scif_recv() run by a thread. */
 struct io_job {
 	scif_epd_t e;

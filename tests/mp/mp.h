@@ -16,7 +16,7 @@ static inline void mp_expect_listener_serves(scif_epd_t lep, uint16_t port)
 				 .bytes = 4096 };
 	struct scif_portID peer;
 
-	cr_assert_eq(scif_accept(lep, &peer, &c.ep, SCIF_ACCEPT_SYNC), 0);
+	test_accept_or_peer_death(lep, &peer, &c.ep, pid, 30000);
 	stream_start(&c);
 	cr_expect_eq(stream_join(&c), 0);
 	cr_expect_eq(test_wait(pid), 0);

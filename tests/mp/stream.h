@@ -123,6 +123,16 @@ static inline uint8_t *stream_buf(const struct stream_conn *c)
 	return stream_alloc(STREAM_PIECE_MAX, (int)(c->tx_seed & 1));
 }
 
+/* The first failure of either thread (both may fail at once: atomics, for TSan too). */
+static inline void stream_fail(struct stream_conn *c, int code)
+{
+	int none = 0;
+
+	if (__atomic_compare_exchange_n(&c->error, &none, code, 0, __ATOMIC_RELAXED,
+					__ATOMIC_RELAXED))
+		__atomic_store_n(&c->err_errno, errno, __ATOMIC_RELAXED);
+}
+
 static inline void *stream_tx(void *arg)
 {
 	struct stream_conn *c = arg;
@@ -140,15 +150,13 @@ static inline void *stream_tx(void *arg)
 			int r = scif_send(c->ep, buf + off, (int)(n - off), flags);
 
 			if (r < 0) {
-				c->err_errno = errno;
-				c->error = 1;
+				stream_fail(c, 1);
 				goto out;
 			}
 			if (r == 0)
 				r = scif_send(c->ep, buf + off, (int)(n - off), SCIF_SEND_BLOCK);
 			if (r < 0) {
-				c->err_errno = errno;
-				c->error = 1;
+				stream_fail(c, 1);
 				goto out;
 			}
 			c->tx_sum = stream_fnv(c->tx_sum, buf + off, (size_t)r);
@@ -176,14 +184,12 @@ static inline void *stream_rx(void *arg)
 		if (r == 0)
 			r = scif_recv(c->ep, buf, (int)n, SCIF_RECV_BLOCK);
 		if (r < 0) {
-			c->err_errno = errno;
-			if (!c->error)
-				c->error = 2;
+			stream_fail(c, 2);
 			break;
 		}
 		stream_fill(c->rx_seed, c->received, want, (size_t)r);
 		if (memcmp(buf, want, (size_t)r)) {
-			c->error = 3; /* corrupted data */
+			__atomic_store_n(&c->error, 3, __ATOMIC_RELAXED); /* corrupted data */
 			break;
 		}
 		c->rx_sum = stream_fnv(c->rx_sum, buf, (size_t)r);

@@ -10,6 +10,10 @@
 
 #include "mp/mp.h"
 
+/* Watchdog: a test that hangs fails after this long (its own .timeout wins). */
+TestSuite(bulk, .timeout = 300);
+TestSuite(hostile_bulk, .timeout = 300);
+
 static uint8_t *buf_alloc(size_t len, int thp)
 {
 	uint8_t *p = stream_alloc(len, thp);
@@ -97,7 +101,7 @@ Test(bulk, one_offer_taken_in_pieces, .timeout = 120)
 	cr_assert_eq(scif_bind(lep, port), port);
 	cr_assert_eq(scif_listen(lep, 1), 0);
 	pid = test_spawn_peer(1, args);
-	cr_assert_eq(scif_accept(lep, &peer, &ep, SCIF_ACCEPT_SYNC), 0);
+	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
 	p = (struct scif_pollepd){ .epd = ep, .events = SCIF_POLLIN };
 	cr_assert_eq(scif_poll(&p, 1, 10000), 1, "no POLLIN while an offer waits");
 	cr_assert(p.revents & SCIF_POLLIN);
@@ -154,7 +158,7 @@ Test(bulk, abandoned_offer_is_not_delivered, .timeout = 60)
 	cr_assert_eq(scif_bind(lep, port), port);
 	cr_assert_eq(scif_listen(lep, 1), 0);
 	pid = test_spawn_peer(1, args);
-	cr_assert_eq(scif_accept(lep, &peer, &ep, SCIF_ACCEPT_SYNC), 0);
+	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
 	until = test_now_ms() + 10000;
 	do {
 		p = (struct scif_pollepd){ .epd = ep, .events = SCIF_POLLIN };
@@ -188,7 +192,7 @@ static void hostile_bulk_case(const char *kind, int resets)
 	cr_assert_eq(scif_bind(lep, port), port);
 	cr_assert_eq(scif_listen(lep, 4), 0);
 	pid = test_spawn_peer(1, args);
-	cr_assert_eq(scif_accept(lep, &peer, &ep, SCIF_ACCEPT_SYNC), 0);
+	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
 	if (!strcmp(kind, "claim")) {
 		uint8_t *big = buf_alloc(2u << 20, 1);
 

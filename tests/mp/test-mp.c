@@ -8,6 +8,10 @@
 
 #include "mp/mp.h"
 
+/* Watchdog: a test that hangs fails after this long (its own .timeout wins). */
+TestSuite(mp, .timeout = 300);
+TestSuite(hostile, .timeout = 300);
+
 static int count_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -126,7 +130,7 @@ Test(mp, stress_16_connections_1GiB_both_directions, .timeout = 600)
 		struct scif_portID peer;
 
 		memset(&c[i], 0, sizeof(c[i]));
-		cr_assert_eq(scif_accept(lep, &peer, &c[i].ep, SCIF_ACCEPT_SYNC), 0);
+		test_accept_or_peer_death(lep, &peer, &c[i].ep, pid, 30000);
 		cr_assert_eq(peer.node, 1);
 	}
 	/* The connector connected in order; its i-th stream seeds are (i, 1) and (i, 0). */
@@ -249,7 +253,7 @@ Test(mp, blocked_recv_returns_econnreset_when_peer_killed)
 	cr_assert_eq(scif_bind(lep, port), port);
 	cr_assert_eq(scif_listen(lep, 1), 0);
 	pid = test_spawn_peer(1, args);
-	cr_assert_eq(scif_accept(lep, &peer, &ep, SCIF_ACCEPT_SYNC), 0);
+	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
 	b.ep = ep;
 	pthread_create(&th, NULL, blocked_recv, &b);
 	usleep(100000);
@@ -356,7 +360,7 @@ Test(mp, churn_1000_connections_from_another_process, .timeout = 300)
 		scif_epd_t ep;
 		char c;
 
-		cr_assert_eq(scif_accept(lep, &peer, &ep, SCIF_ACCEPT_SYNC), 0, "accept %d", i);
+		test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
 		cr_assert_eq(scif_recv(ep, &c, 1, SCIF_RECV_BLOCK), 1);
 		cr_assert_eq(scif_send(ep, &c, 1, SCIF_SEND_BLOCK), 1);
 		scif_close(ep);
@@ -396,7 +400,7 @@ static void hostile_case(const char *kind, int connects)
 		char buf[64];
 		int r;
 
-		cr_assert_eq(scif_accept(lep, &peer, &ep, SCIF_ACCEPT_SYNC), 0);
+		test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
 		if (!strcmp(kind, "widx"))
 			r = scif_recv(ep, buf, sizeof(buf), SCIF_RECV_BLOCK);
 		else /* the lie shows when the sender next needs room (after one ring): it resets */

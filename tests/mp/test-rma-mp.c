@@ -9,6 +9,9 @@
 #include "common.h"
 #include "mp/stream.h"
 
+/* Watchdog: a test that hangs fails after this long (its own .timeout wins). */
+TestSuite(rma_mp, .timeout = 300);
+
 struct hello {
 	uint64_t offset, size;
 };
@@ -21,7 +24,7 @@ static scif_epd_t listen_accept(uint16_t port, char *const args[], pid_t *pid)
 	cr_assert_eq(scif_bind(lep, port), port);
 	cr_assert_eq(scif_listen(lep, 1), 0);
 	*pid = test_spawn_peer(1, args);
-	cr_assert_eq(scif_accept(lep, &peer, &ep, SCIF_ACCEPT_SYNC), 0);
+	test_accept_or_peer_death(lep, &peer, &ep, *pid, 30000);
 	scif_close(lep);
 	return ep;
 }
@@ -267,7 +270,7 @@ Test(rma_mp, window_survives_owner_fork)
 	child = fork();
 	if (child == 0)
 		_exit(0); /* the child leaves at once; the parent's window must be unaffected */
-	waitpid(child, &st, 0);
+	test_waitpid(child, &st, 10000);
 	cr_assert_eq(scif_readfrom(ep, lw, 1 << 20, (off_t)h.offset, SCIF_RMA_SYNC), 0);
 	uint8_t *want = malloc(1 << 20);
 
