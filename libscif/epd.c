@@ -306,8 +306,9 @@ int scif__epd_create(struct scif_endpt **out)
 	ep->sh->state = SCIFEP_UNBOUND;
 	ret = scif__epd_publish(ep);
 	if (ret) {
+		ep->own_fd = 1; /* never handed out: its descriptor goes with it */
 		scif__epd_put(ep);
-		return ret;
+		return ret == -ENOSPC ? -ENOMEM : ret;
 	}
 	*out = ep;
 	return 0;

@@ -139,6 +139,7 @@ struct scif_ep_shared {
  * @pend, @npend: (listening) connection requests taken off the listen socket, oldest
  *             first, at most @backlog (nodeqp.c listen_scan); under @sh->recv_lock.
  * @listen_cap: how many more the fabric's listen queue was last told to admit.
+ * @listen_err: the last scan could not take a queued request (-EMFILE, -ENOMEM).
  * @port:      the held port, shared with accepted endpoints (listener, bound, connected).
  * @sh:        the fork-shared state.
  * @mine:      our region (our inbound ring lives in it).
@@ -172,6 +173,7 @@ struct scif_endpt {
 	struct scif_pend *pend;
 	int npend;
 	int listen_cap;
+	int listen_err;
 	uint32_t listen_dirty;
 	uint32_t bell_shut;
 	struct scif_port *port;

@@ -17,38 +17,58 @@
 #include <errno.h>
 #include <pthread.h>
 
+#include "atomic.h"
 #include "epd.h"
 #include "log.h"
 
 struct scif_fabric scif__fab;
 
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static int init_err;
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static int init_done;
 
-static void init_once_fn(void)
+/*
+ * Attach, and stack the layers once attached. A failure is not remembered: an attach that
+ * ran out of memory or descriptors is tried again by the next call, which may succeed.
+ */
+static int init_locked(void)
 {
-	scif__log_init();
-	scif__msg_init();
-	scif__bulk_init();
-	scif__fab.ops = &scif__fabric_local;
-	if (scif__fab.ops->size != sizeof(struct scif_fabric_ops)) {
-		init_err = -ENXIO;
-		return;
+	static int base_done;
+	int ret;
+
+	if (!base_done) {
+		scif__log_init();
+		scif__msg_init();
+		scif__bulk_init();
+		scif__fab.ops = &scif__fabric_local;
+		base_done = 1;
 	}
-	init_err = scif__fab.ops->attach(&scif__fab);
-	if (init_err) {
-		scif_info("fabric %s: attach failed: %d", scif__fab.ops->name, init_err);
-		return;
+	if (scif__fab.ops->size != sizeof(struct scif_fabric_ops))
+		return -ENXIO;
+	ret = scif__fab.ops->attach(&scif__fab);
+	if (ret) {
+		scif_info("fabric %s: attach failed: %d", scif__fab.ops->name, ret);
+		return ret;
 	}
 	/* Joined bottom-up: an endpoint's layers are set up in this order, let go in reverse. */
 	scif__epd_add_layer(&scif__rma_layer);
 	scif__epd_add_layer(&scif__conn_layer);
 	scif__conn_setup();
 	scif__monitor_setup();
+	return 0;
 }
 
 int scif__init(void)
 {
-	pthread_once(&init_once, init_once_fn);
-	return init_err;
+	int ret = 0;
+
+	if (scif__load_acquire(&init_done))
+		return 0;
+	pthread_mutex_lock(&init_lock);
+	if (!init_done) {
+		ret = init_locked();
+		if (!ret)
+			scif__store_release(&init_done, 1);
+	}
+	pthread_mutex_unlock(&init_lock);
+	return ret;
 }

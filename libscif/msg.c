@@ -83,38 +83,52 @@ static int msg_probe(struct scif_endpt *ep)
 }
 
 /* The sleeping primitive: poll the endpoint descriptor (and @extra), interruptible. */
+/*
+ * The longest a sleeper sleeps before it looks again for itself: a doorbell lost to a
+ * transient failure (ENOBUFS, ...) or a wake-up without its eventfd costs this much latency,
+ * never a hang.
+ */
+#define WAIT_RECHECK_MS 1000
+
 int scif__msg_wait(struct scif_endpt *ep, int extra, short events, int timeout_ms)
 {
 	struct pollfd p[3];
-	int n = 0, ret, wfd = scif__read_once(&ep->wake_fd);
+	int n = 0, ret, wfd = scif__load_acquire(&ep->wake_fd);
 
 	if (wfd < 0) {
 		/* Created on first sleep; scif_close() writes it to wake this process's sleepers. */
 		int fresh = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), exp = -1;
 
-		if (fresh < 0)
-			return -errno;
-		if (__atomic_compare_exchange_n(&ep->wake_fd, &exp, fresh, 0, __ATOMIC_ACQ_REL,
-						__ATOMIC_ACQUIRE)) {
+		if (fresh < 0) {
+			/* No descriptor for it: sleep in short slices and watch closing instead. */
+			if (timeout_ms < 0 || timeout_ms > 100)
+				timeout_ms = 100;
+		} else if (__atomic_compare_exchange_n(&ep->wake_fd, &exp, fresh, 0,
+						       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
 			wfd = fresh;
 		} else {
 			close(fresh);
 			wfd = exp;
 		}
 	}
+	if (timeout_ms < 0 || timeout_ms > WAIT_RECHECK_MS)
+		timeout_ms = WAIT_RECHECK_MS;
 	scif__atomic_inc(&ep->waiters);
 	if (scif__load_acquire(&ep->closing)) {
 		scif__atomic_dec(&ep->waiters);
 		return -EINTR;
 	}
 	p[n++] = (struct pollfd){ .fd = ep->fd, .events = events };
-	p[n++] = (struct pollfd){ .fd = wfd, .events = POLLIN };
+	if (wfd >= 0)
+		p[n++] = (struct pollfd){ .fd = wfd, .events = POLLIN };
 	if (extra >= 0)
 		p[n++] = (struct pollfd){ .fd = extra, .events = POLLIN };
 	ret = poll(p, (nfds_t)n, timeout_ms);
 	scif__atomic_dec(&ep->waiters);
-	if (ret < 0)
-		return -errno;
+	if (ret < 0 && errno == EINTR)
+		return -EINTR;
+	if (ret < 0) /* no memory for the poll: the caller looks again, a little later */
+		usleep(1000);
 	if (scif__load_acquire(&ep->closing))
 		return -EINTR;
 	return 0;

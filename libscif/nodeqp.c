@@ -182,6 +182,29 @@ static int conn_import(struct scif_endpt *ep, const struct scif_ctl_msg *m, int 
 	return 0;
 }
 
+/*
+ * Send one control message, waiting up to @wait_ms while the link is full (the peer is not
+ * reading it). -EAGAIN after that: the caller decides what a peer that does not read costs.
+ */
+static int link_send_wait(int link, const struct scif_ctl_msg *m, const int *fds, int nfds,
+			  int wait_ms)
+{
+	uint64_t deadline = scif__now_ns() + (uint64_t)wait_ms * 1000000u;
+
+	for (;;) {
+		int ret = scif__fab.ops->link_send(link, m, sizeof(*m), fds, nfds);
+		uint64_t now = scif__now_ns();
+		struct pollfd p = { .fd = link, .events = POLLOUT };
+
+		if (ret != -EAGAIN || now >= deadline)
+			return ret == -EPIPE ? -ECONNRESET : ret;
+		poll(&p, 1, (int)((deadline - now + 999999) / 1000000));
+	}
+}
+
+#define SEND_WAIT_MS 1000      /* a caller's message waits this long for room on the link */
+#define SEND_WAIT_MON_MS 50    /* the monitor's (it serves every endpoint: not longer) */
+
 /* Send our region and our bell (so the peer can ring us and learn when we are gone). */
 static int conn_send_qp(struct scif_endpt *ep, uint16_t op, const struct scif_portID *dst)
 {
@@ -192,7 +215,7 @@ static int conn_send_qp(struct scif_endpt *ep, uint16_t op, const struct scif_po
 	if (dst)
 		m.dst = *dst;
 	m.ring_size = ((struct scif_qp_region *)ep->mine.addr)->ring_size;
-	return scif__fab.ops->link_send(ep->link, &m, sizeof(m), fds, 2);
+	return link_send_wait(ep->link, &m, fds, 2, SEND_WAIT_MS);
 }
 
 static int conn_send_simple(int link, uint16_t op, const struct scif_endpt *ep, int err)
@@ -201,7 +224,7 @@ static int conn_send_simple(int link, uint16_t op, const struct scif_endpt *ep, 
 
 	msg_init(&m, op, ep);
 	m.err = err;
-	return scif__fab.ops->link_send(link, &m, sizeof(m), NULL, 0);
+	return link_send_wait(link, &m, NULL, 0, SEND_WAIT_MS);
 }
 
 /*
@@ -314,11 +337,16 @@ int scif__conn_connect(struct scif_endpt *ep, struct scif_portID *dst)
 		break;
 	}
 	ret = conn_region_create(ep);
-	if (ret)
+	if (ret) {
+		ret = -ENOMEM;
 		goto out;
+	}
 	ret = scif__fab.ops->connect(&scif__fab, ep->port->fd, dst);
-	if (ret < 0)
+	if (ret < 0) {
+		/* Nobody there, or no descriptor/memory for the link (spec 3.5: ENOMEM). */
+		ret = ret == -ECONNREFUSED ? ret : -ENOMEM;
 		goto out;
+	}
 	ep->link = ret;
 	ret = scif__fab.ops->peer_allowed(&scif__fab, ep->link);
 	if (!ret)
@@ -439,6 +467,7 @@ int scif__conn_listen(struct scif_endpt *ep, int backlog)
 	}
 	ret = scif__fab.ops->listen(&scif__fab, sh->port, backlog);
 	if (ret < 0) {
+		ret = -ENOMEM; /* we hold the port: only resources can fail here */
 		free(ep->pend);
 		ep->pend = NULL;
 		goto out;
@@ -479,16 +508,27 @@ static int pend_remove(struct scif_endpt *ep, int i)
  * REQ_SILENCE_MS is dropped, so neither is ever waited for. Under the recv_lock.
  * Returns the index of the oldest pending request, or -1.
  */
+/* poll(2) of one link, now; a failed poll (EINTR, ENOMEM) is tried again. */
+static short link_revents(int link, short events)
+{
+	struct pollfd p = { .fd = link, .events = events };
+
+	for (int i = 0; i < 8; i++)
+		if (poll(&p, 1, 0) >= 0)
+			return p.revents;
+	return 0;
+}
+
 static int listen_scan(struct scif_endpt *ep)
 {
 	uint64_t now = scif__now_ns();
-	int ready = -1, cap;
+	int ready = -1, cap, link;
 
+	ep->listen_err = 0;
 	for (int i = 0; i < ep->npend;) {
-		struct pollfd p = { .fd = ep->pend[i].link, .events = POLLIN | POLLRDHUP };
+		struct pollfd p = { .revents = link_revents(ep->pend[i].link,
+							    POLLIN | POLLRDHUP) };
 
-		if (poll(&p, 1, 0) < 0)
-			p.revents = 0;
 		if ((p.revents & (POLLRDHUP | POLLHUP | POLLERR)) ||
 		    (!(p.revents & POLLIN) &&
 		     now - ep->pend[i].since > (uint64_t)REQ_SILENCE_MS * 1000000u)) {
@@ -499,8 +539,20 @@ static int listen_scan(struct scif_endpt *ep)
 			ready = i;
 		i++;
 	}
-	for (int link; (link = scif__fab.ops->accept(&scif__fab, ep->lfd)) >= 0;) {
-		int err = ep->npend == ep->backlog ? ECONNREFUSED :
+	while ((link = scif__fab.ops->accept(&scif__fab, ep->lfd)) != -EAGAIN) {
+		int err;
+
+		if (link == -ECONNABORTED || link == -EINTR)
+			continue;
+		if (link < 0) {
+			/*
+			 * No descriptor or memory for it: the request stays queued, and the
+			 * listener reads as ready so that scif_accept says why (spec 3.6).
+			 */
+			ep->listen_err = link == -EMFILE || link == -ENFILE ? -EMFILE : -ENOMEM;
+			break;
+		}
+		err = ep->npend == ep->backlog ? ECONNREFUSED :
 						     -scif__fab.ops->peer_allowed(&scif__fab, link);
 
 		if (!err)
@@ -514,12 +566,8 @@ static int listen_scan(struct scif_endpt *ep)
 		ep->pend[ep->npend].link = link;
 		ep->pend[ep->npend].since = now;
 		/* Its REQ is usually there already: the connector sends it with the connect. */
-		if (ready < 0) {
-			struct pollfd p = { .fd = link, .events = POLLIN };
-
-			if (poll(&p, 1, 0) == 1 && p.revents == POLLIN)
-				ready = ep->npend;
-		}
+		if (ready < 0 && link_revents(link, POLLIN) == POLLIN)
+			ready = ep->npend;
 		ep->npend++;
 	}
 	/* The fabric's queue admits what the backlog has left (one more is refused above). */
@@ -536,7 +584,7 @@ static int listen_scan(struct scif_endpt *ep)
 static void listen_sync(struct scif_endpt *ep)
 {
 	scif__fab.ops->drain(ep->fd);
-	if (listen_scan(ep) >= 0)
+	if (listen_scan(ep) >= 0 || ep->listen_err)
 		scif__fab.ops->ring(ep->bell);
 }
 
@@ -559,7 +607,7 @@ int scif__conn_listen_pending(struct scif_endpt *ep)
 		return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
 	}
 	scif__fab.ops->drain(ep->fd);
-	ret = listen_scan(ep) >= 0;
+	ret = listen_scan(ep) >= 0 || ep->listen_err;
 	if (ret)
 		scif__fab.ops->ring(ep->bell);
 	listen_unlock(ep);
@@ -677,8 +725,8 @@ int scif__conn_accept(struct scif_endpt *lep, struct scif_portID *peer, scif_epd
 			*peer = ep->sh->peer;
 			break;
 		}
-		if (!(flags & SCIF_ACCEPT_SYNC)) {
-			ret = -EAGAIN;
+		if (lep->listen_err || !(flags & SCIF_ACCEPT_SYNC)) {
+			ret = lep->listen_err ? lep->listen_err : -EAGAIN;
 			break;
 		}
 		/* Sleep until the descriptor shows a pending request (the monitor keeps it so). */
@@ -752,11 +800,26 @@ void scif__ctl_msg_init(struct scif_ctl_msg *m, uint16_t op, const struct scif_e
 	m->src.port = ep->sh->port;
 }
 
+/*
+ * A peer whose control link stays full does not read it: it is broken, and loses the
+ * connection (ECONNRESET), as a silent one does. Other failures are resources (ENOMEM).
+ */
+static int ctl_send_wait(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd, int wait_ms)
+{
+	int ret = link_send_wait(ep->link, m, &fd, fd >= 0 ? 1 : 0, wait_ms);
+
+	if (ret == -EAGAIN) {
+		scif_warn("endpoint %d: peer does not read its control link", ep->fd);
+		conn_disconnect(ep);
+	}
+	if (ret == -EAGAIN || ret == -ECONNRESET)
+		return -ECONNRESET;
+	return ret ? -ENOMEM : 0;
+}
+
 int scif__ctl_send(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd)
 {
-	int ret = scif__fab.ops->link_send(ep->link, m, sizeof(*m), &fd, fd >= 0 ? 1 : 0);
-
-	return ret == -ECONNRESET || ret == -EPIPE ? -ECONNRESET : ret;
+	return ctl_send_wait(ep, m, fd, SEND_WAIT_MS);
 }
 
 /*
@@ -842,7 +905,8 @@ void scif__ctl_reply(struct scif_endpt *ep, uint32_t tag, int err, uint64_t p0)
 	r.tag = tag;
 	r.err = err;
 	r.payload[0] = p0;
-	scif__ctl_send(ep, &r, -1);
+	/* From the monitor or the DMA worker, which serve every endpoint: wait briefly. */
+	ctl_send_wait(ep, &r, -1, SEND_WAIT_MON_MS);
 }
 
 /*

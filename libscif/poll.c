@@ -11,6 +11,8 @@
 #include "atomic.h"
 #include "epd.h"
 
+#define SCIF_POLL_RECHECK_MS 1000
+
 /* Readiness of one endpoint; with @arm, prepare its descriptor to wake a sleep. */
 static short poll_revents(struct scif_endpt *ep, short events, int arm)
 {
@@ -37,6 +39,7 @@ int scif__poll(struct scif_pollepd *epds, unsigned int nepds, long timeout)
 	struct pollfd *pfd = stack_pfd;
 	struct scif_endpt **eps = stack_ep;
 	uint64_t deadline = 0;
+	unsigned int nscif = 0;
 	int ret;
 
 	if (nepds > 32) {
@@ -50,8 +53,10 @@ int scif__poll(struct scif_pollepd *epds, unsigned int nepds, long timeout)
 	/* Like poll(2), the timeout is an int of milliseconds; negative waits forever. */
 	if (timeout > 0)
 		deadline = scif__now_ns() + (uint64_t)(int)timeout * 1000000u;
-	for (unsigned int i = 0; i < nepds; i++)
+	for (unsigned int i = 0; i < nepds; i++) {
 		eps[i] = epds[i].epd >= 0 ? scif__epd_find(epds[i].epd) : NULL;
+		nscif += eps[i] != NULL;
+	}
 	for (;;) {
 		int ready = 0, wait_ms;
 
@@ -70,6 +75,12 @@ int scif__poll(struct scif_pollepd *epds, unsigned int nepds, long timeout)
 
 			wait_ms = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
 		}
+		/*
+		 * Endpoints are looked at again at least once a second: readiness the library
+		 * computes is never lost to a doorbell that could not be rung (ENOBUFS).
+		 */
+		if (nscif && (wait_ms < 0 || wait_ms > SCIF_POLL_RECHECK_MS))
+			wait_ms = SCIF_POLL_RECHECK_MS;
 		ret = poll(pfd, nepds, wait_ms);
 		if (ret < 0) {
 			ret = -errno;

@@ -57,8 +57,9 @@ static int port_try(uint16_t pn, struct scif_port **out)
 	int fd = scif__fab.ops->port_reserve(&scif__fab, pn);
 	struct scif_port *p;
 
+	/* Taken, or privileged; anything else (descriptors, memory, locks) is a resource. */
 	if (fd < 0)
-		return fd;
+		return fd == -EADDRINUSE || fd == -EACCES ? fd : -ENOMEM;
 	p = malloc(sizeof(*p));
 	if (!p) {
 		close(fd);

@@ -122,7 +122,8 @@ int scif__monitor_watch(struct scif_endpt *ep, int kind, int fd, uint32_t events
 	ret = mon_ctl(EPOLL_CTL_ADD, fd, mon_key(ep, kind), events);
 	if (ret == -EEXIST)
 		ret = mon_ctl(EPOLL_CTL_MOD, fd, mon_key(ep, kind), events);
-	return ret;
+	/* Out of epoll watches (max_user_watches) or memory: resources either way. */
+	return ret == -ENOSPC ? -ENOMEM : ret;
 }
 
 void scif__monitor_unwatch(int fd)
@@ -168,6 +169,8 @@ int scif__monitor_ensure(void)
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 64 << 10);
 	ret = -pthread_create(&th, &attr, mon_thread, (void *)(intptr_t)mon_epfd);
+	if (ret == -EAGAIN) /* no thread to be had: a resource (spec: ENOMEM) */
+		ret = -ENOMEM;
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret) {

@@ -568,13 +568,16 @@ int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, 
 		return ret;
 	}
 	/* Asynchronous: queue chunk descriptors on the DMA worker and return. */
-	ret = dma_start();
-	if (ret) {
-		xfer_free(x);
-		return ret;
-	}
-	struct scif_dma *first = NULL, **tail = &first;
 	uint32_t id = scif__atomic_inc(&ep->dma_issued);
+	struct scif_dma *first = NULL, **tail = &first;
+
+	if (dma_start()) {
+		/* No worker to be had (no thread): nothing can be queued, so copy it now. */
+		xfer_run(x);
+		xfer_free(x);
+		dma_complete(ep, id);
+		return 0;
+	}
 
 	x->chunks = (uint32_t)((len + DMA_CHUNK - 1) / DMA_CHUNK);
 	for (size_t pos = 0; pos < len; pos += DMA_CHUNK) {
@@ -702,7 +705,7 @@ static int signal_queue(struct scif_endpt *ep, struct scif_seg sig[2], uint64_t 
 		for (int i = 0; i < 2; i++)
 			if (sig[i].win)
 				scif__window_put(sig[i].win);
-		return ret ? ret : -ENOMEM;
+		return -ENOMEM;
 	}
 	d->kind = DMA_SIGNAL;
 	scif__epd_ref(ep);

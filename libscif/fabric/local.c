@@ -353,11 +353,14 @@ static int local_link_send(int link, const void *msg, size_t len, const int *fds
 		c.h.cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
 		memcpy(CMSG_DATA(&c.h), fds, sizeof(int) * (size_t)nfds);
 	}
-	do
-		n = sendmsg(link, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
+	for (int i = 0; (n = sendmsg(link, &mh, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0; i++) {
+		if ((errno != EINTR && errno != ENOBUFS && errno != ENOMEM) || i == 20)
+			break;
+		if (errno != EINTR)
+			usleep(50); /* a transient shortage of kernel memory */
+	}
 	if (n < 0)
-		return errno == EPIPE ? -ECONNRESET : -errno;
+		return errno == EPIPE ? -ECONNRESET : errno == ENOBUFS ? -ENOMEM : -errno;
 	return (size_t)n == len ? 0 : -EPROTO;
 }
 
@@ -499,8 +502,15 @@ static int local_ring(int bell)
 {
 	static const char b = 1;
 
-	if (send(bell, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN)
-		return -errno;
+	/* A full bell is rung already; a transient shortage is tried again a few times. */
+	for (int i = 0; send(bell, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0; i++) {
+		if (errno == EAGAIN)
+			return 0;
+		if ((errno != EINTR && errno != ENOBUFS && errno != ENOMEM) || i == 20)
+			return -errno;
+		if (errno != EINTR)
+			usleep(50);
+	}
 	return 0;
 }
 
