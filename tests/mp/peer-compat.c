@@ -8,6 +8,8 @@
  *   connect-close <node> <port> <count>     connect and close at once, count times
  *   mmap-hold <node> <port>                 map the test's window (offset and length sent to
  *                    us), say 'm'; on 'u' unmap and say 'x'; then wait for the hang-up
+ *   low-fd-hold <node> <port> <limit>       with RLIMIT_NOFILE at <limit>, connect and stay
+ *                    until the test hangs up (its windows must not need our descriptors)
  *   rma-async-sync <node> <port> <rounds>   each round: asynchronous writeto of 1 MiB, a
  *                    fence signal, then a synchronous vwriteto of 64 KiB over the start of
  *                    the same remote range; say 'd' and wait for the test's check
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "mp/peer.h"
@@ -63,6 +66,7 @@ int peer_connect_register(uint16_t node, uint16_t port, int count)
 		}
 		scif_close(ep);
 	}
+	free(buf);
 	return 0;
 }
 
@@ -107,6 +111,24 @@ int peer_mmap_hold(uint16_t node, uint16_t port)
 	return 0;
 }
 
+int peer_low_fd_hold(uint16_t node, uint16_t port, int limit)
+{
+	struct rlimit rl = { .rlim_cur = (rlim_t)limit, .rlim_max = (rlim_t)limit };
+	scif_epd_t ep;
+	char c;
+
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		return 2;
+	ep = connect_to(node, port);
+	if (ep < 0)
+		return 3;
+	while (scif_recv(ep, &c, 1, SCIF_RECV_BLOCK) == 1)
+		if (scif_send(ep, &c, 1, SCIF_SEND_BLOCK) != 1) /* echo: "still connected?" */
+			return 4;
+	scif_close(ep);
+	return errno == ECONNRESET ? 0 : 5;
+}
+
 #define AS_BIG (1u << 20)
 #define AS_SMALL (64u << 10)
 
@@ -140,5 +162,8 @@ int peer_rma_async_sync(uint16_t node, uint16_t port, int rounds)
 		    scif_recv(ep, &c, 1, SCIF_RECV_BLOCK) != 1 || c != 'k')
 			return 7;
 	}
+	scif_close(ep);
+	free(big);
+	free(small);
 	return 0;
 }

@@ -77,6 +77,8 @@ int peer_rma_serve(uint16_t node, uint16_t port, size_t size, uint64_t seed)
 	if (scif_send(ep, &sum, sizeof(sum), SCIF_SEND_BLOCK) != sizeof(sum))
 		return 6;
 	scif_recv(ep, &done, 1, SCIF_RECV_BLOCK); /* until the test hangs up */
+	scif_close(ep);
+	free(buf);
 	return 0;
 }
 
@@ -108,6 +110,8 @@ int peer_rma_signal(uint16_t node, uint16_t port, size_t size, int rounds)
 		if (scif_recv(ep, &c, 1, SCIF_RECV_BLOCK) != 1)
 			return 6;
 	}
+	scif_close(ep);
+	free(buf);
 	return 0;
 }
 

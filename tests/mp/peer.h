@@ -15,4 +15,5 @@ int peer_connect_register(uint16_t node, uint16_t port, int count);
 int peer_connect_close(uint16_t node, uint16_t port, int count);
 int peer_mmap_hold(uint16_t node, uint16_t port);
 int peer_rma_async_sync(uint16_t node, uint16_t port, int rounds);
+int peer_low_fd_hold(uint16_t node, uint16_t port, int limit);
 #endif

@@ -174,6 +174,9 @@ int main(int argc, char **argv)
 					  atoi(argv[4]));
 	if (argc >= 4 && !strcmp(argv[1], "mmap-hold"))
 		return peer_mmap_hold((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]));
+	if (argc >= 5 && !strcmp(argv[1], "low-fd-hold"))
+		return peer_low_fd_hold((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
+					atoi(argv[4]));
 	if (argc >= 5 && !strcmp(argv[1], "rma-async-sync"))
 		return peer_rma_async_sync((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
 					   atoi(argv[4]));

@@ -106,6 +106,8 @@ Test(regress, peer_mapping_counted_when_mmap_returns)
 	scif_close(ep);
 	scif_close(lep);
 	cr_expect_eq(test_wait(pid), 0);
+	free(buf);
+	free(buf2);
 }
 
 /* Intel 13.5: a SCIF_RMA_SYNC transfer returns after every RMA issued before it. */
@@ -142,6 +144,7 @@ Test(regress, sync_rma_after_async_lands_last)
 	cr_expect_eq(test_wait(pid), 0);
 	scif_close(ep);
 	scif_close(lep);
+	free(win);
 }
 
 /* The VmFlags of the mapping holding addr (/proc/self/smaps), in buf. */
@@ -499,4 +502,31 @@ Test(regress, nonblocking_connect_collected_after_peer_left)
 		     r < 0 ? strerror(errno) : "-", peer.port);
 	scif_close(c);
 	scif_close(lep);
+}
+
+/*
+ * Windows cost the peer no descriptor: a peer limited to 64 descriptors takes 1,000 of our
+ * windows, and the connection stays up (it reset at the limit before).
+ */
+Test(regress, windows_cost_the_peer_no_descriptor, .timeout = 120)
+{
+	uint16_t port = test_port();
+	scif_epd_t lep = test_listener(port, 1), ep;
+	pid_t pid = spawn("low-fd-hold", port, "64");
+	const int n = 1000;
+	char *buf, c = 'x';
+
+	ep = accept_from(lep, pid, 10000);
+	buf = mmap(NULL, (size_t)n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		   -1, 0);
+	cr_assert(buf != MAP_FAILED);
+	for (int i = 0; i < n; i++)
+		cr_assert_geq(scif_register(ep, buf + (size_t)i * 4096, 4096, 0, SCIF_PROT_READ, 0),
+			      0, "window %d: %s", i, strerror(errno));
+	cr_assert_eq(scif_send(ep, &c, 1, SCIF_SEND_BLOCK), 1);
+	cr_assert_eq(scif_recv(ep, &c, 1, SCIF_RECV_BLOCK), 1, "the peer dropped the connection");
+	scif_close(ep);
+	scif_close(lep);
+	cr_expect_eq(test_wait(pid), 0);
+	munmap(buf, (size_t)n * 4096);
 }
