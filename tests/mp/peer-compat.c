@@ -24,23 +24,6 @@
 
 #include "mp/peer.h"
 
-static scif_epd_t connect_to(uint16_t node, uint16_t port)
-{
-	struct scif_portID dst = { .node = node, .port = port };
-	scif_epd_t ep = scif_open();
-
-	for (int i = 0; ep >= 0 && i < 5000; i++) {
-		if (scif_connect(ep, &dst) > 0)
-			return ep;
-		if (errno != ECONNREFUSED)
-			break;
-		usleep(1000);
-	}
-	if (ep >= 0)
-		scif_close(ep);
-	return -1;
-}
-
 int peer_connect_register(uint16_t node, uint16_t port, int count)
 {
 	void *buf;
@@ -48,7 +31,7 @@ int peer_connect_register(uint16_t node, uint16_t port, int count)
 	if (posix_memalign(&buf, 4096, 4096))
 		return 2;
 	for (int i = 0; i < count; i++) {
-		scif_epd_t ep = connect_to(node, port);
+		scif_epd_t ep = peer_connect(node, port);
 		char c = 'r';
 
 		if (ep < 0) {
@@ -73,7 +56,7 @@ int peer_connect_register(uint16_t node, uint16_t port, int count)
 int peer_connect_close(uint16_t node, uint16_t port, int count)
 {
 	for (int i = 0; i < count; i++) {
-		scif_epd_t ep = connect_to(node, port);
+		scif_epd_t ep = peer_connect(node, port);
 
 		if (ep < 0) {
 			fprintf(stderr, "round %d: connect: %s\n", i, strerror(errno));
@@ -86,7 +69,7 @@ int peer_connect_close(uint16_t node, uint16_t port, int count)
 
 int peer_mmap_hold(uint16_t node, uint16_t port)
 {
-	scif_epd_t ep = connect_to(node, port);
+	scif_epd_t ep = peer_connect(node, port);
 	uint64_t w[2];
 	void *p;
 	char c;
@@ -119,7 +102,7 @@ int peer_low_fd_hold(uint16_t node, uint16_t port, int limit)
 
 	if (setrlimit(RLIMIT_NOFILE, &rl))
 		return 2;
-	ep = connect_to(node, port);
+	ep = peer_connect(node, port);
 	if (ep < 0)
 		return 3;
 	while (scif_recv(ep, &c, 1, SCIF_RECV_BLOCK) == 1)
@@ -134,7 +117,7 @@ int peer_low_fd_hold(uint16_t node, uint16_t port, int limit)
 
 int peer_rma_async_sync(uint16_t node, uint16_t port, int rounds)
 {
-	scif_epd_t ep = connect_to(node, port);
+	scif_epd_t ep = peer_connect(node, port);
 	uint8_t *big, *small;
 	uint64_t roff;
 	off_t loff;

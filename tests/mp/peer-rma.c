@@ -24,21 +24,6 @@ struct hello {
 	uint64_t offset, size;
 };
 
-static int connect_to(uint16_t node, uint16_t port)
-{
-	struct scif_portID dst = { .node = node, .port = port };
-	scif_epd_t ep = scif_open();
-
-	for (int i = 0; ep >= 0 && i < 5000; i++) {
-		if (scif_connect(ep, &dst) > 0)
-			return ep;
-		if (errno != ECONNREFUSED)
-			break;
-		usleep(1000);
-	}
-	return -1;
-}
-
 static uint8_t *window(scif_epd_t ep, size_t size, off_t *off)
 {
 	uint8_t *buf;
@@ -52,7 +37,7 @@ static uint8_t *window(scif_epd_t ep, size_t size, off_t *off)
 
 int peer_rma_serve(uint16_t node, uint16_t port, size_t size, uint64_t seed)
 {
-	scif_epd_t ep = connect_to(node, port);
+	scif_epd_t ep = peer_connect(node, port);
 	struct hello h;
 	uint8_t *buf;
 	off_t off;
@@ -84,7 +69,7 @@ int peer_rma_serve(uint16_t node, uint16_t port, size_t size, uint64_t seed)
 
 int peer_rma_signal(uint16_t node, uint16_t port, size_t size, int rounds)
 {
-	scif_epd_t ep = connect_to(node, port);
+	scif_epd_t ep = peer_connect(node, port);
 	struct hello h;
 	uint8_t *buf;
 	off_t off;
@@ -117,7 +102,7 @@ int peer_rma_signal(uint16_t node, uint16_t port, size_t size, int rounds)
 
 int peer_mmap_pong(uint16_t node, uint16_t port, int rounds)
 {
-	scif_epd_t ep = connect_to(node, port);
+	scif_epd_t ep = peer_connect(node, port);
 	volatile uint64_t *m;
 	struct hello h;
 
@@ -138,7 +123,7 @@ int peer_mmap_pong(uint16_t node, uint16_t port, int rounds)
 
 int peer_rma_flood(uint16_t node, uint16_t port)
 {
-	scif_epd_t ep = connect_to(node, port);
+	scif_epd_t ep = peer_connect(node, port);
 	struct hello h;
 	uint8_t *buf;
 	off_t off;

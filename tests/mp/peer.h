@@ -4,6 +4,8 @@
 #define SCIF_TESTS_PEER_H
 #include <stddef.h>
 #include <stdint.h>
+/* Connect to node:port, retrying while nobody listens yet (5 s); -1 if it never works. */
+int peer_connect(uint16_t node, uint16_t port);
 int peer_rma_serve(uint16_t node, uint16_t port, size_t size, uint64_t seed);
 int peer_rma_signal(uint16_t node, uint16_t port, size_t size, int rounds);
 int peer_mmap_pong(uint16_t node, uint16_t port, int rounds);

@@ -29,7 +29,8 @@
 #include "mp/peer.h"
 #include "mp/stream.h"
 
-static int connect_retry(uint16_t node, uint16_t port)
+/* Connect to node:port, retrying while nobody listens yet (5 s); -1 if it never works. */
+int peer_connect(uint16_t node, uint16_t port)
 {
 	struct scif_portID dst = { .node = node, .port = port };
 	scif_epd_t ep = scif_open();
@@ -74,7 +75,7 @@ static int mode_stream(uint16_t node, uint16_t port, int n, uint64_t bytes, uint
 	int bad = 0;
 
 	for (int i = 0; i < n; i++) {
-		c[i].ep = connect_retry(node, port);
+		c[i].ep = peer_connect(node, port);
 		if (c[i].ep < 0)
 			return 2;
 		/* Our send stream is the acceptor's receive stream and vice versa. */
@@ -95,7 +96,7 @@ static int mode_flood(uint16_t node, uint16_t port, uint64_t seed)
 {
 	struct stream_conn c = { 0 };
 
-	c.ep = connect_retry(node, port);
+	c.ep = peer_connect(node, port);
 	if (c.ep < 0)
 		return 2;
 	c.tx_seed = stream_seed(seed, 0, 1);
@@ -108,7 +109,7 @@ static int mode_flood(uint16_t node, uint16_t port, uint64_t seed)
 
 static int mode_connect_hold(uint16_t node, uint16_t port)
 {
-	scif_epd_t ep = connect_retry(node, port);
+	scif_epd_t ep = peer_connect(node, port);
 	char c;
 
 	if (ep < 0)
@@ -121,7 +122,7 @@ static int mode_connect_hold(uint16_t node, uint16_t port)
 static int mode_churn(uint16_t node, uint16_t port, int count)
 {
 	for (int i = 0; i < count; i++) {
-		scif_epd_t ep = connect_retry(node, port);
+		scif_epd_t ep = peer_connect(node, port);
 		char c = (char)i;
 
 		if (ep < 0 || scif_send(ep, &c, 1, SCIF_SEND_BLOCK) != 1)
