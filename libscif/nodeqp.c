@@ -480,6 +480,8 @@ int scif__conn_listen(struct scif_endpt *ep, int backlog)
 	if (ret) {
 		close(ep->lfd);
 		ep->lfd = -1;
+		free(ep->pend); /* still BOUND: scif_listen may be called again */
+		ep->pend = NULL;
 		goto out;
 	}
 	sh->state = SCIFEP_LISTENING;
