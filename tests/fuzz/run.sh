@@ -27,6 +27,11 @@ done
 [ ${#targets[@]} -gt 0 ] || targets=(fuzz-accept fuzz-connect fuzz-ring fuzz-bulk fuzz-ctl fuzz-rb)
 dir=$build/tests/fuzz
 rc=0
+# The targets make their SCIF_RUN_DIR under TMPDIR; libFuzzer may end them without exit
+# handlers, so the whole directory goes here, whatever happens.
+fztmp=$(mktemp -d /tmp/scif-fz.XXXXXX) || exit 1
+trap 'rm -rf "$fztmp"' EXIT
+export TMPDIR=$fztmp
 for t in "${targets[@]}"; do
 	exe=$dir/$t
 	if [ ! -x "$exe" ]; then
