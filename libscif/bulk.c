@@ -239,6 +239,13 @@ long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len)
 		if (scif__epd_state(ep) != SCIFEP_CONNECTED)
 			return done ? (long)done : -ECONNRESET;
 		ret = scif__msg_tx_sleep(ep, &cl->done, dw, &cl->seq, cw);
+		/*
+		 * A signal does not end an offer the receiver may be copying from: the count we
+		 * would return could fall short of what it takes, and the application would send
+		 * those bytes twice. Only scif_close (or the peer's end) stops us here.
+		 */
+		if (ret == -EINTR && !scif__load_acquire(&ep->closing))
+			continue;
 		if (ret)
 			return done && ret != -EPROTO ? (long)done : ret;
 	}
