@@ -11,36 +11,6 @@
 
 #include "c-errno.h"
 
-static void nb_recv(scif_epd_t ep, uint8_t *buf, int len)
-{
-	struct scif_pollepd p = { .epd = ep, .events = SCIF_POLLIN };
-	int got = 0, r;
-
-	while (got < len) {
-		SCIF_TRY(20, r, scif_poll(&p, 1, COMPAT_WAIT_MS));
-		if (r != 1 || !(p.revents & SCIF_POLLIN))
-			fail(21, "scif_poll(POLLIN) returned %d, revents %#x", r, p.revents);
-		SCIF_TRY(22, r, scif_recv(ep, buf + got, len - got, 0));
-		got += r;
-	}
-}
-
-/* Send len bytes without SEND_BLOCK, in pieces of at most 40000 so the ring fills and drains. */
-static void nb_send(scif_epd_t ep, const uint8_t *buf, int len)
-{
-	struct scif_pollepd p = { .epd = ep, .events = SCIF_POLLOUT };
-	int sent = 0, r;
-
-	while (sent < len) {
-		SCIF_TRY(23, r, scif_poll(&p, 1, COMPAT_WAIT_MS));
-		if (r != 1 || !(p.revents & SCIF_POLLOUT))
-			fail(24, "scif_poll(POLLOUT) returned %d, revents %#x", r, p.revents);
-		SCIF_TRY(25, r, scif_send(ep, (void *)(buf + sent),
-					  len - sent < 40000 ? len - sent : 40000, 0));
-		sent += r;
-	}
-}
-
 int main(int argc, char **argv)
 {
 	uint16_t port = compat_port(argc, argv, 1), nodes[16], self = 0xffff;
@@ -111,7 +81,7 @@ int main(int argc, char **argv)
 		fail(14, "reply: got %d bytes", r);
 	compat_check(14, hello, HELLO_LEN, SEED_HELLO, "echoed hello");
 	compat_fill(stream, STREAM_LEN, SEED_STREAM, 0);
-	nb_send(ep2, stream, STREAM_LEN);
+	nb_send(ep2, stream, STREAM_LEN, 40000);
 	nb_recv(ep2, (uint8_t *)&sum, sizeof(sum));
 	if (sum != compat_fnv(COMPAT_FNV_INIT, stream, STREAM_LEN))
 		fail(15, "the host's checksum of the stream differs");

@@ -9,35 +9,6 @@
 
 #include "c-errno.h"
 
-/* Receive len bytes on a non-blocking path: scif_poll, then scif_recv without RECV_BLOCK. */
-static void nb_recv(scif_epd_t ep, uint8_t *buf, int len)
-{
-	struct scif_pollepd p = { .epd = ep, .events = SCIF_POLLIN };
-	int got = 0, r;
-
-	while (got < len) {
-		SCIF_TRY(20, r, scif_poll(&p, 1, COMPAT_WAIT_MS));
-		if (r != 1 || !(p.revents & SCIF_POLLIN))
-			fail(21, "scif_poll(POLLIN) returned %d, revents %#x", r, p.revents);
-		SCIF_TRY(22, r, scif_recv(ep, buf + got, len - got, 0));
-		got += r;
-	}
-}
-
-static void nb_send(scif_epd_t ep, const uint8_t *buf, int len)
-{
-	struct scif_pollepd p = { .epd = ep, .events = SCIF_POLLOUT };
-	int sent = 0, r;
-
-	while (sent < len) {
-		SCIF_TRY(23, r, scif_poll(&p, 1, COMPAT_WAIT_MS));
-		if (r != 1 || !(p.revents & SCIF_POLLOUT))
-			fail(24, "scif_poll(POLLOUT) returned %d, revents %#x", r, p.revents);
-		SCIF_TRY(25, r, scif_send(ep, (void *)(buf + sent), len - sent, 0));
-		sent += r;
-	}
-}
-
 int main(int argc, char **argv)
 {
 	uint16_t port = compat_port(argc, argv, 1), nodes[16], self = 0xffff;
@@ -102,7 +73,7 @@ int main(int argc, char **argv)
 	nb_recv(ep2, stream, STREAM_LEN);
 	compat_check(15, stream, STREAM_LEN, SEED_STREAM, "non-blocking stream");
 	sum = compat_fnv(COMPAT_FNV_INIT, stream, STREAM_LEN);
-	nb_send(ep2, (const uint8_t *)&sum, sizeof(sum));
+	nb_send(ep2, (const uint8_t *)&sum, sizeof(sum), INT_MAX);
 
 	/* Registration and the exchange of offsets. */
 	compat_fill(win + R2, REG_LEN, SEED_H_R2, 0);

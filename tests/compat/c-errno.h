@@ -6,6 +6,8 @@
 #ifndef C_ERRNO_H
 #define C_ERRNO_H
 
+#include <limits.h>
+
 #include "compat.h"
 
 /*
@@ -48,5 +50,36 @@
 
 #define STREAM_LEN 300000
 #define HELLO_LEN 64
+
+/* Receive len bytes on a non-blocking path: scif_poll, then scif_recv without RECV_BLOCK. */
+static inline void nb_recv(scif_epd_t ep, uint8_t *buf, int len)
+{
+	struct scif_pollepd p = { .epd = ep, .events = SCIF_POLLIN };
+	int got = 0, r;
+
+	while (got < len) {
+		SCIF_TRY(20, r, scif_poll(&p, 1, COMPAT_WAIT_MS));
+		if (r != 1 || !(p.revents & SCIF_POLLIN))
+			fail(21, "scif_poll(POLLIN) returned %d, revents %#x", r, p.revents);
+		SCIF_TRY(22, r, scif_recv(ep, buf + got, len - got, 0));
+		got += r;
+	}
+}
+
+/* Send len bytes without SEND_BLOCK, in calls of at most @piece bytes (the ring fills). */
+static inline void nb_send(scif_epd_t ep, const uint8_t *buf, int len, int piece)
+{
+	struct scif_pollepd p = { .epd = ep, .events = SCIF_POLLOUT };
+	int sent = 0, r;
+
+	while (sent < len) {
+		SCIF_TRY(23, r, scif_poll(&p, 1, COMPAT_WAIT_MS));
+		if (r != 1 || !(p.revents & SCIF_POLLOUT))
+			fail(24, "scif_poll(POLLOUT) returned %d, revents %#x", r, p.revents);
+		SCIF_TRY(25, r, scif_send(ep, (void *)(buf + sent),
+					  len - sent < piece ? len - sent : piece, 0));
+		sent += r;
+	}
+}
 
 #endif /* C_ERRNO_H */

@@ -95,8 +95,6 @@ static int collect_answers(struct link *links, int n)
 static void use_accepted(struct fz *f, scif_epd_t ep, struct link *links, int n, int closed)
 {
 	struct link *l = NULL;
-	char buf[256];
-	int k = fz_u8(f) % 5;
 
 	for (int i = 0; i < n; i++)
 		if (links[i].granted && links[i].conn.ep < 0) {
@@ -109,35 +107,7 @@ static void use_accepted(struct fz *f, scif_epd_t ep, struct link *links, int n,
 		scif_close(ep);
 		return;
 	}
-	for (int i = 0; i < k; i++) {
-		struct scif_pollepd p = { .epd = ep, .events = SCIF_POLLIN | SCIF_POLLOUT };
-		int r;
-
-		switch (fz_u8(f) % 4) {
-		case 0:
-			r = scif_send(ep, buf, 1 + fz_u8(f), 0);
-			fz_expect_errno("scif_send", r, FZ_ERRNOS(ECONNRESET));
-			break;
-		case 1:
-			r = scif_recv(ep, buf, sizeof(buf), 0);
-			fz_expect_errno("scif_recv", r, FZ_ERRNOS(ECONNRESET));
-			if (r > 0) /* nobody sent anything */
-				fz_fail("scif_recv returned %d bytes nobody sent", r);
-			break;
-		case 2: /* a peer rewriting its header after the handshake changes nothing */
-			if (l->reg.map) {
-				struct scif_qp_region *q = l->reg.map;
-
-				q->ring_size = fz_u32(f);
-				q->magic = fz_u64(f);
-			}
-			break;
-		default:
-			r = scif_poll(&p, 1, 0);
-			fz_expect_errno("scif_poll", r, FZ_ERRNOS(EINTR, ENOMEM));
-			break;
-		}
-	}
+	fzp_use_connection(f, ep, &l->reg);
 	scif_close(ep);
 }
 
@@ -179,10 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* The listener: a fresh port, backlog 1..4. */
 	backlog = 1 + fz_u8(f) % 4;
-	lep = scif_open();
-	port = scif_bind(lep, 0);
-	if (lep < 0 || port <= 0 || scif_listen(lep, backlog))
-		fz_fail("listener: %s", strerror(errno));
+	port = fz_listener(&lep, backlog);
 	/* Connectors: each sends 0-3 messages (1 by default), then may shut down or leave. */
 	nlinks = 1 + fz_u8(f) % MAX_LINKS;
 	for (int i = 0; i < nlinks; i++) {

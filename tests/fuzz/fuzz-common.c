@@ -239,3 +239,14 @@ int fz_app_idle(struct fz_app *a, int ms)
 	pthread_mutex_unlock(&a->lock);
 	return ret;
 }
+
+int fz_listener(scif_epd_t *lep, int backlog)
+{
+	int port;
+
+	*lep = scif_open();
+	port = scif_bind(*lep, 0);
+	if (*lep < 0 || port <= 0 || scif_listen(*lep, backlog))
+		fz_fail("listener: %s", strerror(errno));
+	return port;
+}

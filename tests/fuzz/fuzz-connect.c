@@ -64,42 +64,6 @@ static int nb_finished(scif_epd_t ep, int ms)
 	return 0;
 }
 
-/* A few calls on the connection the library made, with the fuzzer's region under it. */
-static void use_connection(struct fz *f, scif_epd_t ep, struct fzp_region *reg)
-{
-	char buf[256];
-
-	for (int i = 0, k = fz_u8(f) % 5; i < k; i++) {
-		struct scif_pollepd p = { .epd = ep, .events = SCIF_POLLIN | SCIF_POLLOUT };
-		int r;
-
-		switch (fz_u8(f) % 4) {
-		case 0:
-			r = scif_send(ep, buf, 1 + fz_u8(f), 0);
-			fz_expect_errno("scif_send", r, FZ_ERRNOS(ECONNRESET));
-			break;
-		case 1:
-			r = scif_recv(ep, buf, sizeof(buf), 0);
-			fz_expect_errno("scif_recv", r, FZ_ERRNOS(ECONNRESET));
-			if (r > 0)
-				fz_fail("scif_recv returned %d bytes nobody sent", r);
-			break;
-		case 2:
-			if (reg->map) {
-				struct scif_qp_region *q = reg->map;
-
-				q->ring_size = fz_u32(f);
-				q->magic = fz_u64(f);
-			}
-			break;
-		default:
-			r = scif_poll(&p, 1, 0);
-			fz_expect_errno("scif_poll", r, FZ_ERRNOS(EINTR, ENOMEM));
-			break;
-		}
-	}
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -200,7 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (cc.ret == 0)
 		fz_fail("scif_connect returned port 0");
 	if (cc.ret > 0)
-		use_connection(f, cc.ep, &reg);
+		fzp_use_connection(f, cc.ep, &reg);
 out:
 	scif_close(cc.ep);
 	if (!fz_app_idle(&app, 3000))

@@ -484,8 +484,6 @@ static void lib_call(struct peer *p, struct fz *f, int kind)
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	int port;
-
 	(void)argc;
 	(void)argv;
 	setenv("SCIF_RING_SIZE", "4096", 1);
@@ -495,11 +493,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	vbuf = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (vbuf == MAP_FAILED)
 		fz_fail("mmap: %s", strerror(errno));
-	lep = scif_open();
-	port = scif_bind(lep, 0);
-	if (lep < 0 || port <= 0 || scif_listen(lep, 4))
-		fz_fail("listener: %s", strerror(errno));
-	lport = (uint16_t)port;
+	lport = (uint16_t)fz_listener(&lep, 4);
 	return 0;
 }
 

@@ -507,8 +507,6 @@ static void peer_settle(struct peer *p)
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	int port;
-
 	(void)argc;
 	(void)argv;
 	setenv("SCIF_SPIN_US", "2", 1);
@@ -522,11 +520,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (scratch == MAP_FAILED || appbuf == MAP_FAILED ||
 	    mprotect(scratch + SCRATCH, GUARD, PROT_NONE))
 		fz_fail("mmap: %s", strerror(errno));
-	lep = scif_open();
-	port = scif_bind(lep, 0);
-	if (lep < 0 || port <= 0 || scif_listen(lep, 4))
-		fz_fail("listener: %s", strerror(errno));
-	lport = (uint16_t)port;
+	lport = (uint16_t)fz_listener(&lep, 4);
 	return 0;
 }
 

@@ -118,6 +118,8 @@ struct fz_app {
 	int tid;
 };
 
+/* A listening endpoint of the library on a port it chose (returned); fails the run if not. */
+int fz_listener(scif_epd_t *lep, int backlog);
 void fz_app_start(struct fz_app *a);
 /*
  * Start fn(arg) on the application thread and wait up to @wait_ms for it to return. Returns

@@ -144,4 +144,12 @@ int fzp_conn_accept(struct fzp_conn *c, scif_epd_t lep, uint16_t port, uint32_t 
 /* The fuzzer's side goes away (link, user end, mappings); the library's endpoint stays. */
 void fzp_conn_hangup(struct fzp_conn *c);
 
+struct fz;
+/*
+ * A few calls, chosen by the input, on a connection the library made (send, recv, poll),
+ * with the fuzzer's region @reg under it, which the input may also rewrite: the calls may
+ * fail only as the spec allows (fuzz-accept and fuzz-connect share it).
+ */
+void fzp_use_connection(struct fz *f, scif_epd_t ep, struct fzp_region *reg);
+
 #endif /* SCIF_FUZZ_PEER_H */
