@@ -5,6 +5,8 @@ set -euo pipefail
 pkgs=(build-essential autoconf automake libtool pkg-config libcriterion-dev doxygen valgrind
       gnuplot-nox python3
       clang libclang-rt-14-dev)  # the libFuzzer targets (tests/fuzz: -fsanitize=fuzzer)
+# scif_bench --peers: Open MPI (mpirun, and mpicc for scif_bench_mpi) and UCX (ucx_perftest).
+[ "${1:-}" = "--bench" ] && pkgs+=(openmpi-bin libopenmpi-dev ucx-utils)
 [ "${1:-}" = "--kernel" ] && pkgs+=(qemu-system-x86 busybox-static cpio xz-utils zstd kmod gcc-12 make libc6-dev libelf1
                                     libelf-dev libssl3 bc
                                     flex bison)

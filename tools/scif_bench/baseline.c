@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * baseline.c - the yardsticks scif_bench divides by: single-thread memcpy, a raw cache-line
- * ping-pong over a memfd both processes map, and TCP and Unix-socket loopback doing the same.
+ * baseline.c - the yardsticks scif_bench divides by: single-thread memcpy, the one-line
+ * ping-pong (one cache line bouncing between the two processes: the latency limit), the
+ * two-line ping-pong (each side writes a flag line of its own), over a memfd both processes
+ * map, and TCP and Unix-socket loopback doing the same.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -124,6 +126,19 @@ static int run_shm(struct bench *b, const struct bench_test *t, size_t size, uin
 		return -1;
 	bench_pp_client(b->shm, b->cap, size, iters, b->shm_seq, b->sbuf, b->rbuf, samples);
 	b->shm_seq += iters;
+	return bench_reply(b, &r);
+}
+
+static int run_line(struct bench *b, const struct bench_test *t, size_t size, uint64_t iters,
+		    uint64_t *samples)
+{
+	struct bench_reply r;
+
+	(void)t;
+	if (bench_cmd(b, OP_LINE_LAT, size, iters, b->line_seq))
+		return -1;
+	bench_line_client(b->shm, b->cap, size, iters, b->line_seq, b->sbuf, b->rbuf, samples);
+	b->line_seq += 2 * iters;
 	return bench_reply(b, &r);
 }
 
@@ -360,6 +375,10 @@ int bench_serve_base(struct bench *b, const struct bench_cmd *c, uint8_t *buf,
 		err = bench_shm_attach(b);
 		return err ? err : bench_pp_server(b->shm, b->cap, size, c->iters, c->arg, b->ep);
 	}
+	if (c->op == OP_LINE_LAT) {
+		err = bench_shm_attach(b);
+		return err ? err : bench_line_server(b->shm, b->cap, size, c->iters, c->arg, b->ep);
+	}
 	if (fd < 0)
 		return -ENOTCONN;
 	if (c->op == OP_SOCK_LAT) {
@@ -394,7 +413,9 @@ int bench_serve_base(struct bench *b, const struct bench_cmd *c, uint8_t *buf,
 const struct bench_test bench_baselines[] = {
 	{ .name = "memcpy", .group = "memcpy", .kind = KIND_BW, .base = BASE_MEMCPY,
 	  .tcp_base = BASE_NONE, .run = run_memcpy, .prep = prep_memcpy, .check = check_memcpy },
-	{ .name = "shm-pingpong", .group = "shm-pingpong", .kind = KIND_LAT, .base = BASE_SHM,
+	{ .name = "line-pingpong", .group = "line-pingpong", .kind = KIND_LAT, .base = BASE_LINE,
+	  .tcp_base = BASE_NONE, .run = run_line, .prep = prep_echo, .check = check_echo },
+	{ .name = "2line-pingpong", .group = "2line-pingpong", .kind = KIND_LAT, .base = BASE_SHM2,
 	  .tcp_base = BASE_NONE, .run = run_shm, .prep = prep_echo, .check = check_shm },
 	{ .name = "tcp-lat", .group = "tcp-lat", .kind = KIND_LAT, .base = BASE_TCP_LAT,
 	  .tcp_base = BASE_NONE, .run = run_tcp_lat, .prep = prep_echo, .check = check_echo },

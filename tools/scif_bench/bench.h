@@ -34,9 +34,10 @@ enum bench_op {
 	OP_RMA_SETUP,  /* register the RMA window; reply.value = its offset */
 	OP_FILL,       /* fill the RMA window's first size bytes: pattern(seed), or zero if arg */
 	OP_VERIFY,     /* check the RMA window's first size bytes against pattern(seed) */
-	OP_SHM_LAT,    /* raw ping-pong on the inherited memfd, from sequence arg */
+	OP_SHM_LAT,    /* two-line ping-pong on the inherited memfd, from sequence arg */
 	OP_SOCK_LAT,   /* echo on a baseline socket (arg: SOCK_TCP or SOCK_UNIX) */
 	OP_SOCK_BW,    /* stream receive on a baseline socket */
+	OP_LINE_LAT,   /* one-line ping-pong on the inherited memfd, from sequence arg */
 };
 
 enum { SOCK_TCP, SOCK_UNIX };
@@ -71,11 +72,19 @@ enum bench_kind { KIND_LAT, KIND_BW };
 enum bench_base {
 	BASE_NONE = -1,
 	BASE_MEMCPY,
-	BASE_SHM,
+	BASE_LINE, /* one cache line bouncing: the latency limit */
+	BASE_SHM2, /* two flag lines, one written by each side */
 	BASE_TCP_LAT,
 	BASE_UNIX_LAT,
 	BASE_TCP_BW,
 	BASE_UNIX_BW,
+	/* --peers: what a user would pick instead, measured by peers.c */
+	BASE_OMPI_LAT,    /* Open MPI vader, round trip */
+	BASE_OMPI_BW,     /* Open MPI vader, stream */
+	BASE_UCX_TAG_LAT, /* UCX tag matching, round trip */
+	BASE_UCX_TAG_BW,
+	BASE_UCX_PUT_LAT, /* UCX put ping-pong, round trip */
+	BASE_UCX_PUT_BW,
 	BASE_COUNT
 };
 
@@ -117,12 +126,14 @@ struct bench_result {
 	const char *baseline;
 	double base, ratio; /* base < 0: no baseline */
 	double tcp, tcp_ratio;
+	const char *peer;	     /* the best peer's baseline at this size (--peers), or NULL */
+	double peer_val, peer_ratio; /* its figure, and SCIF / it */
 	int mismatch;
 	int is_baseline; /* a baseline's own record (memcpy, tcp-bw, ...) */
 };
 
 struct bench_opts {
-	int server, client, spawned, quick, no_pin;
+	int server, client, spawned, quick, no_pin, peers;
 	uint16_t node, port;
 	double duration; /* seconds each point is measured */
 	int rounds;      /* bandwidth: median of this many timed rounds */
@@ -150,7 +161,8 @@ struct bench {
 	size_t shm_len;
 	int tcp_fd, unix_fd;
 	uint64_t seq;  /* scif_mmap ping-pong sequence, continued across rounds */
-	uint64_t shm_seq; /* the same for the raw shared-memory ping-pong */
+	uint64_t shm_seq; /* the same for the two-line shared-memory ping-pong */
+	uint64_t line_seq; /* and for the one-line ping-pong (odd: the client's turn done) */
 	uint64_t seed; /* pattern seed, new for each point */
 	int mismatch;  /* set by a runner or check that found bad data */
 	const struct bench_test *cur; /* the point being measured, for messages */
@@ -161,10 +173,26 @@ struct bench {
 	int failures;
 };
 
+/*
+ * The clock every sample is taken with. With an invariant TSC (constant_tsc and nonstop_tsc
+ * in /proc/cpuinfo) it is the TSC, scaled by a factor bench_clock_init() measured against
+ * CLOCK_MONOTONIC: reading it costs a third of clock_gettime(), which matters when the
+ * round trip being timed is 150 ns. Otherwise clock_gettime(). Nothing is subtracted from
+ * any figure: the clock's own cost is part of every sample, baselines included.
+ */
+extern double bench_ns_per_tick; /* 0: no usable TSC */
+extern uint64_t bench_tick0;
+void bench_clock_init(void);
+const char *bench_clock_name(void);
+
 static inline uint64_t bench_now_ns(void)
 {
 	struct timespec ts;
 
+#if defined(__x86_64__) || defined(__i386__)
+	if (bench_ns_per_tick > 0)
+		return (uint64_t)((double)(__builtin_ia32_rdtsc() - bench_tick0) * bench_ns_per_tick);
+#endif
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
@@ -185,6 +213,10 @@ int bench_call(struct bench *b, uint32_t op, size_t size, uint64_t iters, uint64
 int bench_serve(struct bench *b);
 void bench_fill(void *buf, size_t len, uint64_t seed);
 size_t bench_check(const void *buf, size_t len, uint64_t seed, size_t from);
+void bench_line_client(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
+		       const uint8_t *src, uint8_t *dst, uint64_t *samples);
+int bench_line_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
+		      int watch_fd);
 void bench_pp_client(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
 		     const uint8_t *src, uint8_t *dst, uint64_t *samples);
 int bench_pp_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
@@ -200,6 +232,9 @@ int bench_shm_create(struct bench *b);
 int bench_shm_attach(struct bench *b);
 int bench_serve_base(struct bench *b, const struct bench_cmd *c, uint8_t *buf,
 		     struct bench_reply *r);
+
+/* peers.c */
+int bench_peers(struct bench *b);
 
 /* report.c */
 void bench_progress(int done, int total, const char *test, size_t size);

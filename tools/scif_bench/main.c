@@ -22,8 +22,67 @@
 
 extern char **environ;
 
-const char *bench_base_name[BASE_COUNT] = { "memcpy", "shm-pingpong", "tcp-lat", "unix-lat",
-					     "tcp-bw", "unix-bw" };
+const char *bench_base_name[BASE_COUNT] = { "memcpy", "line-pingpong", "2line-pingpong",
+					     "tcp-lat", "unix-lat", "tcp-bw", "unix-bw",
+					     "ompi-vader-lat", "ompi-vader-bw", "ucx-tag-lat",
+					     "ucx-tag-bw", "ucx-put-lat", "ucx-put-bw" };
+
+/* ---- the clock (bench.h) ---------------------------------------------------------------- */
+
+double bench_ns_per_tick;
+uint64_t bench_tick0;
+
+/* Both flags, or the TSC may stop in idle states or change rate with the clock speed. */
+static int tsc_invariant(void)
+{
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	char line[4096];
+	int constant = 0, nonstop = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f) && !(constant && nonstop))
+		if (!strncmp(line, "flags", 5)) {
+			constant = strstr(line, " constant_tsc") != NULL;
+			nonstop = strstr(line, " nonstop_tsc") != NULL;
+			break;
+		}
+	fclose(f);
+	return constant && nonstop;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void bench_clock_init(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	uint64_t n0, n1, t0, t1;
+	struct timespec d = { 0, 20000000 };
+
+	if (getenv("SCIF_BENCH_NO_TSC") || !tsc_invariant())
+		return;
+	n0 = mono_ns();
+	t0 = __builtin_ia32_rdtsc();
+	nanosleep(&d, NULL);
+	n1 = mono_ns();
+	t1 = __builtin_ia32_rdtsc();
+	if (t1 > t0 && n1 > n0) {
+		bench_tick0 = t0;
+		bench_ns_per_tick = (double)(n1 - n0) / (double)(t1 - t0);
+	}
+#endif
+}
+
+const char *bench_clock_name(void)
+{
+	return bench_ns_per_tick > 0 ? "TSC" : "CLOCK_MONOTONIC";
+}
 
 static pid_t child = -1;
 
@@ -176,6 +235,8 @@ static void usage(FILE *f)
 		"  --quick        short runs, for CI\n"
 		"  --json FILE|-  --csv FILE|-  machine-readable results\n"
 		"  --plot FILE.svg  bandwidth against size, log-log\n"
+		"  --peers        also run the patterns through Open MPI (vader) and UCX, if installed,\n"
+		"                 and divide every figure by the best of them too\n"
 		"  --no-pin       do not pin client and server to CPUs 0 and 1\n"
 		"  --no-thp       no transparent huge pages for buffers of 2 MiB and more\n"
 		"  --list         list the tests\n");
@@ -183,7 +244,7 @@ static void usage(FILE *f)
 
 enum { O_SERVER = 256, O_CLIENT, O_NODE, O_PORT, O_TESTS, O_SIZES, O_MIN, O_MAX, O_TIME,
        O_QUICK, O_JSON, O_CSV, O_PLOT, O_NOPIN, O_NOTHP, O_LIST, O_HELP, O_SPAWNED, O_NOTIFY, O_SHM,
-       O_TCP, O_UNIX };
+       O_TCP, O_UNIX, O_PEERS };
 
 static const struct option longopts[] = {
 	{ "server", no_argument, NULL, O_SERVER },   { "client", no_argument, NULL, O_CLIENT },
@@ -193,7 +254,7 @@ static const struct option longopts[] = {
 	{ "time", required_argument, NULL, O_TIME }, { "quick", no_argument, NULL, O_QUICK },
 	{ "json", required_argument, NULL, O_JSON }, { "csv", required_argument, NULL, O_CSV },
 	{ "plot", required_argument, NULL, O_PLOT }, { "no-pin", no_argument, NULL, O_NOPIN },
-	{ "no-thp", no_argument, NULL, O_NOTHP },
+	{ "no-thp", no_argument, NULL, O_NOTHP },    { "peers", no_argument, NULL, O_PEERS },
 	{ "list", no_argument, NULL, O_LIST },       { "help", no_argument, NULL, O_HELP },
 	/* the spawned server's plumbing; not for people */
 	{ "spawned", no_argument, NULL, O_SPAWNED }, { "notify-fd", required_argument, NULL, O_NOTIFY },
@@ -254,6 +315,7 @@ static int parse_opts(struct bench_opts *o, int argc, char **argv)
 		case O_PLOT: o->plot = optarg; break;
 		case O_NOPIN: o->no_pin = 1; break;
 		case O_NOTHP: bench_no_thp = 1; break;
+		case O_PEERS: o->peers = 1; break;
 		case O_LIST:
 			for (int i = 0; i < bench_ntests; i++)
 				printf("%-22s (group %s)\n", bench_tests[i].name, bench_tests[i].group);
@@ -499,7 +561,7 @@ static int measure(struct bench *b, const struct bench_test *t, size_t size, uin
 	n = (uint64_t)ceil(b->o.duration / (t->kind == KIND_LAT ? 4 : b->o.rounds) / per);
 	n = n < 1 ? 1 : n > cap ? cap : n;
 	*r = (struct bench_result){ .test = t->name, .group = t->group, .kind = t->kind,
-				    .size = size, .base = -1, .tcp = -1 };
+				    .size = size, .base = -1, .tcp = -1, .peer_val = -1 };
 	if (t->kind == KIND_LAT) {
 		uint64_t got = 0;
 
@@ -549,6 +611,53 @@ static int measure(struct bench *b, const struct bench_test *t, size_t size, uin
 	return 0;
 }
 
+/*
+ * The peers (--peers) a SCIF test is compared with: the same pattern through each. The
+ * best of them at a size is the one a user would pick, so that is the one a row is divided by.
+ */
+static int peer_bases(const char *group, int *out)
+{
+	if (!strcmp(group, "lat") || !strcmp(group, "lat-nb")) {
+		out[0] = BASE_OMPI_LAT;
+		out[1] = BASE_UCX_TAG_LAT;
+		return 2;
+	}
+	if (!strcmp(group, "bw")) {
+		out[0] = BASE_OMPI_BW;
+		out[1] = BASE_UCX_TAG_BW;
+		return 2;
+	}
+	if (!strcmp(group, "mmap-lat")) {
+		out[0] = BASE_UCX_PUT_LAT;
+		return 1;
+	}
+	if (!strcmp(group, "rma-write") || !strcmp(group, "rma-vwrite")) {
+		out[0] = BASE_UCX_PUT_BW;
+		return 1;
+	}
+	return 0;
+}
+
+static void peer_ratio(struct bench *b, struct bench_result *r, int k)
+{
+	int bases[2], n = peer_bases(r->group, bases);
+
+	r->peer = NULL;
+	r->peer_val = -1;
+	for (int i = 0; i < n; i++) {
+		double v = b->base[bases[i]][k];
+
+		if (v <= 0)
+			continue;
+		if (!r->peer || (r->kind == KIND_LAT ? v < r->peer_val : v > r->peer_val)) {
+			r->peer = bench_base_name[bases[i]];
+			r->peer_val = v;
+		}
+	}
+	if (r->peer)
+		r->peer_ratio = r->median / r->peer_val;
+}
+
 /* Divide every SCIF figure by its baselines at the same size, now that all are measured. */
 static void ratios(struct bench *b)
 {
@@ -571,6 +680,7 @@ static void ratios(struct bench *b)
 			r->tcp = b->base[t->tcp_base][k];
 			r->tcp_ratio = r->median / r->tcp;
 		}
+		peer_ratio(b, r, k);
 	}
 }
 
@@ -691,6 +801,9 @@ static int client_main(struct bench *b)
 	}
 	bench_progress_end();
 	bench_call(b, OP_QUIT, 0, 0, 0, NULL);
+	/* After our server has quit: nothing of ours runs while the peers are measured. */
+	if (b->o.peers && bench_peers(b))
+		fprintf(stderr, "scif_bench: --peers: no peer could be measured\n");
 	goto out;
 fail:
 	bench_progress_end();
@@ -735,6 +848,7 @@ int main(int argc, char **argv)
 	b.ep = -1;
 	if (parse_opts(&b.o, argc, argv))
 		return 1;
+	bench_clock_init();
 	if (b.o.server) {
 		if (!b.o.no_pin)
 			pin(1);

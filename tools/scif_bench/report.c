@@ -79,14 +79,22 @@ const struct bench_result *bench_find(const struct bench *b, const char *test, s
 
 void bench_print_table(FILE *f, const struct bench *b)
 {
-	char sz[16], a[24], p[24], c[24], d[24], e[24], g[24];
+	char sz[16], a[24], p[24], c[24], d[24], e[24], g[24], h[24], k[24];
 	const char *last = NULL;
+	int peers = 0;
 
-	fprintf(f, "\nlatency: round trip, median and p99 in microseconds; bandwidth: GB/s (1e9 B/s)\n"
-		   "ratio = SCIF / baseline; vs TCP = SCIF / TCP loopback (latency: lower is better, "
-		   "bandwidth: higher is better)\n\n");
-	fprintf(f, "%-20s %6s %10s %-4s %9s  %-12s %9s %8s %9s %8s\n", "test", "size", "SCIF", "",
+	for (int i = 0; i < b->nres; i++)
+		peers |= b->res[i].peer != NULL;
+	fprintf(f, "\nlatency: round trip, median and p99 in microseconds; bandwidth: GB/s (1e9 B/s); "
+		   "clock: %s\n"
+		   "ratio = SCIF / baseline; vs TCP = SCIF / TCP loopback%s (latency: lower is better, "
+		   "bandwidth: higher is better)\n\n",
+		bench_clock_name(), peers ? "; vs peer = SCIF / the best peer (--peers)" : "");
+	fprintf(f, "%-20s %6s %10s %-4s %9s  %-14s %9s %8s %9s %8s", "test", "size", "SCIF", "",
 		"p99", "baseline", "base", "ratio", "TCP", "vs TCP");
+	if (peers)
+		fprintf(f, "  %-14s %9s %8s", "peer", "figure", "vs peer");
+	fputc('\n', f);
 	for (int i = 0; i < b->nres; i++) {
 		const struct bench_result *r = &b->res[i];
 
@@ -95,13 +103,17 @@ void bench_print_table(FILE *f, const struct bench *b)
 		if (last && strcmp(last, r->test))
 			fputc('\n', f);
 		last = r->test;
-		fprintf(f, "%-20s %6s %10s %-4s %9s  %-12s %9s %8s %9s %8s%s\n", r->test,
+		fprintf(f, "%-20s %6s %10s %-4s %9s  %-14s %9s %8s %9s %8s", r->test,
 			bench_size_str(r->size, sz, sizeof(sz)), num(r->median, a, sizeof(a)),
 			unit(r->kind), r->kind == KIND_LAT ? num(r->p99, p, sizeof(p)) : "",
 			r->baseline ? r->baseline : "-", num(r->base, c, sizeof(c)),
 			ratio(r->ratio, r->base > 0, d, sizeof(d)), num(r->tcp, e, sizeof(e)),
-			ratio(r->tcp_ratio, r->tcp > 0, g, sizeof(g)),
-			r->mismatch ? "  DATA MISMATCH" : "");
+			ratio(r->tcp_ratio, r->tcp > 0, g, sizeof(g)));
+		if (peers)
+			fprintf(f, "  %-14s %9s %8s", r->peer ? r->peer : "-",
+				num(r->peer_val, h, sizeof(h)), ratio(r->peer_ratio, r->peer != NULL, k,
+								       sizeof(k)));
+		fprintf(f, "%s\n", r->mismatch ? "  DATA MISMATCH" : "");
 	}
 	fprintf(f, "\nbaselines (same run, same sizes)\n%-20s %6s %10s %-4s %9s\n", "baseline",
 		"size", "median", "", "p99");
@@ -123,7 +135,7 @@ void bench_print_table(FILE *f, const struct bench *b)
 
 /* ---- the targets ---------------------------------------------------------------- */
 
-enum { VS_BASE, VS_TCP, VS_TCP_INV };
+enum { VS_BASE, VS_TCP, VS_TCP_INV, VS_PEER };
 
 struct target {
 	const char *what;
@@ -132,20 +144,38 @@ struct target {
 	int vs;
 	int at_most; /* 1: figure <= limit; 0: figure >= limit */
 	double limit;
+	int peer; /* VS_PEER: the enum bench_base of the peer */
 };
 
 static const struct target targets[] = {
-	{ "8 B send/recv round trip <= 2.0x raw ping-pong", "lat", 8, VS_BASE, 1, 2.0 },
-	{ "8 B scif_mmap round trip <= 1.2x raw ping-pong", "mmap-lat", 8, VS_BASE, 1, 1.2 },
-	{ "writeto bandwidth at 4 MiB >= 0.95x memcpy", "rma-write", 4 << 20, VS_BASE, 0, 0.95 },
-	{ "writeto bandwidth at 64 KiB >= 0.95x memcpy", "rma-write", 64 << 10, VS_BASE, 0, 0.95 },
-	{ "readfrom bandwidth at 4 MiB >= 0.95x memcpy", "rma-read", 4 << 20, VS_BASE, 0, 0.95 },
-	{ "readfrom bandwidth at 64 KiB >= 0.95x memcpy", "rma-read", 64 << 10, VS_BASE, 0, 0.95 },
-	{ "send/recv bandwidth at 4 MiB >= 0.90x memcpy", "bw", 4 << 20, VS_BASE, 0, 0.90 },
-	{ "send/recv bandwidth at 64 KiB >= 0.45x memcpy", "bw", 64 << 10, VS_BASE, 0, 0.45 },
-	{ "send/recv bandwidth at 4 MiB >= 4x TCP loopback", "bw", 4 << 20, VS_TCP, 0, 4.0 },
-	{ "writeto bandwidth at 4 MiB >= 4x TCP loopback", "rma-write", 4 << 20, VS_TCP, 0, 4.0 },
-	{ "8 B send/recv latency >= 100x lower than TCP", "lat", 8, VS_TCP_INV, 0, 100.0 },
+	{ "8 B send/recv round trip <= 2.0x one-line ping-pong",
+	  "lat", 8, VS_BASE, 1, 2.0, BASE_NONE },
+	{ "8 B scif_mmap round trip <= 1.2x one-line ping-pong",
+	  "mmap-lat", 8, VS_BASE, 1, 1.2, BASE_NONE },
+	{ "writeto bandwidth at 4 MiB >= 0.95x memcpy",
+	  "rma-write", 4 << 20, VS_BASE, 0, 0.95, BASE_NONE },
+	{ "writeto bandwidth at 64 KiB >= 0.95x memcpy",
+	  "rma-write", 64 << 10, VS_BASE, 0, 0.95, BASE_NONE },
+	{ "readfrom bandwidth at 4 MiB >= 0.95x memcpy",
+	  "rma-read", 4 << 20, VS_BASE, 0, 0.95, BASE_NONE },
+	{ "readfrom bandwidth at 64 KiB >= 0.95x memcpy",
+	  "rma-read", 64 << 10, VS_BASE, 0, 0.95, BASE_NONE },
+	{ "send/recv bandwidth at 4 MiB >= 0.90x memcpy",
+	  "bw", 4 << 20, VS_BASE, 0, 0.90, BASE_NONE },
+	{ "send/recv bandwidth at 64 KiB >= 0.45x memcpy",
+	  "bw", 64 << 10, VS_BASE, 0, 0.45, BASE_NONE },
+	{ "send/recv bandwidth at 4 MiB >= 4x TCP loopback",
+	  "bw", 4 << 20, VS_TCP, 0, 4.0, BASE_NONE },
+	{ "writeto bandwidth at 4 MiB >= 4x TCP loopback",
+	  "rma-write", 4 << 20, VS_TCP, 0, 4.0, BASE_NONE },
+	{ "8 B send/recv latency >= 100x lower than TCP",
+	  "lat", 8, VS_TCP_INV, 0, 100.0, BASE_NONE },
+	{ "8 B send/recv round trip <= 0.5x Open MPI vader", "lat", 8, VS_PEER, 1, 0.5,
+	  BASE_OMPI_LAT },
+	{ "send/recv bandwidth at 64 KiB >= 1.1x vader", "bw", 64 << 10, VS_PEER, 0, 1.1,
+	  BASE_OMPI_BW },
+	{ "send/recv bandwidth at 4 MiB >= 1.1x vader", "bw", 4 << 20, VS_PEER, 0, 1.1,
+	  BASE_OMPI_BW },
 };
 
 #define NTARGETS ((int)(sizeof(targets) / sizeof(targets[0])))
@@ -162,7 +192,12 @@ static double target_value(const struct bench *b, const struct target *t, const 
 
 		if (r->is_baseline || strcmp(r->group, t->group) || r->size != t->size)
 			continue;
-		if (t->vs == VS_BASE)
+		if (t->vs == VS_PEER) {
+			int k = bench_size_index(b, r->size);
+			double pv = k >= 0 ? b->base[t->peer][k] : -1;
+
+			v = pv > 0 ? r->median / pv : -1;
+		} else if (t->vs == VS_BASE)
 			v = r->base > 0 ? r->ratio : -1;
 		else if (t->vs == VS_TCP)
 			v = r->tcp > 0 ? r->tcp_ratio : -1;
@@ -263,6 +298,12 @@ int bench_write_json(const struct bench *b, const char *path)
 		jnum(f, "ratio", r->ratio, r->base > 0);
 		jnum(f, "tcp_median", r->tcp, r->tcp > 0);
 		jnum(f, "ratio_tcp", r->tcp_ratio, r->tcp > 0);
+		if (r->peer)
+			fprintf(f, ", \"peer\": \"%s\"", r->peer);
+		else
+			fprintf(f, ", \"peer\": null");
+		jnum(f, "peer_median", r->peer_val, r->peer != NULL);
+		jnum(f, "ratio_peer", r->peer_ratio, r->peer != NULL);
 		fprintf(f, ", \"is_baseline\": %s, \"data_ok\": %s}%s\n", r->is_baseline ? "true" : "false",
 			r->mismatch ? "false" : "true", i + 1 < b->nres ? "," : "");
 	}
@@ -337,6 +378,9 @@ static const struct series plot_series[] = {
 	{ "memcpy", "memcpy (baseline)", "#333333", 1 },
 	{ "tcp-bw", "TCP loopback (baseline)", "#8c564b", 1 },
 	{ "unix-bw", "Unix socket (baseline)", "#e377c2", 1 },
+	{ "ompi-vader-bw", "Open MPI vader (peer)", "#17becf", 1 },
+	{ "ucx-tag-bw", "UCX tag (peer)", "#bcbd22", 1 },
+	{ "ucx-put-bw", "UCX put (peer)", "#7f7f7f", 1 },
 };
 
 #define NSERIES ((int)(sizeof(plot_series) / sizeof(plot_series[0])))

@@ -142,6 +142,86 @@ int bench_pp_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, ui
 	return 0;
 }
 
+/*
+ * The one-line ping-pong: the latency limit. One word at byte 128 (a line of its own) that
+ * both sides write in turn: the client makes it odd, the server the next even number.
+ * Payloads of up to LINE_PAYLOAD bytes travel in the same line, right after the word, so a
+ * round trip moves exactly one cache line each way; larger ones are copied through the
+ * data areas of the two-line variant and published by the word's release store.
+ */
+#define LINE_AT (2 * BENCH_LINE)
+#define LINE_PAYLOAD (BENCH_LINE - 8)
+
+static void line_put(uint8_t *region, size_t size, const uint8_t *src, size_t data_at)
+{
+	if (size > LINE_PAYLOAD)
+		memcpy(region + data_at, src, size);
+	else if (size)
+		memcpy(region + LINE_AT + 8, src, size);
+}
+
+static void line_get(const uint8_t *region, size_t size, uint8_t *dst, size_t data_at)
+{
+	if (size > LINE_PAYLOAD)
+		memcpy(dst, region + data_at, size);
+	else if (size)
+		memcpy(dst, region + LINE_AT + 8, size);
+}
+
+void bench_line_client(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
+		       const uint8_t *src, uint8_t *dst, uint64_t *samples)
+{
+	_Atomic uint64_t *word = pp_flag(region, LINE_AT);
+	uint64_t seq = seq0;
+
+	for (uint64_t i = 0; i < iters; i++) {
+		uint64_t t0 = bench_now_ns();
+
+		line_put(region, size, src, PP_DATA);
+		/* Release: the payload before the word; pairs with the server's acquire. */
+		atomic_store_explicit(word, seq + 1, memory_order_release);
+		/* Acquire: pairs with the server's release, so its answer is complete. */
+		while (atomic_load_explicit(word, memory_order_acquire) != seq + 2)
+			cpu_relax();
+		line_get(region, size, dst, PP_DATA + cap);
+		seq += 2;
+		samples[i] = bench_now_ns() - t0;
+	}
+}
+
+int bench_line_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
+		      int watch_fd)
+{
+	_Atomic uint64_t *word = pp_flag(region, LINE_AT);
+	uint64_t seq = seq0;
+	uint8_t buf[LINE_PAYLOAD];
+
+	for (uint64_t i = 0; i < iters; i++) {
+		unsigned spins = 0;
+
+		while (atomic_load_explicit(word, memory_order_acquire) != seq + 1) {
+			cpu_relax();
+			if (++spins == 1u << 22) {
+				struct pollfd p = { .fd = watch_fd, .events = POLLIN };
+
+				spins = 0;
+				if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)))
+					return -ECONNRESET;
+			}
+		}
+		/* The echo: the payload read, and written back for the client. */
+		if (size > LINE_PAYLOAD) {
+			memcpy(region + PP_DATA + cap, region + PP_DATA, size);
+		} else if (size) {
+			memcpy(buf, region + LINE_AT + 8, size);
+			memcpy(region + LINE_AT + 8, buf, size);
+		}
+		atomic_store_explicit(word, seq + 2, memory_order_release);
+		seq += 2;
+	}
+	return 0;
+}
+
 /* ---- command channel ------------------------------------------------------------------ */
 
 int bench_cmd(struct bench *b, uint32_t op, size_t size, uint64_t iters, uint64_t arg)
@@ -447,7 +527,7 @@ fail:
 /* ---- the test table --------------------------------------------------------------------- */
 
 #define LAT(n, nb, r, p, c) \
-	{ .name = n, .group = n, .kind = KIND_LAT, .base = BASE_SHM, .tcp_base = BASE_TCP_LAT, \
+	{ .name = n, .group = n, .kind = KIND_LAT, .base = BASE_LINE, .tcp_base = BASE_TCP_LAT, \
 	  .async = nb, .run = r, .prep = p, .check = c }
 #define RMA(grp, mode, which, fl, as) \
 	{ .name = grp "/" mode, .group = grp, .kind = KIND_BW, .base = BASE_MEMCPY, \
@@ -584,6 +664,7 @@ static int serve_one(struct bench *b, struct server_state *s, const struct bench
 		}
 		break;
 	case OP_SHM_LAT:
+	case OP_LINE_LAT:
 	case OP_SOCK_LAT:
 	case OP_SOCK_BW:
 		err = bench_serve_base(b, c, s->buf, &r);
