@@ -124,20 +124,46 @@ static int local_domain(struct scif_fabric *fab)
  * group; sticky, so members cannot remove each other's names); root's is root's. A directory
  * that is a link, or whose owner, group or mode allow anyone else in, is refused.
  */
+/*
+ * Make the directory @path with its final group and mode at once: a private one made beside
+ * it, set up, then renamed into place. Processes starting together must never see it half
+ * made (a mode not yet set reads as a directory someone else may have planted). Losing the
+ * race to another process is success: what it made is checked like any directory found.
+ */
+static int local_make_dir(const char *path, mode_t mode, gid_t gid)
+{
+	char tmp[sizeof(local_dir) + 16];
+	int err;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	if (!mkdtemp(tmp))
+		return -errno;
+	if ((gid != (gid_t)-1 && chown(tmp, (uid_t)-1, gid)) || chmod(tmp, mode) ||
+	    (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) < 0 &&
+	     (errno != EINVAL || rename(tmp, path) < 0))) {
+		err = errno;
+		rmdir(tmp);
+		return err == EEXIST || err == ENOTEMPTY ? 0 : -err;
+	}
+	return 0;
+}
+
 static int local_private_dir(const char *path, const struct scif_fabric *fab, int admin)
 {
 	mode_t mode = admin ? 0755 : fab->share_gid != (gid_t)-1 ? 03770 : 0700;
 	struct stat st;
 
-	if (mkdir(path, 0700) == 0) {
-		if ((!admin && fab->share_gid != (gid_t)-1 && chown(path, (uid_t)-1, fab->share_gid)) ||
-		    chmod(path, mode))
+	if (lstat(path, &st) < 0) {
+		int ret = errno == ENOENT ? local_make_dir(path, mode,
+							   admin ? (gid_t)-1 : fab->share_gid)
+					  : -errno;
+
+		if (ret)
+			return ret;
+		if (lstat(path, &st) < 0)
 			return -errno;
-	} else if (errno != EEXIST) {
-		return -errno;
 	}
-	if (lstat(path, &st) < 0)
-		return -errno;
 	if (!S_ISDIR(st.st_mode) || (st.st_mode & 07777) != mode)
 		return -EACCES;
 	if (admin)

@@ -134,6 +134,22 @@ static int mode_churn(uint16_t node, uint16_t port, int count)
 	return 0;
 }
 
+/* Wait until the test closes the other end of pipe @fd, then open an endpoint. */
+static int mode_open_race(int fd)
+{
+	char c;
+	scif_epd_t ep;
+
+	while (read(fd, &c, 1) < 0 && errno == EINTR)
+		;
+	ep = scif_open();
+	if (ep < 0) {
+		fprintf(stderr, "scif-peer open-race: scif_open: %s\n", strerror(errno));
+		return 2;
+	}
+	return scif_close(ep) == 0 ? 0 : 3;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 3 && !strcmp(argv[1], "echo"))
@@ -181,6 +197,8 @@ int main(int argc, char **argv)
 	if (argc >= 5 && !strcmp(argv[1], "rma-async-sync"))
 		return peer_rma_async_sync((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
 					   atoi(argv[4]));
+	if (argc >= 3 && !strcmp(argv[1], "open-race"))
+		return mode_open_race(atoi(argv[2]));
 	fprintf(stderr, "usage: scif-peer echo|stream|flood|connect-hold|churn|hostile ...\n");
 	return 64;
 }

@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "common.h"
@@ -529,4 +530,50 @@ Test(regress, windows_cost_the_peer_no_descriptor, .timeout = 120)
 	scif_close(lep);
 	cr_expect_eq(test_wait(pid), 0);
 	munmap(buf, (size_t)n * 4096);
+}
+
+/*
+ * Processes that start together on a machine where the domain's directory does not exist
+ * yet all get in. The directory used to be made, then given its mode: a process looking in
+ * between saw a directory with the wrong mode, took it for one planted by somebody else, and
+ * its first scif_open() failed (ENXIO, about 1 in 240 opens of 8 processes at once).
+ */
+Test(regress, simultaneous_first_opens_all_succeed, .timeout = 120)
+{
+	enum { ROUNDS = 20, PROCS = 12 };
+	const char *env = getenv("SCIF_RUN_DIR");
+	char *saved = env ? strdup(env) : NULL;
+
+	for (int round = 0; round < ROUNDS; round++) {
+		char dir[] = "/tmp/scif-race-XXXXXX", fdarg[16], cmd[64];
+		char *args[] = { "open-race", fdarg, NULL };
+		pid_t pids[PROCS];
+		int p[2];
+
+		cr_assert_not_null(mkdtemp(dir));
+		cr_assert_eq(chmod(dir, 01777), 0);
+		/* Only the read end goes to the children, or none would ever see the end. */
+		cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+		cr_assert_eq(fcntl(p[0], F_SETFD, 0), 0);
+		snprintf(fdarg, sizeof(fdarg), "%d", p[0]);
+		setenv("SCIF_RUN_DIR", dir, 1);
+		for (int i = 0; i < PROCS; i++)
+			pids[i] = test_spawn_peer(0, args);
+		if (saved)
+			setenv("SCIF_RUN_DIR", saved, 1);
+		else
+			unsetenv("SCIF_RUN_DIR");
+		/* All of them are blocked in read(): closing the pipe starts them at once. */
+		close(p[0]);
+		close(p[1]);
+		for (int i = 0; i < PROCS; i++) {
+			int st = test_wait(pids[i]);
+
+			cr_expect_eq(st, 0, "round %d: process %d of %d exited %d (scif_open failed)",
+				     round, i, PROCS, st);
+		}
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		cr_expect_eq(system(cmd), 0);
+	}
+	free(saved);
 }
