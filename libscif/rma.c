@@ -25,6 +25,7 @@
 
 #define DMA_CHUNK (1u << 20)      /* large transfers are queued in pieces of this size */
 #define RMA_FAST_MAX (1u << 20)   /* caller copies up to this long run under the read lock */
+#define RMA_ASYNC_INLINE_MAX (64u << 10) /* async copies up to this long may run in the caller */
 #define CACHELINE 64u
 #define PEER_MARK_BIT 0x80000000u /* marks of the peer's RMAs are negative, like Intel's */
 
@@ -535,6 +536,16 @@ int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, 
 				return ret;
 		}
 	}
+	/*
+	 * Asynchronous, short, and nothing of this endpoint's in flight: the hand-off to the
+	 * worker (allocation, queueing, its wake-up, the completion) costs more than such a
+	 * copy, so it runs here, like a synchronous one. It overtakes nothing (the endpoint's
+	 * queue is empty) and is complete on return, so no fence mark needs to count it.
+	 * Longer transfers still go to the worker, so the caller overlaps them with its work.
+	 */
+	if (!sync && len <= RMA_ASYNC_INLINE_MAX &&
+	    scif__load_acquire(&ep->dma_done) == scif__load_acquire(&ep->dma_issued))
+		sync = 1;
 	if (sync && !(flags & SCIF_RMA_ORDERED) && len <= RMA_FAST_MAX &&
 	    rma_copy_fast(ep, loffset, vaddr, is_v, len, roffset, write))
 		return 0;

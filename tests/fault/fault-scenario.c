@@ -51,7 +51,8 @@
 extern char **environ;
 
 #define PAGE 4096
-#define WIN_PAGES 16
+#define WIN_PAGES 272 /* pages 16.. are for the transfer long enough for the DMA worker */
+#define WORKER_PAGES 256 /* 1 MiB: the fence after it sleeps, however fast the worker */
 #define BIG (4 << 20)
 #define WAIT_MS 10000 /* the longest any step waits for the other side */
 
@@ -826,6 +827,10 @@ static void phase_rma(void)
 
 	RMA(scif_writeto, lo + 4 * PAGE, PAGE, ro + 0 * PAGE, SCIF_RMA_SYNC);
 	RMA(scif_writeto, lo + 5 * PAGE, PAGE, ro + 1 * PAGE, 0);
+	FENCE(scif_fence_mark, E_MARK, SCIF_FENCE_INIT_SELF, &mark);
+	FENCE(scif_fence_wait, E_WAIT, mark);
+	/* Longer than the library copies in the caller: the DMA worker's, and a fence that sleeps. */
+	RMA(scif_writeto, lo + 16 * PAGE, WORKER_PAGES * PAGE, ro + 16 * PAGE, 0);
 	FENCE(scif_fence_mark, E_MARK, SCIF_FENCE_INIT_SELF, &mark);
 	FENCE(scif_fence_wait, E_WAIT, mark);
 	RMA(scif_readfrom, lo + 8 * PAGE, PAGE, ro + 4 * PAGE, SCIF_RMA_SYNC);

@@ -14,7 +14,7 @@
  *
  * ERR is a name (ENOMEM, EMFILE, ENFILE, EINTR, EAGAIN, ENOSPC, ...) or a number. A failed
  * call returns what the real one returns on that error: -1 and errno, NULL and errno
- * (malloc, calloc, fopen), MAP_FAILED and errno (mmap, mremap) or the error number
+ * (malloc, calloc, fopen, mkdtemp), MAP_FAILED and errno (mmap, mremap) or the error number
  * (pthread_create).
  *
  * The test program may ask, through weak references to libfault_fired() and
@@ -60,7 +60,7 @@
 	X(socket) X(socketpair) X(bind) X(listen) X(connect) X(accept4)                        \
 	X(sendmsg) X(recvmsg) X(send) X(recv) X(getsockopt) X(setsockopt)                      \
 	X(eventfd) X(epoll_create1) X(epoll_ctl) X(epoll_wait) X(poll)                         \
-	X(open) X(flock) X(mkdir) X(fopen)                                                     \
+	X(open) X(flock) X(mkdtemp) X(fopen)                                                   \
 	X(malloc) X(calloc) X(pthread_create) X(process_vm_readv) X(process_vm_writev)         \
 	X(futex_wait)
 
@@ -362,7 +362,6 @@ WRAP_INT(int, epoll_ctl, (int ep, int op, int fd, struct epoll_event *ev), (ep, 
 WRAP_INT(int, epoll_wait, (int ep, struct epoll_event *ev, int n, int t), (ep, ev, n, t))
 WRAP_INT(int, poll, (struct pollfd *p, nfds_t n, int t), (p, n, t))
 WRAP_INT(int, flock, (int fd, int op), (fd, op))
-WRAP_INT(int, mkdir, (const char *p, mode_t m), (p, m))
 WRAP_INT(ssize_t, process_vm_readv,
 	 (pid_t pid, const struct iovec *l, unsigned long nl, const struct iovec *r,
 	  unsigned long nr, unsigned long f),
@@ -438,6 +437,17 @@ EXPORT int open(const char *path, int flags, ...)
 		return -1;
 	}
 	return real_(path, flags, mode);
+}
+
+EXPORT char *mkdtemp(char *tmpl)
+{
+	REAL(mkdtemp);
+	FAULT(mkdtemp);
+	if (fault_err_) {
+		errno = fault_err_;
+		return NULL;
+	}
+	return real_(tmpl);
 }
 
 EXPORT FILE *fopen(const char *path, const char *mode)
