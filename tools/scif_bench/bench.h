@@ -14,6 +14,8 @@
 
 #include <scif.h>
 
+#include "clock.h"
+
 #define BENCH_MAGIC 0x48434e42u /* "BNCH": a peer speaking anything else is refused */
 #define BENCH_DEFAULT_PORT 2091
 #define BENCH_PAGE 4096u
@@ -173,28 +175,13 @@ struct bench {
 	int failures;
 };
 
-/*
- * The clock every sample is taken with. With an invariant TSC (constant_tsc and nonstop_tsc
- * in /proc/cpuinfo) it is the TSC, scaled by a factor bench_clock_init() measured against
- * CLOCK_MONOTONIC: reading it costs a third of clock_gettime(), which matters when the
- * round trip being timed is 150 ns. Otherwise clock_gettime(). Nothing is subtracted from
- * any figure: the clock's own cost is part of every sample, baselines included.
- */
-extern double bench_ns_per_tick; /* 0: no usable TSC */
-extern uint64_t bench_tick0;
-void bench_clock_init(void);
+/* The clock every sample is taken with (clock.h; set up once by main()). */
+extern struct bench_clock bench_clk;
 const char *bench_clock_name(void);
 
 static inline uint64_t bench_now_ns(void)
 {
-	struct timespec ts;
-
-#if defined(__x86_64__) || defined(__i386__)
-	if (bench_ns_per_tick > 0)
-		return (uint64_t)((double)(__builtin_ia32_rdtsc() - bench_tick0) * bench_ns_per_tick);
-#endif
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return bench_clock_ns(&bench_clk);
 }
 
 /* main.c */

@@ -27,61 +27,13 @@ const char *bench_base_name[BASE_COUNT] = { "memcpy", "line-pingpong", "2line-pi
 					     "ompi-vader-lat", "ompi-vader-bw", "ucx-tag-lat",
 					     "ucx-tag-bw", "ucx-put-lat", "ucx-put-bw" };
 
-/* ---- the clock (bench.h) ---------------------------------------------------------------- */
+/* ---- the clock (clock.h) ---------------------------------------------------------------- */
 
-double bench_ns_per_tick;
-uint64_t bench_tick0;
-
-/* Both flags, or the TSC may stop in idle states or change rate with the clock speed. */
-static int tsc_invariant(void)
-{
-	FILE *f = fopen("/proc/cpuinfo", "r");
-	char line[4096];
-	int constant = 0, nonstop = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f) && !(constant && nonstop))
-		if (!strncmp(line, "flags", 5)) {
-			constant = strstr(line, " constant_tsc") != NULL;
-			nonstop = strstr(line, " nonstop_tsc") != NULL;
-			break;
-		}
-	fclose(f);
-	return constant && nonstop;
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-void bench_clock_init(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	uint64_t n0, n1, t0, t1;
-	struct timespec d = { 0, 20000000 };
-
-	if (getenv("SCIF_BENCH_NO_TSC") || !tsc_invariant())
-		return;
-	n0 = mono_ns();
-	t0 = __builtin_ia32_rdtsc();
-	nanosleep(&d, NULL);
-	n1 = mono_ns();
-	t1 = __builtin_ia32_rdtsc();
-	if (t1 > t0 && n1 > n0) {
-		bench_tick0 = t0;
-		bench_ns_per_tick = (double)(n1 - n0) / (double)(t1 - t0);
-	}
-#endif
-}
+struct bench_clock bench_clk;
 
 const char *bench_clock_name(void)
 {
-	return bench_ns_per_tick > 0 ? "TSC" : "CLOCK_MONOTONIC";
+	return bench_clk.ns_per_tick > 0 ? "TSC" : "CLOCK_MONOTONIC";
 }
 
 static pid_t child = -1;
@@ -848,7 +800,7 @@ int main(int argc, char **argv)
 	b.ep = -1;
 	if (parse_opts(&b.o, argc, argv))
 		return 1;
-	bench_clock_init();
+	bench_clock_setup(&bench_clk);
 	if (b.o.server) {
 		if (!b.o.no_pin)
 			pin(1);

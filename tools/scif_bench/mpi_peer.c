@@ -22,64 +22,16 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
+
 #define WINDOW 64
 #define MAX_SAMPLES 1000000
 
-static double ns_per_tick;
-static uint64_t tick0;
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int tsc_invariant(void)
-{
-	FILE *f = fopen("/proc/cpuinfo", "r");
-	char line[4096];
-	int ok = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "flags", 5)) {
-			ok = strstr(line, " constant_tsc") && strstr(line, " nonstop_tsc");
-			break;
-		}
-	fclose(f);
-	return ok;
-}
-
-static void clock_init(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	struct timespec d = { 0, 20000000 };
-	uint64_t n0, n1, t0, t1;
-
-	if (getenv("SCIF_BENCH_NO_TSC") || !tsc_invariant())
-		return;
-	n0 = mono_ns();
-	t0 = __builtin_ia32_rdtsc();
-	nanosleep(&d, NULL);
-	n1 = mono_ns();
-	t1 = __builtin_ia32_rdtsc();
-	if (t1 > t0 && n1 > n0) {
-		tick0 = t0;
-		ns_per_tick = (double)(n1 - n0) / (double)(t1 - t0);
-	}
-#endif
-}
+static struct bench_clock clk;
 
 static uint64_t now_ns(void)
 {
-#if defined(__x86_64__) || defined(__i386__)
-	if (ns_per_tick > 0)
-		return (uint64_t)((double)(__builtin_ia32_rdtsc() - tick0) * ns_per_tick);
-#endif
-	return mono_ns();
+	return bench_clock_ns(&clk);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -169,7 +121,7 @@ int main(int argc, char **argv)
 	if (!buf || (rank == 0 && lat && !samples))
 		MPI_Abort(MPI_COMM_WORLD, 1);
 	memset(buf, 0x5a, max);
-	clock_init();
+	bench_clock_setup(&clk);
 
 	for (int i = 3; i < argc; i++) {
 		int size = atoi(argv[i]);

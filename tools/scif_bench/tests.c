@@ -85,6 +85,28 @@ static inline _Atomic uint64_t *pp_flag(uint8_t *region, size_t at)
 	return (_Atomic uint64_t *)(void *)(region + at);
 }
 
+/*
+ * The answering side's wait for the client's word to reach @want (acquire: pairs with the
+ * client's release, so its payload is complete). It spins on memory only, so it glances at
+ * watch_fd (the command channel) every few million spins to notice a client that died.
+ */
+static int pp_await(_Atomic uint64_t *word, uint64_t want, int watch_fd)
+{
+	unsigned spins = 0;
+
+	while (atomic_load_explicit(word, memory_order_acquire) != want) {
+		cpu_relax();
+		if (++spins == 1u << 22) {
+			struct pollfd p = { .fd = watch_fd, .events = POLLIN };
+
+			spins = 0;
+			if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)))
+				return -ECONNRESET;
+		}
+	}
+	return 0;
+}
+
 void bench_pp_client(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
 		     const uint8_t *src, uint8_t *dst, uint64_t *samples)
 {
@@ -109,8 +131,7 @@ void bench_pp_client(uint8_t *region, size_t cap, size_t size, uint64_t iters, u
 }
 
 /*
- * The answering side. It spins on memory only, so it glances at watch_fd (the command
- * channel) every few million spins to notice a client that died mid-test.
+ * The answering side of the two-line ping-pong (pp_await watches for a dead client).
  */
 int bench_pp_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
 		    int watch_fd)
@@ -119,20 +140,9 @@ int bench_pp_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, ui
 	uint64_t seq = seq0;
 
 	for (uint64_t i = 0; i < iters; i++) {
-		unsigned spins = 0;
-
 		seq++;
-		/* Acquire: pairs with the client's release of the flag. */
-		while (atomic_load_explicit(theirs, memory_order_acquire) != seq) {
-			cpu_relax();
-			if (++spins == 1u << 22) {
-				struct pollfd p = { .fd = watch_fd, .events = POLLIN };
-
-				spins = 0;
-				if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)))
-					return -ECONNRESET;
-			}
-		}
+		if (pp_await(theirs, seq, watch_fd))
+			return -ECONNRESET;
 		/* The echo is one copy, straight from the client's payload to ours. */
 		if (size > 8)
 			memcpy(region + PP_DATA + cap, region + PP_DATA, size);
@@ -197,18 +207,8 @@ int bench_line_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, 
 	uint8_t buf[LINE_PAYLOAD];
 
 	for (uint64_t i = 0; i < iters; i++) {
-		unsigned spins = 0;
-
-		while (atomic_load_explicit(word, memory_order_acquire) != seq + 1) {
-			cpu_relax();
-			if (++spins == 1u << 22) {
-				struct pollfd p = { .fd = watch_fd, .events = POLLIN };
-
-				spins = 0;
-				if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)))
-					return -ECONNRESET;
-			}
-		}
+		if (pp_await(word, seq + 1, watch_fd))
+			return -ECONNRESET;
 		/* The echo: the payload read, and written back for the client. */
 		if (size > LINE_PAYLOAD) {
 			memcpy(region + PP_DATA + cap, region + PP_DATA, size);
