@@ -30,7 +30,7 @@ enum bench_op {
 	OP_HELLO = 1,  /* size: largest transfer; server sizes its buffers */
 	OP_QUIT,       /* end of session */
 	OP_LAT,        /* iters echoes of size bytes; arg 1 = non-blocking calls */
-	OP_BW,         /* receive iters messages of size bytes; check stamps and the last one */
+	OP_BW,         /* receive iters messages of size bytes; check their stamps */
 	OP_MMAP_SETUP, /* register the ping-pong window; reply.value = its offset */
 	OP_MMAP_LAT,   /* answer iters flag ping-pongs in that window, from sequence arg */
 	OP_RMA_SETUP,  /* register the RMA window; reply.value = its offset */
@@ -40,6 +40,7 @@ enum bench_op {
 	OP_SOCK_LAT,   /* echo on a baseline socket (arg: SOCK_TCP or SOCK_UNIX) */
 	OP_SOCK_BW,    /* stream receive on a baseline socket */
 	OP_LINE_LAT,   /* one-line ping-pong on the inherited memfd, from sequence arg */
+	OP_STREAM_CHECK, /* check the last stream's last message against pattern(seed) */
 };
 
 enum { SOCK_TCP, SOCK_UNIX };
@@ -198,6 +199,7 @@ int bench_reply(struct bench *b, struct bench_reply *r);
 int bench_call(struct bench *b, uint32_t op, size_t size, uint64_t iters, uint64_t arg,
 	       uint64_t *value);
 int bench_serve(struct bench *b);
+int bench_check_stream(struct bench *b, const struct bench_test *t, size_t size);
 void bench_fill(void *buf, size_t len, uint64_t seed);
 size_t bench_check(const void *buf, size_t len, uint64_t seed, size_t from);
 void bench_line_client(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,

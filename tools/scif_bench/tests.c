@@ -375,6 +375,16 @@ static int run_bw(struct bench *b, const struct bench_test *t, size_t size, uint
 	return bench_reply(b, &r);
 }
 
+/*
+ * After a stream's timed rounds: the server checks the last message it received, so that
+ * checking 16 MiB (milliseconds) is not timed as if it were transfer.
+ */
+int bench_check_stream(struct bench *b, const struct bench_test *t, size_t size)
+{
+	(void)t;
+	return bench_call(b, OP_STREAM_CHECK, size, 0, 0, NULL);
+}
+
 static int prep_bw(struct bench *b, const struct bench_test *t, size_t size)
 {
 	(void)t;
@@ -541,7 +551,7 @@ const struct bench_test bench_tests[] = {
 	LAT("lat", 0, run_lat, prep_echo, check_echo),
 	LAT("lat-nb", 1, run_lat, prep_echo, check_echo),
 	{ .name = "bw", .group = "bw", .kind = KIND_BW, .base = BASE_MEMCPY,
-	  .tcp_base = BASE_TCP_BW, .run = run_bw, .prep = prep_bw },
+	  .tcp_base = BASE_TCP_BW, .run = run_bw, .prep = prep_bw, .check = bench_check_stream },
 	LAT("mmap-lat", 0, run_mmap, prep_mmap, check_pp),
 	RMA4("rma-write", RMA_WRITE),
 	RMA4("rma-read", RMA_READ),
@@ -557,6 +567,7 @@ struct server_state {
 	uint8_t *win;       /* RMA window */
 	uint8_t *pp;        /* ping-pong window */
 	size_t pp_len;
+	size_t stream_size; /* the last stream's message size, for OP_STREAM_CHECK; 0: none */
 };
 
 static int serve_bw(struct bench *b, const struct bench_cmd *c, struct server_state *s,
@@ -574,14 +585,8 @@ static int serve_bw(struct bench *b, const struct bench_cmd *c, struct server_st
 			r->value = i * size;
 		}
 	}
-	if (c->iters && !r->status) {
-		size_t bad = bench_check(s->buf, size, c->seed, size >= 8 ? 8 : 0);
-
-		if (bad != SIZE_MAX) {
-			r->status = BENCH_MISMATCH;
-			r->value = (c->iters - 1) * size + bad;
-		}
-	}
+	/* The last message's contents are checked by OP_STREAM_CHECK, outside the timed part. */
+	s->stream_size = c->iters ? size : 0;
 	return 0;
 }
 
@@ -663,11 +668,23 @@ static int serve_one(struct bench *b, struct server_state *s, const struct bench
 			r.value = bad;
 		}
 		break;
+	case OP_STREAM_CHECK:
+		/* The last message of the last stream (bw, tcp-bw, unix-bw), after its stamp. */
+		bad = s->stream_size ? bench_check(s->buf, s->stream_size, c->seed,
+						   s->stream_size >= 8 ? 8 : 0)
+				     : SIZE_MAX;
+		if (bad != SIZE_MAX) {
+			r.status = BENCH_MISMATCH;
+			r.value = bad;
+		}
+		break;
 	case OP_SHM_LAT:
 	case OP_LINE_LAT:
 	case OP_SOCK_LAT:
 	case OP_SOCK_BW:
 		err = bench_serve_base(b, c, s->buf, &r);
+		if (c->op == OP_SOCK_BW)
+			s->stream_size = c->iters ? c->size : 0;
 		break;
 	default:
 		return -EPROTO;
