@@ -243,8 +243,8 @@ static int rx_wait(struct scif_endpt *ep)
 
 	if (rx_spin(ep, offer, ep->sh->rx_oseq))
 		return 0;
-	rx_settle(ep);
-	if (rx_moved(ep, offer, ep->sh->rx_oseq))
+	/* Armed again; bytes that came in meanwhile are read by the caller, not rung for. */
+	if (rx_settle_retry(ep, 1) || rx_moved(ep, offer, ep->sh->rx_oseq))
 		return 0;
 	return scif__msg_wait(ep, -1, POLLIN, -1);
 }

@@ -119,12 +119,6 @@ static int local_domain(struct scif_fabric *fab)
 }
 
 /*
- * Make (or check) a directory that only the domain can use: a user domain's is the user's,
- * mode 0700; a group domain's carries the group, mode 3770 (setgid, so names inherit the
- * group; sticky, so members cannot remove each other's names); root's is root's. A directory
- * that is a link, or whose owner, group or mode allow anyone else in, is refused.
- */
-/*
  * Make the directory @path with its final group and mode at once: a private one made beside
  * it, set up, then renamed into place. Processes starting together must never see it half
  * made (a mode not yet set reads as a directory someone else may have planted). Losing the
@@ -149,6 +143,12 @@ static int local_make_dir(const char *path, mode_t mode, gid_t gid)
 	return 0;
 }
 
+/*
+ * Make (or check) a directory that only the domain can use: a user domain's is the user's,
+ * mode 0700; a group domain's carries the group, mode 3770 (setgid, so names inherit the
+ * group; sticky, so members cannot remove each other's names); root's is root's. A directory
+ * that is a link, or whose owner, group or mode allow anyone else in, is refused.
+ */
 static int local_private_dir(const char *path, const struct scif_fabric *fab, int admin)
 {
 	mode_t mode = admin ? 0755 : fab->share_gid != (gid_t)-1 ? 03770 : 0700;
