@@ -806,13 +806,15 @@ static int ctl_register(struct scif_endpt *ep, const struct scif_ctl_msg *m, int
 		w->offset = off;
 		w->len = len;
 		w->prot = (int)prot;
+		/* The window owns the descriptor now: closed once, by scif__window_put. */
 		w->fd = fds[0];
+		fds[0] = -1;
 		w->foff = (off_t)foff;
 		w->refs = 1;
 		/* Map only what the window allows: a READ window cannot be written through us. */
 		w->map = mmap(NULL, len, (prot & SCIF_PROT_READ ? PROT_READ : 0) |
 					 (prot & SCIF_PROT_WRITE ? PROT_WRITE : 0),
-			      MAP_SHARED, fds[0], (off_t)foff);
+			      MAP_SHARED, w->fd, (off_t)foff);
 		if (w->map == MAP_FAILED) {
 			w->map = NULL;
 			err = ENOMEM;
@@ -824,10 +826,9 @@ static int ctl_register(struct scif_endpt *ep, const struct scif_ctl_msg *m, int
 		 * peer's windows cost us none. hugetlbfs mappings cannot be remapped: keep it.
 		 */
 		if (st.st_blksize <= 4096) {
-			close(fds[0]);
+			close(w->fd);
 			w->fd = -1;
 		}
-		fds[0] = -1;
 		pthread_rwlock_wrlock(&ep->ras.lock);
 		i = scif__wl_find(&ep->ras.remote, off);
 		if (i < ep->ras.remote.n && ep->ras.remote.v[i]->offset < off + len)
