@@ -8,9 +8,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -24,22 +26,30 @@
 #define PAGE 4096ULL
 
 /*
- * The memfds of this process's own windows, by inode. A range registered again (or a part
- * of one) that still maps such a memfd, contiguously, shares its pages instead of being
- * copied: smaps says what is mapped there now, so memory the application unmapped and
- * mapped anew is never mistaken for the old window's. Each window holds a reference; the
- * last one closes the memfd, so nothing outlives the windows.
+ * The memfds of this process's own windows, in a search tree by (device, inode). A range
+ * registered again (or a part of one) that still maps such a memfd, contiguously, shares its
+ * pages instead of being copied: the kernel says what is mapped there now, so memory the
+ * application unmapped and mapped anew is never mistaken for the old window's. Each window
+ * holds a reference; the last one closes the memfd, so nothing outlives the windows.
  */
 struct backing {
 	dev_t dev;
 	ino_t ino;
 	int fd;
 	unsigned int refs;
-	struct backing *next;
 };
 
 static pthread_mutex_t backing_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct backing *backings;
+static void *backings; /* tsearch(3) root */
+
+static int backing_cmp(const void *l, const void *r)
+{
+	const struct backing *x = l, *y = r;
+
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
 
 void scif__backing_put(void *handle)
 {
@@ -49,15 +59,9 @@ void scif__backing_put(void *handle)
 		return;
 	pthread_mutex_lock(&backing_lock);
 	if (--x->refs == 0) {
-		for (struct backing **pp = &backings; *pp; pp = &(*pp)->next)
-			if (*pp == x) {
-				*pp = x->next;
-				break;
-			}
+		tdelete(x, &backings, backing_cmp);
 		close(x->fd);
 		free(x);
-	} else {
-		x = NULL;
 	}
 	pthread_mutex_unlock(&backing_lock);
 }
@@ -77,12 +81,14 @@ enum {
 struct vma {
 	uintptr_t start, end;
 	int prot;
-	int hugetlb;
-	int flags; /* VMA_* */
-	dev_t dev; /* the mapped file, if any, and the range's offset in it */
+	unsigned int page_shift; /* of a hugetlb mapping's pages; 0 for ordinary memory */
+	int flags;               /* VMA_* */
+	dev_t dev;               /* the mapped file, if any, and the range's offset in it */
 	ino_t ino;
 	uint64_t pgoff;
 };
+
+#define VMAS_MAX 64 /* mappings one registration may span */
 
 static int vma_flags(char *list)
 {
@@ -104,11 +110,30 @@ static int vma_flags(char *list)
 	return flags;
 }
 
+/* The first line of a mapping in smaps starts with its address, in lower-case hex. */
+static int smaps_is_header(const char *line)
+{
+	return (line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f');
+}
+
+static unsigned int log2_size(uint64_t size)
+{
+	unsigned int shift = 0;
+
+	while (size > 1) {
+		size >>= 1;
+		shift++;
+	}
+	return shift;
+}
+
 /*
- * The mappings overlapping [a, b), from /proc/self/smaps (for VmFlags: the advice and
- * locking the application gave them). Returns how many, or -errno.
+ * The mappings overlapping [a, b), from /proc/self/smaps, with their VmFlags (the advice and
+ * locking the application gave them: smaps is the only place the kernel reports them).
+ * Returns how many, or -errno. The kernel formats every mapping below @b for this, so the
+ * cost grows with the mappings below the range (docs/architecture.md section 12).
  */
-static int window_vmas(uintptr_t a, uintptr_t b, struct vma *v, int max)
+static int vmas_smaps(uintptr_t a, uintptr_t b, struct vma *v, int max)
 {
 	FILE *f = fopen("/proc/self/smaps", "re");
 	char line[512];
@@ -118,16 +143,24 @@ static int window_vmas(uintptr_t a, uintptr_t b, struct vma *v, int max)
 		return -ENOMEM;
 	setvbuf(f, NULL, _IOFBF, 1 << 16); /* fewer, larger reads */
 	while (fgets(line, sizeof(line), f)) {
+		unsigned long long off = 0, ino = 0, kib;
+		unsigned int maj = 0, mnr = 0;
 		char *p, *q;
 		uintptr_t s, e;
 
-		if (line[0] == 'V' && !strncmp(line, "VmFlags:", 8)) {
-			if (cur >= 0)
+		if (!smaps_is_header(line)) {
+			if (cur < 0)
+				continue;
+			if (line[0] == 'V' && !strncmp(line, "VmFlags:", 8)) {
 				v[cur].flags = vma_flags(line + 8);
-			cur = -1;
+				cur = -1;
+			} else if (line[0] == 'K' && sscanf(line, "KernelPageSize: %llu kB", &kib) == 1 &&
+				   kib > PAGE / 1024) {
+				v[cur].page_shift = log2_size(kib * 1024);
+			}
 			continue;
 		}
-		/* A mapping's first line: "start-end perms offset dev inode path". */
+		/* "start-end perms offset major:minor inode path" */
 		s = (uintptr_t)strtoull(line, &p, 16);
 		if (p == line || *p != '-')
 			continue;
@@ -136,7 +169,7 @@ static int window_vmas(uintptr_t a, uintptr_t b, struct vma *v, int max)
 			continue;
 		/*
 		 * Mappings come in address order: past the range, stop reading, so the kernel
-		 * formats no more of them (the cost grows with the mappings below @b only).
+		 * formats no more of them.
 		 */
 		if (s >= b)
 			break;
@@ -152,27 +185,107 @@ static int window_vmas(uintptr_t a, uintptr_t b, struct vma *v, int max)
 		v[n].end = e > b ? b : e;
 		v[n].prot = (q[0] == 'r' ? PROT_READ : 0) | (q[1] == 'w' ? PROT_WRITE : 0) |
 			    (q[2] == 'x' ? PROT_EXEC : 0);
-		v[n].hugetlb = strstr(q, "anon_hugepage") != NULL;
+		v[n].page_shift = 0;
 		v[n].flags = 0;
-		{
-			/* "perms offset major:minor inode" */
-			unsigned long long off = 0, ino = 0;
-			unsigned int maj = 0, mnr = 0;
-
-			if (sscanf(q, "%*s %llx %x:%x %llu", &off, &maj, &mnr, &ino) == 4) {
-				v[n].dev = makedev(maj, mnr);
-				v[n].ino = (ino_t)ino;
-				v[n].pgoff = off + (v[n].start - s);
-			} else {
-				v[n].dev = 0;
-				v[n].ino = 0;
-				v[n].pgoff = 0;
-			}
+		v[n].dev = 0;
+		v[n].ino = 0;
+		v[n].pgoff = 0;
+		if (sscanf(q, "%*s %llx %x:%x %llu", &off, &maj, &mnr, &ino) == 4) {
+			v[n].dev = makedev(maj, mnr);
+			v[n].ino = (ino_t)ino;
+			v[n].pgoff = off + (v[n].start - s);
 		}
 		cur = n++;
 	}
 	fclose(f);
 	return n;
+}
+
+/*
+ * PROCMAP_QUERY (Linux 6.11) asks /proc/self/maps for the one mapping at an address, a lookup
+ * in the kernel's tree of mappings. The system headers may predate it: the layout is the
+ * kernel's ABI (include/uapi/linux/fs.h), extensible only by growing @size.
+ */
+struct procmap_query_abi {
+	uint64_t size;
+	uint64_t query_flags;
+	uint64_t query_addr;
+	uint64_t vma_start, vma_end;
+	uint64_t vma_flags;
+	uint64_t vma_page_size;
+	uint64_t vma_offset;
+	uint64_t inode;
+	uint32_t dev_major, dev_minor;
+	uint32_t vma_name_size, build_id_size;
+	uint64_t vma_name_addr, build_id_addr;
+};
+#define PROCMAP_QUERY_IOCTL _IOWR('f', 17, struct procmap_query_abi)
+#define PROCMAP_VMA_READABLE 0x01
+#define PROCMAP_VMA_WRITABLE 0x02
+#define PROCMAP_VMA_EXECUTABLE 0x04
+
+/*
+ * The mappings overlapping [a, b) through PROCMAP_QUERY: their geometry, protections and
+ * files, O(log n) each, but not their VmFlags. Returns how many (stopping at the first
+ * unmapped byte, which the caller's check reports), -ENOSYS if the kernel cannot answer
+ * (older than 6.11: read smaps instead), or -errno.
+ */
+static int vmas_query(uintptr_t a, uintptr_t b, struct vma *v, int max)
+{
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), n = 0;
+	uintptr_t cur = a;
+
+	if (fd < 0)
+		return errno == ENOENT ? -ENOSYS : -ENOMEM; /* no procfs: smaps fails the same way */
+	while (cur < b) {
+		struct procmap_query_abi q = {
+			.size = sizeof(q),
+			.query_addr = cur,
+		};
+
+		if (ioctl(fd, PROCMAP_QUERY_IOCTL, &q) < 0) {
+			if (errno == ENOENT)
+				break; /* nothing mapped at @cur */
+			n = errno == ENOTTY || errno == EINVAL ? -ENOSYS : -ENOMEM;
+			break;
+		}
+		if (q.vma_start > cur || q.vma_end <= cur)
+			break; /* not an answer about @cur: treat as unmapped */
+		if (n == max) {
+			n = -ENOMEM;
+			break;
+		}
+		v[n].start = cur;
+		v[n].end = q.vma_end > b ? b : (uintptr_t)q.vma_end;
+		v[n].prot = (q.vma_flags & PROCMAP_VMA_READABLE ? PROT_READ : 0) |
+			    (q.vma_flags & PROCMAP_VMA_WRITABLE ? PROT_WRITE : 0) |
+			    (q.vma_flags & PROCMAP_VMA_EXECUTABLE ? PROT_EXEC : 0);
+		v[n].page_shift = q.vma_page_size > PAGE ? log2_size(q.vma_page_size) : 0;
+		v[n].flags = 0;
+		v[n].dev = q.inode ? makedev(q.dev_major, q.dev_minor) : 0;
+		v[n].ino = (ino_t)q.inode;
+		v[n].pgoff = q.inode ? q.vma_offset + (cur - q.vma_start) : 0;
+		cur = v[n++].end;
+	}
+	close(fd);
+	return n;
+}
+
+/*
+ * Every byte of [a, b) mapped, readable, and writable if the window is, by @n mappings in
+ * order. Returns 0, or -EFAULT.
+ */
+static int vmas_check(const struct vma *v, int n, uintptr_t a, uintptr_t b, int need_write)
+{
+	uintptr_t cur = a;
+
+	for (int i = 0; i < n; i++) {
+		if (v[i].start != cur || !(v[i].prot & PROT_READ) ||
+		    (need_write && !(v[i].prot & PROT_WRITE)))
+			return -EFAULT;
+		cur = v[i].end;
+	}
+	return n > 0 && cur == b ? 0 : -EFAULT;
 }
 
 /*
@@ -205,49 +318,58 @@ static int vma_restore(const struct vma *v)
 /* A memfd of ours that maps all of [a, b) contiguously: its entry, with *foff set. */
 static struct backing *backing_find(const struct vma *v, int n, uintptr_t a, off_t *foff)
 {
+	struct backing key = { .dev = v[0].dev, .ino = v[0].ino }, **x;
+
 	for (int i = 0; i < n; i++)
 		if (!v[i].ino || v[i].dev != v[0].dev || v[i].ino != v[0].ino ||
 		    v[i].pgoff != v[0].pgoff + (v[i].start - a))
 			return NULL;
-	for (struct backing *x = backings; x; x = x->next)
-		if (x->ino == v[0].ino && x->dev == v[0].dev) {
-			*foff = (off_t)v[0].pgoff;
-			return x;
-		}
-	return NULL;
+	x = tfind(&key, &backings, backing_cmp);
+	if (!x)
+		return NULL;
+	*foff = (off_t)v[0].pgoff;
+	return *x;
+}
+
+/*
+ * SCIF_REG_ADVICE=0: do not read smaps for fresh memory, so its advice and locking are not
+ * carried over, and registration no longer costs a walk over every mapping below the range.
+ */
+static int reg_advice = 1;
+static pthread_once_t reg_advice_once = PTHREAD_ONCE_INIT;
+
+static void reg_advice_init(void)
+{
+	const char *v = getenv("SCIF_REG_ADVICE");
+
+	reg_advice = !(v && !strcmp(v, "0"));
 }
 
 int scif__window_back(void *addr, size_t len, int need_write, int *fdp, off_t *foffp,
 		      void **handle)
 {
-	uintptr_t a = (uintptr_t)addr, b = a + len, cur;
+	uintptr_t a = (uintptr_t)addr, b = a + len;
 	struct backing *x = NULL;
-	struct vma v[64];
-	int n, fd = -1, ret, hugetlb = 0;
+	struct vma v[VMAS_MAX];
+	int n, fd = -1, ret, have_flags = 0;
+	unsigned int page_shift = 0;
 	uint8_t *tmp = MAP_FAILED;
 	struct stat st;
 
+	pthread_once(&reg_advice_once, reg_advice_init);
 	pthread_mutex_lock(&backing_lock);
-	n = window_vmas(a, b, v, 64);
-	if (n <= 0) {
-		ret = n == -ENOMEM ? -ENOMEM : -EFAULT;
+	/*
+	 * Where the range is and what maps it, from the kernel's tree of mappings; smaps only
+	 * on kernels without PROCMAP_QUERY, or below for memory that is not a window's yet.
+	 */
+	n = vmas_query(a, b, v, VMAS_MAX);
+	if (n == -ENOSYS) {
+		n = vmas_smaps(a, b, v, VMAS_MAX);
+		have_flags = 1;
+	}
+	ret = n < 0 ? (n == -ENOMEM ? -ENOMEM : -EFAULT) : vmas_check(v, n, a, b, need_write);
+	if (ret)
 		goto out;
-	}
-	/* Every byte mapped, readable, and writable if the window is. */
-	cur = a;
-	for (int i = 0; i < n; i++) {
-		if (v[i].start != cur || !(v[i].prot & PROT_READ) ||
-		    (need_write && !(v[i].prot & PROT_WRITE))) {
-			ret = -EFAULT;
-			goto out;
-		}
-		hugetlb |= v[i].hugetlb;
-		cur = v[i].end;
-	}
-	if (cur != b) {
-		ret = -EFAULT;
-		goto out;
-	}
 	/* Already a window's memory: share the pages. */
 	x = backing_find(v, n, a, foffp);
 	if (x) {
@@ -261,8 +383,20 @@ int scif__window_back(void *addr, size_t len, int need_write, int *fdp, off_t *f
 		ret = 0;
 		goto out;
 	}
-	fd = memfd_create("scif-window", MFD_CLOEXEC | MFD_ALLOW_SEALING |
-						 (hugetlb ? MFD_HUGETLB : 0));
+	/* The application's own memory: its advice must be carried over, and only smaps has it. */
+	if (!have_flags && reg_advice) {
+		n = vmas_smaps(a, b, v, VMAS_MAX);
+		ret = n < 0 ? (n == -ENOMEM ? -ENOMEM : -EFAULT) :
+			      vmas_check(v, n, a, b, need_write);
+		if (ret)
+			goto out;
+	}
+	for (int i = 0; i < n; i++)
+		if (v[i].page_shift > page_shift)
+			page_shift = v[i].page_shift;
+	fd = memfd_create("scif-window",
+			  MFD_CLOEXEC | MFD_ALLOW_SEALING |
+				  (page_shift ? MFD_HUGETLB | (page_shift << MAP_HUGE_SHIFT) : 0));
 	if (fd < 0 || ftruncate(fd, (off_t)len) < 0 ||
 	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0 ||
 	    fstat(fd, &st) < 0) {
@@ -276,6 +410,7 @@ int scif__window_back(void *addr, size_t len, int need_write, int *fdp, off_t *f
 		ret = -ENOMEM;
 		goto out;
 	}
+	/* (memfd_create encodes the page size as mmap does: MFD_HUGE_SHIFT == MAP_HUGE_SHIFT.) */
 	/* Copy, then put the memfd's pages where the application's were, per mapping. */
 	memcpy(tmp, addr, len);
 	for (int i = 0; i < n; i++) {
@@ -293,13 +428,13 @@ int scif__window_back(void *addr, size_t len, int need_write, int *fdp, off_t *f
 	x->dev = st.st_dev;
 	x->ino = st.st_ino;
 	x->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (x->fd < 0) {
+	x->refs = 1;
+	if (x->fd < 0 || !tsearch(x, &backings, backing_cmp)) {
+		if (x->fd >= 0)
+			close(x->fd);
 		ret = -ENOMEM;
 		goto out;
 	}
-	x->refs = 1;
-	x->next = backings;
-	backings = x;
 	*handle = x;
 	x = NULL;
 	*fdp = fd;

@@ -38,6 +38,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -55,7 +56,7 @@
  * spuriously).
  */
 #define FAULT_FUNCS(X)                                                                         \
-	X(mmap) X(munmap) X(mremap) X(mprotect) X(madvise) X(mlock) X(mlock2)                  \
+	X(mmap) X(munmap) X(mremap) X(mprotect) X(madvise) X(mlock) X(mlock2) X(ioctl)        \
 	X(memfd_create) X(ftruncate) X(fcntl_dupfd) X(fstat) X(dup)                            \
 	X(socket) X(socketpair) X(bind) X(listen) X(connect) X(accept4)                        \
 	X(sendmsg) X(recvmsg) X(send) X(recv) X(getsockopt) X(setsockopt)                      \
@@ -75,7 +76,7 @@ static const struct { const char *name; int err; } err_names[] = {
 	{ "EFAULT", EFAULT }, { "EBUSY", EBUSY },   { "EEXIST", EEXIST },   { "EINVAL", EINVAL },
 	{ "ENFILE", ENFILE }, { "EMFILE", EMFILE }, { "ENOSPC", ENOSPC },   { "ENOLCK", ENOLCK },
 	{ "ENOBUFS", ENOBUFS }, { "ECONNREFUSED", ECONNREFUSED }, { "ECONNRESET", ECONNRESET },
-	{ "EPIPE", EPIPE },   { "ETIMEDOUT", ETIMEDOUT }, { "ECONNABORTED", ECONNABORTED },
+	{ "EPIPE", EPIPE },   { "ENOTTY", ENOTTY },   { "ETIMEDOUT", ETIMEDOUT }, { "ECONNABORTED", ECONNABORTED },
 };
 
 #define MAX_RULES 8
@@ -380,6 +381,24 @@ EXPORT void *mmap(void *a, size_t l, int p, int f, int fd, off_t o)
 		return MAP_FAILED;
 	}
 	return real_(a, l, p, f, fd, o);
+}
+
+/* ioctl: libscif's only one is PROCMAP_QUERY on /proc/self/maps (ENOTTY before Linux 6.11). */
+EXPORT int ioctl(int fd, unsigned long req, ...)
+{
+	void *arg;
+	va_list ap;
+
+	REAL(ioctl);
+	FAULT(ioctl);
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (fault_err_) {
+		errno = fault_err_;
+		return -1;
+	}
+	return real_(fd, req, arg);
 }
 
 EXPORT void *mremap(void *old, size_t ol, size_t nl, int f, ...)

@@ -410,6 +410,8 @@ FAULT_TEST(mmap, "ENOMEM")
 FAULT_TEST(munmap, "ENOMEM")
 FAULT_TEST(mremap, "ENOMEM")
 FAULT_TEST(mprotect, "ENOMEM")
+/* ENOTTY: a kernel without PROCMAP_QUERY; registration reads smaps instead and succeeds. */
+FAULT_TEST(ioctl, "ENOTTY", "ENOMEM")
 FAULT_TEST(madvise, "ENOMEM", "EAGAIN")
 FAULT_TEST(mlock, "ENOMEM", "EAGAIN", "EPERM")
 FAULT_TEST(memfd_create, "EMFILE", "ENFILE", "ENOMEM")

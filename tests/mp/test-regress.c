@@ -224,6 +224,67 @@ Test(regress, registration_keeps_memory_advice)
 	scif_close(b);
 }
 
+/*
+ * SCIF_REG_ADVICE=0 skips reading the advice of fresh memory (scif(3)): registration still
+ * works and keeps the contents, and the advice is not carried over.
+ */
+Test(regress, registration_without_advice_when_asked)
+{
+	scif_epd_t a, b;
+	const size_t len = 16 << 10;
+	char *buf, flags[512];
+
+	setenv("SCIF_REG_ADVICE", "0", 1);
+	test_pair(&a, &b, NULL);
+	buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert(buf != MAP_FAILED);
+	memset(buf, 9, len);
+	cr_assert_eq(madvise(buf, len, MADV_DONTFORK), 0);
+	cr_assert_geq(scif_register(a, buf, len, 0, SCIF_PROT_READ | SCIF_PROT_WRITE, 0), 0);
+	cr_expect_eq(buf[len - 1], 9, "contents kept");
+	vm_flags(buf, flags, sizeof(flags));
+	cr_expect(strstr(flags, " dc") == NULL, "DONTFORK carried over though not asked: VmFlags%s",
+		  flags);
+	scif_close(a);
+	scif_close(b);
+	unsetenv("SCIF_REG_ADVICE");
+}
+
+/*
+ * Registering a part of a registered buffer shares the buffer's pages (the cheap path: the
+ * kernel's tree of mappings names our memfd), whatever lies around it: the peer reads what
+ * the application writes through its own addresses afterwards, in both windows.
+ */
+Test(regress, registering_part_of_a_window_shares_its_pages)
+{
+	enum { PAGES = 8 };
+	const size_t pg = 4096, len = PAGES * pg;
+	scif_epd_t a, b;
+	off_t whole, part;
+	char *buf, got[2 * 4096];
+
+	test_pair(&a, &b, NULL);
+	buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert(buf != MAP_FAILED);
+	memset(buf, 1, len);
+	whole = scif_register(a, buf, len, 0, SCIF_PROT_READ | SCIF_PROT_WRITE, 0);
+	cr_assert_geq(whole, 0, "%s", strerror(errno));
+	/* Split the window's mapping in three (protections), then register the middle twice. */
+	cr_assert_eq(mprotect(buf + 5 * pg, pg, PROT_READ), 0);
+	part = scif_register(a, buf + 3 * pg, 2 * pg, 0, SCIF_PROT_READ | SCIF_PROT_WRITE, 0);
+	cr_assert_geq(part, 0, "%s", strerror(errno));
+	cr_assert_eq(scif_register(a, buf + 4 * pg, 2 * pg, 0, SCIF_PROT_READ, 0) >= 0, 1,
+		     "a part spanning two of the window's mappings: %s", strerror(errno));
+	memset(buf + 3 * pg, 2, 2 * pg);
+	cr_assert_eq(scif_vreadfrom(b, got, 2 * pg, part, SCIF_RMA_SYNC), 0, "%s", strerror(errno));
+	cr_expect(got[0] == 2 && got[2 * pg - 1] == 2, "the part's window does not see the writes");
+	cr_assert_eq(scif_vreadfrom(b, got, 2 * pg, whole + (off_t)(3 * pg), SCIF_RMA_SYNC), 0);
+	cr_expect(got[0] == 2 && got[2 * pg - 1] == 2, "the whole window does not see the writes");
+	scif_close(a);
+	scif_close(b);
+	munmap(buf, len);
+}
+
 /* ---- hardening (issue 9) ------------------------------------------------------------------ */
 
 struct reg_loop {

@@ -137,6 +137,7 @@ struct bench_result {
 
 struct bench_opts {
 	int server, client, spawned, quick, no_pin, peers;
+	int registration; /* --registration N: windows, or 0 */
 	uint16_t node, port;
 	double duration; /* seconds each point is measured */
 	int rounds;      /* bandwidth: median of this many timed rounds */
@@ -224,6 +225,8 @@ int bench_serve_base(struct bench *b, const struct bench_cmd *c, uint8_t *buf,
 
 /* peers.c */
 int bench_peers(struct bench *b);
+/* --registration N (reg.c): registration cost at 32 and N windows, printed. */
+int bench_registration(struct bench *b, int n);
 
 /* report.c */
 void bench_progress(int done, int total, const char *test, size_t size);

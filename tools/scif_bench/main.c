@@ -187,6 +187,8 @@ static void usage(FILE *f)
 		"  --quick        short runs, for CI\n"
 		"  --json FILE|-  --csv FILE|-  machine-readable results\n"
 		"  --plot FILE.svg  bandwidth against size, log-log\n"
+		"  --registration N  instead of the tests: the cost of scif_register/unregister\n"
+		"                 with 32 and with N windows registered\n"
 		"  --peers        also run the patterns through Open MPI (vader) and UCX, if installed,\n"
 		"                 and divide every figure by the best of them too\n"
 		"  --no-pin       do not pin client and server to CPUs 0 and 1\n"
@@ -196,7 +198,7 @@ static void usage(FILE *f)
 
 enum { O_SERVER = 256, O_CLIENT, O_NODE, O_PORT, O_TESTS, O_SIZES, O_MIN, O_MAX, O_TIME,
        O_QUICK, O_JSON, O_CSV, O_PLOT, O_NOPIN, O_NOTHP, O_LIST, O_HELP, O_SPAWNED, O_NOTIFY, O_SHM,
-       O_TCP, O_UNIX, O_PEERS };
+       O_TCP, O_UNIX, O_PEERS, O_REG };
 
 static const struct option longopts[] = {
 	{ "server", no_argument, NULL, O_SERVER },   { "client", no_argument, NULL, O_CLIENT },
@@ -207,6 +209,7 @@ static const struct option longopts[] = {
 	{ "json", required_argument, NULL, O_JSON }, { "csv", required_argument, NULL, O_CSV },
 	{ "plot", required_argument, NULL, O_PLOT }, { "no-pin", no_argument, NULL, O_NOPIN },
 	{ "no-thp", no_argument, NULL, O_NOTHP },    { "peers", no_argument, NULL, O_PEERS },
+	{ "registration", required_argument, NULL, O_REG },
 	{ "list", no_argument, NULL, O_LIST },       { "help", no_argument, NULL, O_HELP },
 	/* the spawned server's plumbing; not for people */
 	{ "spawned", no_argument, NULL, O_SPAWNED }, { "notify-fd", required_argument, NULL, O_NOTIFY },
@@ -268,6 +271,7 @@ static int parse_opts(struct bench_opts *o, int argc, char **argv)
 		case O_NOPIN: o->no_pin = 1; break;
 		case O_NOTHP: bench_no_thp = 1; break;
 		case O_PEERS: o->peers = 1; break;
+		case O_REG: o->registration = atoi(optarg); break;
 		case O_LIST:
 			for (int i = 0; i < bench_ntests; i++)
 				printf("%-22s (group %s)\n", bench_tests[i].name, bench_tests[i].group);
@@ -689,6 +693,12 @@ static int client_main(struct bench *b)
 	if (client_connect(b))
 		goto fail;
 	signal(SIGALRM, on_alarm);
+	if (b->o.registration) {
+		if (bench_registration(b, b->o.registration))
+			goto fail;
+		bench_call(b, OP_QUIT, 0, 0, 0, NULL);
+		goto out;
+	}
 
 	for (int i = 0; i < bench_nbaselines; i++)
 		if (base_wanted(b, &bench_baselines[i]))
