@@ -171,11 +171,13 @@ static int conn_import(struct scif_endpt *ep, const struct scif_ctl_msg *m, int 
 	ep->tx.data = pr->data;
 	ep->tx.remote_idx = &pr->in_widx;
 	ep->tx.local_idx = &me->out_ridx;
+	ep->tx.shrt = &pr->in_short;
 	ep->tx.size = ring;
 	ep->tx.mask = ring - 1;
 	ep->rx.data = me->data;
 	ep->rx.remote_idx = &pr->out_ridx;
 	ep->rx.local_idx = &me->in_widx;
+	ep->rx.shrt = &me->in_short;
 	ep->rx.size = me->ring_size;
 	ep->rx.mask = me->ring_size - 1;
 	ep->sh->peer = m->src;

@@ -74,6 +74,56 @@ static void rb_copy(const struct scif_rb *rb, struct scif_rb_state *st, uint8_t 
 	}
 }
 
+/* The producer: remember the stream's last bytes after @n more from @buf. */
+static void rb_tail_push(struct scif_rb_state *st, const uint8_t *buf, size_t n)
+{
+	if (n >= SCIF_RB_SHORT) {
+		memcpy(st->tail, buf + n - SCIF_RB_SHORT, SCIF_RB_SHORT);
+	} else {
+		memmove(st->tail, st->tail + n, SCIF_RB_SHORT - n);
+		memcpy(st->tail + SCIF_RB_SHORT - n, buf, n);
+	}
+}
+
+/* The producer: publish the tail as the bytes up to @end (seqlock in rb.h). */
+static void rb_short_publish(struct scif_rb_short *sh, const uint8_t *tail, uint64_t end)
+{
+	uint64_t w[SCIF_RB_SHORT / 8];
+
+	memcpy(w, tail, sizeof(w));
+	scif__write_once(&sh->end, SCIF_RB_SHORT_NONE);
+	__atomic_thread_fence(__ATOMIC_RELEASE); /* NONE before the data; pairs with the
+						    consumer's acquire fence in rb_short_take */
+	for (size_t i = 0; i < SCIF_RB_SHORT / 8; i++)
+		scif__write_once(&sh->data[i], w[i]);
+	/* Release pairs with the consumer's acquire of end: the data before the index. */
+	scif__store_release(&sh->end, end);
+}
+
+/*
+ * The consumer: copy @n of the @avail bytes at st->idx from the short copy, if it holds
+ * them and was not being rewritten. Returns 1 if it did.
+ */
+static int rb_short_take(const struct scif_rb *rb, struct scif_rb_state *st, uint8_t *buf,
+			 size_t n, uint64_t avail)
+{
+	struct scif_rb_short *sh = rb->shrt;
+	uint64_t w[SCIF_RB_SHORT / 8], end;
+
+	if (!sh || avail > SCIF_RB_SHORT)
+		return 0;
+	end = scif__load_acquire(&sh->end); /* pairs with the release in rb_short_publish */
+	if (end != st->cache)
+		return 0;
+	for (size_t i = 0; i < SCIF_RB_SHORT / 8; i++)
+		w[i] = scif__read_once(&sh->data[i]);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE); /* data before the second look at end */
+	if (scif__read_once(&sh->end) != end)
+		return 0;
+	memcpy(buf, (uint8_t *)w + SCIF_RB_SHORT - avail, n);
+	return 1;
+}
+
 long scif__rb_write(const struct scif_rb *rb, struct scif_rb_state *st, const void *buf,
 		    size_t len)
 {
@@ -88,7 +138,23 @@ long scif__rb_write(const struct scif_rb *rb, struct scif_rb_state *st, const vo
 		room = (uint64_t)r;
 	}
 	n = len < room ? len : (size_t)room;
-	rb_copy(rb, st, (uint8_t *)buf, n, 1);
+	if (!rb->shrt) {
+		rb_copy(rb, st, (uint8_t *)buf, n, 1);
+	} else if (n && n <= SCIF_RB_SHORT) {
+		/* A short message: the ring, then its copy beside the index, then the index. */
+		uint32_t off = (uint32_t)(st->idx & rb->mask);
+		size_t first = rb->size - off < n ? rb->size - off : n;
+
+		memcpy(rb->data + off, buf, first);
+		memcpy(rb->data, (const uint8_t *)buf + first, n - first);
+		rb_tail_push(st, buf, n);
+		st->idx += n;
+		rb_short_publish(rb->shrt, st->tail, st->idx);
+		scif__store_release(rb->remote_idx, st->idx); /* pairs with scif__rb_avail */
+	} else {
+		rb_copy(rb, st, (uint8_t *)buf, n, 1);
+		rb_tail_push(st, buf, n);
+	}
 	return (long)n;
 }
 
@@ -105,6 +171,12 @@ long scif__rb_read(const struct scif_rb *rb, struct scif_rb_state *st, void *buf
 		avail = (uint64_t)r;
 	}
 	n = len < avail ? len : (size_t)avail;
+	if (n && rb_short_take(rb, st, buf, n, avail)) {
+		st->idx += n;
+		/* Release pairs with scif__rb_space: we are done with those bytes. */
+		scif__store_release(rb->remote_idx, st->idx);
+		return (long)n;
+	}
 	rb_copy(rb, st, buf, n, 0);
 	return (long)n;
 }

@@ -14,7 +14,7 @@
 #include "bulk.h"
 
 #define SCIF_QP_MAGIC 0x3050515f46494353ULL /* "SCIF_QP0" little-endian */
-#define SCIF_QP_VERSION 3
+#define SCIF_QP_VERSION 4
 #define SCIF_QP_HDR_SIZE 4096u
 #define SCIF_RING_MIN (4u << 10)
 #define SCIF_RING_MAX (64u << 20)
@@ -23,6 +23,28 @@
 #define SCIF_RB_CHUNK (16u << 10)
 #define SCIF_RB_CHUNK_LONG (64u << 10)
 #define SCIF_RB_CHUNK_LONG_FROM (128u << 10)
+/* The stream's last bytes, copied next to the write index for short messages. */
+#define SCIF_RB_SHORT 32u
+
+/**
+ * struct scif_rb_short - the producer's copy of the stream's last SCIF_RB_SHORT bytes, on
+ * the line of its write index, so a consumer that has read up to within SCIF_RB_SHORT bytes
+ * of the write index copies a short message from the line it has just pulled in, instead of
+ * missing on a second line of the ring. The ring holds the same bytes; this is only a
+ * shortcut, taken when it is consistent and never trusted beyond that.
+ *
+ * @end:  the stream index just past @data's last byte, or SCIF_RB_SHORT_NONE while the
+ *        producer rewrites @data. A seqlock: the producer stores NONE, a release fence,
+ *        @data, then @end with release (before the write index); the consumer loads @end
+ *        (acquire), @data, an acquire fence, and @end again, and uses @data only if both
+ *        loads of @end equal the write index it saw.
+ * @data: the bytes [@end - SCIF_RB_SHORT, @end) of the stream (relaxed 8-byte words).
+ */
+struct scif_rb_short {
+	uint64_t end;
+	uint64_t data[SCIF_RB_SHORT / 8];
+};
+#define SCIF_RB_SHORT_NONE UINT64_MAX
 
 
 /**
@@ -50,6 +72,8 @@
  *               O reads it after publishing new bytes to decide whether to ring P.
  * @peer_tx_wait: P writes: sequence of P's sender waiting for room in O's inbound ring;
  *               O reads it after freeing room to decide whether to wake P.
+ * @in_short:    P writes: the last bytes P produced into @data, beside @in_widx (struct
+ *               scif_rb_short); O reads them instead of @data for a short message.
  * @bulk_offer:  P writes: P's single-copy offers to O and P's share of O's claims (bulk.c).
  * @bulk_claim:  P writes: P's claims on O's offers and how far P has consumed them (bulk.c).
  * @data:        O's inbound ring; P copies bytes in, O copies them out.
@@ -66,7 +90,7 @@ struct scif_qp_region {
 	uint64_t in_widx;
 	uint64_t in_db;
 	uint64_t peer_tx_wait;
-	uint8_t pad1[40];
+	struct scif_rb_short in_short;
 	/* line 2: P as a receiver writes both, so O's sender misses on one line */
 	uint64_t out_ridx;
 	uint64_t peer_rx_arm;
@@ -80,6 +104,8 @@ struct scif_qp_region {
 
 static_assert(offsetof(struct scif_qp_region, in_widx) == 64, "qp line 1");
 static_assert(offsetof(struct scif_qp_region, peer_tx_wait) == 80, "qp line 1");
+static_assert(offsetof(struct scif_qp_region, in_short) + sizeof(struct scif_rb_short) == 128,
+	      "qp line 1");
 static_assert(offsetof(struct scif_qp_region, out_ridx) == 128, "qp line 2");
 static_assert(offsetof(struct scif_qp_region, peer_rx_arm) == 136, "qp line 2");
 static_assert(offsetof(struct scif_qp_region, bulk_offer) == 192, "qp line 3");
@@ -91,15 +117,18 @@ static_assert(offsetof(struct scif_qp_region, data) == SCIF_QP_HDR_SIZE, "qp dat
  *
  * For the sending side: @data and @remote_idx point into the *peer's* region (in_widx),
  * @local_idx into our own (out_ridx). For the receiving side: @data and @local_idx point into
- * our own region (in_widx), @remote_idx into the peer's (out_ridx). @idx is our own
- * free-running index (widx when sending, ridx when receiving); @cache the last value of the
- * other side's index we read. @idx and @cache live in fork-shared memory and are only touched
- * under the direction's lock.
+ * our own region (in_widx), @remote_idx into the peer's (out_ridx). @shrt is the short copy
+ * beside the write index (the peer's in_short when sending, ours when receiving), or NULL.
+ * @idx is our own free-running index (widx when sending, ridx when receiving); @cache the
+ * last value of the other side's index we read; @tail (sending) the stream's last
+ * SCIF_RB_SHORT bytes, kept here because the producer never reads the peer's region. The
+ * state lives in fork-shared memory and is only touched under the direction's lock.
  */
 struct scif_rb {
 	uint8_t *data;
 	uint64_t *remote_idx;
 	const uint64_t *local_idx;
+	struct scif_rb_short *shrt;
 	uint32_t size;
 	uint32_t mask;
 };
@@ -107,6 +136,7 @@ struct scif_rb {
 struct scif_rb_state {
 	uint64_t idx;
 	uint64_t cache;
+	uint8_t tail[SCIF_RB_SHORT];
 };
 
 /* Result of a copy: bytes moved, or -EPROTO if the peer published an impossible index. */

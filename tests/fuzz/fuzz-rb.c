@@ -8,7 +8,10 @@
  * model must match byte for byte and no call may report -EPROTO; after a lie every call must
  * return -EPROTO or a count within its bounds, and never copy outside the ring.
  *
- * Input: byte 0 ring size, 8 bytes starting index, then ops of one byte each (op % 6) with
+ * Both views share a short copy (struct scif_rb_short), which a lying producer may also
+ * overwrite.
+ *
+ * Input: byte 0 ring size, 8 bytes starting index, then ops of one byte each (op % 7) with
  * their operands.
  */
 #include <errno.h>
@@ -30,11 +33,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Indices run free but never wrap in practice (rb.h): start anywhere below 2^62. */
 	uint64_t base = fz_u64(f) & ((1ull << 62) - 1), widx = base, ridx = base;
 	uint8_t *ring = malloc(rsize);
+	struct scif_rb_short blk = { .end = SCIF_RB_SHORT_NONE };
 	struct scif_rb prod = { .data = ring, .remote_idx = &widx, .local_idx = &ridx,
-				.size = rsize, .mask = rsize - 1 };
+				.shrt = &blk, .size = rsize, .mask = rsize - 1 };
 	struct scif_rb cons = { .data = ring, .remote_idx = &ridx, .local_idx = &widx,
-				.size = rsize, .mask = rsize - 1 };
-	struct scif_rb_state ps = { base, base }, cs = { base, base };
+				.shrt = &blk, .size = rsize, .mask = rsize - 1 };
+	struct scif_rb_state ps = { .idx = base, .cache = base }, cs = { .idx = base, .cache = base };
 	size_t qhead = 0, qlen = 0; /* the model: bytes written and not yet read */
 	int lied = 0;
 
@@ -46,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t n = fz_u16(f) % (2 * rsize + 1);
 		long r;
 
-		switch (op % 6) {
+		switch (op % 7) {
 		case 0: /* write n bytes */
 			for (size_t i = 0; i < n; i++)
 				src[i] = (uint8_t)(ops * 31 + i);
@@ -92,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case 4: /* the producer's word, as a lying producer publishes it */
 		case 5: { /* the consumer's word */
-			uint64_t *w = op % 6 == 4 ? &widx : &ridx;
+			uint64_t *w = op % 7 == 4 ? &widx : &ridx;
 			uint64_t v = fz_u8(f) & 1 ? fz_u64(f) : *w + (uint64_t)(int64_t)(int16_t)n;
 
 			if (v != *w)
@@ -100,6 +104,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			*w = v;
 			break;
 		}
+		case 6: /* the short copy, rewritten by a lying producer: at the index or anywhere */
+			blk.end = fz_u8(f) & 1 ? widx : fz_u64(f);
+			for (size_t i = 0; i < SCIF_RB_SHORT / 8; i++)
+				blk.data[i] = fz_u64(f);
+			lied = 1;
+			break;
 		}
 		if (!lied && (op & 0x80) && (r = scif__rb_avail(&cons, &cs)) != (long)qlen)
 			fz_fail("honest ring: %ld readable, the model has %zu", r, qlen);

@@ -224,6 +224,18 @@ static void peer_write(struct peer *p, size_t n, int quiet)
 		th->data[(p->fw + i) & (size - 1)] = pat_in(p->tsp + i);
 	p->fw += n;
 	p->tsp += n;
+	/* A short write also goes beside the index, as the library's own do (rb.c). */
+	if (n && n <= SCIF_RB_SHORT) {
+		uint64_t w[SCIF_RB_SHORT / 8];
+
+		for (size_t i = 0; i < SCIF_RB_SHORT; i++)
+			((uint8_t *)w)[i] = th->data[(p->fw - SCIF_RB_SHORT + i) & (size - 1)];
+		__atomic_store_n(&th->in_short.end, SCIF_RB_SHORT_NONE, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+		for (size_t i = 0; i < SCIF_RB_SHORT / 8; i++)
+			__atomic_store_n(&th->in_short.data[i], w[i], __ATOMIC_RELAXED);
+		__atomic_store_n(&th->in_short.end, p->fw, __ATOMIC_RELEASE);
+	}
 	__atomic_store_n(&th->in_widx, p->fw, __ATOMIC_RELEASE);
 	if (quiet)
 		p->lazy = 1;
@@ -246,6 +258,23 @@ static void peer_consume(struct peer *p, size_t n)
 	}
 	if (n > widx - p->fr)
 		n = (size_t)(widx - p->fr);
+	/*
+	 * The library's short copy, when it names this index, holds the stream's last bytes: the
+	 * unread ones among them must equal the ring's (read as the library's receivers do).
+	 */
+	if (!lying() && __atomic_load_n(&me->in_short.end, __ATOMIC_ACQUIRE) == widx) {
+		uint64_t w[SCIF_RB_SHORT / 8], from = widx - p->fr < SCIF_RB_SHORT ? p->fr : widx - SCIF_RB_SHORT;
+
+		for (size_t i = 0; i < SCIF_RB_SHORT / 8; i++)
+			w[i] = __atomic_load_n(&me->in_short.data[i], __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&me->in_short.end, __ATOMIC_RELAXED) == widx)
+			for (uint64_t j = from; j < widx; j++)
+				if (((const uint8_t *)w)[SCIF_RB_SHORT - (widx - j)] !=
+				    me->data[j & (size - 1)])
+					fz_fail("the library's short copy differs from its ring at %llu",
+						(unsigned long long)j);
+	}
 	for (size_t i = 0; i < n && !lying(); i++)
 		if (me->data[(p->fr + i) & (size - 1)] != pat_out(p->frp + i))
 			fz_fail("the library's byte %llu differs", (unsigned long long)(p->frp + i));
@@ -419,7 +448,8 @@ static void peer_take(struct peer *p, uint64_t n, uint64_t flags)
 static void peer_poke(struct peer *p, struct fz *f)
 {
 	struct scif_qp_region *th = p->c.theirs;
-	uint64_t *words[] = { &th->in_widx, &th->in_db, &th->peer_tx_wait, &th->out_ridx,
+	uint64_t *words[] = { &th->in_widx, &th->in_db, &th->peer_tx_wait, &th->in_short.end,
+			      &th->in_short.data[0], &th->in_short.data[3], &th->out_ridx,
 			      &th->peer_rx_arm, &th->bulk_offer.seq, &th->bulk_offer.pos,
 			      &th->bulk_offer.addr, &th->bulk_offer.len, &th->bulk_offer.back,
 			      &th->bulk_offer.stop, &th->bulk_claim.seq, &th->bulk_claim.oseq,
