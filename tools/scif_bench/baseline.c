@@ -142,6 +142,19 @@ static int run_line(struct bench *b, const struct bench_test *t, size_t size, ui
 	return bench_reply(b, &r);
 }
 
+static int run_futex(struct bench *b, const struct bench_test *t, size_t size, uint64_t iters,
+		     uint64_t *samples)
+{
+	struct bench_reply r;
+
+	(void)t;
+	if (bench_cmd(b, OP_FUTEX_LAT, size, iters, b->futex_seq))
+		return -1;
+	bench_futex_client(b->shm, b->cap, size, iters, b->futex_seq, b->sbuf, b->rbuf, samples);
+	b->futex_seq += 2 * (uint32_t)iters;
+	return bench_reply(b, &r);
+}
+
 static int check_echo(struct bench *b, const struct bench_test *t, size_t size)
 {
 	size_t bad = bench_check(b->rbuf, size, b->seed, 0);
@@ -379,6 +392,11 @@ int bench_serve_base(struct bench *b, const struct bench_cmd *c, uint8_t *buf,
 		err = bench_shm_attach(b);
 		return err ? err : bench_line_server(b->shm, b->cap, size, c->iters, c->arg, b->ep);
 	}
+	if (c->op == OP_FUTEX_LAT) {
+		err = bench_shm_attach(b);
+		return err ? err : bench_futex_server(b->shm, b->cap, size, c->iters,
+						      (uint32_t)c->arg, b->ep);
+	}
 	if (fd < 0)
 		return -ENOTCONN;
 	if (c->op == OP_SOCK_LAT) {
@@ -410,6 +428,9 @@ const struct bench_test bench_baselines[] = {
 	  .tcp_base = BASE_NONE, .run = run_line, .prep = prep_echo, .check = check_echo },
 	{ .name = "2line-pingpong", .group = "2line-pingpong", .kind = KIND_LAT, .base = BASE_SHM2,
 	  .tcp_base = BASE_NONE, .run = run_shm, .prep = prep_echo, .check = check_shm },
+	{ .name = "futex-pingpong", .group = "futex-pingpong", .kind = KIND_LAT,
+	  .base = BASE_FUTEX, .tcp_base = BASE_NONE, .run = run_futex, .prep = prep_echo,
+	  .check = check_echo },
 	{ .name = "tcp-lat", .group = "tcp-lat", .kind = KIND_LAT, .base = BASE_TCP_LAT,
 	  .tcp_base = BASE_NONE, .run = run_tcp_lat, .prep = prep_echo, .check = check_echo },
 	{ .name = "unix-lat", .group = "unix-lat", .kind = KIND_LAT, .base = BASE_UNIX_LAT,

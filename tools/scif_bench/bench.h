@@ -9,6 +9,7 @@
 #include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -41,6 +42,7 @@ enum bench_op {
 	OP_SOCK_BW,    /* stream receive on a baseline socket */
 	OP_LINE_LAT,   /* one-line ping-pong on the inherited memfd, from sequence arg */
 	OP_STREAM_CHECK, /* check the last stream's last message against pattern(seed) */
+	OP_FUTEX_LAT,  /* futex ping-pong on the inherited memfd, from sequence arg */
 };
 
 enum { SOCK_TCP, SOCK_UNIX };
@@ -81,6 +83,7 @@ enum bench_base {
 	BASE_UNIX_LAT,
 	BASE_TCP_BW,
 	BASE_UNIX_BW,
+	BASE_FUTEX, /* a flag word and a futex wake-up: the limit when the receiver sleeps */
 	/* --peers: what a user would pick instead, measured by peers.c */
 	BASE_OMPI_LAT,    /* Open MPI vader, round trip */
 	BASE_OMPI_BW,     /* Open MPI vader, stream */
@@ -114,6 +117,7 @@ struct bench_test {
 	int rma;      /* RMA tests: which call (enum bench_rma in tests.c) */
 	int rma_flags;
 	int async;    /* lat-nb: non-blocking calls; RMA: batches without SYNC, then a fence */
+	int sleeper;  /* lat-sleep: each round trip starts after the peer has gone to sleep */
 	bench_run_fn run;
 	bench_hook_fn prep, check;
 };
@@ -167,6 +171,7 @@ struct bench {
 	uint64_t seq;  /* scif_mmap ping-pong sequence, continued across rounds */
 	uint64_t shm_seq; /* the same for the two-line shared-memory ping-pong */
 	uint64_t line_seq; /* and for the one-line ping-pong (odd: the client's turn done) */
+	uint32_t futex_seq; /* and for the futex ping-pong (odd: the client's turn done) */
 	uint64_t seed; /* pattern seed, new for each point */
 	int mismatch;  /* set by a runner or check that found bad data */
 	const struct bench_test *cur; /* the point being measured, for messages */
@@ -209,6 +214,16 @@ int bench_line_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, 
 		      int watch_fd);
 void bench_pp_client(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
 		     const uint8_t *src, uint8_t *dst, uint64_t *samples);
+/* The futex ping-pong's two ends (tests.c); the server sleeps for each message. */
+void bench_futex_client(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint32_t seq0,
+			const uint8_t *src, uint8_t *dst, uint64_t *samples);
+int bench_futex_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint32_t seq0,
+		       int watch_fd);
+/* The pause before each round trip of lat-sleep and futex-pingpong, longer than any spin. */
+#define BENCH_SLEEP_NS 200000u
+void bench_pause(void);
+/* The spawned server's process id, or -1 (--client). */
+pid_t bench_server_pid(void);
 int bench_pp_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
 		    int watch_fd);
 

@@ -24,6 +24,7 @@ extern char **environ;
 
 const char *bench_base_name[BASE_COUNT] = { "memcpy", "line-pingpong", "2line-pingpong",
 					     "tcp-lat", "unix-lat", "tcp-bw", "unix-bw",
+					     "futex-pingpong",
 					     "ompi-vader-lat", "ompi-vader-bw", "ucx-tag-lat",
 					     "ucx-tag-bw", "ucx-put-lat", "ucx-put-bw" };
 
@@ -37,6 +38,11 @@ const char *bench_clock_name(void)
 }
 
 static pid_t child = -1;
+
+pid_t bench_server_pid(void)
+{
+	return child;
+}
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
@@ -643,14 +649,17 @@ static void ratios(struct bench *b)
 /* Which baselines the chosen tests need, and which this mode can measure. */
 static int base_wanted(const struct bench *b, const struct bench_test *base)
 {
-	int lat = 0, bw = 0;
+	int lat = 0, bw = 0, sleeper = 0;
 
 	for (int i = 0; i < bench_ntests; i++) {
 		if (!selected(b->o.tests, &bench_tests[i]))
 			continue;
 		lat |= bench_tests[i].kind == KIND_LAT;
 		bw |= bench_tests[i].kind == KIND_BW;
+		sleeper |= bench_tests[i].sleeper;
 	}
+	if (base->base == BASE_FUTEX && !sleeper)
+		return 0; /* slow (a pause per round trip): only for lat-sleep */
 	if (base->base != BASE_MEMCPY && !b->o.spawned)
 		return 0; /* the other baselines need the spawned peer on this machine */
 	return base->kind == KIND_LAT ? lat : bw;

@@ -150,6 +150,8 @@ struct target {
 static const struct target targets[] = {
 	{ "8 B send/recv round trip <= 2.0x one-line ping-pong",
 	  "lat", 8, VS_BASE, 1, 2.0, BASE_NONE },
+	{ "8 B round trip, receiver asleep <= 1.1x futex ping-pong",
+	  "lat-sleep", 8, VS_BASE, 1, 1.1, BASE_NONE },
 	{ "8 B scif_mmap round trip <= 1.2x one-line ping-pong",
 	  "mmap-lat", 8, VS_BASE, 1, 1.2, BASE_NONE },
 	{ "writeto bandwidth at 4 MiB >= 0.95x memcpy",

@@ -4,11 +4,17 @@
  * plays the other end of each, the data pattern, and the flag ping-pong shared with baseline.c.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "bench.h"
 
@@ -222,6 +228,124 @@ int bench_line_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, 
 	return 0;
 }
 
+/*
+ * The futex ping-pong: the limit for a round trip whose receiver sleeps. One 32-bit word at
+ * FUTEX_AT that both sides advance in turn (the client makes it odd, the server the next
+ * even number), each waking the other with FUTEX_WAKE after its store. Each waits as
+ * libscif does: it spins for SCIF_SPIN_US' default (20 us), then sleeps in FUTEX_WAIT. The
+ * client pauses BENCH_SLEEP_NS before every round trip, so the server is asleep each time;
+ * only the round trip is timed. Payloads go through the data areas, as in the two-line
+ * ping-pong.
+ */
+#define FUTEX_AT (3 * BENCH_LINE)
+#define FUTEX_SPIN_NS 20000u
+
+static long futex(_Atomic uint32_t *w, int op, uint32_t val, const struct timespec *ts)
+{
+	/* Shared (not FUTEX_PRIVATE): the word is in a memfd mapped by both processes. */
+	return syscall(SYS_futex, (uint32_t *)w, op, val, ts, NULL, 0);
+}
+
+/* Whether the spawned server's main thread is asleep (state S in /proc), or -1 if unknown. */
+static int server_asleep(void)
+{
+	char path[64], buf[256], *p;
+	pid_t pid = bench_server_pid();
+	ssize_t n;
+	int fd;
+
+	if (pid <= 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	p = strrchr(buf, ')'); /* "pid (comm) S ..." */
+	return p && p[1] == ' ' ? p[2] == 'S' : -1;
+}
+
+/*
+ * Before a round trip whose receiver must be asleep: pause longer than any spin, then make
+ * sure, where the server is ours, that it has gone to sleep (a pause alone is not always
+ * enough on a busy or oddly scheduled machine). Gives up after 100 ms.
+ */
+void bench_pause(void)
+{
+	struct timespec ts = { 0, BENCH_SLEEP_NS }, tick = { 0, 20000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	for (int i = 0; i < 5000 && server_asleep() == 0; i++)
+		nanosleep(&tick, NULL);
+}
+
+/* Spin, then sleep, until *w == want. -ECONNRESET if watch_fd (>= 0) hangs up meanwhile. */
+static int futex_await(_Atomic uint32_t *w, uint32_t want, int watch_fd)
+{
+	uint64_t until = bench_now_ns() + FUTEX_SPIN_NS;
+	uint32_t v;
+
+	/* Acquire: pairs with the other side's release, so its payload is complete. */
+	while ((v = atomic_load_explicit(w, memory_order_acquire)) != want) {
+		if (bench_now_ns() < until) {
+			cpu_relax();
+			continue;
+		}
+		struct timespec ts = { 0, 100000000 }; /* look for a dead peer every 100 ms */
+
+		if (futex(w, FUTEX_WAIT, v, &ts) < 0 && errno == ETIMEDOUT && watch_fd >= 0) {
+			struct pollfd p = { .fd = watch_fd, .events = POLLIN };
+
+			if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)))
+				return -ECONNRESET;
+		}
+	}
+	return 0;
+}
+
+void bench_futex_client(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint32_t seq0,
+			const uint8_t *src, uint8_t *dst, uint64_t *samples)
+{
+	_Atomic uint32_t *word = (_Atomic uint32_t *)(void *)(region + FUTEX_AT);
+	uint32_t seq = seq0;
+
+	for (uint64_t i = 0; i < iters; i++) {
+		bench_pause();
+		uint64_t t0 = bench_now_ns();
+
+		memcpy(region + PP_DATA, src, size);
+		/* Release: the payload before the word; pairs with the server's acquire. */
+		atomic_store_explicit(word, seq + 1, memory_order_release);
+		futex(word, FUTEX_WAKE, 1, NULL);
+		futex_await(word, seq + 2, -1);
+		memcpy(dst, region + PP_DATA + cap, size);
+		samples[i] = bench_now_ns() - t0;
+		seq += 2;
+	}
+}
+
+int bench_futex_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint32_t seq0,
+		       int watch_fd)
+{
+	_Atomic uint32_t *word = (_Atomic uint32_t *)(void *)(region + FUTEX_AT);
+	uint32_t seq = seq0;
+
+	for (uint64_t i = 0; i < iters; i++) {
+		if (futex_await(word, seq + 1, watch_fd))
+			return -ECONNRESET;
+		memcpy(region + PP_DATA + cap, region + PP_DATA, size);
+		atomic_store_explicit(word, seq + 2, memory_order_release);
+		futex(word, FUTEX_WAKE, 1, NULL);
+		seq += 2;
+	}
+	return 0;
+}
+
 /* ---- command channel ------------------------------------------------------------------ */
 
 int bench_cmd(struct bench *b, uint32_t op, size_t size, uint64_t iters, uint64_t arg)
@@ -306,6 +430,8 @@ static int run_lat(struct bench *b, const struct bench_test *t, size_t size, uin
 	if (bench_cmd(b, OP_LAT, size, iters, (uint64_t)t->async))
 		return -1;
 	for (uint64_t i = 0; i < iters; i++) {
+		if (t->sleeper)
+			bench_pause(); /* the server goes to sleep in scif_recv */
 		uint64_t t0 = bench_now_ns();
 
 		err = xfer(b->ep, b->sbuf, size, t->async, 1);
@@ -550,6 +676,9 @@ fail:
 const struct bench_test bench_tests[] = {
 	LAT("lat", 0, run_lat, prep_echo, check_echo),
 	LAT("lat-nb", 1, run_lat, prep_echo, check_echo),
+	{ .name = "lat-sleep", .group = "lat-sleep", .kind = KIND_LAT, .base = BASE_FUTEX,
+	  .tcp_base = BASE_TCP_LAT, .sleeper = 1, .run = run_lat, .prep = prep_echo,
+	  .check = check_echo },
 	{ .name = "bw", .group = "bw", .kind = KIND_BW, .base = BASE_MEMCPY,
 	  .tcp_base = BASE_TCP_BW, .run = run_bw, .prep = prep_bw, .check = bench_check_stream },
 	LAT("mmap-lat", 0, run_mmap, prep_mmap, check_pp),
@@ -680,6 +809,7 @@ static int serve_one(struct bench *b, struct server_state *s, const struct bench
 		break;
 	case OP_SHM_LAT:
 	case OP_LINE_LAT:
+	case OP_FUTEX_LAT:
 	case OP_SOCK_LAT:
 	case OP_SOCK_BW:
 		err = bench_serve_base(b, c, s->buf, &r);
