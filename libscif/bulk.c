@@ -25,7 +25,8 @@
  * and a system call costs a microsecond or two, yet measured on 2-vCPU machines it beats
  * the ring's two copies from 64 KiB on (4 KiB and huge pages alike; the ring's copies run at
  * the speed lines move between the cores): 1.3x at 128 KiB, 2-3x from 256 KiB. So every
- * blocking send from SCIF_CMA_MIN (128 KiB) on is offered, every time. The old timing probe
+ * blocking send from SCIF_CMA_MIN (128 KiB) on is offered, every time (from SCIF_CMA_TRY, 64
+ * KiB, msg.c times both paths and picks one per connection). The old timing probe
  * (time the first chunk against a memcpy measured once, decline below half of it) compared
  * against the wrong thing, a cache-hot memcpy rather than the ring, and declined offers three
  * times faster than the ring on most runs; it stays behind SCIF_CMA_PROBE=1. A declined
@@ -57,6 +58,7 @@
 #define BULK_LINGER_MS 200      /* wait for a disconnected sender's last copy this long */
 
 size_t scif__bulk_min = 128u << 10;
+size_t scif__bulk_try = 64u << 10;
 static int bulk_probe; /* SCIF_CMA_PROBE=1: decline offers slower than half of memcpy */
 
 void scif__bulk_init(void)
@@ -65,6 +67,9 @@ void scif__bulk_init(void)
 
 	if (v && *v)
 		scif__bulk_min = (size_t)strtoull(v, NULL, 0);
+	v = getenv("SCIF_CMA_TRY");
+	if (v && *v)
+		scif__bulk_try = (size_t)strtoull(v, NULL, 0);
 	v = getenv("SCIF_CMA_PROBE");
 	if (v && *v)
 		bulk_probe = atoi(v) != 0;

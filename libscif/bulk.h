@@ -76,6 +76,11 @@ struct scif_endpt;
 
 /* Messages this long or longer go single-copy (SCIF_CMA_MIN; 0 turns it off). */
 extern size_t scif__bulk_min;
+/*
+ * Blocking sends from this long (SCIF_CMA_TRY; 0 turns it off) up to scif__bulk_min go
+ * single-copy or through the ring, whichever has cost the sender less on the connection.
+ */
+extern size_t scif__bulk_try;
 
 void scif__bulk_init(void);
 /* Whether scif_send() on @ep may offer (the peer can be reached, we are its process). */

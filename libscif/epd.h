@@ -154,6 +154,10 @@ struct scif_ep_shared {
  * @bulk_pid:  the peer's process, if we may copy to and from its memory directly (bulk.c):
  *             the link's credentials name it, it runs as our user and owns its region.
  * @ino:       inode of @fd's socket, to recognise dup() copies of it.
+ * @band_cost, @band_sends: blocking sends between SCIF_CMA_TRY and SCIF_CMA_MIN bytes go
+ *             through the ring [0] or single-copy [1], whichever cost this process less per
+ *             KiB lately (a moving average of ns per KiB, 0 until tried; msg.c), the other
+ *             one every BAND_EXPLORE such sends; under the send lock.
  * @alias, @nalias: other descriptor numbers of this process for the same endpoint (dup);
  *             under the table lock.
  * @ras:       windows of both sides (window.h).
@@ -189,6 +193,8 @@ struct scif_endpt {
 	int wake_fd;
 	int own_fd;
 	pid_t bulk_pid;
+	uint32_t band_cost[2];
+	uint32_t band_sends;
 	unsigned long ino;
 	int alias[SCIF_MAX_ALIAS];
 	int nalias;

@@ -33,7 +33,8 @@ static const size_t echo_sizes[] = { (1u << 20) - 1, 1u << 20, (1u << 20) + 1, (
  * fork child echoes (it may not be copied into directly, only copy itself). @probe: the
  * receiver judges the speed of direct copies (0: it takes every offer).
  */
-static void echo_case(int thp, int use_fork, int probe)
+static void echo_sizes_case(int thp, int use_fork, int probe, const size_t *sizes, size_t nsizes,
+			    int rounds)
 {
 	uint16_t port = test_port();
 	char a1[16], a2[4], a3[4];
@@ -43,16 +44,18 @@ static void echo_case(int thp, int use_fork, int probe)
 
 	/* Without the speed probe every offer is taken and split, however loaded the machine. */
 	setenv("SCIF_CMA_PROBE", probe ? "1" : "0", 1);
-	max = echo_sizes[sizeof(echo_sizes) / sizeof(echo_sizes[0]) - 1];
+	max = 0;
+	for (size_t i = 0; i < nsizes; i++)
+		max = sizes[i] > max ? sizes[i] : max;
 	uint8_t *out = buf_alloc(max, thp), *in = buf_alloc(max, thp);
 	pid_t pid = test_spawn_peer(1, args);
 	scif_epd_t ep = scif_open();
 	uint64_t zero = 0;
 
 	cr_assert_gt(test_connect_retry(ep, 1, port), 0, "connect: %s", strerror(errno));
-	for (int round = 0; round < 3; round++) {
-		for (size_t i = 0; i < sizeof(echo_sizes) / sizeof(echo_sizes[0]); i++) {
-			uint64_t len = echo_sizes[i];
+	for (int round = 0; round < rounds; round++) {
+		for (size_t i = 0; i < nsizes; i++) {
+			uint64_t len = sizes[i];
 
 			stream_fill(stream_seed(round, i, (uint64_t)thp), 0, out, len);
 			cr_assert_eq(scif_send(ep, &len, sizeof(len), SCIF_SEND_BLOCK), 8);
@@ -70,6 +73,26 @@ static void echo_case(int thp, int use_fork, int probe)
 	scif_close(ep);
 	free(out);
 	free(in);
+}
+
+static void echo_case(int thp, int use_fork, int probe)
+{
+	echo_sizes_case(thp, use_fork, probe, echo_sizes, sizeof(echo_sizes) / sizeof(echo_sizes[0]),
+			3);
+}
+
+/*
+ * Middle sizes, [SCIF_CMA_TRY, SCIF_CMA_MIN) = [64, 128) KiB by default: each side times the
+ * ring and the single copy and picks one per send (msg.c), trying single-copy first, then
+ * the ring, then the other one now and then. Many rounds, so both paths carry messages in
+ * both directions, and every byte is checked.
+ */
+static const size_t band_sizes[] = { 64u << 10, (64u << 10) + 1, (100u << 10) + 3,
+				     (128u << 10) - 1, (96u << 10) + 4095 };
+
+Test(bulk, echo_middle_sizes_either_path, .timeout = 120)
+{
+	echo_sizes_case(0, 0, 0, band_sizes, sizeof(band_sizes) / sizeof(band_sizes[0]), 120);
 }
 
 Test(bulk, echo_split_between_both_sides, .timeout = 120) { echo_case(1, 0, 0); }
