@@ -507,7 +507,6 @@ static void band_record(struct scif_endpt *ep, int path, uint64_t ns, size_t len
 {
 	uint64_t per_kib = ns * 1024 / len, old = ep->band_cost[path];
 
-
 	/* A send that slept or was descheduled says little about the path: clip it. */
 	if (old && per_kib > 2 * old)
 		per_kib = 2 * old;

@@ -43,6 +43,24 @@ long scif__rb_avail(const struct scif_rb *rb, struct scif_rb_state *st)
 	return (long)(widx - st->idx);
 }
 
+/* Copy @n bytes into the ring at offset @off, the part past its end to its start. */
+static inline void rb_put(const struct scif_rb *rb, uint32_t off, const void *buf, size_t n)
+{
+	size_t first = rb->size - off < n ? rb->size - off : n;
+
+	memcpy(rb->data + off, buf, first);
+	memcpy(rb->data, (const uint8_t *)buf + first, n - first);
+}
+
+/* Copy @n bytes out of the ring from offset @off, wrapping as rb_put does. */
+static inline void rb_get(const struct scif_rb *rb, uint32_t off, void *buf, size_t n)
+{
+	size_t first = rb->size - off < n ? rb->size - off : n;
+
+	memcpy(buf, rb->data + off, first);
+	memcpy((uint8_t *)buf + first, rb->data, n - first);
+}
+
 /*
  * Copy n bytes between buf and the ring at st->idx, publishing our index every SCIF_RB_CHUNK
  * bytes, so the other side copies one piece while we copy the next: the producer's and the
@@ -59,15 +77,11 @@ static void rb_copy(const struct scif_rb *rb, struct scif_rb_state *st, uint8_t 
 	for (size_t done = 0; done < n;) {
 		size_t piece = n - done < chunk ? n - done : chunk;
 		uint32_t off = (uint32_t)(st->idx & rb->mask);
-		size_t first = rb->size - off < piece ? rb->size - off : piece;
 
-		if (to_ring) {
-			memcpy(rb->data + off, buf + done, first);
-			memcpy(rb->data, buf + done + first, piece - first);
-		} else {
-			memcpy(buf + done, rb->data + off, first);
-			memcpy(buf + done + first, rb->data, piece - first);
-		}
+		if (to_ring)
+			rb_put(rb, off, buf + done, piece);
+		else
+			rb_get(rb, off, buf + done, piece);
 		st->idx += piece;
 		done += piece;
 		scif__store_release(rb->remote_idx, st->idx);
@@ -142,11 +156,7 @@ long scif__rb_write(const struct scif_rb *rb, struct scif_rb_state *st, const vo
 		rb_copy(rb, st, (uint8_t *)buf, n, 1);
 	} else if (n && n <= SCIF_RB_SHORT) {
 		/* A short message: the ring, then its copy beside the index, then the index. */
-		uint32_t off = (uint32_t)(st->idx & rb->mask);
-		size_t first = rb->size - off < n ? rb->size - off : n;
-
-		memcpy(rb->data + off, buf, first);
-		memcpy(rb->data, (const uint8_t *)buf + first, n - first);
+		rb_put(rb, (uint32_t)(st->idx & rb->mask), buf, n);
 		rb_tail_push(st, buf, n);
 		st->idx += n;
 		rb_short_publish(rb->shrt, st->tail, st->idx);

@@ -289,6 +289,19 @@ static int vmas_check(const struct vma *v, int n, uintptr_t a, uintptr_t b, int 
 }
 
 /*
+ * The mappings over [a, b) into @v (*n of them), from smaps (@smaps: with their advice) or
+ * PROCMAP_QUERY, checked by vmas_check. 0, -ENOSYS (no PROCMAP_QUERY here), -ENOMEM, or
+ * -EFAULT.
+ */
+static int vmas_read(uintptr_t a, uintptr_t b, struct vma *v, int need_write, int smaps, int *n)
+{
+	*n = smaps ? vmas_smaps(a, b, v, VMAS_MAX) : vmas_query(a, b, v, VMAS_MAX);
+	if (*n == -ENOSYS || *n == -ENOMEM)
+		return *n;
+	return *n < 0 ? -EFAULT : vmas_check(v, *n, a, b, need_write);
+}
+
+/*
  * Give the new mapping of one vma the attributes the application's had. Shared memory
  * cannot be MADV_WIPEONFORK (docs/architecture.md section 12); everything else is kept.
  */
@@ -362,12 +375,11 @@ int scif__window_back(void *addr, size_t len, int need_write, int *fdp, off_t *f
 	 * Where the range is and what maps it, from the kernel's tree of mappings; smaps only
 	 * on kernels without PROCMAP_QUERY, or below for memory that is not a window's yet.
 	 */
-	n = vmas_query(a, b, v, VMAS_MAX);
-	if (n == -ENOSYS) {
-		n = vmas_smaps(a, b, v, VMAS_MAX);
+	ret = vmas_read(a, b, v, need_write, 0, &n);
+	if (ret == -ENOSYS) {
+		ret = vmas_read(a, b, v, need_write, 1, &n);
 		have_flags = 1;
 	}
-	ret = n < 0 ? (n == -ENOMEM ? -ENOMEM : -EFAULT) : vmas_check(v, n, a, b, need_write);
 	if (ret)
 		goto out;
 	/* Already a window's memory: share the pages. */
@@ -385,15 +397,14 @@ int scif__window_back(void *addr, size_t len, int need_write, int *fdp, off_t *f
 	}
 	/* The application's own memory: its advice must be carried over, and only smaps has it. */
 	if (!have_flags && reg_advice) {
-		n = vmas_smaps(a, b, v, VMAS_MAX);
-		ret = n < 0 ? (n == -ENOMEM ? -ENOMEM : -EFAULT) :
-			      vmas_check(v, n, a, b, need_write);
+		ret = vmas_read(a, b, v, need_write, 1, &n);
 		if (ret)
 			goto out;
 	}
 	for (int i = 0; i < n; i++)
 		if (v[i].page_shift > page_shift)
 			page_shift = v[i].page_shift;
+	/* memfd_create encodes the page size as mmap does (MFD_HUGE_SHIFT == MAP_HUGE_SHIFT). */
 	fd = memfd_create("scif-window",
 			  MFD_CLOEXEC | MFD_ALLOW_SEALING |
 				  (page_shift ? MFD_HUGETLB | (page_shift << MAP_HUGE_SHIFT) : 0));
@@ -410,7 +421,6 @@ int scif__window_back(void *addr, size_t len, int need_write, int *fdp, off_t *f
 		ret = -ENOMEM;
 		goto out;
 	}
-	/* (memfd_create encodes the page size as mmap does: MFD_HUGE_SHIFT == MAP_HUGE_SHIFT.) */
 	/* Copy, then put the memfd's pages where the application's were, per mapping. */
 	memcpy(tmp, addr, len);
 	for (int i = 0; i < n; i++) {

@@ -119,40 +119,25 @@ static int prep_stream(struct bench *b, const struct bench_test *t, size_t size)
 static int run_shm(struct bench *b, const struct bench_test *t, size_t size, uint64_t iters,
 		   uint64_t *samples)
 {
-	struct bench_reply r;
-
 	(void)t;
-	if (bench_cmd(b, OP_SHM_LAT, size, iters, b->shm_seq))
-		return -1;
-	bench_pp_client(b->shm, b->cap, size, iters, b->shm_seq, b->sbuf, b->rbuf, samples);
-	b->shm_seq += iters;
-	return bench_reply(b, &r);
+	return bench_region_run(b, OP_SHM_LAT, bench_pp_client, b->shm, &b->shm_seq, 1,
+				size, iters, samples);
 }
 
 static int run_line(struct bench *b, const struct bench_test *t, size_t size, uint64_t iters,
 		    uint64_t *samples)
 {
-	struct bench_reply r;
-
 	(void)t;
-	if (bench_cmd(b, OP_LINE_LAT, size, iters, b->line_seq))
-		return -1;
-	bench_line_client(b->shm, b->cap, size, iters, b->line_seq, b->sbuf, b->rbuf, samples);
-	b->line_seq += 2 * iters;
-	return bench_reply(b, &r);
+	return bench_region_run(b, OP_LINE_LAT, bench_line_client, b->shm, &b->line_seq, 2,
+				size, iters, samples);
 }
 
 static int run_futex(struct bench *b, const struct bench_test *t, size_t size, uint64_t iters,
 		     uint64_t *samples)
 {
-	struct bench_reply r;
-
 	(void)t;
-	if (bench_cmd(b, OP_FUTEX_LAT, size, iters, b->futex_seq))
-		return -1;
-	bench_futex_client(b->shm, b->cap, size, iters, b->futex_seq, b->sbuf, b->rbuf, samples);
-	b->futex_seq += 2 * (uint32_t)iters;
-	return bench_reply(b, &r);
+	return bench_region_run(b, OP_FUTEX_LAT, bench_futex_client, b->shm, &b->futex_seq, 2,
+				size, iters, samples);
 }
 
 static int check_echo(struct bench *b, const struct bench_test *t, size_t size)

@@ -171,7 +171,7 @@ struct bench {
 	uint64_t seq;  /* scif_mmap ping-pong sequence, continued across rounds */
 	uint64_t shm_seq; /* the same for the two-line shared-memory ping-pong */
 	uint64_t line_seq; /* and for the one-line ping-pong (odd: the client's turn done) */
-	uint32_t futex_seq; /* and for the futex ping-pong (odd: the client's turn done) */
+	uint64_t futex_seq; /* and for the futex ping-pong (odd: the client's turn done) */
 	uint64_t seed; /* pattern seed, new for each point */
 	int mismatch;  /* set by a runner or check that found bad data */
 	const struct bench_test *cur; /* the point being measured, for messages */
@@ -215,7 +215,7 @@ int bench_line_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, 
 void bench_pp_client(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
 		     const uint8_t *src, uint8_t *dst, uint64_t *samples);
 /* The futex ping-pong's two ends (tests.c); the server sleeps for each message. */
-void bench_futex_client(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint32_t seq0,
+void bench_futex_client(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
 			const uint8_t *src, uint8_t *dst, uint64_t *samples);
 int bench_futex_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint32_t seq0,
 		       int watch_fd);
@@ -224,6 +224,17 @@ int bench_futex_server(uint8_t *region, size_t cap, size_t size, uint64_t iters,
 void bench_pause(void);
 /* The spawned server's process id, or -1 (--client). */
 pid_t bench_server_pid(void);
+/* The client end of a ping-pong in shared memory: bench_pp_client, line, futex. */
+typedef void (*bench_region_client_fn)(uint8_t *region, size_t cap, size_t size, uint64_t iters,
+				       uint64_t seq0, const uint8_t *src, uint8_t *dst,
+				       uint64_t *samples);
+/*
+ * One batch of such a ping-pong: tell the server (@op, from *@seq), run @client over
+ * @region, and advance *@seq by @step per round trip. 0, or -1 after printing why.
+ */
+int bench_region_run(struct bench *b, uint32_t op, bench_region_client_fn client,
+		     uint8_t *region, uint64_t *seq, uint64_t step, size_t size, uint64_t iters,
+		     uint64_t *samples);
 int bench_pp_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
 		    int watch_fd);
 

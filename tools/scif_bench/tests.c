@@ -308,11 +308,11 @@ static int futex_await(_Atomic uint32_t *w, uint32_t want, int watch_fd)
 	return 0;
 }
 
-void bench_futex_client(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint32_t seq0,
+void bench_futex_client(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
 			const uint8_t *src, uint8_t *dst, uint64_t *samples)
 {
 	_Atomic uint32_t *word = (_Atomic uint32_t *)(void *)(region + FUTEX_AT);
-	uint32_t seq = seq0;
+	uint32_t seq = (uint32_t)seq0; /* the futex word is 32 bits; it wraps in step */
 
 	for (uint64_t i = 0; i < iters; i++) {
 		bench_pause();
@@ -347,6 +347,19 @@ int bench_futex_server(uint8_t *region, size_t cap, size_t size, uint64_t iters,
 }
 
 /* ---- command channel ------------------------------------------------------------------ */
+
+int bench_region_run(struct bench *b, uint32_t op, bench_region_client_fn client,
+		     uint8_t *region, uint64_t *seq, uint64_t step, size_t size, uint64_t iters,
+		     uint64_t *samples)
+{
+	struct bench_reply r;
+
+	if (bench_cmd(b, op, size, iters, *seq))
+		return -1;
+	client(region, b->cap, size, iters, *seq, b->sbuf, b->rbuf, samples);
+	*seq += step * iters;
+	return bench_reply(b, &r);
+}
 
 int bench_cmd(struct bench *b, uint32_t op, size_t size, uint64_t iters, uint64_t arg)
 {
@@ -543,14 +556,9 @@ static int prep_mmap(struct bench *b, const struct bench_test *t, size_t size)
 static int run_mmap(struct bench *b, const struct bench_test *t, size_t size, uint64_t iters,
 		    uint64_t *samples)
 {
-	struct bench_reply r;
-
 	(void)t;
-	if (bench_cmd(b, OP_MMAP_LAT, size, iters, b->seq))
-		return -1;
-	bench_pp_client(b->map, b->cap, size, iters, b->seq, b->sbuf, b->rbuf, samples);
-	b->seq += iters;
-	return bench_reply(b, &r);
+	return bench_region_run(b, OP_MMAP_LAT, bench_pp_client, b->map, &b->seq, 1, size, iters,
+				samples);
 }
 
 /* Up to 8 bytes the payload is the flag itself; beyond, the echoed copy must match. */
