@@ -4,7 +4,12 @@
 set -euo pipefail
 pkgs=(build-essential autoconf automake libtool pkg-config libcriterion-dev doxygen valgrind
       gnuplot-nox python3
-      clang libclang-rt-14-dev)  # the libFuzzer targets (tests/fuzz: -fsanitize=fuzzer)
+      clang libclang-rt-14-dev  # the libFuzzer targets (tests/fuzz: -fsanitize=fuzzer)
+      # the libfabric provider (providers/scif) and `make check-provider`: libfabric's headers
+      # and fi_info, Open MPI (mpicc, mpirun) for the MPI programs; fabtests, built from
+      # their tarball, need autoconf, automake and libtool (above), runfabtests.sh python3;
+      # the runs are isolated with unshare (util-linux) and ip (iproute2).
+      libfabric-dev libfabric-bin openmpi-bin libopenmpi-dev iproute2)
 # scif_bench --peers: Open MPI (mpirun, and mpicc for scif_bench_mpi) and UCX (ucx_perftest).
 [ "${1:-}" = "--bench" ] && pkgs+=(openmpi-bin libopenmpi-dev ucx-utils)
 [ "${1:-}" = "--kernel" ] && pkgs+=(qemu-system-x86 busybox-static cpio xz-utils zstd kmod gcc-12 make libc6-dev libelf1

@@ -120,6 +120,26 @@ if [ -f "$top/_build/tsan/Makefile" ]; then
 	fi
 fi
 
+echo "== libfabric provider: fabtests and MPI"
+# make check-provider in the plain build (tests/provider/check-provider.sh): fabtests, built
+# once from FABTESTS_TARBALL, on shm (the reference), on scif and on "scif;ofi_rxm" (each
+# fails when a test that passes on shm fails on it), side by side; then the MPI programs of
+# tests/provider over vader and over scif, 2 and 4 ranks. Each of its PASS/FAIL lines counts
+# as one check: one per fabtests provider run, one per MPI job.
+if [ -f "$top/_build/plain/Makefile" ]; then
+	if (cd "$top/_build/plain" && make check-provider >"$logdir/check-provider.log" 2>&1); then :; fi
+	grep -E '^(PASS|FAIL): |^fabtests .*: [0-9]+ pass|^tests that pass on shm|^  - ' \
+		"$logdir/check-provider.log" | sed 's/^/provider /'
+	pp=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$logdir/check-provider.log" | tail -n 1)
+	if [ -n "$pp" ]; then
+		passed=$((passed + $(cut -d' ' -f1 <<<"$pp"))); failed=$((failed + $(cut -d' ' -f3 <<<"$pp")))
+	else
+		echo "FAIL: check-provider produced no result (log: $logdir/check-provider.log)"
+		tail -n 30 "$logdir/check-provider.log" | sed 's/^/    /'
+		failed=$((failed + 1))
+	fi
+fi
+
 echo "== valgrind on the host/card example pair"
 vg() {
 	local who=$1 b=$top/_build/plain/examples

@@ -1,0 +1,641 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/**
+ * @file sfi.h
+ * @brief Internals of the `scif` libfabric provider (prefix `sfi_`).
+ *
+ * The provider knows only the SCIF API (include/scif.h) and libfabric's public headers.
+ *
+ * Objects and files:
+ *   sfi_init.c    fi_prov_ini, provider variables, fi_getinfo and the attribute checks
+ *   sfi_fabric.c  fabric, wait sets (FI_WAIT_FD on an epoll descriptor)
+ *   sfi_domain.c  domain, memory regions (SCIF windows), the domain's connection list
+ *   sfi_av.c      address vectors (FI_AV_MAP and FI_AV_TABLE of struct sfi_addr)
+ *   sfi_cq.c      completion queues and counters
+ *   sfi_eq.c      event queues
+ *   sfi_conn.c    a framed, non-blocking message stream over one SCIF connection
+ *   sfi_msg.c     FI_EP_MSG endpoints and passive endpoints
+ *   sfi_rdm.c     FI_EP_RDM endpoints (tag matching, lazy connections, rendezvous)
+ *
+ * Concurrency: one mutex per domain (sfi_domain::lock) serialises every operation on the
+ * domain's objects, including progress. Fabric-level objects (EQs not yet bound, wait sets)
+ * have their own lock. The provider reports FI_THREAD_SAFE. Lock order: sfi_eq::lock and
+ * sfi_wait::lock before sfi_domain::lock; sfi_eq::qlock is innermost (sfi_eq_write may be
+ * called with a domain lock held, sfi_eq_attach/detach may not).
+ *
+ * Progress: FI_PROGRESS_MANUAL. Reading (or waiting on) a CQ, counter or EQ runs the
+ * progress function of every endpoint bound to it; nothing runs in the background.
+ *
+ * Return values: internal functions return 0 / a count, or a negative FI_E* code.
+ */
+#ifndef SFI_H
+#define SFI_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include <rdma/fabric.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_eq.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_rma.h>
+#include <rdma/fi_tagged.h>
+#include <rdma/fi_atomic.h>
+#include <rdma/fi_collective.h>
+#include <rdma/providers/fi_log.h>
+#include <rdma/providers/fi_prov.h>
+
+#include <scif.h>
+
+#define SFI_PROV_NAME "scif"
+#define SFI_FABRIC_NAME "scif"
+#define SFI_MAJOR 1
+#define SFI_MINOR 0
+#define SFI_PROV_VERSION FI_VERSION(SFI_MAJOR, SFI_MINOR)
+#define SFI_FI_VERSION FI_VERSION(1, 17)
+
+#define SFI_HIDDEN __attribute__((visibility("hidden")))
+
+/** The provider, for fi_log and fi_param (defined in sfi_init.c). */
+extern struct fi_provider sfi_prov;
+
+#define SFI_WARN(subsys, ...) FI_WARN(&sfi_prov, subsys, __VA_ARGS__)
+#define SFI_INFO(subsys, ...) FI_INFO(&sfi_prov, subsys, __VA_ARGS__)
+#define SFI_DBG(subsys, ...) FI_DBG(&sfi_prov, subsys, __VA_ARGS__)
+
+#define sfi_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+/** Provider variables (FI_SCIF_*), read once by fi_prov_ini. */
+struct sfi_params {
+	size_t eager_max;   /**< FI_SCIF_EAGER_MAX: RDM messages above this go by rendezvous */
+	size_t inject_size; /**< FI_SCIF_INJECT_SIZE: fi_inject limit */
+	size_t cq_size;     /**< FI_SCIF_CQ_SIZE: default CQ depth */
+	size_t tx_size;     /**< FI_SCIF_TX_SIZE: default tx queue depth */
+	size_t rx_size;     /**< FI_SCIF_RX_SIZE: default rx queue depth */
+	int conn_timeout_ms;/**< FI_SCIF_CONN_TIMEOUT: a lazy RDM connect gives up after this */
+};
+extern struct sfi_params sfi_params;
+
+/* ------------------------------------------------------------------------------------ */
+/* Intrusive doubly linked list (libfabric's own is not installed). */
+
+struct sfi_list {
+	struct sfi_list *next, *prev;
+};
+
+#define SFI_LIST_INIT(name) { &(name), &(name) }
+static inline void sfi_list_init(struct sfi_list *l) { l->next = l->prev = l; }
+static inline bool sfi_list_empty(const struct sfi_list *l) { return l->next == l; }
+static inline void sfi_list_insert_tail(struct sfi_list *l, struct sfi_list *n)
+{
+	n->next = l;
+	n->prev = l->prev;
+	l->prev->next = n;
+	l->prev = n;
+}
+static inline void sfi_list_insert_head(struct sfi_list *l, struct sfi_list *n)
+{
+	n->prev = l;
+	n->next = l->next;
+	l->next->prev = n;
+	l->next = n;
+}
+static inline void sfi_list_remove(struct sfi_list *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	n->next = n->prev = n;
+}
+#define sfi_list_entry(ptr, type, member) sfi_container_of(ptr, type, member)
+#define sfi_list_foreach(l, it) for ((it) = (l)->next; (it) != (l); (it) = (it)->next)
+#define sfi_list_foreach_safe(l, it, tmp) \
+	for ((it) = (l)->next, (tmp) = (it)->next; (it) != (l); (it) = (tmp), (tmp) = (it)->next)
+
+/** Monotonic clock in milliseconds (timeouts of the blocking calls). */
+static inline int64_t sfi_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+/** Milliseconds left until @p deadline (-1: none, stays -1), never below 0. */
+static inline int sfi_left_ms(int64_t deadline)
+{
+	if (deadline < 0)
+		return -1;
+	int64_t left = deadline - sfi_now_ms();
+
+	return left <= 0 ? 0 : (left > INT32_MAX ? INT32_MAX : (int)left);
+}
+/** The deadline of a @p timeout in ms (negative: none). */
+static inline int64_t sfi_deadline(int timeout)
+{
+	return timeout < 0 ? -1 : sfi_now_ms() + timeout;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Addresses. */
+
+/**
+ * An endpoint's address: a SCIF node and port. This is the raw address (FI_FORMAT_UNSPEC,
+ * addrlen sizeof(struct sfi_addr)) that fi_getname returns and fi_av_insert takes.
+ * The string form (FI_ADDR_STR, fi_av_straddr, fi_av_insertsvc) is "fi_scif://NODE:PORT".
+ * The FI_SOCKADDR_IN form (needed under ofi_rxm, whose AV takes only IP addresses) is
+ * AF_INET, address 127.N.N.1 with the node in the middle two bytes in network order (node 0
+ * is 127.0.0.1, node 1 is 127.0.1.1), port = the SCIF port; MSG endpoints (sfi_msg.c)
+ * accept and return it when info->addr_format is FI_SOCKADDR_IN.
+ */
+struct sfi_addr {
+	uint16_t node;
+	uint16_t port;
+	uint32_t magic; /**< SFI_ADDR_MAGIC: tells a scif address from garbage */
+};
+#define SFI_ADDR_MAGIC 0x53464931u /* "SFI1" */
+
+/** Parse "N", "fi_scif://N:P", or node/service strings; 0 or -FI_EINVAL. */
+int sfi_addr_parse(const char *node, const char *service, struct sfi_addr *out) SFI_HIDDEN;
+/** Like sfi_addr_parse, but a host name ("localhost", 127.x, this machine's name) stands for
+ *  node @p host_node (-1: this process's node; 0 for a peer's address: the host). */
+int sfi_addr_parse_ext(const char *node, const char *service, int host_node,
+		       struct sfi_addr *out) SFI_HIDDEN;
+/** An address as fi_info carries it (info->addr_format, src_addr/dest_addr + len):
+ *  FI_FORMAT_UNSPEC (struct sfi_addr) or FI_ADDR_STR; 0 or -FI_EINVAL. */
+int sfi_addr_from_info(uint32_t addr_format, const void *addr, size_t addrlen,
+		       struct sfi_addr *out) SFI_HIDDEN;
+/** Format @p a as "fi_scif://N:P" into buf (like fi_av_straddr; returns buf). */
+const char *sfi_addr_str(const struct sfi_addr *a, char *buf, size_t *len) SFI_HIDDEN;
+/** This process's SCIF node id (scif_get_nodeIDs), or a negative FI_E* code. */
+int sfi_self_node(void) SFI_HIDDEN;
+
+/* ------------------------------------------------------------------------------------ */
+/* Wait objects: every FI_WAIT_FD object owns (or shares, through a wait set) an epoll
+ * descriptor. Endpoints add their SCIF descriptors to the epoll sets of the CQs, counters
+ * and EQs they are bound to; a signal (fi_cq_signal, an entry written by another thread)
+ * writes an eventfd that is also in the set. */
+
+/** A CQ, counter or EQ that uses a fi_wait_open wait set (fi_wait checks each). */
+struct sfi_waitobj {
+	struct sfi_list entry;    /**< in sfi_wait::objs */
+	struct fid *fid;          /**< the CQ, counter or EQ */
+};
+
+struct sfi_wait {
+	struct fid_wait wait_fid; /**< valid only for a fi_wait_open wait set */
+	struct sfi_fabric *fabric;
+	int epfd;           /**< the FI_WAIT_FD descriptor apps poll on */
+	int sigfd;          /**< eventfd, in epfd, for signals */
+	int refs;           /**< objects using this wait set */
+	int sig_pending;    /**< sigfd holds a count (saves a write per completion) */
+	struct sfi_list objs;   /**< struct sfi_waitobj of CQs/counters/EQs using a wait set */
+	pthread_mutex_t lock;
+};
+
+int sfi_wait_init(struct sfi_wait *w, struct sfi_fabric *fab) SFI_HIDDEN;
+void sfi_wait_fini(struct sfi_wait *w) SFI_HIDDEN;
+/** Add/modify (events != 0) or remove (events == 0) a descriptor; 0 or -errno. */
+int sfi_wait_fd(struct sfi_wait *w, int fd, uint32_t events) SFI_HIDDEN;
+/** Wake whoever waits on @p w. */
+void sfi_wait_signal(struct sfi_wait *w) SFI_HIDDEN;
+/** Clear the signal eventfd after a wake-up. */
+void sfi_wait_clear(struct sfi_wait *w) SFI_HIDDEN;
+/** Block up to @p timeout ms (-1 forever) for activity; 0, -FI_ETIMEDOUT or -FI_EINTR. */
+int sfi_wait_block(struct sfi_wait *w, int timeout) SFI_HIDDEN;
+/** Give a CQ, counter or EQ (@p fid) the wait object @p obj asks for: none, its own
+ *  epoll set @p own (FI_WAIT_FD, FI_WAIT_UNSPEC) or the fi_wait_open set @p set of fabric
+ *  @p fab, joined through @p wobj (FI_WAIT_SET); *@p out is the result. 0 or -FI_E*. */
+int sfi_wait_setup(struct sfi_fabric *fab, enum fi_wait_obj obj, struct fid_wait *set,
+		   struct sfi_wait *own, struct sfi_wait **out, struct sfi_waitobj *wobj,
+		   struct fid *fid) SFI_HIDDEN;
+/** Undo sfi_wait_setup: finish @p own, or leave the wait set @p w (NULL: nothing). */
+void sfi_wait_release(struct sfi_wait *own, struct sfi_wait *w,
+		      struct sfi_waitobj *wobj) SFI_HIDDEN;
+/** FI_GETWAIT/FI_GETWAITOBJ of a CQ, counter or EQ whose wait object is @p w (or NULL). */
+int sfi_wait_control(struct sfi_wait *w, int command, void *arg) SFI_HIDDEN;
+/** One step of a blocking read: block on @p w up to @p left ms and clear it, or just
+ *  yield without a wait object. -FI_EINTR if interrupted, else 0. */
+int sfi_wait_once(struct sfi_wait *w, int left) SFI_HIDDEN;
+int sfi_wait_open(struct fid_fabric *fabric, struct fi_wait_attr *attr,
+		  struct fid_wait **waitset) SFI_HIDDEN;
+
+/* ------------------------------------------------------------------------------------ */
+/* Fabric and domain. */
+
+struct sfi_fabric {
+	struct fid_fabric fabric_fid;
+	pthread_mutex_t lock;
+	int refs;                 /**< domains, EQs, wait sets, passive endpoints */
+};
+
+int sfi_fabric_open(struct fi_fabric_attr *attr, struct fid_fabric **fabric,
+		    void *context) SFI_HIDDEN;
+
+struct sfi_domain;
+struct sfi_ep;
+
+/** A memory region. Regions with FI_REMOTE_READ/WRITE are SCIF windows at the same
+ *  offset on every connection of the domain (registered on connections that exist when
+ *  fi_mr_reg runs, and by sfi_domain_conn_add on later ones).
+ *
+ *  THE KEY/ADDRESS RULE: the initiator of an RMA passes (addr, key) and the SCIF offset it
+ *  reads or writes in the peer's registered address space is simply  key + addr  (mod 2^64).
+ *  - FI_MR_PROV_KEY without FI_MR_VIRT_ADDR (the default): addr is a byte offset from the
+ *    region's first byte, and key = offset + (addr - page_addr), the SCIF offset of that
+ *    first byte.
+ *  - FI_MR_VIRT_ADDR (or legacy FI_MR_BASIC) domains: addr is the target's virtual address
+ *    and key = offset + (addr - page_addr) - (uintptr_t)addr.
+ *  The window covers [offset, offset + page_len); one unmapped page separates regions, so an
+ *  access that runs past a region fails (ENXIO) instead of touching another one.
+ *  Regions without remote access have a key (unique, never a SCIF offset) but no window. */
+struct sfi_mr {
+	struct fid_mr mr_fid;
+	struct sfi_domain *domain;
+	void *addr;          /**< the buffer as registered */
+	size_t len;
+	uint64_t access;
+	uint64_t offset;     /**< SCIF offset of the page holding addr when remote */
+	void *page_addr;     /**< addr rounded down to a page */
+	size_t page_len;     /**< registered length, whole pages */
+	struct sfi_list entry;   /**< in sfi_domain::mrs (remote-access regions only) */
+};
+/** The SCIF offset in the target's registered space an RMA (addr, key) refers to. */
+static inline uint64_t sfi_rma_offset(uint64_t addr, uint64_t key) { return key + addr; }
+/** Find the remote-access region of @p d that holds [off, off+len) (SCIF offsets), or NULL
+ *  (domain lock held). For targets that check an incoming request. */
+struct sfi_mr *sfi_mr_find(struct sfi_domain *d, uint64_t off, size_t len) SFI_HIDDEN;
+
+/** One SCIF connection of the domain, on which remote-access regions are registered. */
+struct sfi_conn;
+
+struct sfi_domain {
+	struct fid_domain domain_fid;
+	struct sfi_fabric *fabric;
+	pthread_mutex_t lock;     /**< serialises everything under the domain; recursive */
+	int refs;                 /**< endpoints, CQs, counters, AVs, MRs */
+	uint16_t self_node;
+	enum fi_threading threading;
+	uint64_t mr_mode;
+	uint64_t next_offset;     /**< next free SCIF offset for a region (page aligned) */
+	uint64_t next_local_key;  /**< keys of regions without remote access */
+	struct sfi_list mrs;      /**< remote-access struct sfi_mr */
+	struct sfi_list conns;    /**< struct sfi_conn that are connected */
+};
+
+int sfi_domain_open(struct fid_fabric *fabric, struct fi_info *info,
+		    struct fid_domain **domain, void *context) SFI_HIDDEN;
+static inline void sfi_domain_lock(struct sfi_domain *d) { pthread_mutex_lock(&d->lock); }
+static inline void sfi_domain_unlock(struct sfi_domain *d) { pthread_mutex_unlock(&d->lock); }
+
+/** Register every remote-access region of the domain on a new connection's SCIF endpoint
+ *  and add it to the domain's list; 0 or a negative FI_E* code (connection unusable). */
+int sfi_domain_conn_add(struct sfi_domain *d, struct sfi_conn *c) SFI_HIDDEN;
+/** Remove a connection from the domain's list (its windows die with its SCIF endpoint). */
+void sfi_domain_conn_del(struct sfi_domain *d, struct sfi_conn *c) SFI_HIDDEN;
+/** The region a descriptor (fi_mr_desc) stands for, or NULL. */
+static inline struct sfi_mr *sfi_mr_from_desc(void *desc) { return (struct sfi_mr *)desc; }
+
+/* ------------------------------------------------------------------------------------ */
+/* Address vectors. */
+
+struct sfi_av {
+	struct fid_av av_fid;
+	struct sfi_domain *domain;
+	enum fi_av_type type;
+	struct sfi_addr *table;   /**< FI_AV_TABLE: index -> address (magic 0 = free slot) */
+	size_t count, size;       /**< slots used (== size: indices are never reused) */
+	size_t size_alloc;        /**< slots allocated */
+	bool async;               /**< opened with FI_EVENT: inserts report to the bound EQ */
+	struct sfi_eq *eq;        /**< FI_EVENT: insert completions */
+	int refs;                 /**< endpoints bound */
+};
+
+int sfi_av_open(struct fid_domain *domain, struct fi_av_attr *attr, struct fid_av **av,
+		void *context) SFI_HIDDEN;
+/** fi_addr -> address; 0 or -FI_EINVAL (unknown/removed). */
+int sfi_av_lookup_addr(struct sfi_av *av, fi_addr_t fi_addr, struct sfi_addr *out) SFI_HIDDEN;
+/** address -> fi_addr (for FI_SOURCE), FI_ADDR_NOTAVAIL when not in the AV. */
+fi_addr_t sfi_av_reverse(struct sfi_av *av, const struct sfi_addr *a) SFI_HIDDEN;
+
+/* ------------------------------------------------------------------------------------ */
+/* Completion queues and counters. */
+
+/** A queued completion: the union of all formats plus the source address. */
+struct sfi_cq_entry {
+	struct fi_cq_tagged_entry e;
+	fi_addr_t src;
+};
+
+struct sfi_cq {
+	struct fid_cq cq_fid;
+	struct sfi_domain *domain;
+	enum fi_cq_format format;
+	size_t entry_size;
+	struct sfi_cq_entry *ring;   /**< grows when full: a CQ never overruns */
+	size_t head, count, size;
+	struct sfi_list errs;        /**< struct sfi_cq_err, oldest first */
+	struct sfi_wait wait_own;    /**< when wait_obj is FI_WAIT_FD/UNSPEC without a set */
+	struct sfi_wait *wait;       /**< NULL for FI_WAIT_NONE */
+	struct sfi_ep **eps;         /**< endpoints bound, progressed on read */
+	size_t neps, eps_size;
+	int refs;
+	int signaled;                /**< fi_cq_signal: the next blocked sread returns */
+	enum fi_cq_wait_cond wait_cond; /**< FI_CQ_COND_THRESHOLD: sread's cond is a count */
+	struct sfi_waitobj wobj;     /**< in wait->objs when wait is a fi_wait_open set */
+	uint32_t api_version;        /**< the fabric's, for the fi_cq_err_entry layout */
+};
+
+int sfi_cq_open(struct fid_domain *domain, struct fi_cq_attr *attr, struct fid_cq **cq,
+		void *context) SFI_HIDDEN;
+/** Queue a completion (domain lock held); 0 or -FI_ENOMEM. */
+int sfi_cq_write(struct sfi_cq *cq, void *context, uint64_t flags, size_t len, void *buf,
+		 uint64_t data, uint64_t tag, fi_addr_t src) SFI_HIDDEN;
+/** Queue an error completion (copied; err_data is not kept); 0 or -FI_ENOMEM. */
+int sfi_cq_write_err(struct sfi_cq *cq, const struct fi_cq_err_entry *err) SFI_HIDDEN;
+
+struct sfi_cntr {
+	struct fid_cntr cntr_fid;
+	struct sfi_domain *domain;
+	uint64_t value, errors;
+	struct sfi_wait wait_own;
+	struct sfi_wait *wait;
+	struct sfi_ep **eps;
+	size_t neps, eps_size;
+	int refs;
+	struct sfi_waitobj wobj;
+};
+
+int sfi_cntr_open(struct fid_domain *domain, struct fi_cntr_attr *attr,
+		  struct fid_cntr **cntr, void *context) SFI_HIDDEN;
+void sfi_cntr_inc(struct sfi_cntr *c) SFI_HIDDEN;
+void sfi_cntr_err(struct sfi_cntr *c) SFI_HIDDEN;
+
+/* ------------------------------------------------------------------------------------ */
+/* Event queues. */
+
+struct sfi_eq {
+	struct fid_eq eq_fid;
+	struct sfi_fabric *fabric;
+	pthread_mutex_t lock;
+	struct sfi_list events;       /**< struct sfi_eq_event, oldest first */
+	struct sfi_list errs;
+	struct sfi_wait wait_own;
+	struct sfi_wait *wait;
+	/** CM participants (passive and MSG endpoints, RDM endpoints) progressed on read. */
+	struct sfi_list cm_objs;      /**< struct sfi_eq_obj */
+	int refs;
+	/** Leaf lock of the event lists and refs: sfi_eq_write takes only this one, so it may
+	 *  be called with the domain lock held. @c lock (recursive) serialises the CM progress
+	 *  and cm_objs; the order is EQ lock, then domain lock, then qlock. Hence
+	 *  sfi_eq_attach/detach must NOT be called with a domain lock held. */
+	pthread_mutex_t qlock;
+	struct sfi_waitobj wobj;
+	void *last_err_data;          /**< err_data handed out by the last readerr */
+};
+
+/** Something whose connection management runs when its EQ is read. */
+struct sfi_eq_obj {
+	struct sfi_list entry;
+	void (*progress)(struct sfi_eq_obj *obj);
+	int fd;                       /**< descriptor added to the EQ's wait set, or -1 */
+	uint32_t events;              /**< epoll events for fd (0: EPOLLIN); to change them
+	                                   later call sfi_wait_fd(eq->wait, fd, events) */
+};
+
+int sfi_eq_open(struct fid_fabric *fabric, struct fi_eq_attr *attr, struct fid_eq **eq,
+		void *context) SFI_HIDDEN;
+/** Queue an event (@p len bytes of @p buf, e.g. struct fi_eq_cm_entry + cm data); takes the
+ *  EQ lock itself; 0 or -FI_ENOMEM. */
+int sfi_eq_write(struct sfi_eq *eq, uint32_t event, const void *buf, size_t len,
+		 uint64_t flags) SFI_HIDDEN;
+int sfi_eq_write_err(struct sfi_eq *eq, fid_t fid, void *context, int err, int prov_errno,
+		     const void *err_data, size_t err_data_size) SFI_HIDDEN;
+/** Add/remove a CM participant (its fd joins/leaves the EQ's wait set). Not with a domain
+ *  lock held (see sfi_eq::qlock). */
+void sfi_eq_attach(struct sfi_eq *eq, struct sfi_eq_obj *obj) SFI_HIDDEN;
+void sfi_eq_detach(struct sfi_eq *eq, struct sfi_eq_obj *obj) SFI_HIDDEN;
+
+/** fi_trywait / fi_wait helpers: run the object's progress; -FI_EAGAIN if it has something
+ *  to read, else 0. */
+int sfi_cq_ready(struct sfi_cq *cq) SFI_HIDDEN;
+int sfi_cntr_ready(struct sfi_cntr *c) SFI_HIDDEN;
+int sfi_eq_ready(struct sfi_eq *eq) SFI_HIDDEN;
+
+/* ------------------------------------------------------------------------------------ */
+/* Endpoints: what the CQs, counters and EQs see of an endpoint. */
+
+struct sfi_ep {
+	struct fid_ep ep_fid;
+	struct sfi_domain *domain;
+	enum fi_ep_type type;
+	uint64_t caps;
+	struct sfi_cq *tx_cq, *rx_cq;
+	uint64_t tx_flags, rx_flags;  /**< bind flags (FI_SELECTIVE_COMPLETION) and op_flags */
+	struct sfi_cntr *send_cntr, *recv_cntr, *read_cntr, *write_cntr;
+	struct sfi_cntr *rem_read_cntr, *rem_write_cntr;
+	struct sfi_av *av;
+	struct sfi_eq *eq;
+	bool enabled;
+	/** Run the endpoint's data progress (domain lock held). */
+	void (*progress)(struct sfi_ep *ep);
+	/** Put the endpoint's descriptors into a wait set (events != 0) or take them out
+	 *  (events == 0); called on bind/close of a CQ/counter with a wait object. */
+	void (*wait_fds)(struct sfi_ep *ep, struct sfi_wait *w, bool add);
+};
+
+/** Attach/detach an endpoint to a CQ or counter's progress list (domain lock held). */
+int sfi_cq_attach(struct sfi_cq *cq, struct sfi_ep *ep) SFI_HIDDEN;
+void sfi_cq_detach(struct sfi_cq *cq, struct sfi_ep *ep) SFI_HIDDEN;
+int sfi_cntr_attach(struct sfi_cntr *c, struct sfi_ep *ep) SFI_HIDDEN;
+void sfi_cntr_detach(struct sfi_cntr *c, struct sfi_ep *ep) SFI_HIDDEN;
+
+/** Common fi_ep_bind (CQ, counter, AV, EQ) for both endpoint types; 0 or -FI_E*. */
+int sfi_ep_bind_common(struct sfi_ep *ep, struct fid *bfid, uint64_t flags) SFI_HIDDEN;
+/** Drop every binding (on close). */
+void sfi_ep_unbind_all(struct sfi_ep *ep) SFI_HIDDEN;
+
+/** Report a completed operation: a CQ entry unless FI_SELECTIVE_COMPLETION suppresses it,
+ *  and the matching counter. @p op_flags carry FI_SEND/FI_RECV/FI_READ/FI_WRITE/
+ *  FI_REMOTE_READ/FI_REMOTE_WRITE and FI_COMPLETION. */
+void sfi_ep_complete_tx(struct sfi_ep *ep, void *context, uint64_t op_flags) SFI_HIDDEN;
+void sfi_ep_complete_rx(struct sfi_ep *ep, void *context, uint64_t op_flags, size_t len,
+			void *buf, uint64_t data, uint64_t tag, fi_addr_t src) SFI_HIDDEN;
+/** Report a failed operation (error CQ entry + counter error). olen = bytes truncated. */
+void sfi_ep_error_tx(struct sfi_ep *ep, void *context, uint64_t op_flags, int err) SFI_HIDDEN;
+void sfi_ep_error_rx(struct sfi_ep *ep, void *context, uint64_t op_flags, int err,
+		     size_t len, void *buf, uint64_t data, uint64_t tag, size_t olen) SFI_HIDDEN;
+
+/* ------------------------------------------------------------------------------------ */
+/* sfi_conn: a framed, non-blocking message stream over one connected SCIF endpoint.
+ *
+ * Every frame is a struct sfi_hdr followed by hdr.len payload bytes. Sending queues a frame
+ * (header + a caller-owned iovec, which must stay valid until the tx callback) and pushes
+ * as much as fits without blocking; sfi_conn_progress pushes the rest and parses arriving
+ * frames. For each arriving header the owner's rx_hdr callback chooses where the payload
+ * goes (an iovec, or NULL to discard it); when the payload is in, rx_done runs. A peer is
+ * not trusted: a header with a bad version, op or length, or a payload longer than
+ * SFI_MAX_MSG, makes the connection fail (conn->err set, on_error called once). */
+
+#define SFI_WIRE_VERSION 1
+#define SFI_MAX_MSG ((size_t)1 << 31) /**< largest single message (max_msg_size) */
+#define SFI_MAX_IOV 8                 /**< iov_limit of every endpoint */
+
+struct sfi_hdr {
+	uint8_t version;   /**< SFI_WIRE_VERSION */
+	uint8_t op;        /**< owner-defined, < SFI_OP_MAX */
+	uint16_t flags;    /**< owner-defined */
+	uint32_t len;      /**< payload bytes that follow this header */
+	uint64_t tag;      /**< tagged messages */
+	uint64_t data;     /**< remote CQ data */
+	uint64_t id;       /**< owner-defined (request ids for rendezvous, RMA offsets) */
+	uint64_t size;     /**< owner-defined (total message size for rendezvous) */
+};
+#define SFI_OP_MAX 32
+
+struct sfi_conn;
+
+/** A frame queued for sending. The owner embeds it in its request. */
+struct sfi_tx {
+	struct sfi_list entry;
+	struct sfi_hdr hdr;
+	struct iovec iov[SFI_MAX_IOV + 1]; /**< [0] is the header (set by sfi_conn_send) */
+	size_t iov_count;
+	size_t iov_idx, iov_off;           /**< send position */
+	void (*done)(struct sfi_conn *c, struct sfi_tx *tx, int err); /**< all bytes handed
+	                                      to SCIF (err 0) or the connection failed */
+};
+
+struct sfi_conn_ops {
+	/** A header arrived. Fill @p iov (at most SFI_MAX_IOV entries, total == hdr->len, or
+	 *  return 0 entries to discard the payload) and return the entry count, or a negative
+	 *  FI_E* to fail the connection. @p cookie is passed to rx_done.
+	 *  Optional extras: set c->rx_discard to N to have the last N payload bytes thrown away
+	 *  (then the iovec totals hdr->len - N: truncation); return -FI_EAGAIN when there is no
+	 *  room yet: the stream stops and the same header is offered again by the next
+	 *  sfi_conn_progress (flow control). Callbacks may call sfi_conn_send/sfi_conn_fini
+	 *  but must not free the connection (on_error may: it is its last use). */
+	int (*rx_hdr)(struct sfi_conn *c, const struct sfi_hdr *hdr, struct iovec *iov,
+		      void **cookie);
+	/** The payload of the frame announced by rx_hdr is in place. */
+	void (*rx_done)(struct sfi_conn *c, const struct sfi_hdr *hdr, void *cookie);
+	/** The connection failed or the peer closed (err: -FI_ECONNRESET, -FI_EIO, ...).
+	 *  Queued tx frames have had done(err) called before this. */
+	void (*on_error)(struct sfi_conn *c, int err);
+};
+
+struct sfi_conn {
+	scif_epd_t epd;
+	struct sfi_addr peer;
+	const struct sfi_conn_ops *ops;
+	void *owner;               /**< the endpoint that owns the connection */
+	struct sfi_list txq;       /**< struct sfi_tx, head is being sent */
+	/* receive state */
+	struct sfi_hdr rx_hdr;
+	size_t rx_hdr_got;
+	struct iovec rx_iov[SFI_MAX_IOV];
+	size_t rx_iov_count, rx_iov_idx, rx_iov_off;
+	size_t rx_discard;         /**< payload bytes left to throw away */
+	void *rx_cookie;
+	bool rx_in_payload;
+	uint8_t *rx_stage;         /**< small reads land here first (sfi_conn.c), then parse */
+	size_t rx_stage_off, rx_stage_len; /**< unparsed staged bytes: [off, len) */
+	int err;                   /**< 0 while usable */
+	bool want_pollout;         /**< frames are waiting for room */
+	struct sfi_list tx_done;   /**< frames fully handed to SCIF whose done() is pending */
+	struct sfi_list domain_entry; /**< in sfi_domain::conns */
+	struct sfi_list owner_entry;  /**< free for the owner */
+};
+
+/** Initialise around a connected SCIF endpoint (set O_NONBLOCK); 0 or -FI_E*. */
+int sfi_conn_init(struct sfi_conn *c, scif_epd_t epd, const struct sfi_addr *peer,
+		  const struct sfi_conn_ops *ops, void *owner) SFI_HIDDEN;
+/** Queue a frame: @p hdr (its len is computed from iov), @p iov (count <= SFI_MAX_IOV).
+ *  Never blocks; pushes what fits now. 0 or the connection's error. Never calls tx->done
+ *  itself (done runs from sfi_conn_progress or sfi_conn_fini), so the caller may still use
+ *  @p tx after it returns; on an error return the frame was not queued and done never runs. */
+int sfi_conn_send(struct sfi_conn *c, struct sfi_tx *tx, const struct sfi_hdr *hdr,
+		  const struct iovec *iov, size_t count) SFI_HIDDEN;
+/** Push queued frames and parse arriving ones; returns the connection's error (0 if ok). */
+int sfi_conn_progress(struct sfi_conn *c) SFI_HIDDEN;
+/** Events the connection's descriptor should be waited for (POLLIN, plus POLLOUT while
+ *  frames wait for room). */
+uint32_t sfi_conn_events(const struct sfi_conn *c) SFI_HIDDEN;
+/** Fail queued frames with @p err, close the SCIF endpoint. Idempotent. */
+void sfi_conn_fini(struct sfi_conn *c, int err) SFI_HIDDEN;
+
+/* ------------------------------------------------------------------------------------ */
+/* Endpoint constructors (fi_endpoint / fi_passive_ep dispatch on info->ep_attr->type). */
+
+int sfi_msg_ep_open(struct fid_domain *domain, struct fi_info *info, struct fid_ep **ep,
+		    void *context) SFI_HIDDEN;
+int sfi_pep_open(struct fid_fabric *fabric, struct fi_info *info, struct fid_pep **pep,
+		 void *context) SFI_HIDDEN;
+int sfi_rdm_ep_open(struct fid_domain *domain, struct fi_info *info, struct fid_ep **ep,
+		    void *context) SFI_HIDDEN;
+
+/** The fi_info templates fi_getinfo starts from (sfi_init.c); MSG and RDM. */
+extern const struct fi_info sfi_msg_info, sfi_rdm_info;
+
+/* ------------------------------------------------------------------------------------ */
+/* Filling unused ops slots: every slot of every table libfabric may call is filled. */
+
+int sfi_no_bind(struct fid *fid, struct fid *bfid, uint64_t flags) SFI_HIDDEN;
+int sfi_no_control(struct fid *fid, int command, void *arg) SFI_HIDDEN;
+int sfi_no_ops_open(struct fid *fid, const char *name, uint64_t flags, void **ops,
+		    void *context) SFI_HIDDEN;
+int sfi_no_tostr(const struct fid *fid, char *buf, size_t len) SFI_HIDDEN;
+int sfi_no_ops_set(struct fid *fid, const char *name, uint64_t flags, void *ops,
+		   void *context) SFI_HIDDEN;
+/** Tables for endpoints that lack a class of operations: every slot -FI_ENOSYS. */
+extern struct fi_ops_atomic sfi_no_atomic_ops SFI_HIDDEN;
+extern struct fi_ops_collective sfi_no_collective_ops SFI_HIDDEN;
+extern struct fi_ops_tagged sfi_no_tagged_ops SFI_HIDDEN;
+extern struct fi_ops_rma sfi_no_rma_ops SFI_HIDDEN;
+extern struct fi_ops_msg sfi_no_msg_ops SFI_HIDDEN;
+extern struct fi_ops_cm sfi_no_cm_ops SFI_HIDDEN;
+/** Single -FI_ENOSYS slots, for tables that implement only part of a class. */
+int sfi_no_getpeer(struct fid_ep *ep, void *addr, size_t *addrlen) SFI_HIDDEN;
+int sfi_no_connect(struct fid_ep *ep, const void *addr, const void *param,
+		   size_t paramlen) SFI_HIDDEN;
+int sfi_no_listen(struct fid_pep *pep) SFI_HIDDEN;
+int sfi_no_accept(struct fid_ep *ep, const void *param, size_t paramlen) SFI_HIDDEN;
+int sfi_no_reject(struct fid_pep *pep, fid_t handle, const void *param,
+		  size_t paramlen) SFI_HIDDEN;
+int sfi_no_shutdown(struct fid_ep *ep, uint64_t flags) SFI_HIDDEN;
+int sfi_no_join(struct fid_ep *ep, const void *addr, uint64_t flags, struct fid_mc **mc,
+		void *context) SFI_HIDDEN;
+/** Scalable endpoints are not supported: fi_tx_context/fi_rx_context fail -FI_ENOSYS. */
+int sfi_no_tx_ctx(struct fid_ep *sep, int index, struct fi_tx_attr *attr,
+		  struct fid_ep **tx_ep, void *context) SFI_HIDDEN;
+int sfi_no_rx_ctx(struct fid_ep *sep, int index, struct fi_rx_attr *attr,
+		  struct fid_ep **rx_ep, void *context) SFI_HIDDEN;
+/** fi_rx/tx_size_left: free slots (*size - *used, read under the domain lock) of an
+ *  enabled endpoint, -FI_EOPBADSTATE before fi_enable. */
+ssize_t sfi_ep_queue_left(struct sfi_ep *ep, const size_t *size, const size_t *used) SFI_HIDDEN;
+
+/** Copy @p len bytes from an iovec at byte offset @p off into @p buf (and back). */
+size_t sfi_copy_from_iov(void *buf, size_t len, const struct iovec *iov, size_t count,
+			 size_t off) SFI_HIDDEN;
+size_t sfi_copy_to_iov(const struct iovec *iov, size_t count, size_t off, const void *buf,
+		       size_t len) SFI_HIDDEN;
+size_t sfi_iov_len(const struct iovec *iov, size_t count) SFI_HIDDEN;
+/** The strerror slot of CQs and EQs: the text of FI_E* code @p prov_errno (either sign),
+ *  copied into @p buf when one is given. */
+const char *sfi_strerror(int prov_errno, char *buf, size_t len) SFI_HIDDEN;
+
+/**
+ * The data movement of fi_read/fi_write and friends: copy between the local @p iov list
+ * and the remote regions @p rma (offset key + addr) over the connected SCIF endpoint
+ * @p epd with synchronous RMA (scif_vwriteto/scif_vreadfrom, SCIF_RMA_SYNC), walking both
+ * lists until either ends (callers check that the lengths match).
+ * @return 0, or the (positive) errno of the failed transfer, EACCES for an offset SCIF
+ *         cannot express; each endpoint type maps it to its FI_E* code.
+ */
+int sfi_rma_copy(scif_epd_t epd, bool write, const struct iovec *iov, size_t count,
+		 const struct fi_rma_iov *rma, size_t rma_count) SFI_HIDDEN;
+
+#endif /* SFI_H */

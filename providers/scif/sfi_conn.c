@@ -1,0 +1,552 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/**
+ * @file sfi_conn.c
+ * @brief A framed, non-blocking message stream over one connected SCIF endpoint.
+ *
+ * Frames are a struct sfi_hdr followed by hdr.len payload bytes, written back to back on the
+ * endpoint's byte stream. Nothing here blocks: scif_send and scif_recv are called without
+ * their BLOCK flags and return what fits / what is there.
+ *
+ * Sending: frames are queued in FIFO order on c->txq; the head frame is pushed from its
+ * (iov_idx, iov_off) position. A frame whose every byte was handed to SCIF moves to
+ * c->tx_done, and its done() callback runs from the next sfi_conn_progress (never from
+ * sfi_conn_send, so callers may keep using their request after queueing it). Small frames
+ * (header + payload up to SFI_CONN_BOUNCE bytes) are copied into one contiguous buffer and
+ * go out with a single scif_send.
+ *
+ * Receiving: bytes are read in chunks of up to SFI_CONN_STAGE into a staging buffer and
+ * frames are parsed out of it, so a stream of small frames costs one scif_recv for many of
+ * them. A header (it may arrive in pieces) is validated, then the owner's rx_hdr callback
+ * chooses the destination iovec; payload bytes already staged are copied there, and the
+ * rest of a large payload is received straight into it (user buffers: no intermediate
+ * copy). rx_done runs when the payload is in.
+ *
+ * Callbacks may call sfi_conn_send and sfi_conn_fini on the connection, but must not free it;
+ * on_error is the last thing sfi_conn_progress does with the connection, so the owner may
+ * release it there.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sfi.h"
+
+/** Frames up to this size (header included) are sent with one scif_send from a copy. */
+#define SFI_CONN_BOUNCE 512
+/** Largest count handed to one scif_send/scif_recv (their length is an int). */
+#define SFI_CONN_CHUNK ((size_t)1 << 30)
+/** Frames received per progress call: one busy connection cannot starve the others. */
+#define SFI_CONN_RX_BUDGET 64
+/** Staging buffer size: one scif_recv takes in up to this much. */
+#define SFI_CONN_STAGE 4096
+/** Payload pieces at least this long bypass the staging buffer (zero copy). */
+#define SFI_CONN_DIRECT 1024
+
+/** A failed SCIF call's errno as a negative FI_E* code. */
+static int sfi_conn_errno(int e)
+{
+	switch (e) {
+	case ECONNRESET:
+	case EPIPE:
+		return -FI_ECONNRESET;
+	case ENOTCONN:
+		return -FI_ENOTCONN;
+	case EFAULT:
+		return -FI_EFAULT;
+	case ENOMEM:
+	case ENOBUFS:
+		return -FI_ENOMEM;
+	case EBADF:
+	case ENOTTY:
+	case EINVAL:
+		return -FI_EINVAL;
+	default:
+		return e > 0 ? -e : -FI_EIO;
+	}
+}
+
+int sfi_conn_init(struct sfi_conn *c, scif_epd_t epd, const struct sfi_addr *peer,
+		  const struct sfi_conn_ops *ops, void *owner)
+{
+	int fd, fl;
+
+	memset(c, 0, sizeof(*c));
+	c->epd = -1;
+	sfi_list_init(&c->txq);
+	sfi_list_init(&c->tx_done);
+	sfi_list_init(&c->domain_entry);
+	sfi_list_init(&c->owner_entry);
+	if (epd < 0 || !ops || !ops->rx_hdr || !ops->rx_done || !ops->on_error)
+		return -FI_EINVAL;
+	c->rx_stage = malloc(SFI_CONN_STAGE);
+	if (!c->rx_stage)
+		return -FI_ENOMEM;
+
+	/* scif_send/scif_recv with flags 0 never block anyway; O_NONBLOCK also covers
+	 * anything done on the descriptor itself. */
+	fd = scif_get_fd(epd);
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
+		free(c->rx_stage);
+		c->rx_stage = NULL;
+		return sfi_conn_errno(errno);
+	}
+
+	c->epd = epd;
+	if (peer)
+		c->peer = *peer;
+	c->ops = ops;
+	c->owner = owner;
+	return 0;
+}
+
+/** Total bytes left to send in @p tx from its current position. */
+static size_t sfi_conn_tx_left(const struct sfi_tx *tx)
+{
+	size_t i, n = 0;
+
+	for (i = tx->iov_idx; i < tx->iov_count; i++)
+		n += tx->iov[i].iov_len;
+	return n - (tx->iov_idx < tx->iov_count ? tx->iov_off : 0);
+}
+
+/** Advance the send position of @p tx by @p n bytes. */
+static void sfi_conn_tx_advance(struct sfi_tx *tx, size_t n)
+{
+	while (n && tx->iov_idx < tx->iov_count) {
+		size_t room = tx->iov[tx->iov_idx].iov_len - tx->iov_off;
+
+		if (n < room) {
+			tx->iov_off += n;
+			return;
+		}
+		n -= room;
+		tx->iov_idx++;
+		tx->iov_off = 0;
+	}
+	/* skip trailing empty entries so a finished frame has iov_idx == iov_count */
+	while (tx->iov_idx < tx->iov_count && tx->iov[tx->iov_idx].iov_len == tx->iov_off) {
+		tx->iov_idx++;
+		tx->iov_off = 0;
+	}
+}
+
+/**
+ * Push one frame from its current position.
+ * @return 1 when the whole frame was handed to SCIF, 0 when SCIF has no room for more,
+ *         or a negative FI_E* code.
+ */
+static int sfi_conn_push_frame(struct sfi_conn *c, struct sfi_tx *tx)
+{
+	if (tx->iov_idx == 0 && tx->iov_off == 0) {
+		size_t total = sfi_conn_tx_left(tx);
+
+		if (total <= SFI_CONN_BOUNCE) {
+			char buf[SFI_CONN_BOUNCE];
+			size_t i, pos = 0;
+			int n;
+
+			for (i = 0; i < tx->iov_count; i++) {
+				memcpy(buf + pos, tx->iov[i].iov_base, tx->iov[i].iov_len);
+				pos += tx->iov[i].iov_len;
+			}
+			do {
+				n = scif_send(c->epd, buf, (int)total, 0);
+			} while (n < 0 && errno == EINTR);
+			if (n < 0)
+				return sfi_conn_errno(errno);
+			sfi_conn_tx_advance(tx, (size_t)n);
+			if ((size_t)n == total)
+				return 1;
+			if (n == 0)
+				return 0;
+			/* partial: go on from the new position below */
+		}
+	}
+
+	while (tx->iov_idx < tx->iov_count) {
+		const struct iovec *v = &tx->iov[tx->iov_idx];
+		size_t chunk = v->iov_len - tx->iov_off;
+		int n;
+
+		if (chunk > SFI_CONN_CHUNK)
+			chunk = SFI_CONN_CHUNK;
+		if (chunk == 0) {
+			sfi_conn_tx_advance(tx, 0);
+			continue;
+		}
+		n = scif_send(c->epd, (char *)v->iov_base + tx->iov_off, (int)chunk, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return sfi_conn_errno(errno);
+		}
+		sfi_conn_tx_advance(tx, (size_t)n);
+		if ((size_t)n < chunk)
+			return 0;
+	}
+	return 1;
+}
+
+/** Push queued frames in order until SCIF is full; 0 or a negative FI_E* code. */
+static int sfi_conn_push(struct sfi_conn *c)
+{
+	while (!sfi_list_empty(&c->txq)) {
+		struct sfi_tx *tx = sfi_list_entry(c->txq.next, struct sfi_tx, entry);
+		int ret = sfi_conn_push_frame(c, tx);
+
+		if (ret <= 0) {
+			c->want_pollout = true;
+			return ret;
+		}
+		sfi_list_remove(&tx->entry);
+		sfi_list_insert_tail(&c->tx_done, &tx->entry);
+	}
+	c->want_pollout = false;
+	return 0;
+}
+
+int sfi_conn_send(struct sfi_conn *c, struct sfi_tx *tx, const struct sfi_hdr *hdr,
+		  const struct iovec *iov, size_t count)
+{
+	size_t i, len = 0;
+	bool idle;
+
+	if (c->err)
+		return c->err;
+	if (c->epd < 0)
+		return -FI_ENOTCONN;
+	if (count > SFI_MAX_IOV || (count && !iov))
+		return -FI_EINVAL;
+	for (i = 0; i < count; i++) {
+		if (iov[i].iov_len > SFI_MAX_MSG - len)
+			return -FI_EMSGSIZE;
+		len += iov[i].iov_len;
+	}
+
+	tx->hdr = *hdr;
+	tx->hdr.version = SFI_WIRE_VERSION;
+	tx->hdr.len = (uint32_t)len;
+	tx->iov[0].iov_base = &tx->hdr;
+	tx->iov[0].iov_len = sizeof(tx->hdr);
+	for (i = 0; i < count; i++)
+		tx->iov[i + 1] = iov[i];
+	tx->iov_count = count + 1;
+	tx->iov_idx = 0;
+	tx->iov_off = 0;
+
+	idle = sfi_list_empty(&c->txq);
+	sfi_list_insert_tail(&c->txq, &tx->entry);
+	if (idle) {
+		/* An error here is sticky in SCIF: progress finds it again and fails the
+		 * connection (after taking in what the peer sent before it went away). */
+		if (sfi_conn_push(c) < 0)
+			c->want_pollout = true;
+	}
+	return 0;
+}
+
+/** Run done(0) for frames that are entirely in SCIF's hands, oldest first. */
+static void sfi_conn_complete_tx(struct sfi_conn *c)
+{
+	while (!sfi_list_empty(&c->tx_done)) {
+		struct sfi_tx *tx = sfi_list_entry(c->tx_done.next, struct sfi_tx, entry);
+
+		sfi_list_remove(&tx->entry);
+		tx->done(c, tx, 0);
+	}
+}
+
+/** Call done(err) on every frame still queued (done(0) on those already sent). */
+static void sfi_conn_flush_tx(struct sfi_conn *c, int err)
+{
+	sfi_conn_complete_tx(c);
+	while (!sfi_list_empty(&c->txq)) {
+		struct sfi_tx *tx = sfi_list_entry(c->txq.next, struct sfi_tx, entry);
+
+		sfi_list_remove(&tx->entry);
+		tx->done(c, tx, err);
+	}
+	c->want_pollout = false;
+}
+
+/** Forget the frame being received. */
+static void sfi_conn_rx_reset(struct sfi_conn *c)
+{
+	c->rx_hdr_got = 0;
+	c->rx_iov_count = 0;
+	c->rx_iov_idx = 0;
+	c->rx_iov_off = 0;
+	c->rx_discard = 0;
+	c->rx_cookie = NULL;
+	c->rx_in_payload = false;
+}
+
+/**
+ * A header is complete: validate it and ask the owner where its payload goes.
+ * @return 0, or a negative FI_E* code that fails the connection.
+ */
+static int sfi_conn_rx_start(struct sfi_conn *c)
+{
+	const struct sfi_hdr *h = &c->rx_hdr;
+	size_t i, total = 0;
+	int n;
+
+	if (h->version != SFI_WIRE_VERSION || h->op >= SFI_OP_MAX || h->len > SFI_MAX_MSG) {
+		SFI_WARN(FI_LOG_EP_DATA, "bad frame from %u:%u (version %u op %u len %u)\n",
+			 c->peer.node, c->peer.port, h->version, h->op, h->len);
+		return -FI_EIO;
+	}
+	c->rx_cookie = NULL;
+	c->rx_discard = 0;
+	n = c->ops->rx_hdr(c, h, c->rx_iov, &c->rx_cookie);
+	if (c->err || c->epd < 0)
+		return c->err ? c->err : -FI_ECONNRESET;
+	if (n < 0) {
+		c->rx_discard = 0;
+		return n; /* -FI_EAGAIN: the header is offered again next time */
+	}
+	if (n > SFI_MAX_IOV || c->rx_discard > h->len)
+		return -FI_EINVAL;
+	for (i = 0; i < (size_t)n; i++) {
+		if (c->rx_iov[i].iov_len > SFI_MAX_MSG - total)
+			return -FI_EINVAL;
+		total += c->rx_iov[i].iov_len;
+	}
+	if (n > 0 && total + c->rx_discard != h->len) {
+		SFI_WARN(FI_LOG_EP_DATA, "receive iovec holds %zu+%zu bytes for a %u-byte frame\n",
+			 total, c->rx_discard, h->len);
+		return -FI_EINVAL;
+	}
+	c->rx_iov_count = (size_t)n;
+	c->rx_iov_idx = 0;
+	c->rx_iov_off = 0;
+	if (n == 0)
+		c->rx_discard = h->len;
+	c->rx_in_payload = true;
+	return 0;
+}
+
+/** Staged bytes not parsed yet. */
+static inline size_t sfi_conn_staged(const struct sfi_conn *c)
+{
+	return c->rx_stage_len - c->rx_stage_off;
+}
+
+/**
+ * Refill the (empty) staging buffer with what SCIF has now.
+ * @return the byte count (0: nothing there), or a negative FI_E* code.
+ */
+static int sfi_conn_stage_fill(struct sfi_conn *c)
+{
+	int n;
+
+	c->rx_stage_off = c->rx_stage_len = 0;
+	do {
+		n = scif_recv(c->epd, c->rx_stage, SFI_CONN_STAGE, 0);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return sfi_conn_errno(errno);
+	c->rx_stage_len = (size_t)n;
+	return n;
+}
+
+/** Take up to @p len staged bytes into @p dst (NULL: drop them); returns the count. */
+static size_t sfi_conn_stage_take(struct sfi_conn *c, void *dst, size_t len)
+{
+	size_t n = sfi_conn_staged(c);
+
+	if (n > len)
+		n = len;
+	if (dst)
+		memcpy(dst, c->rx_stage + c->rx_stage_off, n);
+	c->rx_stage_off += n;
+	return n;
+}
+
+/**
+ * Receive payload bytes of the current frame: staged bytes first, then large pieces straight
+ * from SCIF into the destination, small ones through the staging buffer.
+ * @return 1 when the payload is complete, 0 when no more bytes are available now, or a
+ *         negative FI_E* code.
+ */
+static int sfi_conn_rx_payload(struct sfi_conn *c)
+{
+	while (c->rx_iov_idx < c->rx_iov_count) {
+		const struct iovec *v = &c->rx_iov[c->rx_iov_idx];
+		size_t chunk = v->iov_len - c->rx_iov_off;
+		char *dst = (char *)v->iov_base + c->rx_iov_off;
+		int n;
+
+		if (chunk == 0) {
+			c->rx_iov_idx++;
+			c->rx_iov_off = 0;
+			continue;
+		}
+		if (sfi_conn_staged(c)) {
+			c->rx_iov_off += sfi_conn_stage_take(c, dst, chunk);
+			continue;
+		}
+		if (chunk < SFI_CONN_DIRECT) {
+			n = sfi_conn_stage_fill(c);
+			if (n <= 0)
+				return n;
+			continue;
+		}
+		if (chunk > SFI_CONN_CHUNK)
+			chunk = SFI_CONN_CHUNK;
+		n = scif_recv(c->epd, dst, (int)chunk, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return sfi_conn_errno(errno);
+		}
+		if (n == 0)
+			return 0;
+		c->rx_iov_off += (size_t)n;
+	}
+	while (c->rx_discard) {
+		int n;
+
+		if (sfi_conn_staged(c)) {
+			c->rx_discard -= sfi_conn_stage_take(c, NULL, c->rx_discard);
+			continue;
+		}
+		n = sfi_conn_stage_fill(c);
+		if (n <= 0)
+			return n;
+	}
+	return 1;
+}
+
+/**
+ * Take in up to SFI_CONN_RX_BUDGET frames.
+ * @return 0, or a negative FI_E* code (the connection failed, or it was closed by a callback
+ *         and must not be touched further: then c->epd < 0).
+ */
+static int sfi_conn_rx(struct sfi_conn *c)
+{
+	int frames = 0;
+
+	while (frames < SFI_CONN_RX_BUDGET) {
+		struct sfi_hdr hdr;
+		void *cookie;
+		int ret;
+
+		if (!c->rx_in_payload) {
+			if (c->rx_hdr_got < sizeof(c->rx_hdr)) {
+				if (!sfi_conn_staged(c)) {
+					int n = sfi_conn_stage_fill(c);
+
+					if (n <= 0)
+						return n;
+				}
+				c->rx_hdr_got += sfi_conn_stage_take(c,
+					(char *)&c->rx_hdr + c->rx_hdr_got,
+					sizeof(c->rx_hdr) - c->rx_hdr_got);
+				if (c->rx_hdr_got < sizeof(c->rx_hdr))
+					continue;
+			}
+			ret = sfi_conn_rx_start(c);
+			if (ret == -FI_EAGAIN)
+				return 0; /* the owner has no room: the stream waits */
+			if (ret)
+				return ret;
+		}
+		ret = sfi_conn_rx_payload(c);
+		if (ret <= 0)
+			return ret;
+
+		hdr = c->rx_hdr;
+		cookie = c->rx_cookie;
+		sfi_conn_rx_reset(c);
+		frames++;
+		c->ops->rx_done(c, &hdr, cookie);
+		if (c->err || c->epd < 0)
+			return c->err ? c->err : -FI_ECONNRESET;
+	}
+	return 0;
+}
+
+/** The connection broke: fail queued frames, then tell the owner (last use of @p c). */
+static int sfi_conn_fail(struct sfi_conn *c, int err)
+{
+	if (c->err)
+		return c->err;
+	c->err = err;
+	if (err == -FI_ECONNRESET)
+		SFI_DBG(FI_LOG_EP_DATA, "peer %u:%u closed the connection\n",
+			c->peer.node, c->peer.port);
+	else
+		SFI_WARN(FI_LOG_EP_DATA, "connection to %u:%u failed: %s\n",
+			 c->peer.node, c->peer.port, fi_strerror(-err));
+	sfi_conn_flush_tx(c, err);
+	c->ops->on_error(c, err);
+	return err;
+}
+
+int sfi_conn_progress(struct sfi_conn *c)
+{
+	int ret;
+
+	if (c->err)
+		return c->err;
+	if (c->epd < 0)
+		return -FI_ENOTCONN;
+
+	/* Frames sent earlier complete before anything that arrived since. */
+	sfi_conn_complete_tx(c);
+	if (c->err)
+		return c->err;
+	if (c->epd < 0)
+		return -FI_ENOTCONN;
+	/* What the peer sent before any failure is taken in first. */
+	ret = sfi_conn_rx(c);
+	if (c->err)
+		return c->err;
+	if (c->epd < 0)
+		return -FI_ENOTCONN; /* closed by a callback */
+	if (ret == 0 && !sfi_list_empty(&c->txq))
+		ret = sfi_conn_push(c);
+	if (ret == 0)
+		sfi_conn_complete_tx(c);
+	if (c->err)
+		return c->err;
+	if (c->epd < 0)
+		return -FI_ENOTCONN;
+	if (ret < 0)
+		return sfi_conn_fail(c, ret);
+	return 0;
+}
+
+uint32_t sfi_conn_events(const struct sfi_conn *c)
+{
+	uint32_t ev = c->want_pollout ? POLLOUT : 0;
+
+	if (c->epd < 0 || c->err)
+		return 0;
+	/* A header the owner has no room for holds the stream: more POLLIN would only spin. */
+	if (c->rx_in_payload || c->rx_hdr_got < sizeof(c->rx_hdr))
+		ev |= POLLIN;
+	return ev;
+}
+
+void sfi_conn_fini(struct sfi_conn *c, int err)
+{
+	if (!err)
+		err = -FI_ECANCELED;
+	if (!c->err)
+		c->err = err;
+	/* Whatever is still queued never reaches the peer. */
+	sfi_conn_flush_tx(c, c->err);
+	if (c->epd >= 0) {
+		scif_close(c->epd);
+		c->epd = -1;
+	}
+	sfi_conn_rx_reset(c);
+	free(c->rx_stage);
+	c->rx_stage = NULL;
+	c->rx_stage_off = c->rx_stage_len = 0;
+}

@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# tests/provider/bench-provider.sh - what `make bench-provider` runs: the scif provider's
+# latency and bandwidth next to what a user would run instead on one machine, in one run:
+#   fi_rdm_tagged_pingpong  round trips, 8 B to 1 MiB, scif against libfabric's shm
+#   fi_rma_bw -o write      4 MiB RMA writes, scif against shm
+#   scif_bench_mpi          MPI round trips (8 B) and bandwidth (64 KiB, 4 MiB) over scif
+#                           (pml cm, mtl ofi) against Open MPI's vader (pml ob1)
+#   scif_bench              libscif's own 8 B round trip, and memcpy at 4 MiB
+# then the ratios. The two processes of every pair are pinned to CPUs 0 and 1 (taskset;
+# mpirun --bind-to core), as scif_bench pins its own, and scif's are on SCIF nodes 0 and 1,
+# as scif_bench's host and card are. fabtests' round trip is its usec/xfer times two (it
+# times a whole ping-pong loop and counts two transfers per iteration); MPI's and
+# scif_bench's are medians of individually timed round trips. Bandwidths are GB/s (10^9 B/s).
+#
+# Environment (set by the make target): top_builddir, top_srcdir (absolute), MPICC (empty
+# without Open MPI), FABTESTS_TARBALL. BENCH_MPI_SECONDS (0.5) times each MPI size.
+# Exits non-zero when a measurement could not be made (after printing all the others).
+set -uo pipefail
+
+: "${top_builddir:?run through make bench-provider}" "${top_srcdir:?run through make bench-provider}"
+MPICC=${MPICC:-}
+BENCH_MPI_SECONDS=${BENCH_MPI_SECONDS:-0.5}
+work=$top_builddir/tests/provider
+ftbin=$work/fabtests-1.17.0/install/bin
+out=$work/bench
+mpi_bin=$top_builddir/tools/scif_bench/scif_bench_mpi
+missing=0
+export FI_PROVIDER_PATH=$top_builddir/providers/scif/.libs
+export LD_LIBRARY_PATH=$top_builddir/libscif/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export SCIF_LOCAL_NODES=2
+mkdir -p "$out"
+
+# fabtests, built once (check-provider.sh's fabtests-build check).
+bash "$top_srcdir/tests/provider/check-provider.sh" fabtests-build | grep -v 'passed, ' ||
+	true
+[ -x "$ftbin/fi_rma_bw" ] || { echo "bench-provider: fabtests could not be built"; exit 1; }
+
+# Namespaces of its own for each measured pair, as check-provider.sh does (a private
+# /dev/shm for shm; nothing is left running).
+isolate=()
+for user in "" --map-root-user; do
+	for net in --net ""; do
+		setup='mount -t tmpfs -o mode=1777 tmpfs /dev/shm && exec "$@"'
+		[ -n "$net" ] && setup="ip link set lo up && $setup"
+		cmd=(unshare --kill-child ${user:+"$user"} ${net:+"$net"} --pid --fork --mount-proc
+		     sh -c "$setup" isolate)
+		if "${cmd[@]}" true 2>/dev/null; then
+			isolate=("${cmd[@]}")
+			break 2
+		fi
+	done
+done
+
+new_run_dir() {
+	SCIF_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/scif-bench-XXXXXX") && export SCIF_RUN_DIR
+}
+done_run_dir() { rm -rf "$SCIF_RUN_DIR"; unset SCIF_RUN_DIR; }
+
+# fabtest PROVIDER LOG PROGRAM ARGS...: a fabtests pair, server on CPU 0 (SCIF node 0),
+# client on CPU 1 (SCIF node 1); the client's machine-readable output (-m) goes to LOG, the
+# server's to LOG.server. shm's addresses are names, scif's SCIF node numbers.
+fabtest() {
+	local prov=$1 log=$2 prog=$3 rc
+	shift 3
+	local s_src=127.0.0.1 c_src=127.0.0.1 dst=127.0.0.1
+	[ "$prov" = scif ] && { s_src=0; c_src=1; dst=0; }
+	new_run_dir
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	timeout -k 5 120 "${isolate[@]}" env S_SRC="$s_src" C_SRC="$c_src" DST="$dst" LOG="$log" \
+		bash -c '
+		SCIF_NODE=0 taskset -c 0 "$@" -s "$S_SRC" >"$LOG.server" 2>&1 &
+		server=$!
+		sleep 1
+		SCIF_NODE=1 taskset -c 1 "$@" -s "$C_SRC" "$DST" >"$LOG" 2>&1
+		rc=$?
+		wait "$server" || rc=1
+		exit $rc' fabtest "$ftbin/$prog" -p "$prov" -m "$@"
+	rc=$?
+	done_run_dir
+	return $rc
+}
+
+# The number after "KEY: " in a fabtests -m line.
+ft_field() { grep -o "$1: [0-9.]*" "$2" 2>/dev/null | tail -n 1 | awk '{print $2}'; }
+
+declare -A fig=()
+# note KEY LOG: a measurement that could not be made.
+lost() { missing=$((missing + 1)); echo "    $1: no result (log: $2)"; }
+
+pingpong_sizes="8 256 4096 65536 1048576"
+iters_for() {
+	if [ "$1" -le 4096 ]; then echo 20000; elif [ "$1" -le 65536 ]; then echo 5000; else echo 500; fi
+}
+
+echo "bench-provider: fi_rdm_tagged_pingpong, scif and shm"
+for prov in scif shm; do
+	for s in $pingpong_sizes; do
+		log=$out/pingpong-$prov-$s.txt
+		if fabtest "$prov" "$log" fi_rdm_tagged_pingpong -S "$s" -I "$(iters_for "$s")" -w 100; then
+			v=$(ft_field usec/xfer "$log")
+			[ -n "$v" ] && fig[pp-$prov-$s]=$(awk -v v="$v" 'BEGIN { printf "%.3f", 2 * v }')
+		fi
+		[ -n "${fig[pp-$prov-$s]:-}" ] || lost "$prov $s B" "$log"
+	done
+done
+
+echo "bench-provider: fi_rma_bw -e rdm -o write, 4 MiB, scif and shm"
+for prov in scif shm; do
+	log=$out/rma-write-$prov.txt
+	if fabtest "$prov" "$log" fi_rma_bw -e rdm -o write -S 4194304 -I 500 -W 64; then
+		v=$(ft_field MB/sec "$log")
+		[ -n "$v" ] && fig[rma-$prov]=$(awk -v v="$v" 'BEGIN { printf "%.3f", v / 1000 }')
+	fi
+	[ -n "${fig[rma-$prov]:-}" ] || lost "$prov RMA write" "$log"
+done
+
+# mpi TRANSPORT PATTERN SIZES...: scif_bench_mpi PATTERN over scif (ranks on SCIF nodes 0
+# and 1) or vader, its result lines to stdout.
+mpi() {
+	local transport=$1 pattern=$2
+	shift 2
+	# shellcheck disable=SC2054 # "self,vader" is one argument
+	local -a args=(--mca pml ob1 --mca btl self,vader) wrap=()
+	if [ "$transport" = scif ]; then
+		# scif's own RDM endpoints, not ofi_rxm layered on its MSG ones (check-provider.sh)
+		args=(--mca pml cm --mca mtl ofi --mca mtl_ofi_provider_include scif
+		      -x FI_PROVIDER=^ofi_rxm)
+		wrap=("$top_srcdir/tests/provider/scif-rank")
+	fi
+	new_run_dir
+	timeout -k 5 180 "${isolate[@]}" mpirun --allow-run-as-root -np 2 --bind-to core \
+		--map-by core "${args[@]}" -x FI_PROVIDER_PATH -x LD_LIBRARY_PATH -x SCIF_RUN_DIR \
+		-x SCIF_LOCAL_NODES "${wrap[@]}" "$mpi_bin" "$pattern" "$BENCH_MPI_SECONDS" "$@" \
+		2>&1 | tee -a "$out/mpi-$transport.log" | grep -E '^(lat|bw) '
+	done_run_dir
+}
+
+echo "bench-provider: scif_bench_mpi, over scif (mtl ofi) and vader"
+if [ -z "$MPICC" ] || [ ! -x "$mpi_bin" ]; then
+	echo "    no $mpi_bin (configure found no mpicc)"
+	missing=$((missing + 6))
+else
+	for transport in scif vader; do
+		: >"$out/mpi-$transport.log"
+		while read -r kind size v _; do
+			fig[mpi-$kind-$transport-$size]=$v
+		done < <(mpi "$transport" lat 8; mpi "$transport" bw 65536 4194304)
+		for k in lat-8 bw-65536 bw-4194304; do
+			[ -n "${fig[mpi-${k%%-*}-$transport-${k#*-}]:-}" ] ||
+				lost "MPI $transport $k" "$out/mpi-$transport.log"
+		done
+	done
+fi
+
+echo "bench-provider: scif_bench (lat 8 B; memcpy and rma-write/sync-cpu 4 MiB)"
+# scif_bench pins itself (CPUs 0 and 1) and starts its own card process.
+json_median() {
+	python3 - "$1" "$2" "$3" <<'EOF'
+import json, sys
+try:
+    for r in json.load(open(sys.argv[1]))["results"]:
+        if r["test"] == sys.argv[2] and r["size"] == int(sys.argv[3]):
+            print(r["median"])
+            break
+except (OSError, ValueError, KeyError):
+    pass
+EOF
+}
+new_run_dir
+timeout -k 5 120 "$top_builddir/tools/scif_bench/scif_bench" --tests lat --sizes 8 \
+	--json "$out/scif_bench-lat.json" >"$out/scif_bench-lat.txt" 2>&1
+timeout -k 5 120 "$top_builddir/tools/scif_bench/scif_bench" --tests rma-write/sync-cpu \
+	--sizes 4M --json "$out/scif_bench-rma.json" >"$out/scif_bench-rma.txt" 2>&1
+done_run_dir
+fig[sb-lat]=$(json_median "$out/scif_bench-lat.json" lat 8)
+fig[sb-memcpy]=$(json_median "$out/scif_bench-rma.json" memcpy 4194304)
+fig[sb-rma]=$(json_median "$out/scif_bench-rma.json" rma-write/sync-cpu 4194304)
+[ -n "${fig[sb-lat]}" ] || lost "scif_bench lat" "$out/scif_bench-lat.txt"
+[ -n "${fig[sb-memcpy]}" ] || lost "scif_bench memcpy" "$out/scif_bench-rma.txt"
+
+# ---------------------------------------------------------------------------------------
+# The table: scif, the reference, scif / reference.
+
+ratio() { # A B: A / B, or "n/a"
+	if [ -n "${1:-}" ] && [ -n "${2:-}" ]; then
+		awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'
+	else
+		echo n/a
+	fi
+}
+row() { # WHAT SIZE UNIT SCIF REF REFNAME
+	printf '%-34s %9s %12s %12s %-8s %9s\n' "$1" "$2" "${4:-n/a}${4:+ $3}" "${5:-n/a}${5:+ $3}" \
+		"$6" "$(ratio "${4:-}" "${5:-}")"
+}
+human() { # bytes -> 8 B, 64 KiB, 4 MiB
+	if [ "$1" -ge 1048576 ]; then echo "$(($1 / 1048576)) MiB"
+	elif [ "$1" -ge 1024 ]; then echo "$(($1 / 1024)) KiB"
+	else echo "$1 B"; fi
+}
+
+echo
+echo "bench-provider: pinned to CPUs 0 and 1; round trips in us (lower is better), bandwidth GB/s"
+printf '%-34s %9s %12s %12s %-8s %9s\n' test size scif reference ref scif/ref
+for s in $pingpong_sizes; do
+	row "fi_rdm_tagged_pingpong round trip" "$(human "$s")" us "${fig[pp-scif-$s]:-}" \
+		"${fig[pp-shm-$s]:-}" shm
+done
+row "fi_rma_bw write" "4 MiB" GB/s "${fig[rma-scif]:-}" "${fig[rma-shm]:-}" shm
+row "MPI round trip (scif_bench_mpi)" "8 B" us "${fig[mpi-lat-scif-8]:-}" \
+	"${fig[mpi-lat-vader-8]:-}" vader
+for s in 65536 4194304; do
+	row "MPI bandwidth (scif_bench_mpi)" "$(human "$s")" GB/s "${fig[mpi-bw-scif-$s]:-}" \
+		"${fig[mpi-bw-vader-$s]:-}" vader
+done
+row "scif_bench lat (libscif alone)" "8 B" us "${fig[sb-lat]:-}" "" ""
+row "scif_bench rma-write/sync-cpu" "4 MiB" GB/s "${fig[sb-rma]:-}" "${fig[sb-memcpy]:-}" memcpy
+
+echo
+echo "bench-provider: ratios"
+printf '  %-46s %s\n' \
+	"scif/shm tagged round trip, 8 B" "$(ratio "${fig[pp-scif-8]:-}" "${fig[pp-shm-8]:-}")" \
+	"scif/vader MPI round trip, 8 B" "$(ratio "${fig[mpi-lat-scif-8]:-}" "${fig[mpi-lat-vader-8]:-}")" \
+	"scif/vader MPI bandwidth, 4 MiB" \
+	"$(ratio "${fig[mpi-bw-scif-4194304]:-}" "${fig[mpi-bw-vader-4194304]:-}")" \
+	"tagged round trip / scif_bench lat, 8 B" "$(ratio "${fig[pp-scif-8]:-}" "${fig[sb-lat]:-}")" \
+	"fi_rma_bw write / memcpy, 4 MiB" "$(ratio "${fig[rma-scif]:-}" "${fig[sb-memcpy]:-}")"
+echo "bench-provider: logs in $out"
+if [ "$missing" -gt 0 ]; then
+	echo "bench-provider: $missing measurement(s) missing"
+	exit 1
+fi
