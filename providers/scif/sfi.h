@@ -166,6 +166,15 @@ int sfi_addr_parse_ext(const char *node, const char *service, int host_node,
 		       struct sfi_addr *out) SFI_HIDDEN;
 /** An address as fi_info carries it (info->addr_format, src_addr/dest_addr + len):
  *  FI_FORMAT_UNSPEC (struct sfi_addr) or FI_ADDR_STR; 0 or -FI_EINVAL. */
+/*
+ * FI_SOCKADDR_IN form of a SCIF address, for layered providers (ofi_rxm keeps its peers in
+ * an IP address vector): AF_INET, 127.0.0.0/8 with the node in the middle two bytes
+ * (node 0 is 127.0.0.1, node 1 is 127.0.1.1, ...), the SCIF port as the port.
+ * sfi_addr_from_sin checks @p len and the form; 0 or -FI_EINVAL.
+ */
+struct sockaddr_in;
+void sfi_addr_to_sin(const struct sfi_addr *a, struct sockaddr_in *sin) SFI_HIDDEN;
+int sfi_addr_from_sin(const void *addr, size_t len, struct sfi_addr *out) SFI_HIDDEN;
 int sfi_addr_from_info(uint32_t addr_format, const void *addr, size_t addrlen,
 		       struct sfi_addr *out) SFI_HIDDEN;
 /** Format @p a as "fi_scif://N:P" into buf (like fi_av_straddr; returns buf). */

@@ -46,14 +46,24 @@ static int prot_of(uint64_t access)
 	return prot;
 }
 
-/** Register one region on one connection; 0 or -FI_E*. */
+/**
+ * Register one region on one connection; 0 or -FI_E*. A connection that has failed, or
+ * whose peer is gone (its owner learns that at its next progress), is skipped: a region
+ * must not become unusable because some unrelated peer died.
+ */
 static int mr_register_conn(struct sfi_mr *mr, struct sfi_conn *c)
 {
-	off_t off = scif_register(c->epd, mr->page_addr, mr->page_len, (off_t)mr->offset,
-				  prot_of(mr->access), SCIF_MAP_FIXED);
+	off_t off;
 
+	if (c->err)
+		return 0;
+	off = scif_register(c->epd, mr->page_addr, mr->page_len, (off_t)mr->offset,
+			    prot_of(mr->access), SCIF_MAP_FIXED);
 	if (off == SCIF_REGISTER_FAILED) {
 		int err = errno;
+
+		if (err == ECONNRESET || err == ENOTCONN || err == ENODEV)
+			return 0;
 
 		SFI_WARN(FI_LOG_MR, "scif_register(offset %#llx, %zu bytes): %s\n",
 			 (unsigned long long)mr->offset, mr->page_len, strerror(err));

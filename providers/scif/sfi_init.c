@@ -353,25 +353,37 @@ static int match_rx(const struct fi_rx_attr *h, struct fi_rx_attr *out)
 /* ------------------------------------------------------------------------------------ */
 /* Addresses in fi_info. */
 
+void sfi_addr_to_sin(const struct sfi_addr *a, struct sockaddr_in *sin)
+{
+	memset(sin, 0, sizeof(*sin));
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons(a->port);
+	sin->sin_addr.s_addr = htonl(0x7f000001u | ((uint32_t)a->node << 8));
+}
+
+int sfi_addr_from_sin(const void *addr, size_t len, struct sfi_addr *out)
+{
+	const struct sockaddr_in *sin = addr;
+	uint32_t ip;
+
+	if (len < sizeof(*sin) || sin->sin_family != AF_INET)
+		return -FI_EINVAL;
+	ip = ntohl(sin->sin_addr.s_addr);
+	if ((ip & 0xff0000ffu) != 0x7f000001u)
+		return -FI_EINVAL;
+	out->node = (uint16_t)(ip >> 8);
+	out->port = ntohs(sin->sin_port);
+	out->magic = SFI_ADDR_MAGIC;
+	return 0;
+}
+
 int sfi_addr_from_info(uint32_t addr_format, const void *addr, size_t addrlen,
 		       struct sfi_addr *out)
 {
 	if (!addr)
 		return -FI_EINVAL;
-	if (addr_format == FI_SOCKADDR_IN) {
-		const struct sockaddr_in *sin = addr;
-		uint32_t ip;
-
-		if (addrlen < sizeof(*sin) || sin->sin_family != AF_INET)
-			return -FI_EINVAL;
-		ip = ntohl(sin->sin_addr.s_addr);
-		if ((ip & 0xff0000ffu) != 0x7f000001u)
-			return -FI_EINVAL;
-		out->node = (uint16_t)(ip >> 8);
-		out->port = ntohs(sin->sin_port);
-		out->magic = SFI_ADDR_MAGIC;
-		return 0;
-	}
+	if (addr_format == FI_SOCKADDR_IN)
+		return sfi_addr_from_sin(addr, addrlen, out);
 	if (addr_format == FI_ADDR_STR) {
 		const char *s = addr;
 
@@ -390,12 +402,11 @@ static int set_info_addr(uint32_t addr_format, const struct sfi_addr *a, void **
 			 size_t *dstlen)
 {
 	if (addr_format == FI_SOCKADDR_IN) {
-		struct sockaddr_in *sin = calloc(1, sizeof(*sin));
+		struct sockaddr_in *sin = malloc(sizeof(*sin));
+
 		if (!sin)
 			return -FI_ENOMEM;
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(a->port);
-		sin->sin_addr.s_addr = htonl(0x7f000001u | ((uint32_t)a->node << 8));
+		sfi_addr_to_sin(a, sin);
 		*dst = sin;
 		*dstlen = sizeof(*sin);
 		return 0;

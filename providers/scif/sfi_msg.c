@@ -1137,35 +1137,6 @@ static struct fi_ops_rma sfi_msg_rma_ops = {
 /* ------------------------------------------------------------------------------------ */
 /* Connection management of active endpoints. */
 
-/*
- * FI_SOCKADDR_IN form of a SCIF address, for layered providers (ofi_rxm keeps its peers in
- * an IP address vector): AF_INET, 127.0.0.0/8 with the node in the middle two bytes
- * (node 0 is 127.0.0.1, node 1 is 127.0.1.1, ...), the SCIF port as the port.
- */
-static void sfi_msg_to_sin(const struct sfi_addr *a, struct sockaddr_in *sin)
-{
-	memset(sin, 0, sizeof(*sin));
-	sin->sin_family = AF_INET;
-	sin->sin_port = htons(a->port);
-	sin->sin_addr.s_addr = htonl(0x7f000001u | ((uint32_t)a->node << 8));
-}
-
-static int sfi_msg_from_sin(const void *addr, size_t len, struct sfi_addr *out)
-{
-	const struct sockaddr_in *sin = addr;
-	uint32_t ip;
-
-	if (len < sizeof(*sin) || sin->sin_family != AF_INET)
-		return -FI_EINVAL;
-	ip = ntohl(sin->sin_addr.s_addr);
-	if ((ip & 0xff0000ffu) != 0x7f000001u)
-		return -FI_EINVAL;
-	out->node = (uint16_t)(ip >> 8);
-	out->port = ntohs(sin->sin_port);
-	out->magic = SFI_ADDR_MAGIC;
-	return 0;
-}
-
 /** An address given by the application in @p fmt (FI_FORMAT_UNSPEC, FI_ADDR_STR or
  *  FI_SOCKADDR_IN); @p len 0 when the call has no length (fi_connect). 0 or -FI_EINVAL. */
 static int sfi_msg_addr_in(uint32_t fmt, const void *addr, size_t len, struct sfi_addr *out)
@@ -1173,7 +1144,7 @@ static int sfi_msg_addr_in(uint32_t fmt, const void *addr, size_t len, struct sf
 	if (!addr)
 		return -FI_EINVAL;
 	if (fmt == FI_SOCKADDR_IN)
-		return sfi_msg_from_sin(addr, len ? len : sizeof(struct sockaddr_in), out);
+		return sfi_addr_from_sin(addr, len ? len : sizeof(struct sockaddr_in), out);
 	if (fmt == FI_ADDR_STR && !len)
 		len = strnlen(addr, 128) + 1;
 	else if (fmt != FI_ADDR_STR && !len)
@@ -1321,7 +1292,7 @@ static int sfi_msg_copy_addr(uint32_t fmt, const struct sfi_addr *a, void *addr,
 	if (!addrlen)
 		return -FI_EINVAL;
 	if (fmt == FI_SOCKADDR_IN) {
-		sfi_msg_to_sin(a, &sin);
+		sfi_addr_to_sin(a, &sin);
 		src = &sin;
 		need = sizeof(sin);
 	} else if (fmt == FI_ADDR_STR) {
