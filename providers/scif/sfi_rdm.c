@@ -58,6 +58,11 @@ enum {
 #define RDM_WF_ACK 0x4     /**< FI_DELIVERY_COMPLETE: ACK (id) once the data is taken in */
 #define RDM_WF_MASK (RDM_WF_TAGGED | RDM_WF_DATA | RDM_WF_ACK)
 
+/** Internal op flag of the fi_inject* calls, which report no completion (unlike
+ *  FI_INJECT passed to fi_sendmsg or set in op_flags, which only frees the buffer).
+ *  A provider-specific bit; stripped from applications' flags. */
+#define RDM_TX_SILENT (1ULL << 63)
+
 /** A peer broke the protocol (libfabric has no FI_EPROTO): the connection fails. */
 #define RDM_EPROTO FI_EIO
 
@@ -147,7 +152,7 @@ struct rdm_txr {
 	struct fi_rma_iov rma[SFI_MAX_IOV];
 	size_t rma_count;
 	bool wdata;                 /**< RMA write followed by a WDATA frame */
-	bool no_cq;                 /**< inject: counters only, no CQ entry on success */
+	bool no_cq;                 /**< fi_inject*: counters only, no CQ entry on success */
 	bool dc;                    /**< FI_DELIVERY_COMPLETE: completes on the peer's ACK */
 	bool cts_seen;              /**< rendezvous: DATA is on its way (dc: waits for ACK) */
 	char *inject;               /**< ep->inject_size bytes, right after the struct */
@@ -1298,7 +1303,7 @@ static ssize_t rdm_sendgen(struct rdm_ep *ep, const struct iovec *iov, size_t co
 		t->dc = (flags & FI_DELIVERY_COMPLETE) && !(flags & FI_INJECT);
 		if (t->dc)
 			t->wflags |= RDM_WF_ACK;
-		t->no_cq = flags & FI_INJECT;
+		t->no_cq = flags & RDM_TX_SILENT;
 		ret = rdm_txr_submit(ep, dest, t);
 	}
 	sfi_domain_unlock(ep->ep.domain);
@@ -1966,7 +1971,7 @@ static ssize_t rdm_sendv(struct fid_ep *fep, const struct iovec *iov, void **des
 static ssize_t rdm_sendmsg(struct fid_ep *fep, const struct fi_msg *msg, uint64_t flags)
 {
 	return rdm_sendgen(rdm_ep_of(fep), msg->msg_iov, msg->iov_count, msg->addr, 0,
-			   msg->data, msg->context, flags, false);
+			   msg->data, msg->context, flags & ~RDM_TX_SILENT, false);
 }
 
 static ssize_t rdm_inject(struct fid_ep *fep, const void *buf, size_t len, fi_addr_t dest)
@@ -1974,7 +1979,7 @@ static ssize_t rdm_inject(struct fid_ep *fep, const void *buf, size_t len, fi_ad
 	struct rdm_ep *ep = rdm_ep_of(fep);
 	struct iovec iov = { (void *)buf, len };
 
-	return rdm_sendgen(ep, &iov, 1, dest, 0, 0, NULL, FI_INJECT, false);
+	return rdm_sendgen(ep, &iov, 1, dest, 0, 0, NULL, FI_INJECT | RDM_TX_SILENT, false);
 }
 
 static ssize_t rdm_senddata(struct fid_ep *fep, const void *buf, size_t len, void *desc,
@@ -1994,8 +1999,8 @@ static ssize_t rdm_injectdata(struct fid_ep *fep, const void *buf, size_t len,
 	struct rdm_ep *ep = rdm_ep_of(fep);
 	struct iovec iov = { (void *)buf, len };
 
-	return rdm_sendgen(ep, &iov, 1, dest, 0, data, NULL, FI_INJECT | FI_REMOTE_CQ_DATA,
-			   false);
+	return rdm_sendgen(ep, &iov, 1, dest, 0, data, NULL,
+			   FI_INJECT | FI_REMOTE_CQ_DATA | RDM_TX_SILENT, false);
 }
 
 static struct fi_ops_msg rdm_msg_ops = {
@@ -2063,7 +2068,7 @@ static ssize_t rdm_tsendmsg(struct fid_ep *fep, const struct fi_msg_tagged *msg,
 			    uint64_t flags)
 {
 	return rdm_sendgen(rdm_ep_of(fep), msg->msg_iov, msg->iov_count, msg->addr, msg->tag,
-			   msg->data, msg->context, flags, true);
+			   msg->data, msg->context, flags & ~RDM_TX_SILENT, true);
 }
 
 static ssize_t rdm_tinject(struct fid_ep *fep, const void *buf, size_t len, fi_addr_t dest,
@@ -2071,7 +2076,8 @@ static ssize_t rdm_tinject(struct fid_ep *fep, const void *buf, size_t len, fi_a
 {
 	struct iovec iov = { (void *)buf, len };
 
-	return rdm_sendgen(rdm_ep_of(fep), &iov, 1, dest, tag, 0, NULL, FI_INJECT, true);
+	return rdm_sendgen(rdm_ep_of(fep), &iov, 1, dest, tag, 0, NULL,
+			   FI_INJECT | RDM_TX_SILENT, true);
 }
 
 static ssize_t rdm_tsenddata(struct fid_ep *fep, const void *buf, size_t len, void *desc,
@@ -2091,7 +2097,7 @@ static ssize_t rdm_tinjectdata(struct fid_ep *fep, const void *buf, size_t len,
 	struct iovec iov = { (void *)buf, len };
 
 	return rdm_sendgen(rdm_ep_of(fep), &iov, 1, dest, tag, data, NULL,
-			   FI_INJECT | FI_REMOTE_CQ_DATA, true);
+			   FI_INJECT | FI_REMOTE_CQ_DATA | RDM_TX_SILENT, true);
 }
 
 static struct fi_ops_tagged rdm_tagged_ops = {
@@ -2143,7 +2149,7 @@ static ssize_t rdm_rmagen(struct rdm_ep *ep, enum rdm_txr_kind kind, const struc
 		t->rma_count = rma_count;
 		t->cq_flags = FI_RMA | (kind == RDM_TX_WRITE ? FI_WRITE : FI_READ) |
 			      (flags & FI_COMPLETION);
-		t->no_cq = flags & FI_INJECT;
+		t->no_cq = flags & RDM_TX_SILENT;
 		ret = rdm_txr_submit(ep, dest, t);
 	}
 	sfi_domain_unlock(ep->ep.domain);
@@ -2211,13 +2217,15 @@ static ssize_t rdm_writev(struct fid_ep *fep, const struct iovec *iov, void **de
 static ssize_t rdm_writemsg(struct fid_ep *fep, const struct fi_msg_rma *msg, uint64_t flags)
 {
 	return rdm_rmagen(rdm_ep_of(fep), RDM_TX_WRITE, msg->msg_iov, msg->iov_count, msg->addr,
-			  msg->rma_iov, msg->rma_iov_count, msg->data, msg->context, flags);
+			  msg->rma_iov, msg->rma_iov_count, msg->data, msg->context,
+			  flags & ~RDM_TX_SILENT);
 }
 
 static ssize_t rdm_inject_write(struct fid_ep *fep, const void *buf, size_t len,
 				fi_addr_t dest, uint64_t addr, uint64_t key)
 {
-	return rdm_rma1(fep, RDM_TX_WRITE, buf, len, dest, addr, key, 0, NULL, FI_INJECT);
+	return rdm_rma1(fep, RDM_TX_WRITE, buf, len, dest, addr, key, 0, NULL,
+			FI_INJECT | RDM_TX_SILENT);
 }
 
 static ssize_t rdm_writedata(struct fid_ep *fep, const void *buf, size_t len, void *desc,
@@ -2233,7 +2241,7 @@ static ssize_t rdm_inject_writedata(struct fid_ep *fep, const void *buf, size_t 
 				    uint64_t data, fi_addr_t dest, uint64_t addr, uint64_t key)
 {
 	return rdm_rma1(fep, RDM_TX_WRITE, buf, len, dest, addr, key, data, NULL,
-			FI_INJECT | FI_REMOTE_CQ_DATA);
+			FI_INJECT | FI_REMOTE_CQ_DATA | RDM_TX_SILENT);
 }
 
 static struct fi_ops_rma rdm_rma_ops = {

@@ -1002,12 +1002,13 @@ Test(rdm, truncation, .timeout = 30)
 }
 
 /* fi_inject / fi_tinject / fi_injectdata / fi_senddata: data and CQ data arrive; injects
- * leave no transmit completion. */
+ * leave no transmit completion. FI_INJECT given to fi_tsendmsg frees the buffer at once but
+ * still completes (fabtests' fi_msg_inject -N waits for it). */
 static void role_inject(int rank)
 {
 	struct t t;
-	uint64_t v[4] = { 11, 22, 33, 44 }, r[4];
-	int c[4];
+	uint64_t v[5] = { 11, 22, 33, 44, 55 }, r[5];
+	int c[5];
 
 	t_open(&t, NULL);
 	if (rank == 0) {
@@ -1017,7 +1018,16 @@ static void role_inject(int rank)
 		T_POST(&t, fi_tinject(t.ep, &v[1], 8, t.peer[1], 7));
 		T_POST(&t, fi_injectdata(t.ep, &v[2], 8, 0xabc, t.peer[1]));
 		T_POST(&t, fi_senddata(t.ep, &v[3], 8, NULL, 0xdef, t.peer[1], &c[3]));
+		{
+			struct iovec iov = { &v[4], 8 };
+			struct fi_msg_tagged m = { .msg_iov = &iov, .iov_count = 1,
+						   .addr = t.peer[1], .tag = 9, .context = &c[4] };
+
+			T_POST(&t, fi_tsendmsg(t.ep, &m, FI_INJECT | FI_COMPLETION));
+			v[4] = 0;
+		}
 		t_wait_ok(&t, false, &c[3]);
+		t_wait_ok(&t, false, &c[4]);
 		t_barrier(&t);
 		t_progress(&t);
 		CK(t.txs.n == 0, "%zu transmit completions from injects", t.txs.n);
@@ -1028,6 +1038,7 @@ static void role_inject(int rank)
 		T_POST(&t, fi_trecv(t.ep, &r[1], 8, NULL, FI_ADDR_UNSPEC, 7, 0, &c[1]));
 		T_POST(&t, fi_recv(t.ep, &r[2], 8, NULL, FI_ADDR_UNSPEC, &c[2]));
 		T_POST(&t, fi_recv(t.ep, &r[3], 8, NULL, FI_ADDR_UNSPEC, &c[3]));
+		T_POST(&t, fi_trecv(t.ep, &r[4], 8, NULL, FI_ADDR_UNSPEC, 9, 0, &c[4]));
 		t_barrier(&t);
 		e = t_wait_ok(&t, true, &c[0]);
 		CK(r[0] == 11 && !(e.e.flags & FI_REMOTE_CQ_DATA), "inject");
@@ -1039,6 +1050,8 @@ static void role_inject(int rank)
 		e = t_wait_ok(&t, true, &c[3]);
 		CK(r[3] == 44 && (e.e.flags & FI_REMOTE_CQ_DATA) && e.e.data == 0xdef,
 		   "senddata");
+		e = t_wait_ok(&t, true, &c[4]);
+		CK(r[4] == 55 && e.e.tag == 9, "tsendmsg with FI_INJECT");
 		t_barrier(&t);
 	}
 	t_close(&t);
