@@ -38,7 +38,13 @@
 set -uo pipefail
 
 : "${top_builddir:?run through make check-provider}" "${top_srcdir:?run through make check-provider}"
+# The tarball beside the checkout (../shared/vendor), else the team's shared copy.
 FABTESTS_TARBALL=${FABTESTS_TARBALL:-$top_srcdir/../shared/vendor/fabtests-1.17.0.tar.gz}
+if [ ! -r "$FABTESTS_TARBALL" ]; then
+	for t in "$top_srcdir/../../shared/vendor" /work/shared/vendor; do
+		[ -r "$t/fabtests-1.17.0.tar.gz" ] && { FABTESTS_TARBALL=$t/fabtests-1.17.0.tar.gz; break; }
+	done
+fi
 FABTESTS_TIMEOUT=${FABTESTS_TIMEOUT:-15}
 FABTESTS_RUN_TIMEOUT=${FABTESTS_RUN_TIMEOUT:-600}
 FABTESTS_STRICT=${FABTESTS_STRICT:-0}
