@@ -1202,7 +1202,8 @@ static int sfi_msg_connect(struct fid_ep *ep, const void *addr, const void *para
 		scif_close(epd);
 		goto out;
 	}
-	memcpy(mep->cm, param, paramlen);
+	if (paramlen)
+		memcpy(mep->cm, param, paramlen);
 	mep->cm_len = paramlen;
 	mep->dest = dest;
 	mep->cepd = epd;
@@ -1236,7 +1237,8 @@ static int sfi_msg_accept(struct fid_ep *ep, const void *param, size_t paramlen)
 		ret = mep->state == SFI_MSG_DOWN ? -FI_ECONNABORTED : -FI_EOPBADSTATE;
 		goto out;
 	}
-	memcpy(mep->cm, param, paramlen);
+	if (paramlen)
+		memcpy(mep->cm, param, paramlen);
 	mep->cm_len = paramlen;
 	/* our regions become windows before the peer can learn that it may use them */
 	ret = sfi_msg_add_to_domain(mep);

@@ -912,12 +912,41 @@ static bool has(const char *out, size_t len, const char *s)
 	return memmem(out, len, s, strlen(s)) != NULL;
 }
 
+/*
+ * In a sanitizer build the provider is instrumented and fi_info is not: the ASan runtime
+ * must then be loaded first, so the command gets this process's runtime in LD_PRELOAD (and
+ * LeakSanitizer off: libfabric's own leaks at exit are not ours).
+ */
+static void preload_sanitizer(void)
+{
+	FILE *m = fopen("/proc/self/maps", "r");
+	char line[4096];
+
+	if (!m)
+		return;
+	while (fgets(line, sizeof(line), m)) {
+		char *path = strchr(line, '/');
+
+		if (path && strstr(path, "/libasan.so")) {
+			path[strcspn(path, "\n")] = '\0';
+			setenv("LD_PRELOAD", path, 1);
+			setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
+			break;
+		}
+	}
+	fclose(m);
+}
+
 static char *run(const char *cmd, size_t *outlen)
 {
-	FILE *p = popen(cmd, "r");
+	FILE *p;
+
+	preload_sanitizer();
+	p = popen(cmd, "r");
 	size_t cap = 1 << 16, len = 0, n;
 	char *out = malloc(cap);
 
+	unsetenv("LD_PRELOAD");
 	cr_assert_not_null(p);
 	cr_assert_not_null(out);
 	while ((n = fread(out + len, 1, cap - 1 - len, p)) > 0) {
