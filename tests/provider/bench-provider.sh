@@ -36,26 +36,10 @@ bash "$top_srcdir/tests/provider/check-provider.sh" fabtests-build | grep -v 'pa
 	true
 [ -x "$ftbin/fi_rma_bw" ] || { echo "bench-provider: fabtests could not be built"; exit 1; }
 
-# Namespaces of its own for each measured pair, as check-provider.sh does (a private
-# /dev/shm for shm; nothing is left running).
-isolate=()
-for user in "" --map-root-user; do
-	for net in --net ""; do
-		setup='mount -t tmpfs -o mode=1777 tmpfs /dev/shm && exec "$@"'
-		[ -n "$net" ] && setup="ip link set lo up && $setup"
-		cmd=(unshare --kill-child ${user:+"$user"} ${net:+"$net"} --pid --fork --mount-proc
-		     sh -c "$setup" isolate)
-		if "${cmd[@]}" true 2>/dev/null; then
-			isolate=("${cmd[@]}")
-			break 2
-		fi
-	done
-done
-
-new_run_dir() {
-	SCIF_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/scif-bench-XXXXXX") && export SCIF_RUN_DIR
-}
-done_run_dir() { rm -rf "$SCIF_RUN_DIR"; unset SCIF_RUN_DIR; }
+# Namespaces of their own for each measured pair, as check-provider.sh runs (a private
+# /dev/shm for shm; nothing is left running): isolate, new_run_dir, done_run_dir.
+# shellcheck source=tests/provider/isolate.sh
+. "$top_srcdir/tests/provider/isolate.sh"
 
 # fabtest PROVIDER LOG PROGRAM ARGS...: a fabtests pair, server on CPU 0 (SCIF node 0),
 # client on CPU 1 (SCIF node 1); the client's machine-readable output (-m) goes to LOG, the
