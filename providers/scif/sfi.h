@@ -275,7 +275,7 @@ struct sfi_mr {
 /** The SCIF offset in the target's registered space an RMA (addr, key) refers to. */
 static inline uint64_t sfi_rma_offset(uint64_t addr, uint64_t key) { return key + addr; }
 /** Find the remote-access region of @p d that holds [off, off+len) (SCIF offsets), or NULL
- *  (domain lock held). For targets that check an incoming request. */
+ *  (domain lock held). */
 struct sfi_mr *sfi_mr_find(struct sfi_domain *d, uint64_t off, size_t len) SFI_HIDDEN;
 
 /** One SCIF connection of the domain, on which remote-access regions are registered. */
@@ -305,8 +305,6 @@ static inline void sfi_domain_unlock(struct sfi_domain *d) { pthread_mutex_unloc
 int sfi_domain_conn_add(struct sfi_domain *d, struct sfi_conn *c) SFI_HIDDEN;
 /** Remove a connection from the domain's list (its windows die with its SCIF endpoint). */
 void sfi_domain_conn_del(struct sfi_domain *d, struct sfi_conn *c) SFI_HIDDEN;
-/** The region a descriptor (fi_mr_desc) stands for, or NULL. */
-static inline struct sfi_mr *sfi_mr_from_desc(void *desc) { return (struct sfi_mr *)desc; }
 
 /* ------------------------------------------------------------------------------------ */
 /* Address vectors. */
