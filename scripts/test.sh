@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Build everything and run the whole test suite on Debian 12, installing what is missing:
 # the Criterion suite (plain -Werror build, then ASan+UBSan), the libFuzzer targets for
-# FUZZ_SECONDS (60) each, the multi-threaded tests under ThreadSanitizer, valgrind on the
-# example pair, the kernel shim in a QEMU guest, the docs and man-page checks, and make
-# distcheck.
+# FUZZ_SECONDS (60) each, the multi-threaded tests under ThreadSanitizer, fabtests and MPI
+# over the libfabric provider, virtio over SCIF with real clients, valgrind on the example
+# pair, the kernel shim in a QEMU guest, the docs and man-page checks, and make distcheck.
 # The last line is the total: "N passed, N failed".
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -136,6 +136,22 @@ if [ -f "$top/_build/plain/Makefile" ]; then
 	else
 		echo "FAIL: check-provider produced no result (log: $logdir/check-provider.log)"
 		tail -n 30 "$logdir/check-provider.log" | sed 's/^/    /'
+		failed=$((failed + 1))
+	fi
+fi
+
+echo "== virtio over SCIF: daemon and card frontend with real clients"
+# make check-virtio in the plain build (tests/virtio/check-virtio.sh): console, block, net and
+# lifecycle groups, each in network namespaces of its own; each PASS/FAIL line is one check.
+if [ -f "$top/_build/plain/Makefile" ]; then
+	if (cd "$top/_build/plain" && make check-virtio >"$logdir/check-virtio.log" 2>&1); then :; fi
+	grep -E '^(PASS|FAIL): ' "$logdir/check-virtio.log" | sed 's/^/virtio /'
+	vp=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$logdir/check-virtio.log" | tail -n 1)
+	if [ -n "$vp" ]; then
+		passed=$((passed + $(cut -d' ' -f1 <<<"$vp"))); failed=$((failed + $(cut -d' ' -f3 <<<"$vp")))
+	else
+		echo "FAIL: check-virtio produced no result (log: $logdir/check-virtio.log)"
+		tail -n 30 "$logdir/check-virtio.log" | sed 's/^/    /'
 		failed=$((failed + 1))
 	fi
 fi
