@@ -30,14 +30,11 @@
 #include "vq.h"
 
 #define PAGE 4096u
-#define WATCH_MAX 16
-#define STATUS_MAX 320
 #define INFO_MAX 200
 #define CONNECT_TIMEOUT_MS 2000
 #define RESET_RETRY_MS 200       /* re-attach after the host reset the device */
 #define LOST_RETRY_MS 1000       /* re-attach after the device connection broke */
 #define OPEN_RETRY_MS 5000       /* retry a frontend whose open() failed */
-#define STATUS_REFRESH_MS 1000
 #define POOL_MAX (256u << 20)    /* largest buffer pool a frontend may ask for */
 
 /* Commands to a device thread (vos_cdev.cmd). */
@@ -53,12 +50,6 @@ struct card_session {
 	struct vos_conn conn;        /* main thread; epd closed when the session ends */
 };
 
-struct cwatch {
-	int fd;
-	short events;
-	bool always;
-};
-
 struct vos_cdev {
 	struct vos_card *c;
 	const struct vos_frontend_ops *ops;
@@ -67,30 +58,25 @@ struct vos_cdev {
 	char name[24];
 	const struct vos_devconf *opts;
 	pthread_t thread;
-	int cmd_fd;
 	struct vos_cdev *next;       /* c->devs, main thread */
 
 	/* c->lock */
 	unsigned cmd;
 	struct card_session *new_sess; /* with a reference */
-	char status[STATUS_MAX];
 
-	/* device thread only */
+	/* device thread only (but loop.status: c->lock). loop.cmd_fd: cmd has bits;
+	 * loop.retry_at: the next attach (0: none planned); loop.err: the host broke a ring,
+	 * a KICK failed. */
+	struct vos_devloop loop;
 	void *priv;
 	bool opened, up;
 	struct card_session *sess;   /* a reference; NULL between sessions */
 	struct vos_slot_host hs;     /* validated copy of the host's half, from the attach */
-	struct vos_conn conn;        /* conn.epd < 0: not attached */
 	uint8_t *win;
 	size_t win_len, pool_off, pool_used;
 	uint64_t features;
 	unsigned nq;
 	struct vq_card vq[VOS_MAX_QUEUES];
-	struct cwatch watch[WATCH_MAX];
-	unsigned nwatch;
-	unsigned tick_ms;
-	uint64_t next_tick, next_status, retry_at; /* retry_at 0: no attach planned */
-	int err;                     /* sticky: the host broke a ring, a KICK failed */
 	char info[INFO_MAX];
 };
 
@@ -107,22 +93,6 @@ struct vos_card {
 static const struct vos_frontend_ops *const default_frontends[] = {
 	&vos_net_frontend, &vos_blk_frontend, &vos_console_frontend, NULL
 };
-
-static void wake(int fd)
-{
-	uint64_t one = 1;
-
-	if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		vos_log(LOG_ERR, "eventfd write: %s", strerror(errno));
-}
-
-static void drain(int fd)
-{
-	uint64_t v;
-
-	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		vos_log(LOG_ERR, "eventfd read: %s", strerror(errno));
-}
 
 static void sess_put(struct vos_card *c, struct card_session *s)
 {
@@ -178,21 +148,14 @@ bad:
 /* ---------------------------------------------------------------------------------------- */
 /* Device thread. */
 
-static void cdev_publish(struct vos_cdev *d)
+static void cdev_publish(void *dev)
 {
-	char line[STATUS_MAX];
-	bool changed;
+	struct vos_cdev *d = dev;
+	char line[VOS_STATUS_MAX];
 
 	snprintf(line, sizeof(line), "%s %s %s%s%s", d->name, d->ops->name,
 		 d->up ? "up" : "down", d->info[0] ? " " : "", d->info);
-	pthread_mutex_lock(&d->c->lock);
-	changed = strcmp(line, d->status) != 0;
-	if (changed)
-		memcpy(d->status, line, sizeof(line));
-	pthread_mutex_unlock(&d->c->lock);
-	if (changed)
-		wake(d->c->evfd);
-	d->next_status = vos_now_ms() + STATUS_REFRESH_MS;
+	vos_devloop_publish(&d->loop, line);
 }
 
 /* Non-blocking connect to the daemon with a deadline. The endpoint, or -errno. */
@@ -237,21 +200,21 @@ static void cdev_detach(struct vos_cdev *d, enum vos_stop_reason why, unsigned r
 	for (unsigned q = 0; q < d->nq; q++)
 		vq_card_destroy(&d->vq[q]);
 	d->nq = 0;
-	if (d->conn.epd >= 0)
-		scif_close(d->conn.epd);
-	d->conn.epd = -1;
+	if (d->loop.conn.epd >= 0)
+		scif_close(d->loop.conn.epd);
+	d->loop.conn.epd = -1;
 	if (d->win)
 		munmap(d->win, d->win_len);
 	d->win = NULL;
 	d->win_len = d->pool_off = d->pool_used = 0;
-	d->err = 0;
+	d->loop.err = 0;
 	if (d->sess) { /* our half says "not driven" until the next READY */
 		sc = &d->sess->page->slot[d->slot].card;
 		vos_write_once(&sc->status, 0);
 		/* pairs with the host's acquire of card_gen */
 		vos_store_release(&sc->card_gen, sc->card_gen + 2);
 	}
-	d->retry_at = retry_ms ? vos_now_ms() + retry_ms : 0;
+	d->loop.retry_at = retry_ms ? vos_now_ms() + retry_ms : 0;
 	cdev_publish(d);
 }
 
@@ -269,19 +232,10 @@ static void cdev_reset(struct vos_cdev *d, unsigned retry_ms, const char *fmt, .
 	cdev_detach(d, VOS_STOP_RESET, retry_ms);
 }
 
-/* After an op: a negative return, or a broken ring or doorbell inside it, re-attaches. */
-static bool cdev_op_failed(struct vos_cdev *d, int r, const char *op)
+/* The loop's ops->reset: an op failed, or a broken ring or doorbell inside it. */
+static void cdev_op_reset(void *dev, const char *why)
 {
-	int err = r < 0 ? r : d->err;
-
-	if (!err)
-		return false;
-	if (d->conn.epd >= 0)
-		cdev_reset(d, RESET_RETRY_MS, "%s: %s", op, strerror(-err));
-	else
-		vos_log(LOG_WARNING, "%s: %s: %s", d->name, op, strerror(-err));
-	d->err = 0;
-	return true;
+	cdev_reset(dev, RESET_RETRY_MS, "%s", why);
 }
 
 static size_t page_align(size_t v)
@@ -301,10 +255,10 @@ static void cdev_attach(struct vos_cdev *d)
 	off_t off;
 	int r;
 
-	d->retry_at = 0;
+	d->loop.retry_at = 0;
 	r = slot_read(d->sess, d->slot, &d->hs);
 	if (r == -EAGAIN) {
-		d->retry_at = vos_now_ms() + RESET_RETRY_MS;
+		d->loop.retry_at = vos_now_ms() + RESET_RETRY_MS;
 		return;
 	}
 	if (r <= 0 || d->hs.type != d->type)
@@ -313,7 +267,7 @@ static void cdev_attach(struct vos_cdev *d)
 		r = d->ops->open(d);
 		if (r < 0) {
 			vos_log(LOG_ERR, "%s: cannot open: %s", d->name, strerror(-r));
-			d->retry_at = vos_now_ms() + OPEN_RETRY_MS;
+			d->loop.retry_at = vos_now_ms() + OPEN_RETRY_MS;
 			return;
 		}
 		d->opened = true;
@@ -328,7 +282,7 @@ static void cdev_attach(struct vos_cdev *d)
 	r = d->ops->size(d, qsize, &pool);
 	if (r < 0) {
 		vos_log(LOG_ERR, "%s: size: %s", d->name, strerror(-r));
-		d->retry_at = vos_now_ms() + OPEN_RETRY_MS;
+		d->loop.retry_at = vos_now_ms() + OPEN_RETRY_MS;
 		return;
 	}
 	for (unsigned q = 0; q < d->hs.nqueues; q++) {
@@ -355,13 +309,13 @@ static void cdev_attach(struct vos_cdev *d)
 	r = connect_host(d->c->o.port);
 	if (r < 0)
 		return cdev_reset(d, LOST_RETRY_MS, "connect: %s", strerror(-r));
-	vos_conn_init(&d->conn, r);
+	vos_conn_init(&d->loop.conn, r);
 	m.type = VOS_MSG_ATTACH;
 	m.arg = d->sess->cookie;
-	if ((r = vos_conn_send(&d->conn, &m)) < 0)
+	if ((r = vos_conn_send(&d->loop.conn, &m)) < 0)
 		return cdev_reset(d, LOST_RETRY_MS, "ATTACH: %s", strerror(-r));
-	off = scif_register(d->conn.epd, d->win, d->win_len, 0, SCIF_PROT_READ | SCIF_PROT_WRITE,
-			    0);
+	off = scif_register(d->loop.conn.epd, d->win, d->win_len, 0,
+			    SCIF_PROT_READ | SCIF_PROT_WRITE, 0);
 	if (off == SCIF_REGISTER_FAILED)
 		return cdev_reset(d, LOST_RETRY_MS, "register: %s", strerror(errno));
 	for (unsigned q = 0; q < d->hs.nqueues; q++) {
@@ -389,24 +343,25 @@ static void cdev_attach(struct vos_cdev *d)
 	vos_store_release(&sc->card_gen, sc->card_gen + 1);
 	m.type = VOS_MSG_READY;
 	m.arg = 0;
-	if ((r = vos_conn_send(&d->conn, &m)) < 0)
+	if ((r = vos_conn_send(&d->loop.conn, &m)) < 0)
 		return cdev_reset(d, LOST_RETRY_MS, "READY: %s", strerror(-r));
 	d->up = true;
 	r = d->ops->start(d);
-	if (r < 0 || d->err) {
+	if (r < 0 || d->loop.err) {
 		d->up = false; /* start() failed: no stop() */
-		cdev_op_failed(d, r, "start");
+		vos_devloop_failed(&d->loop, r, "start");
 		return;
 	}
 	vos_log(LOG_INFO, "%s: up, slot %u, features %#" PRIx64, d->name, d->slot, d->features);
 	cdev_publish(d);
 	for (unsigned q = 0; q < d->nq && d->up; q++)
-		cdev_op_failed(d, d->ops->irq(d, q), "irq");
+		vos_devloop_failed(&d->loop, d->ops->irq(d, q), "irq");
 }
 
 /* The device connection broke: did the host reset the device, remove it, or go away? */
-static void cdev_conn_lost(struct vos_cdev *d, int err)
+static void cdev_conn_lost(void *dev, int err)
 {
+	struct vos_cdev *d = dev;
 	struct vos_slot_host hs;
 	int r = slot_read(d->sess, d->slot, &hs);
 
@@ -416,40 +371,29 @@ static void cdev_conn_lost(struct vos_cdev *d, int err)
 	cdev_detach(d, r == 0 ? VOS_STOP_DETACH : VOS_STOP_CARD_LOST, r == 0 ? 0 : LOST_RETRY_MS);
 }
 
-static void cdev_message(struct vos_cdev *d, const struct vos_msg *m)
+static void cdev_message(void *dev, const struct vos_msg *m)
 {
+	struct vos_cdev *d = dev;
+
 	if (m->type == VOS_MSG_IRQ && d->up && m->queue < d->nq)
-		return (void)cdev_op_failed(d, d->ops->irq(d, m->queue), "irq");
+		return (void)vos_devloop_failed(&d->loop, d->ops->irq(d, m->queue), "irq");
 	if (m->type == VOS_MSG_CONFIG) /* before start() the frontend reads the config anyway */
 		return (void)(d->up && d->ops->config &&
-			      cdev_op_failed(d, d->ops->config(d), "config"));
+			      vos_devloop_failed(&d->loop, d->ops->config(d), "config"));
 	if (m->type == VOS_MSG_REFUSE)
 		return cdev_reset(d, LOST_RETRY_MS, "the host refused: %s",
 				  strerror(m->len < 4096 ? (int)m->len : EPROTO));
 	cdev_reset(d, RESET_RETRY_MS, "unexpected message type %u queue %u", m->type, m->queue);
 }
 
-static void cdev_conn_event(struct vos_cdev *d, short revents)
-{
-	struct vos_msg m;
-	int r = 0;
-
-	if (revents & POLLOUT)
-		r = vos_conn_flush(&d->conn);
-	while (r >= 0 && d->conn.epd >= 0 && (r = vos_conn_recv(&d->conn, &m)) > 0)
-		cdev_message(d, &m);
-	if (r < 0 && d->conn.epd >= 0)
-		cdev_conn_lost(d, r);
-}
-
 /* Commands from the main thread; false on CLOSE. */
-static bool cdev_commands(struct vos_cdev *d)
+static bool cdev_commands(void *dev)
 {
+	struct vos_cdev *d = dev;
 	struct card_session *s;
 	unsigned cmd;
 	bool lost;
 
-	drain(d->cmd_fd);
 	pthread_mutex_lock(&d->c->lock);
 	cmd = d->cmd;
 	d->cmd = 0;
@@ -460,18 +404,18 @@ static bool cdev_commands(struct vos_cdev *d)
 	if (s && s == d->sess) { /* the slot changed within our session */
 		sess_put(d->c, s);
 		s = NULL;
-		if (d->conn.epd < 0 && !d->retry_at)
+		if (d->loop.conn.epd < 0 && !d->loop.retry_at)
 			cdev_attach(d);
 	}
 	if (lost || s) { /* our session is over (or replaced by s) */
-		if (d->conn.epd >= 0 || d->up) {
+		if (d->loop.conn.epd >= 0 || d->up) {
 			vos_log(LOG_WARNING, "%s: host lost", d->name);
 			cdev_detach(d, VOS_STOP_CARD_LOST, 0);
 		}
 		if (d->sess)
 			sess_put(d->c, d->sess);
 		d->sess = NULL;
-		d->retry_at = 0;
+		d->loop.retry_at = 0;
 	}
 	if (cmd & CCMD_CLOSE) {
 		if (s)
@@ -485,72 +429,52 @@ static bool cdev_commands(struct vos_cdev *d)
 	return true;
 }
 
-static int cdev_find_watch(struct vos_cdev *d, int fd)
+static bool cdev_started(void *dev)
 {
-	for (unsigned i = 0; i < d->nwatch; i++)
-		if (d->watch[i].fd == fd)
-			return (int)i;
-	return -1;
+	return ((struct vos_cdev *)dev)->up;
 }
 
-static void cdev_loop(struct vos_cdev *d)
+static int cdev_event(void *dev, int fd, short revents)
 {
-	struct pollfd pfd[2 + WATCH_MAX];
+	struct vos_cdev *d = dev;
 
-	for (;;) {
-		uint64_t now = vos_now_ms(), until = d->next_status;
-		unsigned n = 0, nw;
-		int timeout;
-
-		pfd[n++] = (struct pollfd){ .fd = d->cmd_fd, .events = POLLIN };
-		if (d->conn.epd >= 0)
-			pfd[n++] = (struct pollfd){ .fd = d->conn.epd,
-						    .events = vos_conn_events(&d->conn) };
-		nw = n;
-		for (unsigned i = 0; i < d->nwatch; i++)
-			if (d->up || d->watch[i].always)
-				pfd[n++] = (struct pollfd){ .fd = d->watch[i].fd,
-							    .events = d->watch[i].events };
-		if (d->tick_ms && d->next_tick < until)
-			until = d->next_tick;
-		if (d->retry_at && d->retry_at < until)
-			until = d->retry_at;
-		timeout = until > now ? (int)(until - now) : 0;
-		if (poll(pfd, n, timeout) < 0 && errno != EINTR) {
-			vos_log(LOG_ERR, "%s: poll: %s", d->name, strerror(errno));
-			usleep(100000);
-			continue;
-		}
-		if (pfd[0].revents && !cdev_commands(d))
-			return;
-		if (nw == 2 && pfd[1].revents && d->conn.epd == pfd[1].fd)
-			cdev_conn_event(d, pfd[1].revents);
-		for (unsigned i = nw; i < n; i++) {
-			int w = cdev_find_watch(d, pfd[i].fd);
-
-			if (!pfd[i].revents || w < 0 || !(d->up || d->watch[w].always))
-				continue;
-			cdev_op_failed(d, d->ops->event(d, pfd[i].fd, pfd[i].revents), "event");
-		}
-		now = vos_now_ms();
-		if (d->tick_ms && now >= d->next_tick) {
-			d->next_tick = now + d->tick_ms;
-			if (d->ops->tick)
-				cdev_op_failed(d, d->ops->tick(d), "tick");
-		}
-		if (d->retry_at && now >= d->retry_at && d->sess && d->conn.epd < 0)
-			cdev_attach(d);
-		if (now >= d->next_status)
-			cdev_publish(d);
-	}
+	return d->ops->event(d, fd, revents);
 }
+
+static int cdev_tick(void *dev)
+{
+	struct vos_cdev *d = dev;
+
+	return d->ops->tick ? d->ops->tick(d) : 0;
+}
+
+/* The planned attach (after a reset, a lost connection or a failed open). */
+static void cdev_retry(void *dev)
+{
+	struct vos_cdev *d = dev;
+
+	if (d->sess && d->loop.conn.epd < 0)
+		cdev_attach(d);
+}
+
+static const struct vos_devloop_ops cdev_loop_ops = {
+	.commands = cdev_commands,
+	.message = cdev_message,
+	.conn_lost = cdev_conn_lost,
+	.started = cdev_started,
+	.event = cdev_event,
+	.tick = cdev_tick,
+	.reset = cdev_op_reset,
+	.retry = cdev_retry,
+	.publish = cdev_publish,
+};
 
 static void *cdev_thread(void *arg)
 {
 	struct vos_cdev *d = arg;
 
-	cdev_loop(d);
-	if (d->conn.epd >= 0 || d->up)
+	vos_devloop_run(&d->loop);
+	if (d->loop.conn.epd >= 0 || d->up)
 		cdev_detach(d, VOS_STOP_DETACH, 0);
 	if (d->opened)
 		d->ops->close(d);
@@ -564,8 +488,8 @@ static void *cdev_thread(void *arg)
 
 static int cdev_fail(struct vos_cdev *d, int err)
 {
-	if (err == -EBADMSG && !d->err)
-		d->err = err;
+	if (err == -EBADMSG && !d->loop.err)
+		d->loop.err = err;
 	return err;
 }
 
@@ -623,9 +547,9 @@ int vos_cq_kick(struct vos_cdev *d, unsigned q)
 		return -ENOTCONN;
 	if (!vq_card_need_kick(vq))
 		return 0;
-	r = vos_conn_send(&d->conn, &m);
-	if (r < 0 && !d->err)
-		d->err = r;
+	r = vos_conn_send(&d->loop.conn, &m);
+	if (r < 0 && !d->loop.err)
+		d->loop.err = r;
 	return r;
 }
 
@@ -660,28 +584,12 @@ size_t vos_cdev_config(struct vos_cdev *d, void *buf, size_t len)
 
 int vos_cdev_watch(struct vos_cdev *d, int fd, short events, bool always)
 {
-	int i = cdev_find_watch(d, fd);
-
-	if (!events) {
-		if (i >= 0)
-			d->watch[i] = d->watch[--d->nwatch];
-		return 0;
-	}
-	if (fd < 0)
-		return -EBADF;
-	if (i < 0) {
-		if (d->nwatch == WATCH_MAX)
-			return -ENOSPC;
-		i = (int)d->nwatch++;
-	}
-	d->watch[i] = (struct cwatch){ .fd = fd, .events = events, .always = always };
-	return 0;
+	return vos_devloop_watch(&d->loop, fd, events, always);
 }
 
 void vos_cdev_set_tick(struct vos_cdev *d, unsigned ms)
 {
-	d->tick_ms = ms;
-	d->next_tick = vos_now_ms() + ms;
+	vos_devloop_set_tick(&d->loop, ms);
 }
 
 void *vos_cdev_priv(const struct vos_cdev *d)
@@ -721,9 +629,6 @@ void vos_cdev_set_info(struct vos_cdev *d, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(d->info, sizeof(d->info), fmt, ap);
 	va_end(ap);
-	for (char *s = d->info; *s; s++)
-		if (*s == '\n' || *s == '\r')
-			*s = ' ';
 	cdev_publish(d);
 }
 
@@ -742,7 +647,7 @@ static void cdev_command(struct vos_cdev *d, unsigned cmd, struct card_session *
 	}
 	d->cmd |= cmd;
 	pthread_mutex_unlock(&d->c->lock);
-	wake(d->cmd_fd);
+	vos_wake(d->loop.cmd_fd);
 	if (old)
 		sess_put(d->c, old);
 }
@@ -758,7 +663,7 @@ static void cdev_close(struct vos_card *c, struct vos_cdev *d)
 	pthread_join(d->thread, NULL);
 	if (d->new_sess)
 		sess_put(c, d->new_sess);
-	close(d->cmd_fd);
+	vos_devloop_destroy(&d->loop);
 	vos_log(LOG_INFO, "%s: closed", d->name);
 	free(d);
 }
@@ -776,6 +681,7 @@ static struct vos_cdev *cdev_new(struct vos_card *c, unsigned slot,
 {
 	struct vos_cdev *d = calloc(1, sizeof(*d)), **pp;
 	unsigned index = 0;
+	int r;
 
 	if (!d)
 		return NULL;
@@ -790,15 +696,13 @@ static struct vos_cdev *cdev_new(struct vos_card *c, unsigned slot,
 	d->type = ops->type;
 	d->slot = slot;
 	d->index = index;
-	d->conn.epd = -1;
 	d->opts = vos_conf_find(c->o.opts, ops->type, index);
 	snprintf(d->name, sizeof(d->name), "%s%u", ops->name, index);
-	snprintf(d->status, sizeof(d->status), "%s %s down", d->name, ops->name);
-	d->cmd_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (d->cmd_fd < 0 || pthread_create(&d->thread, NULL, cdev_thread, d)) {
+	r = vos_devloop_init(&d->loop, &cdev_loop_ops, d, d->name, &c->lock, c->evfd);
+	snprintf(d->loop.status, sizeof(d->loop.status), "%s %s down", d->name, ops->name);
+	if (r < 0 || pthread_create(&d->thread, NULL, cdev_thread, d)) {
 		vos_log(LOG_ERR, "%s: cannot start its thread", d->name);
-		if (d->cmd_fd >= 0)
-			close(d->cmd_fd);
+		vos_devloop_destroy(&d->loop);
 		free(d);
 		return NULL;
 	}
@@ -1012,7 +916,7 @@ int vos_card_run(struct vos_card *c, int wake_fd, int (*on_wake)(struct vos_card
 		if (pfd[2].revents && c->sess)
 			sess_event(c, pfd[2].revents);
 		if (pfd[1].revents) {
-			drain(c->evfd);
+			vos_drain(c->evfd);
 			if (c->o.on_change)
 				c->o.on_change(c, c->o.arg);
 		}
@@ -1028,7 +932,7 @@ void vos_card_status(struct vos_card *c, FILE *out)
 	pthread_mutex_lock(&c->lock);
 	fprintf(out, "host %s\n", c->connected ? "connected" : "disconnected");
 	for (struct vos_cdev *d = c->devs; d; d = d->next)
-		fprintf(out, "%s\n", d->status);
+		fprintf(out, "%s\n", d->loop.status);
 	pthread_mutex_unlock(&c->lock);
 }
 

@@ -190,6 +190,21 @@ static const char *parse_card(const char *s, size_t len, int *card)
 	return NULL;
 }
 
+/* A new entry *dp of @c: TYPE and CARD as @tlen and @clen bytes of text. NULL or a message. */
+static const char *conf_add_dev(struct vos_config *c, const char *type, size_t tlen,
+				const char *card, size_t clen, struct vos_devconf **dp)
+{
+	int t = type_by_name(type, tlen);
+
+	if (t < 0)
+		return "unknown device type (net, block or console)";
+	*dp = conf_new(c);
+	if (!*dp)
+		return "out of memory";
+	(*dp)->type = (uint8_t)t;
+	return parse_card(card, clen, &(*dp)->card);
+}
+
 /* One config file line (comment and newline removed): NULL or a message. */
 static const char *parse_line(struct vos_config *c, char *line)
 {
@@ -197,7 +212,6 @@ static const char *parse_line(struct vos_config *c, char *line)
 	struct vos_devconf *d;
 	char *save, *tok = strtok_r(line, ws, &save), *num, *type;
 	const char *e;
-	int t;
 
 	if (!tok)
 		return NULL;
@@ -207,14 +221,7 @@ static const char *parse_line(struct vos_config *c, char *line)
 	type = strtok_r(NULL, ws, &save);
 	if (!num || !type)
 		return "expected \"card N TYPE [key=value]...\"";
-	t = type_by_name(type, strlen(type));
-	if (t < 0)
-		return "unknown device type (net, block or console)";
-	d = conf_new(c);
-	if (!d)
-		return "out of memory";
-	d->type = (uint8_t)t;
-	if ((e = parse_card(num, strlen(num), &d->card)))
+	if ((e = conf_add_dev(c, type, strlen(type), num, strlen(num), &d)))
 		return e;
 	while ((tok = strtok_r(NULL, ws, &save)))
 		if ((e = kv_add(d, tok, strlen(tok), false)))
@@ -227,19 +234,12 @@ static const char *parse_spec(struct vos_config *c, const char *s)
 {
 	const char *c1 = strchr(s, ':'), *c2, *e;
 	struct vos_devconf *d;
-	int t;
 
 	if (!c1)
 		return "expected CARD:TYPE[:key=value[,key=value...]]";
 	c2 = strchr(c1 + 1, ':');
-	t = type_by_name(c1 + 1, c2 ? (size_t)(c2 - c1 - 1) : strlen(c1 + 1));
-	if (t < 0)
-		return "unknown device type (net, block or console)";
-	d = conf_new(c);
-	if (!d)
-		return "out of memory";
-	d->type = (uint8_t)t;
-	if ((e = parse_card(s, (size_t)(c1 - s), &d->card)))
+	if ((e = conf_add_dev(c, c1 + 1, c2 ? (size_t)(c2 - c1 - 1) : strlen(c1 + 1), s,
+			      (size_t)(c1 - s), &d)))
 		return e;
 	for (const char *p = c2 ? c2 + 1 : NULL; p && *p;) {
 		const char *end = strchr(p, ',');

@@ -34,9 +34,6 @@
 
 #define PAGE 4096u
 #define PENDING_MAX 64          /* connections that have not said HELLO/ATTACH yet */
-#define WATCH_MAX 16
-#define STATUS_MAX 320
-#define STATUS_REFRESH_MS 1000  /* backend counters in the status file, at most this often */
 #define LOST_GRACE_MS 300       /* device EOF: how long to wait for the control EOF too */
 
 /* A device: down (no card) -> attached (connection, no READY yet) -> up (started); a reset
@@ -73,12 +70,6 @@ struct host_card {
 	struct host_card *next;            /* sorted by node */
 };
 
-struct hwatch {
-	int fd;
-	short events;
-	bool always;
-};
-
 struct hmap {
 	void *addr;
 	size_t len;
@@ -92,7 +83,6 @@ struct vos_hdev {
 	unsigned slot;
 	char name[32];
 	pthread_t thread;
-	int cmd_fd;                        /* eventfd: cmd has bits */
 	struct vos_hdev *next;             /* h->devs, main thread */
 
 	/* h->lock */
@@ -104,24 +94,18 @@ struct vos_hdev {
 	uint64_t offered;                  /* set in open() */
 	uint16_t config_len;
 	uint8_t config[VOS_CONFIG_MAX];
-	char status[STATUS_MAX];
 
-	/* device thread only */
+	/* device thread only (but loop.status: h->lock); loop.cmd_fd: cmd has bits */
+	struct vos_devloop loop;
 	void *priv;
 	bool in_open;
 	enum hdev_state state;
 	struct host_session *sess;         /* attached (a reference), NULL if none */
-	struct vos_conn conn;              /* conn.epd < 0: not attached */
 	uint64_t features;
 	unsigned nq;
 	struct vq_host vq[VOS_MAX_QUEUES];
 	struct hmap map[3 * VOS_MAX_QUEUES];
 	unsigned nmap;
-	struct hwatch watch[WATCH_MAX];
-	unsigned nwatch;
-	unsigned tick_ms;
-	uint64_t next_tick, next_status;
-	int err;                           /* sticky: a vq call or doorbell failed in an op */
 };
 
 struct pending {
@@ -146,22 +130,6 @@ struct vos_host {
 static const struct vos_backend_ops *const default_backends[] = {
 	&vos_net_backend, &vos_blk_backend, &vos_console_backend, NULL
 };
-
-static void wake(int fd)
-{
-	uint64_t one = 1;
-
-	if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		vos_log(LOG_ERR, "eventfd write: %s", strerror(errno));
-}
-
-static void drain(int fd)
-{
-	uint64_t v;
-
-	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		vos_log(LOG_ERR, "eventfd read: %s", strerror(errno));
-}
 
 static void send_refuse(scif_epd_t epd, uint16_t dev, int err)
 {
@@ -254,7 +222,7 @@ static void hdev_command(struct vos_hdev *d, unsigned cmd)
 	pthread_mutex_lock(&d->h->lock);
 	d->cmd |= cmd;
 	pthread_mutex_unlock(&d->h->lock);
-	wake(d->cmd_fd);
+	vos_wake(d->loop.cmd_fd);
 }
 
 /* Main thread: the card's control connection is gone (or replaced); its devices stop. */
@@ -386,7 +354,7 @@ static void dev_attach(struct vos_host *h, struct pending *p, const struct vos_m
 	sess_get(c->sess);
 	d->cmd |= HCMD_ATTACH;
 	pthread_mutex_unlock(&h->lock);
-	wake(d->cmd_fd);
+	vos_wake(d->loop.cmd_fd);
 	if (old) {
 		scif_close(old_epd);
 		sess_put(h, old);
@@ -396,12 +364,12 @@ static void dev_attach(struct vos_host *h, struct pending *p, const struct vos_m
 /* ---------------------------------------------------------------------------------------- */
 /* Device thread. */
 
-static void hdev_publish(struct vos_hdev *d)
+static void hdev_publish(void *dev)
 {
-	char line[STATUS_MAX], *buf = NULL;
+	struct vos_hdev *d = dev;
+	char line[VOS_STATUS_MAX], *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
-	bool changed;
 
 	if (!f)
 		return;
@@ -414,17 +382,7 @@ static void hdev_publish(struct vos_hdev *d)
 		return;
 	snprintf(line, sizeof(line), "%s", buf);
 	free(buf);
-	for (char *s = line; *s; s++)
-		if (*s == '\n' || *s == '\r')
-			*s = ' ';
-	pthread_mutex_lock(&d->h->lock);
-	changed = strcmp(line, d->status) != 0;
-	if (changed)
-		memcpy(d->status, line, sizeof(line));
-	pthread_mutex_unlock(&d->h->lock);
-	if (changed)
-		wake(d->h->evfd);
-	d->next_status = vos_now_ms() + STATUS_REFRESH_MS;
+	vos_devloop_publish(&d->loop, line);
 }
 
 static int hdev_mem_read(void *ctx, void *buf, size_t len, uint64_t off)
@@ -435,7 +393,7 @@ static int hdev_mem_read(void *ctx, void *buf, size_t len, uint64_t off)
 		return 0;
 	if (off > INT64_MAX)
 		return -ENXIO;
-	return scif_vreadfrom(d->conn.epd, buf, len, (off_t)off, SCIF_RMA_SYNC) ? -errno : 0;
+	return scif_vreadfrom(d->loop.conn.epd, buf, len, (off_t)off, SCIF_RMA_SYNC) ? -errno : 0;
 }
 
 static int hdev_mem_write(void *ctx, const void *buf, size_t len, uint64_t off)
@@ -446,8 +404,9 @@ static int hdev_mem_write(void *ctx, const void *buf, size_t len, uint64_t off)
 		return 0;
 	if (off > INT64_MAX)
 		return -ENXIO;
-	return scif_vwriteto(d->conn.epd, (void *)buf, len, (off_t)off, SCIF_RMA_SYNC) ? -errno
-										       : 0;
+	return scif_vwriteto(d->loop.conn.epd, (void *)buf, len, (off_t)off, SCIF_RMA_SYNC)
+		       ? -errno
+		       : 0;
 }
 
 static const struct vq_mem_ops hdev_mem_ops = { .read = hdev_mem_read, .write = hdev_mem_write };
@@ -480,16 +439,16 @@ static void hdev_detach(struct vos_hdev *d, enum vos_stop_reason why, bool reset
 	d->nmap = 0;
 	d->nq = 0;
 	d->features = 0;
-	d->err = 0;
+	d->loop.err = 0;
 	if (d->sess) {
 		if (reset)
 			hdev_slot_status(d, d->sess, VOS_HSTATUS_NEEDS_RESET, 0);
 		sess_put(d->h, d->sess);
 		d->sess = NULL;
 	}
-	if (d->conn.epd >= 0)
-		scif_close(d->conn.epd);
-	d->conn.epd = -1;
+	if (d->loop.conn.epd >= 0)
+		scif_close(d->loop.conn.epd);
+	d->loop.conn.epd = -1;
 	d->state = reset ? HDEV_RESET : HDEV_DOWN;
 	hdev_publish(d);
 }
@@ -508,28 +467,19 @@ static void hdev_reset(struct vos_hdev *d, const char *fmt, ...)
 	hdev_detach(d, VOS_STOP_RESET, true);
 }
 
-/* After an op: a negative return or a failed vq call inside it resets the device. */
-static bool hdev_op_failed(struct vos_hdev *d, int r, const char *op)
+/* The loop's ops->reset: an op failed, or a vq call or doorbell inside it. */
+static void hdev_op_reset(void *dev, const char *why)
 {
-	int err = r < 0 ? r : d->err;
-
-	if (!err)
-		return false;
-	if (d->conn.epd >= 0)
-		hdev_reset(d, "%s: %s", op, strerror(-err));
-	else
-		vos_log(LOG_WARNING, "%s: %s: %s", d->name, op, strerror(-err));
-	d->err = 0;
-	return true;
+	hdev_reset(dev, "%s", why);
 }
 
 static void hdev_attach(struct vos_hdev *d, scif_epd_t epd, struct host_session *s)
 {
-	if (d->conn.epd >= 0) {
+	if (d->loop.conn.epd >= 0) {
 		vos_log(LOG_INFO, "%s: the card attached again", d->name);
 		hdev_detach(d, VOS_STOP_DETACH, false);
 	}
-	vos_conn_init(&d->conn, epd);
+	vos_conn_init(&d->loop.conn, epd);
 	d->sess = s;
 	hdev_slot_status(d, s, 0, VOS_HSTATUS_NEEDS_RESET);
 	d->state = HDEV_ATTACHED;
@@ -549,7 +499,7 @@ static void *hdev_map(struct vos_hdev *d, uint64_t off, size_t len, int prot)
 {
 	uint64_t start = off & ~(uint64_t)(PAGE - 1);
 	size_t mlen = (size_t)((off + len - start + PAGE - 1) & ~(uint64_t)(PAGE - 1));
-	uint8_t *p = scif_mmap(NULL, mlen, prot, 0, d->conn.epd, (off_t)start);
+	uint8_t *p = scif_mmap(NULL, mlen, prot, 0, d->loop.conn.epd, (off_t)start);
 
 	if (p == SCIF_MMAP_FAILED)
 		return NULL;
@@ -606,7 +556,7 @@ static void hdev_ready(struct vos_hdev *d)
 			return hdev_reset(d, "READY with queue %u rings outside the window", q);
 	}
 	/* A window that ends in unregistered space would only fail on some later request. */
-	if (scif_vreadfrom(d->conn.epd, &last, 1, (off_t)(sc.window + sc.window_len - 1),
+	if (scif_vreadfrom(d->loop.conn.epd, &last, 1, (off_t)(sc.window + sc.window_len - 1),
 			   SCIF_RMA_SYNC) < 0)
 		return hdev_reset(d, "READY with a window not registered to its end: %s",
 				  strerror(errno));
@@ -631,26 +581,27 @@ static void hdev_ready(struct vos_hdev *d)
 	d->nq = d->ops->nqueues;
 	d->state = HDEV_UP; /* the queues work inside start() already */
 	r = d->ops->start(d);
-	if (r < 0 || d->err) {
+	if (r < 0 || d->loop.err) {
 		d->state = HDEV_ATTACHED; /* start() failed: no stop() */
-		hdev_op_failed(d, r, "start");
+		vos_devloop_failed(&d->loop, r, "start");
 		return;
 	}
 	vos_log(LOG_INFO, "%s: up, features %#" PRIx64, d->name, d->features);
 	hdev_publish(d);
 	for (unsigned q = 0; q < d->nq && d->state == HDEV_UP; q++)
-		hdev_op_failed(d, d->ops->kick(d, q), "kick");
+		vos_devloop_failed(&d->loop, d->ops->kick(d, q), "kick");
 }
 
 /* The device connection is gone: CARD_LOST if the control connection went with it (it may
  * be noticed a little later: wait for the main thread's word a short while), else DETACH. */
-static void hdev_conn_lost(struct vos_hdev *d, int err)
+static void hdev_conn_lost(void *dev, int err)
 {
+	struct vos_hdev *d = dev;
 	uint64_t end = vos_now_ms() + LOST_GRACE_MS;
 	bool dead, bye;
 
 	for (;;) {
-		struct pollfd p = { .fd = d->cmd_fd, .events = POLLIN };
+		struct pollfd p = { .fd = d->loop.cmd_fd, .events = POLLIN };
 		uint64_t now = vos_now_ms();
 
 		pthread_mutex_lock(&d->h->lock);
@@ -669,39 +620,27 @@ static void hdev_conn_lost(struct vos_hdev *d, int err)
 	hdev_detach(d, dead && !bye ? VOS_STOP_CARD_LOST : VOS_STOP_DETACH, false);
 }
 
-static void hdev_message(struct vos_hdev *d, const struct vos_msg *m)
+static void hdev_message(void *dev, const struct vos_msg *m)
 {
+	struct vos_hdev *d = dev;
+
 	if (m->type == VOS_MSG_READY && d->state == HDEV_ATTACHED)
 		return hdev_ready(d);
 	if (m->type == VOS_MSG_KICK && d->state == HDEV_UP && m->queue < d->nq)
-		return (void)hdev_op_failed(d, d->ops->kick(d, m->queue), "kick");
+		return (void)vos_devloop_failed(&d->loop, d->ops->kick(d, m->queue), "kick");
 	hdev_reset(d, "unexpected message type %u queue %u in state %s", m->type, m->queue,
 		   hdev_state_name[d->state]);
 }
 
-static void hdev_conn_event(struct vos_hdev *d, short revents)
-{
-	struct vos_msg m;
-	int r = 0;
-
-	if (revents & POLLOUT)
-		r = vos_conn_flush(&d->conn);
-	/* Read what came (also after POLLHUP: a READY or KICK may precede the close). */
-	while (r >= 0 && d->conn.epd >= 0 && (r = vos_conn_recv(&d->conn, &m)) > 0)
-		hdev_message(d, &m);
-	if (r < 0 && d->conn.epd >= 0)
-		hdev_conn_lost(d, r);
-}
-
 /* Commands from the main thread. Returns false on SHUTDOWN. */
-static bool hdev_commands(struct vos_hdev *d)
+static bool hdev_commands(void *dev)
 {
+	struct vos_hdev *d = dev;
 	struct host_session *s = NULL;
 	scif_epd_t epd = -1;
 	unsigned cmd;
 	bool lost = false, card_gone;
 
-	drain(d->cmd_fd);
 	pthread_mutex_lock(&d->h->lock);
 	cmd = d->cmd;
 	d->cmd = 0;
@@ -738,63 +677,35 @@ static bool hdev_commands(struct vos_hdev *d)
 	return true;
 }
 
-static int hdev_find_watch(struct vos_hdev *d, int fd)
+static bool hdev_started(void *dev)
 {
-	for (unsigned i = 0; i < d->nwatch; i++)
-		if (d->watch[i].fd == fd)
-			return (int)i;
-	return -1;
+	return ((struct vos_hdev *)dev)->state == HDEV_UP;
 }
 
-static void hdev_loop(struct vos_hdev *d)
+static int hdev_event(void *dev, int fd, short revents)
 {
-	struct pollfd pfd[2 + WATCH_MAX];
+	struct vos_hdev *d = dev;
 
-	for (;;) {
-		uint64_t now = vos_now_ms(), until = d->next_status;
-		unsigned n = 0, nw;
-		int timeout;
-
-		pfd[n++] = (struct pollfd){ .fd = d->cmd_fd, .events = POLLIN };
-		if (d->conn.epd >= 0)
-			pfd[n++] = (struct pollfd){ .fd = d->conn.epd,
-						    .events = vos_conn_events(&d->conn) };
-		nw = n;
-		for (unsigned i = 0; i < d->nwatch; i++)
-			if (d->state == HDEV_UP || d->watch[i].always)
-				pfd[n++] = (struct pollfd){ .fd = d->watch[i].fd,
-							    .events = d->watch[i].events };
-		if (d->tick_ms && d->next_tick < until)
-			until = d->next_tick;
-		timeout = until > now ? (int)(until - now) : 0;
-		if (poll(pfd, n, timeout) < 0 && errno != EINTR) {
-			vos_log(LOG_ERR, "%s: poll: %s", d->name, strerror(errno));
-			usleep(100000);
-			continue;
-		}
-		if (pfd[0].revents && !hdev_commands(d))
-			return;
-		if (nw == 2 && pfd[1].revents && d->conn.epd == pfd[1].fd)
-			hdev_conn_event(d, pfd[1].revents);
-		for (unsigned i = nw; i < n; i++) {
-			int w = hdev_find_watch(d, pfd[i].fd);
-
-			/* An earlier event may have dropped the watch or the card. */
-			if (!pfd[i].revents || w < 0 ||
-			    !(d->state == HDEV_UP || d->watch[w].always))
-				continue;
-			hdev_op_failed(d, d->ops->event(d, pfd[i].fd, pfd[i].revents), "event");
-		}
-		now = vos_now_ms();
-		if (d->tick_ms && now >= d->next_tick) {
-			d->next_tick = now + d->tick_ms;
-			if (d->ops->tick)
-				hdev_op_failed(d, d->ops->tick(d), "tick");
-		}
-		if (now >= d->next_status)
-			hdev_publish(d);
-	}
+	return d->ops->event(d, fd, revents);
 }
+
+static int hdev_tick(void *dev)
+{
+	struct vos_hdev *d = dev;
+
+	return d->ops->tick ? d->ops->tick(d) : 0;
+}
+
+static const struct vos_devloop_ops hdev_loop_ops = {
+	.commands = hdev_commands,
+	.message = hdev_message,
+	.conn_lost = hdev_conn_lost,
+	.started = hdev_started,
+	.event = hdev_event,
+	.tick = hdev_tick,
+	.reset = hdev_op_reset,
+	.publish = hdev_publish,
+};
 
 static void *hdev_thread(void *arg)
 {
@@ -812,8 +723,8 @@ static void *hdev_thread(void *arg)
 	if (r < 0)
 		return NULL;
 	hdev_publish(d);
-	hdev_loop(d);
-	if (d->conn.epd >= 0 || d->state == HDEV_UP)
+	vos_devloop_run(&d->loop);
+	if (d->loop.conn.epd >= 0 || d->state == HDEV_UP)
 		hdev_detach(d, VOS_STOP_SHUTDOWN, false);
 	d->ops->close(d);
 	return NULL;
@@ -824,8 +735,8 @@ static void *hdev_thread(void *arg)
 
 static int hdev_fail(struct vos_hdev *d, int err)
 {
-	if (err < 0 && !d->err)
-		d->err = err;
+	if (err < 0 && !d->loop.err)
+		d->loop.err = err;
 	return err;
 }
 
@@ -857,7 +768,7 @@ int vos_hq_notify(struct vos_hdev *d, unsigned q)
 		return -ENOTCONN;
 	if (!vq_host_need_irq(vq))
 		return 0;
-	return hdev_fail(d, vos_conn_send(&d->conn, &m));
+	return hdev_fail(d, vos_conn_send(&d->loop.conn, &m));
 }
 
 int vos_hq_kicks(struct vos_hdev *d, unsigned q, bool on)
@@ -930,34 +841,18 @@ int vos_hdev_set_config(struct vos_hdev *d, const void *config, size_t len)
 		slot_write(s, d->slot, d, true);
 	pthread_mutex_unlock(&d->h->lock);
 	if (d->state == HDEV_UP) /* a card attaching later reads the new config from its slot */
-		return hdev_fail(d, vos_conn_send(&d->conn, &m));
+		return hdev_fail(d, vos_conn_send(&d->loop.conn, &m));
 	return 0;
 }
 
 int vos_hdev_watch(struct vos_hdev *d, int fd, short events, bool always)
 {
-	int i = hdev_find_watch(d, fd);
-
-	if (!events) {
-		if (i >= 0)
-			d->watch[i] = d->watch[--d->nwatch];
-		return 0;
-	}
-	if (fd < 0)
-		return -EBADF;
-	if (i < 0) {
-		if (d->nwatch == WATCH_MAX)
-			return -ENOSPC;
-		i = (int)d->nwatch++;
-	}
-	d->watch[i] = (struct hwatch){ .fd = fd, .events = events, .always = always };
-	return 0;
+	return vos_devloop_watch(&d->loop, fd, events, always);
 }
 
 void vos_hdev_set_tick(struct vos_hdev *d, unsigned ms)
 {
-	d->tick_ms = ms;
-	d->next_tick = vos_now_ms() + ms;
+	vos_devloop_set_tick(&d->loop, ms);
 }
 
 void *vos_hdev_priv(const struct vos_hdev *d)
@@ -995,7 +890,7 @@ const char *vos_hdev_rundir(const struct vos_hdev *d)
 
 static void dev_free(struct vos_hdev *d)
 {
-	close(d->cmd_fd);
+	vos_devloop_destroy(&d->loop);
 	vos_devconf_free(&d->conf);
 	free(d);
 }
@@ -1066,11 +961,11 @@ static int dev_add(struct vos_host *h, const struct vos_devconf *conf)
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
-	d->cmd_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (d->cmd_fd < 0 || vos_devconf_copy(&d->conf, conf) < 0) {
-		r = d->cmd_fd < 0 ? -errno : -ENOMEM;
-		if (d->cmd_fd >= 0)
-			close(d->cmd_fd);
+	r = vos_devloop_init(&d->loop, &hdev_loop_ops, d, d->name, &h->lock, h->evfd);
+	if (!r && vos_devconf_copy(&d->conf, conf) < 0)
+		r = -ENOMEM;
+	if (r < 0) {
+		vos_devloop_destroy(&d->loop);
 		free(d);
 		return r;
 	}
@@ -1078,10 +973,9 @@ static int dev_add(struct vos_host *h, const struct vos_devconf *conf)
 	d->ops = ops;
 	d->card = c;
 	d->slot = (unsigned)slot;
-	d->conn.epd = -1;
 	d->offered = VOS_TRANSPORT_FEATURES;
 	snprintf(d->name, sizeof(d->name), "card%d/%s%u", conf->card, ops->name, conf->index);
-	snprintf(d->status, sizeof(d->status), "%s %s down", d->name, ops->name);
+	snprintf(d->loop.status, sizeof(d->loop.status), "%s %s down", d->name, ops->name);
 	r = pthread_create(&d->thread, NULL, hdev_thread, d);
 	if (r) {
 		dev_free(d);
@@ -1293,7 +1187,7 @@ int vos_host_run(struct vos_host *h, int wake_fd, int (*on_wake)(struct vos_host
 		if (pfd[0].revents & POLLIN)
 			accept_all(h);
 		if (pfd[1].revents) {
-			drain(h->evfd);
+			vos_drain(h->evfd);
 			if (h->o.on_change)
 				h->o.on_change(h, h->o.arg);
 		}
@@ -1311,7 +1205,7 @@ void vos_host_status(struct vos_host *h, FILE *out)
 	for (struct host_card *c = h->cards; c; c = c->next)
 		for (unsigned i = 0; i < VOS_MAX_SLOTS; i++)
 			if (c->slot[i])
-				fprintf(out, "%s\n", c->slot[i]->status);
+				fprintf(out, "%s\n", c->slot[i]->loop.status);
 	pthread_mutex_unlock(&h->lock);
 }
 

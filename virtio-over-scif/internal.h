@@ -3,13 +3,15 @@
  * internal.h - what the two frameworks (host.c, card.c), the configuration (conf.c) and the
  * three programs (virtiod.c, card_main.c, scifctl.c) share, and nothing the devices need:
  * the framework entry points (also used by tests/virtio/test-vos.c with its own device
- * tables), the configuration, the message connection and the shared-memory vocabulary.
+ * tables), the configuration, the message connection, the device thread's loop, what the
+ * programs' main()s have in common and the shared-memory vocabulary.
  */
 #ifndef VOS_INTERNAL_H
 #define VOS_INTERNAL_H
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <scif.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -205,6 +207,133 @@ static inline int vos_conn_wait_msg(struct vos_conn *c, struct vos_msg *m, int t
 			return -errno;
 	}
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/* The device thread (devloop.c), the same in both frameworks: each device embeds a struct
+ * vos_devloop, and its thread runs vos_devloop_run. The loop waits on the command eventfd,
+ * the device connection, the fds the device watches (vos_hdev_watch, vos_cdev_watch) and its
+ * timers, and calls the framework back with `dev`. Everything in it is the device thread's,
+ * but `status` (under *lock) and cmd_fd (the main thread wakes it). */
+
+#define VOS_WATCH_MAX 16            /* fds one device may watch */
+#define VOS_STATUS_MAX 320          /* a status line, NUL included */
+#define VOS_STATUS_REFRESH_MS 1000  /* device counters in the status file, at most this often */
+
+struct vos_devloop_ops {
+	/* The command eventfd was readable (it is drained): false = leave the loop. */
+	bool (*commands)(void *dev);
+	/* A message came on the device connection. */
+	void (*message)(void *dev, const struct vos_msg *m);
+	/* The device connection failed or closed (-errno), maybe after messages. */
+	void (*conn_lost)(void *dev, int err);
+	/* Between the device's start() and stop(): only then are watches without `always`
+	 * polled. */
+	bool (*started)(void *dev);
+	/* The device's event() and tick() ops: 0 or -errno (vos_devloop_failed follows). */
+	int (*event)(void *dev, int fd, short revents);
+	int (*tick)(void *dev);
+	/* An op failed while attached (vos_devloop_failed): reset the device, log @why. */
+	void (*reset)(void *dev, const char *why);
+	/* retry_at has come (a framework that never sets retry_at may leave it NULL). */
+	void (*retry)(void *dev);
+	/* Time to refresh the status line (vos_devloop_publish). */
+	void (*publish)(void *dev);
+};
+
+struct vos_watch {
+	int fd;
+	short events;
+	bool always;                    /* also while the device is not started */
+};
+
+struct vos_devloop {
+	const struct vos_devloop_ops *ops;
+	void *dev;                      /* the framework's device, passed to the ops */
+	const char *name;               /* the device's name, for log lines */
+	int cmd_fd;                     /* eventfd: the main thread has a command */
+	struct vos_conn conn;           /* the device connection; conn.epd < 0: not attached */
+	struct vos_watch watch[VOS_WATCH_MAX];
+	unsigned nwatch;
+	unsigned tick_ms;               /* 0: no tick */
+	uint64_t next_tick, next_status;
+	uint64_t retry_at;              /* when ops->retry is due; 0: never */
+	int err;                        /* sticky: a vq call or doorbell failed inside an op */
+	pthread_mutex_t *lock;          /* the framework's lock: guards status */
+	int status_fd;                  /* eventfd woken when the status line changed */
+	char status[VOS_STATUS_MAX];    /* *lock */
+};
+
+/** Add one to eventfd @fd (errors other than EAGAIN are logged). */
+void vos_wake(int fd);
+/** Reset eventfd @fd (non-blocking; errors other than EAGAIN are logged). */
+void vos_drain(int fd);
+
+/**
+ * Set up @l for device @dev, called @name in log lines: no connection, nothing watched,
+ * the command eventfd created. @lock and @status_fd are the framework's (see the struct).
+ * @return 0 or -errno.
+ */
+int vos_devloop_init(struct vos_devloop *l, const struct vos_devloop_ops *ops, void *dev,
+		     const char *name, pthread_mutex_t *lock, int status_fd);
+/** Close the command eventfd. */
+void vos_devloop_destroy(struct vos_devloop *l);
+/** Serve the device until ops->commands returns false. Device thread. */
+void vos_devloop_run(struct vos_devloop *l);
+/** Watch @fd for @events (0: stop watching): vos_hdev_watch, vos_cdev_watch. */
+int vos_devloop_watch(struct vos_devloop *l, int fd, short events, bool always);
+/** Ask for ops->tick every @ms milliseconds (0: never). */
+void vos_devloop_set_tick(struct vos_devloop *l, unsigned ms);
+/**
+ * After an op that returned @r: if it failed, or a vq call or doorbell inside it did
+ * (l->err), reset the device (ops->reset) or, if not attached, log it; l->err is cleared.
+ * @return true if the op failed.
+ */
+bool vos_devloop_failed(struct vos_devloop *l, int r, const char *op);
+/**
+ * Make @line (at most VOS_STATUS_MAX bytes with its NUL; newlines become spaces) the status
+ * line, wake status_fd if it changed, and plan the next refresh.
+ */
+void vos_devloop_publish(struct vos_devloop *l, char *line);
+
+/* ---------------------------------------------------------------------------------------- */
+/* What the main()s of scif-virtiod and scif-virtio-card share (prog.c). */
+
+struct vos_prog {
+	const char *name;               /* "scif-virtiod": the log's ident, messages */
+	const char *run_dir;            /* --run-dir */
+	uint16_t port;                  /* --port */
+	bool use_syslog;                /* --syslog */
+	int verbose;                    /* -v, --verbose */
+	char status_path[4096];         /* RUN_DIR/status (vos_prog_rundir) */
+	int sigfd;                      /* SIGTERM, SIGINT, SIGHUP (vos_prog_signals); -1 */
+};
+
+/* The long options of vos_prog_option, and --help, for the programs' option tables. */
+#define VOS_PROG_LONGOPTS                                                              \
+	{ "run-dir", required_argument, NULL, 'R' }, { "port", required_argument, NULL, 'P' }, \
+	{ "syslog", no_argument, NULL, 'S' }, { "verbose", no_argument, NULL, 'v' },         \
+	{ "help", no_argument, NULL, 'h' }
+
+/**
+ * Take option @opt of getopt_long (value @arg) if it is one of VOS_PROG_LONGOPTS but --help.
+ * @return 1 if taken, 0 if not ours, -1 for a bad value (said on stderr).
+ */
+int vos_prog_option(struct vos_prog *p, int opt, const char *arg);
+/** Open the log: stderr or syslog (--syslog), debug lines with -v. */
+void vos_prog_log(const struct vos_prog *p);
+/** Create the run directory (one level) and set status_path. @return 0 or -errno (logged). */
+int vos_prog_rundir(struct vos_prog *p);
+/**
+ * Block SIGTERM, SIGINT and SIGHUP into p->sigfd and ignore SIGPIPE. Before any thread
+ * starts. @return 0 or -errno (logged).
+ */
+int vos_prog_signals(struct vos_prog *p);
+/** The signal p->sigfd has (one other than SIGHUP is logged: exiting), or 0 if none. */
+int vos_prog_signal(struct vos_prog *p);
+/** Rewrite the status file with what @fill writes (vos_write_atomic); failures are logged. */
+void vos_prog_status(struct vos_prog *p, void (*fill)(FILE *out, void *arg), void *arg);
+/** Remove the status file if the program @served, close p->sigfd. */
+void vos_prog_end(struct vos_prog *p, bool served);
 
 /* ---------------------------------------------------------------------------------------- */
 /* The host framework (host.c). */

@@ -2,27 +2,23 @@
 /*
  * virtiod.c - main() of scif-virtiod, the host daemon of virtio over SCIF (node 0): options,
  * configuration, signals (SIGTERM/SIGINT exit, SIGHUP reloads) and the status file. The
- * framework itself is host.c.
+ * framework itself is host.c; what this main() shares with the card's is prog.c.
  */
 #include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <unistd.h>
-#include <sys/signalfd.h>
-#include <sys/stat.h>
 
 #include "internal.h"
 
 struct daemon {
+	struct vos_prog prog;
 	const char *config_file;
 	char **specs;
 	size_t nspecs;
-	char status_path[4096];
-	int sigfd;
 	int ready_fd;                /* write end of the pipe the parent waits on, or -1 */
 };
 
@@ -43,10 +39,8 @@ static void fill_status(FILE *out, void *arg)
 static void on_change(struct vos_host *h, void *arg)
 {
 	struct daemon *dm = arg;
-	int r = vos_write_atomic(dm->status_path, fill_status, h);
 
-	if (r < 0)
-		vos_log(LOG_ERR, "%s: %s", dm->status_path, strerror(-r));
+	vos_prog_status(&dm->prog, fill_status, h);
 }
 
 static int load(struct daemon *dm, struct vos_config *c)
@@ -62,15 +56,11 @@ static int load(struct daemon *dm, struct vos_config *c)
 static int on_signal(struct vos_host *h, void *arg)
 {
 	struct daemon *dm = arg;
-	struct signalfd_siginfo si;
 	struct vos_config c;
+	int sig = vos_prog_signal(&dm->prog);
 
-	if (read(dm->sigfd, &si, sizeof(si)) != sizeof(si))
-		return 0;
-	if (si.ssi_signo != SIGHUP) {
-		vos_log(LOG_NOTICE, "signal %u: exiting", si.ssi_signo);
-		return 1;
-	}
+	if (sig != SIGHUP)
+		return sig != 0;
 	vos_log(LOG_NOTICE, "SIGHUP: reloading the configuration");
 	if (load(dm, &c) < 0) {
 		vos_log(LOG_ERR, "keeping the old configuration");
@@ -113,52 +103,36 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "config", required_argument, NULL, 'c' },
-		{ "run-dir", required_argument, NULL, 'R' },
-		{ "port", required_argument, NULL, 'P' },
-		{ "syslog", no_argument, NULL, 'S' },
-		{ "verbose", no_argument, NULL, 'v' },
 		{ "device", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
+		VOS_PROG_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
-	struct daemon dm = { .sigfd = -1, .ready_fd = -1 };
-	struct vos_host_opts o = { .run_dir = "/run/scif", .port = VOS_DEFAULT_PORT };
+	struct daemon dm = {
+		.prog = { .name = "scif-virtiod", .run_dir = "/run/scif", .port = VOS_DEFAULT_PORT,
+			  .sigfd = -1 },
+		.ready_fd = -1,
+	};
+	struct vos_host_opts o = { 0 };
 	struct vos_host *h = NULL;
 	struct vos_config conf = { 0 };
-	bool foreground = false, use_syslog = false;
-	int verbose = 0, opt, r, ret = 1;
-	sigset_t sigs;
-	char *end;
+	bool foreground = false;
+	int opt, r, ret = 1;
 
 	dm.specs = calloc((size_t)argc, sizeof(char *));
 	if (!dm.specs)
 		return 1;
 	while ((opt = getopt_long(argc, argv, "fc:vd:h", longopts, NULL)) != -1) {
+		r = vos_prog_option(&dm.prog, opt, optarg);
+		if (r < 0)
+			goto out;
+		if (r)
+			continue;
 		switch (opt) {
 		case 'f':
 			foreground = true;
 			break;
 		case 'c':
 			dm.config_file = optarg;
-			break;
-		case 'R':
-			o.run_dir = optarg;
-			break;
-		case 'P': {
-			unsigned long v = strtoul(optarg, &end, 10);
-
-			if (*end || !v || v > 65535) {
-				fprintf(stderr, "scif-virtiod: bad port %s\n", optarg);
-				goto out;
-			}
-			o.port = (uint16_t)v;
-			break;
-		}
-		case 'S':
-			use_syslog = true;
-			break;
-		case 'v':
-			verbose++;
 			break;
 		case 'd':
 			dm.specs[dm.nspecs++] = optarg;
@@ -177,34 +151,22 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	/* stderr until we are a daemon: a broken config is reported where it was started. */
-	vos_log_open("scif-virtiod", use_syslog, verbose ? LOG_DEBUG : LOG_INFO);
-	if (load(&dm, &conf) < 0)
+	vos_prog_log(&dm.prog);
+	if (load(&dm, &conf) < 0 || vos_prog_rundir(&dm.prog) < 0)
 		goto out;
-	if (mkdir(o.run_dir, 0755) < 0 && errno != EEXIST) {
-		vos_log(LOG_ERR, "%s: %s", o.run_dir, strerror(errno));
-		goto out;
-	}
-	snprintf(dm.status_path, sizeof(dm.status_path), "%s/status", o.run_dir);
 	if (!foreground) {
-		vos_log_open("scif-virtiod", true, verbose ? LOG_DEBUG : LOG_INFO);
+		dm.prog.use_syslog = true;
+		vos_prog_log(&dm.prog);
 		if ((r = daemonize(&dm)) < 0) {
 			vos_log(LOG_ERR, "cannot become a daemon: %s", strerror(-r));
 			goto out;
 		}
 	}
 	/* Signals go to the signalfd: block them before any thread exists. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	signal(SIGPIPE, SIG_IGN);
-	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) ||
-	    (dm.sigfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0) {
-		vos_log(LOG_ERR, "signalfd: %s", strerror(errno));
+	if (vos_prog_signals(&dm.prog) < 0)
 		goto out;
-	}
-	o.on_change = on_change;
-	o.arg = &dm;
+	o = (struct vos_host_opts){ .run_dir = dm.prog.run_dir, .port = dm.prog.port,
+				    .on_change = on_change, .arg = &dm };
 	r = vos_host_new(&h, &o);
 	if (r < 0) {
 		vos_log(LOG_ERR, "cannot listen on SCIF port %u: %s", o.port, strerror(-r));
@@ -221,17 +183,14 @@ int main(int argc, char **argv)
 		close(dm.ready_fd);
 		dm.ready_fd = -1;
 	}
-	r = vos_host_run(h, dm.sigfd, on_signal, &dm);
+	r = vos_host_run(h, dm.prog.sigfd, on_signal, &dm);
 	if (r < 0)
 		vos_log(LOG_ERR, "%s", strerror(-r));
 	ret = r < 0;
 out:
 	vos_host_free(h);
-	if (h)
-		unlink(dm.status_path);
+	vos_prog_end(&dm.prog, h != NULL);
 	vos_conf_free(&conf);
 	free(dm.specs);
-	if (dm.sigfd >= 0)
-		close(dm.sigfd);
 	return ret;
 }

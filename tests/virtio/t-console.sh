@@ -171,6 +171,9 @@ t_start() {
 		{ echo "host status:"; cat "$VT/host/status"; peers; return 1; }
 	readlink "$HCON" | grep -q '^/dev/pts/[0-9]*$' || { ls -l "$VT/host/card1"; return 1; }
 	readlink "$CCON" | grep -q '^/dev/pts/[0-9]*$' || { ls -l "$VT/card1"; return 1; }
+	# The card's status line names the pty its symlink points at.
+	vt_wait 5 grep -qE "^console0 console up pty=$(readlink "$CCON") rx=[0-9]+ tx=[0-9]+$" \
+		"$VT/card1/status" || { echo "card status:"; cat "$VT/card1/status"; return 1; }
 	card_shell
 }
 

@@ -18,7 +18,6 @@
  * kept and POLLOUT watched.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -32,6 +31,7 @@
 #include <linux/virtio_console.h>
 #include <linux/virtio_ids.h>
 
+#include "pty.h"
 #include "vos.h"
 
 #define CON_RXQ 0                 /* receiveq: host -> card */
@@ -105,7 +105,7 @@ static int hcon_winsize(struct vos_hdev *d, struct hcon *h)
 /* Point RUNDIR/card<N>/console<i> at the slave, replacing a stale link atomically. */
 static int hcon_link(struct vos_hdev *d, struct hcon *h)
 {
-	char dir[PATH_MAX], tmp[PATH_MAX + 16];
+	char dir[PATH_MAX];
 	int n;
 
 	n = snprintf(dir, sizeof(dir), "%s/card%d", vos_hdev_rundir(d), vos_hdev_card(d));
@@ -116,17 +116,7 @@ static int hcon_link(struct vos_hdev *d, struct hcon *h)
 	n = snprintf(h->link, sizeof(h->link), "%s/console%u", dir, vos_hdev_index(d));
 	if (n < 0 || (size_t)n >= sizeof(h->link))
 		return -ENAMETOOLONG;
-	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", h->link, (long)getpid());
-	unlink(tmp);
-	if (symlink(h->pts, tmp) < 0)
-		return -errno;
-	if (rename(tmp, h->link) < 0) {
-		int e = -errno;
-
-		unlink(tmp);
-		return e;
-	}
-	return 0;
+	return vos_symlink_replace(h->pts, h->link);
 }
 
 /* A pty whose slave is in raw mode (host users get the card's bytes unchanged; a terminal
@@ -137,15 +127,9 @@ static int hcon_pty(struct hcon *h)
 	struct termios t;
 	int slave, e = 0;
 
-	h->master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	h->master = vos_pty_open(h->pts, sizeof(h->pts), &slave);
 	if (h->master < 0)
-		return -errno;
-	if (grantpt(h->master) < 0 || unlockpt(h->master) < 0 ||
-	    ptsname_r(h->master, h->pts, sizeof(h->pts)))
-		return -errno;
-	slave = ioctl(h->master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
-	if (slave < 0)
-		return -errno;
+		return h->master;
 	if (tcgetattr(slave, &t) < 0)
 		e = -errno;
 	if (!e) {

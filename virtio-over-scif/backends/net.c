@@ -13,28 +13,21 @@
 #include <ctype.h>
 #include <endian.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <net/if.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <syslog.h>
 #include <unistd.h>
-#include <linux/if_ether.h>
 #include <linux/if_tun.h>
 #include <linux/virtio_ids.h>
-#include <linux/virtio_net.h>
 
+#include "tap.h"
 #include "vos.h"
 
 #define NET_RXQ 0
 #define NET_TXQ 1
-#define NET_HDR_LEN sizeof(struct virtio_net_hdr_v1)  /* VERSION_1: always 12 bytes */
-/* Largest frame: a 64 KiB IP packet (TSO/GSO or MTU 65535) behind an Ethernet + VLAN header. */
-#define NET_FRAME_MAX (65535 + ETH_HLEN + 4)
-#define NET_BUF_LEN (NET_HDR_LEN + NET_FRAME_MAX)
+#define NET_BUF_LEN (VOS_NET_HDR_LEN + VOS_NET_FRAME_MAX)
 #define NET_RX_HELD 32            /* receive buffers one frame may take (MRG_RXBUF) */
 #define NET_BATCH 64              /* frames between notifications / turns of the other side */
 #define NET_F(bit) (1ULL << (bit))
@@ -75,73 +68,22 @@ struct net_backend {
 /* ---------------------------------------------------------------------------------------- */
 /* The TAP */
 
-/* Creates or attaches TAP `name` with a virtio-net header on every frame, offloads off. */
-static int net_tap_open(const char *name, char ifname[IFNAMSIZ])
-{
-	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
-	int hdr_len = NET_HDR_LEN, ret;
-	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-
-	if (fd < 0)
-		return -errno;
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETVNETHDRSZ, &hdr_len) < 0 ||
-	    ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
-		ret = -errno;
-		close(fd);
-		return ret;
-	}
-	memcpy(ifname, ifr.ifr_name, IFNAMSIZ);
-	ifname[IFNAMSIZ - 1] = '\0';
-	return fd;
-}
-
-/* Link up and MTU (0: leave it) of interface `ifname`, through a socket of this namespace. */
+/* Link up and MTU (0: leave it) of interface `ifname`. */
 static int net_if_setup(const char *ifname, unsigned mtu)
 {
-	struct ifreq ifr = { 0 };
-	int ret = 0, s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct ifreq ifr = { .ifr_mtu = (int)mtu };
+	int ret = mtu ? vos_if_ioctl(ifname, SIOCSIFMTU, &ifr) : 0;
 
-	if (s < 0)
-		return -errno;
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
-	if (mtu) {
-		ifr.ifr_mtu = (int)mtu;
-		if (ioctl(s, SIOCSIFMTU, &ifr) < 0)
-			ret = -errno;
-	}
-	if (!ret && ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
-		ret = -errno;
+	if (!ret)
+		ret = vos_if_ioctl(ifname, SIOCGIFFLAGS, &ifr);
 	ifr.ifr_flags |= IFF_UP;
-	if (!ret && ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
-		ret = -errno;
-	close(s);
-	return ret;
+	return ret ? ret : vos_if_ioctl(ifname, SIOCSIFFLAGS, &ifr);
 }
 
 /* Carrier on/off; a kernel without TUNSETCARRIER keeps its carrier on. */
 static void net_carrier(struct net_backend *nb, bool on)
 {
-	int v = on;
-
-	nb->carrier = ioctl(nb->fd, TUNSETCARRIER, &v) == 0 ? on : !nb->tap_broken;
-}
-
-/* What the host TAP may hand us: what the card accepts on its receiveq. */
-static unsigned net_tap_offloads(uint64_t f)
-{
-	unsigned off = 0;
-
-	if (!(f & NET_F(VIRTIO_NET_F_GUEST_CSUM)))
-		return 0;
-	off |= TUN_F_CSUM;
-	if (f & NET_F(VIRTIO_NET_F_GUEST_TSO4))
-		off |= TUN_F_TSO4;
-	if (f & NET_F(VIRTIO_NET_F_GUEST_TSO6))
-		off |= TUN_F_TSO6;
-	if ((off & (TUN_F_TSO4 | TUN_F_TSO6)) && (f & NET_F(VIRTIO_NET_F_GUEST_ECN)))
-		off |= TUN_F_TSO_ECN;
-	return off;
+	nb->carrier = vos_tap_carrier(nb->fd, on) == 0 ? on : !nb->tap_broken;
 }
 
 /* Watch the TAP for what the state needs: frames to read unless starved, room if blocked. */
@@ -204,7 +146,7 @@ static int net_rx_pop(struct vos_hdev *d, struct net_backend *nb)
 			return ret;
 	}
 	/* virtio 1.x 5.1.6.3.1: every receive buffer holds at least the header. */
-	if (r->in_len < NET_HDR_LEN) {
+	if (r->in_len < VOS_NET_HDR_LEN) {
 		vos_log(LOG_WARNING, "%s: receive buffer of %u bytes, shorter than the header",
 			vos_hdev_name(d), r->in_len);
 		return -EBADMSG;
@@ -237,7 +179,7 @@ static int net_rx_deliver(struct vos_hdev *d, struct net_backend *nb, unsigned n
 		off += chunk;
 	}
 	nb->rx_pkts++;
-	nb->rx_bytes += nb->rx_frame - NET_HDR_LEN;
+	nb->rx_bytes += nb->rx_frame - VOS_NET_HDR_LEN;
 	nb->rx_frame = 0;
 	nb->rx_nheld = 0;
 	return 1;
@@ -299,7 +241,7 @@ static int net_rx_run(struct vos_hdev *d, struct net_backend *nb)
 					net_tap_failed(d, nb, "read", errno);
 				break;
 			}
-			if ((size_t)n < NET_HDR_LEN + ETH_HLEN) {
+			if ((size_t)n < VOS_NET_HDR_LEN + ETH_HLEN) {
 				nb->drops++;
 				continue;
 			}
@@ -353,7 +295,7 @@ static int net_tx_write(struct vos_hdev *d, struct net_backend *nb)
 		nb->drops++;
 	} else if ((n = write(nb->fd, nb->tx_buf, nb->tx_frame)) >= 0) {
 		nb->tx_pkts++;
-		nb->tx_bytes += nb->tx_frame - NET_HDR_LEN;
+		nb->tx_bytes += nb->tx_frame - VOS_NET_HDR_LEN;
 	} else if (errno == EAGAIN) {
 		nb->tx_blocked = true;
 		return 0;
@@ -373,7 +315,7 @@ static int net_tx_one(struct vos_hdev *d, struct net_backend *nb)
 	ssize_t n;
 	int ret;
 
-	if (r->out_len < NET_HDR_LEN + ETH_HLEN || r->out_len > sizeof(nb->tx_buf))
+	if (r->out_len < VOS_NET_HDR_LEN + ETH_HLEN || r->out_len > sizeof(nb->tx_buf))
 		goto drop;
 	n = vos_req_read(d, r, 0, nb->tx_buf, r->out_len);
 	if (n < 0)
@@ -381,7 +323,7 @@ static int net_tx_one(struct vos_hdev *d, struct net_backend *nb)
 	if ((uint32_t)n != r->out_len)
 		return -EIO;
 	if (!net_tx_hdr_ok(vos_hdev_features(d), (const struct virtio_net_hdr_v1 *)nb->tx_buf,
-			   r->out_len - (uint32_t)NET_HDR_LEN))
+			   r->out_len - (uint32_t)VOS_NET_HDR_LEN))
 		goto drop;
 	nb->tx_frame = r->out_len;
 	return net_tx_write(d, nb);
@@ -473,7 +415,7 @@ static int net_open(struct vos_hdev *d, const struct vos_devconf *conf)
 		snprintf(defname, sizeof(defname), "vos%dn%u", conf->card, conf->index);
 		tap = defname;
 	}
-	if (!*tap || strlen(tap) >= IFNAMSIZ || strchr(tap, '/')) {
+	if (!vos_tap_name_ok(tap)) {
 		vos_log(LOG_ERR, "%s: bad TAP name \"%s\"", vos_hdev_name(d), tap);
 		return -EINVAL;
 	}
@@ -499,7 +441,7 @@ static int net_open(struct vos_hdev *d, const struct vos_devconf *conf)
 	if (!nb)
 		return -ENOMEM;
 	nb->rx_kicks = true;      /* a queue starts with KICKs asked for */
-	ret = net_tap_open(tap, nb->ifname);
+	ret = vos_tap_open(tap, nb->ifname);
 	if (ret < 0) {
 		vos_log(LOG_ERR, "%s: TAP %s: %s", vos_hdev_name(d), tap, strerror(-ret));
 		free(nb);
@@ -534,7 +476,8 @@ fail:
 static int net_start(struct vos_hdev *d)
 {
 	struct net_backend *nb = vos_hdev_priv(d);
-	unsigned off = net_tap_offloads(vos_hdev_features(d));
+	/* What the host TAP may hand us: what the card accepts on its receiveq. */
+	unsigned off = vos_tap_offloads(vos_hdev_features(d), true);
 
 	if (ioctl(nb->fd, TUNSETOFFLOAD, off) < 0) {
 		int ret = -errno;

@@ -13,7 +13,6 @@
  * the symlink at once, so the console is never missing, only empty until the host is back.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -26,12 +25,14 @@
 #include <linux/virtio_console.h>
 #include <linux/virtio_ids.h>
 
+#include "pty.h"
 #include "vos.h"
 
 #define CON_RXQ 0                 /* receiveq: host -> card */
 #define CON_TXQ 1                 /* transmitq: card -> host */
 #define CON_BUF 4096              /* bytes per buffer, both queues */
 #define CON_NBUF 16               /* buffers per queue (at most the queue size) */
+#define CON_INFO_MS 1000          /* the counters in the status file, this often */
 
 struct ccon {
 	int master;               /* pty master, O_NONBLOCK; -1 if creating it failed */
@@ -82,27 +83,22 @@ static void ccon_apply_ws(struct ccon *c)
 		ioctl(c->master, TIOCSWINSZ, &c->ws);
 }
 
+/* The card's status line: where the console is now (none if no pty), bytes each way. */
+static void ccon_info(struct vos_cdev *d, const struct ccon *c)
+{
+	vos_cdev_set_info(d, "pty=%s rx=%llu tx=%llu", c->master >= 0 ? c->pts : "none",
+			  (unsigned long long)c->rx_bytes, (unsigned long long)c->tx_bytes);
+}
+
 /* Point RUNDIR/console<i> at the current slave: a temporary link renamed over the old one. */
 static int ccon_link(struct vos_cdev *d, struct ccon *c)
 {
-	char tmp[PATH_MAX + 16];
-	int n;
+	int n = snprintf(c->link, sizeof(c->link), "%s/console%u", vos_cdev_rundir(d),
+			 vos_cdev_index(d));
 
-	n = snprintf(c->link, sizeof(c->link), "%s/console%u", vos_cdev_rundir(d),
-		     vos_cdev_index(d));
 	if (n < 0 || (size_t)n >= sizeof(c->link))
 		return -ENAMETOOLONG;
-	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", c->link, (long)getpid());
-	unlink(tmp);
-	if (symlink(c->pts, tmp) < 0)
-		return -errno;
-	if (rename(tmp, c->link) < 0) {
-		int e = -errno;
-
-		unlink(tmp);
-		return e;
-	}
-	return 0;
+	return vos_symlink_replace(c->pts, c->link);
 }
 
 /* Close the pty: the card's session on it is hung up. */
@@ -122,32 +118,19 @@ static void ccon_pty_close(struct vos_cdev *d, struct ccon *c)
 /* A fresh pty with the host's window size, and the symlink on it. */
 static int ccon_pty_open(struct vos_cdev *d, struct ccon *c)
 {
-	int r;
+	int r = vos_pty_open(c->pts, sizeof(c->pts), &c->slave);
 
-	c->master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-	if (c->master < 0) {
-		r = -errno;
-		goto fail;
+	if (r >= 0) {
+		c->master = r;
+		ccon_apply_ws(c);
+		r = ccon_link(d, c);
 	}
-	if (grantpt(c->master) < 0 || unlockpt(c->master) < 0 ||
-	    ptsname_r(c->master, c->pts, sizeof(c->pts))) {
-		r = -errno;
-		goto fail;
+	if (r < 0) {
+		vos_log(LOG_ERR, "%s: cannot set up a pty: %s", vos_cdev_name(d), strerror(-r));
+		ccon_pty_close(d, c);
 	}
-	c->slave = ioctl(c->master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
-	if (c->slave < 0) {
-		r = -errno;
-		goto fail;
-	}
-	ccon_apply_ws(c);
-	r = ccon_link(d, c);
-	if (r < 0)
-		goto fail;
-	return 0;
-fail:
-	vos_log(LOG_ERR, "%s: cannot set up a pty: %s", vos_cdev_name(d), strerror(-r));
-	ccon_pty_close(d, c);
-	return r;
+	ccon_info(d, c);
+	return r < 0 ? r : 0;
 }
 
 static int ccon_open(struct vos_cdev *d)
@@ -165,6 +148,7 @@ static int ccon_open(struct vos_cdev *d)
 		vos_cdev_set_priv(d, NULL);
 		return r;
 	}
+	vos_cdev_set_tick(d, CON_INFO_MS);
 	vos_log(LOG_INFO, "%s: %s -> %s", vos_cdev_name(d), c->link, c->pts);
 	return 0;
 }
@@ -409,6 +393,13 @@ static void ccon_stop(struct vos_cdev *d, enum vos_stop_reason why)
 		vos_log(LOG_DEBUG, "%s: hung up, now %s", vos_cdev_name(d), c->pts);
 }
 
+/* The counters in the status line (once a second, not per write). */
+static int ccon_tick(struct vos_cdev *d)
+{
+	ccon_info(d, vos_cdev_priv(d));
+	return 0;
+}
+
 static void ccon_close(struct vos_cdev *d)
 {
 	struct ccon *c = vos_cdev_priv(d);
@@ -430,6 +421,7 @@ const struct vos_frontend_ops vos_console_frontend = {
 	.start = ccon_start,
 	.irq = ccon_irq,
 	.event = ccon_event,
+	.tick = ccon_tick,
 	.config = ccon_config,
 	.stop = ccon_stop,
 	.close = ccon_close,

@@ -11,35 +11,29 @@
  */
 #include <endian.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <net/if.h>
 #include <net/if_arp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
 #include <syslog.h>
 #include <unistd.h>
-#include <linux/if_ether.h>
 #include <linux/if_tun.h>
 #include <linux/virtio_ids.h>
-#include <linux/virtio_net.h>
 
+#include "tap.h"
 #include "vos.h"
 
 #define NET_RXQ 0
 #define NET_TXQ 1
-#define NET_HDR_LEN sizeof(struct virtio_net_hdr_v1)  /* VERSION_1: always 12 bytes */
-/* Largest frame: a 64 KiB IP packet (TSO/GSO or MTU 65535) behind an Ethernet + VLAN header. */
-#define NET_FRAME_MAX (65535 + ETH_HLEN + 4)
-#define NET_SLOT_LEN ((NET_HDR_LEN + NET_FRAME_MAX + 63) & ~(size_t)63)
+#define NET_SLOT_LEN ((VOS_NET_HDR_LEN + VOS_NET_FRAME_MAX + 63) & ~(size_t)63)
 #define NET_RX_MRG_LEN 16384      /* receive buffer with MRG_RXBUF (a 64 KiB frame takes 5) */
 #define NET_RX_MRG_NUM 256
 #define NET_RX_BIG_NUM 64         /* receive buffers of NET_SLOT_LEN, without MRG_RXBUF */
 #define NET_TX_NUM 64             /* transmit slots of NET_SLOT_LEN */
 #define NET_BATCH 64              /* frames between kicks / turns of the other direction */
+#define NET_INFO_MS 1000          /* the counters in the status file, this often */
 #define NET_F(bit) (1ULL << (bit))
 
 /* Everything is touched by the device's thread only. */
@@ -48,6 +42,7 @@ struct net_frontend {
 	char ifname[IFNAMSIZ];
 	short watching;           /* events last passed to vos_cdev_watch */
 	bool started;             /* between start() and stop() */
+	bool carrier;             /* as last set (on if the kernel cannot switch it) */
 	bool tx_starved;          /* no free transmit slot: TAP unwatched until a transmit IRQ */
 	uint16_t mtu;             /* last MTU / MAC taken from the config (0 / zeros: none), so */
 	uint8_t mac[ETH_ALEN];    /* a re-attach does not undo what the card's admin set */
@@ -60,70 +55,27 @@ struct net_frontend {
 	/* transmitq: free slots (stack) */
 	unsigned ntx_free;
 	uint8_t **tx_free;        /* [ntx] */
-	uint64_t drops;
+	uint64_t rx_pkts, rx_bytes, tx_pkts, tx_bytes, drops;
 };
 
 /* ---------------------------------------------------------------------------------------- */
 /* The TAP */
 
-/* Creates or attaches TAP `name` with a virtio-net header on every frame, offloads off. */
-static int net_tap_open(const char *name, char ifname[IFNAMSIZ])
+/* The card's status line: the TAP, its carrier, the counters (refreshed by netf_tick). */
+static void net_info(struct vos_cdev *d, const struct net_frontend *nf)
 {
-	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
-	int hdr_len = NET_HDR_LEN, ret;
-	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-
-	if (fd < 0)
-		return -errno;
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETVNETHDRSZ, &hdr_len) < 0 ||
-	    ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
-		ret = -errno;
-		close(fd);
-		return ret;
-	}
-	memcpy(ifname, ifr.ifr_name, IFNAMSIZ);
-	ifname[IFNAMSIZ - 1] = '\0';
-	return fd;
-}
-
-/* One SIOCSIF* request on interface `ifname`. */
-static int net_if_ioctl(const char *ifname, unsigned long req, struct ifreq *ifr)
-{
-	int ret = 0, s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-	if (s < 0)
-		return -errno;
-	snprintf(ifr->ifr_name, sizeof(ifr->ifr_name), "%s", ifname);
-	if (ioctl(s, req, ifr) < 0)
-		ret = -errno;
-	close(s);
-	return ret;
+	vos_cdev_set_info(d, "tap=%s carrier=%s rx_pkts=%llu rx_bytes=%llu tx_pkts=%llu "
+			  "tx_bytes=%llu drops=%llu", nf->ifname, nf->carrier ? "on" : "off",
+			  (unsigned long long)nf->rx_pkts, (unsigned long long)nf->rx_bytes,
+			  (unsigned long long)nf->tx_pkts, (unsigned long long)nf->tx_bytes,
+			  (unsigned long long)nf->drops);
 }
 
 /* Carrier on/off (a kernel without TUNSETCARRIER keeps it on). */
-static void net_carrier(struct net_frontend *nf, bool on)
+static void net_carrier(struct vos_cdev *d, struct net_frontend *nf, bool on)
 {
-	int v = on;
-
-	ioctl(nf->fd, TUNSETCARRIER, &v);
-}
-
-/* What the card's TAP may hand us: what the host accepts on the transmitq. */
-static unsigned net_tap_offloads(uint64_t f)
-{
-	unsigned off = 0;
-
-	if (!(f & NET_F(VIRTIO_NET_F_CSUM)))
-		return 0;
-	off |= TUN_F_CSUM;
-	if (f & NET_F(VIRTIO_NET_F_HOST_TSO4))
-		off |= TUN_F_TSO4;
-	if (f & NET_F(VIRTIO_NET_F_HOST_TSO6))
-		off |= TUN_F_TSO6;
-	if ((off & (TUN_F_TSO4 | TUN_F_TSO6)) && (f & NET_F(VIRTIO_NET_F_HOST_ECN)))
-		off |= TUN_F_TSO_ECN;
-	return off;
+	nf->carrier = vos_tap_carrier(nf->fd, on) == 0 ? on : true;
+	net_info(d, nf);
 }
 
 static int net_watch(struct vos_cdev *d, struct net_frontend *nf)
@@ -155,7 +107,7 @@ static void net_apply_config(struct vos_cdev *d, struct net_frontend *nf, bool f
 	    memcmp(cfg.mac, nf->mac, ETH_ALEN) && memcmp(cfg.mac, (uint8_t[ETH_ALEN]){ 0 }, ETH_ALEN)) {
 		ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
 		memcpy(ifr.ifr_hwaddr.sa_data, cfg.mac, ETH_ALEN);
-		ret = net_if_ioctl(nf->ifname, SIOCSIFHWADDR, &ifr);
+		ret = vos_if_ioctl(nf->ifname, SIOCSIFHWADDR, &ifr);
 		if (ret < 0)
 			vos_log(LOG_WARNING, "%s: %s: MAC address: %s", vos_cdev_name(d),
 				nf->ifname, strerror(-ret));
@@ -164,14 +116,14 @@ static void net_apply_config(struct vos_cdev *d, struct net_frontend *nf, bool f
 	if ((!features_known || (f & NET_F(VIRTIO_NET_F_MTU))) && mtu != nf->mtu &&
 	    mtu >= ETH_MIN_MTU) {
 		ifr.ifr_mtu = mtu;
-		ret = net_if_ioctl(nf->ifname, SIOCSIFMTU, &ifr);
+		ret = vos_if_ioctl(nf->ifname, SIOCSIFMTU, &ifr);
 		if (ret < 0)
 			vos_log(LOG_WARNING, "%s: %s: MTU %u: %s", vos_cdev_name(d), nf->ifname,
 				mtu, strerror(-ret));
 		nf->mtu = mtu;
 	}
-	net_carrier(nf, nf->started && (!(f & NET_F(VIRTIO_NET_F_STATUS)) ||
-					(le16toh(cfg.status) & VIRTIO_NET_S_LINK_UP)));
+	net_carrier(d, nf, nf->started && (!(f & NET_F(VIRTIO_NET_F_STATUS)) ||
+					   (le16toh(cfg.status) & VIRTIO_NET_S_LINK_UP)));
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -195,6 +147,9 @@ static int net_rx_frame(struct vos_cdev *d, struct net_frontend *nf)
 		vos_log(LOG_DEBUG, "%s: %s: frame dropped: %s", vos_cdev_name(d), nf->ifname,
 			strerror(errno));
 		nf->drops++;
+	} else {
+		nf->rx_pkts++;
+		nf->rx_bytes += (uint64_t)n - VOS_NET_HDR_LEN;
 	}
 	for (unsigned i = 0; i < nf->rx_have && ret >= 0; i++)
 		ret = net_rx_post(d, nf, nf->rx_iov[i].iov_base);
@@ -226,7 +181,7 @@ static int net_rx_irq(struct vos_cdev *d, struct net_frontend *nf)
 
 			memcpy(&h, buf, sizeof(h));  /* one read of what the host wrote */
 			nbufs = mrg ? le16toh(h.num_buffers) : 1;
-			if (len < NET_HDR_LEN + ETH_HLEN || !nbufs || nbufs > nf->nrx) {
+			if (len < VOS_NET_HDR_LEN + ETH_HLEN || !nbufs || nbufs > nf->nrx) {
 				vos_log(LOG_DEBUG, "%s: bad frame: %u bytes, %u buffers",
 					vos_cdev_name(d), len, nbufs);
 				nf->drops++;
@@ -307,7 +262,7 @@ static int net_tx_run(struct vos_cdev *d, struct net_frontend *nf)
 			}
 			break;
 		}
-		if ((size_t)n < NET_HDR_LEN + ETH_HLEN) {
+		if ((size_t)n < VOS_NET_HDR_LEN + ETH_HLEN) {
 			nf->drops++;
 			continue;
 		}
@@ -316,6 +271,8 @@ static int net_tx_run(struct vos_cdev *d, struct net_frontend *nf)
 		if (ret < 0)
 			break;
 		nf->ntx_free--;
+		nf->tx_pkts++;
+		nf->tx_bytes += (uint64_t)n - VOS_NET_HDR_LEN;
 		added++;
 	}
 	if (ret < 0)
@@ -349,14 +306,14 @@ static int netf_open(struct vos_cdev *d)
 		snprintf(defname, sizeof(defname), "scifnet%u", vos_cdev_index(d));
 		tap = defname;
 	}
-	if (!*tap || strlen(tap) >= IFNAMSIZ || strchr(tap, '/')) {
+	if (!vos_tap_name_ok(tap)) {
 		vos_log(LOG_ERR, "%s: bad TAP name \"%s\"", vos_cdev_name(d), tap);
 		return -EINVAL;
 	}
 	nf = calloc(1, sizeof(*nf));
 	if (!nf)
 		return -ENOMEM;
-	ret = net_tap_open(tap, nf->ifname);
+	ret = vos_tap_open(tap, nf->ifname);
 	if (ret < 0) {
 		vos_log(LOG_ERR, "%s: TAP %s: %s", vos_cdev_name(d), tap, strerror(-ret));
 		free(nf);
@@ -365,6 +322,7 @@ static int netf_open(struct vos_cdev *d)
 	nf->fd = ret;
 	vos_cdev_set_priv(d, nf);
 	net_apply_config(d, nf, false);   /* carrier off: not started */
+	vos_cdev_set_tick(d, NET_INFO_MS);
 	vos_log(LOG_INFO, "%s: TAP %s", vos_cdev_name(d), nf->ifname);
 	return 0;
 }
@@ -388,7 +346,8 @@ static int netf_size(struct vos_cdev *d, uint16_t qsize[VOS_MAX_QUEUES], size_t 
 static int netf_start(struct vos_cdev *d)
 {
 	struct net_frontend *nf = vos_cdev_priv(d);
-	unsigned off = net_tap_offloads(vos_cdev_features(d));
+	/* What the card's TAP may hand us: what the host accepts on the transmitq. */
+	unsigned off = vos_tap_offloads(vos_cdev_features(d), false);
 	uint8_t *rx_pool, *tx_pool;
 	int ret;
 
@@ -450,6 +409,13 @@ static int netf_event(struct vos_cdev *d, int fd, short revents)
 	return ret < 0 ? ret : net_watch(d, nf);
 }
 
+/* The counters in the status line (once a second, not per frame). */
+static int netf_tick(struct vos_cdev *d)
+{
+	net_info(d, vos_cdev_priv(d));
+	return 0;
+}
+
 static int netf_config(struct vos_cdev *d)
 {
 	struct net_frontend *nf = vos_cdev_priv(d);
@@ -468,7 +434,7 @@ static void netf_stop(struct vos_cdev *d, enum vos_stop_reason why)
 		nf->ifname, (unsigned long long)nf->drops);
 	nf->started = false;
 	nf->tx_starved = false;
-	net_carrier(nf, false);
+	net_carrier(d, nf, false);
 	net_watch(d, nf);
 	nf->rx_have = 0;
 	nf->ntx_free = 0;
@@ -505,6 +471,7 @@ const struct vos_frontend_ops vos_net_frontend = {
 	.start = netf_start,
 	.irq = netf_irq,
 	.event = netf_event,
+	.tick = netf_tick,
 	.config = netf_config,
 	.stop = netf_stop,
 	.close = netf_close,
