@@ -89,7 +89,7 @@ fuzz_build() {
 }
 check build-fuzz fuzz_build
 if [ -x "$top/_build/fuzz/tests/fuzz/fuzz-rb" ]; then
-	for t in fuzz-accept fuzz-connect fuzz-ring fuzz-bulk fuzz-ctl fuzz-rb; do
+	for t in fuzz-accept fuzz-connect fuzz-ring fuzz-bulk fuzz-ctl fuzz-rb fuzz-vq; do
 		f0=$failed
 		check "$t" bash "$top/tests/fuzz/run.sh" --seconds "${FUZZ_SECONDS:-60}" \
 			--build "$top/_build/fuzz" "$t"

@@ -189,12 +189,124 @@ def rb_seeds():
     }
 
 
+def vq_seeds():
+    """fuzz-vq: byte 0 features and log2 size (bit 7 the card half), window offset, start."""
+    EVT, IND, CARD = 1, 2, 0x80
+    NEXT, WRITE, INDIRECT = 1, 2, 4
+    WOFF = 0x40000000
+
+    def desc(addr=0, n=0, flags=0, nxt=0):
+        return u64(addr) + u32(n) + u16(flags) + u16(nxt)
+
+    def host(log2, feat=0, start=0, published=(), descs=(), window=b'', ops=b'', wsel=4,
+             woff=WOFF, flags=0, used_event=0, idx=None):
+        """A ring of 1 << log2 entries, the heads published at start, a window of 256 << wsel."""
+        size = 1 << log2
+        ring = list(published) + [0] * (size - len(published))
+        b = u8(feat | log2 << 2) + u64(woff) + u16(start) + u8(wsel)
+        b += u16(flags) + u16(start + len(published) if idx is None else idx) + u16(used_event)
+        b += b''.join(u16(x) for x in ring)
+        b += b''.join(descs) + desc() * (size - len(descs))
+        return b + u16(len(window)) + window + ops
+
+    def pop(hold=False, roff=0, rlen=0, woff=0, written=None):
+        return u8(8 * hold + 16 * (written is not None)) + u16(roff) + u16(rlen) + u16(woff) + \
+            (u32(written) if written is not None else b'')
+
+    def publish(head):
+        return u8(3) + u16(head)
+
+    def push_held(i, written=0):
+        return u8(1, i) + u32(written)
+
+    irq, kicks_on, kicks_off, drain = u8(4), u8(5 | 8), u8(5), u8(7)
+    chain = [desc(0x100, 64),                       # 0: one readable
+             desc(0x200, 100, NEXT, 2),             # 1 -> 2 -> 3
+             desc(0x300, 50, WRITE | NEXT, 3),
+             desc(0x340, 30, WRITE),
+             desc(0x400, 16, NEXT, 5),              # 4 -> 5, contiguous
+             desc(0x410, 16),
+             desc(0x500, 200, WRITE)]               # 6: one writable
+    table = desc(WOFF + 0x800, 16, NEXT, 1) + desc(WOFF + 0x900, 100, WRITE | NEXT, 2) + \
+        desc(WOFF + 0xa00, 8, WRITE)
+    indirect = [desc(0, 48, INDIRECT), desc(0xc00, 32, NEXT, 2),
+                desc(0x30, 48, INDIRECT)]           # 1 -> indirect at 0x30
+    seeds = {
+        'host-direct': host(3, published=(0, 1, 6), descs=chain,
+                            ops=publish(4) + pop() + irq + drain),
+        'host-chained-out-of-order': host(3, EVT, descs=chain, ops=publish(1) + publish(4) +
+                                          publish(6) + pop(True) + pop(True, 10, 50, 20) +
+                                          pop(written=7) + push_held(1, 30) + push_held(0, 5) +
+                                          irq + kicks_off + publish(0) + kicks_on + pop() +
+                                          irq + drain),
+        'host-wrap': host(2, EVT, start=0xfffe, published=(1, 0, 1), descs=chain[:4],
+                          ops=publish(0) + publish(1) + pop(True) + pop() + push_held(0) + irq),
+        'host-indirect': host(3, IND, published=(0, 1), descs=indirect,
+                              window=table + bytes(0x30 - 48) + table,
+                              ops=publish(0) + pop(roff=8, rlen=100, woff=50) + drain),
+        'host-indirect-event-idx': host(4, EVT | IND, descs=indirect,
+                                        window=table + bytes(0x30 - 48) + table,
+                                        ops=publish(1) + publish(0) + pop(True) + pop() +
+                                        u8(6 | 8, 3) + publish(0) + pop() + u8(6) +
+                                        push_held(0, 100) + irq),
+        'host-large-window-top-of-ras': host(10, EVT | IND, published=(0,),
+                                             descs=[desc(0, 0x10000, WRITE)],
+                                             wsel=8, woff=2**64 - 0x20000, ops=drain),
+        'host-card-rewrites': host(3, descs=chain, ops=publish(1) + u8(2, 0) + u16(16 + 12) +
+                                   u8(2) + u16(0) + pop() + u8(2, 2) + u16(0x200) + u8(4) +
+                                   b'\xff' * 4 + publish(0) + pop()),
+        # lies
+        'host-loop': host(2, published=(0,), descs=[desc(0, 8, NEXT, 1),
+                                                     desc(0, 8, NEXT, 0)]),
+        'host-window-edges': host(2, published=(0, 1), wsel=0, descs=[desc(0, 0), desc(248, 8)],
+                                  ops=drain),
+        'host-one-byte-past-the-window': host(2, published=(0,), descs=[desc(4089, 8)]),
+        'host-avail-jump': host(2, published=(0,), idx=100, descs=chain[:1]),
+        'host-nested-indirect': host(2, IND, published=(0,), descs=[desc(0, 16, INDIRECT)],
+                                     window=desc(WOFF + 0x100, 16, INDIRECT)),
+        'host-read-after-write': host(2, published=(0,), descs=[desc(0, 8, WRITE | NEXT, 1),
+                                                                 desc(0, 8)]),
+    }
+
+    def card(log2, feat=0, start=0, ops=b'', woff=WOFF):
+        return u8(CARD | feat | log2 << 2) + u64(woff) + u16(start) + ops
+
+    def add(n, nout, seed, bad=False):
+        return u8(8 * bad, n) + (u8(nout) if n else b'') + u16(seed)
+
+    get, hpop = u8(1), u8(2)
+
+    def hpush(i, written):
+        return u8(3, i) + u32(written)
+
+    notify = u8(7 | 8 | 16)
+    honest = (add(1, 1, 1) + add(3, 1, 2) + add(5, 2, 3) + notify + hpop + hpop + hpop +
+              hpush(1, 1000) + hpush(0, 0) + hpush(0, 40) + get + get + notify + get + get +
+              add(70, 10, 4) + add(2, 0, 5) + hpop + hpop + hpush(1, 99) + get + u8(7) + get)
+    seeds.update({
+        'card-honest': card(3, ops=honest),
+        'card-honest-indirect-event-idx': card(4, EVT | IND, ops=honest),
+        'card-wrap': card(2, EVT, start=0xfffd, ops=honest),
+        'card-full': card(2, IND, ops=b''.join(add(1 + i % 3, i % 2, i) for i in range(6)) +
+                          add(0, 0, 0) + add(2, 1, 9, bad=True) + add(9, 3, 1)),
+        'card-host-bad-id': card(3, ops=add(2, 1, 1) + u8(4) + u16(0) + u32(7) + u32(0) +
+                                 u8(5, 1) + get),
+        'card-host-too-long': card(3, ops=add(2, 1, 1) + hpop + u8(4) + u16(0) + u32(0) +
+                                   u32(1 << 20) + u8(5, 1) + get),
+        'card-host-replays': card(3, EVT, ops=add(1, 0, 1) + hpop + hpush(0, 10) + get +
+                                  u8(5, 1) + get + add(1, 0, 2) + u8(5, 0x80) + get),
+        'card-host-scribbles': card(3, EVT, ops=add(3, 1, 1) + hpop + u8(6) + u16(4) + u8(16) +
+                                    bytes(range(16)) + get + notify + u8(7) + get),
+    })
+    return seeds
+
+
 def main():
     top = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(
         os.path.abspath(__file__)), 'corpus')
     sets = {'fuzz-accept': accept_seeds(), 'fuzz-connect': connect_seeds(),
             'fuzz-ring': ring_seeds(False), 'fuzz-bulk': ring_seeds(True),
-            'fuzz-ctl': ctl_seeds(), 'fuzz-rb': rb_seeds()}
+            'fuzz-ctl': ctl_seeds(), 'fuzz-rb': rb_seeds(), 'fuzz-vq': vq_seeds()}
     for target, seeds in sets.items():
         d = os.path.join(top, target)
         os.makedirs(d, exist_ok=True)

@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
 	*) targets+=("$1"); shift ;;
 	esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz-accept fuzz-connect fuzz-ring fuzz-bulk fuzz-ctl fuzz-rb)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz-accept fuzz-connect fuzz-ring fuzz-bulk fuzz-ctl fuzz-rb fuzz-vq)
 dir=$build/tests/fuzz
 rc=0
 # The targets make their SCIF_RUN_DIR under TMPDIR; libFuzzer may end them without exit
