@@ -11,8 +11,9 @@ pkgs=(build-essential autoconf automake libtool pkg-config libcriterion-dev doxy
       # the runs are isolated with unshare (util-linux) and ip (iproute2).
       libfabric-dev libfabric-bin openmpi-bin libopenmpi-dev iproute2
       # virtio-over-scif and `make check-virtio`: the real clients on the card's devices
-      # (ping, iperf3, nc; qemu-img/qemu-io, nbdinfo/nbdfuse, fio, mkfs.ext4) and FUSE.
-      iputils-ping iperf3 netcat-openbsd qemu-utils libnbd-bin fuse3 fio e2fsprogs)
+      # (ping, iperf3, nc; qemu-img/qemu-io, nbdinfo/nbdfuse, fio, mkfs.ext4) and FUSE;
+      # jq reads fio's reports in `make bench-virtio`.
+      iputils-ping iperf3 netcat-openbsd qemu-utils libnbd-bin fuse3 fio e2fsprogs jq)
 # scif_bench --peers: Open MPI (mpirun, and mpicc for scif_bench_mpi) and UCX (ucx_perftest).
 [ "${1:-}" = "--bench" ] && pkgs+=(openmpi-bin libopenmpi-dev ucx-utils)
 [ "${1:-}" = "--kernel" ] && pkgs+=(qemu-system-x86 busybox-static cpio xz-utils zstd kmod gcc-12 make libc6-dev libelf1
