@@ -104,7 +104,7 @@ echo "== ThreadSanitizer build and the multi-threaded tests"
 # the distinct reports, with both stacks, are collected in _build/logs/tsan-reports.txt.
 tsan_tests="tests/tsan/test-send-recv tests/tsan/test-accept tests/tsan/test-connect
 	tests/tsan/test-listen tests/tsan/test-bind tests/tsan/test-poll tests/tsan/test-mp
-	tests/tsan/test-bulk tests/tsan/test-rma-mp"
+	tests/tsan/test-bulk tests/tsan/test-rma-mp tests/tsan/test-vq tests/tsan/test-vos"
 check build-tsan build "$top/_build/tsan" --enable-tsan
 if [ -f "$top/_build/tsan/Makefile" ]; then
 	find "$top/_build/tsan/tests" -name '*.log' -delete 2>/dev/null

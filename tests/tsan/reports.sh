@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # reports.sh - the distinct ThreadSanitizer reports in the logs of the TSan test programs
-# (tests/tsan), one per pair of accesses: the kind, the first libscif frame of each of the
+# (tests/tsan), one per pair of accesses: the kind, the first project frame of each of the
 # two stacks, how often and in which tests (by the runner's "[RUN ] suite::name (pid N)"
 # lines; a pid the runner did not start is a peer process), then the first report in full.
 #   tests/tsan/reports.sh LOG...
@@ -29,7 +29,7 @@ inrep {
 	if ($0 ~ /^    #[0-9]+ / && nstack >= 1 && nstack <= 2) {
 		f = $2 " " $3; sub(/ (\.\.\/)+/, " ", f);
 		if (first[nstack] == "") first[nstack] = f;
-		if (top[nstack] == "" && $3 ~ /(libscif|tests)\//) top[nstack] = f;
+		if (top[nstack] == "" && $3 ~ /(libscif|virtio-over-scif|tests)\//) top[nstack] = f;
 	}
 }
 END {

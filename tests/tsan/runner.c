@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * runner.c - main() for the Criterion tests built against tests/tsan/criterion/criterion.h
- * (the ThreadSanitizer runs): each Test() runs in a forked child of this single-threaded
- * process, CRITERION_JOBS at a time, killed after its .timeout (or its suite's, or 300 s).
+ * (the ThreadSanitizer runs): each Test() runs, between its .init and .fini, in a forked child
+ * of this single-threaded process, CRITERION_JOBS at a time, killed after its .timeout (or its
+ * suite's, or 300 s).
  * A child that ThreadSanitizer saw race exits 66 and its test fails. The output mimics
  * Criterion's: [FAIL]/[SKIP] lines and the final "Synthesis" line scripts/test.sh counts.
  *
  *   test-xxx [--filter SUITE/NAME-GLOB]
  */
 #include <fnmatch.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/wait.h>
@@ -26,7 +28,19 @@ extern const struct tcr_suite __start_tcr_suites[] __attribute__((weak));
 extern const struct tcr_suite __stop_tcr_suites[] __attribute__((weak));
 
 static const struct tcr_test *tcr_current; /* in a child: its test */
-static int tcr_failed;
+static pid_t tcr_pid;			    /* in a child: its pid */
+static pthread_t tcr_thread;		    /* in a child: the thread that runs the test */
+static int tcr_failed, tcr_in_fini;
+
+/* The test's .fini, once, from the thread that runs the test and not from its own children. */
+static void tcr_run_fini(void)
+{
+	if (!tcr_current || !tcr_current->fini || tcr_in_fini || getpid() != tcr_pid ||
+	    !pthread_equal(pthread_self(), tcr_thread))
+		return;
+	tcr_in_fini = 1;
+	tcr_current->fini();
+}
 
 static void tcr_vreport(const char *file, int line, const char *what, const char *fmt,
 			va_list ap)
@@ -56,6 +70,7 @@ void tcr_fatal(const char *file, int line, const char *what, const char *fmt, ..
 	va_start(ap, fmt);
 	tcr_vreport(file, line, what, fmt, ap);
 	va_end(ap);
+	tcr_run_fini();
 	fflush(NULL);
 	exit(1); /* exit, not _exit: ThreadSanitizer's exit code must still apply */
 }
@@ -69,8 +84,20 @@ void tcr_skip(const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "[SKIP] %s::%s:%s\n", tcr_current->suite, tcr_current->name, msg);
+	tcr_run_fini();
 	fflush(NULL);
 	exit(SKIP_EXIT);
+}
+
+void tcr_log(const char *tag, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s%s\n", tag, msg);
 }
 
 static double now_s(void)
@@ -134,7 +161,12 @@ int main(int argc, char **argv)
 			}
 			if (slots[k].pid == 0) {
 				tcr_current = t;
+				tcr_pid = getpid();
+				tcr_thread = pthread_self();
+				if (t->init)
+					t->init();
 				t->fn();
+				tcr_run_fini();
 				fflush(NULL);
 				exit(tcr_failed);
 			}

@@ -13,6 +13,10 @@
 #ifndef SCIF_TSAN_CRITERION_H
 #define SCIF_TSAN_CRITERION_H
 
+/* Like the real header in /usr/include: the checks' comparisons (a == b of mixed signedness)
+ * are the tests' business, not -Wsign-compare's. */
+#pragma GCC system_header
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -23,12 +27,16 @@
  * struct tcr_test - one Test(), placed in the tcr_tests section.
  * @suite, @name: as in Test(suite, name).
  * @fn:      the body.
+ * @init, @fini: run before and after the body, in the test's process; @fini also runs when
+ *           a cr_assert fails in the test's main thread (as in Criterion).
  * @timeout: seconds (0: the suite's, else the runner's default).
  */
 struct tcr_test {
 	const char *suite;
 	const char *name;
 	void (*fn)(void);
+	void (*init)(void);
+	void (*fini)(void);
 	double timeout;
 };
 
@@ -58,6 +66,7 @@ void tcr_fatal(const char *file, int line, const char *what, const char *fmt, ..
 void tcr_soft(const char *file, int line, const char *what, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 void tcr_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void tcr_log(const char *tag, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define tcr_check_1(cond, what, ...)                                                      \
 	do {                                                                              \
@@ -73,6 +82,8 @@ void tcr_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noretur
 
 #define cr_assert(c, ...) tcr_check(1, c, #c, __VA_ARGS__)
 #define cr_expect(c, ...) tcr_check(0, c, #c, __VA_ARGS__)
+#define cr_assert_not(c, ...) tcr_check(1, !(c), "!(" #c ")", __VA_ARGS__)
+#define cr_expect_not(c, ...) tcr_check(0, !(c), "!(" #c ")", __VA_ARGS__)
 #define cr_assert_eq(a, b, ...) tcr_check(1, (a) == (b), #a " == " #b, __VA_ARGS__)
 #define cr_expect_eq(a, b, ...) tcr_check(0, (a) == (b), #a " == " #b, __VA_ARGS__)
 #define cr_assert_neq(a, b, ...) tcr_check(1, (a) != (b), #a " != " #b, __VA_ARGS__)
@@ -97,5 +108,10 @@ void tcr_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noretur
 #define cr_assert_fail(...) tcr_fatal(__FILE__, __LINE__, "fail", " " __VA_ARGS__)
 #define cr_expect_fail(...) tcr_soft(__FILE__, __LINE__, "fail", " " __VA_ARGS__)
 #define cr_skip_test(...) tcr_skip(" " __VA_ARGS__)
+
+/* Messages, tagged like Criterion's; the format is not optional. */
+#define cr_log_info(...) tcr_log("[----] ", __VA_ARGS__)
+#define cr_log_warn(...) tcr_log("[WARN] ", __VA_ARGS__)
+#define cr_log_error(...) tcr_log("[ERR ] ", __VA_ARGS__)
 
 #endif /* SCIF_TSAN_CRITERION_H */
