@@ -596,15 +596,10 @@ static int step;
 
 static scif_epd_t raw_connect(uint16_t node)
 {
-	struct scif_portID dst = { .node = node, .port = PORT };
-	uint64_t end = test_now_ms() + 5000;
 	scif_epd_t epd = scif_open();
 
 	CHECK(epd >= 0, "scif_open: %s", strerror(errno));
-	while (scif_connect(epd, &dst) < 0) {
-		CHECK(errno == ECONNREFUSED && test_now_ms() < end, "connect: %s", strerror(errno));
-		usleep(10000);
-	}
+	CHECK(test_connect_retry(epd, node, PORT) >= 0, "connect: %s", strerror(errno));
 	return epd;
 }
 
