@@ -486,7 +486,8 @@ int scif__conn_listen(struct scif_endpt *ep, int backlog)
 		ep->pend = NULL;
 		goto out;
 	}
-	sh->state = SCIFEP_LISTENING;
+	/* The monitor watches lfd from here on and reads the state (scif__conn_listen_event). */
+	__atomic_store_n(&sh->state, SCIFEP_LISTENING, __ATOMIC_RELEASE);
 out:
 	scif__unlock(&sh->ctl);
 	return ret;
