@@ -137,6 +137,16 @@ struct bench_result {
 	double peer_val, peer_ratio; /* its figure, and SCIF / it */
 	int mismatch;
 	int is_baseline; /* a baseline's own record (memcpy, tcp-bw, ...) */
+	/*
+	 * The point's own baseline, measured right before and right after it (the better of the
+	 * two), and how far those two disagreed (worse / better, >= 1): the host may move the
+	 * two vCPUs between sibling threads and separate cores during a run, so a baseline from
+	 * another moment can be off by several times. pair_spread 0: not paired.
+	 */
+	double pair_base, pair_spread;
+	/* --peers, latency rows: the one-line round trip measured around the best peer's run,
+	 * to tell whether the peer ran with the CPUs placed as this point did (0: unknown). */
+	double peer_line;
 };
 
 struct bench_opts {
@@ -178,6 +188,8 @@ struct bench {
 	size_t cur_size;
 	double base[BASE_COUNT][BENCH_MAX_SIZES];
 	struct bench_result res[BENCH_MAX_RESULTS];
+	/* --peers: one-line round trip (us) probed around each peer's run, by enum bench_base */
+	double peer_line[BASE_COUNT];
 	int nres;
 	int failures;
 };
@@ -238,6 +250,10 @@ int bench_region_run(struct bench *b, uint32_t op, bench_region_client_fn client
 int bench_pp_server(uint8_t *region, size_t cap, size_t size, uint64_t iters, uint64_t seq0,
 		    int watch_fd);
 
+/* report.c: a baseline pair further apart than this is flagged; a peer placed otherwise. */
+#define BENCH_PAIR_SPREAD_OK 1.25
+int bench_peer_moved(const struct bench_result *r);
+
 /* baseline.c */
 extern const struct bench_test bench_baselines[];
 extern const int bench_nbaselines;
@@ -246,6 +262,8 @@ int bench_base_accept(struct bench *b, int tcp_lfd, int unix_lfd);
 int bench_base_connect(struct bench *b);
 int bench_shm_create(struct bench *b);
 int bench_shm_attach(struct bench *b);
+/* The one-line round trip between this process's first two CPUs now (us), or -1. */
+double bench_line_probe(void);
 int bench_serve_base(struct bench *b, const struct bench_cmd *c, uint8_t *buf,
 		     struct bench_reply *r);
 

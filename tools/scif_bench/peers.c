@@ -242,6 +242,14 @@ static void run_ucx(struct bench *b)
 	bench_progress_end();
 }
 
+/* Two placement probes around a peer's run: their mean if they agree, else 0 (unknown). */
+static double probe_pair(double a, double b)
+{
+	double lo = a < b ? a : b, hi = a < b ? b : a;
+
+	return lo > 0 && hi <= 1.25 * lo ? (a + b) / 2 : 0;
+}
+
 int bench_peers(struct bench *b)
 {
 	char prog[PATH_MAX];
@@ -266,8 +274,11 @@ int bench_peers(struct bench *b)
 		fprintf(stderr, "scif_bench: --peers: no scif_bench_mpi next to scif_bench (built "
 				"when configure finds mpicc; or set SCIF_BENCH_MPI), Open MPI skipped\n");
 	else {
+		double before = bench_line_probe();
+
 		bench_progress(1, 2, "ompi-vader-lat", 0);
 		any |= run_ompi(b, prog, 1) == 0;
+		b->peer_line[BASE_OMPI_LAT] = probe_pair(before, bench_line_probe());
 		bench_progress(2, 2, "ompi-vader-bw", 0);
 		any |= run_ompi(b, prog, 0) == 0;
 		bench_progress_end();
@@ -277,9 +288,12 @@ int bench_peers(struct bench *b)
 				"UCX skipped\n");
 	} else {
 		int before = b->nres;
+		double line0 = bench_line_probe(), line;
 
 		run_ucx(b);
 		any |= b->nres > before;
+		line = probe_pair(line0, bench_line_probe());
+		b->peer_line[BASE_UCX_TAG_LAT] = b->peer_line[BASE_UCX_PUT_LAT] = line;
 	}
 	if (restore)
 		sched_setaffinity(0, sizeof(pinned), &pinned);

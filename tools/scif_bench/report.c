@@ -69,6 +69,20 @@ static const char *unit(enum bench_kind k)
 	return k == KIND_LAT ? "us" : "GB/s";
 }
 
+/*
+ * Whether a latency row's best peer ran with the CPUs placed differently: its one-line round
+ * trip, probed around the peer's run, against the point's own (rows of one line or less).
+ */
+int bench_peer_moved(const struct bench_result *r)
+{
+	double a = r->peer_line, b = r->pair_base;
+
+	if (!r->peer || r->kind != KIND_LAT || r->size > BENCH_LINE - 8 || a <= 0 || b <= 0 ||
+	    strcmp(r->baseline ? r->baseline : "", "line-pingpong"))
+		return 0;
+	return a > 1.5 * b || b > 1.5 * a;
+}
+
 const struct bench_result *bench_find(const struct bench *b, const char *test, size_t size)
 {
 	for (int i = 0; i < b->nres; i++)
@@ -109,12 +123,19 @@ void bench_print_table(FILE *f, const struct bench *b)
 			r->baseline ? r->baseline : "-", num(r->base, c, sizeof(c)),
 			ratio(r->ratio, r->base > 0, d, sizeof(d)), num(r->tcp, e, sizeof(e)),
 			ratio(r->tcp_ratio, r->tcp > 0, g, sizeof(g)));
+		fputc(r->pair_spread > BENCH_PAIR_SPREAD_OK ? '~' : ' ', f);
 		if (peers)
-			fprintf(f, "  %-14s %9s %8s", r->peer ? r->peer : "-",
-				num(r->peer_val, h, sizeof(h)), ratio(r->peer_ratio, r->peer != NULL, k,
-								       sizeof(k)));
+			fprintf(f, " %-14s %9s %8s%c", r->peer ? r->peer : "-",
+				num(r->peer_val, h, sizeof(h)),
+				ratio(r->peer_ratio, r->peer != NULL, k, sizeof(k)),
+				bench_peer_moved(r) ? '!' : ' ');
 		fprintf(f, "%s\n", r->mismatch ? "  DATA MISMATCH" : "");
 	}
+	fprintf(f, "\nbase: the baseline measured just before and after the point (the better of the two); "
+		   "~: those two differed by more than %.2fx, the host moved the CPUs%s\n",
+		BENCH_PAIR_SPREAD_OK,
+		peers ? "; !: the peer ran with the CPUs placed otherwise (its one-line round trip "
+			"differed by more than 1.5x)" : "");
 	fprintf(f, "\nbaselines (same run, same sizes)\n%-20s %6s %10s %-4s %9s\n", "baseline",
 		"size", "median", "", "p99");
 	last = NULL;
@@ -235,9 +256,19 @@ int bench_print_summary(FILE *f, const struct bench *b)
 			fprintf(f, "  [ n/a  ] %-50s not measured in this run\n", t->what);
 			continue;
 		}
+		const struct bench_result *r = bench_find(b, row, t->size);
+
 		met += target_met(t, v);
-		fprintf(f, "  [%s] %-50s %8.3fx  (%s)\n", target_met(t, v) ? "  met " : "MISSED",
+		fprintf(f, "  [%s] %-50s %8.3fx  (%s", target_met(t, v) ? "  met " : "MISSED",
 			t->what, v, row);
+		if (r && t->vs == VS_BASE && r->pair_spread > BENCH_PAIR_SPREAD_OK)
+			fprintf(f, "; CPUs moved during the point");
+		if (r && t->vs == VS_PEER && t->peer == BASE_OMPI_LAT && r->peer_line > 0 &&
+		    r->pair_base > 0 && r->baseline && !strcmp(r->baseline, "line-pingpong") &&
+		    (r->peer_line > 1.5 * r->pair_base || r->pair_base > 1.5 * r->peer_line))
+			fprintf(f, "; the peer ran with the CPUs placed otherwise: one line %.3g us "
+				   "against %.3g us", r->peer_line, r->pair_base);
+		fprintf(f, ")\n");
 	}
 	return met;
 }
@@ -306,6 +337,9 @@ int bench_write_json(const struct bench *b, const char *path)
 			fprintf(f, ", \"peer\": null");
 		jnum(f, "peer_median", r->peer_val, r->peer != NULL);
 		jnum(f, "ratio_peer", r->peer_ratio, r->peer != NULL);
+		jnum(f, "baseline_spread", r->pair_spread, r->pair_spread > 0);
+		jnum(f, "peer_line_us", r->peer_line, r->peer_line > 0);
+		fprintf(f, ", \"peer_placement_differs\": %s", bench_peer_moved(r) ? "true" : "false");
 		fprintf(f, ", \"is_baseline\": %s, \"data_ok\": %s}%s\n", r->is_baseline ? "true" : "false",
 			r->mismatch ? "false" : "true", i + 1 < b->nres ? "," : "");
 	}
