@@ -79,11 +79,13 @@ struct scif_region {
  *        operations). Peer bell: a descriptor whose hang-up means that every copy of the
  *        peer's endpoint descriptor is closed, which the core may poll and watch; -1 where
  *        the fabric has none (then the link's hang-up is the only sign).
- * @priv: fabric-private state (local: none; pcie: a vector and a slot, for instance).
+ * @priv32, @priv: fabric-private state (local: none; pcie: a vector and a slot, say). The
+ *        bell sits among an endpoint's hot fields: keep it small.
  */
 struct scif_bell {
 	int fd;
-	uint64_t priv[2];
+	uint32_t priv32;
+	uint64_t priv;
 };
 
 /**

@@ -2,7 +2,8 @@
 /*
  * fabric/local.c - all SCIF nodes as processes of one OS instance. Ports are locked files and
  * links Unix sockets in a directory only the trust domain can enter (the kernel drops the
- * locks with the process), regions are sealed memfds passed over the link, doorbells are
+ * locks with the process), regions and window memory are sealed memfds passed over the link
+ * (fabric handles: descriptors by SCM_RIGHTS, words in a trailer, local.h), doorbells are
  * bytes on a socketpair. Needs no daemon or privilege.
  */
 #include <errno.h>
