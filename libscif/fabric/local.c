@@ -497,7 +497,10 @@ static int local_link_recv(int link, void *msg, size_t len, struct scif_fh *fh, 
 	 * An empty message reads as a hang-up: no handle may come with it (or leak).
 	 */
 	bad = (mh.msg_flags & MSG_TRUNC) != 0;
-	/* Descriptors beyond what a message may carry are dropped; the message stands. */
+	/*
+	 * The control buffer holds SCIF_LINK_MAX_FH descriptors (more arrive as MSG_CTRUNC); a
+	 * message without a trailer never yields more handles than that, whatever the buffer.
+	 */
 	if ((size_t)n <= len)
 		while (nfds > SCIF_LINK_MAX_FH)
 			close(fds[--nfds]);
