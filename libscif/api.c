@@ -92,7 +92,7 @@ SCIF_EXPORT int scif_close(scif_epd_t epd)
 	}
 	fd = ep->fd;
 	/* Our copy of the descriptor goes now; the endpoint ends when the last copy does. */
-	scif__monitor_unwatch(ep->bell);
+	scif__monitor_unwatch(ep->bell.fd);
 	close(fd);
 	scif__epd_put(ep);
 	return api_ret(0);

@@ -162,11 +162,12 @@ void scif__epd_disconnect(struct scif_endpt *ep)
 			layers[i]->disconnect(ep);
 }
 
-int scif__epd_ctl(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds)
+int scif__epd_ctl(struct scif_endpt *ep, const struct scif_ctl_msg *m, struct scif_fh *fh,
+		  int nfh)
 {
 	for (int i = 0; i < nlayers; i++)
 		if (layers[i]->ctl) {
-			int ret = layers[i]->ctl(ep, m, fds, nfds);
+			int ret = layers[i]->ctl(ep, m, fh, nfh);
 
 			if (ret != -ENOMSG)
 				return ret;
@@ -177,7 +178,7 @@ int scif__epd_ctl(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds,
 void scif__epd_rewatch(struct scif_endpt *ep)
 {
 	/* After a disconnect only the bell's error means "closed" (nodeqp.c). */
-	scif__monitor_watch(ep, SCIF_WATCH_BELL, ep->bell,
+	scif__monitor_watch(ep, SCIF_WATCH_BELL, ep->bell.fd,
 			    EPOLLRDHUP | (scif__epd_state(ep) == SCIFEP_DISCONNECTED ? EPOLLET : 0));
 	for (int i = 0; i < nlayers; i++)
 		if (layers[i]->rewatch)
@@ -190,14 +191,13 @@ static void ep_release(struct scif_endpt *ep)
 	for (int i = nlayers - 1; i >= 0; i--)
 		if (layers[i]->fini)
 			layers[i]->fini(ep);
-	scif__monitor_unwatch(ep->bell);
+	scif__monitor_unwatch(ep->bell.fd);
 	if (ep->own_fd && ep->fd >= 0)
 		close(ep->fd);
-	if (ep->bell >= 0)
-		close(ep->bell);
+	scif__fab.ops->bell_close(&ep->bell);
 	if (ep->wake_fd >= 0)
 		close(ep->wake_fd);
-	ep->fd = ep->bell = ep->wake_fd = -1;
+	ep->fd = ep->wake_fd = -1;
 	if (ep->sh)
 		munmap(ep->sh, sizeof(*ep->sh));
 	ep->sh = NULL;
@@ -230,11 +230,12 @@ static struct scif_endpt *ep_new(void)
 		if (!ep)
 			return NULL;
 	}
-	ep->fd = ep->bell = ep->peer_bell = ep->link = ep->lfd = -1;
+	ep->fd = ep->link = ep->lfd = -1;
+	ep->bell = ep->peer_bell = (struct scif_bell){ .fd = -1 };
 	ep->pend = NULL;
 	ep->npend = 0;
-	ep->mine.fd = ep->theirs.fd = -1;
-	ep->mine.addr = ep->theirs.addr = NULL;
+	memset(&ep->mine, 0, sizeof(ep->mine));
+	memset(&ep->theirs, 0, sizeof(ep->theirs));
 	ep->port = NULL;
 	ep->sh = NULL;
 	ep->backlog = 0;
@@ -280,7 +281,7 @@ int scif__epd_alloc(struct scif_endpt **out)
 		ret = -ENOMEM;
 		goto fail;
 	}
-	ret = ops->notify_pair(&ep->fd, &ep->bell);
+	ret = ops->bell_create(&scif__fab, &ep->fd, &ep->bell);
 	if (ret)
 		goto fail;
 	{
@@ -330,10 +331,10 @@ int scif__epd_publish(struct scif_endpt *ep)
 	 */
 	old = scif__atomic_xchg(slot, NULL);
 	if (old) {
-		scif__monitor_unwatch(old->bell);
+		scif__monitor_unwatch(old->bell.fd);
 		scif__epd_put(old);
 	}
-	ret = scif__monitor_watch(ep, SCIF_WATCH_BELL, ep->bell, EPOLLRDHUP);
+	ret = scif__monitor_watch(ep, SCIF_WATCH_BELL, ep->bell.fd, EPOLLRDHUP);
 	if (ret)
 		return ret;
 	/* Release pairs with the acquire in scif__epd_get. */

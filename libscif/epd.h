@@ -128,8 +128,10 @@ struct scif_ep_shared {
  * struct scif_endpt - one endpoint as this process sees it.
  *
  * @fd:        the descriptor the application holds (scif_epd_t).
- * @bell:      the other end of @fd's socketpair; ringing it makes @fd readable.
- * @peer_bell: the peer's bell (connected only); we ring it after producing bytes.
+ * @bell:      our own bell (fabric.h): its @fd is the other end of @fd's socket pair;
+ *             ringing it makes @fd readable.
+ * @peer_bell: the peer's bell (connected only; @fd -1 otherwise): we ring it after producing
+ *             bytes, unpark it after consuming (msg.c), watch its @fd (if any) for hang-up.
  * @link:      control link to the peer (connecting/connected), or -1.
  * @lfd:       listen socket (listening), or -1.
  * @backlog:   listen backlog.
@@ -169,8 +171,8 @@ struct scif_ep_shared {
  */
 struct scif_endpt {
 	int fd;
-	int bell;
-	int peer_bell;
+	struct scif_bell bell;
+	struct scif_bell peer_bell;
 	int link;
 	int lfd;
 	int backlog;
@@ -230,8 +232,10 @@ int scif__init(void);
  *   @disconnect: the peer is gone or broke the protocol (from the monitor, a data-path check,
  *                a request that timed out): the connection layer moves the endpoint to
  *                DISCONNECTED, releases its port and wakes every waiter. Idempotent.
- *   @ctl:        a control message from the peer (monitor thread): 0 handled, -EPROTO to
- *                drop the peer, -ENOMSG not this layer's.
+ *   @ctl:        a control message from the peer (monitor thread) with the fabric handles
+ *                that came with it (@nfh of them, -1 if lost: fabric.h link_recv): 0
+ *                handled, -EPROTO to drop the peer, -ENOMSG not this layer's. It imports
+ *                the handles it keeps; the caller releases the rest.
  *   @rewatch:    register the monitor watches the state calls for (fork() child, dup()).
  *   @fini:       the last reference is gone: let go of everything (reverse order of joining).
  *
@@ -248,7 +252,8 @@ struct scif_epd_layer {
 	const char *name;
 	void (*init)(struct scif_endpt *ep);
 	void (*disconnect)(struct scif_endpt *ep);
-	int (*ctl)(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds);
+	int (*ctl)(struct scif_endpt *ep, const struct scif_ctl_msg *m, struct scif_fh *fh,
+		   int nfh);
 	void (*rewatch)(struct scif_endpt *ep);
 	void (*fini)(struct scif_endpt *ep);
 };
@@ -257,7 +262,8 @@ struct scif_epd_layer {
 void scif__epd_add_layer(const struct scif_epd_layer *l);
 /* Run the layers' hooks (see struct scif_epd_layer). */
 void scif__epd_disconnect(struct scif_endpt *ep);
-int scif__epd_ctl(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds);
+int scif__epd_ctl(struct scif_endpt *ep, const struct scif_ctl_msg *m, struct scif_fh *fh,
+		  int nfh);
 void scif__epd_rewatch(struct scif_endpt *ep);
 
 /* What a layer does with an event on a watch of @kind (enum scif_watch_kind, not BELL). */
@@ -351,13 +357,13 @@ extern const struct scif_epd_layer scif__conn_layer;
 void scif__conn_setup(void);
 
 /* Control requests over the link (nodeqp.c). */
-int scif__ctl_send(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd);
+int scif__ctl_send(struct scif_endpt *ep, struct scif_ctl_msg *m, const struct scif_fh *fh);
 /*
  * Send a request and wait for the REPLY with its tag (at most SCIF_REQ_TIMEOUT_MS); returns
  * 0 or the -errno the peer answered (one the request may carry), -EINTR (closed here),
  * -ECONNRESET (peer gone, silent or lying), -ETIMEDOUT (a fence wait).
  */
-int scif__ctl_call(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd,
+int scif__ctl_call(struct scif_endpt *ep, struct scif_ctl_msg *m, const struct scif_fh *fh,
 		   struct scif_ctl_msg *reply);
 /* Answer the peer's request @tag. */
 void scif__ctl_reply(struct scif_endpt *ep, uint32_t tag, int err, uint64_t p0);

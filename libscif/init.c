@@ -26,6 +26,17 @@ struct scif_fabric scif__fab;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static int init_done;
 
+/* Every op the core calls without looking (all but the optional peer_process) is there. */
+static int fabric_ops_complete(const struct scif_fabric_ops *o)
+{
+	return o->size == sizeof(*o) && o->attach && o->port_reserve && o->listen && o->connect &&
+	       o->accept && o->relisten && o->peer_allowed && o->link_send && o->link_recv &&
+	       o->region_create && o->region_export && o->region_import && o->region_destroy &&
+	       o->bell_create && o->bell_export && o->bell_import && o->ring && o->drain &&
+	       o->unpark && o->bell_close && o->mem_alloc && o->mem_export && o->mem_import &&
+	       o->mem_free;
+}
+
 /*
  * Attach, and stack the layers once attached. A failure is not remembered: an attach that
  * ran out of memory or descriptors is tried again by the next call, which may succeed.
@@ -42,7 +53,7 @@ static int init_locked(void)
 		scif__fab.ops = &scif__fabric_local;
 		base_done = 1;
 	}
-	if (scif__fab.ops->size != sizeof(struct scif_fabric_ops))
+	if (!fabric_ops_complete(scif__fab.ops))
 		return -ENXIO;
 	ret = scif__fab.ops->attach(&scif__fab);
 	if (ret) {

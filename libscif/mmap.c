@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * mmap.c - scif_mmap()/scif_munmap(): the peer's windows mapped into this process as the same
- * memory (the windows' memfds), so loads and stores on either side see each other. The owner
+ * memory (the windows' fabric memory), so loads and stores on either side see each other. The owner
  * is told about each mapping, so an unregistered window keeps its offsets reserved while
  * mapped (spec 3.10).
  */
@@ -47,7 +47,7 @@ static int map_notify(int epfd, uint32_t gen, uint16_t op, uint64_t roff, size_t
 		scif__ctl_msg_init(&m, op, ep);
 		m.payload[0] = roff;
 		m.payload[1] = len;
-		ret = scif__ctl_call(ep, &m, -1, NULL);
+		ret = scif__ctl_call(ep, &m, NULL, NULL);
 	}
 	scif__epd_put(ep);
 	return ret;
@@ -56,16 +56,17 @@ static int map_notify(int epfd, uint32_t gen, uint16_t op, uint64_t roff, size_t
 /*
  * Map one piece of a peer window at @dst: a second mapping of the pages the library already
  * maps (mremap of a shared mapping with old size 0), so a remote window needs no descriptor
- * of its own. Windows on hugetlbfs cannot be remapped that way and keep theirs.
+ * of its own. Memory that cannot be remapped that way (hugetlbfs) comes with a descriptor
+ * from the fabric's mem_import.
  */
 static int map_seg(uint8_t *dst, const struct scif_seg *seg, int prot)
 {
 	const struct scif_window *w = seg->win;
 	void *p;
 
-	if (w->fd >= 0)
-		p = mmap(dst, seg->len, prot, MAP_SHARED | MAP_FIXED, w->fd,
-			 w->foff + (off_t)(seg->addr - w->map));
+	if (w->mem.fd >= 0)
+		p = mmap(dst, seg->len, prot, MAP_SHARED | MAP_FIXED, w->mem.fd,
+			 w->mem.off + (off_t)(seg->addr - w->map));
 	else
 		p = mremap(seg->addr, 0, seg->len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
 	if (p == MAP_FAILED)

@@ -69,7 +69,7 @@ static int msg_corrupt(struct scif_endpt *ep)
 static int msg_probe(struct scif_endpt *ep)
 {
 	uint64_t now = scif__now_ns();
-	struct pollfd p[2] = { { .fd = ep->peer_bell, .events = POLLRDHUP },
+	struct pollfd p[2] = { { .fd = ep->peer_bell.fd, .events = POLLRDHUP },
 			       { .fd = ep->link, .events = POLLRDHUP } };
 
 	if (now - scif__read_once(&ep->sh->last_probe) < PROBE_INTERVAL_NS)
@@ -143,7 +143,7 @@ void scif__msg_set_writable(struct scif_endpt *ep, int writable)
 	static const char junk[4096];
 
 	if (writable) {
-		scif__fab.ops->drain(ep->bell);
+		scif__fab.ops->drain(ep->bell.fd);
 		scif__write_once(&ep->sh->junked, 0);
 	} else if (!scif__read_once(&ep->sh->junked)) {
 		if (send(ep->fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
@@ -178,7 +178,7 @@ static int rx_settle_retry(struct scif_endpt *ep, int retry)
 		if (retry)
 			return 1;
 		if (db == sh->rx_seen && !sh->self_bell) {
-			scif__fab.ops->ring(ep->bell);
+			scif__fab.ops->ring(&ep->bell);
 			sh->self_bell = 1;
 		}
 		return 0;
@@ -192,7 +192,7 @@ static int rx_settle_retry(struct scif_endpt *ep, int retry)
 	rx_arm_set(ep, sh->rx_seen);
 	scif__mb(); /* [M2] again, for the new arm word */
 	if (scif__rb_avail(&ep->rx, &sh->rx) > 0 || scif__bulk_pending(ep)) {
-		scif__fab.ops->ring(ep->bell);
+		scif__fab.ops->ring(&ep->bell);
 		sh->self_bell = 1;
 	}
 	return 0;
@@ -370,7 +370,7 @@ static void tx_notify(struct scif_endpt *ep, int grace)
 		sh->db_sent++;
 		/* Release pairs with the receiver's acquire of in_db in rx_settle. */
 		scif__store_release(&scif__qp_theirs(ep)->in_db, sh->db_sent);
-		scif__fab.ops->ring(ep->peer_bell);
+		scif__fab.ops->ring(&ep->peer_bell);
 	}
 }
 
@@ -390,7 +390,7 @@ static void rx_notify_room(struct scif_endpt *ep)
 	want = scif__read_once(&scif__qp_mine(ep)->peer_tx_wait);
 	if (want != sh->tx_seen) {
 		sh->tx_seen = want;
-		scif__fab.ops->drain(ep->peer_bell);
+		scif__fab.ops->unpark(&ep->peer_bell);
 	}
 }
 

@@ -46,13 +46,6 @@ static uint32_t conn_ring_size(void)
 	return (uint32_t)x;
 }
 
-static void close_fds(int *fds, int n)
-{
-	for (int i = 0; i < n; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-}
-
 static int ctl_reply_in(struct scif_endpt *ep, const struct scif_ctl_msg *m);
 static void conn_disconnect(struct scif_endpt *ep);
 
@@ -64,28 +57,29 @@ static void msg_init(struct scif_ctl_msg *m, uint16_t op, const struct scif_endp
 
 /*
  * Read one control message from the link, waiting up to timeout_ms (negative: forever).
- * Anything malformed is -EPROTO; a hang-up is -ECONNRESET. Received handles land in fds.
+ * Anything malformed is -EPROTO; a hang-up is -ECONNRESET. Received handles land in @fh
+ * (*@nfh of them, -1 if lost), the caller's to import or release.
  * With @ep (a blocking connect), a scif_close() of it interrupts the wait (-EINTR).
  */
-static int link_read(int link, struct scif_ctl_msg *m, int *fds, int *nfds, int timeout_ms,
-		     struct scif_endpt *ep)
+static int link_read(int link, struct scif_ctl_msg *m, struct scif_fh *fh, int *nfh,
+		     int timeout_ms, struct scif_endpt *ep)
 {
 	uint64_t deadline = timeout_ms < 0 ? 0 : scif__now_ns() + (uint64_t)timeout_ms * 1000000u;
-	int cap = *nfds;
+	int cap = *nfh;
 
 	for (;;) {
 		struct pollfd p = { .fd = link, .events = POLLIN };
 		int ret, wait_ms = -1;
 
-		*nfds = cap;
-		ret = scif__fab.ops->link_recv(link, m, sizeof(*m), fds, nfds);
+		*nfh = cap;
+		ret = scif__fab.ops->link_recv(link, m, sizeof(*m), fh, nfh);
 		if (ret == 0)
 			return -ECONNRESET;
 		if (ret > 0) {
 			if ((size_t)ret != sizeof(*m) || m->magic != SCIF_CTL_MAGIC ||
 			    m->version != SCIF_CTL_VERSION || m->op == 0 || m->op >= SCIF_CTL_MAX) {
-				close_fds(fds, *nfds);
-				*nfds = 0;
+				scif_fh_release(fh, *nfh);
+				*nfh = 0;
 				return -EPROTO;
 			}
 			return 0;
@@ -136,28 +130,27 @@ static int conn_region_create(struct scif_endpt *ep)
  * Map the peer's region and build the ring views. The peer's header is read once here and
  * never again: a hostile peer changing it later cannot move our copies out of bounds.
  */
-static int conn_import(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds)
+static int conn_import(struct scif_endpt *ep, const struct scif_ctl_msg *m, struct scif_fh *fh,
+		       int nfh)
 {
 	uint32_t ring = m->ring_size;
 	struct scif_qp_region *me, *pr;
 	int ret;
 
-	if (nfds != 2 || ring < SCIF_RING_MIN || ring > SCIF_RING_MAX || (ring & (ring - 1)))
+	if (nfh != 2 || ring < SCIF_RING_MIN || ring > SCIF_RING_MAX || (ring & (ring - 1)))
 		return -EPROTO;
-	ret = scif__fab.ops->region_import(&scif__fab, fds[0], SCIF_QP_HDR_SIZE + (size_t)ring,
+	ret = scif__fab.ops->region_import(&scif__fab, &fh[0], SCIF_QP_HDR_SIZE + (size_t)ring,
 					   &ep->theirs);
 	if (ret)
 		return ret;
-	fds[0] = -1;
 	pr = ep->theirs.addr;
 	if (scif__read_once(&pr->magic) != SCIF_QP_MAGIC ||
 	    scif__read_once(&pr->version) != SCIF_QP_VERSION ||
-	    scif__read_once(&pr->ring_size) != ring) {
+	    scif__read_once(&pr->ring_size) != ring ||
+	    scif__fab.ops->bell_import(&scif__fab, &fh[1], &ep->peer_bell)) {
 		scif__fab.ops->region_destroy(&ep->theirs);
 		return -EPROTO;
 	}
-	ep->peer_bell = fds[1];
-	fds[1] = -1;
 	/* Direct copies only into the process the kernel names, and only if it owns the region
 	 * (not, say, a fork child of the process that listened). */
 	ep->bulk_pid = 0;
@@ -188,13 +181,13 @@ static int conn_import(struct scif_endpt *ep, const struct scif_ctl_msg *m, int 
  * Send one control message, waiting up to @wait_ms while the link is full (the peer is not
  * reading it). -EAGAIN after that: the caller decides what a peer that does not read costs.
  */
-static int link_send_wait(int link, const struct scif_ctl_msg *m, const int *fds, int nfds,
-			  int wait_ms)
+static int link_send_wait(int link, const struct scif_ctl_msg *m, const struct scif_fh *fh,
+			  int nfh, int wait_ms)
 {
 	uint64_t deadline = scif__now_ns() + (uint64_t)wait_ms * 1000000u;
 
 	for (;;) {
-		int ret = scif__fab.ops->link_send(link, m, sizeof(*m), fds, nfds);
+		int ret = scif__fab.ops->link_send(link, m, sizeof(*m), fh, nfh);
 		uint64_t now = scif__now_ns();
 		struct pollfd p = { .fd = link, .events = POLLOUT };
 
@@ -211,13 +204,15 @@ static int link_send_wait(int link, const struct scif_ctl_msg *m, const int *fds
 static int conn_send_qp(struct scif_endpt *ep, uint16_t op, const struct scif_portID *dst)
 {
 	struct scif_ctl_msg m;
-	int fds[2] = { ep->mine.fd, ep->bell };
+	struct scif_fh fh[2];
 
+	scif__fab.ops->region_export(&ep->mine, &fh[0]);
+	scif__fab.ops->bell_export(&ep->bell, &fh[1]);
 	msg_init(&m, op, ep);
 	if (dst)
 		m.dst = *dst;
 	m.ring_size = ((struct scif_qp_region *)ep->mine.addr)->ring_size;
-	return link_send_wait(ep->link, &m, fds, 2, SEND_WAIT_MS);
+	return link_send_wait(ep->link, &m, fh, 2, SEND_WAIT_MS);
 }
 
 static int conn_send_simple(int link, uint16_t op, const struct scif_endpt *ep, int err)
@@ -243,8 +238,9 @@ static int conn_established(struct scif_endpt *ep)
 	/* Release pairs with the acquire in scif__epd_state: rings are set up. */
 	__atomic_store_n(&ep->sh->state, SCIFEP_CONNECTED, __ATOMIC_RELEASE);
 	ret = scif__monitor_watch(ep, SCIF_WATCH_LINK, ep->link, EPOLLIN | EPOLLRDHUP);
-	if (!ret)
-		ret = scif__monitor_watch(ep, SCIF_WATCH_PEERBELL, ep->peer_bell, EPOLLRDHUP);
+	/* A fabric whose peer bells have no descriptor signals the peer's end on the link. */
+	if (!ret && ep->peer_bell.fd >= 0)
+		ret = scif__monitor_watch(ep, SCIF_WATCH_PEERBELL, ep->peer_bell.fd, EPOLLRDHUP);
 	return ret;
 }
 
@@ -252,14 +248,12 @@ static int conn_established(struct scif_endpt *ep)
 static void conn_abort(struct scif_endpt *ep)
 {
 	scif__monitor_unwatch(ep->link);
-	scif__monitor_unwatch(ep->peer_bell);
+	scif__monitor_unwatch(ep->peer_bell.fd);
 	if (ep->link >= 0)
 		close(ep->link);
-	if (ep->peer_bell >= 0)
-		close(ep->peer_bell);
-	ep->link = ep->peer_bell = -1;
-	if (ep->theirs.addr)
-		scif__fab.ops->region_destroy(&ep->theirs);
+	ep->link = -1;
+	scif__fab.ops->bell_close(&ep->peer_bell);
+	scif__fab.ops->region_destroy(&ep->theirs);
 	__atomic_store_n(&ep->sh->state, SCIFEP_BOUND, __ATOMIC_RELEASE);
 }
 
@@ -267,16 +261,17 @@ static void conn_abort(struct scif_endpt *ep)
 static int conn_finish(struct scif_endpt *ep, int timeout_ms, int take_ctl)
 {
 	struct scif_ctl_msg m;
-	int fds[SCIF_LINK_MAX_FDS], nfds = SCIF_LINK_MAX_FDS;
+	struct scif_fh fh[SCIF_LINK_MAX_FH];
+	int nfh = SCIF_LINK_MAX_FH;
 	int ret;
 
-	ret = link_read(ep->link, &m, fds, &nfds, timeout_ms, take_ctl ? ep : NULL);
+	ret = link_read(ep->link, &m, fh, &nfh, timeout_ms, take_ctl ? ep : NULL);
 	if (ret == -ETIMEDOUT || ret == -EAGAIN || ret == -EINTR)
 		return ret;
 	if (ret)
 		return -ECONNREFUSED;
 	if (m.op != SCIF_CNCT_GNT) {
-		close_fds(fds, nfds);
+		scif_fh_release(fh, nfh);
 		return m.op == SCIF_CNCT_REJ && m.err == ENOMEM ? -ENOMEM : -ECONNREFUSED;
 	}
 	/*
@@ -285,8 +280,8 @@ static int conn_finish(struct scif_endpt *ep, int timeout_ms, int take_ctl)
 	 */
 	if (take_ctl)
 		scif__lock(&ep->sh->ctl);
-	ret = scif__load_acquire(&ep->closing) ? -EINTR : conn_import(ep, &m, fds, nfds);
-	close_fds(fds, nfds);
+	ret = scif__load_acquire(&ep->closing) ? -EINTR : conn_import(ep, &m, fh, nfh);
+	scif_fh_release(fh, nfh);
 	if (!ret)
 		ret = conn_established(ep);
 	if (take_ctl)
@@ -402,9 +397,10 @@ void scif__conn_link_event(struct scif_endpt *ep)
 		/* Connected: RMA control messages, dispatched by opcode after validation. */
 		for (int budget = 0; budget < 64; budget++) {
 			struct scif_ctl_msg m;
-			int fds[SCIF_LINK_MAX_FDS], nfds = SCIF_LINK_MAX_FDS;
+			struct scif_fh fh[SCIF_LINK_MAX_FH];
+			int nfh = SCIF_LINK_MAX_FH;
 
-			ret = scif__fab.ops->link_recv(ep->link, &m, sizeof(m), fds, &nfds);
+			ret = scif__fab.ops->link_recv(ep->link, &m, sizeof(m), fh, &nfh);
 			if (ret == -EAGAIN)
 				return;
 			if (ret <= 0) { /* hang-up: the peer endpoint is gone */
@@ -417,8 +413,8 @@ void scif__conn_link_event(struct scif_endpt *ep)
 			else if (m.op == SCIF_REPLY)
 				ret = ctl_reply_in(ep, &m);
 			else
-				ret = scif__epd_ctl(ep, &m, fds, nfds); /* takes the fds it keeps */
-			close_fds(fds, nfds);
+				ret = scif__epd_ctl(ep, &m, fh, nfh); /* imports what it keeps */
+			scif_fh_release(fh, nfh);
 			if (ret < 0) { /* a peer that breaks the protocol loses the connection */
 				conn_disconnect(ep);
 				return;
@@ -590,7 +586,7 @@ static void listen_sync(struct scif_endpt *ep)
 {
 	scif__fab.ops->drain(ep->fd);
 	if (listen_scan(ep) >= 0 || ep->listen_err)
-		scif__fab.ops->ring(ep->bell);
+		scif__fab.ops->ring(&ep->bell);
 }
 
 /* Let go of a listener's recv_lock; redo the sync if a request arrived meanwhile. */
@@ -614,7 +610,7 @@ int scif__conn_listen_pending(struct scif_endpt *ep)
 	scif__fab.ops->drain(ep->fd);
 	ret = listen_scan(ep) >= 0 || ep->listen_err;
 	if (ret)
-		scif__fab.ops->ring(ep->bell);
+		scif__fab.ops->ring(&ep->bell);
 	listen_unlock(ep);
 	return ret;
 }
@@ -641,20 +637,21 @@ static int accept_one(struct scif_endpt *lep, int link, struct scif_endpt **out)
 {
 	struct scif_endpt *ep = NULL;
 	struct scif_ctl_msg m;
-	int fds[SCIF_LINK_MAX_FDS], nfds = SCIF_LINK_MAX_FDS;
+	struct scif_fh fh[SCIF_LINK_MAX_FH];
+	int nfh = SCIF_LINK_MAX_FH;
 	int ret;
 
-	ret = link_read(link, &m, fds, &nfds, 0, NULL);
+	ret = link_read(link, &m, fh, &nfh, 0, NULL);
 	if (ret)
 		goto drop;
 	if (m.op != SCIF_CNCT_REQ || m.src.node > scif__fab.max_node ||
 	    m.dst.port != lep->sh->port) {
-		close_fds(fds, nfds);
+		scif_fh_release(fh, nfh);
 		goto drop;
 	}
 	ret = scif__epd_alloc(&ep);
 	if (ret) {
-		close_fds(fds, nfds);
+		scif_fh_release(fh, nfh);
 		goto reject;
 	}
 	ep->own_fd = 1;
@@ -665,8 +662,8 @@ static int accept_one(struct scif_endpt *lep, int link, struct scif_endpt **out)
 	ep->sh->state = SCIFEP_CONNECTING;
 	ret = conn_region_create(ep);
 	if (!ret)
-		ret = conn_import(ep, &m, fds, nfds);
-	close_fds(fds, nfds);
+		ret = conn_import(ep, &m, fh, nfh);
+	scif_fh_release(fh, nfh);
 	if (ret) {
 		if (ret == -ENOMEM)
 			conn_send_simple(ep->link, SCIF_CNCT_REJ, ep, ENOMEM);
@@ -709,7 +706,7 @@ int scif__conn_accept(struct scif_endpt *lep, struct scif_portID *peer, scif_epd
 	if (scif__epd_state(lep) != SCIFEP_LISTENING)
 		return -EINVAL;
 	/* One descriptor must be available before a request is consumed (spec 3.6). */
-	ret = dup(lep->bell);
+	ret = dup(lep->bell.fd);
 	if (ret < 0)
 		return -errno;
 	close(ret);
@@ -766,7 +763,7 @@ static void conn_disconnect(struct scif_endpt *ep)
 	scif__unlock(&sh->ctl);
 	scif_dbg("endpoint %d: peer %u:%u gone", ep->fd, sh->peer.node, sh->peer.port);
 	scif__monitor_unwatch(ep->link);
-	scif__monitor_unwatch(ep->peer_bell);
+	scif__monitor_unwatch(ep->peer_bell.fd);
 	/*
 	 * Wake every sleeper and show POLLHUP to poll(2): a bell byte left unread, no parked
 	 * message, then both directions shut down; only then is DISCONNECTED published, so
@@ -774,11 +771,11 @@ static void conn_disconnect(struct scif_endpt *ep)
 	 * turns edge-triggered first: from now on only the error that the unread byte raises
 	 * on the bell when the application's descriptor is finally closed means "closed".
 	 */
-	scif__monitor_watch(ep, SCIF_WATCH_BELL, ep->bell, EPOLLRDHUP | EPOLLET);
-	scif__fab.ops->ring(ep->bell);
-	scif__fab.ops->drain(ep->bell);
+	scif__monitor_watch(ep, SCIF_WATCH_BELL, ep->bell.fd, EPOLLRDHUP | EPOLLET);
+	scif__fab.ops->ring(&ep->bell);
+	scif__fab.ops->drain(ep->bell.fd);
 	scif__write_once(&sh->junked, 0); /* the disconnect, not a sender, drained the bell */
-	shutdown(ep->bell, SHUT_RDWR);
+	shutdown(ep->bell.fd, SHUT_RDWR);
 	__atomic_store_n(&sh->state, SCIFEP_DISCONNECTED, __ATOMIC_RELEASE);
 	scif__epd_wake(ep);
 	scif__port_put(port);
@@ -809,9 +806,10 @@ void scif__ctl_msg_init(struct scif_ctl_msg *m, uint16_t op, const struct scif_e
  * A peer whose control link stays full does not read it: it is broken, and loses the
  * connection (ECONNRESET), as a silent one does. Other failures are resources (ENOMEM).
  */
-static int ctl_send_wait(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd, int wait_ms)
+static int ctl_send_wait(struct scif_endpt *ep, struct scif_ctl_msg *m,
+			 const struct scif_fh *fh, int wait_ms)
 {
-	int ret = link_send_wait(ep->link, m, &fd, fd >= 0 ? 1 : 0, wait_ms);
+	int ret = link_send_wait(ep->link, m, fh, fh ? 1 : 0, wait_ms);
 
 	if (ret == -EAGAIN) {
 		scif_warn("endpoint %d: peer does not read its control link", ep->fd);
@@ -822,9 +820,9 @@ static int ctl_send_wait(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd, 
 	return ret ? -ENOMEM : 0;
 }
 
-int scif__ctl_send(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd)
+int scif__ctl_send(struct scif_endpt *ep, struct scif_ctl_msg *m, const struct scif_fh *fh)
 {
-	return ctl_send_wait(ep, m, fd, SEND_WAIT_MS);
+	return ctl_send_wait(ep, m, fh, SEND_WAIT_MS);
 }
 
 /*
@@ -846,7 +844,7 @@ static uint64_t req_timeout_ns(void)
 	return ns;
 }
 
-int scif__ctl_call(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd,
+int scif__ctl_call(struct scif_endpt *ep, struct scif_ctl_msg *m, const struct scif_fh *fh,
 		   struct scif_ctl_msg *reply)
 {
 	struct scif_req req = { .op = m->op };
@@ -859,7 +857,7 @@ int scif__ctl_call(struct scif_endpt *ep, struct scif_ctl_msg *m, int fd,
 	ep->reqs = &req;
 	pthread_mutex_unlock(&ep->req_lock);
 	m->tag = req.tag;
-	ret = scif__ctl_send(ep, m, fd);
+	ret = scif__ctl_send(ep, m, fh);
 	deadline = scif__now_ns() + req_timeout_ns();
 	pthread_mutex_lock(&ep->req_lock);
 	/* Woken by the reply (monitor), or by scif__epd_wake (disconnect, close). */
@@ -911,7 +909,7 @@ void scif__ctl_reply(struct scif_endpt *ep, uint32_t tag, int err, uint64_t p0)
 	r.err = err;
 	r.payload[0] = p0;
 	/* From the monitor or the DMA worker, which serve every endpoint: wait briefly. */
-	ctl_send_wait(ep, &r, -1, SEND_WAIT_MON_MS);
+	ctl_send_wait(ep, &r, NULL, SEND_WAIT_MON_MS);
 }
 
 /*
@@ -959,7 +957,7 @@ void scif__conn_closing(struct scif_endpt *ep)
 	/* Under ctl: a connect finishing on another thread sets these (conn_finish). */
 	scif__lock(&ep->sh->ctl);
 	scif__monitor_unwatch(ep->link);
-	scif__monitor_unwatch(ep->peer_bell);
+	scif__monitor_unwatch(ep->peer_bell.fd);
 	scif__monitor_unwatch(ep->lfd);
 	scif__unlock(&ep->sh->ctl);
 }
@@ -968,10 +966,9 @@ void scif__conn_closing(struct scif_endpt *ep)
 static void conn_fini(struct scif_endpt *ep)
 {
 	scif__monitor_unwatch(ep->link);
-	scif__monitor_unwatch(ep->peer_bell);
+	scif__monitor_unwatch(ep->peer_bell.fd);
 	scif__monitor_unwatch(ep->lfd);
-	if (ep->peer_bell >= 0)
-		close(ep->peer_bell);
+	scif__fab.ops->bell_close(&ep->peer_bell);
 	if (ep->link >= 0)
 		close(ep->link);
 	if (ep->lfd >= 0)
@@ -980,11 +977,9 @@ static void conn_fini(struct scif_endpt *ep)
 		close(pend_remove(ep, ep->npend - 1));
 	free(ep->pend);
 	ep->pend = NULL;
-	ep->peer_bell = ep->link = ep->lfd = -1;
-	if (ep->theirs.addr || ep->theirs.fd >= 0)
-		scif__fab.ops->region_destroy(&ep->theirs);
-	if (ep->mine.addr || ep->mine.fd >= 0)
-		scif__fab.ops->region_destroy(&ep->mine);
+	ep->link = ep->lfd = -1;
+	scif__fab.ops->region_destroy(&ep->theirs);
+	scif__fab.ops->region_destroy(&ep->mine);
 	scif__port_put(ep->port);
 	ep->port = NULL;
 }
@@ -1004,7 +999,8 @@ static void conn_rewatch(struct scif_endpt *ep)
 		break;
 	case SCIFEP_CONNECTED:
 		scif__monitor_watch(ep, SCIF_WATCH_LINK, ep->link, EPOLLIN | EPOLLRDHUP);
-		scif__monitor_watch(ep, SCIF_WATCH_PEERBELL, ep->peer_bell, EPOLLRDHUP);
+		if (ep->peer_bell.fd >= 0)
+			scif__monitor_watch(ep, SCIF_WATCH_PEERBELL, ep->peer_bell.fd, EPOLLRDHUP);
 		break;
 	}
 }

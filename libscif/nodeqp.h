@@ -12,13 +12,15 @@
 #include "scif.h"
 
 #define SCIF_CTL_MAGIC 0x4c544353u /* "SCTL" */
-#define SCIF_CTL_VERSION 2 /* 2: no CNCT_GNTACK; MAP_REF/MAP_UNREF are answered */
+/* 2: no CNCT_GNTACK; MAP_REF/MAP_UNREF are answered. 3: handles are fabric handles (a
+ * window's file offset travels in its handle, no longer in REGISTER's payload[3]). */
+#define SCIF_CTL_VERSION 3
 
 enum scif_ctl_op {
 	SCIF_CNCT_REQ = 1, /* connector -> acceptor: its region and bell */
 	SCIF_CNCT_GNT,     /* acceptor -> connector: its region and bell; both connected */
 	SCIF_CNCT_REJ,     /* acceptor -> connector: refused (err) */
-	SCIF_REGISTER,     /* a window: offset, len, prot, file offset; its memfd attached */
+	SCIF_REGISTER,     /* a window: offset, len, prot; its memory's handle attached */
 	SCIF_UNREGISTER,   /* windows inside [offset, offset+len) are gone */
 	SCIF_MAP_REF,      /* the sender scif_mmap'ed [offset, offset+len) of the receiver's RAS */
 	SCIF_MAP_UNREF,    /* ... and unmapped it (both answered: counted when the call returns) */

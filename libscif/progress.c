@@ -57,7 +57,7 @@ static void mon_dispatch(const struct epoll_event *ev)
 		    ((ev->events & (EPOLLRDHUP | EPOLLHUP)) &&
 		     !scif__load_acquire(&ep->bell_shut))) {
 			scif_dbg("endpoint %d closed without scif_close", fd);
-			scif__monitor_unwatch(ep->bell);
+			scif__monitor_unwatch(ep->bell.fd);
 			scif__epd_unpublish(ep);
 		}
 	} else if (mon_fn[kind]) {

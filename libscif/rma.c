@@ -6,13 +6,11 @@
  * endpoint's transfers complete in issue order, which is what fence marks count on.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -353,8 +351,10 @@ static void rma_ep_fini(struct scif_endpt *ep)
 off_t scif__rma_register(struct scif_endpt *ep, void *addr, size_t len, off_t offset, int prot,
 			 int map_flags)
 {
+	const struct scif_mem *mem;
 	struct scif_window *w;
 	struct scif_ctl_msg m;
+	struct scif_fh fh;
 	uint64_t off = (uint64_t)offset;
 	int ret;
 
@@ -364,15 +364,15 @@ off_t scif__rma_register(struct scif_endpt *ep, void *addr, size_t len, off_t of
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
-	w->fd = -1;
+	w->mem.fd = -1;
 	w->refs = 1;
 	w->len = len;
 	w->prot = prot;
-	ret = scif__window_back(addr, len, (prot & SCIF_PROT_WRITE) != 0, &w->fd, &w->foff,
-				&w->backing);
+	ret = scif__window_back(addr, len, (prot & SCIF_PROT_WRITE) != 0, &w->foff, &w->backing);
 	if (ret)
 		goto fail;
-	w->map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, w->fd, w->foff);
+	mem = scif__backing_mem(w->backing);
+	w->map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, mem->fd, mem->off + w->foff);
 	if (w->map == MAP_FAILED) {
 		w->map = NULL;
 		ret = -ENOMEM;
@@ -395,8 +395,8 @@ off_t scif__rma_register(struct scif_endpt *ep, void *addr, size_t len, off_t of
 	m.payload[0] = off;
 	m.payload[1] = len;
 	m.payload[2] = (uint64_t)prot;
-	m.payload[3] = (uint64_t)w->foff;
-	ret = scif__ctl_call(ep, &m, w->fd, NULL);
+	scif__fab.ops->mem_export(mem, w->foff, len, &fh);
+	ret = scif__ctl_call(ep, &m, &fh, NULL);
 	pthread_rwlock_wrlock(&ep->ras.lock);
 	if (ret) /* withdraw */
 		scif__wl_remove_win(&ep->ras.self, w);
@@ -450,7 +450,7 @@ int scif__rma_unregister(struct scif_endpt *ep, off_t offset, size_t len)
 	scif__ctl_msg_init(&m, SCIF_UNREGISTER, ep);
 	m.payload[0] = a;
 	m.payload[1] = len;
-	ret = scif__ctl_call(ep, &m, -1, &reply);
+	ret = scif__ctl_call(ep, &m, NULL, &reply);
 	pthread_rwlock_wrlock(&ep->ras.lock);
 	for (i = scif__wl_find(&ep->ras.self, a);
 	     i < ep->ras.self.n && ep->ras.self.v[i]->offset < b;) {
@@ -647,7 +647,7 @@ int scif__fence_mark(struct scif_endpt *ep, int flags, int *mark)
 		return 0;
 	}
 	scif__ctl_msg_init(&m, SCIF_MARK, ep);
-	ret = scif__ctl_call(ep, &m, -1, &reply);
+	ret = scif__ctl_call(ep, &m, NULL, &reply);
 	if (ret)
 		return ret;
 	id = (uint32_t)reply.payload[0] & 0x7fffffffu;
@@ -670,7 +670,7 @@ int scif__fence_wait(struct scif_endpt *ep, int mark)
 			return -EINVAL;
 		scif__ctl_msg_init(&m, SCIF_WAIT, ep);
 		m.payload[0] = id;
-		return scif__ctl_call(ep, &m, -1, NULL);
+		return scif__ctl_call(ep, &m, NULL, NULL);
 	}
 	if (id > scif__read_once(&ep->max_mark))
 		return -EINVAL;
@@ -772,33 +772,27 @@ int scif__fence_signal(struct scif_endpt *ep, off_t loff, uint64_t lval, off_t r
 	m.payload[1] = lval;
 	m.payload[2] = (uint64_t)roff;
 	m.payload[3] = rval;
-	return scif__ctl_send(ep, &m, -1);
+	return scif__ctl_send(ep, &m, NULL);
 }
 
 /* ---- the peer's control messages (monitor thread; never blocks) ------------------------ */
 
-static int ctl_register(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds)
+static int ctl_register(struct scif_endpt *ep, const struct scif_ctl_msg *m,
+			struct scif_fh *fh, int nfh)
 {
 	uint64_t off = m->payload[0], len = m->payload[1], prot = m->payload[2];
-	uint64_t foff = m->payload[3];
 	struct scif_window *w = NULL;
-	struct stat st;
-	int err = 0, seals;
+	int err = 0;
 	size_t i;
 
-	/* Our descriptor table is full: the window's memfd was lost on the way (MSG_CTRUNC). */
-	if (nfds < 0) {
+	/* Our descriptor table is full: the window's memory was lost on the way (MSG_CTRUNC). */
+	if (nfh < 0) {
 		scif__ctl_reply(ep, m->tag, ENOMEM, 0);
 		return 0;
 	}
-	/* Everything about the window is the peer's word: check it all. */
-	if (nfds != 1 || !len || (off | len | foff) & (4096 - 1) || off >= SCIF_RAS_END ||
-	    len > SCIF_RAS_END - off || (prot & ~3ULL) || foff > (uint64_t)INT64_MAX - len)
-		err = EINVAL;
-	seals = nfds == 1 ? fcntl(fds[0], F_GET_SEALS) : -1;
-	if (!err && (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) !=
-					  (F_SEAL_SHRINK | F_SEAL_GROW) ||
-		     fstat(fds[0], &st) || (uint64_t)st.st_size < foff + len))
+	/* Everything about the window is the peer's word: check it all (the fabric its handle). */
+	if (nfh != 1 || !len || (off | len) & (4096 - 1) || off >= SCIF_RAS_END ||
+	    len > SCIF_RAS_END - off || (prot & ~3ULL))
 		err = EINVAL;
 	if (!err && !(w = calloc(1, sizeof(*w))))
 		err = ENOMEM;
@@ -806,29 +800,23 @@ static int ctl_register(struct scif_endpt *ep, const struct scif_ctl_msg *m, int
 		w->offset = off;
 		w->len = len;
 		w->prot = (int)prot;
-		/* The window owns the descriptor now: closed once, by scif__window_put. */
-		w->fd = fds[0];
-		fds[0] = -1;
-		w->foff = (off_t)foff;
 		w->refs = 1;
 		/* Map only what the window allows: a READ window cannot be written through us. */
-		w->map = mmap(NULL, len, (prot & SCIF_PROT_READ ? PROT_READ : 0) |
-					 (prot & SCIF_PROT_WRITE ? PROT_WRITE : 0),
-			      MAP_SHARED, w->fd, (off_t)foff);
-		if (w->map == MAP_FAILED) {
-			w->map = NULL;
+		err = -scif__fab.ops->mem_import(&scif__fab, &fh[0], len,
+						 (prot & SCIF_PROT_READ ? PROT_READ : 0) |
+							 (prot & SCIF_PROT_WRITE ? PROT_WRITE : 0),
+						 &w->mem);
+		/* Memory only remote DMA reaches needs fabric copy ops, which RMA lacks yet. */
+		if (!err && !w->mem.addr) {
+			scif__fab.ops->mem_free(&w->mem);
 			err = ENOMEM;
 		}
+		if (!err)
+			w->map = w->mem.addr;
+		else if (err != EINVAL)
+			err = ENOMEM;
 	}
 	if (!err) {
-		/*
-		 * Our mapping is all we need (scif_mmap remaps it): the descriptor goes, so the
-		 * peer's windows cost us none. hugetlbfs mappings cannot be remapped: keep it.
-		 */
-		if (st.st_blksize <= 4096) {
-			close(w->fd);
-			w->fd = -1;
-		}
 		pthread_rwlock_wrlock(&ep->ras.lock);
 		i = scif__wl_find(&ep->ras.remote, off);
 		if (i < ep->ras.remote.n && ep->ras.remote.v[i]->offset < off + len)
@@ -952,11 +940,12 @@ static int ctl_sig(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 }
 
 /* A control message from the peer (monitor thread): 0, -EPROTO to drop the peer, or -ENOMSG. */
-static int rma_ctl(struct scif_endpt *ep, const struct scif_ctl_msg *m, int *fds, int nfds)
+static int rma_ctl(struct scif_endpt *ep, const struct scif_ctl_msg *m, struct scif_fh *fh,
+		   int nfh)
 {
 	switch (m->op) {
 	case SCIF_REGISTER:
-		return ctl_register(ep, m, fds, nfds);
+		return ctl_register(ep, m, fh, nfh);
 	case SCIF_UNREGISTER:
 		return ctl_unregister(ep, m);
 	case SCIF_MAP_REF:

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * window.c - windows and the registered address space. Registration turns the application's
- * pages into sealed-memfd pages in place, once; after that the same physical pages can be
- * mapped by the peer, which is what makes RMA a single memcpy and scif_mmap coherent.
+ * pages into pages of the fabric's window memory (local: a sealed memfd) in place, once; after
+ * that the same physical pages can be mapped by the peer, which is what makes RMA a single
+ * memcpy and scif_mmap coherent. The fabric says what the memory is (mem_alloc: a file and a
+ * range of it the core maps MAP_SHARED); moving the pages and finding them again is this
+ * file's, the same on every fabric whose memory is a file.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +22,7 @@
 #include <unistd.h>
 
 #include "atomic.h"
+#include "epd.h"
 #include "log.h"
 #include "scif.h"
 #include "window.h"
@@ -26,16 +30,18 @@
 #define PAGE 4096ULL
 
 /*
- * The memfds of this process's own windows, in a search tree by (device, inode). A range
- * registered again (or a part of one) that still maps such a memfd, contiguously, shares its
- * pages instead of being copied: the kernel says what is mapped there now, so memory the
- * application unmapped and mapped anew is never mistaken for the old window's. Each window
- * holds a reference; the last one closes the memfd, so nothing outlives the windows.
+ * The window memory of this process's own windows, in a search tree by file (device, inode)
+ * and range in it (one memfd each on the local fabric; disjoint ranges of one aperture file
+ * on a pcie fabric). A range registered again (or a part of one) that still maps such memory,
+ * contiguously, shares its pages instead of being copied: the kernel says what is mapped there
+ * now, so memory the application unmapped and mapped anew is never mistaken for the old
+ * window's. Each window holds a reference; the last one gives the memory back to the fabric,
+ * so nothing outlives the windows.
  */
 struct backing {
 	dev_t dev;
 	ino_t ino;
-	int fd;
+	struct scif_mem mem; /* [mem.off, mem.off + mem.len) of the file (dev, ino) */
 	unsigned int refs;
 };
 
@@ -48,7 +54,17 @@ static int backing_cmp(const void *l, const void *r)
 
 	if (x->dev != y->dev)
 		return x->dev < y->dev ? -1 : 1;
-	return x->ino < y->ino ? -1 : x->ino > y->ino;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	/* Ranges of one file never overlap: one that overlaps another is the one looked for. */
+	if ((uint64_t)x->mem.off + x->mem.len <= (uint64_t)y->mem.off)
+		return -1;
+	return (uint64_t)x->mem.off >= (uint64_t)y->mem.off + y->mem.len;
+}
+
+const struct scif_mem *scif__backing_mem(const void *handle)
+{
+	return &((const struct backing *)handle)->mem;
 }
 
 void scif__backing_put(void *handle)
@@ -60,7 +76,7 @@ void scif__backing_put(void *handle)
 	pthread_mutex_lock(&backing_lock);
 	if (--x->refs == 0) {
 		tdelete(x, &backings, backing_cmp);
-		close(x->fd);
+		scif__fab.ops->mem_free(&x->mem);
 		free(x);
 	}
 	pthread_mutex_unlock(&backing_lock);
@@ -328,19 +344,27 @@ static int vma_restore(const struct vma *v)
 	return 0;
 }
 
-/* A memfd of ours that maps all of [a, b) contiguously: its entry, with *foff set. */
-static struct backing *backing_find(const struct vma *v, int n, uintptr_t a, off_t *foff)
+/*
+ * Window memory of ours that maps all of [a, b) contiguously: its entry, with *foff set to
+ * the range's offset in it.
+ */
+static struct backing *backing_find(const struct vma *v, int n, uintptr_t a, uintptr_t b,
+				    off_t *foff)
 {
 	struct backing key = { .dev = v[0].dev, .ino = v[0].ino }, **x;
+	uint64_t start = v[0].pgoff;
 
 	for (int i = 0; i < n; i++)
 		if (!v[i].ino || v[i].dev != v[0].dev || v[i].ino != v[0].ino ||
 		    v[i].pgoff != v[0].pgoff + (v[i].start - a))
 			return NULL;
+	key.mem.off = (off_t)start;
+	key.mem.len = b - a;
 	x = tfind(&key, &backings, backing_cmp);
-	if (!x)
+	if (!x || start < (uint64_t)(*x)->mem.off ||
+	    start + (b - a) > (uint64_t)(*x)->mem.off + (*x)->mem.len)
 		return NULL;
-	*foff = (off_t)v[0].pgoff;
+	*foff = (off_t)(start - (uint64_t)(*x)->mem.off);
 	return *x;
 }
 
@@ -388,13 +412,12 @@ static void reg_advice_init(void)
 	reg_advice = !(v && !strcmp(v, "0"));
 }
 
-int scif__window_back(void *addr, size_t len, int need_write, int *fdp, off_t *foffp,
-		      void **handle)
+int scif__window_back(void *addr, size_t len, int need_write, off_t *foffp, void **handle)
 {
 	uintptr_t a = (uintptr_t)addr, b = a + len;
 	struct backing *x = NULL;
 	struct vma v[VMAS_MAX];
-	int n, fd = -1, ret, have_flags = 0;
+	int n, ret, have_flags = 0;
 	unsigned int page_shift = 0;
 	uint8_t *tmp = MAP_FAILED;
 	struct stat st;
@@ -413,13 +436,8 @@ int scif__window_back(void *addr, size_t len, int need_write, int *fdp, off_t *f
 	if (ret)
 		goto out;
 	/* Already a window's memory: share the pages. */
-	x = backing_find(v, n, a, foffp);
+	x = backing_find(v, n, a, b, foffp);
 	if (x) {
-		*fdp = fcntl(x->fd, F_DUPFD_CLOEXEC, 0);
-		if (*fdp < 0) {
-			ret = errno == EMFILE || errno == ENFILE ? -ENOMEM : -errno;
-			goto out;
-		}
 		x->refs++;
 		*handle = x;
 		ret = 0;
@@ -434,61 +452,55 @@ int scif__window_back(void *addr, size_t len, int need_write, int *fdp, off_t *f
 	for (int i = 0; i < n; i++)
 		if (v[i].page_shift > page_shift)
 			page_shift = v[i].page_shift;
-	/* memfd_create encodes the page size as mmap does (MFD_HUGE_SHIFT == MAP_HUGE_SHIFT). */
-	fd = memfd_create("scif-window",
-			  MFD_CLOEXEC | MFD_ALLOW_SEALING |
-				  (page_shift ? MFD_HUGETLB | (page_shift << MAP_HUGE_SHIFT) : 0));
-	if (fd < 0 || ftruncate(fd, (off_t)len) < 0 ||
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0 ||
-	    fstat(fd, &st) < 0) {
-		/* Out of memory, hugetlb pages or descriptors: all "resources" (spec 3.9). */
-		ret = -ENOMEM;
-		goto out;
-	}
 	x = malloc(sizeof(*x));
-	tmp = x ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
-	if (tmp == MAP_FAILED) {
+	if (!x) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	/* Copy, then put the memfd's pages where the application's were, per mapping. */
+	ret = scif__fab.ops->mem_alloc(&scif__fab, len, page_shift, &x->mem);
+	if (ret) {
+		free(x);
+		x = NULL;
+		goto out;
+	}
+	/* Out of memory or descriptors: all "resources" (spec 3.9). */
+	ret = -ENOMEM;
+	if (fstat(x->mem.fd, &st) < 0)
+		goto out;
+	tmp = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, x->mem.fd, x->mem.off);
+	if (tmp == MAP_FAILED)
+		goto out;
+	/* Copy, then put the memory's pages where the application's were, per mapping. */
 	copy_pages(tmp, addr, len);
 	for (int i = 0; i < n; i++) {
 		void *p = mmap((void *)v[i].start, v[i].end - v[i].start, v[i].prot,
-			       MAP_SHARED | MAP_FIXED, fd, (off_t)(v[i].start - a));
+			       MAP_SHARED | MAP_FIXED, x->mem.fd,
+			       x->mem.off + (off_t)(v[i].start - a));
 
-		if (p == MAP_FAILED) {
-			ret = -ENOMEM;
+		if (p == MAP_FAILED)
 			goto out;
-		}
 		ret = vma_restore(&v[i]);
 		if (ret)
 			goto out;
+		ret = -ENOMEM;
 	}
 	x->dev = st.st_dev;
 	x->ino = st.st_ino;
-	x->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	x->refs = 1;
-	if (x->fd < 0 || !tsearch(x, &backings, backing_cmp)) {
-		if (x->fd >= 0)
-			close(x->fd);
-		ret = -ENOMEM;
+	if (!tsearch(x, &backings, backing_cmp))
 		goto out;
-	}
 	*handle = x;
 	x = NULL;
-	*fdp = fd;
 	*foffp = 0;
-	fd = -1;
 	ret = 0;
 out:
 	pthread_mutex_unlock(&backing_lock);
-	if (ret)
+	if (ret && x) {
+		scif__fab.ops->mem_free(&x->mem);
 		free(x);
+	}
 	if (tmp != MAP_FAILED)
 		munmap(tmp, len);
-	if (fd >= 0)
-		close(fd);
 	return ret;
 }
 
@@ -514,11 +526,13 @@ void scif__window_put(struct scif_window *w)
 {
 	if (scif__atomic_dec(&w->refs))
 		return;
-	if (w->map)
-		munmap(w->map, w->len);
-	if (w->fd >= 0)
-		close(w->fd);
-	scif__backing_put(w->backing);
+	if (w->backing) { /* ours */
+		if (w->map)
+			munmap(w->map, w->len);
+		scif__backing_put(w->backing);
+	} else if (w->map) { /* the peer's, imported: w->map is w->mem.addr */
+		scif__fab.ops->mem_free(&w->mem);
+	}
 	free(w);
 }
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * window.h - registration windows and the registered address space (RAS) of an endpoint.
- * A window is a sealed memfd range: the owner maps it where the application's memory was,
- * the peer maps it to copy into or out of it (RMA) and to hand it out with scif_mmap.
+ * A window is a range of the fabric's window memory (fabric.h struct scif_mem; local: a
+ * sealed memfd): the owner maps it where the application's memory was, the peer maps it to
+ * copy into or out of it (RMA) and to hand it out with scif_mmap.
  */
 #ifndef SCIF_WINDOW_H
 #define SCIF_WINDOW_H
@@ -12,6 +13,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "fabric/fabric.h"
+
 #define SCIF_RAS_AUTO_BASE (1ULL << 62) /* library-chosen offsets come from [2^62, 2^63) */
 #define SCIF_RAS_END (1ULL << 63)
 
@@ -19,14 +22,15 @@
  * struct scif_window - one window, on the owner's side (self) or the peer's side (remote).
  * @offset, @len: its range in the owner's RAS.
  * @prot:    SCIF_PROT_READ / SCIF_PROT_WRITE of the window.
- * @fd:      the memfd behind it (owner: created at registration; remote: received).
- * @foff:    offset of the window in @fd.
+ * @foff:    (self) offset of the window in its backing's memory (scif__backing_mem).
+ * @mem:     (remote) the peer's memory as the fabric imported it; @mem.addr is @map.
  * @map:     the library's own mapping of it (RMA copies use this, never the application's
  *           address, so an unmapped or freed application buffer cannot fault a copy).
  * @refs:    list membership + each RMA in flight; the last put unmaps and closes.
  * @peer_maps: (self) scif_mmap mappings the peer holds; an unregistered window keeps its
  *           offsets reserved until this drops to 0.
- * @backing: (self) its hold on the memfd of the application's memory (window.c).
+ * @backing: (self) its hold on the window memory of the application's pages (window.c);
+ *           NULL on the remote side.
  * @dead:    (self) WIN_DEAD: unregistered, kept only to reserve its offsets; WIN_PENDING:
  *           being registered, not usable until the peer has it. 0: live.
  */
@@ -36,8 +40,8 @@ struct scif_window {
 	uint64_t offset;
 	uint64_t len;
 	int prot;
-	int fd;
 	off_t foff;
+	struct scif_mem mem;
 	uint8_t *map;
 	uint32_t refs;
 	uint32_t peer_maps;
@@ -87,13 +91,14 @@ void scif__window_get(struct scif_window *w);
 void scif__window_put(struct scif_window *w);
 
 /*
- * Back [addr, addr+len) by a sealed memfd in place (same addresses, same contents and
- * protections) and return the memfd and the range's offset in it. -EFAULT if part of the
- * range is not mapped, or not writable while @need_write.
+ * Back [addr, addr+len) by the fabric's window memory in place (same addresses, same contents
+ * and protections): a hold on that memory in *backing and the range's offset in it in *foff.
+ * -EFAULT if part of the range is not mapped, or not writable while @need_write; -ENOMEM.
  */
-int scif__window_back(void *addr, size_t len, int need_write, int *fd, off_t *foff,
-		      void **backing);
-/* A window's hold on its memfd (scif__window_back's *backing) goes. */
+int scif__window_back(void *addr, size_t len, int need_write, off_t *foff, void **backing);
+/* The memory a backing holds (valid while the hold is). */
+const struct scif_mem *scif__backing_mem(const void *backing);
+/* A window's hold on its memory (scif__window_back's *backing) goes. */
 void scif__backing_put(void *backing);
 
 /* Pick a free offset (auto) or check a fixed one; under ras->lock. */

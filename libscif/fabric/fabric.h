@@ -3,6 +3,14 @@
  * fabric.h - the "hardware bus" under the SCIF core: how nodes are found, how a port is held,
  * how two endpoints get a control link, shared memory and doorbells. The core never knows
  * which fabric it runs on; a fabric never knows SCIF semantics.
+ *
+ * Three kinds of fabric are meant to fit this table: "local" (every node a set of processes
+ * of one OS instance: Unix sockets, memfds, socket pairs; fabric/local.c), "pcie" (a PCIe
+ * memory window shared with another OS instance: memory is offsets into one aperture file,
+ * doorbells are interrupt vectors shared by many endpoints) and "ofi" (nodes on other hosts
+ * through libfabric: memory is registered regions the peer reaches by RDMA, not by mapping).
+ * So nothing that crosses a link is assumed to be a file descriptor: it is a *fabric handle*
+ * (struct scif_fh), which may carry one where the fabric can pass descriptors.
  */
 #ifndef SCIF_FABRIC_H
 #define SCIF_FABRIC_H
@@ -10,22 +18,96 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 struct scif_portID;
 
 #define SCIF_MAX_NODES 64
-#define SCIF_LINK_MAX_FDS 4
+#define SCIF_LINK_MAX_FH 4
 
 /**
- * struct scif_region - memory one side allocates and the other maps.
+ * struct scif_fh - a fabric handle: how a region, a doorbell or window memory is named on a
+ * link. The core never looks inside: it moves handles from an export op to link_send, and
+ * from link_recv to an import op.
+ * @fd:   a descriptor that travels with the handle on fabrics that can pass one (local:
+ *        SCM_RIGHTS), else -1.
+ * @kind: fabric-defined (for instance which table @word indexes); 0 on the local fabric.
+ * @word: fabric-defined words (pcie: aperture offset and length; ofi: address, key, length).
+ *
+ * Ownership: a handle filled by an export op *borrows* from its object (nothing to release;
+ * valid while the object lives). A handle filled by link_recv is owned by the receiver: an
+ * import op that succeeds takes what it keeps (it sets @fd to -1), and the core releases
+ * every handle it received and did not import with scif_fh_release().
+ */
+struct scif_fh {
+	int fd;
+	uint32_t kind;
+	uint64_t word[3];
+};
+
+/* Let go of received handles that were not imported (a no-op for imported ones). */
+static inline void scif_fh_release(struct scif_fh *fh, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (fh[i].fd >= 0) {
+			close(fh[i].fd);
+			fh[i].fd = -1;
+		}
+}
+
+/**
+ * struct scif_region - memory one side allocates and the other maps (a connection's queue
+ * pair). The core reads @addr and @len; @priv is the fabric's. A region whose @addr is NULL
+ * holds nothing (a zeroed one is empty).
  * @addr: where it is mapped in this process.
  * @len:  its length (fixed for its lifetime: the fabric guarantees the peer cannot shrink it).
- * @fd:   the handle that is passed to the peer (local: a sealed memfd), or -1 once not needed.
+ * @priv: fabric-private state (local: the sealed memfd, meaningful while @addr is set).
  */
 struct scif_region {
 	void *addr;
 	size_t len;
+	uint64_t priv[2];
+};
+
+/**
+ * struct scif_bell - a doorbell. An endpoint has its *own* bell, which makes its descriptor
+ * (the one the application polls) readable, and once connected the *peer's* bell, which it
+ * rings after producing bytes.
+ * @fd:   own bell: the other end of the endpoint descriptor's socket pair, on every fabric
+ *        (the core watches it to learn that the application closed its descriptor, parks a
+ *        message on the descriptor and shuts it down at disconnect, all generic socket
+ *        operations). Peer bell: a descriptor whose hang-up means that every copy of the
+ *        peer's endpoint descriptor is closed, which the core may poll and watch; -1 where
+ *        the fabric has none (then the link's hang-up is the only sign).
+ * @priv32, @priv: fabric-private state (local: none; pcie: a vector and a slot, say). The
+ *        bell sits among an endpoint's hot fields: keep it small.
+ */
+struct scif_bell {
 	int fd;
+	uint32_t priv32;
+	uint64_t priv;
+};
+
+/**
+ * struct scif_mem - window memory (registration).
+ * @fd:   owner (mem_alloc): a descriptor the core maps MAP_SHARED at @off, for the in-place
+ *        move of the application's pages and its own copies; imported (mem_import): a
+ *        descriptor the core may map again at @off (scif_mmap), or -1 if @addr is all there
+ *        is (scif_mmap then makes a second mapping of @addr's pages).
+ * @off:  offset of the memory in @fd's file.
+ * @len:  its length.
+ * @addr: imported only: the fabric's mapping of the peer's window with the protection asked
+ *        for, or NULL if the peer's memory cannot be mapped here (a remote-DMA fabric: RMA
+ *        would take fabric copy ops, which do not exist yet, so the core refuses such a
+ *        window with ENOMEM and scif_mmap never sees one).
+ * @priv: fabric-private state.
+ */
+struct scif_mem {
+	int fd;
+	off_t off;
+	size_t len;
+	void *addr;
+	uint64_t priv[2];
 };
 
 /**
@@ -48,12 +130,13 @@ struct scif_fabric {
 
 /**
  * struct scif_fabric_ops - what a fabric provides. Every op returns 0 / a descriptor, or
- * -errno. Descriptors returned are close-on-exec and owned by the caller.
+ * -errno; none may be NULL unless it says "optional". Descriptors returned are close-on-exec
+ * and owned by the caller. On failure an op leaves its output objects empty and takes no
+ * handle.
  *
  * A *link* is a reliable, ordered, message-preserving control channel between two endpoints
- * that can carry fabric handles (regions, doorbells) and whose hang-up tells the peer that
- * the other side is gone. A *doorbell* is what one side rings to make the other's endpoint
- * descriptor readable (or, for the sender-wake direction, writable again).
+ * that carries fabric handles, and whose hang-up tells the peer that the other side is gone.
+ * Links, listen and port holders are pollable descriptors on every fabric.
  *
  * @size:          sizeof(struct scif_fabric_ops), checked by the core.
  * @name:          fabric name ("local", "pcie", ...).
@@ -69,19 +152,38 @@ struct scif_fabric {
  * @peer_process:  optional: the process id at the other end of @link if this process may
  *                 copy to and from that process's memory directly (same host, same user),
  *                 else 0. Single-copy transfers (bulk.c) are used only where it says so.
- * @link_send:     send one control message with up to SCIF_LINK_MAX_FDS handles.
- * @link_recv:     receive one control message; returns its length, 0 on hang-up, -EAGAIN;
- *                 handles in @fds (*@nfds of them), or *@nfds = -1 if they were lost
- *                 because this process has no descriptor left for them.
+ * @link_send:     send one control message of @len bytes with @nfh (<= SCIF_LINK_MAX_FH)
+ *                 handles, borrowed (the objects keep them). -EAGAIN if the link is full,
+ *                 -ECONNRESET if the peer is gone.
+ * @link_recv:     receive one control message; returns its length, 0 on hang-up, -EAGAIN,
+ *                 -EPROTO for a malformed one. Up to *@nfh handles land in @fh (*@nfh says
+ *                 how many; the caller owns them), or *@nfh = -1 if they were lost because
+ *                 this process has no descriptor left for them (the message stands).
  * @region_create: allocate @len bytes of memory the peer can map.
- * @region_import: map a region the peer sent; validates that it is exactly @len long and
- *                 cannot change size.
- * @region_destroy: unmap and release.
- * @notify_pair:   create the endpoint descriptor and its doorbell: @user is what the
- *                 application sees, @bell is rung (written) to make @user readable and read
- *                 to make it writable.
- * @ring:          ring a doorbell once (non-blocking; a full doorbell is already rung).
- * @drain:         consume everything queued on a doorbell's readable side.
+ * @region_export: name region @r in @fh (borrowed).
+ * @region_import: map a region the peer sent in @fh; validates that it is exactly @len long
+ *                 and cannot change size (-EPROTO), -ENOMEM for resources.
+ * @region_destroy: unmap and release (an empty region: nothing).
+ * @bell_create:   create the endpoint descriptor (*@user, a local socket end the application
+ *                 polls) and the own bell @own whose ring makes it readable.
+ * @bell_export:   name the own bell @own in @fh (borrowed), so the peer can import it.
+ * @bell_import:   take the peer's bell from @fh into @peer (-EPROTO if it is not one).
+ * @ring:          ring a bell once, own or peer: make that endpoint's descriptor readable
+ *                 (non-blocking; a bell already rung stays rung). The fast path: one call.
+ * @drain:         consume everything queued on the readable side of a descriptor of the
+ *                 endpoint's socket pair: the user descriptor (the rings of the own bell) or
+ *                 the own bell's @fd (a message parked on the user descriptor).
+ * @unpark:        make the peer's descriptor writable again (local: drain what the peer
+ *                 parked on it, through its bell).
+ * @bell_close:    release a bell, own or peer (a bell whose @fd is -1 and has no state:
+ *                 nothing).
+ * @mem_alloc:     memory of @len bytes for a window, in pages of 2^@page_shift bytes if
+ *                 @page_shift is not 0 (-ENOMEM for any resource); see struct scif_mem.
+ * @mem_export:    name [@off, @off+@len) of @m in @fh (borrowed).
+ * @mem_import:    take the peer's window of @len bytes from @fh and map it with @prot
+ *                 (PROT_READ/PROT_WRITE); -EINVAL if the handle cannot hold such a window
+ *                 (it could shrink, is too short, is no memory), -ENOMEM for resources.
+ * @mem_free:      release memory from mem_alloc or mem_import (unmapping @addr).
  */
 struct scif_fabric_ops {
 	size_t size;
@@ -94,14 +196,27 @@ struct scif_fabric_ops {
 	int (*relisten)(int lfd, int backlog);
 	int (*peer_allowed)(struct scif_fabric *fab, int link);
 	pid_t (*peer_process)(int link);
-	int (*link_send)(int link, const void *msg, size_t len, const int *fds, int nfds);
-	int (*link_recv)(int link, void *msg, size_t len, int *fds, int *nfds);
+	int (*link_send)(int link, const void *msg, size_t len, const struct scif_fh *fh,
+			 int nfh);
+	int (*link_recv)(int link, void *msg, size_t len, struct scif_fh *fh, int *nfh);
 	int (*region_create)(struct scif_fabric *fab, size_t len, struct scif_region *r);
-	int (*region_import)(struct scif_fabric *fab, int fd, size_t len, struct scif_region *r);
+	void (*region_export)(const struct scif_region *r, struct scif_fh *fh);
+	int (*region_import)(struct scif_fabric *fab, struct scif_fh *fh, size_t len,
+			     struct scif_region *r);
 	void (*region_destroy)(struct scif_region *r);
-	int (*notify_pair)(int *user, int *bell);
-	int (*ring)(int bell);
+	int (*bell_create)(struct scif_fabric *fab, int *user, struct scif_bell *own);
+	void (*bell_export)(const struct scif_bell *own, struct scif_fh *fh);
+	int (*bell_import)(struct scif_fabric *fab, struct scif_fh *fh, struct scif_bell *peer);
+	int (*ring)(const struct scif_bell *b);
 	int (*drain)(int fd);
+	int (*unpark)(const struct scif_bell *peer);
+	void (*bell_close)(struct scif_bell *b);
+	int (*mem_alloc)(struct scif_fabric *fab, size_t len, unsigned int page_shift,
+			 struct scif_mem *m);
+	void (*mem_export)(const struct scif_mem *m, off_t off, size_t len, struct scif_fh *fh);
+	int (*mem_import)(struct scif_fabric *fab, struct scif_fh *fh, size_t len, int prot,
+			  struct scif_mem *m);
+	void (*mem_free)(struct scif_mem *m);
 };
 
 extern const struct scif_fabric_ops scif__fabric_local;

@@ -2,7 +2,8 @@
 /*
  * fabric/local.c - all SCIF nodes as processes of one OS instance. Ports are locked files and
  * links Unix sockets in a directory only the trust domain can enter (the kernel drops the
- * locks with the process), regions are sealed memfds passed over the link, doorbells are
+ * locks with the process), regions and window memory are sealed memfds passed over the link
+ * (fabric handles: descriptors by SCM_RIGHTS, words in a trailer, local.h), doorbells are
  * bytes on a socketpair. Needs no daemon or privilege.
  */
 #include <errno.h>
@@ -21,9 +22,10 @@
 
 #include "scif.h"
 #include "fabric.h"
+#include "local.h"
 
 #define LOCAL_DEFAULT_NODES 2
-/* Bytes parked on the user end to make it unwritable (see local_notify_pair). */
+/* Bytes parked on the user end to make it unwritable (see local_bell_create). */
 #define LOCAL_JUNK_SNDBUF 4096
 
 /*
@@ -360,16 +362,44 @@ static pid_t local_peer_process(int link)
 	return cr.pid;
 }
 
-static int local_link_send(int link, const void *msg, size_t len, const int *fds, int nfds)
+/* Does @fh need a trailer entry (local.h)? Only a descriptor alone does not. */
+static int local_fh_plain(const struct scif_fh *fh)
+{
+	return fh->fd >= 0 && !fh->kind && !fh->word[0] && !fh->word[1] && !fh->word[2];
+}
+
+static int local_link_send(int link, const void *msg, size_t len, const struct scif_fh *fh,
+			   int nfh)
 {
 	union {
 		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int) * SCIF_LINK_MAX_FDS)];
+		char buf[CMSG_SPACE(sizeof(int) * SCIF_LINK_MAX_FH)];
 	} c;
-	struct iovec iov = { .iov_base = (void *)msg, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct local_fh_wire tr[SCIF_LINK_MAX_FH];
+	struct iovec iov[2] = { { .iov_base = (void *)msg, .iov_len = len } };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 1 };
+	int fds[SCIF_LINK_MAX_FH], nfds = 0, plain = 1;
 	ssize_t n;
 
+	if (nfh < 0 || nfh > SCIF_LINK_MAX_FH)
+		return -EINVAL;
+	for (int i = 0; i < nfh; i++) {
+		plain &= local_fh_plain(&fh[i]);
+		memset(&tr[i], 0, sizeof(tr[i]));
+		tr[i].magic = LOCAL_FH_MAGIC;
+		tr[i].index = (uint16_t)i;
+		tr[i].kind = fh[i].kind;
+		memcpy(tr[i].word, fh[i].word, sizeof(tr[i].word));
+		if (fh[i].fd >= 0) {
+			tr[i].flags = LOCAL_FH_HAS_FD;
+			fds[nfds++] = fh[i].fd;
+		}
+	}
+	if (!plain) {
+		iov[1].iov_base = tr;
+		iov[1].iov_len = sizeof(tr[0]) * (size_t)nfh;
+		mh.msg_iovlen = 2;
+	}
 	if (nfds > 0) {
 		memset(&c, 0, sizeof(c));
 		mh.msg_control = c.buf;
@@ -387,19 +417,57 @@ static int local_link_send(int link, const void *msg, size_t len, const int *fds
 	}
 	if (n < 0)
 		return errno == EPIPE ? -ECONNRESET : errno == ENOBUFS ? -ENOMEM : -errno;
-	return (size_t)n == len ? 0 : -EPROTO;
+	return (size_t)n == len + (plain ? 0 : iov[1].iov_len) ? 0 : -EPROTO;
 }
 
-static int local_link_recv(int link, void *msg, size_t len, int *fds, int *nfds)
+/*
+ * The handles of a datagram of @n bytes for a message of @len: its @nfds descriptors alone
+ * (no trailer), or the trailer's entries with the descriptors in order. Returns how many, or
+ * -EPROTO if the trailer is malformed or does not account for exactly the descriptors.
+ */
+static int local_fh_parse(const struct local_fh_wire *tr, size_t n, size_t len, const int *fds,
+			  int nfds, struct scif_fh *fh)
+{
+	size_t extra = n - len;
+	int k, used = 0;
+
+	if (n <= len) {
+		for (int i = 0; i < nfds; i++)
+			fh[i] = (struct scif_fh){ .fd = fds[i] };
+		return nfds;
+	}
+	if (extra % sizeof(*tr) || extra / sizeof(*tr) > SCIF_LINK_MAX_FH)
+		return -EPROTO;
+	k = (int)(extra / sizeof(*tr));
+	for (int i = 0; i < k; i++) {
+		if (tr[i].magic != LOCAL_FH_MAGIC || tr[i].index != i || tr[i].pad ||
+		    (tr[i].flags & ~LOCAL_FH_HAS_FD))
+			return -EPROTO;
+		fh[i].fd = -1;
+		if (tr[i].flags & LOCAL_FH_HAS_FD) {
+			if (used == nfds)
+				return -EPROTO;
+			fh[i].fd = fds[used++];
+		}
+		fh[i].kind = tr[i].kind;
+		memcpy(fh[i].word, tr[i].word, sizeof(fh[i].word));
+	}
+	return used == nfds ? k : -EPROTO;
+}
+
+static int local_link_recv(int link, void *msg, size_t len, struct scif_fh *fh, int *nfh)
 {
 	union {
 		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int) * SCIF_LINK_MAX_FDS)];
+		char buf[CMSG_SPACE(sizeof(int) * SCIF_LINK_MAX_FH)];
 	} c;
-	struct iovec iov = { .iov_base = msg, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf,
+	struct local_fh_wire tr[SCIF_LINK_MAX_FH];
+	struct scif_fh got[SCIF_LINK_MAX_FH];
+	struct iovec iov[2] = { { .iov_base = msg, .iov_len = len },
+				{ .iov_base = tr, .iov_len = sizeof(tr) } };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2, .msg_control = c.buf,
 			     .msg_controllen = sizeof(c.buf) };
-	int got = 0, bad;
+	int fds[SCIF_LINK_MAX_FH * 2], nfds = 0, k = 0, bad;
 	ssize_t n;
 
 	do
@@ -410,33 +478,48 @@ static int local_link_recv(int link, void *msg, size_t len, int *fds, int *nfds)
 	for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h)) {
 		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
 			continue;
-		size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		int tmp[SCIF_LINK_MAX_FDS * 2];
+		size_t m = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		int tmp[SCIF_LINK_MAX_FH * 2];
 
-		if (k > SCIF_LINK_MAX_FDS * 2)
-			k = SCIF_LINK_MAX_FDS * 2;
-		memcpy(tmp, CMSG_DATA(h), k * sizeof(int));
-		for (size_t i = 0; i < k; i++) {
-			if (fds && got < *nfds && got < SCIF_LINK_MAX_FDS)
-				fds[got++] = tmp[i];
+		if (m > SCIF_LINK_MAX_FH * 2)
+			m = SCIF_LINK_MAX_FH * 2;
+		memcpy(tmp, CMSG_DATA(h), m * sizeof(int));
+		for (size_t i = 0; i < m; i++) {
+			if (nfds < SCIF_LINK_MAX_FH * 2)
+				fds[nfds++] = tmp[i];
 			else
 				close(tmp[i]);
 		}
 	}
 	/*
 	 * A truncated message is a protocol error. A truncated control block (our descriptor
-	 * table is full) is not the peer's fault: the message stands, with *nfds = -1.
+	 * table is full) is not the peer's fault: the message stands, with *nfh = -1.
+	 * An empty message reads as a hang-up: no handle may come with it (or leak).
 	 */
 	bad = (mh.msg_flags & MSG_TRUNC) != 0;
-	/* An empty message reads as a hang-up: no handle may come with it (or leak). */
-	if (bad || n == 0 || (mh.msg_flags & MSG_CTRUNC)) {
-		for (int i = 0; i < got; i++)
-			close(fds[i]);
-		got = bad || n == 0 ? 0 : -1;
+	/*
+	 * The control buffer holds SCIF_LINK_MAX_FH descriptors (more arrive as MSG_CTRUNC); a
+	 * message without a trailer never yields more handles than that, whatever the buffer.
+	 */
+	if ((size_t)n <= len)
+		while (nfds > SCIF_LINK_MAX_FH)
+			close(fds[--nfds]);
+	if (!bad && n > 0 && !(mh.msg_flags & MSG_CTRUNC)) {
+		k = local_fh_parse(tr, (size_t)n, len, fds, nfds, got);
+		bad = k < 0 || (k > 0 && (!fh || k > *nfh));
 	}
-	if (nfds)
-		*nfds = got;
-	return bad ? -EPROTO : (int)n;
+	if (bad || n == 0 || (mh.msg_flags & MSG_CTRUNC)) {
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		k = bad || n == 0 ? 0 : -1;
+	} else if (k > 0) {
+		memcpy(fh, got, sizeof(*fh) * (size_t)k);
+	}
+	if (nfh)
+		*nfh = k;
+	if (bad)
+		return -EPROTO;
+	return (size_t)n > len ? (int)len : (int)n;
 }
 
 static int local_region_create(struct scif_fabric *fab, size_t len, struct scif_region *r)
@@ -456,7 +539,7 @@ static int local_region_create(struct scif_fabric *fab, size_t len, struct scif_
 		goto fail;
 	r->addr = p;
 	r->len = len;
-	r->fd = fd;
+	r->priv[0] = (uint64_t)fd;
 	return 0;
 fail:
 	err = errno;
@@ -464,11 +547,17 @@ fail:
 	return -err;
 }
 
+static void local_region_export(const struct scif_region *r, struct scif_fh *fh)
+{
+	*fh = (struct scif_fh){ .fd = (int)r->priv[0] };
+}
+
 /*
  * The peer's region is trusted only after the kernel confirms it cannot change size: without
  * the seals a hostile peer could truncate it and turn our stores into SIGBUS.
  */
-static int local_region_import(struct scif_fabric *fab, int fd, size_t len, struct scif_region *r)
+static int local_region_import(struct scif_fabric *fab, struct scif_fh *fh, size_t len,
+			       struct scif_region *r)
 {
 	const int need = F_SEAL_SHRINK | F_SEAL_GROW;
 	struct stat st;
@@ -476,39 +565,44 @@ static int local_region_import(struct scif_fabric *fab, int fd, size_t len, stru
 	void *p;
 
 	(void)fab;
-	seals = fcntl(fd, F_GET_SEALS);
-	if (seals < 0 || (seals & need) != need || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    (size_t)st.st_size != len)
+	if (fh->fd < 0 || fh->kind || fh->word[0] || fh->word[1] || fh->word[2])
 		return -EPROTO;
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	seals = fcntl(fh->fd, F_GET_SEALS);
+	if (seals < 0 || (seals & need) != need || fstat(fh->fd, &st) < 0 ||
+	    !S_ISREG(st.st_mode) || (size_t)st.st_size != len)
+		return -EPROTO;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fh->fd, 0);
 	if (p == MAP_FAILED)
 		return errno == ENOMEM ? -ENOMEM : -EPROTO;
 	r->addr = p;
 	r->len = len;
-	r->fd = fd;
+	r->priv[0] = (uint64_t)fh->fd;
+	fh->fd = -1;
 	return 0;
 }
 
 static void local_region_destroy(struct scif_region *r)
 {
-	if (r->addr)
-		munmap(r->addr, r->len);
-	if (r->fd >= 0)
-		close(r->fd);
+	if (!r->addr)
+		return;
+	munmap(r->addr, r->len);
+	close((int)r->priv[0]);
 	r->addr = NULL;
-	r->fd = -1;
+	r->priv[0] = 0;
 }
 
 /*
- * The endpoint descriptor is one end of a stream socketpair; the other end ("bell") is rung
- * by the peer (and by ourselves) to make the endpoint readable, and a message parked on the
- * user end makes it unwritable until the bell end is drained. A small send buffer keeps that
- * parked message small.
+ * The endpoint descriptor is one end of a stream socketpair; the other end (the own bell) is
+ * rung by the peer (and by ourselves) to make the endpoint readable, and a message parked on
+ * the user end makes it unwritable until the bell end is drained. A small send buffer keeps
+ * that parked message small. The peer imports the bell end itself: ringing and unparking are
+ * then a send and a recv on it, and its hang-up says that the endpoint descriptor is closed.
  */
-static int local_notify_pair(int *user, int *bell)
+static int local_bell_create(struct scif_fabric *fab, int *user, struct scif_bell *own)
 {
 	int sv[2], sz = LOCAL_JUNK_SNDBUF;
 
+	(void)fab;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
 	if (setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)) < 0 ||
@@ -520,16 +614,31 @@ static int local_notify_pair(int *user, int *bell)
 		return -err;
 	}
 	*user = sv[0];
-	*bell = sv[1];
+	*own = (struct scif_bell){ .fd = sv[1] };
 	return 0;
 }
 
-static int local_ring(int bell)
+static void local_bell_export(const struct scif_bell *own, struct scif_fh *fh)
 {
-	static const char b = 1;
+	*fh = (struct scif_fh){ .fd = own->fd };
+}
+
+static int local_bell_import(struct scif_fabric *fab, struct scif_fh *fh, struct scif_bell *peer)
+{
+	(void)fab;
+	if (fh->fd < 0 || fh->kind || fh->word[0] || fh->word[1] || fh->word[2])
+		return -EPROTO;
+	*peer = (struct scif_bell){ .fd = fh->fd };
+	fh->fd = -1;
+	return 0;
+}
+
+static int local_ring(const struct scif_bell *b)
+{
+	static const char one = 1;
 
 	/* A full bell is rung already; a transient shortage is tried again a few times. */
-	for (int i = 0; send(bell, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0; i++) {
+	for (int i = 0; send(b->fd, &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0; i++) {
 		if (errno == EAGAIN)
 			return 0;
 		if ((errno != EINTR && errno != ENOBUFS && errno != ENOMEM) || i == 20)
@@ -551,6 +660,93 @@ static int local_drain(int fd)
 	return 0;
 }
 
+/* The peer parked its message on its descriptor: we hold the other end, its bell. */
+static int local_unpark(const struct scif_bell *peer)
+{
+	return local_drain(peer->fd);
+}
+
+static void local_bell_close(struct scif_bell *b)
+{
+	if (b->fd >= 0)
+		close(b->fd);
+	b->fd = -1;
+}
+
+/*
+ * Window memory is a sealed memfd (hugetlbfs-backed for huge pages): the owner maps it where
+ * the application's pages were, and the peer maps it after checking that it cannot shrink.
+ */
+static int local_mem_alloc(struct scif_fabric *fab, size_t len, unsigned int page_shift,
+			   struct scif_mem *m)
+{
+	/* memfd_create encodes the page size as mmap does (MFD_HUGE_SHIFT == MAP_HUGE_SHIFT). */
+	int fd = memfd_create("scif-window",
+			      MFD_CLOEXEC | MFD_ALLOW_SEALING |
+				      (page_shift ? MFD_HUGETLB | (page_shift << MAP_HUGE_SHIFT) : 0));
+
+	(void)fab;
+	if (fd < 0 || ftruncate(fd, (off_t)len) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		if (fd >= 0)
+			close(fd);
+		/* Out of memory, hugetlb pages or descriptors: all "resources" (spec 3.9). */
+		return -ENOMEM;
+	}
+	*m = (struct scif_mem){ .fd = fd, .off = 0, .len = len };
+	return 0;
+}
+
+/* The memfd, and the window's offset in it (word 0; 0 needs no trailer on the link). */
+static void local_mem_export(const struct scif_mem *m, off_t off, size_t len, struct scif_fh *fh)
+{
+	(void)len;
+	*fh = (struct scif_fh){ .fd = m->fd, .word = { (uint64_t)(m->off + off) } };
+}
+
+static int local_mem_import(struct scif_fabric *fab, struct scif_fh *fh, size_t len, int prot,
+			    struct scif_mem *m)
+{
+	const int need = F_SEAL_SHRINK | F_SEAL_GROW;
+	uint64_t foff = fh->word[0];
+	struct stat st;
+	int seals;
+	void *p;
+
+	(void)fab;
+	if (fh->fd < 0 || fh->kind || fh->word[1] || fh->word[2] || !len || (foff & (4096 - 1)) ||
+	    foff > (uint64_t)INT64_MAX - len)
+		return -EINVAL;
+	seals = fcntl(fh->fd, F_GET_SEALS);
+	if (seals < 0 || (seals & need) != need || fstat(fh->fd, &st) < 0 ||
+	    (uint64_t)st.st_size < foff + len)
+		return -EINVAL;
+	p = mmap(NULL, len, prot, MAP_SHARED, fh->fd, (off_t)foff);
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	*m = (struct scif_mem){ .fd = -1, .off = (off_t)foff, .len = len, .addr = p };
+	/*
+	 * The mapping is all the core needs (scif_mmap remaps it): the descriptor goes, so the
+	 * peer's windows cost us none. hugetlbfs mappings cannot be remapped: keep it.
+	 */
+	if (st.st_blksize > 4096)
+		m->fd = fh->fd;
+	else
+		close(fh->fd);
+	fh->fd = -1;
+	return 0;
+}
+
+static void local_mem_free(struct scif_mem *m)
+{
+	if (m->addr)
+		munmap(m->addr, m->len);
+	if (m->fd >= 0)
+		close(m->fd);
+	m->addr = NULL;
+	m->fd = -1;
+}
+
 const struct scif_fabric_ops scif__fabric_local = {
 	.size = sizeof(struct scif_fabric_ops),
 	.name = "local",
@@ -565,9 +761,18 @@ const struct scif_fabric_ops scif__fabric_local = {
 	.link_send = local_link_send,
 	.link_recv = local_link_recv,
 	.region_create = local_region_create,
+	.region_export = local_region_export,
 	.region_import = local_region_import,
 	.region_destroy = local_region_destroy,
-	.notify_pair = local_notify_pair,
+	.bell_create = local_bell_create,
+	.bell_export = local_bell_export,
+	.bell_import = local_bell_import,
 	.ring = local_ring,
 	.drain = local_drain,
+	.unpark = local_unpark,
+	.bell_close = local_bell_close,
+	.mem_alloc = local_mem_alloc,
+	.mem_export = local_mem_export,
+	.mem_import = local_mem_import,
+	.mem_free = local_mem_free,
 };

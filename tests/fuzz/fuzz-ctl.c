@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "fuzz.h"
+#include "local.h"
 #include "peer.h"
 #include "window.h"
 
@@ -263,8 +264,11 @@ static void peer_answer(struct peer *p, struct fz *f, int honest)
 	p->nreq--;
 }
 
-/* A memfd of @len bytes for a window, of the kind the input says (0: honest). */
-static int peer_window_fd(struct peer *p, uint64_t len, int kind, void **map)
+/*
+ * A memfd for a window of @len bytes at offset @foff in it, of the kind the input says
+ * (0: honest).
+ */
+static int peer_window_fd(struct peer *p, uint64_t foff, uint64_t len, int kind, void **map)
 {
 	int fd, sv[2];
 
@@ -275,12 +279,12 @@ static int peer_window_fd(struct peer *p, uint64_t len, int kind, void **map)
 	case 1: /* could shrink */
 	case 2: /* too short */
 		fd = memfd_create("fuzz-window", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-		if (fd < 0 || ftruncate(fd, (off_t)(kind == 2 ? len / 2 : len)))
+		if (fd < 0 || ftruncate(fd, (off_t)(kind == 2 ? (foff + len) / 2 : foff + len)))
 			fz_fail("window memfd: %s", strerror(errno));
 		if (kind != 1 && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW))
 			fz_fail("seal: %s", strerror(errno));
 		if (kind == 0) {
-			*map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+			*map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)foff);
 			if (*map == MAP_FAILED)
 				fz_fail("mmap window: %s", strerror(errno));
 		}
@@ -303,7 +307,7 @@ static void peer_message(struct peer *p, struct fz *f)
 	int fds[3], nfd = 0, len = sizeof(m);
 	uint8_t raw[128];
 	void *map = NULL;
-	uint64_t wlen;
+	uint64_t wlen, foff = 0;
 
 	fzp_msg(&m, ops[kind % 8], 0, lport);
 	m.tag = ++p->tags_sent;
@@ -315,7 +319,10 @@ static void peer_message(struct peer *p, struct fz *f)
 		m.payload[1] = wlen;
 		m.payload[2] = fz_u8(f) % 4; /* prot */
 		m.payload[3] = 0;
-		fds[nfd++] = peer_window_fd(p, wlen, (kind >> 3) & 3, &map);
+		/* The window at an offset of its memfd: the offset travels in a handle trailer. */
+		if (kind & 0x20)
+			foff = (1 + fz_u8(f) % 4) * (uint64_t)PAGE;
+		fds[nfd++] = peer_window_fd(p, foff, wlen, (kind >> 3) & 3, &map);
 		if (map && p->nrwin < MAX_WIN) {
 			p->rwin[p->nrwin++] = (struct win){ m.payload[0], wlen, -1, map };
 			map = NULL;
@@ -368,12 +375,19 @@ static void peer_message(struct peer *p, struct fz *f)
 			fzp_close_fds(fds, nfd);
 			nfd = 0;
 		} else {
-			fds[nfd++] = peer_window_fd(p, PAGE, fz_u8(f) % 4, &map);
+			fds[nfd++] = peer_window_fd(p, 0, PAGE, fz_u8(f) % 4, &map);
 			if (map)
 				munmap(map, PAGE);
 		}
 	}
 	memcpy(raw, &m, sizeof(m));
+	if (foff && nfd == 1) { /* local.h: one entry, for the one descriptor */
+		struct local_fh_wire t = { .magic = LOCAL_FH_MAGIC, .flags = LOCAL_FH_HAS_FD,
+					   .word = { foff } };
+
+		memcpy(raw + sizeof(m), &t, sizeof(t));
+		len += (int)sizeof(t);
+	}
 	if (mask & 64) {
 		len = fz_u8(f) % sizeof(raw);
 		if (len > (int)sizeof(m))

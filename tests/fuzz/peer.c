@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "fuzz.h"
+#include "local.h"
 #include "peer.h"
 
 void fzp_path(char *buf, size_t len, uint16_t node, uint16_t port)
@@ -267,8 +268,18 @@ void fzp_build_send(struct fz *f, int link, uint16_t op, uint16_t node, uint16_t
 	memcpy(raw, &m, sizeof(m));
 	if (mask & 64) {
 		len = fz_u8(f);
-		if (len > (int)sizeof(m))
+		if (len > (int)sizeof(m)) {
+			uint32_t magic;
+
 			fz_bytes(f, raw + sizeof(m), (size_t)len - sizeof(m));
+			/*
+			 * Bytes after the message are a handle trailer to the local fabric (local.h):
+			 * keep them from being a well-formed one, so "another length" stays malformed.
+			 */
+			memcpy(&magic, raw + sizeof(m), sizeof(magic));
+			if (magic == LOCAL_FH_MAGIC)
+				raw[sizeof(m)] ^= 1;
+		}
 	}
 	fb = fz_u8(f);
 	nf = (fb & 7) ^ 2;
