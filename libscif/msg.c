@@ -12,12 +12,17 @@
  * sees the bytes itself), and on its way out re-arms and fixes the descriptor up (rx_settle).
  *
  * Who writes what (ring halves in rb.h):
- *   peer_rx_arm (in the sender's region)   receiver writes: DISARMED bit | bells accounted
+ *   peer_rx_arm (in the sender's region)   receiver writes: DISARMED or RX_SLEEPING bit |
+ *                                          bells accounted (rb.h)
  *   in_db       (in the receiver's region) sender writes: bells rung in total
  *   peer_tx_wait (in the receiver's region) sender writes: its wait sequence
  * Barrier pairs: [M1] sender "store widx; mb; load arm" vs [M2] receiver "store arm; mb;
  * load widx"; [M3] sender "store tx_wait; mb; load ridx" vs [M4] receiver "store ridx; mb;
  * load tx_wait". In each pair at least one side sees the other's store, so no wake-up is lost.
+ * A scif_recv() that returns after taking bytes makes [M4] and [M2] one barrier (rx_settle
+ * with @room): "store ridx; store arm; mb; load tx_wait; load widx" (ridx and the arm word
+ * share a line of the sender's region): one locked instruction less on the receiver's way
+ * to its answer.
  */
 #include <errno.h>
 #include <poll.h>
@@ -31,7 +36,6 @@
 #include "epd.h"
 #include "log.h"
 
-#define SCIF_DISARMED (1ULL << 63)
 #define PROBE_INTERVAL_NS 100000u /* idle non-blocking calls look for a hang-up this often */
 
 static uint64_t msg_spin_ns = 20000;
@@ -152,6 +156,7 @@ void scif__msg_set_writable(struct scif_endpt *ep, int writable)
 }
 
 static void rx_notify_room(struct scif_endpt *ep);
+static void rx_room_check(struct scif_endpt *ep);
 
 /* ---- receive side ---------------------------------------------------------------------- */
 
@@ -164,7 +169,7 @@ static void rx_notify_room(struct scif_endpt *ep);
  * loop is mostly between its look at the ring and this one, so otherwise nearly every
  * message cost it a bell to itself and a drain (three system calls per message).
  */
-static int rx_settle_retry(struct scif_endpt *ep, int retry)
+static int rx_settle_retry(struct scif_endpt *ep, int retry, int room)
 {
 	struct scif_ep_shared *sh = ep->sh;
 	/* Acquire pairs with the sender's release of in_db in tx_notify. */
@@ -172,7 +177,14 @@ static int rx_settle_retry(struct scif_endpt *ep, int retry)
 	long avail;
 
 	rx_arm_set(ep, sh->rx_seen);
-	scif__mb(); /* [M2] arm before looking at widx; pairs with [M1] in tx_notify */
+	/*
+	 * [M2] arm before looking at widx; pairs with [M1] in tx_notify. With @room it is also
+	 * [M4] for the bytes this call consumed (out_ridx, stored by scif__rb_read): one
+	 * barrier per call instead of two.
+	 */
+	scif__mb();
+	if (room)
+		rx_room_check(ep);
 	avail = scif__rb_avail(&ep->rx, &sh->rx);
 	if (avail > 0 || scif__bulk_pending(ep)) {
 		if (retry)
@@ -198,9 +210,9 @@ static int rx_settle_retry(struct scif_endpt *ep, int retry)
 	return 0;
 }
 
-static void rx_settle(struct scif_endpt *ep)
+static void rx_settle(struct scif_endpt *ep, int room)
 {
-	rx_settle_retry(ep, 0);
+	rx_settle_retry(ep, 0, room);
 }
 
 /* Something to look at: bytes in the ring, *w moved away from v, or a state change. */
@@ -244,8 +256,13 @@ static int rx_wait(struct scif_endpt *ep)
 	if (rx_spin(ep, offer, ep->sh->rx_oseq))
 		return 0;
 	/* Armed again; bytes that came in meanwhile are read by the caller, not rung for. */
-	if (rx_settle_retry(ep, 1) || rx_moved(ep, offer, ep->sh->rx_oseq))
+	if (rx_settle_retry(ep, 1, 0) || rx_moved(ep, offer, ep->sh->rx_oseq))
 		return 0;
+	/*
+	 * Only a hint, so no barrier: a sender that sees it rings without its grace; one that
+	 * does not rings after it. The next arm-word store (disarm, settle) clears it.
+	 */
+	rx_arm_set(ep, SCIF_RX_SLEEPING | ep->sh->rx_seen);
 	return scif__msg_wait(ep, -1, POLLIN, -1);
 }
 
@@ -300,6 +317,9 @@ int scif__msg_recv(struct scif_endpt *ep, void *msg, int len, int flags)
 		}
 		if (n > 0) {
 			got += (int)n;
+			/* A call that returns now answers the sender on its way out ([M4] there). */
+			if (got == len)
+				break;
 			rx_notify_room(ep);
 		}
 		if (got == len)
@@ -312,7 +332,7 @@ int scif__msg_recv(struct scif_endpt *ep, void *msg, int len, int flags)
 			if (!got && msg_probe(ep))
 				continue;
 			/* Bytes that came in since we looked: take them (settles again below). */
-			if (!got && !retried && st == SCIFEP_CONNECTED && rx_settle_retry(ep, 1)) {
+			if (!got && !retried && st == SCIFEP_CONNECTED && rx_settle_retry(ep, 1, 0)) {
 				retried = 1;
 				continue;
 			}
@@ -328,7 +348,9 @@ int scif__msg_recv(struct scif_endpt *ep, void *msg, int len, int flags)
 	}
 	/* Not after a disconnect: the bell byte left then must stay unread (nodeqp.c). */
 	if (scif__epd_state(ep) == SCIFEP_CONNECTED)
-		rx_settle(ep);
+		rx_settle(ep, 1);
+	else if (got)
+		rx_notify_room(ep);
 	scif__unlock(&sh->recv_lock);
 	return got ? got : ret;
 }
@@ -341,32 +363,37 @@ int scif__msg_recv(struct scif_endpt *ep, void *msg, int len, int flags)
  * answer) disarms within a few hundred nanoseconds, so we watch its arm word, on the line we
  * already hold, for up to BELL_GRACE spins before paying for a doorbell. Skipping is safe
  * when it disarms (it then looks at the ring after [M2], after our widx) or when it has
- * consumed everything we sent (nothing left to make readable).
+ * consumed everything we sent (nothing left to make readable). A receiver asleep in
+ * scif_recv() or scif_poll() says so in its arm word (SCIF_RX_SLEEPING): it will not disarm
+ * before it is woken, so it is rung at once (the grace is 64 pauses, 1.5-4 us here).
  */
 #define BELL_GRACE 64
 
 static void tx_notify(struct scif_endpt *ep, int grace)
 {
 	struct scif_ep_shared *sh = ep->sh;
-	uint64_t arm;
+	const struct scif_qp_region *mine = scif__qp_mine(ep);
+	uint64_t arm, ridx0;
 
 	scif__mb(); /* [M1] widx before the arm word; pairs with [M2] in rx_settle */
-	arm = scif__read_once(&scif__qp_mine(ep)->peer_rx_arm);
+	arm = scif__read_once(&mine->peer_rx_arm);
 	/* A receiver that is consuming (streaming) will not disarm soon: ring at once then. */
-	uint64_t ridx0 = scif__read_once(&scif__qp_mine(ep)->out_ridx);
-
+	ridx0 = scif__read_once(&mine->out_ridx);
+	if (arm & SCIF_RX_SLEEPING)
+		grace = 0;
 	for (int i = 0; grace && i < BELL_GRACE && !(arm & SCIF_DISARMED) && arm == sh->db_sent;
 	     i++) {
-		uint64_t ridx = scif__read_once(&scif__qp_mine(ep)->out_ridx);
+		uint64_t ridx = scif__read_once(&mine->out_ridx);
 
 		if (ridx == sh->tx.idx)
 			return;
 		if (ridx != ridx0)
 			break;
 		scif__cpu_relax();
-		arm = scif__read_once(&scif__qp_mine(ep)->peer_rx_arm);
+		arm = scif__read_once(&mine->peer_rx_arm);
 	}
-	if (!(arm & SCIF_DISARMED) && arm == sh->db_sent) {
+	/* The sleeping hint does not count as a doorbell accounted for: mask it off. */
+	if (!(arm & SCIF_DISARMED) && (arm & ~SCIF_RX_SLEEPING) == sh->db_sent) {
 		sh->db_sent++;
 		/* Release pairs with the receiver's acquire of in_db in rx_settle. */
 		scif__store_release(&scif__qp_theirs(ep)->in_db, sh->db_sent);
@@ -381,17 +408,21 @@ void scif__msg_kick_rx(struct scif_endpt *ep)
 }
 
 /* After consuming bytes: if the peer's sender asked for room, make its descriptor writable. */
-static void rx_notify_room(struct scif_endpt *ep)
+static void rx_room_check(struct scif_endpt *ep)
 {
 	struct scif_ep_shared *sh = ep->sh;
-	uint64_t want;
+	uint64_t want = scif__read_once(&scif__qp_mine(ep)->peer_tx_wait);
 
-	scif__mb(); /* [M4] ridx before tx_wait; pairs with [M3] in tx_arm */
-	want = scif__read_once(&scif__qp_mine(ep)->peer_tx_wait);
 	if (want != sh->tx_seen) {
 		sh->tx_seen = want;
 		scif__fab.ops->unpark(&ep->peer_bell);
 	}
+}
+
+static void rx_notify_room(struct scif_endpt *ep)
+{
+	scif__mb(); /* [M4] ridx before tx_wait; pairs with [M3] in tx_arm */
+	rx_room_check(ep);
 }
 
 void scif__msg_kick_tx(struct scif_endpt *ep)
@@ -636,7 +667,9 @@ short scif__msg_revents(struct scif_endpt *ep, short events, int arm)
 		}
 	}
 	if (arm && !(rev & POLLIN) && (events & POLLIN) && scif__trylock(&sh->recv_lock)) {
-		rx_settle(ep);
+		rx_settle(ep, 0);
+		/* About to sleep in poll(): the sender may ring without its grace (tx_notify). */
+		rx_arm_set(ep, SCIF_RX_SLEEPING | sh->rx_seen);
 		scif__unlock(&sh->recv_lock);
 	}
 	return rev;

@@ -14,7 +14,7 @@
 #include "bulk.h"
 
 #define SCIF_QP_MAGIC 0x3050515f46494353ULL /* "SCIF_QP0" little-endian */
-#define SCIF_QP_VERSION 4
+#define SCIF_QP_VERSION 5
 #define SCIF_QP_HDR_SIZE 4096u
 #define SCIF_RING_MIN (4u << 10)
 #define SCIF_RING_MAX (64u << 20)
@@ -25,6 +25,10 @@
 #define SCIF_RB_CHUNK_LONG_FROM (128u << 10)
 /* The stream's last bytes, copied next to the write index for short messages. */
 #define SCIF_RB_SHORT 32u
+
+/* Flags of the receiver arm word (peer_rx_arm below; msg.c); the rest counts doorbells. */
+#define SCIF_DISARMED (1ULL << 63)    /* spinning in scif_recv(): no doorbell needed */
+#define SCIF_RX_SLEEPING (1ULL << 62) /* asleep in scif_recv(): ring without a grace */
 
 /**
  * struct scif_rb_short - the producer's copy of the stream's last SCIF_RB_SHORT bytes, on
@@ -67,8 +71,9 @@ struct scif_rb_short {
  *               whether its notification descriptor may hold unread bytes.
  * @out_ridx:    P writes: bytes P has consumed of O's outbound ring (that ring lives in P's
  *               region). Release after P's copy-out; O reads it with acquire before reuse.
- * @peer_rx_arm: P writes: P's receiver arm word: the doorbells P has accounted for, with bit
- *               63 set while P spins in scif_recv and needs no doorbell (msg.c).
+ * @peer_rx_arm: P writes: P's receiver arm word: the doorbells P has accounted for, with
+ *               SCIF_DISARMED set while P spins in scif_recv and needs no doorbell, or
+ *               SCIF_RX_SLEEPING while P sleeps in scif_recv and wants one at once (msg.c).
  *               O reads it after publishing new bytes to decide whether to ring P.
  * @peer_tx_wait: P writes: sequence of P's sender waiting for room in O's inbound ring;
  *               O reads it after freeing room to decide whether to wake P.

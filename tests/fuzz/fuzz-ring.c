@@ -39,7 +39,7 @@
 #define GUARD (4u << 20)    /* inaccessible, after the scratch memory */
 #define APPBUF (2u << 20)   /* the library side's buffer */
 #define IO_MAX (FZ_BULK ? (1u << 20) : (64u << 10))
-#define DISARMED (1ull << 63)
+#define DISARMED SCIF_DISARMED
 
 /* The two byte streams: a byte is a function of its position. */
 static inline uint8_t pat_in(uint64_t pos) /* fuzzer -> library */
@@ -178,7 +178,7 @@ static void peer_notify(struct peer *p)
 
 	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* [M1] */
 	arm = __atomic_load_n(&me->peer_rx_arm, __ATOMIC_RELAXED);
-	if (!(arm & DISARMED) && arm == p->db_sent) {
+	if (!(arm & DISARMED) && (arm & ~SCIF_RX_SLEEPING) == p->db_sent) {
 		p->db_sent++;
 		__atomic_store_n(&p->c.theirs->in_db, p->db_sent, __ATOMIC_RELEASE);
 		send(p->c.lib_bell, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -384,7 +384,7 @@ static void peer_help(struct peer *p, struct fz *f)
 		/* The receiver may sleep for our stop word: ring it (bulk.c: no grace). */
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		arm = __atomic_load_n(&me->peer_rx_arm, __ATOMIC_RELAXED);
-		if (!(arm & DISARMED) && arm == p->db_sent) {
+		if (!(arm & DISARMED) && (arm & ~SCIF_RX_SLEEPING) == p->db_sent) {
 			p->db_sent++;
 			__atomic_store_n(&p->c.theirs->in_db, p->db_sent, __ATOMIC_RELEASE);
 			send(p->c.lib_bell, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
