@@ -1693,31 +1693,52 @@ static void rdm_gc_peers(struct rdm_ep *ep)
 	}
 }
 
+/**
+ * An outgoing connection that expects nothing: its HELLO_ACK came, no request waits for a
+ * CTS or ACK on it, it has nothing to send and no frame half taken in. The peer sends on
+ * such a connection only in reply to us, so the only thing that can arrive is its end (or
+ * a protocol violation): progress looks at it only as often as at the listener
+ * (RDM_ACCEPT_EVERY_MS), not on every call. That halves the empty scif_recv calls of an
+ * endpoint that talks to one peer (it also receives on the peer's connection), and they
+ * are what a polling reader spends its time on.
+ */
+static inline bool rdm_conn_quiet(const struct rdm_conn *rc)
+{
+	const struct sfi_conn *c = &rc->c;
+
+	return rc->outgoing && rc->hello && sfi_list_empty(&rc->rts_wait) &&
+	       sfi_list_empty(&c->txq) && sfi_list_empty(&c->tx_done) && !c->rx_in_payload &&
+	       c->rx_hdr_got == 0 && c->rx_stage_off == c->rx_stage_len;
+}
+
 /** sfi_ep::progress: accept, connect, move bytes on every connection, reap dead ones. */
 static void rdm_progress(struct sfi_ep *sep)
 {
 	struct rdm_ep *ep = sfi_container_of(sep, struct rdm_ep, ep);
 	struct sfi_list *it, *tmp;
+	bool sweep = false; /* also look at quiet connections (rdm_conn_quiet) this time */
 
 	if (!sep->enabled)
 		return;
-	if (ep->listening) {
-		uint64_t now = rdm_coarse_ms();
+	uint64_t now = rdm_coarse_ms();
 
-		if (now >= ep->accept_at) {
-			ep->accept_at = now + RDM_ACCEPT_EVERY_MS;
+	if (now >= ep->accept_at) {
+		ep->accept_at = now + RDM_ACCEPT_EVERY_MS;
+		sweep = true;
+		if (ep->listening)
 			rdm_progress_accept(ep);
-		}
-		if (now >= ep->gc_at) {
-			ep->gc_at = now + RDM_GC_EVERY_MS;
-			rdm_gc_peers(ep);
-		}
+	}
+	if (ep->listening && now >= ep->gc_at) {
+		ep->gc_at = now + RDM_GC_EVERY_MS;
+		rdm_gc_peers(ep);
 	}
 	if (!sfi_list_empty(&ep->connecting) || ep->timer_armed)
 		rdm_progress_connects(ep);
 	sfi_list_foreach_safe(&ep->conns, it, tmp) {
 		struct rdm_conn *rc = sfi_container_of(it, struct rdm_conn, c.owner_entry);
 
+		if (!sweep && rdm_conn_quiet(rc))
+			continue;
 		sfi_conn_progress(&rc->c);
 		if (!rc->dead)
 			rdm_conn_update_wait(rc);
