@@ -550,6 +550,7 @@ struct sfi_conn {
 	bool rx_in_payload;
 	uint8_t *rx_stage;         /**< small reads land here first (sfi_conn.c), then parse */
 	size_t rx_stage_off, rx_stage_len; /**< unparsed staged bytes: [off, len) */
+	bool rx_drained;           /**< this progress call's last refill took all SCIF had */
 	int err;                   /**< 0 while usable */
 	bool want_pollout;         /**< frames are waiting for room */
 	struct sfi_list tx_done;   /**< frames fully handed to SCIF whose done() is pending */

@@ -350,6 +350,7 @@ static int sfi_conn_stage_fill(struct sfi_conn *c)
 	if (n < 0)
 		return sfi_conn_errno(errno);
 	c->rx_stage_len = (size_t)n;
+	c->rx_drained = n < (int)SFI_CONN_STAGE;
 	return n;
 }
 
@@ -430,6 +431,8 @@ static int sfi_conn_rx(struct sfi_conn *c)
 {
 	int frames = 0;
 
+	c->rx_drained = false;
+
 	while (frames < SFI_CONN_RX_BUDGET) {
 		struct sfi_hdr hdr;
 		void *cookie;
@@ -438,7 +441,15 @@ static int sfi_conn_rx(struct sfi_conn *c)
 		if (!c->rx_in_payload) {
 			if (c->rx_hdr_got < sizeof(c->rx_hdr)) {
 				if (!sfi_conn_staged(c)) {
-					int n = sfi_conn_stage_fill(c);
+					int n;
+
+					/* SCIF had no more than this when we last asked: asking
+					 * again at once would most likely find the ring empty, and
+					 * an empty scif_recv costs as much as a full one. The frames
+					 * taken so far complete now; the next call looks again. */
+					if (c->rx_drained)
+						return 0;
+					n = sfi_conn_stage_fill(c);
 
 					if (n <= 0)
 						return n;

@@ -115,6 +115,14 @@ static int cq_grow(struct sfi_cq *cq)
 	return 0;
 }
 
+/** Slot @p i positions after @p head (head < size, i <= size): a wrap, not a division. */
+static inline size_t cq_slot(const struct sfi_cq *cq, size_t head, size_t i)
+{
+	size_t s = head + i;
+
+	return s >= cq->size ? s - cq->size : s;
+}
+
 /** Append a ring slot and wake a waiter on the empty -> non-empty edge. */
 static int cq_push(struct sfi_cq *cq, const struct sfi_cq_entry *ent)
 {
@@ -122,7 +130,7 @@ static int cq_push(struct sfi_cq *cq, const struct sfi_cq_entry *ent)
 
 	if (ret)
 		return ret;
-	cq->ring[(cq->head + cq->count) % cq->size] = *ent;
+	cq->ring[cq_slot(cq, cq->head, cq->count)] = *ent;
 	if (cq->count++ == 0 && cq->wait)
 		sfi_wait_signal(cq->wait);
 	return 0;
@@ -175,7 +183,7 @@ static ssize_t cq_read_locked(struct sfi_cq *cq, void *buf, size_t count, fi_add
 		memcpy((char *)buf + n * cq->entry_size, &ent->e, cq->entry_size);
 		if (src)
 			src[n] = ent->src;
-		cq->head = (cq->head + 1) % cq->size;
+		cq->head = cq_slot(cq, cq->head, 1);
 		cq->count--;
 		n++;
 	}
@@ -246,7 +254,7 @@ static ssize_t cq_readerr(struct fid_cq *cq_fid, struct fi_cq_err_entry *buf, ui
 	if (!(flags & FI_PEEK)) {
 		sfi_list_remove(&e->entry);
 		free(e);
-		cq->head = (cq->head + 1) % cq->size;
+		cq->head = cq_slot(cq, cq->head, 1);
 		cq->count--;
 	}
 out:

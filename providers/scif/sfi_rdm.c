@@ -131,14 +131,14 @@ enum rdm_txr_kind {
 	RDM_TX_READ,
 };
 
-/** A transmit request. */
+/** A transmit request. rdm_txr_get clears everything before @c iov; the arrays and frames
+ *  after it are written before they are read (iov/rma up to their counts, frames by
+ *  sfi_conn_send), so recycling a request does not clear half a kilobyte. */
 struct rdm_txr {
 	struct sfi_list entry;      /**< peer->pending or conn->rts_wait */
 	struct rdm_txr *next_free;
 	struct rdm_ep *ep;
 	enum rdm_txr_kind kind;
-	struct sfi_tx tx;           /**< EAGER / RTS / WDATA frame */
-	struct sfi_tx tx2;          /**< DATA frame */
 	int frames;                 /**< frames handed to sfi_conn, not yet done */
 	bool finished;              /**< completion reported */
 	bool in_list;
@@ -147,18 +147,22 @@ struct rdm_txr {
 	uint64_t cq_flags;          /**< FI_SEND|FI_MSG..., FI_COMPLETION */
 	uint64_t tag, data, id;
 	uint16_t wflags;
-	struct iovec iov[SFI_MAX_IOV];
 	size_t iov_count, len;
-	struct fi_rma_iov rma[SFI_MAX_IOV];
 	size_t rma_count;
 	bool wdata;                 /**< RMA write followed by a WDATA frame */
 	bool no_cq;                 /**< fi_inject*: counters only, no CQ entry on success */
 	bool dc;                    /**< FI_DELIVERY_COMPLETE: completes on the peer's ACK */
 	bool cts_seen;              /**< rendezvous: DATA is on its way (dc: waits for ACK) */
 	char *inject;               /**< ep->inject_size bytes, right after the struct */
+	/* not cleared by rdm_txr_get */
+	struct iovec iov[SFI_MAX_IOV];
+	struct fi_rma_iov rma[SFI_MAX_IOV];
+	struct sfi_tx tx;           /**< EAGER / RTS / WDATA frame */
+	struct sfi_tx tx2;          /**< DATA frame */
 };
 
-/** A posted receive, or one piece of a multi-receive buffer. */
+/** A posted receive, or one piece of a multi-receive buffer. rdm_rx_get clears everything
+ *  before @c iov (the iovec is filled up to iov_count, ctl_tx by sfi_conn_send). */
 struct rdm_rx {
 	struct sfi_list entry;      /**< posted queue, or conn->rndv_rx */
 	struct rdm_rx *next_free;
@@ -166,7 +170,6 @@ struct rdm_rx {
 	void *context;
 	uint64_t flags;             /**< user op flags */
 	uint64_t cq_flags;          /**< FI_RECV|FI_MSG or FI_RECV|FI_TAGGED */
-	struct iovec iov[SFI_MAX_IOV];
 	size_t iov_count, len;
 	uint64_t tag, ignore;
 	bool any_src;
@@ -178,7 +181,6 @@ struct rdm_rx {
 	uint16_t mflags;
 	size_t msize;               /**< sender's length */
 	size_t mlen;                /**< bytes placed (min(msize, len)) */
-	struct sfi_tx ctl_tx;       /**< CTS */
 	bool ctl_busy;              /**< ctl_tx is queued in a connection */
 	bool put_pending;           /**< finished while ctl_busy: freed by the CTS's done */
 	bool silent;                /**< internal (discarded rendezvous): no completion */
@@ -186,6 +188,9 @@ struct rdm_rx {
 	size_t mr_off;
 	unsigned int mr_inflight;
 	bool mr_released;
+	/* not cleared by rdm_rx_get */
+	struct iovec iov[SFI_MAX_IOV];
+	struct sfi_tx ctl_tx;       /**< CTS */
 };
 
 /** An unexpected message (eager payload or a rendezvous RTS). */
@@ -353,12 +358,6 @@ static struct rdm_txr *rdm_txr_get(struct rdm_ep *ep)
 	ep->free_txr = t->next_free;
 	memset(t, 0, offsetof(struct rdm_txr, iov));
 	t->inject = (char *)(t + 1);
-	t->iov_count = 0;
-	t->rma_count = 0;
-	t->wdata = false;
-	t->no_cq = false;
-	t->dc = false;
-	t->cts_seen = false;
 	t->ep = ep;
 	sfi_list_init(&t->entry);
 	return t;
@@ -382,7 +381,7 @@ static struct rdm_rx *rdm_rx_get(struct rdm_ep *ep)
 	}
 	r = ep->free_rx;
 	ep->free_rx = r->next_free;
-	memset(r, 0, sizeof(*r));
+	memset(r, 0, offsetof(struct rdm_rx, iov));
 	sfi_list_init(&r->entry);
 	return r;
 }
@@ -1694,31 +1693,52 @@ static void rdm_gc_peers(struct rdm_ep *ep)
 	}
 }
 
+/**
+ * An outgoing connection that expects nothing: its HELLO_ACK came, no request waits for a
+ * CTS or ACK on it, it has nothing to send and no frame half taken in. The peer sends on
+ * such a connection only in reply to us, so the only thing that can arrive is its end (or
+ * a protocol violation): progress looks at it only as often as at the listener
+ * (RDM_ACCEPT_EVERY_MS), not on every call. That halves the empty scif_recv calls of an
+ * endpoint that talks to one peer (it also receives on the peer's connection), and they
+ * are what a polling reader spends its time on.
+ */
+static inline bool rdm_conn_quiet(const struct rdm_conn *rc)
+{
+	const struct sfi_conn *c = &rc->c;
+
+	return rc->outgoing && rc->hello && sfi_list_empty(&rc->rts_wait) &&
+	       sfi_list_empty(&c->txq) && sfi_list_empty(&c->tx_done) && !c->rx_in_payload &&
+	       c->rx_hdr_got == 0 && c->rx_stage_off == c->rx_stage_len;
+}
+
 /** sfi_ep::progress: accept, connect, move bytes on every connection, reap dead ones. */
 static void rdm_progress(struct sfi_ep *sep)
 {
 	struct rdm_ep *ep = sfi_container_of(sep, struct rdm_ep, ep);
 	struct sfi_list *it, *tmp;
+	bool sweep = false; /* also look at quiet connections (rdm_conn_quiet) this time */
 
 	if (!sep->enabled)
 		return;
-	if (ep->listening) {
-		uint64_t now = rdm_coarse_ms();
+	uint64_t now = rdm_coarse_ms();
 
-		if (now >= ep->accept_at) {
-			ep->accept_at = now + RDM_ACCEPT_EVERY_MS;
+	if (now >= ep->accept_at) {
+		ep->accept_at = now + RDM_ACCEPT_EVERY_MS;
+		sweep = true;
+		if (ep->listening)
 			rdm_progress_accept(ep);
-		}
-		if (now >= ep->gc_at) {
-			ep->gc_at = now + RDM_GC_EVERY_MS;
-			rdm_gc_peers(ep);
-		}
+	}
+	if (ep->listening && now >= ep->gc_at) {
+		ep->gc_at = now + RDM_GC_EVERY_MS;
+		rdm_gc_peers(ep);
 	}
 	if (!sfi_list_empty(&ep->connecting) || ep->timer_armed)
 		rdm_progress_connects(ep);
 	sfi_list_foreach_safe(&ep->conns, it, tmp) {
 		struct rdm_conn *rc = sfi_container_of(it, struct rdm_conn, c.owner_entry);
 
+		if (!sweep && rdm_conn_quiet(rc))
+			continue;
 		sfi_conn_progress(&rc->c);
 		if (!rc->dead)
 			rdm_conn_update_wait(rc);
