@@ -38,6 +38,14 @@ uint64_t scif__now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t scif__coarse_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static struct scif_endpt **ep_slot(int fd, int create)
 {
 	unsigned int hi = (unsigned int)fd >> L2_BITS;
