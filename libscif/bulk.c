@@ -53,16 +53,50 @@
 #include "epd.h"
 #include "log.h"
 
-#define BULK_CHUNK (256u << 10) /* unit of the split and of the speed probe */
-#define BULK_SKIP 16            /* large sends without offers after a slow one */
-#define BULK_LINGER_MS 200      /* wait for a disconnected sender's last copy this long */
+#define BULK_CHUNK (256u << 10)     /* unit of the split and of the speed probe */
+#define BULK_SPLIT_MIN (32u << 10)  /* claims from this long are copied from both ends */
+#define BULK_SKIP 16                /* large sends without offers after a slow one */
+#define BULK_LINGER_MS 200          /* wait for a disconnected sender's last copy this long */
 
-size_t scif__bulk_min = 128u << 10;
+size_t scif__bulk_min = 64u << 10;
 size_t scif__bulk_try = 64u << 10;
 static int bulk_probe; /* SCIF_CMA_PROBE=1: decline offers slower than half of memcpy */
 
+/*
+ * Our process id, without a system call per message: cleared in a fork child (pthread_atfork)
+ * and looked up again there. A child made without the fork handlers (a raw clone) that uses
+ * its parent's endpoint would be taken for its parent; such a child may not call libscif.
+ */
+static pid_t bulk_self;
+
+static void bulk_atfork_child(void)
+{
+	__atomic_store_n(&bulk_self, 0, __ATOMIC_RELAXED);
+}
+
+static uint32_t bulk_getpid(void)
+{
+	pid_t p = __atomic_load_n(&bulk_self, __ATOMIC_RELAXED);
+
+	if (!p) {
+		p = getpid();
+		__atomic_store_n(&bulk_self, p, __ATOMIC_RELAXED);
+	}
+	return (uint32_t)p;
+}
+
+/*
+ * How a claim of @k bytes is split: each side copies pieces of this many bytes, the
+ * receiver from the front, the sender from the back; a short claim in two halves.
+ */
+static inline uint64_t bulk_piece(uint64_t k)
+{
+	return k >= 2 * BULK_CHUNK ? BULK_CHUNK : ((k / 2 + 4095) & ~4095ull);
+}
+
 void scif__bulk_init(void)
 {
+	pthread_atfork(NULL, NULL, bulk_atfork_child);
 	const char *v = getenv("SCIF_CMA_MIN");
 
 	if (v && *v)
@@ -145,7 +179,7 @@ int scif__bulk_tx_ok(struct scif_endpt *ep)
 {
 	struct scif_ep_shared *sh = ep->sh;
 
-	return ep->bulk_pid && !sh->tx_bulk_off && (uint32_t)getpid() == scif__qp_mine(ep)->owner_pid;
+	return ep->bulk_pid && !sh->tx_bulk_off && bulk_getpid() == scif__qp_mine(ep)->owner_pid;
 }
 
 /*
@@ -161,15 +195,16 @@ static int bulk_help(struct scif_endpt *ep, const uint8_t *src, size_t olen, uin
 	uint64_t off = scif__read_once(&cl->off);
 	uint64_t k = scif__read_once(&cl->len);
 	uint64_t dst = scif__read_once(&cl->dst);
-	uint64_t t = (uint64_t)tag << 32, b;
+	uint64_t t = (uint64_t)tag << 32, b, piece;
 
 	__atomic_thread_fence(__ATOMIC_ACQUIRE); /* the fields before the second look at seq */
 	if ((uint32_t)scif__read_once(&cl->seq) != tag || oseq != ep->sh->tx_oseq)
 		return 0;
 	if (off > olen || k > olen - off || k == 0)
 		return -EPROTO;
+	piece = bulk_piece(k);
 	for (b = k; b > 0;) {
-		uint64_t lo = b > BULK_CHUNK ? b - BULK_CHUNK : 0, front, ns, n;
+		uint64_t lo = b > piece ? b - piece : 0, front, ns, n;
 		long put;
 
 		scif__write_once(&of->back, t | lo);
@@ -198,22 +233,52 @@ static int bulk_help(struct scif_endpt *ep, const uint8_t *src, size_t olen, uin
 	return 0;
 }
 
-long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len)
+/*
+ * A non-blocking offer not taken by @deadline: withdraw it. Returns 1 if it is withdrawn
+ * (the receiver will not copy any of it), 0 if the receiver committed to it first.
+ */
+static int bulk_revoke(struct scif_endpt *ep, uint64_t seq)
+{
+	struct scif_bulk_offer *of = &scif__qp_theirs(ep)->bulk_offer;
+
+	scif__write_once(&of->revoke, seq);
+	scif__mb(); /* [B3] revoke before take; pairs with [B4] in scif__bulk_recv */
+	if ((uint32_t)scif__read_once(&scif__qp_mine(ep)->bulk_claim.take) == (uint32_t)seq)
+		return 0;
+	scif_dbg("endpoint %d: offer %llu withdrawn", ep->fd, (unsigned long long)seq);
+	return 1;
+}
+
+long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len, int nb)
 {
 	struct scif_ep_shared *sh = ep->sh;
 	struct scif_bulk_offer *of = &scif__qp_theirs(ep)->bulk_offer;
 	struct scif_bulk_claim *cl = &scif__qp_mine(ep)->bulk_claim;
-	uint64_t seq = ++sh->tx_oseq, done = 0;
+	uint64_t seq, done = 0, deadline = 0;
+	int taken = !nb;
 
+	if (nb) {
+		/* Only to a receiver waiting for at least SCIF_CMA_TRY bytes, and no more. */
+		uint64_t want = scif__read_once(&scif__qp_mine(ep)->bulk_wait.want);
+
+		if (want < scif__bulk_try || !want)
+			return 0;
+		if (len > want)
+			len = (size_t)want;
+	}
+	seq = ++sh->tx_oseq;
 	if (seq < sh->tx_skip_until)
 		return 0;
 	scif__write_once(&of->pos, sh->tx.idx);
 	scif__write_once(&of->addr, (uint64_t)(uintptr_t)src);
 	scif__write_once(&of->len, (uint64_t)len);
+	scif__write_once(&of->mode, nb ? SCIF_BULK_NB : 0);
 	/* Release pairs with the receiver's acquire of seq (scif__bulk_pending/_recv). */
 	scif__store_release(&of->seq, seq);
 	scif__msg_kick_rx(ep);
-	for (;;) {
+	if (nb)
+		deadline = scif__now_ns() + SCIF_BULK_NB_WAIT_NS;
+	for (unsigned int i = 0;; i++) {
 		/* Acquire pairs with the receiver's release of done: its copies are complete. */
 		uint64_t dw = scif__load_acquire(&cl->done), cw;
 		int ret;
@@ -227,7 +292,7 @@ long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len)
 			if (dw & SCIF_BULK_DECLINE) {
 				if (dw & SCIF_BULK_NEVER)
 					sh->tx_bulk_off = 1;
-				else
+				else if (!(dw & SCIF_BULK_NOW))
 					sh->tx_skip_until = seq + BULK_SKIP;
 				scif_dbg("endpoint %d: offer %llu declined after %llu bytes", ep->fd,
 					 (unsigned long long)seq, (unsigned long long)done);
@@ -247,6 +312,25 @@ long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len)
 		}
 		if (scif__epd_state(ep) != SCIFEP_CONNECTED)
 			return done ? (long)done : -ECONNRESET;
+		if (!taken) {
+			/*
+			 * A non-blocking offer: spin (the receiver waits, so it answers in
+			 * microseconds) until it commits to the offer or declines it, or until
+			 * the deadline, then withdraw it. Once committed, it is waited for
+			 * like a blocking one: the receiver's copy is bounded.
+			 */
+			if ((uint32_t)scif__read_once(&cl->take) == (uint32_t)seq) {
+				taken = 1;
+				continue;
+			}
+			if ((i & 63) == 63 && scif__now_ns() > deadline) {
+				if (bulk_revoke(ep, seq))
+					return 0;
+				taken = 1;
+			}
+			scif__cpu_relax();
+			continue;
+		}
 		ret = scif__msg_tx_sleep(ep, &cl->done, dw, &cl->seq, cw);
 		/*
 		 * A signal does not end an offer the receiver may be copying from: the count we
@@ -267,11 +351,43 @@ long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len)
  * consumed, so an offer still pending after a disconnect was abandoned (its sender failed or
  * left, and its buffer may hold anything by now). Bytes already in the ring stay readable.
  */
+int scif__bulk_offered(const struct scif_endpt *ep)
+{
+	/* Acquire pairs with the sender's release of seq in scif__bulk_send. */
+	return scif__load_acquire(&scif__qp_mine(ep)->bulk_offer.seq) !=
+		       scif__read_once(&ep->sh->rx_oseq) &&
+	       scif__epd_state(ep) == SCIFEP_CONNECTED;
+}
+
+/* The non-blocking offer @seq was withdrawn and we did not commit to it. */
+static int bulk_withdrawn(const struct scif_endpt *ep, uint64_t seq)
+{
+	const struct scif_bulk_offer *of = &scif__qp_mine(ep)->bulk_offer;
+
+	return (scif__read_once(&of->mode) & SCIF_BULK_NB) &&
+	       scif__read_once(&ep->sh->rx_otake) != seq &&
+	       scif__read_once(&of->revoke) == seq;
+}
+
 int scif__bulk_pending(const struct scif_endpt *ep)
 {
 	/* Acquire pairs with the sender's release of seq in scif__bulk_send. */
-	return scif__load_acquire(&scif__qp_mine(ep)->bulk_offer.seq) != ep->sh->rx_oseq &&
+	uint64_t seq = scif__load_acquire(&scif__qp_mine(ep)->bulk_offer.seq);
+
+	return seq != scif__read_once(&ep->sh->rx_oseq) && !bulk_withdrawn(ep, seq) &&
 	       scif__epd_state(ep) == SCIFEP_CONNECTED;
+}
+
+void scif__bulk_want(struct scif_endpt *ep, size_t want)
+{
+	struct scif_ep_shared *sh = ep->sh;
+
+	if (want < scif__bulk_try || !scif__bulk_try || !ep->bulk_pid)
+		want = 0;
+	if (want != sh->rx_want) {
+		sh->rx_want = want;
+		scif__write_once(&scif__qp_theirs(ep)->bulk_wait.want, (uint64_t)want);
+	}
 }
 
 /*
@@ -318,7 +434,7 @@ static size_t bulk_split(struct scif_endpt *ep, uint8_t *dst, uint64_t raddr, ui
 	struct scif_bulk_claim *cl = &scif__qp_theirs(ep)->bulk_claim;
 	const uint64_t *back = &scif__qp_mine(ep)->bulk_offer.back;
 	uint32_t tag = ++sh->rx_cseq;
-	uint64_t t = (uint64_t)tag << 32, b = k, f = 0;
+	uint64_t t = (uint64_t)tag << 32, b = k, f = 0, piece = bulk_piece(k);
 
 	scif__write_once(&cl->front, t);
 	scif__write_once(&cl->oseq, sh->rx_ocur);
@@ -329,7 +445,7 @@ static size_t bulk_split(struct scif_endpt *ep, uint8_t *dst, uint64_t raddr, ui
 	scif__store_release(&cl->seq, (uint64_t)tag);
 	scif__msg_kick_tx(ep);
 	while (f < k) {
-		uint64_t n = k - f < BULK_CHUNK ? k - f : BULK_CHUNK, ns;
+		uint64_t n = k - f < piece ? k - f : piece, ns;
 		long got;
 
 		scif__write_once(&cl->front, t | (f + n));
@@ -391,6 +507,30 @@ static void bulk_done(struct scif_endpt *ep, uint64_t flags)
 	scif__msg_kick_tx(ep);
 }
 
+/*
+ * A non-blocking offer (@seq, @olen bytes left) and a receive that can take @len bytes:
+ * commit to the whole offer, or finish it without a byte. Returns 1 if committed, 0 if
+ * not (the offer is finished: withdrawn, or declined as too long for this receive).
+ */
+static int bulk_take(struct scif_endpt *ep, uint64_t seq, uint64_t olen, size_t len)
+{
+	struct scif_ep_shared *sh = ep->sh;
+
+	if (len < olen) {
+		/* It must be taken whole by this call (its sender cannot wait for the next). */
+		bulk_done(ep, SCIF_BULK_DECLINE | SCIF_BULK_NOW);
+		return 0;
+	}
+	scif__write_once(&scif__qp_theirs(ep)->bulk_claim.take, seq);
+	scif__mb(); /* [B4] take before revoke; pairs with [B3] in bulk_revoke */
+	if (scif__read_once(&scif__qp_mine(ep)->bulk_offer.revoke) == seq) {
+		sh->rx_oseq = seq;
+		return 0;
+	}
+	sh->rx_otake = seq;
+	return 1;
+}
+
 long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
 {
 	struct scif_ep_shared *sh = ep->sh;
@@ -398,6 +538,7 @@ long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
 	uint64_t seq = scif__load_acquire(&of->seq), raddr, flags = 0;
 	size_t k, f = 0;
 	long err = 0;
+	int nb;
 
 	if (seq == sh->rx_oseq)
 		return 0;
@@ -411,7 +552,18 @@ long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
 		sh->rx_opos = scif__read_once(&of->pos);
 		sh->rx_oaddr = scif__read_once(&of->addr);
 		sh->rx_olen = olen;
+		sh->rx_omode = scif__read_once(&of->mode);
 		sh->rx_odone = 0;
+	}
+	nb = (sh->rx_omode & SCIF_BULK_NB) && sh->rx_otake != seq;
+	/*
+	 * A non-blocking offer its sender withdrew is finished without a byte, wherever our
+	 * ring index is: the sender stored revoke before any ring byte after the offer, and we
+	 * acquired the ring index past it (if we read such bytes) before this load.
+	 */
+	if (nb && scif__read_once(&of->revoke) == seq) {
+		sh->rx_oseq = seq;
+		return 0;
 	}
 	if (sh->rx.idx != sh->rx_opos) {
 		/* Ring bytes before the offer: take them first (they are visible by now). */
@@ -423,9 +575,12 @@ long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
 		bulk_done(ep, SCIF_BULK_DECLINE | SCIF_BULK_NEVER);
 		return 0;
 	}
+	if (nb && !bulk_take(ep, seq, sh->rx_olen - sh->rx_odone, len))
+		return 0;
+	nb = (sh->rx_omode & SCIF_BULK_NB) != 0;
 	k = sh->rx_olen - sh->rx_odone < len ? (size_t)(sh->rx_olen - sh->rx_odone) : len;
 	raddr = sh->rx_oaddr + sh->rx_odone;
-	if (!sh->rx_bulk_fast) {
+	if (bulk_probe && !sh->rx_bulk_fast) {
 		/* Probe: is a direct copy from this peer worth it? */
 		size_t n = k < BULK_CHUNK ? k : BULK_CHUNK;
 		uint64_t ns = scif__now_ns();
@@ -446,7 +601,7 @@ long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
 		}
 	}
 	if (!err && !flags && f < k) {
-		if (block && k - f >= 2 * BULK_CHUNK && (uint32_t)getpid() == scif__qp_mine(ep)->owner_pid) {
+		if (block && k - f >= BULK_SPLIT_MIN && bulk_getpid() == scif__qp_mine(ep)->owner_pid) {
 			f += bulk_split(ep, dst + f, raddr + f, sh->rx_odone + f, k - f, &err);
 		} else {
 			long got = bulk_copy(ep, dst + f, raddr + f, k - f, 0);
@@ -465,6 +620,9 @@ long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
 		flags = SCIF_BULK_DECLINE | SCIF_BULK_NEVER;
 		err = 0;
 	}
+	/* A non-blocking send waits for this call only: what it did not take goes by ring. */
+	if (nb && !flags && sh->rx_odone < sh->rx_olen)
+		flags = SCIF_BULK_DECLINE | SCIF_BULK_NOW;
 	bulk_done(ep, flags);
 	return f ? (long)f : err;
 }

@@ -14,7 +14,7 @@
 #include "bulk.h"
 
 #define SCIF_QP_MAGIC 0x3050515f46494353ULL /* "SCIF_QP0" little-endian */
-#define SCIF_QP_VERSION 4
+#define SCIF_QP_VERSION 5
 #define SCIF_QP_HDR_SIZE 4096u
 #define SCIF_RING_MIN (4u << 10)
 #define SCIF_RING_MAX (64u << 20)
@@ -76,6 +76,7 @@ struct scif_rb_short {
  *               scif_rb_short); O reads them instead of @data for a short message.
  * @bulk_offer:  P writes: P's single-copy offers to O and P's share of O's claims (bulk.c).
  * @bulk_claim:  P writes: P's claims on O's offers and how far P has consumed them (bulk.c).
+ * @bulk_wait:   P writes: how much P's waiting scif_recv() wants (non-blocking offers, bulk.c).
  * @data:        O's inbound ring; P copies bytes in, O copies them out.
  */
 struct scif_qp_region {
@@ -98,7 +99,9 @@ struct scif_qp_region {
 	/* lines 3 and 4: single-copy transfers of large messages (struct comments in bulk.h) */
 	struct scif_bulk_offer bulk_offer;
 	struct scif_bulk_claim bulk_claim;
-	uint8_t reserved[SCIF_QP_HDR_SIZE - 5 * 64];
+	/* line 5: P's receiver waits (for O's non-blocking sender; bulk.h) */
+	struct scif_bulk_wait bulk_wait;
+	uint8_t reserved[SCIF_QP_HDR_SIZE - 6 * 64];
 	uint8_t data[];
 };
 
@@ -110,6 +113,7 @@ static_assert(offsetof(struct scif_qp_region, out_ridx) == 128, "qp line 2");
 static_assert(offsetof(struct scif_qp_region, peer_rx_arm) == 136, "qp line 2");
 static_assert(offsetof(struct scif_qp_region, bulk_offer) == 192, "qp line 3");
 static_assert(offsetof(struct scif_qp_region, bulk_claim) == 256, "qp line 4");
+static_assert(offsetof(struct scif_qp_region, bulk_wait) == 320, "qp line 5");
 static_assert(offsetof(struct scif_qp_region, data) == SCIF_QP_HDR_SIZE, "qp data offset");
 
 /**
