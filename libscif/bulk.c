@@ -17,7 +17,9 @@
  * [B2] sender "store back; mb; load front". At least one sees the other, so a chunk is never
  * skipped by both: the sender never copies below the front it sees, and the receiver stops
  * once its front passes the back it sees (a chunk both copy is written twice with the same
- * bytes, which is harmless). At the end the receiver closes the claim (front = its end):
+ * bytes, which is harmless). The receiver also looks at back before announcing a chunk,
+ * and announces none once the sender has announced the rest, so that the last chunk is
+ * not copied by both as a rule. At the end the receiver closes the claim (front = its end):
  * a sender that has not announced anything by then sees that and copies nothing, and a
  * sender that has is waited for (its stop word) before the buffer goes back to the caller.
  *
@@ -249,6 +251,36 @@ static int bulk_revoke(struct scif_endpt *ep, uint64_t seq)
 	return 1;
 }
 
+/*
+ * Make the receiver look at a new offer. In a stream it is back in scif_recv() within a
+ * microsecond or so and answers (a claim, a commitment or its count) without a bell: watch
+ * our words for that for up to BULK_KICK_GRACE_NS before paying for a doorbell (which
+ * kick_rx rings only if the receiver may be asleep).
+ */
+#define BULK_KICK_GRACE_NS 3000u
+
+static void bulk_kick_offer(struct scif_endpt *ep, const struct scif_bulk_claim *cl)
+{
+	uint64_t s = scif__read_once(&cl->seq), d = scif__read_once(&cl->done);
+	uint64_t k = scif__read_once(&cl->take), until = 0;
+
+	for (unsigned int i = 1;; i++) {
+		if (scif__read_once(&cl->seq) != s || scif__read_once(&cl->done) != d ||
+		    scif__read_once(&cl->take) != k)
+			return;
+		if ((i & 63) == 0) {
+			uint64_t now = scif__now_ns();
+
+			if (!until)
+				until = now + BULK_KICK_GRACE_NS;
+			else if (now > until)
+				break;
+		}
+		scif__cpu_relax();
+	}
+	scif__msg_kick_rx(ep);
+}
+
 long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len, int nb)
 {
 	struct scif_ep_shared *sh = ep->sh;
@@ -275,7 +307,7 @@ long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len, int 
 	scif__write_once(&of->mode, nb ? SCIF_BULK_NB : 0);
 	/* Release pairs with the receiver's acquire of seq (scif__bulk_pending/_recv). */
 	scif__store_release(&of->seq, seq);
-	scif__msg_kick_rx(ep);
+	bulk_kick_offer(ep, cl);
 	if (nb)
 		deadline = scif__now_ns() + SCIF_BULK_NB_WAIT_NS;
 	for (unsigned int i = 0;; i++) {
@@ -448,6 +480,18 @@ static size_t bulk_split(struct scif_endpt *ep, uint8_t *dst, uint64_t raddr, ui
 		uint64_t n = k - f < piece ? k - f : piece, ns;
 		long got;
 
+		/*
+		 * The sender has announced everything from f on: leave it that (announcing
+		 * more could only make both copy a piece; the sender copies from the largest
+		 * front it saw, which is at most f).
+		 */
+		b = bulk_word(scif__read_once(back), tag, k);
+		if (b > k) {
+			*err = -EPROTO;
+			break;
+		}
+		if (b <= f)
+			break;
 		scif__write_once(&cl->front, t | (f + n));
 		scif__mb(); /* [B1] front before back; pairs with [B2] in bulk_help */
 		b = bulk_word(scif__read_once(back), tag, k);
@@ -577,6 +621,7 @@ long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
 	}
 	if (nb && !bulk_take(ep, seq, sh->rx_olen - sh->rx_odone, len))
 		return 0;
+	scif__msg_rx_busy(ep);
 	nb = (sh->rx_omode & SCIF_BULK_NB) != 0;
 	k = sh->rx_olen - sh->rx_odone < len ? (size_t)(sh->rx_olen - sh->rx_odone) : len;
 	raddr = sh->rx_oaddr + sh->rx_odone;

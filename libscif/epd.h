@@ -382,6 +382,8 @@ void scif__msg_kick_tx(struct scif_endpt *ep);
 /* Sender: spin, then sleep, until *w1 != v1 or *w2 != v2 or the connection changes. */
 int scif__msg_tx_sleep(struct scif_endpt *ep, const uint64_t *w1, uint64_t v1, const uint64_t *w2,
 		       uint64_t v2);
+/* Receiver: no bells needed until scif_recv() returns (it watches the sender's words). */
+void scif__msg_rx_busy(struct scif_endpt *ep);
 /* Receiver: spin, then sleep, until *w != v or the connection changes. */
 int scif__msg_rx_sleep(struct scif_endpt *ep, const uint64_t *w, uint64_t v);
 

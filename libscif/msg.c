@@ -250,6 +250,15 @@ static int rx_wait(struct scif_endpt *ep)
 }
 
 /*
+ * Inside scif_recv(), taking an offer (bulk.c): the receiver looks at the sender's words
+ * itself until it leaves (rx_settle re-arms), so the sender's kicks need ring no bell.
+ */
+void scif__msg_rx_busy(struct scif_endpt *ep)
+{
+	rx_arm_set(ep, SCIF_DISARMED | ep->sh->rx_seen);
+}
+
+/*
  * Wait inside scif_recv() for a word the sender changes (bulk.c). Unlike rx_wait, the
  * descriptor is not made "readable <=> data" here (an offer being consumed is pending and
  * would make it readable at once): queued bells are taken off and the receiver armed, so
