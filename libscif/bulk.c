@@ -259,14 +259,16 @@ static int bulk_revoke(struct scif_endpt *ep, uint64_t seq)
  */
 #define BULK_KICK_GRACE_NS 3000u
 
-static void bulk_kick_offer(struct scif_endpt *ep, const struct scif_bulk_claim *cl)
+static void bulk_kick_offer(struct scif_endpt *ep, const struct scif_bulk_claim *cl,
+			    uint32_t seq)
 {
-	uint64_t s = scif__read_once(&cl->seq), d = scif__read_once(&cl->done);
-	uint64_t k = scif__read_once(&cl->take), until = 0;
+	uint64_t until = 0;
 
 	for (unsigned int i = 1;; i++) {
-		if (scif__read_once(&cl->seq) != s || scif__read_once(&cl->done) != d ||
-		    scif__read_once(&cl->take) != k)
+		/* An answer to this offer: a new claim, its count, or a commitment. */
+		if ((uint32_t)scif__read_once(&cl->seq) != ep->sh->tx_cseq ||
+		    (uint32_t)(scif__read_once(&cl->done) >> 32) == seq ||
+		    (uint32_t)scif__read_once(&cl->take) == seq)
 			return;
 		if ((i & 63) == 0) {
 			uint64_t now = scif__now_ns();
@@ -307,7 +309,7 @@ long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len, int 
 	scif__write_once(&of->mode, nb ? SCIF_BULK_NB : 0);
 	/* Release pairs with the receiver's acquire of seq (scif__bulk_pending/_recv). */
 	scif__store_release(&of->seq, seq);
-	bulk_kick_offer(ep, cl);
+	bulk_kick_offer(ep, cl, (uint32_t)seq);
 	if (nb)
 		deadline = scif__now_ns() + SCIF_BULK_NB_WAIT_NS;
 	for (unsigned int i = 0;; i++) {
@@ -547,7 +549,7 @@ static void bulk_done(struct scif_endpt *ep, uint64_t flags)
 	scif__store_release(&scif__qp_theirs(ep)->bulk_claim.done,
 			    (sh->rx_ocur << 32) | flags | sh->rx_odone);
 	if (flags || sh->rx_odone == sh->rx_olen)
-		sh->rx_oseq = sh->rx_ocur;
+		scif__write_once(&sh->rx_oseq, sh->rx_ocur);
 	scif__msg_kick_tx(ep);
 }
 
@@ -568,10 +570,10 @@ static int bulk_take(struct scif_endpt *ep, uint64_t seq, uint64_t olen, size_t 
 	scif__write_once(&scif__qp_theirs(ep)->bulk_claim.take, seq);
 	scif__mb(); /* [B4] take before revoke; pairs with [B3] in bulk_revoke */
 	if (scif__read_once(&scif__qp_mine(ep)->bulk_offer.revoke) == seq) {
-		sh->rx_oseq = seq;
+		scif__write_once(&sh->rx_oseq, seq);
 		return 0;
 	}
-	sh->rx_otake = seq;
+	scif__write_once(&sh->rx_otake, seq);
 	return 1;
 }
 
@@ -606,7 +608,7 @@ long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
 	 * acquired the ring index past it (if we read such bytes) before this load.
 	 */
 	if (nb && scif__read_once(&of->revoke) == seq) {
-		sh->rx_oseq = seq;
+		scif__write_once(&sh->rx_oseq, seq);
 		return 0;
 	}
 	if (sh->rx.idx != sh->rx_opos) {
