@@ -62,6 +62,7 @@
 
 size_t scif__bulk_min = 64u << 10;
 size_t scif__bulk_try = 64u << 10;
+uint64_t scif__bulk_nb_wait_ns = 100000u;
 static int bulk_probe; /* SCIF_CMA_PROBE=1: decline offers slower than half of memcpy */
 
 /*
@@ -106,6 +107,9 @@ void scif__bulk_init(void)
 	v = getenv("SCIF_CMA_TRY");
 	if (v && *v)
 		scif__bulk_try = (size_t)strtoull(v, NULL, 0);
+	v = getenv("SCIF_CMA_WAIT_US");
+	if (v && *v)
+		scif__bulk_nb_wait_ns = strtoull(v, NULL, 0) * 1000u;
 	v = getenv("SCIF_CMA_PROBE");
 	if (v && *v)
 		bulk_probe = atoi(v) != 0;
@@ -311,7 +315,7 @@ long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len, int 
 	scif__store_release(&of->seq, seq);
 	bulk_kick_offer(ep, cl, (uint32_t)seq);
 	if (nb)
-		deadline = scif__now_ns() + SCIF_BULK_NB_WAIT_NS;
+		deadline = scif__now_ns() + scif__bulk_nb_wait_ns;
 	for (unsigned int i = 0;; i++) {
 		/* Acquire pairs with the receiver's release of done: its copies are complete. */
 		uint64_t dw = scif__load_acquire(&cl->done), cw;

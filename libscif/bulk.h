@@ -9,7 +9,7 @@
  * the same buffer from the other end (process_vm_writev). Every byte is copied once, by
  * one of two cores, instead of twice through the ring. A non-blocking send offers only
  * to a receiver waiting in scif_recv() for at least as much, and withdraws the offer if
- * it is not taken within SCIF_BULK_NB_WAIT_NS (the take/revoke pair below).
+ * it is not taken within SCIF_CMA_WAIT_US (the take/revoke pair below).
  *
  * The lines below live in the queue-pair region (rb.h); as everywhere there, each is
  * written only by the region owner's *peer* P and read only by the owner O.
@@ -106,8 +106,11 @@ extern size_t scif__bulk_min;
  * when the receiver waits in scif_recv() for at least as much.
  */
 extern size_t scif__bulk_try;
-/* A non-blocking offer not taken within this long is withdrawn (bytes go through the ring). */
-#define SCIF_BULK_NB_WAIT_NS 100000u
+/*
+ * A non-blocking offer not taken within this long is withdrawn (bytes go through the ring):
+ * SCIF_CMA_WAIT_US, 100 us by default.
+ */
+extern uint64_t scif__bulk_nb_wait_ns;
 
 void scif__bulk_init(void);
 /* Whether scif_send() on @ep may offer (the peer can be reached, we are its process). */
@@ -117,7 +120,7 @@ int scif__bulk_tx_ok(struct scif_endpt *ep);
  * bytes the receiver took: @len, or fewer when it declined the rest (send those through
  * the ring), 0 if no offer was made; -errno (-EPROTO for a misbehaving peer) if none.
  * @nb (a non-blocking send): offer only as much as a waiting receiver wants, and withdraw
- * it (0) unless the receiver commits to it within SCIF_BULK_NB_WAIT_NS.
+ * it (0) unless the receiver commits to it within scif__bulk_nb_wait_ns.
  */
 long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len, int nb);
 /* An offer waits at the head of our inbound stream (a withdrawn one does not). */

@@ -272,8 +272,10 @@ static scif_epd_t nb_accept(scif_epd_t lep, pid_t pid)
 /*
  * Non-blocking sends of @len bytes to a receiver blocked in scif_recv() for as much: the
  * peer checks every byte; a send that moved more than the ring holds in one call went
- * single-copy, and some must have (the receiver is either spinning, or asleep and woken
- * by the offer, within the withdrawal deadline; rounds alternate between the two).
+ * single-copy, and some must have: every other round waits 20 ms first, so the receiver
+ * is asleep in scif_recv and is woken by the offer, and the withdrawal deadline is made
+ * long (SCIF_CMA_WAIT_US) so that a loaded machine's slow wake-up does not withdraw it.
+ * The other rounds race the receiver back into scif_recv (offered or not, withdrawn or not).
  */
 static void nb_sink_case(size_t len, int rounds)
 {
@@ -283,11 +285,13 @@ static void nb_sink_case(size_t len, int rounds)
 	char *args[] = { "bulk-nbsink", "0", test_num(a1, port), test_num(a2, len),
 			 test_num(a3, (unsigned)rounds), test_num(a4, seed), NULL };
 	uint8_t *out = buf_alloc(len, 1);
-	scif_epd_t lep = scif_open(), ep;
+	scif_epd_t lep, ep;
 	int whole = 0;
 	char ack;
 	pid_t pid;
 
+	setenv("SCIF_CMA_WAIT_US", "2000000", 1); /* read when the library starts, below */
+	lep = scif_open();
 	cr_assert_eq(scif_bind(lep, port), port);
 	cr_assert_eq(scif_listen(lep, 1), 0);
 	pid = test_spawn_peer(1, args);
@@ -298,7 +302,7 @@ static void nb_sink_case(size_t len, int rounds)
 
 		stream_fill(stream_seed(seed, (uint64_t)r, 0), 0, out, len);
 		if (r & 1)
-			usleep(2000); /* the receiver goes to sleep in scif_recv */
+			usleep(20000); /* the receiver goes to sleep in scif_recv */
 		while (done < len) {
 			int n = scif_send(ep, out + done, (int)(len - done), 0);
 
