@@ -402,6 +402,12 @@ static void peer_take(struct peer *p, uint64_t n, uint64_t flags)
 	static uint8_t tmp[1u << 20];
 	struct iovec l, r;
 
+	if (seq != p->lseq && !p->lpending && (of->mode & SCIF_BULK_NB) &&
+	    __atomic_load_n(&of->revoke, __ATOMIC_ACQUIRE) == seq) {
+		/* Withdrawn before we looked: its position is stale, its bytes in the ring. */
+		p->lseq = seq;
+		return;
+	}
 	if (seq != p->lseq && !p->lpending) {
 		uint64_t widx = __atomic_load_n(&me->in_widx, __ATOMIC_ACQUIRE);
 
