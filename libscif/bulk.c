@@ -3,7 +3,7 @@
  * bulk.c - single-copy transfers of large messages between processes of one host.
  *
  * Through the ring every byte is copied twice (sender into the ring, receiver out of it).
- * For a long blocking send the sender instead publishes an *offer* (where the bytes are in
+ * For a long send the sender instead publishes an *offer* (where the bytes are in
  * its address space) at the head of the stream, and the receiver copies them into its own
  * buffer with process_vm_readv(). Both threads are inside the library anyway, so the
  * receiver also publishes a *claim* (where its buffer is) and the sender copies the same
@@ -23,23 +23,31 @@
  * a sender that has not announced anything by then sees that and copies nothing, and a
  * sender that has is waited for (its stop word) before the buffer goes back to the caller.
  *
- * When the direct copy pays. process_vm_readv() pins the other process's pages one by one,
- * and a system call costs a microsecond or two, yet measured on 2-vCPU machines it beats
- * the ring's two copies from 64 KiB on (4 KiB and huge pages alike; the ring's copies run at
- * the speed lines move between the cores): 1.3x at 128 KiB, 2-3x from 256 KiB. So every
- * blocking send from SCIF_CMA_MIN (128 KiB) on is offered, every time (from SCIF_CMA_TRY, 64
- * KiB, msg.c times both paths and picks one per connection). The old timing probe
- * (time the first chunk against a memcpy measured once, decline below half of it) compared
- * against the wrong thing, a cache-hot memcpy rather than the ring, and declined offers three
- * times faster than the ring on most runs; it stays behind SCIF_CMA_PROBE=1. A declined
- * offer's rest goes through the ring, and no offers are made for the next BULK_SKIP large
- * sends. A peer that cannot be reached at all (another user, a fork child, EPERM from Yama)
- * is declined for good.
+ * When the direct copy pays. process_vm_readv() costs about 1.2 us per call and pins the
+ * other process's pages one by one (cheaper on huge pages), yet with both sides copying
+ * halves of a claim it beats the ring's two copies from 32-48 KiB on, on 4 KiB and huge
+ * pages alike (the ring's copies run at the speed lines move between the cores, about 8.5
+ * GB/s on the 2-vCPU machines): 1.5x at 64 KiB, 1.7-2.5x from 256 KiB. So every blocking send
+ * from SCIF_CMA_MIN (64 KiB) on is offered, every time: a constant, not a measurement that
+ * could come out differently from one run to the next (docs/architecture.md 7a). The old
+ * timing probe (time the first chunk against a memcpy measured once, decline below half of
+ * it) compared against the wrong thing, a cache-hot memcpy rather than the ring, and declined
+ * offers three times faster than the ring on most runs; it stays behind SCIF_CMA_PROBE=1. A
+ * declined offer's rest goes through the ring, and no offers are made for the next BULK_SKIP
+ * large sends. A peer that cannot be reached at all (another user, a fork child, EPERM from
+ * Yama) is declined for good.
+ *
+ * Non-blocking sends (from SCIF_CMA_TRY) offer only to a receiver that said it waits in
+ * scif_recv() for as much (want), and only what it wants. The receiver takes such an offer
+ * whole or declines it at once; it commits first ([B4] take), and the sender withdraws an
+ * offer not committed to within SCIF_CMA_WAIT_US ([B3] revoke): the pair makes sure the
+ * sender never returns while the receiver may still read its buffer.
  *
  * What a hostile peer can do: name addresses in its *own* address space (we only ever copy
  * from or into the process the link's credentials name, and only within the caller's
  * buffer on our side), publish impossible offsets (-EPROTO: the connection is dropped), or
- * never finish (the caller blocks, as it would for a peer that never sends).
+ * never finish (the caller blocks, as it would for a peer that never sends; this includes a
+ * non-blocking send whose offer the peer committed to and never finishes).
  */
 #include <errno.h>
 #include <pthread.h>
