@@ -27,7 +27,7 @@
  * other process's pages one by one (cheaper on huge pages), yet with both sides copying
  * halves of a claim it beats the ring's two copies from 32-48 KiB on, on 4 KiB and huge
  * pages alike (the ring's copies run at the speed lines move between the cores, about 8.5
- * GB/s on the 2-vCPU machines): 1.5x at 64 KiB, 1.7-2.5x from 256 KiB. So every blocking send
+ * GB/s on the 2-vCPU machines): 1.2-1.7x at 64 KiB, 2.3-4x from 256 KiB. So every blocking send
  * from SCIF_CMA_MIN (64 KiB) on is offered, every time: a constant, not a measurement that
  * could come out differently from one run to the next (docs/architecture.md 7a). The old
  * timing probe (time the first chunk against a memcpy measured once, decline below half of
