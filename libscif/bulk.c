@@ -3,7 +3,7 @@
  * bulk.c - single-copy transfers of large messages between processes of one host.
  *
  * Through the ring every byte is copied twice (sender into the ring, receiver out of it).
- * For a long blocking send the sender instead publishes an *offer* (where the bytes are in
+ * For a long send the sender instead publishes an *offer* (where the bytes are in
  * its address space) at the head of the stream, and the receiver copies them into its own
  * buffer with process_vm_readv(). Both threads are inside the library anyway, so the
  * receiver also publishes a *claim* (where its buffer is) and the sender copies the same
@@ -17,27 +17,37 @@
  * [B2] sender "store back; mb; load front". At least one sees the other, so a chunk is never
  * skipped by both: the sender never copies below the front it sees, and the receiver stops
  * once its front passes the back it sees (a chunk both copy is written twice with the same
- * bytes, which is harmless). At the end the receiver closes the claim (front = its end):
+ * bytes, which is harmless). The receiver also looks at back before announcing a chunk,
+ * and announces none once the sender has announced the rest, so that the last chunk is
+ * not copied by both as a rule. At the end the receiver closes the claim (front = its end):
  * a sender that has not announced anything by then sees that and copies nothing, and a
  * sender that has is waited for (its stop word) before the buffer goes back to the caller.
  *
- * When the direct copy pays. process_vm_readv() pins the other process's pages one by one,
- * and a system call costs a microsecond or two, yet measured on 2-vCPU machines it beats
- * the ring's two copies from 64 KiB on (4 KiB and huge pages alike; the ring's copies run at
- * the speed lines move between the cores): 1.3x at 128 KiB, 2-3x from 256 KiB. So every
- * blocking send from SCIF_CMA_MIN (128 KiB) on is offered, every time (from SCIF_CMA_TRY, 64
- * KiB, msg.c times both paths and picks one per connection). The old timing probe
- * (time the first chunk against a memcpy measured once, decline below half of it) compared
- * against the wrong thing, a cache-hot memcpy rather than the ring, and declined offers three
- * times faster than the ring on most runs; it stays behind SCIF_CMA_PROBE=1. A declined
- * offer's rest goes through the ring, and no offers are made for the next BULK_SKIP large
- * sends. A peer that cannot be reached at all (another user, a fork child, EPERM from Yama)
- * is declined for good.
+ * When the direct copy pays. process_vm_readv() costs about 1.2 us per call and pins the
+ * other process's pages one by one (cheaper on huge pages), yet with both sides copying
+ * halves of a claim it beats the ring's two copies from 32-48 KiB on, on 4 KiB and huge
+ * pages alike (the ring's copies run at the speed lines move between the cores, about 8.5
+ * GB/s on the 2-vCPU machines): 1.2-1.7x at 64 KiB, 2.3-4x from 256 KiB. So every blocking send
+ * from SCIF_CMA_MIN (64 KiB) on is offered, every time: a constant, not a measurement that
+ * could come out differently from one run to the next (docs/architecture.md 7a). The old
+ * timing probe (time the first chunk against a memcpy measured once, decline below half of
+ * it) compared against the wrong thing, a cache-hot memcpy rather than the ring, and declined
+ * offers three times faster than the ring on most runs; it stays behind SCIF_CMA_PROBE=1. A
+ * declined offer's rest goes through the ring, and no offers are made for the next BULK_SKIP
+ * large sends. A peer that cannot be reached at all (another user, a fork child, EPERM from
+ * Yama) is declined for good.
+ *
+ * Non-blocking sends (from SCIF_CMA_TRY) offer only to a receiver that said it waits in
+ * scif_recv() for as much (want), and only what it wants. The receiver takes such an offer
+ * whole or declines it at once; it commits first ([B4] take), and the sender withdraws an
+ * offer not committed to within SCIF_CMA_WAIT_US ([B3] revoke): the pair makes sure the
+ * sender never returns while the receiver may still read its buffer.
  *
  * What a hostile peer can do: name addresses in its *own* address space (we only ever copy
  * from or into the process the link's credentials name, and only within the caller's
  * buffer on our side), publish impossible offsets (-EPROTO: the connection is dropped), or
- * never finish (the caller blocks, as it would for a peer that never sends).
+ * never finish (the caller blocks, as it would for a peer that never sends; this includes a
+ * non-blocking send whose offer the peer committed to and never finishes).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -53,16 +63,51 @@
 #include "epd.h"
 #include "log.h"
 
-#define BULK_CHUNK (256u << 10) /* unit of the split and of the speed probe */
-#define BULK_SKIP 16            /* large sends without offers after a slow one */
-#define BULK_LINGER_MS 200      /* wait for a disconnected sender's last copy this long */
+#define BULK_CHUNK (256u << 10)     /* unit of the split and of the speed probe */
+#define BULK_SPLIT_MIN (32u << 10)  /* claims from this long are copied from both ends */
+#define BULK_SKIP 16                /* large sends without offers after a slow one */
+#define BULK_LINGER_MS 200          /* wait for a disconnected sender's last copy this long */
 
-size_t scif__bulk_min = 128u << 10;
+size_t scif__bulk_min = 64u << 10;
 size_t scif__bulk_try = 64u << 10;
+uint64_t scif__bulk_nb_wait_ns = 100000u;
 static int bulk_probe; /* SCIF_CMA_PROBE=1: decline offers slower than half of memcpy */
+
+/*
+ * Our process id, without a system call per message: cleared in a fork child (pthread_atfork)
+ * and looked up again there. A child made without the fork handlers (a raw clone) that uses
+ * its parent's endpoint would be taken for its parent; such a child may not call libscif.
+ */
+static pid_t bulk_self;
+
+static void bulk_atfork_child(void)
+{
+	__atomic_store_n(&bulk_self, 0, __ATOMIC_RELAXED);
+}
+
+static uint32_t bulk_getpid(void)
+{
+	pid_t p = __atomic_load_n(&bulk_self, __ATOMIC_RELAXED);
+
+	if (!p) {
+		p = getpid();
+		__atomic_store_n(&bulk_self, p, __ATOMIC_RELAXED);
+	}
+	return (uint32_t)p;
+}
+
+/*
+ * How a claim of @k bytes is split: each side copies pieces of this many bytes, the
+ * receiver from the front, the sender from the back; a short claim in two halves.
+ */
+static inline uint64_t bulk_piece(uint64_t k)
+{
+	return k >= 2 * BULK_CHUNK ? BULK_CHUNK : ((k / 2 + 4095) & ~4095ull);
+}
 
 void scif__bulk_init(void)
 {
+	pthread_atfork(NULL, NULL, bulk_atfork_child);
 	const char *v = getenv("SCIF_CMA_MIN");
 
 	if (v && *v)
@@ -70,6 +115,9 @@ void scif__bulk_init(void)
 	v = getenv("SCIF_CMA_TRY");
 	if (v && *v)
 		scif__bulk_try = (size_t)strtoull(v, NULL, 0);
+	v = getenv("SCIF_CMA_WAIT_US");
+	if (v && *v)
+		scif__bulk_nb_wait_ns = strtoull(v, NULL, 0) * 1000u;
 	v = getenv("SCIF_CMA_PROBE");
 	if (v && *v)
 		bulk_probe = atoi(v) != 0;
@@ -145,7 +193,7 @@ int scif__bulk_tx_ok(struct scif_endpt *ep)
 {
 	struct scif_ep_shared *sh = ep->sh;
 
-	return ep->bulk_pid && !sh->tx_bulk_off && (uint32_t)getpid() == scif__qp_mine(ep)->owner_pid;
+	return ep->bulk_pid && !sh->tx_bulk_off && bulk_getpid() == scif__qp_mine(ep)->owner_pid;
 }
 
 /*
@@ -161,15 +209,16 @@ static int bulk_help(struct scif_endpt *ep, const uint8_t *src, size_t olen, uin
 	uint64_t off = scif__read_once(&cl->off);
 	uint64_t k = scif__read_once(&cl->len);
 	uint64_t dst = scif__read_once(&cl->dst);
-	uint64_t t = (uint64_t)tag << 32, b;
+	uint64_t t = (uint64_t)tag << 32, b, piece;
 
 	__atomic_thread_fence(__ATOMIC_ACQUIRE); /* the fields before the second look at seq */
 	if ((uint32_t)scif__read_once(&cl->seq) != tag || oseq != ep->sh->tx_oseq)
 		return 0;
 	if (off > olen || k > olen - off || k == 0)
 		return -EPROTO;
+	piece = bulk_piece(k);
 	for (b = k; b > 0;) {
-		uint64_t lo = b > BULK_CHUNK ? b - BULK_CHUNK : 0, front, ns, n;
+		uint64_t lo = b > piece ? b - piece : 0, front, ns, n;
 		long put;
 
 		scif__write_once(&of->back, t | lo);
@@ -198,22 +247,84 @@ static int bulk_help(struct scif_endpt *ep, const uint8_t *src, size_t olen, uin
 	return 0;
 }
 
-long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len)
+/*
+ * A non-blocking offer not taken by @deadline: withdraw it. Returns 1 if it is withdrawn
+ * (the receiver will not copy any of it), 0 if the receiver committed to it first.
+ */
+static int bulk_revoke(struct scif_endpt *ep, uint64_t seq)
+{
+	struct scif_bulk_offer *of = &scif__qp_theirs(ep)->bulk_offer;
+
+	scif__write_once(&of->revoke, seq);
+	scif__mb(); /* [B3] revoke before take; pairs with [B4] in scif__bulk_recv */
+	if ((uint32_t)scif__read_once(&scif__qp_mine(ep)->bulk_claim.take) == (uint32_t)seq)
+		return 0;
+	scif_dbg("endpoint %d: offer %llu withdrawn", ep->fd, (unsigned long long)seq);
+	return 1;
+}
+
+/*
+ * Make the receiver look at a new offer. In a stream it is back in scif_recv() within a
+ * microsecond or so and answers (a claim, a commitment or its count) without a bell: watch
+ * our words for that for up to BULK_KICK_GRACE_NS before paying for a doorbell (which
+ * kick_rx rings only if the receiver may be asleep).
+ */
+#define BULK_KICK_GRACE_NS 3000u
+
+static void bulk_kick_offer(struct scif_endpt *ep, const struct scif_bulk_claim *cl,
+			    uint32_t seq)
+{
+	uint64_t until = 0;
+
+	for (unsigned int i = 1;; i++) {
+		/* An answer to this offer: a new claim, its count, or a commitment. */
+		if ((uint32_t)scif__read_once(&cl->seq) != ep->sh->tx_cseq ||
+		    (uint32_t)(scif__read_once(&cl->done) >> 32) == seq ||
+		    (uint32_t)scif__read_once(&cl->take) == seq)
+			return;
+		if ((i & 63) == 0) {
+			uint64_t now = scif__now_ns();
+
+			if (!until)
+				until = now + BULK_KICK_GRACE_NS;
+			else if (now > until)
+				break;
+		}
+		scif__cpu_relax();
+	}
+	scif__msg_kick_rx(ep);
+}
+
+long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len, int nb)
 {
 	struct scif_ep_shared *sh = ep->sh;
 	struct scif_bulk_offer *of = &scif__qp_theirs(ep)->bulk_offer;
 	struct scif_bulk_claim *cl = &scif__qp_mine(ep)->bulk_claim;
-	uint64_t seq = ++sh->tx_oseq, done = 0;
+	uint64_t seq, done = 0, deadline = 0;
+	int taken = !nb;
 
+	if (nb) {
+		/* Only to a receiver waiting for at least SCIF_CMA_TRY bytes, and no more. */
+		uint64_t want = scif__read_once(&scif__qp_mine(ep)->bulk_wait.want);
+
+		if (want < scif__bulk_try || !want)
+			return 0;
+		if (len > want)
+			len = (size_t)want;
+	}
+	seq = ++sh->tx_oseq;
 	if (seq < sh->tx_skip_until)
 		return 0;
 	scif__write_once(&of->pos, sh->tx.idx);
 	scif__write_once(&of->addr, (uint64_t)(uintptr_t)src);
 	scif__write_once(&of->len, (uint64_t)len);
+	scif__write_once(&of->mode, nb ? SCIF_BULK_NB : 0);
 	/* Release pairs with the receiver's acquire of seq (scif__bulk_pending/_recv). */
 	scif__store_release(&of->seq, seq);
-	scif__msg_kick_rx(ep);
-	for (;;) {
+	bulk_kick_offer(ep, cl, (uint32_t)seq);
+	if (nb)
+		deadline = scif__now_ns() + scif__bulk_nb_wait_ns;
+	for (unsigned int i = 0;; i++) {
 		/* Acquire pairs with the receiver's release of done: its copies are complete. */
 		uint64_t dw = scif__load_acquire(&cl->done), cw;
 		int ret;
@@ -227,7 +338,7 @@ long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len)
 			if (dw & SCIF_BULK_DECLINE) {
 				if (dw & SCIF_BULK_NEVER)
 					sh->tx_bulk_off = 1;
-				else
+				else if (!(dw & SCIF_BULK_NOW))
 					sh->tx_skip_until = seq + BULK_SKIP;
 				scif_dbg("endpoint %d: offer %llu declined after %llu bytes", ep->fd,
 					 (unsigned long long)seq, (unsigned long long)done);
@@ -247,6 +358,25 @@ long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len)
 		}
 		if (scif__epd_state(ep) != SCIFEP_CONNECTED)
 			return done ? (long)done : -ECONNRESET;
+		if (!taken) {
+			/*
+			 * A non-blocking offer: spin (the receiver waits, so it answers in
+			 * microseconds) until it commits to the offer or declines it, or until
+			 * the deadline, then withdraw it. Once committed, it is waited for
+			 * like a blocking one: the receiver's copy is bounded.
+			 */
+			if ((uint32_t)scif__read_once(&cl->take) == (uint32_t)seq) {
+				taken = 1;
+				continue;
+			}
+			if ((i & 63) == 63 && scif__now_ns() > deadline) {
+				if (bulk_revoke(ep, seq))
+					return 0;
+				taken = 1;
+			}
+			scif__cpu_relax();
+			continue;
+		}
 		ret = scif__msg_tx_sleep(ep, &cl->done, dw, &cl->seq, cw);
 		/*
 		 * A signal does not end an offer the receiver may be copying from: the count we
@@ -267,11 +397,43 @@ long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len)
  * consumed, so an offer still pending after a disconnect was abandoned (its sender failed or
  * left, and its buffer may hold anything by now). Bytes already in the ring stay readable.
  */
+int scif__bulk_offered(const struct scif_endpt *ep)
+{
+	/* Acquire pairs with the sender's release of seq in scif__bulk_send. */
+	return scif__load_acquire(&scif__qp_mine(ep)->bulk_offer.seq) !=
+		       scif__read_once(&ep->sh->rx_oseq) &&
+	       scif__epd_state(ep) == SCIFEP_CONNECTED;
+}
+
+/* The non-blocking offer @seq was withdrawn and we did not commit to it. */
+static int bulk_withdrawn(const struct scif_endpt *ep, uint64_t seq)
+{
+	const struct scif_bulk_offer *of = &scif__qp_mine(ep)->bulk_offer;
+
+	return (scif__read_once(&of->mode) & SCIF_BULK_NB) &&
+	       scif__read_once(&ep->sh->rx_otake) != seq &&
+	       scif__read_once(&of->revoke) == seq;
+}
+
 int scif__bulk_pending(const struct scif_endpt *ep)
 {
 	/* Acquire pairs with the sender's release of seq in scif__bulk_send. */
-	return scif__load_acquire(&scif__qp_mine(ep)->bulk_offer.seq) != ep->sh->rx_oseq &&
+	uint64_t seq = scif__load_acquire(&scif__qp_mine(ep)->bulk_offer.seq);
+
+	return seq != scif__read_once(&ep->sh->rx_oseq) && !bulk_withdrawn(ep, seq) &&
 	       scif__epd_state(ep) == SCIFEP_CONNECTED;
+}
+
+void scif__bulk_want(struct scif_endpt *ep, size_t want)
+{
+	struct scif_ep_shared *sh = ep->sh;
+
+	if (want < scif__bulk_try || !scif__bulk_try || !ep->bulk_pid)
+		want = 0;
+	if (want != sh->rx_want) {
+		sh->rx_want = want;
+		scif__write_once(&scif__qp_theirs(ep)->bulk_wait.want, (uint64_t)want);
+	}
 }
 
 /*
@@ -318,7 +480,7 @@ static size_t bulk_split(struct scif_endpt *ep, uint8_t *dst, uint64_t raddr, ui
 	struct scif_bulk_claim *cl = &scif__qp_theirs(ep)->bulk_claim;
 	const uint64_t *back = &scif__qp_mine(ep)->bulk_offer.back;
 	uint32_t tag = ++sh->rx_cseq;
-	uint64_t t = (uint64_t)tag << 32, b = k, f = 0;
+	uint64_t t = (uint64_t)tag << 32, b = k, f = 0, piece = bulk_piece(k);
 
 	scif__write_once(&cl->front, t);
 	scif__write_once(&cl->oseq, sh->rx_ocur);
@@ -329,9 +491,21 @@ static size_t bulk_split(struct scif_endpt *ep, uint8_t *dst, uint64_t raddr, ui
 	scif__store_release(&cl->seq, (uint64_t)tag);
 	scif__msg_kick_tx(ep);
 	while (f < k) {
-		uint64_t n = k - f < BULK_CHUNK ? k - f : BULK_CHUNK, ns;
+		uint64_t n = k - f < piece ? k - f : piece, ns;
 		long got;
 
+		/*
+		 * The sender has announced everything from f on: leave it that (announcing
+		 * more could only make both copy a piece; the sender copies from the largest
+		 * front it saw, which is at most f).
+		 */
+		b = bulk_word(scif__read_once(back), tag, k);
+		if (b > k) {
+			*err = -EPROTO;
+			break;
+		}
+		if (b <= f)
+			break;
 		scif__write_once(&cl->front, t | (f + n));
 		scif__mb(); /* [B1] front before back; pairs with [B2] in bulk_help */
 		b = bulk_word(scif__read_once(back), tag, k);
@@ -387,8 +561,32 @@ static void bulk_done(struct scif_endpt *ep, uint64_t flags)
 	scif__store_release(&scif__qp_theirs(ep)->bulk_claim.done,
 			    (sh->rx_ocur << 32) | flags | sh->rx_odone);
 	if (flags || sh->rx_odone == sh->rx_olen)
-		sh->rx_oseq = sh->rx_ocur;
+		scif__write_once(&sh->rx_oseq, sh->rx_ocur);
 	scif__msg_kick_tx(ep);
+}
+
+/*
+ * A non-blocking offer (@seq, @olen bytes left) and a receive that can take @len bytes:
+ * commit to the whole offer, or finish it without a byte. Returns 1 if committed, 0 if
+ * not (the offer is finished: withdrawn, or declined as too long for this receive).
+ */
+static int bulk_take(struct scif_endpt *ep, uint64_t seq, uint64_t olen, size_t len)
+{
+	struct scif_ep_shared *sh = ep->sh;
+
+	if (len < olen) {
+		/* It must be taken whole by this call (its sender cannot wait for the next). */
+		bulk_done(ep, SCIF_BULK_DECLINE | SCIF_BULK_NOW);
+		return 0;
+	}
+	scif__write_once(&scif__qp_theirs(ep)->bulk_claim.take, seq);
+	scif__mb(); /* [B4] take before revoke; pairs with [B3] in bulk_revoke */
+	if (scif__read_once(&scif__qp_mine(ep)->bulk_offer.revoke) == seq) {
+		scif__write_once(&sh->rx_oseq, seq);
+		return 0;
+	}
+	scif__write_once(&sh->rx_otake, seq);
+	return 1;
 }
 
 long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
@@ -398,6 +596,7 @@ long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
 	uint64_t seq = scif__load_acquire(&of->seq), raddr, flags = 0;
 	size_t k, f = 0;
 	long err = 0;
+	int nb;
 
 	if (seq == sh->rx_oseq)
 		return 0;
@@ -411,7 +610,18 @@ long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
 		sh->rx_opos = scif__read_once(&of->pos);
 		sh->rx_oaddr = scif__read_once(&of->addr);
 		sh->rx_olen = olen;
+		sh->rx_omode = scif__read_once(&of->mode);
 		sh->rx_odone = 0;
+	}
+	nb = (sh->rx_omode & SCIF_BULK_NB) && sh->rx_otake != seq;
+	/*
+	 * A non-blocking offer its sender withdrew is finished without a byte, wherever our
+	 * ring index is: the sender stored revoke before any ring byte after the offer, and we
+	 * acquired the ring index past it (if we read such bytes) before this load.
+	 */
+	if (nb && scif__read_once(&of->revoke) == seq) {
+		scif__write_once(&sh->rx_oseq, seq);
+		return 0;
 	}
 	if (sh->rx.idx != sh->rx_opos) {
 		/* Ring bytes before the offer: take them first (they are visible by now). */
@@ -423,9 +633,13 @@ long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
 		bulk_done(ep, SCIF_BULK_DECLINE | SCIF_BULK_NEVER);
 		return 0;
 	}
+	if (nb && !bulk_take(ep, seq, sh->rx_olen - sh->rx_odone, len))
+		return 0;
+	scif__msg_rx_busy(ep);
+	nb = (sh->rx_omode & SCIF_BULK_NB) != 0;
 	k = sh->rx_olen - sh->rx_odone < len ? (size_t)(sh->rx_olen - sh->rx_odone) : len;
 	raddr = sh->rx_oaddr + sh->rx_odone;
-	if (!sh->rx_bulk_fast) {
+	if (bulk_probe && !sh->rx_bulk_fast) {
 		/* Probe: is a direct copy from this peer worth it? */
 		size_t n = k < BULK_CHUNK ? k : BULK_CHUNK;
 		uint64_t ns = scif__now_ns();
@@ -446,7 +660,7 @@ long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
 		}
 	}
 	if (!err && !flags && f < k) {
-		if (block && k - f >= 2 * BULK_CHUNK && (uint32_t)getpid() == scif__qp_mine(ep)->owner_pid) {
+		if (block && k - f >= BULK_SPLIT_MIN && bulk_getpid() == scif__qp_mine(ep)->owner_pid) {
 			f += bulk_split(ep, dst + f, raddr + f, sh->rx_odone + f, k - f, &err);
 		} else {
 			long got = bulk_copy(ep, dst + f, raddr + f, k - f, 0);
@@ -465,6 +679,9 @@ long scif__bulk_recv(struct scif_endpt *ep, uint8_t *dst, size_t len, int block)
 		flags = SCIF_BULK_DECLINE | SCIF_BULK_NEVER;
 		err = 0;
 	}
+	/* A non-blocking send waits for this call only: what it did not take goes by ring. */
+	if (nb && !flags && sh->rx_odone < sh->rx_olen)
+		flags = SCIF_BULK_DECLINE | SCIF_BULK_NOW;
 	bulk_done(ep, flags);
 	return f ? (long)f : err;
 }

@@ -254,8 +254,6 @@ static struct scif_endpt *ep_new(void)
 	ep->nalias = 0;
 	ep->listen_dirty = 0;
 	ep->bell_shut = 0;
-	ep->band_cost[0] = ep->band_cost[1] = 0;
-	ep->band_sends = 0;
 	memset(&ep->tx, 0, sizeof(ep->tx));
 	memset(&ep->rx, 0, sizeof(ep->rx));
 	ep->gen = scif__atomic_inc(&ep_gen);

@@ -80,7 +80,9 @@ struct scif_port {
  * @tx_bulk_off: the receiver cannot take offers on this connection.
  * @tx_cseq:     the last claim of the receiver we answered.
  * @rx_oseq:     the last offer we finished or declined.
- * @rx_ocur, @rx_opos, @rx_oaddr, @rx_olen: the offer being consumed, read once.
+ * @rx_ocur, @rx_opos, @rx_oaddr, @rx_olen, @rx_omode: the offer being consumed, read once.
+ * @rx_otake:    the last non-blocking offer we committed to take (bulk.h take).
+ * @rx_want:     the want word we last published (bulk.h scif_bulk_wait).
  * @rx_odone:    bytes of it consumed so far.
  * @rx_cseq:     our last claim's tag.
  * @rx_bulk_fast: direct copies from this peer ran at memory speed last time.
@@ -117,6 +119,9 @@ struct scif_ep_shared {
 	uint64_t rx_oaddr;
 	uint64_t rx_olen;
 	uint64_t rx_odone;
+	uint64_t rx_omode;
+	uint64_t rx_otake;
+	uint64_t rx_want;
 	uint32_t rx_cseq;
 	uint32_t rx_bulk_fast;
 	uint64_t last_probe;
@@ -156,10 +161,6 @@ struct scif_ep_shared {
  * @bulk_pid:  the peer's process, if we may copy to and from its memory directly (bulk.c):
  *             the link's credentials name it, it runs as our user and owns its region.
  * @ino:       inode of @fd's socket, to recognise dup() copies of it.
- * @band_cost, @band_sends: blocking sends between SCIF_CMA_TRY and SCIF_CMA_MIN bytes go
- *             through the ring [0] or single-copy [1], whichever cost this process less per
- *             KiB lately (a moving average of ns per KiB, 0 until tried; msg.c), the other
- *             one every BAND_EXPLORE such sends; under the send lock.
  * @alias, @nalias: other descriptor numbers of this process for the same endpoint (dup);
  *             under the table lock.
  * @ras:       windows of both sides (window.h).
@@ -195,8 +196,6 @@ struct scif_endpt {
 	int wake_fd;
 	int own_fd;
 	pid_t bulk_pid;
-	uint32_t band_cost[2];
-	uint32_t band_sends;
 	unsigned long ino;
 	int alias[SCIF_MAX_ALIAS];
 	int nalias;
@@ -389,6 +388,8 @@ void scif__msg_kick_tx(struct scif_endpt *ep);
 /* Sender: spin, then sleep, until *w1 != v1 or *w2 != v2 or the connection changes. */
 int scif__msg_tx_sleep(struct scif_endpt *ep, const uint64_t *w1, uint64_t v1, const uint64_t *w2,
 		       uint64_t v2);
+/* Receiver: no bells needed until scif_recv() returns (it watches the sender's words). */
+void scif__msg_rx_busy(struct scif_endpt *ep);
 /* Receiver: spin, then sleep, until *w != v or the connection changes. */
 int scif__msg_rx_sleep(struct scif_endpt *ep, const uint64_t *w, uint64_t v);
 

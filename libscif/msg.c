@@ -270,6 +270,15 @@ static int rx_wait(struct scif_endpt *ep)
 }
 
 /*
+ * Inside scif_recv(), taking an offer (bulk.c): the receiver looks at the sender's words
+ * itself until it leaves (rx_settle re-arms), so the sender's kicks need ring no bell.
+ */
+void scif__msg_rx_busy(struct scif_endpt *ep)
+{
+	rx_arm_set(ep, SCIF_DISARMED | ep->sh->rx_seen);
+}
+
+/*
  * Wait inside scif_recv() for a word the sender changes (bulk.c). Unlike rx_wait, the
  * descriptor is not made "readable <=> data" here (an offer being consumed is pending and
  * would make it readable at once): queued bells are taken off and the receiver armed, so
@@ -308,7 +317,7 @@ int scif__msg_recv(struct scif_endpt *ep, void *msg, int len, int flags)
 		st = scif__epd_state(ep);
 		long n = scif__rb_read(&ep->rx, &sh->rx, buf + got, (size_t)(len - got));
 
-		if (n == 0 && scif__bulk_pending(ep))
+		if (n == 0 && scif__bulk_offered(ep))
 			n = scif__bulk_recv(ep, buf + got, (size_t)(len - got), flags);
 		if (n == -EPROTO) {
 			ret = msg_corrupt(ep);
@@ -345,10 +354,14 @@ int scif__msg_recv(struct scif_endpt *ep, void *msg, int len, int flags)
 			ret = -EINTR;
 			break;
 		}
+		/* A long wait: the peer's non-blocking sends may offer single copies (bulk.c). */
+		scif__bulk_want(ep, (size_t)(len - got));
 		ret = rx_wait(ep);
 		if (ret)
 			break;
 	}
+	if (sh->rx_want)
+		scif__bulk_want(ep, 0);
 	/* Not after a disconnect: the bell byte left then must stay unread (nodeqp.c). */
 	if (scif__epd_state(ep) == SCIFEP_CONNECTED)
 		rx_settle(ep, 1);
@@ -513,51 +526,17 @@ static int tx_wait(struct scif_endpt *ep)
 }
 
 /*
- * Blocking sends of a middle size, from SCIF_CMA_TRY (64 KiB) up to SCIF_CMA_MIN: which path
- * pays depends on where the two processes run. Where lines move fast between their cores
- * the ring's two copies win (8.5 against 7 GB/s at 64 KiB on the development VM); where they
- * move slowly (other sockets, or the VM's other placement) every ring byte crosses twice and
- * the single copy, which reads a source the receiver may already hold, wins threefold (6.6
- * against 2.2 GB/s). So each endpoint times both, as the sender sees them (from the call to
- * the last byte taken: ring room or the receiver's copy), and takes the cheaper one, trying
- * the other every BAND_EXPLORE such sends so that a change of placement is noticed.
+ * Which sends offer a single copy (bulk.c) is decided by length alone, the same way every
+ * time: blocking ones from SCIF_CMA_MIN, non-blocking ones from SCIF_CMA_TRY when the
+ * receiver waits for them. The crossover, measured (docs/architecture.md 7a), is where
+ * the ring's two copies cost more than the system call and page pinning of one.
  */
-#define BAND_EXPLORE 128
-
-/* Which path a middle-size send takes: 1 single-copy, 0 the ring. */
-static int band_pick(struct scif_endpt *ep)
-{
-	const uint32_t *c = ep->band_cost;
-	int best;
-
-	if (!c[1] || !c[0])
-		return !c[1]; /* untried: single-copy first, then the ring */
-	best = c[1] < c[0];
-	return ++ep->band_sends % BAND_EXPLORE ? best : !best;
-}
-
-/* Fold a send of @len bytes that took @ns on @path into that path's moving average. */
-static void band_record(struct scif_endpt *ep, int path, uint64_t ns, size_t len)
-{
-	uint64_t per_kib = ns * 1024 / len, old = ep->band_cost[path];
-
-	/* A send that slept or was descheduled says little about the path: clip it. */
-	if (old && per_kib > 2 * old)
-		per_kib = 2 * old;
-	if (per_kib > UINT32_MAX)
-		per_kib = UINT32_MAX;
-	if (!per_kib)
-		per_kib = 1;
-	ep->band_cost[path] = (uint32_t)(old ? (7 * old + per_kib) / 8 : per_kib);
-}
-
 int scif__msg_send(struct scif_endpt *ep, void *msg, int len, int flags)
 {
 	struct scif_ep_shared *sh = ep->sh;
 	const uint8_t *buf = msg;
-	int sent = 0, ret = 0, bulk, offered, band = -1;
-	size_t min = scif__bulk_min, lo;
-	uint64_t t0 = 0;
+	int sent = 0, ret = 0, bulk;
+	size_t min = flags ? scif__bulk_min : scif__bulk_try;
 	uint32_t st = scif__epd_state(ep);
 
 	if (st == SCIFEP_DISCONNECTED)
@@ -565,16 +544,7 @@ int scif__msg_send(struct scif_endpt *ep, void *msg, int len, int flags)
 	if (st != SCIFEP_CONNECTED)
 		return -ENOTCONN;
 	scif__lock(&sh->send_lock);
-	/* The band: [SCIF_CMA_TRY, SCIF_CMA_MIN), empty when either is off or TRY >= MIN. */
-	lo = scif__bulk_try && scif__bulk_try < min ? scif__bulk_try : min;
-	if (flags && min && (size_t)len >= lo && (size_t)len < min && ep->bulk_pid) {
-		band = band_pick(ep);
-		t0 = scif__now_ns();
-		if (band)
-			min = scif__bulk_try;
-	}
-	/* (scif__bulk_tx_ok makes a system call: only for sends that would offer.) */
-	bulk = offered = flags && min && (size_t)len >= min && scif__bulk_tx_ok(ep);
+	bulk = min && (size_t)len >= min && scif__bulk_tx_ok(ep);
 	for (;;) {
 		long n;
 
@@ -586,7 +556,7 @@ int scif__msg_send(struct scif_endpt *ep, void *msg, int len, int flags)
 			size_t part = (size_t)(len - sent) < SCIF_BULK_MAX ? (size_t)(len - sent)
 									 : SCIF_BULK_MAX;
 
-			n = scif__bulk_send(ep, buf + sent, part);
+			n = scif__bulk_send(ep, buf + sent, part, !flags);
 			if (n == -EPROTO) {
 				ret = msg_corrupt(ep);
 				break;
@@ -596,8 +566,10 @@ int scif__msg_send(struct scif_endpt *ep, void *msg, int len, int flags)
 				break;
 			}
 			sent += (int)n;
-			if ((size_t)n < part)
-				bulk = 0; /* declined: the rest goes through the ring */
+			/* Declined (or not offered): the rest goes through the ring; so does the
+			 * rest of a non-blocking send, which offers once. */
+			if ((size_t)n < part || !flags)
+				bulk = 0;
 			if (sent == len)
 				break;
 			continue;
@@ -632,8 +604,6 @@ int scif__msg_send(struct scif_endpt *ep, void *msg, int len, int flags)
 		if (r && !ret)
 			ret = r;
 	}
-	if (band >= 0 && sent == len)
-		band_record(ep, band && offered, scif__now_ns() - t0, (size_t)len);
 	scif__unlock(&sh->send_lock);
 	if (!sent && !ret && scif__epd_state(ep) == SCIFEP_DISCONNECTED)
 		ret = -ECONNRESET;

@@ -81,6 +81,7 @@ struct scif_rb_short {
  *               scif_rb_short); O reads them instead of @data for a short message.
  * @bulk_offer:  P writes: P's single-copy offers to O and P's share of O's claims (bulk.c).
  * @bulk_claim:  P writes: P's claims on O's offers and how far P has consumed them (bulk.c).
+ * @bulk_wait:   P writes: how much P's waiting scif_recv() wants (non-blocking offers, bulk.c).
  * @data:        O's inbound ring; P copies bytes in, O copies them out.
  */
 struct scif_qp_region {
@@ -103,7 +104,9 @@ struct scif_qp_region {
 	/* lines 3 and 4: single-copy transfers of large messages (struct comments in bulk.h) */
 	struct scif_bulk_offer bulk_offer;
 	struct scif_bulk_claim bulk_claim;
-	uint8_t reserved[SCIF_QP_HDR_SIZE - 5 * 64];
+	/* line 5: P's receiver waits (for O's non-blocking sender; bulk.h) */
+	struct scif_bulk_wait bulk_wait;
+	uint8_t reserved[SCIF_QP_HDR_SIZE - 6 * 64];
 	uint8_t data[];
 };
 
@@ -115,6 +118,7 @@ static_assert(offsetof(struct scif_qp_region, out_ridx) == 128, "qp line 2");
 static_assert(offsetof(struct scif_qp_region, peer_rx_arm) == 136, "qp line 2");
 static_assert(offsetof(struct scif_qp_region, bulk_offer) == 192, "qp line 3");
 static_assert(offsetof(struct scif_qp_region, bulk_claim) == 256, "qp line 4");
+static_assert(offsetof(struct scif_qp_region, bulk_wait) == 320, "qp line 5");
 static_assert(offsetof(struct scif_qp_region, data) == SCIF_QP_HDR_SIZE, "qp data offset");
 
 /**

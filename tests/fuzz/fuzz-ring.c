@@ -154,6 +154,7 @@ static void app_run(void *arg)
  * @oseq, @olen, @ooff, @opending: its own offer (sequence, length, scratch offset).
  * @help_tag:      the library's last claim it helped with.
  * @lseq, @lpos, @laddr, @llen, @ltaken, @lpending: the library's offer being taken.
+ * @lnb, @lcommit: it is a non-blocking send's offer; we committed to it (take).
  * @ctag:          claim tags it used.
  * @lazy:          it skipped a bell or drained the library's: no liveness check.
  */
@@ -165,7 +166,7 @@ struct peer {
 	int opending;
 	uint32_t help_tag;
 	uint64_t lseq, lpos, laddr, llen, ltaken;
-	int lpending;
+	int lpending, lnb, lcommit;
 	uint32_t ctag;
 	int lazy;
 };
@@ -401,6 +402,12 @@ static void peer_take(struct peer *p, uint64_t n, uint64_t flags)
 	static uint8_t tmp[1u << 20];
 	struct iovec l, r;
 
+	if (seq != p->lseq && !p->lpending && (of->mode & SCIF_BULK_NB) &&
+	    __atomic_load_n(&of->revoke, __ATOMIC_ACQUIRE) == seq) {
+		/* Withdrawn before we looked: its position is stale, its bytes in the ring. */
+		p->lseq = seq;
+		return;
+	}
 	if (seq != p->lseq && !p->lpending) {
 		uint64_t widx = __atomic_load_n(&me->in_widx, __ATOMIC_ACQUIRE);
 
@@ -410,6 +417,8 @@ static void peer_take(struct peer *p, uint64_t n, uint64_t flags)
 		p->llen = of->len;
 		p->ltaken = 0;
 		p->lpending = 1;
+		p->lnb = (of->mode & SCIF_BULK_NB) != 0;
+		p->lcommit = 0;
 		if (!lying() && (p->llen == 0 || p->llen > SCIF_BULK_MAX || p->lpos > widx ||
 				 p->lpos < p->fr || p->laddr < (uintptr_t)appbuf ||
 				 p->laddr + p->llen > (uintptr_t)appbuf + APPBUF))
@@ -418,8 +427,32 @@ static void peer_take(struct peer *p, uint64_t n, uint64_t flags)
 				(unsigned long long)p->laddr, (unsigned long long)p->lpos,
 				(unsigned long long)p->fr, (unsigned long long)widx);
 	}
+	/* A non-blocking send's offer it withdrew: its bytes come through the ring instead. */
+	if (p->lpending && p->lnb && !p->lcommit &&
+	    __atomic_load_n(&of->revoke, __ATOMIC_ACQUIRE) == p->lseq) {
+		p->lpending = 0;
+		return;
+	}
 	if (!p->lpending || p->fr != p->lpos)
 		return; /* ring bytes first */
+	if (p->lnb && !p->lcommit) {
+		/* Whole or not at all: commit (take), unless it was withdrawn meanwhile. */
+		if (n < p->llen || flags) {
+			__atomic_store_n(&p->c.theirs->bulk_claim.done,
+					 (p->lseq << 32) | SCIF_BULK_DECLINE | SCIF_BULK_NOW,
+					 __ATOMIC_RELEASE);
+			p->lpending = 0;
+			peer_room(p);
+			return;
+		}
+		__atomic_store_n(&p->c.theirs->bulk_claim.take, p->lseq, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST); /* [B4] */
+		if (__atomic_load_n(&of->revoke, __ATOMIC_RELAXED) == p->lseq) {
+			p->lpending = 0;
+			return;
+		}
+		p->lcommit = 1;
+	}
 	k = p->llen - p->ltaken < n ? p->llen - p->ltaken : n;
 	if (k > sizeof(tmp))
 		k = sizeof(tmp);
@@ -454,7 +487,8 @@ static void peer_poke(struct peer *p, struct fz *f)
 			      &th->bulk_offer.addr, &th->bulk_offer.len, &th->bulk_offer.back,
 			      &th->bulk_offer.stop, &th->bulk_claim.seq, &th->bulk_claim.oseq,
 			      &th->bulk_claim.off, &th->bulk_claim.len, &th->bulk_claim.dst,
-			      &th->bulk_claim.front, &th->bulk_claim.done };
+			      &th->bulk_claim.front, &th->bulk_claim.done, &th->bulk_offer.mode,
+			      &th->bulk_offer.revoke, &th->bulk_claim.take, &th->bulk_wait.want };
 	unsigned int i = fz_u8(f) % (sizeof(words) / sizeof(words[0]));
 	uint8_t mode = fz_u8(f);
 	uint64_t v = __atomic_load_n(words[i], __ATOMIC_RELAXED);
@@ -541,6 +575,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argv;
 	setenv("SCIF_SPIN_US", "2", 1);
 	setenv("SCIF_CMA_MIN", FZ_BULK ? "4096" : "0", 1);
+	setenv("SCIF_CMA_TRY", FZ_BULK ? "4096" : "0", 1);
 	setenv("SCIF_CMA_PROBE", "0", 1);
 	fz_init();
 	fz_app_start(&app);
@@ -646,6 +681,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case 14:
 			peer_settle(&p);
+			break;
+		case 15: /* how much our receiver waits for (a hint: non-blocking offers) */
+			__atomic_store_n(&p.c.theirs->bulk_wait.want, op & 16 ? (uint64_t)n : 0,
+					 __ATOMIC_RELAXED);
 			break;
 		default:
 			usleep(n % 500);

@@ -12,6 +12,15 @@
  *   bulk-source <node> <port> <bytes> <seed>
  *                                   connect, send <bytes> of seeded data in one blocking
  *                                   scif_send from a huge-page buffer, wait for one byte.
+ *   bulk-nbsink <node> <port> <bytes> <rounds> <seed>
+ *                                   connect; <rounds> times receive <bytes> in one blocking
+ *                                   scif_recv (waiting for the test's non-blocking sends)
+ *                                   and check them (round r is stream_seed(seed, r, 0));
+ *                                   then send one byte. Exit 9: data differed.
+ *   bulk-nbsource <node> <port> <bytes> <seed>
+ *                                   connect, wait 100 ms (the test waits in scif_recv),
+ *                                   send <bytes> of seeded data with non-blocking sends,
+ *                                   wait for one byte.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -144,5 +153,64 @@ int peer_bulk_abandon(uint16_t node, uint16_t port)
 	memset(a.buf, 0xa5, 16u << 20);
 	sleep(3);
 	free(a.buf);
+	return 0;
+}
+
+static int connect_retry(scif_epd_t ep, uint16_t node, uint16_t port)
+{
+	struct scif_portID dst = { .node = node, .port = port };
+
+	for (int i = 0; scif_connect(ep, &dst) < 0; i++) {
+		if (errno != ECONNREFUSED || i == 5000)
+			return -1;
+		usleep(1000);
+	}
+	return 0;
+}
+
+int peer_bulk_nbsink(uint16_t node, uint16_t port, size_t bytes, int rounds, uint64_t seed)
+{
+	scif_epd_t ep = scif_open();
+	uint8_t *buf = stream_alloc(bytes, 1), *want = malloc(bytes);
+	int ret = 0;
+
+	if (ep < 0 || !buf || !want || connect_retry(ep, node, port))
+		return 2;
+	for (int r = 0; r < rounds && !ret; r++) {
+		stream_fill(stream_seed(seed, (uint64_t)r, 0), 0, want, bytes);
+		if (scif_recv(ep, buf, (int)bytes, SCIF_RECV_BLOCK) != (int)bytes)
+			ret = 3;
+		else if (memcmp(buf, want, bytes))
+			ret = 9;
+		memset(buf, 0xee, bytes);
+	}
+	if (!ret && scif_send(ep, "k", 1, SCIF_SEND_BLOCK) != 1)
+		ret = 4;
+	free(buf);
+	free(want);
+	return ret;
+}
+
+int peer_bulk_nbsource(uint16_t node, uint16_t port, size_t bytes, uint64_t seed)
+{
+	scif_epd_t ep = scif_open();
+	uint8_t *buf = stream_alloc(bytes, 1);
+	size_t done = 0;
+	char ack;
+
+	if (ep < 0 || !buf || connect_retry(ep, node, port))
+		return 2;
+	stream_fill(seed, 0, buf, bytes);
+	usleep(100000);
+	while (done < bytes) {
+		int n = scif_send(ep, buf + done, (int)(bytes - done), 0);
+
+		if (n < 0)
+			return 4;
+		done += (size_t)n;
+	}
+	if (scif_recv(ep, &ack, 1, SCIF_RECV_BLOCK) != 1)
+		return 5;
+	free(buf);
 	return 0;
 }

@@ -13,6 +13,8 @@ int peer_rma_flood(uint16_t node, uint16_t port);
 int peer_bulk_echo(uint16_t port, int thp, int use_fork);
 int peer_bulk_abandon(uint16_t node, uint16_t port);
 int peer_bulk_source(uint16_t node, uint16_t port, size_t bytes, uint64_t seed);
+int peer_bulk_nbsink(uint16_t node, uint16_t port, size_t bytes, int rounds, uint64_t seed);
+int peer_bulk_nbsource(uint16_t node, uint16_t port, size_t bytes, uint64_t seed);
 int peer_connect_register(uint16_t node, uint16_t port, int count);
 int peer_connect_close(uint16_t node, uint16_t port, int count);
 int peer_mmap_hold(uint16_t node, uint16_t port);

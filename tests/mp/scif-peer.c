@@ -13,7 +13,8 @@
  *   churn <node> <port> <count>     connect and close <count> times
  *   hostile <node> <port> <kind>    lie to a listener (see hostile.c)
  *   rma-serve, rma-signal, mmap-pong, rma-flood   RMA roles (see peer-rma.c)
- *   bulk-echo, bulk-source, bulk-abandon   single-copy transfer roles (see peer-bulk.c)
+ *   bulk-echo, bulk-source, bulk-abandon, bulk-nbsink, bulk-nbsource
+ *                                    single-copy transfer roles (see peer-bulk.c)
  *   connect-register, connect-close, mmap-hold, rma-async-sync   regression roles
  *                                   (see peer-compat.c)
  */
@@ -183,6 +184,13 @@ int main(int argc, char **argv)
 	if (argc >= 6 && !strcmp(argv[1], "bulk-source"))
 		return peer_bulk_source((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
 					strtoull(argv[4], NULL, 0), strtoull(argv[5], NULL, 0));
+	if (argc >= 7 && !strcmp(argv[1], "bulk-nbsink"))
+		return peer_bulk_nbsink((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
+					strtoull(argv[4], NULL, 0), atoi(argv[5]),
+					strtoull(argv[6], NULL, 0));
+	if (argc >= 6 && !strcmp(argv[1], "bulk-nbsource"))
+		return peer_bulk_nbsource((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
+					  strtoull(argv[4], NULL, 0), strtoull(argv[5], NULL, 0));
 	if (argc >= 5 && !strcmp(argv[1], "connect-register"))
 		return peer_connect_register((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
 					     atoi(argv[4]));

@@ -22,7 +22,7 @@ static uint8_t *buf_alloc(size_t len, int thp)
 	return p;
 }
 
-/* Lengths around the single-copy threshold (1 MiB), odd ones, and long ones. */
+/* Lengths of a few claims, odd ones, and long ones. */
 static const size_t echo_sizes[] = { (1u << 20) - 1, 1u << 20, (1u << 20) + 1, (4u << 20) + 3,
 				     16u << 20, (40u << 20) + 4095 };
 
@@ -82,10 +82,8 @@ static void echo_case(int thp, int use_fork, int probe)
 }
 
 /*
- * Middle sizes, [SCIF_CMA_TRY, SCIF_CMA_MIN) = [64, 128) KiB by default: each side times the
- * ring and the single copy and picks one per send (msg.c), trying single-copy first, then
- * the ring, then the other one now and then. Many rounds, so both paths carry messages in
- * both directions, and every byte is checked.
+ * Sizes around the single-copy threshold (SCIF_CMA_MIN, 64 KiB by default), with many
+ * rounds: short claims split in two halves between both sides, every byte checked.
  */
 static const size_t band_sizes[] = { 64u << 10, (64u << 10) + 1, (100u << 10) + 3,
 				     (128u << 10) - 1, (96u << 10) + 4095 };
@@ -242,3 +240,181 @@ Test(hostile_bulk, offer_longer_than_possible) { hostile_bulk_case("offer-len", 
 Test(hostile_bulk, offer_of_unmapped_memory) { hostile_bulk_case("offer-fault", 0); }
 Test(hostile_bulk, region_naming_another_process) { hostile_bulk_case("offer-pid", 0); }
 Test(hostile_bulk, claim_beyond_the_offer) { hostile_bulk_case("claim", 1); }
+
+/* ---- non-blocking sends (bulk.c: offered only to a receiver waiting for them) ---------- */
+
+#define NB_RING (256u << 10) /* the default ring: a non-blocking send through it moves less */
+
+struct nb_kill {
+	pid_t pid;
+	useconds_t after_us;
+};
+
+static void *nb_killer(void *arg)
+{
+	struct nb_kill *k = arg;
+
+	usleep(k->after_us);
+	kill(k->pid, SIGKILL);
+	return NULL;
+}
+
+/* Accept the connection of a peer just spawned with @args on @lep. */
+static scif_epd_t nb_accept(scif_epd_t lep, pid_t pid)
+{
+	struct scif_portID peer;
+	scif_epd_t ep;
+
+	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
+	return ep;
+}
+
+/*
+ * Non-blocking sends of @len bytes to a receiver blocked in scif_recv() for as much: the
+ * peer checks every byte; a send that moved more than the ring holds in one call went
+ * single-copy, and some must have: every other round waits 20 ms first, so the receiver
+ * is asleep in scif_recv and is woken by the offer, and the withdrawal deadline is made
+ * long (SCIF_CMA_WAIT_US) so that a loaded machine's slow wake-up does not withdraw it.
+ * The other rounds race the receiver back into scif_recv (offered or not, withdrawn or not).
+ */
+static void nb_sink_case(size_t len, int rounds)
+{
+	const uint64_t seed = 777 + len;
+	uint16_t port = test_port();
+	char a1[16], a2[24], a3[16], a4[24];
+	char *args[] = { "bulk-nbsink", "0", test_num(a1, port), test_num(a2, len),
+			 test_num(a3, (unsigned)rounds), test_num(a4, seed), NULL };
+	uint8_t *out = buf_alloc(len, 1);
+	scif_epd_t lep, ep;
+	int whole = 0;
+	char ack;
+	pid_t pid;
+
+	setenv("SCIF_CMA_WAIT_US", "2000000", 1); /* read when the library starts, below */
+	lep = scif_open();
+	cr_assert_eq(scif_bind(lep, port), port);
+	cr_assert_eq(scif_listen(lep, 1), 0);
+	pid = test_spawn_peer(1, args);
+	ep = nb_accept(lep, pid);
+	for (int r = 0; r < rounds; r++) {
+		uint64_t until = test_now_ms() + 30000;
+		size_t done = 0;
+
+		stream_fill(stream_seed(seed, (uint64_t)r, 0), 0, out, len);
+		if (r & 1)
+			usleep(20000); /* the receiver goes to sleep in scif_recv */
+		while (done < len) {
+			int n = scif_send(ep, out + done, (int)(len - done), 0);
+
+			cr_assert_geq(n, 0, "round %d: %s", r, strerror(errno));
+			if (!done && (size_t)n == len)
+				whole++;
+			done += (size_t)n;
+			cr_assert_lt(test_now_ms(), until, "round %d: no progress", r);
+		}
+		/* The buffer is the application's again: scribbling must not reach the peer. */
+		memset(out, 0x5a, len);
+	}
+	cr_assert_eq(scif_recv(ep, &ack, 1, SCIF_RECV_BLOCK), 1, "%s", strerror(errno));
+	cr_expect_eq(test_wait(pid), 0, "the receiver saw wrong data (9) or failed");
+	if (len > NB_RING)
+		cr_expect_gt(whole, 0, "no non-blocking send of %zu bytes went single-copy", len);
+	scif_close(ep);
+	scif_close(lep);
+	free(out);
+}
+
+Test(bulk, nonblocking_sends_64k, .timeout = 120) { nb_sink_case(64u << 10, 200); }
+Test(bulk, nonblocking_sends_1m, .timeout = 120) { nb_sink_case((1u << 20) + 3, 60); }
+Test(bulk, nonblocking_sends_4m, .timeout = 120) { nb_sink_case(4u << 20, 30); }
+
+/*
+ * The receiver is killed while it may be copying a non-blocking send's offer: the sender
+ * neither hangs nor returns more than was taken; it ends with ECONNRESET (or all of it).
+ */
+Test(bulk, nonblocking_offer_receiver_killed, .timeout = 120)
+{
+	const size_t len = 128u << 20;
+	uint16_t port = test_port();
+	char a1[16], a2[24];
+	char *args[] = { "bulk-nbsink", "0", test_num(a1, port), test_num(a2, len), "1", "5", NULL };
+	uint8_t *out = buf_alloc(len, 1);
+	scif_epd_t lep = scif_open(), ep;
+	struct nb_kill k;
+	pthread_t th;
+	size_t done = 0;
+	uint64_t until;
+	pid_t pid;
+
+	cr_assert_eq(scif_bind(lep, port), port);
+	cr_assert_eq(scif_listen(lep, 1), 0);
+	pid = test_spawn_peer(1, args);
+	ep = nb_accept(lep, pid);
+	usleep(200000); /* the receiver allocates, then waits in scif_recv */
+	k = (struct nb_kill){ .pid = pid, .after_us = 2000 };
+	cr_assert_eq(pthread_create(&th, NULL, nb_killer, &k), 0);
+	until = test_now_ms() + 30000;
+	while (done < len) {
+		int n = scif_send(ep, out + done, (int)(len - done), 0);
+
+		if (n < 0) {
+			cr_assert_eq(errno, ECONNRESET, "%s", strerror(errno));
+			break;
+		}
+		done += (size_t)n;
+		cr_assert_lt(test_now_ms(), until, "the sender never saw the receiver die");
+	}
+	pthread_join(th, NULL);
+	cr_assert_leq(done, len);
+	test_wait(pid);
+	scif_close(ep);
+	scif_close(lep);
+	free(out);
+}
+
+/*
+ * The sender is killed while its non-blocking offer may be being copied: the receiver
+ * gets a correct prefix of the stream, then ECONNRESET, and never hangs.
+ */
+Test(bulk, nonblocking_offer_sender_killed, .timeout = 120)
+{
+	const size_t len = 128u << 20;
+	const uint64_t seed = 99;
+	uint16_t port = test_port();
+	char a1[16], a2[24], a3[24];
+	char *args[] = { "bulk-nbsource", "0", test_num(a1, port), test_num(a2, len),
+			 test_num(a3, seed), NULL };
+	uint8_t *in = buf_alloc(len, 1), *want = malloc(len);
+	scif_epd_t lep = scif_open(), ep;
+	struct nb_kill k;
+	pthread_t th;
+	size_t have = 0;
+	pid_t pid;
+
+	cr_assert_not_null(want);
+	stream_fill(seed, 0, want, len);
+	cr_assert_eq(scif_bind(lep, port), port);
+	cr_assert_eq(scif_listen(lep, 1), 0);
+	pid = test_spawn_peer(1, args);
+	ep = nb_accept(lep, pid);
+	/* It sends 100 ms after connecting (it allocates first, so the offer comes later). */
+	k = (struct nb_kill){ .pid = pid, .after_us = 105000 };
+	cr_assert_eq(pthread_create(&th, NULL, nb_killer, &k), 0);
+	while (have < len) {
+		int n = scif_recv(ep, in + have, (int)(len - have), SCIF_RECV_BLOCK);
+
+		if (n < 0) {
+			cr_assert_eq(errno, ECONNRESET, "%s", strerror(errno));
+			break;
+		}
+		cr_assert_gt(n, 0);
+		have += (size_t)n;
+	}
+	pthread_join(th, NULL);
+	cr_assert(!memcmp(in, want, have), "the %zu bytes received are not the stream's", have);
+	test_wait(pid);
+	scif_close(ep);
+	scif_close(lep);
+	free(in);
+	free(want);
+}
