@@ -397,6 +397,8 @@ uint64_t scif__now_ns(void);
 /* The same clock at scheduler-tick resolution (1-4 ms), for cheap "has it been a while" tests:
  * about a quarter of the cost of scif__now_ns() where the vDSO reads a paravirtual clock. */
 uint64_t scif__coarse_ns(void);
+/* How long a peer may take to answer before it counts as broken (SCIF_REQ_TIMEOUT_MS, 10 s). */
+uint64_t scif__req_timeout_ns(void);
 
 /* scif_poll (poll.c). */
 int scif__poll(struct scif_pollepd *epds, unsigned int nepds, long timeout);

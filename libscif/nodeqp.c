@@ -831,7 +831,7 @@ int scif__ctl_send(struct scif_endpt *ep, struct scif_ctl_msg *m, const struct s
  * ETIMEDOUT like Intel's; any other silent request means the peer is broken, and costs it
  * the connection.
  */
-static uint64_t req_timeout_ns(void)
+uint64_t scif__req_timeout_ns(void)
 {
 	static uint64_t ns;
 
@@ -858,7 +858,7 @@ int scif__ctl_call(struct scif_endpt *ep, struct scif_ctl_msg *m, const struct s
 	pthread_mutex_unlock(&ep->req_lock);
 	m->tag = req.tag;
 	ret = scif__ctl_send(ep, m, fh);
-	deadline = scif__now_ns() + req_timeout_ns();
+	deadline = scif__now_ns() + scif__req_timeout_ns();
 	pthread_mutex_lock(&ep->req_lock);
 	/* Woken by the reply (monitor), or by scif__epd_wake (disconnect, close). */
 	while (!ret && !req.done) {

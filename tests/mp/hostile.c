@@ -142,7 +142,20 @@ static int hostile_bulk(int link, struct scif_ctl_msg *m, int bell, const char *
 		return 4;
 	theirs = mmap(NULL, SCIF_QP_HDR_SIZE + g.ring_size, PROT_READ | PROT_WRITE, MAP_SHARED,
 		      fds[0], 0);
-	if (!strcmp(kind, "claim")) {
+	if (!strcmp(kind, "nb-commit")) {
+		uint64_t seq;
+
+		/* Say we wait for 1 MiB, commit to the victim's non-blocking offer, copy nothing. */
+		__atomic_store_n(&theirs->bulk_wait.want, 1u << 20, __ATOMIC_RELEASE);
+		/* One ring byte after it: the victim receives it, then sends. */
+		theirs->data[0] = 'w';
+		__atomic_store_n(&theirs->in_widx, 1, __ATOMIC_RELEASE);
+		send(fds[1], "x", 1, MSG_NOSIGNAL);
+		seq = wait_word(&mine->bulk_offer.seq);
+		if (!seq)
+			return 5;
+		__atomic_store_n(&theirs->bulk_claim.take, seq, __ATOMIC_SEQ_CST);
+	} else if (!strcmp(kind, "claim")) {
 		uint64_t seq = wait_word(&mine->bulk_offer.seq);
 
 		if (!seq)
@@ -281,7 +294,8 @@ int hostile_run(uint16_t node, uint16_t port, const char *kind)
 
 		poll(&p, 1, 5000);
 		return 0;
-	} else if (!strncmp(kind, "offer-", 6) || !strcmp(kind, "claim")) {
+	} else if (!strncmp(kind, "offer-", 6) || !strcmp(kind, "claim") ||
+		   !strcmp(kind, "nb-commit")) {
 		return hostile_bulk(link, &m, sv[1], kind);
 	} else {
 		return 64;

@@ -204,12 +204,19 @@ static void hostile_bulk_case(const char *kind, int resets)
 	uint16_t port = test_port();
 	char a1[16];
 	char *args[] = { "hostile", "0", test_num(a1, port), (char *)kind, NULL };
-	scif_epd_t lep = scif_open(), ep;
+	scif_epd_t lep, ep;
 	struct scif_portID peer;
 	char buf[16] = { 0 };
 	pid_t pid;
 	int r;
 
+	if (!strcmp(kind, "nb-commit")) {
+		/* How long a committed receiver may take, and (long) how long the peer may
+		 * take to commit: both read when the library starts, below. */
+		setenv("SCIF_REQ_TIMEOUT_MS", "500", 1);
+		setenv("SCIF_CMA_WAIT_US", "2000000", 1);
+	}
+	lep = scif_open();
 	cr_assert_eq(scif_bind(lep, port), port);
 	cr_assert_eq(scif_listen(lep, 4), 0);
 	pid = test_spawn_peer(1, args);
@@ -218,6 +225,18 @@ static void hostile_bulk_case(const char *kind, int resets)
 		uint8_t *big = buf_alloc(2u << 20, 1);
 
 		r = scif_send(ep, big, 2 << 20, SCIF_SEND_BLOCK);
+		free(big);
+	} else if (!strcmp(kind, "nb-commit")) {
+		uint8_t *big = buf_alloc(1u << 20, 1);
+		uint64_t t0 = test_now_ms();
+
+
+		/* The peer says it waits for 1 MiB, then sends a byte: after that byte, our
+		 * non-blocking send is offered; the peer commits to it and never copies. */
+		cr_assert_eq(scif_recv(ep, buf, 1, SCIF_RECV_BLOCK), 1);
+		r = scif_send(ep, big, 1 << 20, 0);
+		cr_expect_lt(test_now_ms() - t0, 20000, "the non-blocking send was held %llu ms",
+			     (unsigned long long)(test_now_ms() - t0));
 		free(big);
 	} else {
 		r = scif_recv(ep, buf, 5, SCIF_RECV_BLOCK);
@@ -240,6 +259,8 @@ Test(hostile_bulk, offer_longer_than_possible) { hostile_bulk_case("offer-len", 
 Test(hostile_bulk, offer_of_unmapped_memory) { hostile_bulk_case("offer-fault", 0); }
 Test(hostile_bulk, region_naming_another_process) { hostile_bulk_case("offer-pid", 0); }
 Test(hostile_bulk, claim_beyond_the_offer) { hostile_bulk_case("claim", 1); }
+/* A non-blocking send is never held for ever by a receiver that commits and never copies. */
+Test(hostile_bulk, nonblocking_offer_committed_and_abandoned) { hostile_bulk_case("nb-commit", 1); }
 
 /* ---- non-blocking sends (bulk.c: offered only to a receiver waiting for them) ---------- */
 
