@@ -14,6 +14,7 @@
 #include "fuzz.h"
 #include "local.h"
 #include "peer.h"
+#include "../scm.h"
 
 void fzp_path(char *buf, size_t len, uint16_t node, uint16_t port)
 {
@@ -65,25 +66,7 @@ int fzp_listen(uint16_t node, uint16_t port)
 
 int fzp_send(int link, const void *msg, size_t len, const int *fds, int nfds)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int) * 8)];
-	} c;
-	struct iovec iov = { .iov_base = (void *)msg, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	if (nfds > 8)
-		nfds = 8;
-	if (nfds > 0) {
-		memset(&c, 0, sizeof(c));
-		mh.msg_control = c.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-		c.h.cmsg_level = SOL_SOCKET;
-		c.h.cmsg_type = SCM_RIGHTS;
-		c.h.cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-		memcpy(CMSG_DATA(&c.h), fds, sizeof(int) * (size_t)nfds);
-	}
-	return sendmsg(link, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 ? -errno : 0;
+	return test_scm_send(link, msg, len, fds, nfds, MSG_DONTWAIT) < 0 ? -errno : 0;
 }
 
 void fzp_close_fds(int *fds, int n)

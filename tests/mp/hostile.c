@@ -20,6 +20,7 @@
 #include "nodeqp.h"
 #include "rb.h"
 #include "mp/hostile.h"
+#include "scm.h"
 
 static int raw_connect(uint16_t node, uint16_t port)
 {
@@ -40,22 +41,7 @@ static int raw_connect(uint16_t node, uint16_t port)
 
 static int send_fds(int link, const void *msg, size_t len, const int *fds, int nfds)
 {
-	char cbuf[CMSG_SPACE(sizeof(int) * 4)] = { 0 };
-	struct iovec iov = { .iov_base = (void *)msg, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	if (nfds) {
-		struct cmsghdr *h;
-
-		mh.msg_control = cbuf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-		h = CMSG_FIRSTHDR(&mh);
-		h->cmsg_level = SOL_SOCKET;
-		h->cmsg_type = SCM_RIGHTS;
-		h->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-		memcpy(CMSG_DATA(h), fds, sizeof(int) * (size_t)nfds);
-	}
-	return sendmsg(link, &mh, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
+	return test_scm_send(link, msg, len, fds, nfds, 0) == (ssize_t)len ? 0 : -1;
 }
 
 static int recv_fds(int link, void *msg, size_t len, int *fds, int cap)

@@ -18,6 +18,7 @@
 
 #include "fabric.h"
 #include "local.h"
+#include "scm.h"
 
 static const struct scif_fabric_ops *ops = &scif__fabric_local;
 static struct scif_fabric fab;
@@ -55,23 +56,7 @@ static int memfd(size_t len, int sealed)
 /* Send raw bytes with @nfds descriptors, as a hostile peer would. */
 static void raw_send(int link, const void *buf, size_t len, const int *fds, int nfds)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int) * 8)];
-	} c;
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	if (nfds) {
-		memset(&c, 0, sizeof(c));
-		mh.msg_control = c.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-		c.h.cmsg_level = SOL_SOCKET;
-		c.h.cmsg_type = SCM_RIGHTS;
-		c.h.cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-		memcpy(CMSG_DATA(&c.h), fds, sizeof(int) * (size_t)nfds);
-	}
-	cr_assert_eq(sendmsg(link, &mh, MSG_NOSIGNAL), (ssize_t)len);
+	cr_assert_eq(test_scm_send(link, buf, len, fds, nfds, 0), (ssize_t)len);
 }
 
 Test(fabric, ops_table_is_complete)
