@@ -407,8 +407,7 @@ int bench_serve_base(struct bench *b, const struct bench_cmd *c, uint8_t *buf,
 
 /* ---- placement probe ------------------------------------------------------------------- */
 
-/* Pin the calling thread to the @nth CPU of @set; 0, or -1 if @set has no such CPU. */
-static int pin_nth(const cpu_set_t *set, int nth)
+int bench_pin_nth(const cpu_set_t *set, int nth)
 {
 	cpu_set_t one;
 
@@ -464,12 +463,12 @@ double bench_line_probe(void)
 	if (pid == 0) {
 		/* The partner: answers every round trip; our pipe's hang-up ends it early. */
 		close(pfd[1]);
-		if (pin_nth(&allowed, 1))
+		if (bench_pin_nth(&allowed, 1))
 			_exit(1);
 		_exit(bench_line_server(region, 0, 8, PROBE_WARM + PROBE_ROUNDS, 0, pfd[0]) ? 1 : 0);
 	}
 	close(pfd[0]);
-	if (pid > 0 && pin_nth(&allowed, 0) == 0) {
+	if (pid > 0 && bench_pin_nth(&allowed, 0) == 0) {
 		bench_line_client(region, 0, 8, PROBE_WARM, 0, src, dst, samples);
 		bench_line_client(region, 0, 8, PROBE_ROUNDS, 2 * PROBE_WARM, src, dst, samples);
 		qsort(samples, PROBE_ROUNDS, sizeof(*samples), cmp_probe);

@@ -7,6 +7,7 @@
 #define SCIF_BENCH_H
 
 #include <assert.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -262,6 +263,8 @@ int bench_base_accept(struct bench *b, int tcp_lfd, int unix_lfd);
 int bench_base_connect(struct bench *b);
 int bench_shm_create(struct bench *b);
 int bench_shm_attach(struct bench *b);
+/* Pin the calling thread to the @nth CPU of @set; 0, or -1 (no such CPU, or refused). */
+int bench_pin_nth(const cpu_set_t *set, int nth);
 /* The one-line round trip between this process's first two CPUs now (us), or -1. */
 double bench_line_probe(void);
 int bench_serve_base(struct bench *b, const struct bench_cmd *c, uint8_t *buf,

@@ -150,19 +150,11 @@ static int selected(const char *list, const struct bench_test *t)
 static void pin(int nth)
 {
 	cpu_set_t set;
-	int seen = 0;
 
 	if (sched_getaffinity(0, sizeof(set), &set) || CPU_COUNT(&set) < 2)
 		return;
-	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-		if (!CPU_ISSET(cpu, &set) || seen++ != nth)
-			continue;
-		CPU_ZERO(&set);
-		CPU_SET(cpu, &set);
-		if (sched_setaffinity(0, sizeof(set), &set))
-			perror("scif_bench: sched_setaffinity");
-		return;
-	}
+	if (bench_pin_nth(&set, nth))
+		perror("scif_bench: sched_setaffinity");
 }
 
 static void on_alarm(int sig)
