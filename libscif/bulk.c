@@ -368,8 +368,17 @@ long scif__bulk_send(struct scif_endpt *ep, const uint8_t *src, size_t len, int 
 				return ret;
 			continue;
 		}
-		if (scif__epd_state(ep) != SCIFEP_CONNECTED)
+		if (scif__epd_state(ep) != SCIFEP_CONNECTED) {
+			/*
+			 * The receiver may have finished, answered and left after our look at
+			 * done above: its last count stands (a send it took whole succeeded).
+			 */
+			dw = scif__load_acquire(&cl->done);
+			if ((uint32_t)(dw >> 32) == (uint32_t)seq &&
+			    (dw & SCIF_BULK_COUNT) > done && (dw & SCIF_BULK_COUNT) <= len)
+				done = dw & SCIF_BULK_COUNT;
 			return done ? (long)done : -ECONNRESET;
+		}
 		if (!taken) {
 			/*
 			 * A non-blocking offer: spin (the receiver waits, so it answers in
