@@ -16,6 +16,8 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "atomic.h"
 #include "epd.h"
@@ -26,15 +28,33 @@ struct scif_fabric scif__fab;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static int init_done;
 
-/* Every op the core calls without looking (all but the optional peer_process) is there. */
+/* Every op the core calls without looking (all but the optional ones) is there; a fabric
+ * with shadow regions fences them too. */
 static int fabric_ops_complete(const struct scif_fabric_ops *o)
 {
+	if (o->size != sizeof(*o) || (o->region_flush && !o->region_fence))
+		return 0;
 	return o->size == sizeof(*o) && o->attach && o->port_reserve && o->listen && o->connect &&
 	       o->accept && o->relisten && o->peer_allowed && o->link_send && o->link_recv &&
 	       o->region_create && o->region_export && o->region_import && o->region_destroy &&
 	       o->bell_create && o->bell_export && o->bell_import && o->ring && o->drain &&
 	       o->unpark && o->bell_close && o->mem_alloc && o->mem_export && o->mem_import &&
 	       o->mem_free;
+}
+
+/* SCIF_FABRIC: "local" (the default) or "ofi" (where built); any other name attaches none. */
+static const struct scif_fabric_ops *fabric_choose(void)
+{
+	const char *v = getenv("SCIF_FABRIC");
+
+	if (!v || !*v || !strcmp(v, "local"))
+		return &scif__fabric_local;
+#ifdef SCIF_HAVE_OFI
+	if (!strcmp(v, "ofi"))
+		return &scif__fabric_ofi;
+#endif
+	scif_info("SCIF_FABRIC=%s: no such fabric", v);
+	return NULL;
 }
 
 /*
@@ -50,9 +70,11 @@ static int init_locked(void)
 		scif__log_init();
 		scif__msg_init();
 		scif__bulk_init();
-		scif__fab.ops = &scif__fabric_local;
+		scif__fab.ops = fabric_choose();
 		base_done = 1;
 	}
+	if (!scif__fab.ops)
+		return -ENXIO;
 	if (!fabric_ops_complete(scif__fab.ops))
 		return -ENXIO;
 	ret = scif__fab.ops->attach(&scif__fab);

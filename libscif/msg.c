@@ -391,6 +391,18 @@ static void tx_notify(struct scif_endpt *ep, int grace)
 	const struct scif_qp_region *mine = scif__qp_mine(ep);
 	uint64_t arm, ridx0;
 
+	if (__builtin_expect(ep->tx.flush != NULL, 0)) {
+		/*
+		 * A shadow fabric (remote writes): the receiver's arm word and our index cross on
+		 * the wire, so no barrier pairs them. Ring every time instead; the bell follows
+		 * the bytes on the link, in order.
+		 */
+		sh->db_sent++;
+		scif__write_once(&scif__qp_theirs(ep)->in_db, sh->db_sent);
+		scif__rb_flush_line(&ep->tx, &scif__qp_theirs(ep)->in_db);
+		scif__fab.ops->ring(&ep->peer_bell);
+		return;
+	}
 	scif__mb(); /* [M1] widx before the arm word; pairs with [M2] in rx_settle */
 	arm = scif__read_once(&mine->peer_rx_arm);
 	/* A receiver that is consuming (streaming) will not disarm soon: ring at once then. */
@@ -455,6 +467,12 @@ static long tx_arm(struct scif_endpt *ep)
 	sh->tx_wait++;
 	scif__write_once(&scif__qp_theirs(ep)->peer_tx_wait, sh->tx_wait);
 	scif__mb(); /* [M3] pairs with [M4] in rx_notify_room */
+	if (__builtin_expect(ep->tx.flush != NULL, 0)) {
+		/* Shadow fabric: [M3] is the fabric's two-way fence (fabric.h region_fence). */
+		scif__rb_flush_line(&ep->tx, &scif__qp_theirs(ep)->peer_tx_wait);
+		if (scif__fab.ops->region_fence(&ep->theirs) < 0)
+			return -ECONNRESET;
+	}
 	return scif__rb_space(&ep->tx, &sh->tx);
 }
 

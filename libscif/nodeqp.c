@@ -173,6 +173,10 @@ static int conn_import(struct scif_endpt *ep, const struct scif_ctl_msg *m, stru
 	ep->rx.shrt = &me->in_short;
 	ep->rx.size = me->ring_size;
 	ep->rx.mask = me->ring_size - 1;
+	/* A shadow of the peer's region: what we write there goes by the fabric's flush. */
+	ep->tx.flush = ep->rx.flush = scif__fab.ops->region_flush;
+	ep->tx.flush_r = ep->rx.flush_r = &ep->theirs;
+	ep->tx.flush_base = ep->rx.flush_base = ep->theirs.addr;
 	ep->sh->peer = m->src;
 	return 0;
 }

@@ -10,6 +10,27 @@
 #include "atomic.h"
 #include "rb.h"
 
+void scif__rb_flush(const struct scif_rb *rb, const void *p, size_t len)
+{
+	rb->flush(rb->flush_r, (size_t)((const uint8_t *)p - rb->flush_base), len);
+}
+
+void scif__rb_flush_line(const struct scif_rb *rb, const void *p)
+{
+	rb->flush(rb->flush_r, (size_t)((const uint8_t *)p - rb->flush_base) & ~(size_t)63, 64);
+}
+
+/* The bytes just put at @off (wrapping as rb_put does) and then our index, on shadow fabrics:
+ * the data lands before the index that covers it (the fabric keeps flushes in order). */
+static inline void rb_flush_data(const struct scif_rb *rb, uint32_t off, size_t n)
+{
+	size_t first = rb->size - off < n ? rb->size - off : n;
+
+	scif__rb_flush(rb, rb->data + off, first);
+	if (n > first)
+		scif__rb_flush(rb, rb->data, n - first);
+}
+
 /*
  * The other side's index is only trusted if it is consistent with ours: a producer can be at
  * most one ring ahead of the consumer, and neither may move backwards.
@@ -85,6 +106,11 @@ static void rb_copy(const struct scif_rb *rb, struct scif_rb_state *st, uint8_t 
 		st->idx += piece;
 		done += piece;
 		scif__store_release(rb->remote_idx, st->idx);
+		if (__builtin_expect(rb->flush != NULL, 0)) {
+			if (to_ring)
+				rb_flush_data(rb, off, piece);
+			scif__rb_flush_line(rb, rb->remote_idx);
+		}
 	}
 }
 
@@ -156,11 +182,17 @@ long scif__rb_write(const struct scif_rb *rb, struct scif_rb_state *st, const vo
 		rb_copy(rb, st, (uint8_t *)buf, n, 1);
 	} else if (n && n <= SCIF_RB_SHORT) {
 		/* A short message: the ring, then its copy beside the index, then the index. */
-		rb_put(rb, (uint32_t)(st->idx & rb->mask), buf, n);
+		uint32_t off = (uint32_t)(st->idx & rb->mask);
+
+		rb_put(rb, off, buf, n);
 		rb_tail_push(st, buf, n);
 		st->idx += n;
 		rb_short_publish(rb->shrt, st->tail, st->idx);
 		scif__store_release(rb->remote_idx, st->idx); /* pairs with scif__rb_avail */
+		if (__builtin_expect(rb->flush != NULL, 0)) {
+			rb_flush_data(rb, off, n);
+			scif__rb_flush_line(rb, rb->remote_idx); /* the short copy shares it */
+		}
 	} else {
 		rb_copy(rb, st, (uint8_t *)buf, n, 1);
 		rb_tail_push(st, buf, n);
@@ -185,6 +217,8 @@ long scif__rb_read(const struct scif_rb *rb, struct scif_rb_state *st, void *buf
 		st->idx += n;
 		/* Release pairs with scif__rb_space: we are done with those bytes. */
 		scif__store_release(rb->remote_idx, st->idx);
+		if (__builtin_expect(rb->flush != NULL, 0))
+			scif__rb_flush_line(rb, rb->remote_idx);
 		return (long)n;
 	}
 	rb_copy(rb, st, buf, n, 0);

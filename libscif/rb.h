@@ -129,10 +129,14 @@ static_assert(offsetof(struct scif_qp_region, data) == SCIF_QP_HDR_SIZE, "qp dat
  * our own region (in_widx), @remote_idx into the peer's (out_ridx). @shrt is the short copy
  * beside the write index (the peer's in_short when sending, ours when receiving), or NULL.
  * @idx is our own free-running index (widx when sending, ridx when receiving); @cache the
- * last value of the other side's index we read; @tail (sending) the stream's last
+ * last value of the other side's index we read; @flush, on a fabric whose imported region is
+ * a shadow of the peer's memory (fabric.h region_flush), carries what we write into the
+ * peer's region (@flush_r, at @flush_base) there, else NULL; @tail (sending) the stream's last
  * SCIF_RB_SHORT bytes, kept here because the producer never reads the peer's region. The
  * state lives in fork-shared memory and is only touched under the direction's lock.
  */
+struct scif_region;
+
 struct scif_rb {
 	uint8_t *data;
 	uint64_t *remote_idx;
@@ -140,7 +144,15 @@ struct scif_rb {
 	struct scif_rb_short *shrt;
 	uint32_t size;
 	uint32_t mask;
+	int (*flush)(const struct scif_region *r, size_t off, size_t len);
+	const struct scif_region *flush_r;
+	const uint8_t *flush_base; /* where @flush_r is mapped */
 };
+
+/* Carry [@p, @p + @len) of the peer's region there (shadow fabrics only; rb.c, msg.c). */
+void scif__rb_flush(const struct scif_rb *rb, const void *p, size_t len);
+/* Carry the 64-byte line of the peer's region that holds @p. */
+void scif__rb_flush_line(const struct scif_rb *rb, const void *p);
 
 struct scif_rb_state {
 	uint64_t idx;

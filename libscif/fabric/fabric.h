@@ -107,7 +107,7 @@ struct scif_mem {
 	off_t off;
 	size_t len;
 	void *addr;
-	uint64_t priv[2];
+	uint64_t priv[3];
 };
 
 /**
@@ -164,6 +164,19 @@ struct scif_fabric {
  * @region_import: map a region the peer sent in @fh; validates that it is exactly @len long
  *                 and cannot change size (-EPROTO), -ENOMEM for resources.
  * @region_destroy: unmap and release (an empty region: nothing).
+ * @region_flush:  optional: for a fabric whose imported region is a local *shadow* of the
+ *                 peer's memory (written here, carried there by remote writes): make bytes
+ *                 [@off, @off + @len) of the shadow reach the peer, after every range flushed
+ *                 before on the same link (the ring discipline: data, then its index). The
+ *                 bytes are read when the call is made or, for ranges longer than a cache line,
+ *                 before the peer can see a later flush; -ECONNRESET if the peer is gone. NULL
+ *                 where an imported region is the peer's memory itself (local, pcie).
+ * @region_fence:  optional, with @region_flush: a two-way barrier for a side about to sleep.
+ *                 On return, every range flushed to the peer before the call has landed there,
+ *                 and every range the peer flushed toward us before it could see those has
+ *                 landed here. Pairs a waiter's "publish my wait word, then look at the
+ *                 other's index" with the other side's "publish my index, then look at the
+ *                 wait word", which a store/load barrier pairs on coherent memory.
  * @bell_create:   create the endpoint descriptor (*@user, a local socket end the application
  *                 polls) and the own bell @own whose ring makes it readable.
  * @bell_export:   name the own bell @own in @fh (borrowed), so the peer can import it.
@@ -204,6 +217,8 @@ struct scif_fabric_ops {
 	int (*region_import)(struct scif_fabric *fab, struct scif_fh *fh, size_t len,
 			     struct scif_region *r);
 	void (*region_destroy)(struct scif_region *r);
+	int (*region_flush)(const struct scif_region *r, size_t off, size_t len);
+	int (*region_fence)(const struct scif_region *r);
 	int (*bell_create)(struct scif_fabric *fab, int *user, struct scif_bell *own);
 	void (*bell_export)(const struct scif_bell *own, struct scif_fh *fh);
 	int (*bell_import)(struct scif_fabric *fab, struct scif_fh *fh, struct scif_bell *peer);
@@ -220,5 +235,8 @@ struct scif_fabric_ops {
 };
 
 extern const struct scif_fabric_ops scif__fabric_local;
+#ifdef SCIF_HAVE_OFI
+extern const struct scif_fabric_ops scif__fabric_ofi;
+#endif
 
 #endif /* SCIF_FABRIC_H */

@@ -199,6 +199,13 @@ static int local_domain_dir(const struct scif_fabric *fab)
 	return local_private_dir(admin, fab, 1);
 }
 
+int scif__local_names(struct scif_fabric *fab)
+{
+	int ret = local_domain(fab);
+
+	return ret ? ret : local_domain_dir(fab);
+}
+
 static int local_attach(struct scif_fabric *fab)
 {
 	unsigned long nodes, self;
@@ -211,10 +218,7 @@ static int local_attach(struct scif_fabric *fab)
 	ret = env_uint("SCIF_NODE", 65535, 0, &self);
 	if (ret || self >= nodes)
 		return -ENXIO;
-	ret = local_domain(fab);
-	if (!ret)
-		ret = local_domain_dir(fab);
-	if (ret)
+	if (scif__local_names(fab))
 		return -ENXIO;
 	fab->self = (uint16_t)self;
 	fab->max_node = (uint16_t)(nodes - 1);

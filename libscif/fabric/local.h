@@ -28,4 +28,12 @@ struct local_fh_wire {
 	uint64_t word[3];
 };
 
+struct scif_fabric;
+
+/*
+ * The trust domain (SCIF_DOMAIN) and its directory of port names, for a fabric that holds
+ * its ports as the local fabric does (fabric/ofi.c): 0 or -errno.
+ */
+int scif__local_names(struct scif_fabric *fab);
+
 #endif /* SCIF_FABRIC_LOCAL_H */

@@ -1,0 +1,1216 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * fabric/ofi.c - SCIF nodes on different hosts (or network namespaces), joined by libfabric.
+ *
+ * Where things live:
+ *   nodes     a cluster file (SCIF_NODES_FILE): "<node> <IPv4 address>" per line. Node N's
+ *             processes run where N's address is local; SCIF_NODE says which node we are.
+ *   ports     held as on the local fabric (a locked file per node and port, so only the trust
+ *             domain's processes of this host can take one); SCIF port P of node N is TCP
+ *             port P on N's address, where a listening endpoint listens.
+ *   links     TCP connections between the two endpoints' processes, carrying framed control
+ *             messages (ofi_frame below). Their hang-up is the peer's death; keepalive and
+ *             TCP_USER_TIMEOUT bound how long an unreachable peer takes to show as one
+ *             (OFI_DEAD_MS). Each side first sends a HELLO frame with its libfabric endpoint
+ *             name, which this fabric consumes itself: link_recv stamps every handle that
+ *             comes over the link with the address of that link's peer, so a handle can
+ *             never name another process's endpoint.
+ *   regions   each side's region is memory registered for remote writes; the peer imports it
+ *             as a *shadow* (local memory of the same size): the core writes the shadow and
+ *             calls region_flush, which carries the bytes over with RDMA writes, in order
+ *             (the provider must offer FI_ORDER_WAW and FI_ORDER_SAW).
+ *   bells     the own bell is the local fabric's socket pair; the peer's bell is a token, and
+ *             ringing it is a small message to the peer's process, whose progress thread
+ *             rings the socket (OFI_OP_RING). Unpark is a message too.
+ *   windows   memory registered with libfabric; the peer cannot map it (scif_mmap answers
+ *             EOPNOTSUPP across the network) and reaches it with RDMA reads and writes.
+ *
+ * One libfabric RDM endpoint serves the whole process (FI_EP_RDM: "tcp" becomes
+ * "tcp;ofi_rxm", "verbs" becomes "verbs;ofi_rxm"). A progress thread waits on its completion
+ * queue: it makes the provider place incoming data (manual progress) and handles the small
+ * messages. libfabric is loaded when this fabric is chosen (dlopen), so libscif itself does
+ * not depend on it.
+ *
+ * A fork child cannot use the parent's libfabric endpoint: endpoints of a process that
+ * forked stay with the parent on this fabric.
+ */
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rdma/fabric.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_rma.h>
+
+#include "scif.h"
+#include "fabric.h"
+#include "local.h"
+
+#define OFI_FH_REGION 0x52464f01u /* a region: word 0 remote address, word 1 key */
+#define OFI_FH_BELL 0x52464f02u   /* a bell: word 0 its token */
+#define OFI_FH_MEM 0x52464f03u    /* window memory: word 0 remote address, word 1 key */
+
+#define OFI_LINK_MAGIC 0x4b4e4c4fu /* "OLNK" */
+#define OFI_NOTE_MAGIC 0x45544e4fu /* "ONTE" */
+#define OFI_FR_HELLO 1
+#define OFI_FR_MSG 2
+#define OFI_NAME_MAX 256
+#define OFI_MSG_MAX 4096
+#define OFI_RX_BUFS 64
+#define OFI_FENCES 64
+#define OFI_CONNECT_MS 3000 /* a TCP connect that takes longer is refused */
+#define OFI_FRAME_MS 2000   /* the rest of a frame that has begun must come within this */
+#define OFI_DEAD_MS 4000    /* an unreachable peer shows as gone after about this long */
+#define OFI_OP_MS 10000     /* a queue that stays full this long means the peer is gone */
+
+/* One framed control message on a link; the message, then nfh handles, follow it. */
+struct ofi_frame {
+	uint32_t magic;
+	uint16_t type;
+	uint16_t nfh;
+	uint32_t len;
+	uint32_t pad;
+};
+
+struct ofi_fh_wire {
+	uint32_t kind;
+	uint32_t pad;
+	uint64_t word[3];
+};
+
+struct ofi_hello {
+	uint32_t node;
+	uint32_t namelen;
+	uint8_t name[OFI_NAME_MAX];
+};
+
+/* A small message between the fabric's progress threads. */
+enum { OFI_OP_RING = 1, OFI_OP_UNPARK, OFI_OP_PING, OFI_OP_ECHO };
+struct ofi_note {
+	uint32_t magic;
+	uint32_t op;
+	uint64_t arg;
+};
+
+/* The peer's side of an imported region: where its memory is, and our shadow's MR. */
+struct ofi_shadow {
+	struct fid_mr *mr;
+	void *desc;
+	uint64_t raddr;
+	uint64_t key;
+	fi_addr_t peer;
+};
+
+/* An operation whose completion someone waits for (the progress thread reports it). */
+struct ofi_op {
+	struct fi_context2 ctx; /* first: the completion's op_context points here */
+	int done;
+	int err;
+};
+
+struct ofi_bell_slot {
+	int fd;       /* the own bell's descriptor, or -1 if the slot is free */
+	uint32_t gen; /* bumped when the slot is freed: stale tokens miss */
+};
+
+struct ofi_fence {
+	uint32_t gen;
+	int busy;
+	int done;
+};
+
+static struct {
+	pthread_mutex_t lock; /* start-up, the tables below */
+	pthread_mutex_t send_lock; /* one link frame at a time */
+	pthread_mutex_t recv_lock;
+	pthread_cond_t fence_cond; /* fences and ofi_op completions */
+	int ready;
+	uint16_t self;
+	uint64_t listed;
+	struct in_addr addr[SCIF_MAX_NODES];
+	/* libfabric, loaded at start-up */
+	void *dl;
+	int (*getinfo)(uint32_t, const char *, const char *, uint64_t, const struct fi_info *,
+		       struct fi_info **);
+	void (*freeinfo)(struct fi_info *);
+	struct fi_info *(*dupinfo)(const struct fi_info *);
+	int (*fabric_open)(struct fi_fabric_attr *, struct fid_fabric **, void *);
+	struct fi_info *info;
+	struct fid_fabric *fabric;
+	struct fid_domain *domain;
+	struct fid_av *av;
+	struct fid_cq *cq;
+	struct fid_ep *ep;
+	size_t inject;
+	int mr_local;
+	int virt_addr;
+	int mr_endpoint;
+	struct ofi_hello hello;
+	struct ofi_note rx[OFI_RX_BUFS];
+	struct fi_context2 rx_ctx[OFI_RX_BUFS];
+	struct fid_mr *rx_mr;
+	pthread_t thread;
+	/* under lock */
+	struct ofi_bell_slot *bells;
+	uint32_t nbells;
+	fi_addr_t *link_peer; /* by link descriptor: its peer's address + 1, or 0 */
+	int nlinks;
+	struct ofi_fence fence[OFI_FENCES];
+} ofi = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.send_lock = PTHREAD_MUTEX_INITIALIZER,
+	.recv_lock = PTHREAD_MUTEX_INITIALIZER,
+	.fence_cond = PTHREAD_COND_INITIALIZER,
+};
+
+static uint64_t ofi_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- the cluster file ------------------------------------------------------------------ */
+
+/*
+ * SCIF_NODES_FILE: one node per line, "<node id> <IPv4 address>"; '#' starts a comment.
+ * A node listed twice, an id beyond SCIF_MAX_NODES - 1 or an address that does not parse
+ * makes the file invalid (-ENXIO: no node is attached).
+ */
+static int ofi_read_nodes(void)
+{
+	const char *path = getenv("SCIF_NODES_FILE");
+	char line[256];
+	FILE *f;
+	int ret = 0;
+
+	if (!path || !*path)
+		return -ENXIO;
+	f = fopen(path, "re");
+	if (!f)
+		return -ENXIO;
+	while (!ret && fgets(line, sizeof(line), f)) {
+		char *hash = strchr(line, '#'), host[64];
+		unsigned int node;
+		int n;
+
+		if (hash)
+			*hash = 0;
+		n = sscanf(line, "%u %63s", &node, host);
+		if (n <= 0)
+			continue;
+		if (n != 2 || node >= SCIF_MAX_NODES || (ofi.listed >> node & 1) ||
+		    inet_pton(AF_INET, host, &ofi.addr[node]) != 1)
+			ret = -ENXIO;
+		else
+			ofi.listed |= 1ULL << node;
+	}
+	fclose(f);
+	return ret || !ofi.listed ? -ENXIO : 0;
+}
+
+static int ofi_node_of(const struct in_addr *a)
+{
+	for (int n = 0; n < SCIF_MAX_NODES; n++)
+		if ((ofi.listed >> n & 1) && ofi.addr[n].s_addr == a->s_addr)
+			return n;
+	return -1;
+}
+
+/* ---- libfabric -------------------------------------------------------------------------- */
+
+static int ofi_load(void)
+{
+	ofi.dl = dlopen("libfabric.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (!ofi.dl)
+		return -ENXIO;
+	*(void **)&ofi.getinfo = dlsym(ofi.dl, "fi_getinfo");
+	*(void **)&ofi.freeinfo = dlsym(ofi.dl, "fi_freeinfo");
+	*(void **)&ofi.dupinfo = dlsym(ofi.dl, "fi_dupinfo");
+	*(void **)&ofi.fabric_open = dlsym(ofi.dl, "fi_fabric");
+	if (!ofi.getinfo || !ofi.freeinfo || !ofi.dupinfo || !ofi.fabric_open)
+		return -ENXIO;
+	return 0;
+}
+
+/* Pick a provider bound to our node's address that orders writes before later writes and
+ * sends; never our own libfabric provider (it runs over libscif). */
+static int ofi_pick(void)
+{
+	struct fi_info *hints = ofi.dupinfo(NULL), *list = NULL, *fi;
+	char host[INET_ADDRSTRLEN];
+	int ret;
+
+	if (!hints)
+		return -ENOMEM;
+	hints->caps = FI_MSG | FI_RMA | FI_SOURCE;
+	hints->mode = FI_CONTEXT | FI_CONTEXT2;
+	hints->ep_attr->type = FI_EP_RDM;
+	hints->addr_format = FI_SOCKADDR_IN;
+	hints->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED |
+				      FI_MR_PROV_KEY | FI_MR_ENDPOINT;
+	hints->domain_attr->threading = FI_THREAD_SAFE;
+	hints->tx_attr->msg_order = FI_ORDER_WAW | FI_ORDER_SAW | FI_ORDER_SAS;
+	hints->rx_attr->msg_order = FI_ORDER_WAW | FI_ORDER_SAW | FI_ORDER_SAS;
+	inet_ntop(AF_INET, &ofi.addr[ofi.self], host, sizeof(host));
+	ret = ofi.getinfo(FI_VERSION(1, 9), host, NULL, FI_SOURCE, hints, &list);
+	ofi.freeinfo(hints);
+	if (ret)
+		return -ENXIO;
+	for (fi = list; fi; fi = fi->next)
+		if (!strstr(fi->fabric_attr->prov_name, "scif") &&
+		    (fi->tx_attr->msg_order & (FI_ORDER_WAW | FI_ORDER_SAW)) ==
+			    (FI_ORDER_WAW | FI_ORDER_SAW))
+			break;
+	if (fi)
+		ofi.info = ofi.dupinfo(fi);
+	ofi.freeinfo(list);
+	return ofi.info ? 0 : -ENXIO;
+}
+
+/* Register @len bytes at @buf for @access (FI_* flags); *desc for local use. */
+static int ofi_mr(void *buf, size_t len, uint64_t access, struct fid_mr **mr, void **desc)
+{
+	static uint64_t next_key = 1;
+	uint64_t key = __atomic_fetch_add(&next_key, 1, __ATOMIC_RELAXED);
+
+	if (fi_mr_reg(ofi.domain, buf, len, access, 0, key, 0, mr, NULL))
+		return -ENOMEM;
+	if (ofi.mr_endpoint &&
+	    (fi_mr_bind(*mr, &ofi.ep->fid, 0) || fi_mr_enable(*mr))) {
+		fi_close(&(*mr)->fid);
+		*mr = NULL;
+		return -ENOMEM;
+	}
+	if (desc)
+		*desc = fi_mr_desc(*mr);
+	return 0;
+}
+
+static void ofi_handle(struct ofi_note *n, fi_addr_t src);
+
+static void ofi_op_done(struct ofi_op *op, int err)
+{
+	pthread_mutex_lock(&ofi.lock);
+	op->err = err;
+	op->done = 1;
+	pthread_cond_broadcast(&ofi.fence_cond);
+	pthread_mutex_unlock(&ofi.lock);
+}
+
+static int ofi_is_rx(void *ctx)
+{
+	return (struct fi_context2 *)ctx >= ofi.rx_ctx &&
+	       (struct fi_context2 *)ctx < ofi.rx_ctx + OFI_RX_BUFS;
+}
+
+static void ofi_repost(int i)
+{
+	while (fi_recv(ofi.ep, &ofi.rx[i], sizeof(ofi.rx[i]), ofi.rx_mr ? fi_mr_desc(ofi.rx_mr) : NULL,
+		       FI_ADDR_UNSPEC, &ofi.rx_ctx[i]) == -FI_EAGAIN)
+		fi_cq_read(ofi.cq, NULL, 0);
+}
+
+/*
+ * The progress thread: waits on the completion queue, which makes the provider place
+ * incoming RDMA data, and handles the small messages (rings, unparks, fences).
+ */
+static void *ofi_progress(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct fi_cq_entry e[16];
+		fi_addr_t src[16];
+		ssize_t n = fi_cq_sreadfrom(ofi.cq, e, 16, src, NULL, 200);
+
+		if (n == -FI_EAVAIL) {
+			struct fi_cq_err_entry err;
+
+			memset(&err, 0, sizeof(err));
+			if (fi_cq_readerr(ofi.cq, &err, 0) > 0 && err.op_context) {
+				if (ofi_is_rx(err.op_context))
+					ofi_repost((int)((struct fi_context2 *)err.op_context -
+							 ofi.rx_ctx));
+				else
+					ofi_op_done(err.op_context, err.err ? err.err : EIO);
+			}
+			continue;
+		}
+		if (n == -FI_ENOSYS) { /* no wait object: poll */
+			n = fi_cq_readfrom(ofi.cq, e, 16, src);
+			if (n == -FI_EAGAIN)
+				usleep(20);
+		}
+		for (ssize_t k = 0; k < n; k++) {
+			int i = (int)((struct fi_context2 *)e[k].op_context - ofi.rx_ctx);
+
+			if (!ofi_is_rx(e[k].op_context)) {
+				if (e[k].op_context)
+					ofi_op_done(e[k].op_context, 0);
+				continue;
+			}
+			ofi_handle(&ofi.rx[i], src[k]);
+			ofi_repost(i);
+		}
+	}
+	return NULL;
+}
+
+static int ofi_open(struct scif_fabric *fab)
+{
+	struct fi_cq_attr cqa = { .format = FI_CQ_FORMAT_CONTEXT, .wait_obj = FI_WAIT_UNSPEC };
+	struct fi_av_attr ava = { .type = FI_AV_TABLE };
+	size_t namelen = OFI_NAME_MAX;
+	pthread_attr_t ta;
+	int ret;
+
+	(void)fab;
+	ret = ofi_load();
+	if (!ret)
+		ret = ofi_pick();
+	if (ret)
+		return ret;
+	ofi.inject = ofi.info->tx_attr->inject_size;
+	ofi.mr_local = (ofi.info->domain_attr->mr_mode & FI_MR_LOCAL) != 0;
+	ofi.virt_addr = (ofi.info->domain_attr->mr_mode & FI_MR_VIRT_ADDR) != 0;
+	ofi.mr_endpoint = (ofi.info->domain_attr->mr_mode & FI_MR_ENDPOINT) != 0;
+	if (ofi.fabric_open(ofi.info->fabric_attr, &ofi.fabric, NULL) ||
+	    fi_domain(ofi.fabric, ofi.info, &ofi.domain, NULL) ||
+	    fi_av_open(ofi.domain, &ava, &ofi.av, NULL) ||
+	    fi_cq_open(ofi.domain, &cqa, &ofi.cq, NULL) ||
+	    fi_endpoint(ofi.domain, ofi.info, &ofi.ep, NULL) ||
+	    fi_ep_bind(ofi.ep, &ofi.av->fid, 0) ||
+	    fi_ep_bind(ofi.ep, &ofi.cq->fid, FI_TRANSMIT | FI_RECV | FI_SELECTIVE_COMPLETION) ||
+	    fi_enable(ofi.ep) || fi_getname(&ofi.ep->fid, ofi.hello.name, &namelen) ||
+	    namelen > OFI_NAME_MAX)
+		return -ENXIO;
+	ofi.hello.node = ofi.self;
+	ofi.hello.namelen = (uint32_t)namelen;
+	if (ofi.mr_local && ofi_mr(ofi.rx, sizeof(ofi.rx), FI_RECV | FI_SEND, &ofi.rx_mr, NULL))
+		return -ENXIO;
+	for (int i = 0; i < OFI_RX_BUFS; i++)
+		ofi_repost(i);
+	pthread_attr_init(&ta);
+	pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+	ret = pthread_create(&ofi.thread, &ta, ofi_progress, NULL);
+	pthread_attr_destroy(&ta);
+	return ret ? -ENXIO : 0;
+}
+
+static int ofi_attach(struct scif_fabric *fab)
+{
+	unsigned long self;
+	const char *v = getenv("SCIF_NODE");
+	char *end;
+	int ret = 0;
+
+	pthread_mutex_lock(&ofi.lock);
+	if (!ofi.ready) {
+		errno = 0;
+		self = v && *v ? strtoul(v, &end, 10) : 0;
+		if ((v && *v && (errno || *end)) || ofi_read_nodes() || self >= SCIF_MAX_NODES ||
+		    !(ofi.listed >> self & 1))
+			ret = -ENXIO;
+		if (!ret) {
+			ofi.self = (uint16_t)self;
+			ret = scif__local_names(fab);
+		}
+		if (!ret)
+			ret = ofi_open(fab) ? -ENXIO : 0;
+		ofi.ready = !ret;
+	}
+	pthread_mutex_unlock(&ofi.lock);
+	if (ret)
+		return ret;
+	fab->self = ofi.self;
+	fab->max_node = (uint16_t)(63 - __builtin_clzll(ofi.listed));
+	fab->online = ofi.listed;
+	return 0;
+}
+
+/* ---- small messages --------------------------------------------------------------------- */
+
+static int ofi_note_send(uint32_t op, uint64_t arg, fi_addr_t to)
+{
+	struct ofi_note n = { .magic = OFI_NOTE_MAGIC, .op = op, .arg = arg };
+	uint64_t until = 0;
+	ssize_t r;
+
+	while ((r = fi_inject(ofi.ep, &n, sizeof(n), to)) == -FI_EAGAIN) {
+		uint64_t now = ofi_now_ms();
+
+		if (!until)
+			until = now + OFI_OP_MS;
+		else if (now > until)
+			return -ECONNRESET;
+		fi_cq_read(ofi.cq, NULL, 0);
+	}
+	return r ? -ECONNRESET : 0;
+}
+
+static void ofi_handle(struct ofi_note *n, fi_addr_t src)
+{
+	uint32_t idx = (uint32_t)n->arg, gen = (uint32_t)(n->arg >> 32);
+
+	if (n->magic != OFI_NOTE_MAGIC)
+		return;
+	switch (n->op) {
+	case OFI_OP_RING:
+	case OFI_OP_UNPARK:
+		/* A token of a bell closed since is stale: the generation says so. */
+		pthread_mutex_lock(&ofi.lock);
+		if (idx < ofi.nbells && ofi.bells[idx].fd >= 0 && ofi.bells[idx].gen == gen) {
+			struct scif_bell b = { .fd = ofi.bells[idx].fd };
+
+			if (n->op == OFI_OP_RING)
+				scif__fabric_local.ring(&b);
+			else
+				scif__fabric_local.drain(b.fd);
+		}
+		pthread_mutex_unlock(&ofi.lock);
+		break;
+	case OFI_OP_PING:
+		/* Sent after everything we posted toward the peer before we saw its ping. */
+		if (src != FI_ADDR_NOTAVAIL)
+			ofi_note_send(OFI_OP_ECHO, n->arg, src);
+		break;
+	case OFI_OP_ECHO:
+		pthread_mutex_lock(&ofi.lock);
+		if (idx < OFI_FENCES && ofi.fence[idx].busy && ofi.fence[idx].gen == gen) {
+			ofi.fence[idx].done = 1;
+			pthread_cond_broadcast(&ofi.fence_cond);
+		}
+		pthread_mutex_unlock(&ofi.lock);
+		break;
+	}
+}
+
+/* ---- ports and links -------------------------------------------------------------------- */
+
+static void ofi_sockaddr(struct sockaddr_in *sa, uint16_t node, uint16_t port)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sin_family = AF_INET;
+	sa->sin_addr = ofi.addr[node];
+	sa->sin_port = htons(port);
+}
+
+/* A link: no Nagle, and a peer that stops answering shows as a hang-up within OFI_DEAD_MS. */
+static void ofi_link_opts(int fd)
+{
+	int one = 1, idle = 1, intvl = 1, cnt = 3;
+	unsigned int uto = OFI_DEAD_MS;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto));
+}
+
+static int ofi_link_set_peer(int fd, fi_addr_t a)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&ofi.lock);
+	if (fd >= ofi.nlinks) {
+		int n = fd + 64;
+		fi_addr_t *p = realloc(ofi.link_peer, sizeof(*p) * (size_t)n);
+
+		if (!p) {
+			ret = -ENOMEM;
+		} else {
+			memset(p + ofi.nlinks, 0, sizeof(*p) * (size_t)(n - ofi.nlinks));
+			ofi.link_peer = p;
+			ofi.nlinks = n;
+		}
+	}
+	if (!ret)
+		ofi.link_peer[fd] = a;
+	pthread_mutex_unlock(&ofi.lock);
+	return ret;
+}
+
+static fi_addr_t ofi_link_peer(int fd)
+{
+	fi_addr_t a = 0;
+
+	pthread_mutex_lock(&ofi.lock);
+	if (fd >= 0 && fd < ofi.nlinks)
+		a = ofi.link_peer[fd];
+	pthread_mutex_unlock(&ofi.lock);
+	return a;
+}
+
+/* Move @n bytes through @fd, waiting for room or data at most @ms in total. */
+static int ofi_full(int fd, void *buf, size_t n, int ms, int out)
+{
+	uint64_t until = ofi_now_ms() + (uint64_t)ms;
+	size_t done = 0;
+
+	while (done < n) {
+		ssize_t r = out ? send(fd, (char *)buf + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT)
+				: recv(fd, (char *)buf + done, n - done, MSG_DONTWAIT);
+		struct pollfd p = { .fd = fd, .events = out ? POLLOUT : POLLIN };
+		uint64_t now;
+
+		if (r > 0) {
+			done += (size_t)r;
+			continue;
+		}
+		if (r == 0 || (errno != EAGAIN && errno != EINTR))
+			return -ECONNRESET;
+		now = ofi_now_ms();
+		if (now >= until)
+			return -ETIMEDOUT;
+		poll(&p, 1, (int)(until - now));
+	}
+	return 0;
+}
+
+static int ofi_send_frame(int fd, uint16_t type, const void *msg, size_t len,
+			  const struct scif_fh *fh, int nfh, int may_wait)
+{
+	uint8_t buf[sizeof(struct ofi_frame) + OFI_MSG_MAX + SCIF_LINK_MAX_FH * sizeof(struct ofi_fh_wire)];
+	struct ofi_frame h = { .magic = OFI_LINK_MAGIC, .type = type, .nfh = (uint16_t)nfh,
+			       .len = (uint32_t)len };
+	size_t total = sizeof(h) + len + (size_t)nfh * sizeof(struct ofi_fh_wire);
+	ssize_t r;
+	int ret = 0;
+
+	if (nfh < 0 || nfh > SCIF_LINK_MAX_FH || len > OFI_MSG_MAX)
+		return -EINVAL;
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), msg, len);
+	for (int i = 0; i < nfh; i++) {
+		struct ofi_fh_wire w = { .kind = fh[i].kind };
+
+		memcpy(w.word, fh[i].word, sizeof(w.word));
+		memcpy(buf + sizeof(h) + len + (size_t)i * sizeof(w), &w, sizeof(w));
+	}
+	pthread_mutex_lock(&ofi.send_lock);
+	do
+		r = send(fd, buf, total, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (r < 0 && errno == EINTR);
+	if (r < 0 && errno == EAGAIN && may_wait)
+		r = 0;
+	if (r < 0) {
+		ret = errno == EAGAIN ? -EAGAIN : -ECONNRESET;
+	} else if ((size_t)r < total &&
+		   ofi_full(fd, buf + r, total - (size_t)r, OFI_FRAME_MS, 1) < 0) {
+		/* Half a frame cannot be taken back: the link is lost. */
+		shutdown(fd, SHUT_RDWR);
+		ret = -ECONNRESET;
+	}
+	pthread_mutex_unlock(&ofi.send_lock);
+	return ret;
+}
+
+static int ofi_send_hello(int fd)
+{
+	return ofi_send_frame(fd, OFI_FR_HELLO, &ofi.hello,
+			      offsetof(struct ofi_hello, name) + ofi.hello.namelen, NULL, 0, 1);
+}
+
+static int ofi_port_reserve(struct scif_fabric *fab, uint16_t port)
+{
+	return scif__fabric_local.port_reserve(fab, port);
+}
+
+static int ofi_tcp_socket(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	return fd < 0 ? -errno : fd;
+}
+
+static int ofi_listen(struct scif_fabric *fab, uint16_t port, int backlog)
+{
+	struct sockaddr_in sa;
+	int fd = ofi_tcp_socket(), one = 1, err;
+
+	(void)fab;
+	if (fd < 0)
+		return fd;
+	ofi_sockaddr(&sa, ofi.self, port);
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, backlog - 1) < 0) {
+		err = errno;
+		close(fd);
+		return err == EADDRINUSE || err == EACCES ? -EADDRINUSE : -err;
+	}
+	return fd;
+}
+
+static int ofi_connect(struct scif_fabric *fab, int holder, const struct scif_portID *dst)
+{
+	struct sockaddr_in sa;
+	int fd, err = 0;
+	socklen_t el = sizeof(err);
+
+	(void)fab;
+	(void)holder;
+	if (dst->node >= SCIF_MAX_NODES || !(ofi.listed >> dst->node & 1))
+		return -ECONNREFUSED;
+	fd = ofi_tcp_socket();
+	if (fd < 0)
+		return fd;
+	ofi_sockaddr(&sa, ofi.self, 0);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		goto fail;
+	ofi_sockaddr(&sa, dst->node, dst->port);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+		if (errno != EINPROGRESS)
+			goto fail;
+		if (poll(&p, 1, OFI_CONNECT_MS) != 1 ||
+		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err) {
+			close(fd);
+			return err == EMFILE || err == ENFILE || err == ENOMEM ? -ENOMEM
+										: -ECONNREFUSED;
+		}
+	}
+	ofi_link_opts(fd);
+	if (ofi_link_set_peer(fd, 0) || ofi_send_hello(fd)) {
+		close(fd);
+		return -ECONNREFUSED;
+	}
+	return fd;
+fail:
+	err = errno;
+	close(fd);
+	return err == EMFILE || err == ENFILE || err == ENOMEM ? -ENOMEM : -ECONNREFUSED;
+}
+
+static int ofi_accept(struct scif_fabric *fab, int lfd)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	(void)fab;
+	if (fd < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	ofi_link_opts(fd);
+	if (ofi_link_set_peer(fd, 0) || ofi_send_hello(fd)) {
+		close(fd);
+		return -ECONNABORTED;
+	}
+	return fd;
+}
+
+static int ofi_relisten(int lfd, int backlog)
+{
+	return listen(lfd, backlog - 1) < 0 ? -errno : 0;
+}
+
+/* Only the cluster's nodes may talk to us: the link must come from one of their addresses. */
+static int ofi_peer_allowed(struct scif_fabric *fab, int link)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+
+	(void)fab;
+	if (getpeername(link, (struct sockaddr *)&sa, &len) < 0)
+		return -errno;
+	return sa.sin_family == AF_INET && ofi_node_of(&sa.sin_addr) >= 0 ? 0 : -EACCES;
+}
+
+static int ofi_link_send(int link, const void *msg, size_t len, const struct scif_fh *fh,
+			 int nfh)
+{
+	return ofi_send_frame(link, OFI_FR_MSG, msg, len, fh, nfh, 0);
+}
+
+/* The peer's HELLO: put its endpoint in our address vector and remember it for the link. */
+static int ofi_hello_in(int link, const uint8_t *body, size_t len)
+{
+	struct ofi_hello h;
+	fi_addr_t a;
+
+	if (len < offsetof(struct ofi_hello, name) || len > sizeof(h))
+		return -EPROTO;
+	memset(&h, 0, sizeof(h));
+	memcpy(&h, body, len);
+	if (h.namelen != len - offsetof(struct ofi_hello, name) || !h.namelen ||
+	    h.node >= SCIF_MAX_NODES || !(ofi.listed >> h.node & 1))
+		return -EPROTO;
+	if (fi_av_insert(ofi.av, h.name, 1, &a, 0, NULL) != 1)
+		return -EPROTO;
+	return ofi_link_set_peer(link, a + 1);
+}
+
+static int ofi_link_recv(int link, void *msg, size_t len, struct scif_fh *fh, int *nfh)
+{
+	uint8_t body[OFI_MSG_MAX + SCIF_LINK_MAX_FH * sizeof(struct ofi_fh_wire)];
+	struct ofi_frame h;
+	int ret;
+
+	pthread_mutex_lock(&ofi.recv_lock);
+	for (;;) {
+		ssize_t n = recv(link, &h, sizeof(h), MSG_PEEK | MSG_DONTWAIT);
+		size_t blen;
+
+		if (n == 0 || (n < 0 && (errno == ECONNRESET || errno == ETIMEDOUT ||
+					 errno == EPIPE || errno == EHOSTUNREACH))) {
+			ret = 0; /* hang-up */
+			break;
+		}
+		if (n < 0) {
+			ret = errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+			break;
+		}
+		/* A frame has begun: the rest must follow promptly. */
+		if (ofi_full(link, &h, sizeof(h), OFI_FRAME_MS, 0) < 0) {
+			ret = -EPROTO;
+			break;
+		}
+		blen = (size_t)h.len + (size_t)h.nfh * sizeof(struct ofi_fh_wire);
+		if (h.magic != OFI_LINK_MAGIC || h.pad || h.len > OFI_MSG_MAX ||
+		    h.nfh > SCIF_LINK_MAX_FH || (h.type != OFI_FR_HELLO && h.type != OFI_FR_MSG) ||
+		    ofi_full(link, body, blen, OFI_FRAME_MS, 0) < 0) {
+			ret = -EPROTO;
+			break;
+		}
+		if (h.type == OFI_FR_HELLO) {
+			ret = h.nfh ? -EPROTO : ofi_hello_in(link, body, h.len);
+			if (ret)
+				break;
+			continue;
+		}
+		if (h.len > len || (h.nfh && (!fh || !nfh || h.nfh > *nfh))) {
+			ret = -EPROTO;
+			break;
+		}
+		if (h.nfh) {
+			fi_addr_t peer = ofi_link_peer(link);
+
+			/* Handles name memory of the process at the other end, which said HELLO. */
+			if (!peer) {
+				ret = -EPROTO;
+				break;
+			}
+			for (int i = 0; i < h.nfh; i++) {
+				struct ofi_fh_wire w;
+
+				memcpy(&w, body + h.len + (size_t)i * sizeof(w), sizeof(w));
+				fh[i] = (struct scif_fh){ .fd = -1, .kind = w.kind,
+							  .word = { w.word[0], w.word[1], peer - 1 } };
+			}
+		}
+		if (nfh)
+			*nfh = h.nfh;
+		memcpy(msg, body, h.len);
+		ret = (int)h.len;
+		break;
+	}
+	pthread_mutex_unlock(&ofi.recv_lock);
+	if (ret <= 0 && nfh)
+		*nfh = 0;
+	return ret;
+}
+
+/* ---- regions ---------------------------------------------------------------------------- */
+
+static int ofi_rma_wait(int read, void *buf, size_t len, void *desc, fi_addr_t peer,
+			uint64_t raddr, uint64_t key);
+
+static void *ofi_map(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static int ofi_region_create(struct scif_fabric *fab, size_t len, struct scif_region *r)
+{
+	struct fid_mr *mr;
+	void *p = ofi_map(len);
+
+	(void)fab;
+	if (!p)
+		return -ENOMEM;
+	if (ofi_mr(p, len, FI_REMOTE_WRITE | FI_REMOTE_READ, &mr, NULL)) {
+		munmap(p, len);
+		return -ENOMEM;
+	}
+	*r = (struct scif_region){ .addr = p, .len = len, .priv = { (uintptr_t)mr, 0 } };
+	return 0;
+}
+
+static void ofi_region_export(const struct scif_region *r, struct scif_fh *fh)
+{
+	struct fid_mr *mr = (struct fid_mr *)(uintptr_t)r->priv[0];
+
+	*fh = (struct scif_fh){ .fd = -1, .kind = OFI_FH_REGION,
+				.word = { ofi.virt_addr ? (uintptr_t)r->addr : 0, fi_mr_key(mr) } };
+}
+
+static int ofi_region_import(struct scif_fabric *fab, struct scif_fh *fh, size_t len,
+			     struct scif_region *r)
+{
+	struct ofi_shadow *s;
+	void *p;
+
+	(void)fab;
+	if (fh->kind != OFI_FH_REGION)
+		return -EPROTO;
+	s = calloc(1, sizeof(*s));
+	p = s ? ofi_map(len) : NULL;
+	if (!p || (ofi.mr_local && ofi_mr(p, len, FI_WRITE | FI_READ, &s->mr, &s->desc))) {
+		if (p)
+			munmap(p, len);
+		free(s);
+		return -ENOMEM;
+	}
+	s->raddr = fh->word[0];
+	s->key = fh->word[1];
+	s->peer = fh->word[2];
+	/* The shadow starts as a copy of the peer's region (its header, say); a region shorter
+	 * than @len, or no region at all, fails the read. */
+	if (ofi_rma_wait(1, p, len, s->desc, s->peer, s->raddr, s->key)) {
+		if (s->mr)
+			fi_close(&s->mr->fid);
+		munmap(p, len);
+		free(s);
+		return -EPROTO;
+	}
+	*r = (struct scif_region){ .addr = p, .len = len, .priv = { (uintptr_t)s, 1 } };
+	return 0;
+}
+
+static void ofi_region_destroy(struct scif_region *r)
+{
+	if (!r->addr)
+		return;
+	if (r->priv[1]) {
+		struct ofi_shadow *s = (struct ofi_shadow *)(uintptr_t)r->priv[0];
+
+		if (s->mr)
+			fi_close(&s->mr->fid);
+		free(s);
+	} else {
+		fi_close(&((struct fid_mr *)(uintptr_t)r->priv[0])->fid);
+	}
+	munmap(r->addr, r->len);
+	*r = (struct scif_region){ 0 };
+}
+
+/* Write @len bytes at @buf to the peer's @raddr: injected (copied now) if short. */
+static int ofi_write(const void *buf, size_t len, void *desc, fi_addr_t peer, uint64_t raddr,
+		     uint64_t key)
+{
+	uint64_t until = 0;
+	ssize_t r;
+
+	for (;;) {
+		if (len <= ofi.inject)
+			r = fi_inject_write(ofi.ep, buf, len, peer, raddr, key);
+		else
+			r = fi_write(ofi.ep, buf, len, desc, peer, raddr, key, NULL);
+		if (r != -FI_EAGAIN)
+			return r ? -ECONNRESET : 0;
+		uint64_t now = ofi_now_ms();
+
+		if (!until)
+			until = now + OFI_OP_MS;
+		else if (now > until)
+			return -ECONNRESET;
+		fi_cq_read(ofi.cq, NULL, 0);
+	}
+}
+
+/*
+ * An RDMA read (@read) or write of @len bytes between @buf and the peer's @raddr that
+ * reports its completion, waited for: 0, or -ECONNRESET if it failed or did not complete
+ * within OFI_OP_MS (the peer is gone).
+ */
+static int ofi_rma_wait(int read, void *buf, size_t len, void *desc, fi_addr_t peer,
+			uint64_t raddr, uint64_t key)
+{
+	struct ofi_op op = { .done = 0 };
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct fi_rma_iov riov = { .addr = raddr, .len = len, .key = key };
+	struct fi_msg_rma msg = { .msg_iov = &iov, .desc = &desc, .iov_count = 1, .addr = peer,
+				  .rma_iov = &riov, .rma_iov_count = 1, .context = &op.ctx };
+	uint64_t until = ofi_now_ms() + OFI_OP_MS;
+	struct timespec ts;
+	ssize_t r;
+	int ret = 0;
+
+	for (;;) {
+		r = read ? fi_readmsg(ofi.ep, &msg, FI_COMPLETION)
+			 : fi_writemsg(ofi.ep, &msg, FI_COMPLETION | FI_DELIVERY_COMPLETE);
+		if (r != -FI_EAGAIN)
+			break;
+		if (ofi_now_ms() > until)
+			return -ECONNRESET;
+		fi_cq_read(ofi.cq, NULL, 0);
+	}
+	if (r)
+		return -ECONNRESET;
+	pthread_mutex_lock(&ofi.lock);
+	while (!op.done) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 10 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&ofi.fence_cond, &ofi.lock, &ts);
+		if (!op.done && ofi_now_ms() > until) {
+			/* The operation still owns @op: cancel it before the stack goes. */
+			pthread_mutex_unlock(&ofi.lock);
+			fi_cancel(&ofi.ep->fid, &op.ctx);
+			pthread_mutex_lock(&ofi.lock);
+			until = ofi_now_ms() + OFI_OP_MS;
+			ret = -ECONNRESET;
+		}
+	}
+	pthread_mutex_unlock(&ofi.lock);
+	return ret ? ret : op.err ? -ECONNRESET : 0;
+}
+
+static int ofi_region_flush(const struct scif_region *r, size_t off, size_t len)
+{
+	const struct ofi_shadow *s = (const struct ofi_shadow *)(uintptr_t)r->priv[0];
+
+	if (!r->priv[1] || off > r->len || len > r->len - off || !len)
+		return -EINVAL;
+	return ofi_write((uint8_t *)r->addr + off, len, s->desc, s->peer, s->raddr + off, s->key);
+}
+
+static int ofi_region_fence(const struct scif_region *r)
+{
+	const struct ofi_shadow *s = (const struct ofi_shadow *)(uintptr_t)r->priv[0];
+	uint64_t until = ofi_now_ms() + OFI_OP_MS;
+	struct timespec ts;
+	int i, ret = 0;
+
+	if (!r->priv[1])
+		return -EINVAL;
+	pthread_mutex_lock(&ofi.lock);
+	for (;;) {
+		for (i = 0; i < OFI_FENCES && ofi.fence[i].busy; i++)
+			;
+		if (i < OFI_FENCES)
+			break;
+		pthread_cond_wait(&ofi.fence_cond, &ofi.lock);
+	}
+	ofi.fence[i].busy = 1;
+	ofi.fence[i].done = 0;
+	ofi.fence[i].gen++;
+	uint64_t arg = (uint64_t)ofi.fence[i].gen << 32 | (uint32_t)i;
+	pthread_mutex_unlock(&ofi.lock);
+	ret = ofi_note_send(OFI_OP_PING, arg, s->peer);
+	pthread_mutex_lock(&ofi.lock);
+	while (!ret && !ofi.fence[i].done) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 10 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&ofi.fence_cond, &ofi.lock, &ts);
+		if (!ofi.fence[i].done && ofi_now_ms() > until)
+			ret = -ECONNRESET;
+	}
+	ofi.fence[i].busy = 0;
+	pthread_cond_broadcast(&ofi.fence_cond);
+	pthread_mutex_unlock(&ofi.lock);
+	return ret;
+}
+
+/* ---- bells ------------------------------------------------------------------------------ */
+
+static int ofi_bell_create(struct scif_fabric *fab, int *user, struct scif_bell *own)
+{
+	uint32_t i;
+	int ret = scif__fabric_local.bell_create(fab, user, own);
+
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&ofi.lock);
+	for (i = 0; i < ofi.nbells && ofi.bells[i].fd >= 0; i++)
+		;
+	if (i == ofi.nbells) {
+		uint32_t n = ofi.nbells ? ofi.nbells * 2 : 64;
+		struct ofi_bell_slot *b = realloc(ofi.bells, sizeof(*b) * n);
+
+		if (!b) {
+			pthread_mutex_unlock(&ofi.lock);
+			close(*user);
+			scif__fabric_local.bell_close(own);
+			*user = -1;
+			return -ENOMEM;
+		}
+		for (uint32_t k = ofi.nbells; k < n; k++)
+			b[k] = (struct ofi_bell_slot){ .fd = -1 };
+		ofi.bells = b;
+		ofi.nbells = n;
+	}
+	ofi.bells[i].fd = own->fd;
+	own->priv = (uint64_t)ofi.bells[i].gen << 32 | i;
+	pthread_mutex_unlock(&ofi.lock);
+	return 0;
+}
+
+static void ofi_bell_export(const struct scif_bell *own, struct scif_fh *fh)
+{
+	*fh = (struct scif_fh){ .fd = -1, .kind = OFI_FH_BELL, .word = { own->priv } };
+}
+
+static int ofi_bell_import(struct scif_fabric *fab, struct scif_fh *fh, struct scif_bell *peer)
+{
+	(void)fab;
+	if (fh->kind != OFI_FH_BELL)
+		return -EPROTO;
+	*peer = (struct scif_bell){ .fd = -1, .priv32 = (uint32_t)fh->word[2],
+				    .priv = fh->word[0] };
+	return 0;
+}
+
+static int ofi_ring(const struct scif_bell *b)
+{
+	if (b->fd >= 0)
+		return scif__fabric_local.ring(b);
+	return ofi_note_send(OFI_OP_RING, b->priv, b->priv32);
+}
+
+static int ofi_drain(int fd)
+{
+	return scif__fabric_local.drain(fd);
+}
+
+static int ofi_unpark(const struct scif_bell *peer)
+{
+	return ofi_note_send(OFI_OP_UNPARK, peer->priv, peer->priv32);
+}
+
+static void ofi_bell_close(struct scif_bell *b)
+{
+	if (b->fd < 0)
+		return;
+	pthread_mutex_lock(&ofi.lock);
+	uint32_t i = (uint32_t)b->priv;
+
+	if (i < ofi.nbells && ofi.bells[i].fd == b->fd) {
+		ofi.bells[i].fd = -1;
+		ofi.bells[i].gen++;
+	}
+	pthread_mutex_unlock(&ofi.lock);
+	scif__fabric_local.bell_close(b);
+}
+
+/* ---- window memory ---------------------------------------------------------------------- */
+
+/*
+ * Window memory is a memfd as on the local fabric (the core maps it over the application's
+ * pages); this fabric maps it once more and registers that mapping, the same pages, for the
+ * peer's RDMA. priv[0] holds the MR, priv[1] our mapping.
+ */
+static int ofi_mem_alloc(struct scif_fabric *fab, size_t len, unsigned int page_shift,
+			 struct scif_mem *m)
+{
+	struct fid_mr *mr;
+	void *p;
+	int ret = scif__fabric_local.mem_alloc(fab, len, page_shift, m);
+
+	if (ret)
+		return ret;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
+	if (p == MAP_FAILED ||
+	    ofi_mr(p, len, FI_REMOTE_READ | FI_REMOTE_WRITE | FI_READ | FI_WRITE, &mr, NULL)) {
+		if (p != MAP_FAILED)
+			munmap(p, len);
+		scif__fabric_local.mem_free(m);
+		return -ENOMEM;
+	}
+	m->priv[0] = (uintptr_t)mr;
+	m->priv[1] = (uintptr_t)p;
+	return 0;
+}
+
+static void ofi_mem_export(const struct scif_mem *m, off_t off, size_t len, struct scif_fh *fh)
+{
+	struct fid_mr *mr = (struct fid_mr *)(uintptr_t)m->priv[0];
+	uint64_t base = ofi.virt_addr ? m->priv[1] : 0;
+
+	(void)len;
+	*fh = (struct scif_fh){ .fd = -1, .kind = OFI_FH_MEM,
+				.word = { base + (uint64_t)(m->off + off), fi_mr_key(mr) } };
+}
+
+/* The peer's window: where it is and its key; nothing to map (addr stays NULL). */
+static int ofi_mem_import(struct scif_fabric *fab, struct scif_fh *fh, size_t len, int prot,
+			  struct scif_mem *m)
+{
+	(void)fab;
+	(void)prot;
+	if (fh->kind != OFI_FH_MEM || !len)
+		return -EINVAL;
+	*m = (struct scif_mem){ .fd = -1, .len = len,
+				.priv = { fh->word[0], fh->word[1], fh->word[2] } };
+	return 0;
+}
+
+static void ofi_mem_free(struct scif_mem *m)
+{
+	if (m->fd >= 0) { /* ours */
+		if (m->priv[0])
+			fi_close(&((struct fid_mr *)(uintptr_t)m->priv[0])->fid);
+		if (m->priv[1])
+			munmap((void *)(uintptr_t)m->priv[1], m->len);
+		m->priv[0] = m->priv[1] = 0;
+		scif__fabric_local.mem_free(m);
+	}
+	m->addr = NULL;
+	m->fd = -1;
+}
+
+const struct scif_fabric_ops scif__fabric_ofi = {
+	.size = sizeof(struct scif_fabric_ops),
+	.name = "ofi",
+	.attach = ofi_attach,
+	.port_reserve = ofi_port_reserve,
+	.listen = ofi_listen,
+	.connect = ofi_connect,
+	.accept = ofi_accept,
+	.relisten = ofi_relisten,
+	.peer_allowed = ofi_peer_allowed,
+	.link_send = ofi_link_send,
+	.link_recv = ofi_link_recv,
+	.region_create = ofi_region_create,
+	.region_export = ofi_region_export,
+	.region_import = ofi_region_import,
+	.region_destroy = ofi_region_destroy,
+	.region_flush = ofi_region_flush,
+	.region_fence = ofi_region_fence,
+	.bell_create = ofi_bell_create,
+	.bell_export = ofi_bell_export,
+	.bell_import = ofi_bell_import,
+	.ring = ofi_ring,
+	.drain = ofi_drain,
+	.unpark = ofi_unpark,
+	.bell_close = ofi_bell_close,
+	.mem_alloc = ofi_mem_alloc,
+	.mem_export = ofi_mem_export,
+	.mem_import = ofi_mem_import,
+	.mem_free = ofi_mem_free,
+};
