@@ -93,6 +93,10 @@ void *scif__rma_mmap(void *addr, size_t len, int prot, int flags, struct scif_en
 		ret = scif__ras_lookup(&ep->ras.remote, offset, len, prot, segs, &nsegs);
 		pthread_rwlock_unlock(&ep->ras.lock);
 	}
+	/* Memory the fabric reaches only by remote DMA cannot be loaded from or stored to. */
+	for (int i = 0; !ret && i < nsegs; i++)
+		if (!segs[i].addr)
+			ret = -EOPNOTSUPP;
 	rec = ret ? NULL : malloc(sizeof(*rec));
 	if (!ret && !rec)
 		ret = -ENOMEM;

@@ -173,8 +173,14 @@ static int conn_import(struct scif_endpt *ep, const struct scif_ctl_msg *m, stru
 	ep->rx.shrt = &me->in_short;
 	ep->rx.size = me->ring_size;
 	ep->rx.mask = me->ring_size - 1;
-	/* A shadow of the peer's region: what we write there goes by the fabric's flush. */
+	/*
+	 * A shadow of the peer's region: what we write there goes by the fabric's flush. A line
+	 * carried by one remote write lands in no particular order within it, which the short
+	 * copy's seqlock cannot tell from a consistent one: no short copies then.
+	 */
 	ep->tx.flush = ep->rx.flush = scif__fab.ops->region_flush;
+	if (ep->tx.flush)
+		ep->tx.shrt = ep->rx.shrt = NULL;
 	ep->tx.flush_r = ep->rx.flush_r = &ep->theirs;
 	ep->tx.flush_base = ep->rx.flush_base = ep->theirs.addr;
 	ep->sh->peer = m->src;
@@ -969,6 +975,13 @@ void scif__conn_closing(struct scif_endpt *ep)
 /* The last reference is gone: the link, the peer's handles, the listen queue, the port. */
 static void conn_fini(struct scif_endpt *ep)
 {
+	/*
+	 * Bytes sent before the close are never lost (spec 4.2). On a shadow fabric they may
+	 * still be on the wire, on another path than the link whose hang-up the peer is about
+	 * to see: let them land first.
+	 */
+	if (ep->tx.flush && scif__epd_state(ep) == SCIFEP_CONNECTED)
+		scif__fab.ops->region_fence(&ep->theirs);
 	scif__monitor_unwatch(ep->link);
 	scif__monitor_unwatch(ep->peer_bell.fd);
 	scif__monitor_unwatch(ep->lfd);

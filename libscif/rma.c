@@ -67,10 +67,26 @@ static int dma_sleeping; /* under dma_lock: queueing signals the worker only if 
 
 /* ---- the DMA worker -------------------------------------------------------------------- */
 
-/* Copy bytes [from, to) of a transfer between its segment lists. */
-static void xfer_copy(struct scif_xfer *x, size_t from, size_t to)
+/*
+ * Copy @n bytes between @local and byte @off of a window piece (@to_win: into the piece).
+ * A piece of a window that is not mapped here goes by the fabric (remote DMA, complete on
+ * return): 0, or -ECONNRESET if the peer is gone.
+ */
+static int seg_copy(const struct scif_seg *s, size_t off, void *local, size_t n, int to_win)
 {
-	int si = 0, di = 0;
+	if (!s->addr)
+		return scif__fab.ops->mem_copy(&s->win->mem, s->woff + off, local, n, to_win);
+	if (to_win)
+		memcpy(s->addr + off, local, n);
+	else
+		memcpy(local, s->addr + off, n);
+	return 0;
+}
+
+/* Copy bytes [from, to) of a transfer between its segment lists: 0 or the first error. */
+static int xfer_copy(struct scif_xfer *x, size_t from, size_t to)
+{
+	int si = 0, di = 0, ret = 0;
 	size_t soff = from, doff = from;
 
 	if (x->vbuf) {
@@ -85,12 +101,10 @@ static void xfer_copy(struct scif_xfer *x, size_t from, size_t to)
 				b = segs[i].len;
 			if (a >= b)
 				continue;
-			if (x->vdir)
-				memcpy(segs[i].addr + a, x->vbuf + pos + a, b - a);
-			else
-				memcpy(x->vbuf + pos + a, segs[i].addr + a, b - a);
+			if (!ret)
+				ret = seg_copy(&segs[i], a, x->vbuf + pos + a, b - a, x->vdir);
 		}
-		return;
+		return ret;
 	}
 	/* Find the segments holding byte `from` on each side, then walk both lists. */
 	while (si < x->nsrc && soff >= x->src[si].len)
@@ -104,7 +118,16 @@ static void xfer_copy(struct scif_xfer *x, size_t from, size_t to)
 			n = x->dst[di].len - doff;
 		if (n > left)
 			n = left;
-		memcpy(x->dst[di].addr + doff, x->src[si].addr + soff, n);
+		if (x->dst[di].addr && x->src[si].addr)
+			memcpy(x->dst[di].addr + doff, x->src[si].addr + soff, n);
+		else if (ret) /* the rest would fail the same way */
+			;
+		else if (x->src[si].addr) /* into a window that is not mapped here */
+			ret = seg_copy(&x->dst[di], doff, x->src[si].addr + soff, n, 1);
+		else if (x->dst[di].addr)
+			ret = seg_copy(&x->src[si], soff, x->dst[di].addr + doff, n, 0);
+		else
+			ret = -ENXIO; /* neither end mapped: one of them is always ours */
 		left -= n;
 		soff += n;
 		doff += n;
@@ -117,6 +140,7 @@ static void xfer_copy(struct scif_xfer *x, size_t from, size_t to)
 			doff = 0;
 		}
 	}
+	return ret;
 }
 
 /* Where SCIF_RMA_ORDERED's last line begins: the destination's final 64-byte line. */
@@ -129,7 +153,7 @@ static size_t xfer_tail(const struct scif_xfer *x)
 	if (!d) /* vreadfrom: the destination is the application's buffer */
 		end = (uintptr_t)x->vbuf + x->len;
 	else
-		end = (uintptr_t)d->addr + d->len;
+		end = d->addr ? (uintptr_t)d->addr + d->len : (uintptr_t)(d->woff + d->len);
 	line = (size_t)(end - ((end - 1) & ~(uintptr_t)(CACHELINE - 1)));
 	return x->len > line ? x->len - line : 0;
 }
@@ -141,26 +165,29 @@ static void xfer_free(struct scif_xfer *x)
 	free(x);
 }
 
-/* Run a whole transfer in the caller (SYNC / USECPU). */
-static void xfer_run(struct scif_xfer *x)
+/* Run a whole transfer in the caller (SYNC / USECPU): 0 or the first error. */
+static int xfer_run(struct scif_xfer *x)
 {
+	int ret;
+
 	if (x->ordered) {
 		size_t tail = xfer_tail(x);
 
-		xfer_copy(x, 0, tail);
+		ret = xfer_copy(x, 0, tail);
 		/* Release: every other byte is visible before the last line. */
 		__atomic_thread_fence(__ATOMIC_RELEASE);
-		xfer_copy(x, tail, x->len);
-	} else {
-		xfer_copy(x, 0, x->len);
+		if (!ret)
+			ret = xfer_copy(x, tail, x->len);
+		return ret;
 	}
+	return xfer_copy(x, 0, x->len);
 }
 
 static void signal_store(struct scif_seg *s, uint64_t v)
 {
 	/* Release: the transfers before the signal are visible before its value. */
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	memcpy(s->addr, &v, sizeof(v));
+	seg_copy(s, 0, &v, sizeof(v), 1);
 }
 
 static void peer_waits_answer(struct scif_endpt *ep)
@@ -571,7 +598,7 @@ int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, 
 	pthread_rwlock_unlock(&ep->ras.lock);
 	if (ret || sync) {
 		if (!ret)
-			xfer_run(x);
+			ret = xfer_run(x);
 		scif__segs_put(x->src, x->nsrc);
 		scif__segs_put(x->dst, x->ndst);
 		if (!sync)
@@ -806,8 +833,8 @@ static int ctl_register(struct scif_endpt *ep, const struct scif_ctl_msg *m,
 						 (prot & SCIF_PROT_READ ? PROT_READ : 0) |
 							 (prot & SCIF_PROT_WRITE ? PROT_WRITE : 0),
 						 &w->mem);
-		/* Memory only remote DMA reaches needs fabric copy ops, which RMA lacks yet. */
-		if (!err && !w->mem.addr) {
+		/* Memory only remote DMA reaches needs the fabric's copy op. */
+		if (!err && !w->mem.addr && !scif__fab.ops->mem_copy) {
 			scif__fab.ops->mem_free(&w->mem);
 			err = ENOMEM;
 		}

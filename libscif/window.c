@@ -665,7 +665,8 @@ int scif__ras_lookup(const struct scif_wlist *list, int64_t off, size_t len, int
 
 		scif__window_get(w);
 		segs[n].win = w;
-		segs[n].addr = w->map + (cur - w->offset);
+		segs[n].woff = cur - w->offset;
+		segs[n].addr = w->map ? w->map + segs[n].woff : NULL;
 		segs[n].len = (size_t)(stop - cur);
 		n++;
 		cur = stop;
@@ -691,7 +692,7 @@ uint8_t *scif__ras_find(const struct scif_wlist *list, int64_t off, size_t len, 
 	w = list->v[i];
 	if (w->dead || w->offset > a || len > w->len - (a - w->offset))
 		return NULL;
-	return (w->prot & prot) == prot ? w->map + (a - w->offset) : NULL;
+	return (w->prot & prot) == prot && w->map ? w->map + (a - w->offset) : NULL;
 }
 
 void scif__segs_put(struct scif_seg *segs, int nsegs)

@@ -25,7 +25,9 @@
  * @foff:    (self) offset of the window in its backing's memory (scif__backing_mem).
  * @mem:     (remote) the peer's memory as the fabric imported it; @mem.addr is @map.
  * @map:     the library's own mapping of it (RMA copies use this, never the application's
- *           address, so an unmapped or freed application buffer cannot fault a copy).
+ *           address, so an unmapped or freed application buffer cannot fault a copy); NULL
+ *           for a remote window the fabric cannot map (RMA then goes by its mem_copy op,
+ *           and scif_mmap answers EOPNOTSUPP).
  * @refs:    list membership + each RMA in flight; the last put unmaps and closes.
  * @peer_maps: (self) scif_mmap mappings the peer holds; an unregistered window keeps its
  *           offsets reserved until this drops to 0.
@@ -77,8 +79,9 @@ struct scif_ras {
 /* One piece of a range that spans contiguous windows. */
 struct scif_seg {
 	struct scif_window *win; /* referenced */
-	uint8_t *addr;           /* inside win->map */
+	uint8_t *addr;           /* inside win->map, or NULL if the window is not mapped here */
 	size_t len;
+	uint64_t woff;           /* where the piece begins in its window */
 };
 
 #define SCIF_MAX_SEGS 64
@@ -120,7 +123,8 @@ int scif__ras_lookup(const struct scif_wlist *list, int64_t off, size_t len, int
 		     struct scif_seg *segs, int *nsegs);
 /*
  * The one live window of @list holding all of [off, off+len) with @prot: the address of @off
- * in its mapping, or NULL (then scif__ras_lookup tells why). Under ras->lock; no reference.
+ * in its mapping, or NULL (then scif__ras_lookup tells why, or the window is not mapped
+ * here). Under ras->lock; no reference.
  */
 uint8_t *scif__ras_find(const struct scif_wlist *list, int64_t off, size_t len, int prot);
 void scif__segs_put(struct scif_seg *segs, int nsegs);

@@ -98,8 +98,7 @@ struct scif_bell {
  * @len:  its length.
  * @addr: imported only: the fabric's mapping of the peer's window with the protection asked
  *        for, or NULL if the peer's memory cannot be mapped here (a remote-DMA fabric: RMA
- *        would take fabric copy ops, which do not exist yet, so the core refuses such a
- *        window with ENOMEM and scif_mmap never sees one).
+ *        then goes by the fabric's @mem_copy op, and scif_mmap answers EOPNOTSUPP).
  * @priv: fabric-private state.
  */
 struct scif_mem {
@@ -197,6 +196,11 @@ struct scif_fabric {
  *                 (PROT_READ/PROT_WRITE); -EINVAL if the handle cannot hold such a window
  *                 (it could shrink, is too short, is no memory), -ENOMEM for resources.
  * @mem_free:      release memory from mem_alloc or mem_import (unmapping @addr).
+ * @mem_copy:      optional, required by a fabric whose mem_import leaves @addr NULL: copy
+ *                 @len bytes between @buf (any memory of this process) and byte @off of the
+ *                 imported window @m (@to_peer: into it), complete (visible to the peer) on
+ *                 return and after every copy that returned before. 0, -EINVAL if the range
+ *                 is not inside @m, -ECONNRESET if the peer is gone.
  */
 struct scif_fabric_ops {
 	size_t size;
@@ -232,6 +236,7 @@ struct scif_fabric_ops {
 	int (*mem_import)(struct scif_fabric *fab, struct scif_fh *fh, size_t len, int prot,
 			  struct scif_mem *m);
 	void (*mem_free)(struct scif_mem *m);
+	int (*mem_copy)(const struct scif_mem *m, size_t off, void *buf, size_t len, int to_peer);
 };
 
 extern const struct scif_fabric_ops scif__fabric_local;

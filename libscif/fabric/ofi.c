@@ -84,8 +84,10 @@ struct ofi_frame {
 	uint16_t type;
 	uint16_t nfh;
 	uint32_t len;
-	uint32_t pad;
+	uint32_t flags; /* OFI_FR_MORE on a HELLO: a message follows at once */
 };
+#define OFI_FR_MORE 1u
+#define OFI_LINK_OWE (1ULL << 63)
 
 struct ofi_fh_wire {
 	uint32_t kind;
@@ -168,7 +170,8 @@ static struct {
 	/* under lock */
 	struct ofi_bell_slot *bells;
 	uint32_t nbells;
-	fi_addr_t *link_peer; /* by link descriptor: its peer's address + 1, or 0 */
+	uint64_t *link_peer; /* by link descriptor: its peer's address + 1 (0: no HELLO yet),
+			      * and OFI_LINK_OWE while ours is still to be sent */
 	int nlinks;
 	struct ofi_fence fence[OFI_FENCES];
 } ofi = {
@@ -263,8 +266,10 @@ static int ofi_pick(void)
 	hints->mode = FI_CONTEXT | FI_CONTEXT2;
 	hints->ep_attr->type = FI_EP_RDM;
 	hints->addr_format = FI_SOCKADDR_IN;
-	hints->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED |
-				      FI_MR_PROV_KEY | FI_MR_ENDPOINT;
+	/* No FI_MR_LOCAL: the provider registers local buffers itself (RMA from the
+	 * application's buffers of the v-calls, rings written anywhere). */
+	hints->domain_attr->mr_mode = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY |
+				      FI_MR_ENDPOINT;
 	hints->domain_attr->threading = FI_THREAD_SAFE;
 	hints->tx_attr->msg_order = FI_ORDER_WAW | FI_ORDER_SAW | FI_ORDER_SAS;
 	hints->rx_attr->msg_order = FI_ORDER_WAW | FI_ORDER_SAW | FI_ORDER_SAS;
@@ -333,11 +338,16 @@ static void ofi_repost(int i)
  */
 static void *ofi_progress(void *arg)
 {
+	struct fid *fids[1] = { &ofi.cq->fid };
+	int wfd = -1;
+
 	(void)arg;
+	if (fi_control(&ofi.cq->fid, FI_GETWAIT, &wfd))
+		wfd = -1;
 	for (;;) {
 		struct fi_cq_entry e[16];
 		fi_addr_t src[16];
-		ssize_t n = fi_cq_sreadfrom(ofi.cq, e, 16, src, NULL, 200);
+		ssize_t n = fi_cq_readfrom(ofi.cq, e, 16, src);
 
 		if (n == -FI_EAVAIL) {
 			struct fi_cq_err_entry err;
@@ -352,10 +362,16 @@ static void *ofi_progress(void *arg)
 			}
 			continue;
 		}
-		if (n == -FI_ENOSYS) { /* no wait object: poll */
-			n = fi_cq_readfrom(ofi.cq, e, 16, src);
-			if (n == -FI_EAGAIN)
-				usleep(20);
+		if (n == -FI_EAGAIN) {
+			/* Nothing to do: sleep on the wait descriptor once libfabric agrees. */
+			if (wfd >= 0 && fi_trywait(ofi.fabric, fids, 1) == FI_SUCCESS) {
+				struct pollfd p = { .fd = wfd, .events = POLLIN };
+
+				poll(&p, 1, 100);
+			} else if (wfd < 0) {
+				usleep(50);
+			}
+			continue;
 		}
 		for (ssize_t k = 0; k < n; k++) {
 			int i = (int)((struct fi_context2 *)e[k].op_context - ofi.rx_ctx);
@@ -374,7 +390,7 @@ static void *ofi_progress(void *arg)
 
 static int ofi_open(struct scif_fabric *fab)
 {
-	struct fi_cq_attr cqa = { .format = FI_CQ_FORMAT_CONTEXT, .wait_obj = FI_WAIT_UNSPEC };
+	struct fi_cq_attr cqa = { .format = FI_CQ_FORMAT_CONTEXT, .wait_obj = FI_WAIT_FD };
 	struct fi_av_attr ava = { .type = FI_AV_TABLE };
 	size_t namelen = OFI_NAME_MAX;
 	pthread_attr_t ta;
@@ -525,14 +541,15 @@ static void ofi_link_opts(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto));
 }
 
-static int ofi_link_set_peer(int fd, fi_addr_t a)
+/* Set link @fd's entry to @v (a new link), or, with @keep, its peer part only. */
+static int ofi_link_set(int fd, uint64_t v, int keep)
 {
 	int ret = 0;
 
 	pthread_mutex_lock(&ofi.lock);
 	if (fd >= ofi.nlinks) {
 		int n = fd + 64;
-		fi_addr_t *p = realloc(ofi.link_peer, sizeof(*p) * (size_t)n);
+		uint64_t *p = realloc(ofi.link_peer, sizeof(*p) * (size_t)n);
 
 		if (!p) {
 			ret = -ENOMEM;
@@ -543,20 +560,35 @@ static int ofi_link_set_peer(int fd, fi_addr_t a)
 		}
 	}
 	if (!ret)
-		ofi.link_peer[fd] = a;
+		ofi.link_peer[fd] = keep ? (ofi.link_peer[fd] & OFI_LINK_OWE) | v : v;
 	pthread_mutex_unlock(&ofi.lock);
 	return ret;
 }
 
-static fi_addr_t ofi_link_peer(int fd)
+/* The address of link @fd's peer + 1, or 0 before its HELLO. */
+static uint64_t ofi_link_peer(int fd)
 {
-	fi_addr_t a = 0;
+	uint64_t a = 0;
 
 	pthread_mutex_lock(&ofi.lock);
 	if (fd >= 0 && fd < ofi.nlinks)
-		a = ofi.link_peer[fd];
+		a = ofi.link_peer[fd] & ~OFI_LINK_OWE;
 	pthread_mutex_unlock(&ofi.lock);
 	return a;
+}
+
+/* Is our HELLO still owed on link @fd? It is not any more once asked. */
+static int ofi_link_take_owe(int fd)
+{
+	int owe = 0;
+
+	pthread_mutex_lock(&ofi.lock);
+	if (fd >= 0 && fd < ofi.nlinks && (ofi.link_peer[fd] & OFI_LINK_OWE)) {
+		ofi.link_peer[fd] &= ~OFI_LINK_OWE;
+		owe = 1;
+	}
+	pthread_mutex_unlock(&ofi.lock);
+	return owe;
 }
 
 /* Move @n bytes through @fd, waiting for room or data at most @ms in total. */
@@ -585,27 +617,52 @@ static int ofi_full(int fd, void *buf, size_t n, int ms, int out)
 	return 0;
 }
 
-static int ofi_send_frame(int fd, uint16_t type, const void *msg, size_t len,
-			  const struct scif_fh *fh, int nfh, int may_wait)
+/* Append one frame to @buf at @at; returns the new end. */
+static size_t ofi_frame_put(uint8_t *buf, size_t at, uint16_t type, uint32_t flags,
+			    const void *msg, size_t len, const struct scif_fh *fh, int nfh)
 {
-	uint8_t buf[sizeof(struct ofi_frame) + OFI_MSG_MAX + SCIF_LINK_MAX_FH * sizeof(struct ofi_fh_wire)];
 	struct ofi_frame h = { .magic = OFI_LINK_MAGIC, .type = type, .nfh = (uint16_t)nfh,
-			       .len = (uint32_t)len };
-	size_t total = sizeof(h) + len + (size_t)nfh * sizeof(struct ofi_fh_wire);
-	ssize_t r;
-	int ret = 0;
+			       .len = (uint32_t)len, .flags = flags };
 
-	if (nfh < 0 || nfh > SCIF_LINK_MAX_FH || len > OFI_MSG_MAX)
-		return -EINVAL;
-	memcpy(buf, &h, sizeof(h));
-	memcpy(buf + sizeof(h), msg, len);
+	memcpy(buf + at, &h, sizeof(h));
+	memcpy(buf + at + sizeof(h), msg, len);
+	at += sizeof(h) + len;
 	for (int i = 0; i < nfh; i++) {
 		struct ofi_fh_wire w = { .kind = fh[i].kind };
 
 		memcpy(w.word, fh[i].word, sizeof(w.word));
-		memcpy(buf + sizeof(h) + len + (size_t)i * sizeof(w), &w, sizeof(w));
+		memcpy(buf + at, &w, sizeof(w));
+		at += sizeof(w);
 	}
+	return at;
+}
+
+#define OFI_HELLO_LEN (offsetof(struct ofi_hello, name) + ofi.hello.namelen)
+
+/*
+ * Send a message frame (@type OFI_FR_MSG) or our HELLO alone (@type OFI_FR_HELLO, waiting
+ * for room if need be). A link whose HELLO is still owed (ours, on the connecting side)
+ * sends it in front of its first message, in the same write, so that the peer never sees a
+ * link readable with a HELLO and no request.
+ */
+static int ofi_send_frame(int fd, uint16_t type, const void *msg, size_t len,
+			  const struct scif_fh *fh, int nfh)
+{
+	uint8_t buf[2 * sizeof(struct ofi_frame) + sizeof(struct ofi_hello) + OFI_MSG_MAX +
+		    SCIF_LINK_MAX_FH * sizeof(struct ofi_fh_wire)];
+	size_t total = 0;
+	int may_wait = type == OFI_FR_HELLO, ret = 0;
+	ssize_t r;
+
+	if (nfh < 0 || nfh > SCIF_LINK_MAX_FH || len > OFI_MSG_MAX)
+		return -EINVAL;
 	pthread_mutex_lock(&ofi.send_lock);
+	if (type == OFI_FR_MSG && ofi_link_take_owe(fd)) {
+		total = ofi_frame_put(buf, 0, OFI_FR_HELLO, OFI_FR_MORE, &ofi.hello,
+				      OFI_HELLO_LEN, NULL, 0);
+		may_wait = 1; /* the link is new: only a full socket buffer would stop it */
+	}
+	total = ofi_frame_put(buf, total, type, 0, msg, len, fh, nfh);
 	do
 		r = send(fd, buf, total, MSG_NOSIGNAL | MSG_DONTWAIT);
 	while (r < 0 && errno == EINTR);
@@ -621,12 +678,6 @@ static int ofi_send_frame(int fd, uint16_t type, const void *msg, size_t len,
 	}
 	pthread_mutex_unlock(&ofi.send_lock);
 	return ret;
-}
-
-static int ofi_send_hello(int fd)
-{
-	return ofi_send_frame(fd, OFI_FR_HELLO, &ofi.hello,
-			      offsetof(struct ofi_hello, name) + ofi.hello.namelen, NULL, 0, 1);
 }
 
 static int ofi_port_reserve(struct scif_fabric *fab, uint16_t port)
@@ -689,9 +740,9 @@ static int ofi_connect(struct scif_fabric *fab, int holder, const struct scif_po
 		}
 	}
 	ofi_link_opts(fd);
-	if (ofi_link_set_peer(fd, 0) || ofi_send_hello(fd)) {
+	if (ofi_link_set(fd, OFI_LINK_OWE, 0)) {
 		close(fd);
-		return -ECONNREFUSED;
+		return -ENOMEM;
 	}
 	return fd;
 fail:
@@ -708,7 +759,8 @@ static int ofi_accept(struct scif_fabric *fab, int lfd)
 	if (fd < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	ofi_link_opts(fd);
-	if (ofi_link_set_peer(fd, 0) || ofi_send_hello(fd)) {
+	if (ofi_link_set(fd, 0, 0) ||
+	    ofi_send_frame(fd, OFI_FR_HELLO, &ofi.hello, OFI_HELLO_LEN, NULL, 0)) {
 		close(fd);
 		return -ECONNABORTED;
 	}
@@ -735,7 +787,7 @@ static int ofi_peer_allowed(struct scif_fabric *fab, int link)
 static int ofi_link_send(int link, const void *msg, size_t len, const struct scif_fh *fh,
 			 int nfh)
 {
-	return ofi_send_frame(link, OFI_FR_MSG, msg, len, fh, nfh, 0);
+	return ofi_send_frame(link, OFI_FR_MSG, msg, len, fh, nfh);
 }
 
 /* The peer's HELLO: put its endpoint in our address vector and remember it for the link. */
@@ -753,7 +805,7 @@ static int ofi_hello_in(int link, const uint8_t *body, size_t len)
 		return -EPROTO;
 	if (fi_av_insert(ofi.av, h.name, 1, &a, 0, NULL) != 1)
 		return -EPROTO;
-	return ofi_link_set_peer(link, a + 1);
+	return ofi_link_set(link, a + 1, 1);
 }
 
 static int ofi_link_recv(int link, void *msg, size_t len, struct scif_fh *fh, int *nfh)
@@ -782,7 +834,8 @@ static int ofi_link_recv(int link, void *msg, size_t len, struct scif_fh *fh, in
 			break;
 		}
 		blen = (size_t)h.len + (size_t)h.nfh * sizeof(struct ofi_fh_wire);
-		if (h.magic != OFI_LINK_MAGIC || h.pad || h.len > OFI_MSG_MAX ||
+		if (h.magic != OFI_LINK_MAGIC || h.len > OFI_MSG_MAX ||
+		    (h.flags & ~OFI_FR_MORE) || (h.flags && h.type != OFI_FR_HELLO) ||
 		    h.nfh > SCIF_LINK_MAX_FH || (h.type != OFI_FR_HELLO && h.type != OFI_FR_MSG) ||
 		    ofi_full(link, body, blen, OFI_FRAME_MS, 0) < 0) {
 			ret = -EPROTO;
@@ -792,6 +845,11 @@ static int ofi_link_recv(int link, void *msg, size_t len, struct scif_fh *fh, in
 			ret = h.nfh ? -EPROTO : ofi_hello_in(link, body, h.len);
 			if (ret)
 				break;
+			if (h.flags & OFI_FR_MORE) { /* sent in the same write: it is coming */
+				struct pollfd p = { .fd = link, .events = POLLIN };
+
+				poll(&p, 1, OFI_FRAME_MS);
+			}
 			continue;
 		}
 		if (h.len > len || (h.nfh && (!fh || !nfh || h.nfh > *nfh))) {
@@ -799,7 +857,7 @@ static int ofi_link_recv(int link, void *msg, size_t len, struct scif_fh *fh, in
 			break;
 		}
 		if (h.nfh) {
-			fi_addr_t peer = ofi_link_peer(link);
+			uint64_t peer = ofi_link_peer(link);
 
 			/* Handles name memory of the process at the other end, which said HELLO. */
 			if (!peer) {
@@ -1184,6 +1242,24 @@ static void ofi_mem_free(struct scif_mem *m)
 	m->fd = -1;
 }
 
+/* RMA into or out of the peer's window; a local buffer is registered for the copy if the
+ * provider asks for local registration. */
+static int ofi_mem_copy(const struct scif_mem *m, size_t off, void *buf, size_t len, int to_peer)
+{
+	struct fid_mr *mr = NULL;
+	void *desc = NULL;
+	int ret;
+
+	if (off > m->len || len > m->len - off || !len)
+		return -EINVAL;
+	if (ofi.mr_local && ofi_mr(buf, len, to_peer ? FI_WRITE : FI_READ, &mr, &desc))
+		return -ENOMEM;
+	ret = ofi_rma_wait(!to_peer, buf, len, desc, m->priv[2], m->priv[0] + off, m->priv[1]);
+	if (mr)
+		fi_close(&mr->fid);
+	return ret;
+}
+
 const struct scif_fabric_ops scif__fabric_ofi = {
 	.size = sizeof(struct scif_fabric_ops),
 	.name = "ofi",
@@ -1213,4 +1289,5 @@ const struct scif_fabric_ops scif__fabric_ofi = {
 	.mem_export = ofi_mem_export,
 	.mem_import = ofi_mem_import,
 	.mem_free = ofi_mem_free,
+	.mem_copy = ofi_mem_copy,
 };
