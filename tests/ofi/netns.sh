@@ -22,6 +22,11 @@
 # of RUN, so runs side by side use different subnets as well (they could not reach each
 # other anyway: nothing is routed out of a run's bridge).
 #
+# Ephemeral ports: port P of a node is TCP port P on its address, so a node's outgoing
+# connections must not take the ports its SCIF endpoints bind. Each node namespace uses
+# 62000-65535 for them (net.ipv4.ip_local_port_range is per namespace), above the ports the
+# tests pick (2000-61999, tests/common.h) and SCIF's dynamic ports (from 1089, lowest first).
+#
 # The cluster file, <dir>/nodes, has one line "<node-id> <ipv4-address>" per node (the format
 # of SCIF_NODES_FILE); <dir> is $SCIF_NETNS_DIR, or ${TMPDIR:-/tmp}/scif-netns-<RUN>.
 #
@@ -99,6 +104,7 @@ cmd_up() {
 		{
 			ip netns add "$ns" &&
 				ip -n "$ns" link set lo up &&
+				ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="62000 65535" &&
 				ip -n "$br" link add "n$i" type veth peer name eth0 netns "$ns" &&
 				ip -n "$br" link set "n$i" master br0 up &&
 				ip -n "$ns" addr add "169.254.$x.$((i + 1))/24" dev eth0 &&
