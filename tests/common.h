@@ -108,19 +108,36 @@ static inline const char *test_peer_path(void)
 }
 
 /*
+ * The program that starts a peer on its node, or NULL: SCIF_TEST_NODE_EXEC, when set, names
+ * a program (tests/ofi/node-exec.sh) that the spawners put in front of a peer's argv; it
+ * execs the rest in the network namespace of the node in the peer's SCIF_NODE, so that
+ * each node is a host of its own (tests/ofi/check-ofi.sh). Unset, peers start directly.
+ */
+static inline const char *test_node_exec(void)
+{
+	const char *p = getenv("SCIF_TEST_NODE_EXEC");
+
+	return p && *p ? p : NULL;
+}
+
+/*
  * Start the peer program as a card process (SCIF_NODE=1 unless node says otherwise) running
- * `scif-peer <args...>`. Spawned with exec, so Criterion's runner is not forked into.
+ * `scif-peer <args...>` (behind test_node_exec() if set). Spawned with exec, so Criterion's
+ * runner is not forked into.
  */
 static inline pid_t test_spawn_peer(int node, char *const args[])
 {
+	const char *wrap = test_node_exec();
 	char nodebuf[32];
-	char *argv[16];
+	char *argv[17];
 	char *envp[256];
-	int n = 0, e = 0;
+	int n = 0, e = 0, max = wrap ? 16 : 15;
 	pid_t pid;
 
+	if (wrap)
+		argv[n++] = (char *)wrap;
 	argv[n++] = (char *)test_peer_path();
-	for (int i = 0; args[i] && n < 15; i++)
+	for (int i = 0; args[i] && n < max; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
 	snprintf(nodebuf, sizeof(nodebuf), "SCIF_NODE=%d", node);

@@ -74,16 +74,26 @@ static void kill_side(struct side *s, const char *why)
 	}
 }
 
-/* Start one program of the pair with SCIF_NODE set to its node; 0 or an errno. */
+/*
+ * Start one program of the pair with SCIF_NODE set to its node; 0 or an errno. When
+ * SCIF_TEST_NODE_EXEC names a program (tests/ofi/node-exec.sh), it goes in front of argv: it
+ * execs the pair program in its node's network namespace (tests/ofi/check-ofi.sh).
+ */
 static int spawn_side(struct side *s, const char *pair, const char *port, char *const extra[])
 {
-	char nodebuf[32], *argv[8], *envp[512];
-	int n = 0, e = 0, err;
+	const char *wrap = getenv("SCIF_TEST_NODE_EXEC");
+	char nodebuf[32], *argv[9], *envp[512];
+	int n = 0, e = 0, err, max;
 
+	if (wrap && !*wrap)
+		wrap = NULL;
+	max = wrap ? 8 : 7;
 	snprintf(s->path, sizeof(s->path), "%s/c-%s-%s", compat_dir(), pair, s->role);
+	if (wrap)
+		argv[n++] = (char *)wrap;
 	argv[n++] = s->path;
 	argv[n++] = (char *)port;
-	for (int i = 0; extra && extra[i] && n < 7; i++)
+	for (int i = 0; extra && extra[i] && n < max; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
 	snprintf(nodebuf, sizeof(nodebuf), "SCIF_NODE=%d", s->node);
@@ -92,7 +102,7 @@ static int spawn_side(struct side *s, const char *pair, const char *port, char *
 		if (strncmp(*v, "SCIF_NODE=", 10))
 			envp[e++] = *v;
 	envp[e] = NULL;
-	err = posix_spawn(&s->pid, s->path, NULL, NULL, argv, envp);
+	err = posix_spawn(&s->pid, argv[0], NULL, NULL, argv, envp);
 	if (!err)
 		s->started = 1;
 	return err;

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# tests/ofi/check-ofi.sh [--fabric local|ofi] [PROGRAM...] - what `make check-ofi` runs: the
+# multi-process tests with every SCIF node a host of its own, a network namespace made by
+# tests/ofi/netns.sh (node 0: the Criterion program; node 1: the peers it spawns).
+#
+# PROGRAMs (default: all four, in this order): test-compat test-mp test-rma-mp test-bulk.
+# Each runs in node 0's namespace under `timeout -k 10 600`, with SCIF_TEST_NODE_EXEC set to
+# tests/ofi/node-exec.sh, so that the tests' spawners start each peer in the namespace of the
+# node in its SCIF_NODE; its Criterion results are printed, then the last line is
+# "N passed, N failed" (Criterion tests; a program that crashed or timed out without its
+# summary counts as one failure). The exit status is 0 only when nothing failed.
+#
+#   --fabric local  (default) the library's default fabric. It joins the namespaces through
+#                   Unix sockets in the shared SCIF_RUN_DIR, so this must pass today: it
+#                   proves the harness.
+#   --fabric ofi    SCIF_FABRIC=ofi, SCIF_NODES_FILE=<the run's cluster file>, FI_PROVIDER=tcp,
+#                   and each node a SCIF_RUN_DIR of its own (node-exec.sh): the nodes share
+#                   no directory, so they can only meet through their addresses; a library
+#                   that ignored SCIF_FABRIC and used the local fabric would fail, not pass.
+#
+# Only tests that can work between hosts run; the others are excluded by Criterion --filter
+# patterns below, each with the reason. Everything the script makes (namespaces, the SCIF run
+# directory) is removed on every exit, also on failure, SIGINT and SIGTERM.
+#
+# Environment (set by the make target): top_builddir, top_srcdir (absolute); OFI_TIMEOUT
+# (600: each program's hard limit, seconds). Needs root.
+# Logs: $top_builddir/tests/ofi/<fabric>-<program>.log (Criterion's --verbose output).
+set -uo pipefail
+
+: "${top_builddir:?run through make check-ofi}" "${top_srcdir:?run through make check-ofi}"
+here=$top_srcdir/tests/ofi
+fabric=local
+progs=()
+while [ $# -gt 0 ]; do
+	case $1 in
+	--fabric) fabric=${2:-}; shift 2 || break ;;
+	--fabric=*) fabric=${1#--fabric=}; shift ;;
+	-*) echo "check-ofi.sh: unknown option $1"; echo "0 passed, 1 failed"; exit 2 ;;
+	*) progs+=("$1"); shift ;;
+	esac
+done
+case $fabric in local | ofi) ;; *)
+	echo "check-ofi.sh: --fabric must be local or ofi, not '$fabric'"; echo "0 passed, 1 failed"; exit 2 ;;
+esac
+[ ${#progs[@]} -gt 0 ] || progs=(test-compat test-mp test-rma-mp test-bulk)
+
+# ---------------------------------------------------------------------------------------
+# What runs across nodes, as Criterion --filter patterns (extended globs on "suite/test").
+declare -A path filter
+path[test-compat]=tests/compat/test-compat
+path[test-mp]=tests/mp/test-mp
+path[test-rma-mp]=tests/mp/test-rma-mp
+path[test-bulk]=tests/mp/test-bulk
+
+# compat pairs (host on node 0, card on node 1), all but:
+#   errno, ring   the pair loads and stores through scif_mmap of the peer's window (errno's
+#                 steps 60-67, ring's whole ring): memory of another host cannot be mapped.
+filter[test-compat]='!(compat/@(errno|ring)_*)'
+
+# test-mp, all but:
+#   hostile/*     the lying peer (tests/mp/hostile.c) speaks the local fabric's own wire
+#                 format: a Unix socket in SCIF_RUN_DIR, memfds passed by SCM_RIGHTS. Between
+#                 hosts there is no such socket to lie on; each fabric needs its own liars.
+#   mp/no_descriptor_or_port_leak_over_10000_connections
+#                 one process connecting to its own node: nothing crosses to another node
+#                 (make check runs it), and it counts the local fabric's socket files.
+filter[test-mp]='!(hostile/*|mp/no_descriptor_or_port_leak_over_10000_connections)'
+
+# test-rma-mp, all but:
+#   rma_mp/mmap_ping_pong_across_processes
+#                 the peer loads and stores through scif_mmap of our window.
+# (window_survives_owner_fork stays: the fork child exits at once and never uses the
+# endpoint; the parent's window must still work.)
+filter[test-rma-mp]='!(rma_mp/mmap_ping_pong_across_processes)'
+
+# test-bulk, all but:
+#   bulk/echo_from_a_fork_child
+#                 the peer's fork child uses the endpoint its parent opened.
+#   hostile_bulk/*
+#                 lies about single-copy offers, which name a pid and an address for
+#                 process_vm_readv: the local fabric's wire format, one OS only.
+#   bulk/nonblocking_sends_1m, bulk/nonblocking_sends_4m
+#                 they require some non-blocking send larger than the ring to go whole,
+#                 single-copy: the receiver copying from the sender's memory with
+#                 process_vm_readv, which only works between processes of one OS.
+#                 (nonblocking_sends_64k, below the ring size, checks only the data: it stays.)
+filter[test-bulk]='!(hostile_bulk/*|bulk/@(echo_from_a_fork_child|nonblocking_sends_1m|nonblocking_sends_4m))'
+
+for p in "${progs[@]}"; do
+	[ -n "${path[$p]:-}" ] || {
+		echo "check-ofi.sh: unknown program $p (test-compat test-mp test-rma-mp test-bulk)"
+		echo "0 passed, 1 failed"; exit 2; }
+done
+
+if [ "$(id -u)" != 0 ]; then
+	echo "FAIL: check-ofi: needs root (network namespaces)"; echo "0 passed, 1 failed"; exit 1
+fi
+
+# ---------------------------------------------------------------------------------------
+# The machine: two nodes in namespaces, a SCIF run directory; torn down on every exit.
+run=$$
+# Each program's hard limit, seconds (the tests' own Criterion timeouts come first).
+hard_timeout=${OFI_TIMEOUT:-600}
+logdir=$top_builddir/tests/ofi
+mkdir -p "$logdir"
+child=
+rundir=
+
+cleanup() {
+	if [ -n "$child" ]; then
+		# timeout(1) passes TERM on to its process group: the test program and its peers.
+		kill -TERM "$child" 2>/dev/null
+		wait "$child" 2>/dev/null
+		child=
+	fi
+	bash "$here/netns.sh" down "$run"
+	[ -n "$rundir" ] && rm -rf "$rundir"
+}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+nodes_file=$(bash "$here/netns.sh" up "$run" 2) || {
+	echo "FAIL: check-ofi: cannot set up the namespaces"; echo "0 passed, 1 failed"; exit 1; }
+rundir=$(mktemp -d "${TMPDIR:-/tmp}/scif-ofi-XXXXXX") && chmod 1777 "$rundir" || {
+	echo "FAIL: check-ofi: no run directory"; echo "0 passed, 1 failed"; exit 1; }
+
+if [ "$fabric" = ofi ]; then
+	# A run directory per node (node-exec.sh makes those of spawned peers); node 0's here.
+	export SCIF_TEST_NODE_RUN_BASE=$rundir
+	export SCIF_RUN_DIR=$rundir/n0
+	mkdir -p "$SCIF_RUN_DIR"
+else
+	unset SCIF_TEST_NODE_RUN_BASE
+	export SCIF_RUN_DIR=$rundir
+fi
+export SCIF_TEST_NODE_EXEC=$here/node-exec.sh
+export SCIF_TEST_NETNS_RUN=$run
+export SCIF_TEST_PEER=$top_builddir/tests/mp/scif-peer
+export SCIF_TEST_TOP=$top_builddir
+export SCIF_COMPAT_DIR=$top_builddir/tests/compat
+export LD_LIBRARY_PATH=$top_builddir/libscif/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export CRITERION_JOBS=${CRITERION_JOBS:-2}
+export SCIF_NODE=0
+if [ "$fabric" = ofi ]; then
+	export SCIF_FABRIC=ofi SCIF_NODES_FILE=$nodes_file FI_PROVIDER=tcp
+else
+	unset SCIF_FABRIC SCIF_NODES_FILE
+fi
+
+echo "check-ofi: fabric $fabric, netns run $run, nodes:"
+grep -v '^#' "$nodes_file" | sed 's/^/    node /'
+
+passed=0
+failed=0
+for p in "${progs[@]}"; do
+	log=$logdir/$fabric-$p.log
+	echo "== $p (filter ${filter[$p]})"
+	timeout -k 10 "$hard_timeout" bash "$here/netns.sh" exec "$run" 0 \
+		"$top_builddir/${path[$p]}" --verbose --filter="${filter[$p]}" >"$log" 2>&1 &
+	child=$!
+	wait "$child"
+	rc=$?
+	child=
+	# Criterion's results, without the start of each test and the excluded ones.
+	grep -a -v -E '^\[(RUN |SKIP)\]|^\[====\] Running' "$log"
+	line=$(grep -a 'Synthesis:' "$log" | tail -n 1)
+	if [ -z "$line" ]; then
+		if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then why="timed out after $hard_timeout s"; else why="exit status $rc"; fi
+		echo "FAIL: ofi-$fabric $p: no result ($why; log: $log)"
+		failed=$((failed + 1))
+		continue
+	fi
+	t=$(sed -E 's/.*Tested: ([0-9]+).*/\1/' <<<"$line")
+	ok=$(sed -E 's/.*Passing: ([0-9]+).*/\1/' <<<"$line")
+	f=$(sed -E 's/.*Failing: ([0-9]+).*/\1/' <<<"$line")
+	c=$(sed -E 's/.*Crashing: ([0-9]+).*/\1/' <<<"$line")
+	passed=$((passed + ok))
+	failed=$((failed + f + c))
+	if [ $((f + c)) = 0 ] && [ "$t" -gt 0 ]; then
+		echo "PASS: ofi-$fabric $p: $ok/$t passed"
+	else
+		echo "FAIL: ofi-$fabric $p: $ok/$t passed (log: $log)"
+		[ "$t" -gt 0 ] || failed=$((failed + 1)) # nothing ran: the filter matched nothing
+	fi
+done
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
