@@ -60,6 +60,7 @@
 #include "scif.h"
 #include "fabric.h"
 #include "local.h"
+#include "../log.h"
 
 #define OFI_FH_REGION 0x52464f01u /* a region: word 0 remote address, word 1 key */
 #define OFI_FH_BELL 0x52464f02u   /* a bell: word 0 its token */
@@ -327,9 +328,14 @@ static int ofi_is_rx(void *ctx)
 
 static void ofi_repost(int i)
 {
-	while (fi_recv(ofi.ep, &ofi.rx[i], sizeof(ofi.rx[i]), ofi.rx_mr ? fi_mr_desc(ofi.rx_mr) : NULL,
-		       FI_ADDR_UNSPEC, &ofi.rx_ctx[i]) == -FI_EAGAIN)
+	ssize_t r;
+
+	while ((r = fi_recv(ofi.ep, &ofi.rx[i], sizeof(ofi.rx[i]),
+			    ofi.rx_mr ? fi_mr_desc(ofi.rx_mr) : NULL, FI_ADDR_UNSPEC,
+			    &ofi.rx_ctx[i])) == -FI_EAGAIN)
 		fi_cq_read(ofi.cq, NULL, 0);
+	if (r)
+		scif_warn("ofi: posting a receive failed: %zd", r);
 }
 
 /*
@@ -373,6 +379,11 @@ static void *ofi_progress(void *arg)
 			}
 			continue;
 		}
+		if (n < 0) {
+			scif_warn("ofi: reading the completion queue failed: %zd", n);
+			usleep(1000);
+			continue;
+		}
 		for (ssize_t k = 0; k < n; k++) {
 			int i = (int)((struct fi_context2 *)e[k].op_context - ofi.rx_ctx);
 
@@ -403,6 +414,8 @@ static int ofi_open(struct scif_fabric *fab)
 	if (ret)
 		return ret;
 	ofi.inject = ofi.info->tx_attr->inject_size;
+	scif_info("ofi: provider %s, inject %zu, mr_mode %#x", ofi.info->fabric_attr->prov_name,
+		  ofi.inject, (unsigned)ofi.info->domain_attr->mr_mode);
 	ofi.mr_local = (ofi.info->domain_attr->mr_mode & FI_MR_LOCAL) != 0;
 	ofi.virt_addr = (ofi.info->domain_attr->mr_mode & FI_MR_VIRT_ADDR) != 0;
 	ofi.mr_endpoint = (ofi.info->domain_attr->mr_mode & FI_MR_ENDPOINT) != 0;
@@ -412,7 +425,10 @@ static int ofi_open(struct scif_fabric *fab)
 	    fi_cq_open(ofi.domain, &cqa, &ofi.cq, NULL) ||
 	    fi_endpoint(ofi.domain, ofi.info, &ofi.ep, NULL) ||
 	    fi_ep_bind(ofi.ep, &ofi.av->fid, 0) ||
-	    fi_ep_bind(ofi.ep, &ofi.cq->fid, FI_TRANSMIT | FI_RECV | FI_SELECTIVE_COMPLETION) ||
+	    /* Selective on the transmit side only: writes and notes report nothing unless
+	     * asked; every receive reports. */
+	    fi_ep_bind(ofi.ep, &ofi.cq->fid, FI_TRANSMIT | FI_SELECTIVE_COMPLETION) ||
+	    fi_ep_bind(ofi.ep, &ofi.cq->fid, FI_RECV) ||
 	    fi_enable(ofi.ep) || fi_getname(&ofi.ep->fid, ofi.hello.name, &namelen) ||
 	    namelen > OFI_NAME_MAX)
 		return -ENXIO;
@@ -468,6 +484,7 @@ static int ofi_note_send(uint32_t op, uint64_t arg, fi_addr_t to)
 	uint64_t until = 0;
 	ssize_t r;
 
+	scif_dbg("ofi: send note %u %#llx to %llu", op, (unsigned long long)arg, (unsigned long long)to);
 	while ((r = fi_inject(ofi.ep, &n, sizeof(n), to)) == -FI_EAGAIN) {
 		uint64_t now = ofi_now_ms();
 
@@ -486,6 +503,7 @@ static void ofi_handle(struct ofi_note *n, fi_addr_t src)
 
 	if (n->magic != OFI_NOTE_MAGIC)
 		return;
+	scif_dbg("ofi: note %u %#llx from %llu", n->op, (unsigned long long)n->arg, (unsigned long long)src);
 	switch (n->op) {
 	case OFI_OP_RING:
 	case OFI_OP_UNPARK:
@@ -982,8 +1000,11 @@ static int ofi_write(const void *buf, size_t len, void *desc, fi_addr_t peer, ui
 			r = fi_inject_write(ofi.ep, buf, len, peer, raddr, key);
 		else
 			r = fi_write(ofi.ep, buf, len, desc, peer, raddr, key, NULL);
-		if (r != -FI_EAGAIN)
+		if (r != -FI_EAGAIN) {
+			if (r)
+				scif_warn("ofi: write of %zu bytes failed: %zd", len, r);
 			return r ? -ECONNRESET : 0;
+		}
 		uint64_t now = ofi_now_ms();
 
 		if (!until)
