@@ -981,7 +981,7 @@ static void conn_fini(struct scif_endpt *ep)
 	 * to see: let them land first.
 	 */
 	if (ep->tx.flush && scif__epd_state(ep) == SCIFEP_CONNECTED)
-		scif__fab.ops->region_fence(&ep->theirs);
+		scif__fab.ops->region_fence(&ep->theirs, ep->link);
 	scif__monitor_unwatch(ep->link);
 	scif__monitor_unwatch(ep->peer_bell.fd);
 	scif__monitor_unwatch(ep->lfd);

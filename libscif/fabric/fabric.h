@@ -175,7 +175,8 @@ struct scif_fabric {
  *                 and every range the peer flushed toward us before it could see those has
  *                 landed here. Pairs a waiter's "publish my wait word, then look at the
  *                 other's index" with the other side's "publish my index, then look at the
- *                 wait word", which a store/load barrier pairs on coherent memory.
+ *                 wait word", which a store/load barrier pairs on coherent memory. Gives up
+ *                 with -ECONNRESET once @link, the connection's link, hangs up.
  * @bell_create:   create the endpoint descriptor (*@user, a local socket end the application
  *                 polls) and the own bell @own whose ring makes it readable.
  * @bell_export:   name the own bell @own in @fh (borrowed), so the peer can import it.
@@ -222,7 +223,7 @@ struct scif_fabric_ops {
 			     struct scif_region *r);
 	void (*region_destroy)(struct scif_region *r);
 	int (*region_flush)(const struct scif_region *r, size_t off, size_t len);
-	int (*region_fence)(const struct scif_region *r);
+	int (*region_fence)(const struct scif_region *r, int link);
 	int (*bell_create)(struct scif_fabric *fab, int *user, struct scif_bell *own);
 	void (*bell_export)(const struct scif_bell *own, struct scif_fh *fh);
 	int (*bell_import)(struct scif_fabric *fab, struct scif_fh *fh, struct scif_bell *peer);

@@ -42,6 +42,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,8 +142,10 @@ static struct {
 	pthread_mutex_t lock; /* start-up, the tables below */
 	pthread_mutex_t send_lock; /* one link frame at a time */
 	pthread_mutex_t recv_lock;
+	pthread_mutex_t fi_lock; /* every libfabric call (FI_LK/FI_UL; see ofi_open_ep) */
 	pthread_cond_t fence_cond; /* fences and ofi_op completions */
 	int ready;
+	int forked; /* a fork child that has not opened its own endpoint yet */
 	uint16_t self;
 	uint64_t listed;
 	struct in_addr addr[SCIF_MAX_NODES];
@@ -179,8 +182,17 @@ static struct {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.send_lock = PTHREAD_MUTEX_INITIALIZER,
 	.recv_lock = PTHREAD_MUTEX_INITIALIZER,
+	.fi_lock = PTHREAD_MUTEX_INITIALIZER,
 	.fence_cond = PTHREAD_COND_INITIALIZER,
 };
+
+/*
+ * libfabric's calls one at a time. The providers say FI_THREAD_SAFE, but tcp;ofi_rxm of
+ * libfabric 1.17 crashed in its completion queue when a peer died while another thread
+ * posted writes toward it; the calls are short, so one lock costs little.
+ */
+#define FI_LK() pthread_mutex_lock(&ofi.fi_lock)
+#define FI_UL() pthread_mutex_unlock(&ofi.fi_lock)
 
 static uint64_t ofi_now_ms(void)
 {
@@ -296,20 +308,34 @@ static int ofi_mr(void *buf, size_t len, uint64_t access, struct fid_mr **mr, vo
 	static uint64_t next_key = 1;
 	uint64_t key = __atomic_fetch_add(&next_key, 1, __ATOMIC_RELAXED);
 
-	if (fi_mr_reg(ofi.domain, buf, len, access, 0, key, 0, mr, NULL))
+	FI_LK();
+	if (fi_mr_reg(ofi.domain, buf, len, access, 0, key, 0, mr, NULL)) {
+		FI_UL();
 		return -ENOMEM;
+	}
 	if (ofi.mr_endpoint &&
 	    (fi_mr_bind(*mr, &ofi.ep->fid, 0) || fi_mr_enable(*mr))) {
 		fi_close(&(*mr)->fid);
+		FI_UL();
 		*mr = NULL;
 		return -ENOMEM;
 	}
+	FI_UL();
 	if (desc)
 		*desc = fi_mr_desc(*mr);
 	return 0;
 }
 
 static void ofi_handle(struct ofi_note *n, fi_addr_t src);
+
+static void ofi_mr_close(struct fid_mr *mr)
+{
+	if (!mr)
+		return;
+	FI_LK();
+	fi_close(&mr->fid);
+	FI_UL();
+}
 
 static void ofi_op_done(struct ofi_op *op, int err)
 {
@@ -330,10 +356,12 @@ static void ofi_repost(int i)
 {
 	ssize_t r;
 
+	FI_LK();
 	while ((r = fi_recv(ofi.ep, &ofi.rx[i], sizeof(ofi.rx[i]),
 			    ofi.rx_mr ? fi_mr_desc(ofi.rx_mr) : NULL, FI_ADDR_UNSPEC,
 			    &ofi.rx_ctx[i])) == -FI_EAGAIN)
 		fi_cq_read(ofi.cq, NULL, 0);
+	FI_UL();
 	if (r)
 		scif_warn("ofi: posting a receive failed: %zd", r);
 }
@@ -353,13 +381,17 @@ static void *ofi_progress(void *arg)
 	for (;;) {
 		struct fi_cq_entry e[16];
 		fi_addr_t src[16];
-		ssize_t n = fi_cq_readfrom(ofi.cq, e, 16, src);
+		ssize_t n, got;
 
+		FI_LK();
+		n = fi_cq_readfrom(ofi.cq, e, 16, src);
 		if (n == -FI_EAVAIL) {
 			struct fi_cq_err_entry err;
 
 			memset(&err, 0, sizeof(err));
-			if (fi_cq_readerr(ofi.cq, &err, 0) > 0 && err.op_context) {
+			got = fi_cq_readerr(ofi.cq, &err, 0);
+			FI_UL();
+			if (got > 0 && err.op_context) {
 				if (ofi_is_rx(err.op_context))
 					ofi_repost((int)((struct fi_context2 *)err.op_context -
 							 ofi.rx_ctx));
@@ -369,8 +401,11 @@ static void *ofi_progress(void *arg)
 			continue;
 		}
 		if (n == -FI_EAGAIN) {
+			int wait = wfd >= 0 && fi_trywait(ofi.fabric, fids, 1) == FI_SUCCESS;
+
+			FI_UL();
 			/* Nothing to do: sleep on the wait descriptor once libfabric agrees. */
-			if (wfd >= 0 && fi_trywait(ofi.fabric, fids, 1) == FI_SUCCESS) {
+			if (wait) {
 				struct pollfd p = { .fd = wfd, .events = POLLIN };
 
 				poll(&p, 1, 100);
@@ -379,6 +414,7 @@ static void *ofi_progress(void *arg)
 			}
 			continue;
 		}
+		FI_UL();
 		if (n < 0) {
 			scif_warn("ofi: reading the completion queue failed: %zd", n);
 			usleep(1000);
@@ -399,12 +435,10 @@ static void *ofi_progress(void *arg)
 	return NULL;
 }
 
+static int ofi_open_ep(void);
+
 static int ofi_open(struct scif_fabric *fab)
 {
-	struct fi_cq_attr cqa = { .format = FI_CQ_FORMAT_CONTEXT, .wait_obj = FI_WAIT_FD };
-	struct fi_av_attr ava = { .type = FI_AV_TABLE };
-	size_t namelen = OFI_NAME_MAX;
-	pthread_attr_t ta;
 	int ret;
 
 	(void)fab;
@@ -419,6 +453,22 @@ static int ofi_open(struct scif_fabric *fab)
 	ofi.mr_local = (ofi.info->domain_attr->mr_mode & FI_MR_LOCAL) != 0;
 	ofi.virt_addr = (ofi.info->domain_attr->mr_mode & FI_MR_VIRT_ADDR) != 0;
 	ofi.mr_endpoint = (ofi.info->domain_attr->mr_mode & FI_MR_ENDPOINT) != 0;
+	return ofi_open_ep();
+}
+
+/*
+ * This process's libfabric objects, its receives and its progress thread. A fork child
+ * gets its own (ofi_live): the parent's are the parent's, sockets and all.
+ */
+static int ofi_open_ep(void)
+{
+	struct fi_cq_attr cqa = { .format = FI_CQ_FORMAT_CONTEXT, .wait_obj = FI_WAIT_FD };
+	struct fi_av_attr ava = { .type = FI_AV_TABLE };
+	size_t namelen = OFI_NAME_MAX;
+	pthread_attr_t ta;
+	sigset_t all, old;
+	int ret;
+
 	if (ofi.fabric_open(ofi.info->fabric_attr, &ofi.fabric, NULL) ||
 	    fi_domain(ofi.fabric, ofi.info, &ofi.domain, NULL) ||
 	    fi_av_open(ofi.domain, &ava, &ofi.av, NULL) ||
@@ -438,11 +488,54 @@ static int ofi_open(struct scif_fabric *fab)
 		return -ENXIO;
 	for (int i = 0; i < OFI_RX_BUFS; i++)
 		ofi_repost(i);
+	/* The application's signals are not for the progress thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_attr_init(&ta);
 	pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
 	ret = pthread_create(&ofi.thread, &ta, ofi_progress, NULL);
 	pthread_attr_destroy(&ta);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return ret ? -ENXIO : 0;
+}
+
+/* In a fork child: the locks as new, and libfabric to be opened again on first use. */
+static void ofi_atfork_child(void)
+{
+	pthread_mutex_init(&ofi.fi_lock, NULL);
+	pthread_mutex_init(&ofi.lock, NULL);
+	pthread_mutex_init(&ofi.send_lock, NULL);
+	pthread_mutex_init(&ofi.recv_lock, NULL);
+	pthread_cond_init(&ofi.fence_cond, NULL);
+	if (ofi.ready)
+		ofi.forked = 1;
+}
+
+/*
+ * Before an op that needs this process's endpoint: a fork child opens its own. The parent's
+ * objects are left alone (closing them would close the parent's connections): endpoints a
+ * child inherited are not usable on this fabric.
+ */
+static int ofi_live(void)
+{
+	int ret = 0;
+
+	if (!__atomic_load_n(&ofi.forked, __ATOMIC_ACQUIRE))
+		return 0;
+	pthread_mutex_lock(&ofi.lock);
+	if (ofi.forked) {
+		ofi.fabric = NULL;
+		ofi.domain = NULL;
+		ofi.av = NULL;
+		ofi.cq = NULL;
+		ofi.ep = NULL;
+		ofi.rx_mr = NULL;
+		ret = ofi_open_ep();
+		if (!ret)
+			__atomic_store_n(&ofi.forked, 0, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&ofi.lock);
+	return ret ? -ENOMEM : 0;
 }
 
 static int ofi_attach(struct scif_fabric *fab)
@@ -465,6 +558,8 @@ static int ofi_attach(struct scif_fabric *fab)
 		}
 		if (!ret)
 			ret = ofi_open(fab) ? -ENXIO : 0;
+		if (!ret)
+			pthread_atfork(NULL, NULL, ofi_atfork_child);
 		ofi.ready = !ret;
 	}
 	pthread_mutex_unlock(&ofi.lock);
@@ -485,15 +580,19 @@ static int ofi_note_send(uint32_t op, uint64_t arg, fi_addr_t to)
 	ssize_t r;
 
 	scif_dbg("ofi: send note %u %#llx to %llu", op, (unsigned long long)arg, (unsigned long long)to);
+	FI_LK();
 	while ((r = fi_inject(ofi.ep, &n, sizeof(n), to)) == -FI_EAGAIN) {
 		uint64_t now = ofi_now_ms();
 
-		if (!until)
+		if (!until) {
 			until = now + OFI_OP_MS;
-		else if (now > until)
+		} else if (now > until) {
+			FI_UL();
 			return -ECONNRESET;
+		}
 		fi_cq_read(ofi.cq, NULL, 0);
 	}
+	FI_UL();
 	return r ? -ECONNRESET : 0;
 }
 
@@ -734,6 +833,9 @@ static int ofi_connect(struct scif_fabric *fab, int holder, const struct scif_po
 	int fd, err = 0;
 	socklen_t el = sizeof(err);
 
+	if (ofi_live())
+		return -ENOMEM;
+
 	(void)fab;
 	(void)holder;
 	if (dst->node >= SCIF_MAX_NODES || !(ofi.listed >> dst->node & 1))
@@ -771,9 +873,12 @@ fail:
 
 static int ofi_accept(struct scif_fabric *fab, int lfd)
 {
-	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	int fd;
 
+	if (ofi_live())
+		return -ENOMEM;
 	(void)fab;
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	ofi_link_opts(fd);
@@ -813,6 +918,7 @@ static int ofi_hello_in(int link, const uint8_t *body, size_t len)
 {
 	struct ofi_hello h;
 	fi_addr_t a;
+	int n;
 
 	if (len < offsetof(struct ofi_hello, name) || len > sizeof(h))
 		return -EPROTO;
@@ -821,7 +927,10 @@ static int ofi_hello_in(int link, const uint8_t *body, size_t len)
 	if (h.namelen != len - offsetof(struct ofi_hello, name) || !h.namelen ||
 	    h.node >= SCIF_MAX_NODES || !(ofi.listed >> h.node & 1))
 		return -EPROTO;
-	if (fi_av_insert(ofi.av, h.name, 1, &a, 0, NULL) != 1)
+	FI_LK();
+	n = fi_av_insert(ofi.av, h.name, 1, &a, 0, NULL);
+	FI_UL();
+	if (n != 1)
 		return -EPROTO;
 	return ofi_link_set(link, a + 1, 1);
 }
@@ -917,9 +1026,12 @@ static void *ofi_map(size_t len)
 static int ofi_region_create(struct scif_fabric *fab, size_t len, struct scif_region *r)
 {
 	struct fid_mr *mr;
-	void *p = ofi_map(len);
+	void *p;
 
+	if (ofi_live())
+		return -ENOMEM;
 	(void)fab;
+	p = ofi_map(len);
 	if (!p)
 		return -ENOMEM;
 	if (ofi_mr(p, len, FI_REMOTE_WRITE | FI_REMOTE_READ, &mr, NULL)) {
@@ -961,8 +1073,7 @@ static int ofi_region_import(struct scif_fabric *fab, struct scif_fh *fh, size_t
 	/* The shadow starts as a copy of the peer's region (its header, say); a region shorter
 	 * than @len, or no region at all, fails the read. */
 	if (ofi_rma_wait(1, p, len, s->desc, s->peer, s->raddr, s->key)) {
-		if (s->mr)
-			fi_close(&s->mr->fid);
+		ofi_mr_close(s->mr);
 		munmap(p, len);
 		free(s);
 		return -EPROTO;
@@ -978,11 +1089,10 @@ static void ofi_region_destroy(struct scif_region *r)
 	if (r->priv[1]) {
 		struct ofi_shadow *s = (struct ofi_shadow *)(uintptr_t)r->priv[0];
 
-		if (s->mr)
-			fi_close(&s->mr->fid);
+		ofi_mr_close(s->mr);
 		free(s);
 	} else {
-		fi_close(&((struct fid_mr *)(uintptr_t)r->priv[0])->fid);
+		ofi_mr_close(((struct fid_mr *)(uintptr_t)r->priv[0]));
 	}
 	munmap(r->addr, r->len);
 	*r = (struct scif_region){ 0 };
@@ -996,10 +1106,14 @@ static int ofi_write(const void *buf, size_t len, void *desc, fi_addr_t peer, ui
 	ssize_t r;
 
 	for (;;) {
+		FI_LK();
 		if (len <= ofi.inject)
 			r = fi_inject_write(ofi.ep, buf, len, peer, raddr, key);
 		else
 			r = fi_write(ofi.ep, buf, len, desc, peer, raddr, key, NULL);
+		if (r == -FI_EAGAIN)
+			fi_cq_read(ofi.cq, NULL, 0);
+		FI_UL();
 		if (r != -FI_EAGAIN) {
 			if (r)
 				scif_warn("ofi: write of %zu bytes failed: %zd", len, r);
@@ -1011,7 +1125,6 @@ static int ofi_write(const void *buf, size_t len, void *desc, fi_addr_t peer, ui
 			until = now + OFI_OP_MS;
 		else if (now > until)
 			return -ECONNRESET;
-		fi_cq_read(ofi.cq, NULL, 0);
 	}
 }
 
@@ -1034,13 +1147,16 @@ static int ofi_rma_wait(int read, void *buf, size_t len, void *desc, fi_addr_t p
 	int ret = 0;
 
 	for (;;) {
+		FI_LK();
 		r = read ? fi_readmsg(ofi.ep, &msg, FI_COMPLETION)
 			 : fi_writemsg(ofi.ep, &msg, FI_COMPLETION | FI_DELIVERY_COMPLETE);
+		if (r == -FI_EAGAIN)
+			fi_cq_read(ofi.cq, NULL, 0);
+		FI_UL();
 		if (r != -FI_EAGAIN)
 			break;
 		if (ofi_now_ms() > until)
 			return -ECONNRESET;
-		fi_cq_read(ofi.cq, NULL, 0);
 	}
 	if (r)
 		return -ECONNRESET;
@@ -1056,7 +1172,9 @@ static int ofi_rma_wait(int read, void *buf, size_t len, void *desc, fi_addr_t p
 		if (!op.done && ofi_now_ms() > until) {
 			/* The operation still owns @op: cancel it before the stack goes. */
 			pthread_mutex_unlock(&ofi.lock);
+			FI_LK();
 			fi_cancel(&ofi.ep->fid, &op.ctx);
+			FI_UL();
 			pthread_mutex_lock(&ofi.lock);
 			until = ofi_now_ms() + OFI_OP_MS;
 			ret = -ECONNRESET;
@@ -1075,10 +1193,18 @@ static int ofi_region_flush(const struct scif_region *r, size_t off, size_t len)
 	return ofi_write((uint8_t *)r->addr + off, len, s->desc, s->peer, s->raddr + off, s->key);
 }
 
-static int ofi_region_fence(const struct scif_region *r)
+/* Has @link hung up (or failed)? */
+static int ofi_link_dead(int link)
+{
+	struct pollfd p = { .fd = link, .events = POLLRDHUP };
+
+	return link < 0 || (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
+}
+
+static int ofi_region_fence(const struct scif_region *r, int link)
 {
 	const struct ofi_shadow *s = (const struct ofi_shadow *)(uintptr_t)r->priv[0];
-	uint64_t until = ofi_now_ms() + OFI_OP_MS;
+	uint64_t until = ofi_now_ms() + OFI_OP_MS, arg;
 	struct timespec ts;
 	int i, ret = 0;
 
@@ -1095,7 +1221,7 @@ static int ofi_region_fence(const struct scif_region *r)
 	ofi.fence[i].busy = 1;
 	ofi.fence[i].done = 0;
 	ofi.fence[i].gen++;
-	uint64_t arg = (uint64_t)ofi.fence[i].gen << 32 | (uint32_t)i;
+	arg = (uint64_t)ofi.fence[i].gen << 32 | (uint32_t)i;
 	pthread_mutex_unlock(&ofi.lock);
 	ret = ofi_note_send(OFI_OP_PING, arg, s->peer);
 	pthread_mutex_lock(&ofi.lock);
@@ -1107,7 +1233,8 @@ static int ofi_region_fence(const struct scif_region *r)
 			ts.tv_nsec -= 1000000000;
 		}
 		pthread_cond_timedwait(&ofi.fence_cond, &ofi.lock, &ts);
-		if (!ofi.fence[i].done && ofi_now_ms() > until)
+		/* A peer that is gone never answers: its link says so first. */
+		if (!ofi.fence[i].done && (ofi_now_ms() > until || ofi_link_dead(link)))
 			ret = -ECONNRESET;
 	}
 	ofi.fence[i].busy = 0;
@@ -1209,7 +1336,7 @@ static int ofi_mem_alloc(struct scif_fabric *fab, size_t len, unsigned int page_
 {
 	struct fid_mr *mr;
 	void *p;
-	int ret = scif__fabric_local.mem_alloc(fab, len, page_shift, m);
+	int ret = ofi_live() ? -ENOMEM : scif__fabric_local.mem_alloc(fab, len, page_shift, m);
 
 	if (ret)
 		return ret;
@@ -1252,8 +1379,7 @@ static int ofi_mem_import(struct scif_fabric *fab, struct scif_fh *fh, size_t le
 static void ofi_mem_free(struct scif_mem *m)
 {
 	if (m->fd >= 0) { /* ours */
-		if (m->priv[0])
-			fi_close(&((struct fid_mr *)(uintptr_t)m->priv[0])->fid);
+		ofi_mr_close(((struct fid_mr *)(uintptr_t)m->priv[0]));
 		if (m->priv[1])
 			munmap((void *)(uintptr_t)m->priv[1], m->len);
 		m->priv[0] = m->priv[1] = 0;
@@ -1276,8 +1402,7 @@ static int ofi_mem_copy(const struct scif_mem *m, size_t off, void *buf, size_t 
 	if (ofi.mr_local && ofi_mr(buf, len, to_peer ? FI_WRITE : FI_READ, &mr, &desc))
 		return -ENOMEM;
 	ret = ofi_rma_wait(!to_peer, buf, len, desc, m->priv[2], m->priv[0] + off, m->priv[1]);
-	if (mr)
-		fi_close(&mr->fid);
+	ofi_mr_close(mr);
 	return ret;
 }
 
