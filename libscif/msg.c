@@ -470,8 +470,11 @@ static long tx_arm(struct scif_endpt *ep)
 	if (__builtin_expect(ep->tx.flush != NULL, 0)) {
 		/* Shadow fabric: [M3] is the fabric's two-way fence (fabric.h region_fence). */
 		scif__rb_flush_line(&ep->tx, &scif__qp_theirs(ep)->peer_tx_wait);
-		if (scif__fab.ops->region_fence(&ep->theirs, ep->link) < 0)
-			return -ECONNRESET;
+		if (scif__fab.ops->region_fence(&ep->theirs, ep->link) < 0) {
+			/* The peer is gone: no room will come; the waiters see the reset. */
+			scif__epd_disconnect(ep);
+			return 0;
+		}
 	}
 	return scif__rb_space(&ep->tx, &sh->tx);
 }

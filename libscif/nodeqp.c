@@ -14,6 +14,7 @@
  * so a silent or dead connector cannot stall scif_accept, and a connection the connector
  * closes right after scif_connect returned is still accepted (and then reads as closed).
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -105,6 +106,9 @@ static int link_read(int link, struct scif_ctl_msg *m, struct scif_fh *fh, int *
 			return -errno;
 	}
 }
+
+/* We write only the header of our region before sharing it (fabric.h SCIF_REGION_HEAD). */
+static_assert(SCIF_QP_HDR_SIZE <= SCIF_REGION_HEAD, "the QP header fits the region head");
 
 static int conn_region_create(struct scif_endpt *ep)
 {

@@ -55,6 +55,10 @@ static inline void scif_fh_release(struct scif_fh *fh, int n)
 		}
 }
 
+/* The owner of a region writes only its first SCIF_REGION_HEAD bytes, and only before it
+ * exports it; the rest starts zeroed and is the peer's to write. */
+#define SCIF_REGION_HEAD 4096u
+
 /**
  * struct scif_region - memory one side allocates and the other maps (a connection's queue
  * pair). The core reads @addr and @len; @priv is the fabric's. A region whose @addr is NULL
@@ -161,7 +165,8 @@ struct scif_fabric {
  * @region_create: allocate @len bytes of memory the peer can map.
  * @region_export: name region @r in @fh (borrowed).
  * @region_import: map a region the peer sent in @fh; validates that it is exactly @len long
- *                 and cannot change size (-EPROTO), -ENOMEM for resources.
+ *                 and cannot change size (-EPROTO), -ENOMEM for resources. A fabric that
+ *                 imports a shadow copies the region's head (SCIF_REGION_HEAD) into it.
  * @region_destroy: unmap and release (an empty region: nothing).
  * @region_flush:  optional: for a fabric whose imported region is a local *shadow* of the
  *                 peer's memory (written here, carried there by remote writes): make bytes

@@ -127,6 +127,14 @@ struct ofi_op {
 	int err;
 };
 
+/* A peer process's endpoint name and its address in our address vector. */
+struct ofi_peer {
+	struct ofi_peer *next;
+	fi_addr_t addr;
+	uint32_t namelen;
+	uint8_t name[OFI_NAME_MAX];
+};
+
 struct ofi_bell_slot {
 	int fd;       /* the own bell's descriptor, or -1 if the slot is free */
 	uint32_t gen; /* bumped when the slot is freed: stale tokens miss */
@@ -178,6 +186,7 @@ static struct {
 			      * and OFI_LINK_OWE while ours is still to be sent */
 	int nlinks;
 	struct ofi_fence fence[OFI_FENCES];
+	struct ofi_peer *peers; /* every peer process in the address vector, once */
 } ofi = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.send_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -530,6 +539,7 @@ static int ofi_live(void)
 		ofi.cq = NULL;
 		ofi.ep = NULL;
 		ofi.rx_mr = NULL;
+		ofi.peers = NULL; /* the parent's address vector's (left, like the rest) */
 		ret = ofi_open_ep();
 		if (!ret)
 			__atomic_store_n(&ofi.forked, 0, __ATOMIC_RELEASE);
@@ -913,11 +923,15 @@ static int ofi_link_send(int link, const void *msg, size_t len, const struct sci
 	return ofi_send_frame(link, OFI_FR_MSG, msg, len, fh, nfh);
 }
 
-/* The peer's HELLO: put its endpoint in our address vector and remember it for the link. */
+/*
+ * The peer's HELLO: its endpoint in our address vector, once per peer process (every
+ * address is a connection of the provider's), and remembered for the link.
+ */
 static int ofi_hello_in(int link, const uint8_t *body, size_t len)
 {
 	struct ofi_hello h;
-	fi_addr_t a;
+	struct ofi_peer *p;
+	fi_addr_t a = FI_ADDR_NOTAVAIL;
 	int n;
 
 	if (len < offsetof(struct ofi_hello, name) || len > sizeof(h))
@@ -927,11 +941,32 @@ static int ofi_hello_in(int link, const uint8_t *body, size_t len)
 	if (h.namelen != len - offsetof(struct ofi_hello, name) || !h.namelen ||
 	    h.node >= SCIF_MAX_NODES || !(ofi.listed >> h.node & 1))
 		return -EPROTO;
-	FI_LK();
-	n = fi_av_insert(ofi.av, h.name, 1, &a, 0, NULL);
-	FI_UL();
-	if (n != 1)
-		return -EPROTO;
+	pthread_mutex_lock(&ofi.lock);
+	for (p = ofi.peers; p; p = p->next)
+		if (p->namelen == h.namelen && !memcmp(p->name, h.name, h.namelen)) {
+			a = p->addr;
+			break;
+		}
+	pthread_mutex_unlock(&ofi.lock);
+	if (a == FI_ADDR_NOTAVAIL) {
+		p = calloc(1, sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		FI_LK();
+		n = fi_av_insert(ofi.av, h.name, 1, &a, 0, NULL);
+		FI_UL();
+		if (n != 1) {
+			free(p);
+			return -EPROTO;
+		}
+		p->addr = a;
+		p->namelen = h.namelen;
+		memcpy(p->name, h.name, h.namelen);
+		pthread_mutex_lock(&ofi.lock);
+		p->next = ofi.peers;
+		ofi.peers = p;
+		pthread_mutex_unlock(&ofi.lock);
+	}
 	return ofi_link_set(link, a + 1, 1);
 }
 
@@ -1070,9 +1105,15 @@ static int ofi_region_import(struct scif_fabric *fab, struct scif_fh *fh, size_t
 	s->raddr = fh->word[0];
 	s->key = fh->word[1];
 	s->peer = fh->word[2];
-	/* The shadow starts as a copy of the peer's region (its header, say); a region shorter
-	 * than @len, or no region at all, fails the read. */
-	if (ofi_rma_wait(1, p, len, s->desc, s->peer, s->raddr, s->key)) {
+	/*
+	 * The shadow starts as a copy of the peer's region: of its head, the only part its owner
+	 * writes before sharing it (fabric.h), and of its last byte, so that a region shorter
+	 * than @len fails the import.
+	 */
+	if (ofi_rma_wait(1, p, len < SCIF_REGION_HEAD ? len : SCIF_REGION_HEAD, s->desc, s->peer,
+			 s->raddr, s->key) ||
+	    ofi_rma_wait(1, (uint8_t *)p + len - 1, 1, s->desc, s->peer, s->raddr + len - 1,
+			 s->key)) {
 		ofi_mr_close(s->mr);
 		munmap(p, len);
 		free(s);

@@ -13,6 +13,11 @@
 #   tcp lat 8B                  tests/ofi/tcp-pp (C, plain sockets, TCP_NODELAY): ping-pong
 #                               of 8 bytes, usec/xfer, half a round trip
 #   tcp bw 4MiB                 tests/ofi/tcp-pp: 4 MiB messages one way, MB/s
+#   scif lat 8B (P)             scif_bench across the same namespaces on the ofi fabric over
+#                               libfabric provider P (tcp, sockets): 8-byte send/recv, half
+#                               the median round trip, usec/xfer (as fi_pingpong counts)
+#   scif writeto 4MiB (P)       scif_bench rma-write/sync-cpu at 4 MiB: MB/s
+#   ratio ...                   SCIF over the provider's own figure of the same run
 # MB/s is 10^6 bytes per second, as fabtests print it. With --runs N > 1, a last block gives
 # each figure's median and range (min..max) over the runs.
 #
@@ -53,6 +58,7 @@ ftwork=$top_builddir/tests/provider
 ftsrc=$ftwork/fabtests-1.17.0
 ftbin=$ftsrc/install/bin
 TCP_PP=$top_builddir/tests/ofi/tcp-pp
+SCIF_BENCH=$top_builddir/tools/scif_bench/scif_bench
 
 [ "$(id -u)" = 0 ] || { echo "baseline.sh: needs root (network namespaces)" >&2; exit 1; }
 [ -x "$TCP_PP" ] || { echo "baseline.sh: no $TCP_PP (make tests/ofi/tcp-pp)" >&2; exit 1; }
@@ -165,6 +171,44 @@ fabtests_pair() {
 	fi
 }
 
+# scif_pair PROVIDER: scif_bench server in node 1, client in node 0, on the ofi fabric.
+scif_pair() {
+	local prov=$1 out v sport=$((3300 + RANDOM % 2000)) rundir
+	local env=(env SCIF_FABRIC=ofi SCIF_NODES_FILE="$nodes_file" FI_PROVIDER="$prov"
+		LD_LIBRARY_PATH="$top_builddir/libscif/.libs")
+	if [ ! -x "$SCIF_BENCH" ]; then
+		nofigure "scif lat 8B ($prov)" "no $SCIF_BENCH"; return
+	fi
+	rundir=$(mktemp -d /tmp/scif-bench-ofi.XXXXXX)
+	on 1 "${env[@]}" SCIF_NODE=1 SCIF_RUN_DIR="$rundir" "$SCIF_BENCH" --server --port "$sport" \
+		>/dev/null 2>&1 &
+	server=$!
+	if ! wait_listen "$sport"; then
+		kill -TERM "$server" 2>/dev/null; wait "$server" 2>/dev/null; server=
+		rm -rf "$rundir"
+		nofigure "scif lat 8B ($prov)" "the scif_bench server did not start"; return
+	fi
+	out=$(on 0 "${env[@]}" SCIF_NODE=0 SCIF_RUN_DIR="$rundir" "$SCIF_BENCH" --client --node 1 \
+		--port "$sport" --no-pin --tests lat,rma-write/sync-cpu --sizes 8,4M --time 1 2>&1)
+	kill -TERM "$server" 2>/dev/null; wait "$server" 2>/dev/null; server=
+	rm -rf "$rundir"
+	v=$(awk '$1 == "lat" && $2 == "8" { printf "%.2f", $3 / 2 }' <<<"$out")
+	if [ -n "$v" ]; then figure "scif lat 8B ($prov)" "$v" usec/xfer
+	else nofigure "scif lat 8B ($prov)" "$(tail -n 1 <<<"$out")"; fi
+	v=$(awk '$1 == "rma-write/sync-cpu" && $2 == "4M" { printf "%.1f", $3 * 1000 }' <<<"$out")
+	if [ -n "$v" ]; then figure "scif writeto 4MiB ($prov)" "$v" MB/s
+	else nofigure "scif writeto 4MiB ($prov)" "$(tail -n 1 <<<"$out")"; fi
+}
+
+# ratio NAME A B: A / B of this run's last samples, if both exist.
+ratio() {
+	local a b
+	read -r -a a <<<"${samples[$2]:-}"
+	read -r -a b <<<"${samples[$3]:-}"
+	[ ${#a[@]} -gt 0 ] && [ ${#b[@]} -gt 0 ] || return 0
+	figure "$1" "$(awk -v x="${a[-1]}" -v y="${b[-1]}" 'BEGIN { printf "%.3f", x / y }')" x
+}
+
 one_run() {
 	local e v out port=5001
 	for e in rdm msg; do
@@ -197,6 +241,12 @@ one_run() {
 	if [ -n "$v" ]; then figure "tcp lat 8B" "$v" usec/xfer; else nofigure "tcp lat 8B" "$out"; fi
 	v=$(sed -n -E 's/^tcp-pp bw: .* ([0-9.]+) MB\/s.*/\1/p' <<<"$out")
 	if [ -n "$v" ]; then figure "tcp bw 4MiB" "$v" MB/s; else nofigure "tcp bw 4MiB" "$out"; fi
+	scif_pair tcp
+	scif_pair sockets
+	ratio "ratio scif lat (tcp) / fi_pingpong rdm" "scif lat 8B (tcp)" "fi_pingpong rdm 8B"
+	ratio "ratio scif writeto (tcp) / fi_rma_bw rdm" "scif writeto 4MiB (tcp)" \
+		"fi_rma_bw write rdm 4MiB"
+	ratio "ratio scif lat (tcp) / tcp" "scif lat 8B (tcp)" "tcp lat 8B"
 }
 
 echo "baseline: netns run $run, server node 1 ($srv_addr), client node 0;" \

@@ -31,11 +31,14 @@ set -uo pipefail
 : "${top_builddir:?run through make check-ofi}" "${top_srcdir:?run through make check-ofi}"
 here=$top_srcdir/tests/ofi
 fabric=local
+provider=sockets
 progs=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--fabric) fabric=${2:-}; shift 2 || break ;;
 	--fabric=*) fabric=${1#--fabric=}; shift ;;
+	--provider) provider=${2:-}; shift 2 || break ;;
+	--provider=*) provider=${1#--provider=}; shift ;;
 	-*) echo "check-ofi.sh: unknown option $1"; echo "0 passed, 1 failed"; exit 2 ;;
 	*) progs+=("$1"); shift ;;
 	esac
@@ -44,6 +47,7 @@ case $fabric in local | ofi) ;; *)
 	echo "check-ofi.sh: --fabric must be local or ofi, not '$fabric'"; echo "0 passed, 1 failed"; exit 2 ;;
 esac
 [ ${#progs[@]} -gt 0 ] || progs=(test-compat test-mp test-rma-mp test-bulk)
+[ "$fabric" = ofi ] && [ "$progs" = test-compat ] && [ ${#progs[@]} = 4 ] && progs+=(test-ofi)
 
 # ---------------------------------------------------------------------------------------
 # What runs across nodes, as Criterion --filter patterns (extended globs on "suite/test").
@@ -52,11 +56,15 @@ path[test-compat]=tests/compat/test-compat
 path[test-mp]=tests/mp/test-mp
 path[test-rma-mp]=tests/mp/test-rma-mp
 path[test-bulk]=tests/mp/test-bulk
+path[test-ofi]=tests/ofi/test-ofi
 
 # compat pairs (host on node 0, card on node 1), all but:
 #   errno, ring   the pair loads and stores through scif_mmap of the peer's window (errno's
 #                 steps 60-67, ring's whole ring): memory of another host cannot be mapped.
 filter[test-compat]='!(compat/@(errno|ring)_*)'
+
+# test-ofi (--fabric ofi only): a peer host that becomes unreachable; all of it.
+filter[test-ofi]='ofi/*'
 
 # test-mp, all but:
 #   hostile/*     the lying peer (tests/mp/hostile.c) speaks the local fabric's own wire
@@ -85,7 +93,16 @@ filter[test-rma-mp]='!(rma_mp/mmap_ping_pong_across_processes)'
 #                 single-copy: the receiver copying from the sender's memory with
 #                 process_vm_readv, which only works between processes of one OS.
 #                 (nonblocking_sends_64k, below the ring size, checks only the data: it stays.)
-filter[test-bulk]='!(hostile_bulk/*|bulk/@(echo_from_a_fork_child|nonblocking_sends_1m|nonblocking_sends_4m))'
+#   bulk/abandoned_offer_is_not_delivered
+#                 the peer makes a single-copy offer and withdraws it by closing; between
+#                 hosts there are no offers: its bytes go through the ring and are delivered.
+filter[test-bulk]='!(hostile_bulk/*|bulk/@(echo_from_a_fork_child|nonblocking_sends_1m|nonblocking_sends_4m|abandoned_offer_is_not_delivered))'
+
+# With libfabric's tcp;ofi_rxm (--provider tcp), also not the tests that SIGKILL a peer
+# while data flows: libfabric 1.17's tcp;ofi_rxm dereferences NULL in its completion queue
+# (fi_cq_readfrom) when a peer dies with writes in flight, which crashes the survivor. The
+# sockets provider (the default here) runs them; see docs/network-fabric.md.
+rxm_unsafe='mp/@(sigkill_peer_at_random_points|blocked_recv_returns_econnreset_when_peer_killed)|rma_mp/peer_killed_during_async_rma|bulk/nonblocking_offer_@(sender|receiver)_killed'
 
 for p in "${progs[@]}"; do
 	[ -n "${path[$p]:-}" ] || {
@@ -138,6 +155,7 @@ else
 fi
 export SCIF_TEST_NODE_EXEC=$here/node-exec.sh
 export SCIF_TEST_NETNS_RUN=$run
+export SCIF_TEST_NETNS_SH=$here/netns.sh
 export SCIF_TEST_PEER=$top_builddir/tests/mp/scif-peer
 export SCIF_TEST_TOP=$top_builddir
 export SCIF_COMPAT_DIR=$top_builddir/tests/compat
@@ -145,12 +163,19 @@ export LD_LIBRARY_PATH=$top_builddir/libscif/.libs${LD_LIBRARY_PATH:+:$LD_LIBRAR
 export CRITERION_JOBS=${CRITERION_JOBS:-2}
 export SCIF_NODE=0
 if [ "$fabric" = ofi ]; then
-	export SCIF_FABRIC=ofi SCIF_NODES_FILE=$nodes_file FI_PROVIDER=tcp
+	export SCIF_FABRIC=ofi SCIF_NODES_FILE=$nodes_file FI_PROVIDER=$provider
+	if [ "$provider" = tcp ]; then
+		for p in "${!filter[@]}"; do
+			[[ ${filter[$p]} == '!('* ]] || continue
+			f=${filter[$p]#'!('}
+			filter[$p]="!(${f%')'}|$rxm_unsafe)"
+		done
+	fi
 else
 	unset SCIF_FABRIC SCIF_NODES_FILE
 fi
 
-echo "check-ofi: fabric $fabric, netns run $run, nodes:"
+echo "check-ofi: fabric $fabric${SCIF_FABRIC:+ (libfabric provider $provider)}, netns run $run, nodes:"
 grep -v '^#' "$nodes_file" | sed 's/^/    node /'
 
 passed=0

@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * test-ofi.c - what only the network fabric has: a peer *host* that becomes unreachable. Run
+ * by tests/ofi/check-ofi.sh (node 0 in a network namespace, the peer in node 1's), which
+ * sets SCIF_TEST_NETNS_RUN and SCIF_TEST_NETNS_SH; built for check-ofi only.
+ *
+ * Node 1's link is taken down (its bridge port, like a pulled cable): no reset reaches us,
+ * only silence. Our endpoint must report ECONNRESET within the fabric's bound (about 4 s,
+ * docs/network-fabric.md), both when it waits idle in scif_recv and when it is sending.
+ * The link is brought back up by the test's fini, also when the test fails.
+ */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "scif.h"
+#include "../common.h"
+
+#define RESET_BOUND_MS 15000 /* far above the fabric's ~4 s: only "it does not hang" */
+
+static void netns_link(const char *how)
+{
+	const char *sh = getenv("SCIF_TEST_NETNS_SH"), *run = getenv("SCIF_TEST_NETNS_RUN");
+	char cmd[512];
+
+	cr_assert(sh && run, "run through make check-ofi (SCIF_TEST_NETNS_SH/RUN unset)");
+	snprintf(cmd, sizeof(cmd), "bash '%s' link '%s' 1 %s", sh, run, how);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+static void link_up(void)
+{
+	const char *sh = getenv("SCIF_TEST_NETNS_SH"), *run = getenv("SCIF_TEST_NETNS_RUN");
+	char cmd[512];
+
+	if (sh && run) {
+		snprintf(cmd, sizeof(cmd), "bash '%s' link '%s' 1 up", sh, run);
+		if (system(cmd) != 0)
+			fprintf(stderr, "test-ofi: could not bring node 1's link back up\n");
+	}
+}
+
+/* Start the echo peer on node 1 and connect to it (it may take a moment to listen). */
+static scif_epd_t echo_peer(pid_t *pid)
+{
+	uint16_t port = test_port();
+	char a1[16];
+	char *args[] = { "echo", test_num(a1, port), NULL };
+	struct scif_portID dst = { .node = 1, .port = port };
+	uint64_t until;
+	scif_epd_t ep = -1;
+
+	*pid = test_spawn_peer(1, args);
+	until = test_now_ms() + 20000;
+	for (;;) {
+		ep = scif_open();
+		cr_assert_geq(ep, 0);
+		if (scif_connect(ep, &dst) > 0)
+			break;
+		scif_close(ep);
+		cr_assert_lt(test_now_ms(), until, "no echo peer on node 1 port %u", port);
+		usleep(50000);
+	}
+	/* One round: the connection works before the link goes. */
+	cr_assert_eq(scif_send(ep, "ping", 4, SCIF_SEND_BLOCK), 4);
+	char b[4];
+	cr_assert_eq(scif_recv(ep, b, 4, SCIF_RECV_BLOCK), 4);
+	cr_assert_eq(memcmp(b, "ping", 4), 0);
+	return ep;
+}
+
+static void peer_gone(pid_t pid)
+{
+	int st;
+
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+}
+
+TestSuite(ofi, .fini = link_up);
+
+Test(ofi, idle_receiver_sees_unreachable_host, .timeout = 60)
+{
+	pid_t pid;
+	scif_epd_t ep = echo_peer(&pid);
+	uint64_t t0, ms;
+	char b;
+	int r;
+
+	netns_link("down");
+	t0 = test_now_ms();
+	r = scif_recv(ep, &b, 1, SCIF_RECV_BLOCK);
+	ms = test_now_ms() - t0;
+	cr_log_info("idle receiver: ECONNRESET after %llu ms", (unsigned long long)ms);
+	cr_expect_eq(r, -1);
+	cr_expect_eq(errno, ECONNRESET);
+	cr_expect_lt(ms, RESET_BOUND_MS, "reset after %llu ms", (unsigned long long)ms);
+	netns_link("up");
+	scif_close(ep);
+	peer_gone(pid);
+}
+
+struct flood {
+	scif_epd_t ep;
+	int ret, err;
+};
+
+static void *flood_tx(void *arg)
+{
+	struct flood *f = arg;
+	static char buf[1 << 16];
+
+	for (;;) {
+		int n = scif_send(f->ep, buf, (int)sizeof(buf), SCIF_SEND_BLOCK);
+
+		if (n < 0) {
+			f->ret = n;
+			f->err = errno;
+			return NULL;
+		}
+	}
+}
+
+Test(ofi, sender_sees_unreachable_host, .timeout = 60)
+{
+	struct flood f = { .ret = 0 };
+	struct timespec ts;
+	pthread_t th;
+	pid_t pid;
+	uint64_t t0, ms;
+
+	f.ep = echo_peer(&pid);
+	cr_assert_eq(pthread_create(&th, NULL, flood_tx, &f), 0);
+	usleep(200000); /* data in flight both ways (the peer echoes) */
+	netns_link("down");
+	t0 = test_now_ms();
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += RESET_BOUND_MS / 1000;
+	cr_assert_eq(pthread_timedjoin_np(th, NULL, &ts), 0, "the sender hung");
+	ms = test_now_ms() - t0;
+	cr_log_info("sender: ECONNRESET after %llu ms", (unsigned long long)ms);
+	cr_expect_eq(f.ret, -1);
+	cr_expect_eq(f.err, ECONNRESET);
+	netns_link("up");
+	scif_close(f.ep);
+	peer_gone(pid);
+}
