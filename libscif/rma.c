@@ -422,7 +422,7 @@ off_t scif__rma_register(struct scif_endpt *ep, void *addr, size_t len, off_t of
 	m.payload[0] = off;
 	m.payload[1] = len;
 	m.payload[2] = (uint64_t)prot;
-	scif__fab.ops->mem_export(mem, w->foff, len, &fh);
+	scif__fab.ops->mem_export(mem, w->foff, len, prot, &fh);
 	ret = scif__ctl_call(ep, &m, &fh, NULL);
 	pthread_rwlock_wrlock(&ep->ras.lock);
 	if (ret) /* withdraw */

@@ -197,7 +197,9 @@ struct scif_fabric {
  *                 nothing).
  * @mem_alloc:     memory of @len bytes for a window, in pages of 2^@page_shift bytes if
  *                 @page_shift is not 0 (-ENOMEM for any resource); see struct scif_mem.
- * @mem_export:    name [@off, @off+@len) of @m in @fh (borrowed).
+ * @mem_export:    name [@off, @off+@len) of @m in @fh (borrowed), for a window that grants
+ *                 the peer @prot (SCIF_PROT_READ/WRITE): a fabric whose handle is itself the
+ *                 peer's access (a remote key) grants no more than that.
  * @mem_import:    take the peer's window of @len bytes from @fh and map it with @prot
  *                 (PROT_READ/PROT_WRITE); -EINVAL if the handle cannot hold such a window
  *                 (it could shrink, is too short, is no memory), -ENOMEM for resources.
@@ -238,7 +240,8 @@ struct scif_fabric_ops {
 	void (*bell_close)(struct scif_bell *b);
 	int (*mem_alloc)(struct scif_fabric *fab, size_t len, unsigned int page_shift,
 			 struct scif_mem *m);
-	void (*mem_export)(const struct scif_mem *m, off_t off, size_t len, struct scif_fh *fh);
+	void (*mem_export)(const struct scif_mem *m, off_t off, size_t len, int prot,
+			   struct scif_fh *fh);
 	int (*mem_import)(struct scif_fabric *fab, struct scif_fh *fh, size_t len, int prot,
 			  struct scif_mem *m);
 	void (*mem_free)(struct scif_mem *m);

@@ -702,9 +702,11 @@ static int local_mem_alloc(struct scif_fabric *fab, size_t len, unsigned int pag
 }
 
 /* The memfd, and the window's offset in it (word 0; 0 needs no trailer on the link). */
-static void local_mem_export(const struct scif_mem *m, off_t off, size_t len, struct scif_fh *fh)
+static void local_mem_export(const struct scif_mem *m, off_t off, size_t len, int prot,
+			     struct scif_fh *fh)
 {
 	(void)len;
+	(void)prot; /* the peer maps it with the window's protection (mem_import) */
 	*fh = (struct scif_fh){ .fd = m->fd, .word = { (uint64_t)(m->off + off) } };
 }
 

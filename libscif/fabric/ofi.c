@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -79,6 +80,7 @@
 #define OFI_FRAME_MS 2000   /* the rest of a frame that has begun must come within this */
 #define OFI_DEAD_MS 4000    /* an unreachable peer shows as gone after about this long */
 #define OFI_OP_MS 10000     /* a queue that stays full this long means the peer is gone */
+#define OFI_EXIT_MS 1000    /* what exit() spends making sure the peers got our bytes */
 
 /* One framed control message on a link; the message, then nfh handles, follow it. */
 struct ofi_frame {
@@ -314,11 +316,22 @@ static int ofi_pick(void)
 /* Register @len bytes at @buf for @access (FI_* flags); *desc for local use. */
 static int ofi_mr(void *buf, size_t len, uint64_t access, struct fid_mr **mr, void **desc)
 {
-	static uint64_t next_key = 1;
-	uint64_t key = __atomic_fetch_add(&next_key, 1, __ATOMIC_RELAXED);
+	uint64_t key = 0;
+	int r = -FI_ENOKEY;
 
+	/*
+	 * Where we choose the keys (no FI_MR_PROV_KEY), they are random: a key is all a peer
+	 * needs to reach memory, so one peer must not guess the keys of another's.
+	 */
 	FI_LK();
-	if (fi_mr_reg(ofi.domain, buf, len, access, 0, key, 0, mr, NULL)) {
+	for (int tries = 0; r == -FI_ENOKEY && tries < 4; tries++) {
+		if (getrandom(&key, sizeof(key), 0) != sizeof(key))
+			break;
+		if (ofi.info->domain_attr->mr_key_size < sizeof(key))
+			key &= (1ULL << (8 * ofi.info->domain_attr->mr_key_size)) - 1;
+		r = fi_mr_reg(ofi.domain, buf, len, access, 0, key, 0, mr, NULL);
+	}
+	if (r) {
 		FI_UL();
 		return -ENOMEM;
 	}
@@ -445,6 +458,7 @@ static void *ofi_progress(void *arg)
 }
 
 static int ofi_open_ep(void);
+static void ofi_at_exit(void);
 
 static int ofi_open(struct scif_fabric *fab)
 {
@@ -568,8 +582,10 @@ static int ofi_attach(struct scif_fabric *fab)
 		}
 		if (!ret)
 			ret = ofi_open(fab) ? -ENXIO : 0;
-		if (!ret)
+		if (!ret) {
 			pthread_atfork(NULL, NULL, ofi_atfork_child);
+			atexit(ofi_at_exit);
+		}
 		ofi.ready = !ret;
 	}
 	pthread_mutex_unlock(&ofi.lock);
@@ -1242,15 +1258,17 @@ static int ofi_link_dead(int link)
 	return link < 0 || (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
 }
 
-static int ofi_region_fence(const struct scif_region *r, int link)
+/*
+ * The two-way fence with the process at @peer: a ping that its progress thread answers after
+ * everything it had posted toward us. Gives up with -ECONNRESET at @until (ms) or once @link
+ * hangs up (@link < 0: no link to watch).
+ */
+static int ofi_fence_peer(fi_addr_t peer, int link, uint64_t until)
 {
-	const struct ofi_shadow *s = (const struct ofi_shadow *)(uintptr_t)r->priv[0];
-	uint64_t until = ofi_now_ms() + OFI_OP_MS, arg;
 	struct timespec ts;
-	int i, ret = 0;
+	uint64_t arg;
+	int i, ret;
 
-	if (!r->priv[1])
-		return -EINVAL;
 	pthread_mutex_lock(&ofi.lock);
 	for (;;) {
 		for (i = 0; i < OFI_FENCES && ofi.fence[i].busy; i++)
@@ -1264,7 +1282,7 @@ static int ofi_region_fence(const struct scif_region *r, int link)
 	ofi.fence[i].gen++;
 	arg = (uint64_t)ofi.fence[i].gen << 32 | (uint32_t)i;
 	pthread_mutex_unlock(&ofi.lock);
-	ret = ofi_note_send(OFI_OP_PING, arg, s->peer);
+	ret = ofi_note_send(OFI_OP_PING, arg, peer);
 	pthread_mutex_lock(&ofi.lock);
 	while (!ret && !ofi.fence[i].done) {
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -1275,13 +1293,45 @@ static int ofi_region_fence(const struct scif_region *r, int link)
 		}
 		pthread_cond_timedwait(&ofi.fence_cond, &ofi.lock, &ts);
 		/* A peer that is gone never answers: its link says so first. */
-		if (!ofi.fence[i].done && (ofi_now_ms() > until || ofi_link_dead(link)))
+		if (!ofi.fence[i].done &&
+		    (ofi_now_ms() > until || (link >= 0 && ofi_link_dead(link))))
 			ret = -ECONNRESET;
 	}
 	ofi.fence[i].busy = 0;
 	pthread_cond_broadcast(&ofi.fence_cond);
 	pthread_mutex_unlock(&ofi.lock);
 	return ret;
+}
+
+static int ofi_region_fence(const struct scif_region *r, int link)
+{
+	const struct ofi_shadow *s = (const struct ofi_shadow *)(uintptr_t)r->priv[0];
+
+	if (!r->priv[1])
+		return -EINVAL;
+	return ofi_fence_peer(s->peer, link, ofi_now_ms() + OFI_OP_MS);
+}
+
+/*
+ * At exit: the bytes this process sent are on the wire, on other paths than the links whose
+ * hang-up its peers are about to see. A process that exits without closing its endpoints
+ * closes them all the same (spec 4.2: nothing it sent is lost): fence every peer process,
+ * within OFI_EXIT_MS in all.
+ */
+static void ofi_at_exit(void)
+{
+	uint64_t until = ofi_now_ms() + OFI_EXIT_MS;
+	fi_addr_t addr[64];
+	int n = 0;
+
+	if (!ofi.ready || __atomic_load_n(&ofi.forked, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&ofi.lock);
+	for (struct ofi_peer *p = ofi.peers; p && n < 64; p = p->next)
+		addr[n++] = p->addr;
+	pthread_mutex_unlock(&ofi.lock);
+	for (int i = 0; i < n && ofi_now_ms() < until; i++)
+		ofi_fence_peer(addr[i], -1, until);
 }
 
 /* ---- bells ------------------------------------------------------------------------------ */
@@ -1370,38 +1420,58 @@ static void ofi_bell_close(struct scif_bell *b)
 /*
  * Window memory is a memfd as on the local fabric (the core maps it over the application's
  * pages); this fabric maps it once more and registers that mapping, the same pages, for the
- * peer's RDMA. priv[0] holds the MR, priv[1] our mapping.
+ * peer's RDMA: once per kind of access a window can grant (read, write, both), so that the
+ * key a window hands out allows only what the window does. priv[0] holds a struct ofi_mem.
  */
+enum { OFI_MR_RD, OFI_MR_WR, OFI_MR_RW, OFI_MRS };
+
+struct ofi_mem {
+	void *map;
+	struct fid_mr *mr[OFI_MRS];
+};
+
 static int ofi_mem_alloc(struct scif_fabric *fab, size_t len, unsigned int page_shift,
 			 struct scif_mem *m)
 {
-	struct fid_mr *mr;
-	void *p;
+	static const uint64_t access[OFI_MRS] = { FI_REMOTE_READ, FI_REMOTE_WRITE,
+						  FI_REMOTE_READ | FI_REMOTE_WRITE };
+	struct ofi_mem *om;
 	int ret = ofi_live() ? -ENOMEM : scif__fabric_local.mem_alloc(fab, len, page_shift, m);
 
 	if (ret)
 		return ret;
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
-	if (p == MAP_FAILED ||
-	    ofi_mr(p, len, FI_REMOTE_READ | FI_REMOTE_WRITE | FI_READ | FI_WRITE, &mr, NULL)) {
-		if (p != MAP_FAILED)
-			munmap(p, len);
+	om = calloc(1, sizeof(*om));
+	if (om) {
+		om->map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
+		if (om->map == MAP_FAILED)
+			om->map = NULL;
+	}
+	for (int i = 0; !ret && i < OFI_MRS; i++)
+		ret = om && om->map ? ofi_mr(om->map, len, access[i], &om->mr[i], NULL) : -ENOMEM;
+	if (ret) {
+		for (int i = 0; om && i < OFI_MRS; i++)
+			ofi_mr_close(om->mr[i]);
+		if (om && om->map)
+			munmap(om->map, len);
+		free(om);
 		scif__fabric_local.mem_free(m);
 		return -ENOMEM;
 	}
-	m->priv[0] = (uintptr_t)mr;
-	m->priv[1] = (uintptr_t)p;
+	m->priv[0] = (uintptr_t)om;
 	return 0;
 }
 
-static void ofi_mem_export(const struct scif_mem *m, off_t off, size_t len, struct scif_fh *fh)
+static void ofi_mem_export(const struct scif_mem *m, off_t off, size_t len, int prot,
+			   struct scif_fh *fh)
 {
-	struct fid_mr *mr = (struct fid_mr *)(uintptr_t)m->priv[0];
-	uint64_t base = ofi.virt_addr ? m->priv[1] : 0;
+	const struct ofi_mem *om = (const struct ofi_mem *)(uintptr_t)m->priv[0];
+	int k = (prot & SCIF_PROT_WRITE) ? (prot & SCIF_PROT_READ ? OFI_MR_RW : OFI_MR_WR)
+					 : OFI_MR_RD;
+	uint64_t base = ofi.virt_addr ? (uintptr_t)om->map : 0;
 
 	(void)len;
 	*fh = (struct scif_fh){ .fd = -1, .kind = OFI_FH_MEM,
-				.word = { base + (uint64_t)(m->off + off), fi_mr_key(mr) } };
+				.word = { base + (uint64_t)(m->off + off), fi_mr_key(om->mr[k]) } };
 }
 
 /* The peer's window: where it is and its key; nothing to map (addr stays NULL). */
@@ -1420,10 +1490,16 @@ static int ofi_mem_import(struct scif_fabric *fab, struct scif_fh *fh, size_t le
 static void ofi_mem_free(struct scif_mem *m)
 {
 	if (m->fd >= 0) { /* ours */
-		ofi_mr_close(((struct fid_mr *)(uintptr_t)m->priv[0]));
-		if (m->priv[1])
-			munmap((void *)(uintptr_t)m->priv[1], m->len);
-		m->priv[0] = m->priv[1] = 0;
+		struct ofi_mem *om = (struct ofi_mem *)(uintptr_t)m->priv[0];
+
+		if (om) {
+			for (int i = 0; i < OFI_MRS; i++)
+				ofi_mr_close(om->mr[i]);
+			if (om->map)
+				munmap(om->map, m->len);
+			free(om);
+		}
+		m->priv[0] = 0;
 		scif__fabric_local.mem_free(m);
 	}
 	m->addr = NULL;

@@ -8,6 +8,9 @@
  * only silence. Our endpoint must report ECONNRESET within the fabric's bound (about 4 s,
  * docs/network-fabric.md), both when it waits idle in scif_recv and when it is sending.
  * The link is brought back up by the test's fini, also when the test fails.
+ *
+ * And what the network fabric does differently on purpose: scif_mmap of a peer window fails
+ * with EOPNOTSUPP (no load/store path to another host), while RMA to the same window works.
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -22,6 +25,7 @@
 
 #include "scif.h"
 #include "../common.h"
+#include "../mp/stream.h"
 
 #define RESET_BOUND_MS 15000 /* far above the fabric's ~4 s: only "it does not hang" */
 
@@ -151,4 +155,42 @@ Test(ofi, sender_sees_unreachable_host, .timeout = 60)
 	netns_link("up");
 	scif_close(f.ep);
 	peer_gone(pid);
+}
+
+/* The peer's rma-serve role (tests/mp/peer-rma.c): its window, announced on the stream. */
+struct hello {
+	uint64_t offset, size;
+};
+
+Test(ofi, mmap_of_a_remote_window_is_eopnotsupp_rma_works, .timeout = 60)
+{
+	uint16_t port = test_port();
+	uint64_t seed = 0x5eedULL;
+	char a1[16], a2[24];
+	char *args[] = { "rma-serve", "0", test_num(a1, port), "65536", test_num(a2, seed), NULL };
+	scif_epd_t lep = scif_open(), ep;
+	struct scif_portID peer;
+	struct hello h;
+	uint8_t got[4096], want[4096];
+	uint64_t sum;
+	void *map;
+	pid_t pid;
+
+	cr_assert_eq(scif_bind(lep, port), port);
+	cr_assert_eq(scif_listen(lep, 1), 0);
+	pid = test_spawn_peer(1, args);
+	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
+	cr_assert_eq(scif_recv(ep, &h, sizeof(h), SCIF_RECV_BLOCK), (int)sizeof(h));
+	map = scif_mmap(NULL, 4096, SCIF_PROT_READ | SCIF_PROT_WRITE, 0, ep, (off_t)h.offset);
+	cr_expect_eq(map, SCIF_MMAP_FAILED);
+	cr_expect_eq(errno, EOPNOTSUPP, "scif_mmap across hosts: errno %d", errno);
+	cr_assert_eq(scif_vreadfrom(ep, got, sizeof(got), (off_t)h.offset, SCIF_RMA_SYNC), 0,
+		     "scif_vreadfrom: %s", strerror(errno));
+	stream_fill(seed, 0, want, sizeof(want));
+	cr_expect_eq(memcmp(got, want, sizeof(got)), 0, "vreadfrom read other bytes");
+	cr_assert_eq(scif_send(ep, "d", 1, SCIF_SEND_BLOCK), 1);
+	cr_assert_eq(scif_recv(ep, &sum, sizeof(sum), SCIF_RECV_BLOCK), (int)sizeof(sum));
+	scif_close(ep);
+	scif_close(lep);
+	cr_expect_eq(test_wait(pid), 0, "the rma-serve peer failed");
 }

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "scif.h"
 #include "fabric.h"
 #include "local.h"
 #include "scm.h"
@@ -227,7 +228,7 @@ Test(fabric, window_memory)
 	cr_assert(p != MAP_FAILED);
 	p[2 * 4096] = 0x5a;
 	/* The window at 2 pages of the memory: the offset travels in the handle. */
-	ops->mem_export(&m, 2 * 4096, 2 * 4096, &fh);
+	ops->mem_export(&m, 2 * 4096, 2 * 4096, SCIF_PROT_READ | SCIF_PROT_WRITE, &fh);
 	cr_assert_eq(fh.word[0], 2 * 4096);
 	before = open_fds();
 	fh.fd = dup(fh.fd);
@@ -242,7 +243,7 @@ Test(fabric, window_memory)
 	for (int c = 0; c < 3; c++) {
 		int unsealed = c == 2 ? memfd(4 * 4096, 0) : -1;
 
-		ops->mem_export(&m, c == 1 ? 100 : 2 * 4096, 0, &fh);
+		ops->mem_export(&m, c == 1 ? 100 : 2 * 4096, 0, SCIF_PROT_READ, &fh);
 		fh.fd = unsealed >= 0 ? unsealed : dup(fh.fd);
 		if (c == 2)
 			fh.word[0] = 0;
