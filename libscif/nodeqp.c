@@ -175,8 +175,9 @@ static int conn_import(struct scif_endpt *ep, const struct scif_ctl_msg *m, stru
 	ep->rx.remote_idx = &pr->out_ridx;
 	ep->rx.local_idx = &me->in_widx;
 	ep->rx.shrt = &me->in_short;
-	ep->rx.size = me->ring_size;
-	ep->rx.mask = me->ring_size - 1;
+	/* Our ring's size as we made it, not as our region says: the peer can write there. */
+	ep->rx.size = (uint32_t)(ep->mine.len - SCIF_QP_HDR_SIZE);
+	ep->rx.mask = ep->rx.size - 1;
 	/*
 	 * A shadow of the peer's region: what we write there goes by the fabric's flush. A line
 	 * carried by one remote write lands in no particular order within it, which the short

@@ -1190,6 +1190,20 @@ static int ofi_write(const void *buf, size_t len, void *desc, fi_addr_t peer, ui
  * reports its completion, waited for: 0, or -ECONNRESET if it failed or did not complete
  * within OFI_OP_MS (the peer is gone).
  */
+/* Under ofi.lock: wait up to 10 ms for a completion or a fence's answer. */
+static void ofi_tick(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 10 * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(&ofi.fence_cond, &ofi.lock, &ts);
+}
+
 static int ofi_rma_wait(int read, void *buf, size_t len, void *desc, fi_addr_t peer,
 			uint64_t raddr, uint64_t key)
 {
@@ -1199,7 +1213,6 @@ static int ofi_rma_wait(int read, void *buf, size_t len, void *desc, fi_addr_t p
 	struct fi_msg_rma msg = { .msg_iov = &iov, .desc = &desc, .iov_count = 1, .addr = peer,
 				  .rma_iov = &riov, .rma_iov_count = 1, .context = &op.ctx };
 	uint64_t until = ofi_now_ms() + OFI_OP_MS;
-	struct timespec ts;
 	ssize_t r;
 	int ret = 0;
 
@@ -1219,13 +1232,7 @@ static int ofi_rma_wait(int read, void *buf, size_t len, void *desc, fi_addr_t p
 		return -ECONNRESET;
 	pthread_mutex_lock(&ofi.lock);
 	while (!op.done) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 10 * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&ofi.fence_cond, &ofi.lock, &ts);
+		ofi_tick();
 		if (!op.done && ofi_now_ms() > until) {
 			/* The operation still owns @op: cancel it before the stack goes. */
 			pthread_mutex_unlock(&ofi.lock);
@@ -1265,7 +1272,6 @@ static int ofi_link_dead(int link)
  */
 static int ofi_fence_peer(fi_addr_t peer, int link, uint64_t until)
 {
-	struct timespec ts;
 	uint64_t arg;
 	int i, ret;
 
@@ -1285,13 +1291,7 @@ static int ofi_fence_peer(fi_addr_t peer, int link, uint64_t until)
 	ret = ofi_note_send(OFI_OP_PING, arg, peer);
 	pthread_mutex_lock(&ofi.lock);
 	while (!ret && !ofi.fence[i].done) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 10 * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&ofi.fence_cond, &ofi.lock, &ts);
+		ofi_tick();
 		/* A peer that is gone never answers: its link says so first. */
 		if (!ofi.fence[i].done &&
 		    (ofi_now_ms() > until || (link >= 0 && ofi_link_dead(link))))
