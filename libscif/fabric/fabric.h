@@ -209,6 +209,9 @@ struct scif_fabric {
  *                 imported window @m (@to_peer: into it), complete (visible to the peer) on
  *                 return and after every copy that returned before. 0, -EINVAL if the range
  *                 is not inside @m, -ECONNRESET if the peer is gone.
+ * @poll:          optional: one non-blocking pass of the fabric's own progress, for a core
+ *                 thread that spins waiting for the peer (a fabric whose peer's writes land
+ *                 only when someone progresses it). Must be cheap when there is nothing.
  */
 struct scif_fabric_ops {
 	size_t size;
@@ -246,6 +249,7 @@ struct scif_fabric_ops {
 			  struct scif_mem *m);
 	void (*mem_free)(struct scif_mem *m);
 	int (*mem_copy)(const struct scif_mem *m, size_t off, void *buf, size_t len, int to_peer);
+	void (*poll)(void);
 };
 
 extern const struct scif_fabric_ops scif__fabric_local;

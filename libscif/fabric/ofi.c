@@ -392,40 +392,65 @@ static void ofi_repost(int i)
  * The progress thread: waits on the completion queue, which makes the provider place
  * incoming RDMA data, and handles the small messages (rings, unparks, fences).
  */
-static void *ofi_progress(void *arg)
+/*
+ * One pass over the completion queue (which also makes the provider progress): handles what
+ * it finds. Returns how many completions it handled, -FI_EAGAIN if none, or another -errno.
+ * With @trywait, an empty queue also asks libfabric whether we may sleep on its descriptor
+ * (*@trywait = 1 if so).
+ */
+static ssize_t ofi_cq_pass(int *trywait)
 {
 	struct fid *fids[1] = { &ofi.cq->fid };
+	struct fi_cq_entry e[16];
+	fi_addr_t src[16];
+	ssize_t n, got;
+
+	FI_LK();
+	n = fi_cq_readfrom(ofi.cq, e, 16, src);
+	if (n == -FI_EAVAIL) {
+		struct fi_cq_err_entry err;
+
+		memset(&err, 0, sizeof(err));
+		got = fi_cq_readerr(ofi.cq, &err, 0);
+		FI_UL();
+		if (got > 0 && err.op_context) {
+			if (ofi_is_rx(err.op_context))
+				ofi_repost((int)((struct fi_context2 *)err.op_context - ofi.rx_ctx));
+			else
+				ofi_op_done(err.op_context, err.err ? err.err : EIO);
+		}
+		return 1;
+	}
+	if (n == -FI_EAGAIN && trywait)
+		*trywait = fi_trywait(ofi.fabric, fids, 1) == FI_SUCCESS;
+	FI_UL();
+	for (ssize_t k = 0; k < n; k++) {
+		int i = (int)((struct fi_context2 *)e[k].op_context - ofi.rx_ctx);
+
+		if (!ofi_is_rx(e[k].op_context)) {
+			if (e[k].op_context)
+				ofi_op_done(e[k].op_context, 0);
+			continue;
+		}
+		ofi_handle(&ofi.rx[i], src[k]);
+		ofi_repost(i);
+	}
+	return n;
+}
+
+/* The progress thread: passes over the completion queue, sleeping while it is empty. */
+static void *ofi_progress(void *arg)
+{
 	int wfd = -1;
 
 	(void)arg;
 	if (fi_control(&ofi.cq->fid, FI_GETWAIT, &wfd))
 		wfd = -1;
 	for (;;) {
-		struct fi_cq_entry e[16];
-		fi_addr_t src[16];
-		ssize_t n, got;
+		int wait = 0;
+		ssize_t n = ofi_cq_pass(wfd >= 0 ? &wait : NULL);
 
-		FI_LK();
-		n = fi_cq_readfrom(ofi.cq, e, 16, src);
-		if (n == -FI_EAVAIL) {
-			struct fi_cq_err_entry err;
-
-			memset(&err, 0, sizeof(err));
-			got = fi_cq_readerr(ofi.cq, &err, 0);
-			FI_UL();
-			if (got > 0 && err.op_context) {
-				if (ofi_is_rx(err.op_context))
-					ofi_repost((int)((struct fi_context2 *)err.op_context -
-							 ofi.rx_ctx));
-				else
-					ofi_op_done(err.op_context, err.err ? err.err : EIO);
-			}
-			continue;
-		}
 		if (n == -FI_EAGAIN) {
-			int wait = wfd >= 0 && fi_trywait(ofi.fabric, fids, 1) == FI_SUCCESS;
-
-			FI_UL();
 			/* Nothing to do: sleep on the wait descriptor once libfabric agrees. */
 			if (wait) {
 				struct pollfd p = { .fd = wfd, .events = POLLIN };
@@ -434,27 +459,28 @@ static void *ofi_progress(void *arg)
 			} else if (wfd < 0) {
 				usleep(50);
 			}
-			continue;
-		}
-		FI_UL();
-		if (n < 0) {
+		} else if (n < 0) {
 			scif_warn("ofi: reading the completion queue failed: %zd", n);
 			usleep(1000);
-			continue;
-		}
-		for (ssize_t k = 0; k < n; k++) {
-			int i = (int)((struct fi_context2 *)e[k].op_context - ofi.rx_ctx);
-
-			if (!ofi_is_rx(e[k].op_context)) {
-				if (e[k].op_context)
-					ofi_op_done(e[k].op_context, 0);
-				continue;
-			}
-			ofi_handle(&ofi.rx[i], src[k]);
-			ofi_repost(i);
 		}
 	}
 	return NULL;
+}
+
+/*
+ * A thread of the core that spins waiting for the peer makes the progress the progress
+ * thread would, so that incoming bytes land without a wake-up (and without the progress
+ * thread, which may share its CPU, having to run first). Never blocks on the lock.
+ */
+static void ofi_poll(void)
+{
+	if (!__atomic_load_n(&ofi.ready, __ATOMIC_ACQUIRE) ||
+	    __atomic_load_n(&ofi.forked, __ATOMIC_ACQUIRE))
+		return;
+	if (pthread_mutex_trylock(&ofi.fi_lock))
+		return; /* someone is progressing right now */
+	FI_UL();
+	ofi_cq_pass(NULL);
 }
 
 static int ofi_open_ep(void);
@@ -1553,4 +1579,5 @@ const struct scif_fabric_ops scif__fabric_ofi = {
 	.mem_import = ofi_mem_import,
 	.mem_free = ofi_mem_free,
 	.mem_copy = ofi_mem_copy,
+	.poll = ofi_poll,
 };
