@@ -11,9 +11,15 @@
  *
  * And what the network fabric does differently on purpose: scif_mmap of a peer window fails
  * with EOPNOTSUPP (no load/store path to another host), while RMA to the same window works.
+ * And a peer that does not speak the link protocol (raw TCP to a listener's port) costs only
+ * its own link, dropped within a bound, never a crash or an accepted connection.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -193,4 +199,110 @@ Test(ofi, mmap_of_a_remote_window_is_eopnotsupp_rma_works, .timeout = 60)
 	scif_close(ep);
 	scif_close(lep);
 	cr_expect_eq(test_wait(pid), 0, "the rma-serve peer failed");
+}
+
+/* Node 0's address, from the cluster file. */
+static struct sockaddr_in node0_addr(uint16_t port)
+{
+	const char *path = getenv("SCIF_NODES_FILE");
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	char line[256], host[64];
+	unsigned int node;
+	FILE *f;
+	int found = 0;
+
+	cr_assert(path, "SCIF_NODES_FILE unset");
+	f = fopen(path, "r");
+	cr_assert(f, "%s: %s", path, strerror(errno));
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "%u %63s", &node, host) == 2 && node == 0 &&
+			inet_pton(AF_INET, host, &sa.sin_addr) == 1;
+	fclose(f);
+	cr_assert(found, "no node 0 in %s", path);
+	return sa;
+}
+
+/*
+ * Send @len raw bytes on a fresh TCP connection to the listener, as a peer that does not
+ * speak the protocol would; the link must be dropped (we read the fabric's HELLO, then EOF)
+ * within @bound_ms while the application polls its listener, and never reach scif_accept.
+ */
+static void hostile_link(scif_epd_t lep, uint16_t port, const void *bytes, size_t len,
+			 int bound_ms, const char *what)
+{
+	struct sockaddr_in sa = node0_addr(port);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	uint64_t until = test_now_ms() + (uint64_t)bound_ms;
+	struct scif_portID peer;
+	scif_epd_t ep;
+	char buf[512];
+	ssize_t n;
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "%s: connect: %s", what,
+		     strerror(errno));
+	if (len)
+		cr_assert_eq(send(fd, bytes, len, MSG_NOSIGNAL), (ssize_t)len, "%s: send", what);
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		cr_assert_lt(test_now_ms(), until, "%s: the link was not dropped in %d ms", what,
+			     bound_ms);
+		/* The application looking at its listener is what reads pending requests. */
+		cr_assert_eq(scif_accept(lep, &peer, &ep, 0), -1, "%s: a link was accepted", what);
+		cr_assert_eq(errno, EAGAIN, "%s: scif_accept: %s", what, strerror(errno));
+		if (poll(&p, 1, 100) == 1) {
+			n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+			if (n == 0 || (n < 0 && errno == ECONNRESET))
+				break; /* dropped */
+		}
+	}
+	close(fd);
+}
+
+/* The frame header of tests/ofi (libscif/fabric/ofi.c struct ofi_frame), little-endian. */
+struct wire_frame {
+	uint32_t magic, type_nfh, len, flags;
+};
+#define WIRE_MAGIC 0x4b4e4c4fu
+
+Test(ofi, hostile_link_frames_cost_only_that_link, .timeout = 90)
+{
+	uint16_t port = test_port();
+	scif_epd_t lep = scif_open();
+	struct wire_frame f;
+	uint8_t big[sizeof(f) + 16];
+	char a1[16];
+	char *args[] = { "churn", "0", test_num(a1, port), "1", NULL };
+	struct scif_portID peer;
+	scif_epd_t ep;
+	pid_t pid;
+	char c;
+
+	cr_assert_eq(scif_bind(lep, port), port);
+	cr_assert_eq(scif_listen(lep, 4), 0);
+	hostile_link(lep, port, "GET / HTTP/1.0\r\n\r\n", 18, 5000, "garbage");
+	f = (struct wire_frame){ WIRE_MAGIC, 2, 1u << 30, 0 };
+	hostile_link(lep, port, &f, sizeof(f), 5000, "a message of 1 GiB");
+	f = (struct wire_frame){ WIRE_MAGIC, 2 | 99u << 16, 0, 0 };
+	hostile_link(lep, port, &f, sizeof(f), 5000, "99 handles");
+	f = (struct wire_frame){ WIRE_MAGIC, 7, 0, 0 };
+	hostile_link(lep, port, &f, sizeof(f), 5000, "an unknown frame type");
+	f = (struct wire_frame){ WIRE_MAGIC, 2, 0, 1 };
+	hostile_link(lep, port, &f, sizeof(f), 5000, "flags on a message");
+	f = (struct wire_frame){ WIRE_MAGIC, 1, 8, 0 };
+	memcpy(big, &f, sizeof(f));
+	memset(big + sizeof(f), 0xff, 8); /* node 0xffffffff, name length 0xffffffff */
+	hostile_link(lep, port, big, sizeof(f) + 8, 5000, "a HELLO from no node");
+	f = (struct wire_frame){ WIRE_MAGIC, 2, 64, 0 };
+	hostile_link(lep, port, &f, sizeof(f), 10000, "a frame cut short, then silence");
+	hostile_link(lep, port, NULL, 0, 15000, "a link that never says anything");
+	/* The listener is unharmed: a real peer connects and talks. */
+	pid = test_spawn_peer(1, args);
+	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
+	cr_assert_eq(scif_recv(ep, &c, 1, SCIF_RECV_BLOCK), 1);
+	cr_assert_eq(scif_send(ep, &c, 1, SCIF_SEND_BLOCK), 1);
+	cr_expect_eq(test_wait(pid), 0, "the real peer failed");
+	scif_close(ep);
+	scif_close(lep);
 }
