@@ -25,7 +25,11 @@ check() {
 	if "$@" >"$logdir/$name.log" 2>&1; then
 		echo "PASS: $name"; passed=$((passed + 1))
 	else
-		echo "FAIL: $name (log: $logdir/$name.log)"; tail -n 30 "$logdir/$name.log" | sed 's/^/    /'
+		echo "FAIL: $name (log: $logdir/$name.log)"
+		# Which inner tests failed, and Criterion's words on them, before the tail.
+		grep -E '^(FAIL|ERROR|XPASS): |\[(FAIL|----)\]|CRASH|Timed out' "$logdir/$name.log" |
+			head -n 40 | sed 's/^/    /'
+		tail -n 30 "$logdir/$name.log" | sed 's/^/    /'
 		failed=$((failed + 1))
 	fi
 }
@@ -216,6 +220,11 @@ fi
 
 echo "== make distcheck"
 check distcheck make -C "$top/_build/plain" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror
+# A failed distcheck keeps its tree: show what its failing tests said.
+for f in "$top"/_build/plain/libscif-*/_build/sub/test-suite.log; do
+	[ -f "$f" ] && grep -qE '^(FAIL|ERROR): ' "$f" || continue
+	grep -vE '^\[(RUN |PASS)\]' "$f" | head -n 80 | sed 's/^/    /'
+done
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
