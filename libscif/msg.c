@@ -403,7 +403,7 @@ static void tx_notify(struct scif_endpt *ep, int grace)
 		 */
 		sh->db_sent++;
 		scif__write_once(&scif__qp_theirs(ep)->in_db, sh->db_sent);
-		scif__rb_flush_line(&ep->tx, &scif__qp_theirs(ep)->in_db);
+		scif__rb_flush_line(&ep->tx, &scif__qp_theirs(ep)->in_db, SCIF_FLUSH_MORE);
 		scif__fab.ops->ring(&ep->peer_bell);
 		return;
 	}
@@ -473,7 +473,7 @@ static long tx_arm(struct scif_endpt *ep)
 	scif__mb(); /* [M3] pairs with [M4] in rx_notify_room */
 	if (__builtin_expect(ep->tx.flush != NULL, 0)) {
 		/* Shadow fabric: [M3] is the fabric's two-way fence (fabric.h region_fence). */
-		scif__rb_flush_line(&ep->tx, &scif__qp_theirs(ep)->peer_tx_wait);
+		scif__rb_flush_line(&ep->tx, &scif__qp_theirs(ep)->peer_tx_wait, 0);
 		if (scif__fab.ops->region_fence(&ep->theirs, ep->link) < 0) {
 			/* The peer is gone: no room will come; the waiters see the reset. */
 			scif__epd_disconnect(ep);

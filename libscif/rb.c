@@ -8,16 +8,18 @@
 #include <string.h>
 
 #include "atomic.h"
+#include "fabric/fabric.h"
 #include "rb.h"
 
-void scif__rb_flush(const struct scif_rb *rb, const void *p, size_t len)
+void scif__rb_flush(const struct scif_rb *rb, const void *p, size_t len, unsigned int flags)
 {
-	rb->flush(rb->flush_r, (size_t)((const uint8_t *)p - rb->flush_base), len);
+	rb->flush(rb->flush_r, (size_t)((const uint8_t *)p - rb->flush_base), len, flags);
 }
 
-void scif__rb_flush_line(const struct scif_rb *rb, const void *p)
+void scif__rb_flush_line(const struct scif_rb *rb, const void *p, unsigned int flags)
 {
-	rb->flush(rb->flush_r, (size_t)((const uint8_t *)p - rb->flush_base) & ~(size_t)63, 64);
+	rb->flush(rb->flush_r, (size_t)((const uint8_t *)p - rb->flush_base) & ~(size_t)63, 64,
+		  flags);
 }
 
 /* The bytes just put at @off (wrapping as rb_put does) and then our index, on shadow fabrics:
@@ -26,9 +28,9 @@ static inline void rb_flush_data(const struct scif_rb *rb, uint32_t off, size_t 
 {
 	size_t first = rb->size - off < n ? rb->size - off : n;
 
-	scif__rb_flush(rb, rb->data + off, first);
+	scif__rb_flush(rb, rb->data + off, first, SCIF_FLUSH_MORE);
 	if (n > first)
-		scif__rb_flush(rb, rb->data, n - first);
+		scif__rb_flush(rb, rb->data, n - first, SCIF_FLUSH_MORE);
 }
 
 /*
@@ -107,9 +109,10 @@ static void rb_copy(const struct scif_rb *rb, struct scif_rb_state *st, uint8_t 
 		done += piece;
 		scif__store_release(rb->remote_idx, st->idx);
 		if (__builtin_expect(rb->flush != NULL, 0)) {
+			/* A producer's index is followed by its doorbell (msg.c tx_notify). */
 			if (to_ring)
 				rb_flush_data(rb, off, piece);
-			scif__rb_flush_line(rb, rb->remote_idx);
+			scif__rb_flush_line(rb, rb->remote_idx, to_ring ? SCIF_FLUSH_MORE : 0);
 		}
 	}
 }
@@ -191,7 +194,8 @@ long scif__rb_write(const struct scif_rb *rb, struct scif_rb_state *st, const vo
 		scif__store_release(rb->remote_idx, st->idx); /* pairs with scif__rb_avail */
 		if (__builtin_expect(rb->flush != NULL, 0)) {
 			rb_flush_data(rb, off, n);
-			scif__rb_flush_line(rb, rb->remote_idx); /* the short copy shares it */
+			/* The short copy shares it; the doorbell follows (msg.c tx_notify). */
+			scif__rb_flush_line(rb, rb->remote_idx, SCIF_FLUSH_MORE);
 		}
 	} else {
 		rb_copy(rb, st, (uint8_t *)buf, n, 1);
@@ -218,7 +222,7 @@ long scif__rb_read(const struct scif_rb *rb, struct scif_rb_state *st, void *buf
 		/* Release pairs with scif__rb_space: we are done with those bytes. */
 		scif__store_release(rb->remote_idx, st->idx);
 		if (__builtin_expect(rb->flush != NULL, 0))
-			scif__rb_flush_line(rb, rb->remote_idx);
+			scif__rb_flush_line(rb, rb->remote_idx, 0);
 		return (long)n;
 	}
 	rb_copy(rb, st, buf, n, 0);

@@ -144,15 +144,19 @@ struct scif_rb {
 	struct scif_rb_short *shrt;
 	uint32_t size;
 	uint32_t mask;
-	int (*flush)(const struct scif_region *r, size_t off, size_t len);
+	int (*flush)(const struct scif_region *r, size_t off, size_t len, unsigned int flags);
 	const struct scif_region *flush_r;
 	const uint8_t *flush_base; /* where @flush_r is mapped */
 };
 
-/* Carry [@p, @p + @len) of the peer's region there (shadow fabrics only; rb.c, msg.c). */
-void scif__rb_flush(const struct scif_rb *rb, const void *p, size_t len);
+/*
+ * Carry [@p, @p + @len) of the peer's region there (shadow fabrics only; rb.c, msg.c).
+ * @flags as for the fabric's region_flush (SCIF_FLUSH_MORE: the producer's index or a ring
+ * follows at once, so the fabric may send them together).
+ */
+void scif__rb_flush(const struct scif_rb *rb, const void *p, size_t len, unsigned int flags);
 /* Carry the 64-byte line of the peer's region that holds @p. */
-void scif__rb_flush_line(const struct scif_rb *rb, const void *p);
+void scif__rb_flush_line(const struct scif_rb *rb, const void *p, unsigned int flags);
 
 struct scif_rb_state {
 	uint64_t idx;

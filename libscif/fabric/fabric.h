@@ -59,6 +59,9 @@ static inline void scif_fh_release(struct scif_fh *fh, int n)
  * exports it; the rest starts zeroed and is the peer's to write. */
 #define SCIF_REGION_HEAD 4096u
 
+/* region_flush: a flush of this thread or a ring of the peer's bell follows at once. */
+#define SCIF_FLUSH_MORE 1u
+
 /**
  * struct scif_region - memory one side allocates and the other maps (a connection's queue
  * pair). The core reads @addr and @len; @priv is the fabric's. A region whose @addr is NULL
@@ -175,6 +178,10 @@ struct scif_fabric {
  *                 bytes are read when the call is made or, for ranges longer than a cache line,
  *                 before the peer can see a later flush; -ECONNRESET if the peer is gone. NULL
  *                 where an imported region is the peer's memory itself (local, pcie).
+ *                 @flags: SCIF_FLUSH_MORE promises that this thread flushes again without
+ *                 it, or rings the peer's bell, before it does anything else with the
+ *                 fabric: the fabric may then hold the range and carry it with those (one
+ *                 message for data, index and doorbell), else it sends at once.
  * @region_fence:  optional, with @region_flush: a two-way barrier for a side about to sleep.
  *                 On return, every range flushed to the peer before the call has landed there,
  *                 and every range the peer flushed toward us before it could see those has
@@ -232,7 +239,8 @@ struct scif_fabric_ops {
 	int (*region_import)(struct scif_fabric *fab, struct scif_fh *fh, size_t len,
 			     struct scif_region *r);
 	void (*region_destroy)(struct scif_region *r);
-	int (*region_flush)(const struct scif_region *r, size_t off, size_t len);
+	int (*region_flush)(const struct scif_region *r, size_t off, size_t len,
+			    unsigned int flags);
 	int (*region_fence)(const struct scif_region *r, int link);
 	int (*bell_create)(struct scif_fabric *fab, int *user, struct scif_bell *own);
 	void (*bell_export)(const struct scif_bell *own, struct scif_fh *fh);

@@ -17,11 +17,15 @@
  *             never name another process's endpoint.
  *   regions   each side's region is memory registered for remote writes; the peer imports it
  *             as a *shadow* (local memory of the same size): the core writes the shadow and
- *             calls region_flush, which carries the bytes over with RDMA writes, in order
- *             (the provider must offer FI_ORDER_WAW and FI_ORDER_SAW).
+ *             calls region_flush, which carries the bytes over, in order (the provider must
+ *             offer FI_ORDER_WAW and FI_ORDER_SAW). Long ranges go as RDMA writes. Short
+ *             ones go as a PUT message that the peer's progress places (OFI_OP_PUT below),
+ *             and a flush that promises more (SCIF_FLUSH_MORE) waits in the thread's pending
+ *             message for the next: a send's data, its index and its doorbell are one
+ *             message, which is what a round trip over TCP costs (needs FI_ORDER_WAS too).
  *   bells     the own bell is the local fabric's socket pair; the peer's bell is a token, and
  *             ringing it is a small message to the peer's process, whose progress thread
- *             rings the socket (OFI_OP_RING). Unpark is a message too.
+ *             rings the socket (OFI_OP_RING, or the ring of a PUT). Unpark is a message too.
  *   windows   memory registered with libfabric; the peer cannot map it (scif_mmap answers
  *             EOPNOTSUPP across the network) and reaches it with RDMA reads and writes.
  *
@@ -75,6 +79,9 @@
 #define OFI_NAME_MAX 256
 #define OFI_MSG_MAX 4096
 #define OFI_RX_BUFS 64
+#define OFI_NOTE_BYTES 512 /* the longest small message: a PUT with its ranges */
+#define OFI_INJECT_WANT 256 /* the inject size asked for: a PUT is always injected */
+#define OFI_REG_BUCKETS 256
 #define OFI_FENCES 64
 #define OFI_CONNECT_MS 3000 /* a TCP connect that takes longer is refused */
 #define OFI_FRAME_MS 2000   /* the rest of a frame that has begun must come within this */
@@ -105,12 +112,47 @@ struct ofi_hello {
 	uint8_t name[OFI_NAME_MAX];
 };
 
-/* A small message between the fabric's progress threads. */
-enum { OFI_OP_RING = 1, OFI_OP_UNPARK, OFI_OP_PING, OFI_OP_ECHO };
+/*
+ * A small message between the fabric's processes, handled by the receiver's progress. A PUT
+ * is followed by ranges (struct ofi_put, then its bytes padded to 8) to place in the
+ * receiver's regions, in order; with OFI_PUT_RING its @arg is a bell token to ring after.
+ */
+enum { OFI_OP_RING = 1, OFI_OP_UNPARK, OFI_OP_PING, OFI_OP_ECHO, OFI_OP_PUT };
+#define OFI_PUT_RING (1u << 16)
 struct ofi_note {
 	uint32_t magic;
 	uint32_t op;
 	uint64_t arg;
+};
+
+/* One range of a PUT: @len bytes at @off of the region whose key the owner gave. */
+struct ofi_put {
+	uint64_t key;
+	uint32_t off;
+	uint32_t len;
+};
+
+union ofi_msgbuf {
+	struct ofi_note n;
+	uint64_t align;
+	uint8_t b[OFI_NOTE_BYTES];
+};
+
+/* A PUT being filled by one thread (flushes with SCIF_FLUSH_MORE); @len 0: none. */
+struct ofi_pending {
+	fi_addr_t peer;
+	size_t len;
+	size_t last; /* where its last range starts */
+	union ofi_msgbuf m;
+};
+
+/* One of our regions, which peers write with RDMA or PUTs (r->priv[0]). */
+struct ofi_own {
+	struct fid_mr *mr;
+	uint64_t key;
+	uint8_t *addr;
+	size_t len;
+	struct ofi_own *next; /* in ofi.reg[], under ofi.reg_lock */
 };
 
 /* The peer's side of an imported region: where its memory is, and our shadow's MR. */
@@ -154,6 +196,7 @@ static struct {
 	pthread_mutex_t recv_lock;
 	pthread_mutex_t fi_lock; /* every libfabric call (FI_LK/FI_UL; see ofi_open_ep) */
 	pthread_cond_t fence_cond; /* fences and ofi_op completions */
+	pthread_mutex_t reg_lock; /* reg[]; taken under fi_lock by a pass placing PUTs */
 	int ready;
 	int forked; /* a fork child that has not opened its own endpoint yet */
 	uint16_t self;
@@ -176,10 +219,13 @@ static struct {
 	int mr_local;
 	int virt_addr;
 	int mr_endpoint;
+	size_t put; /* the longest PUT (injected), or 0: every flush an RDMA write (without
+		     * FI_ORDER_WAS or with SCIF_OFI_PUT=0) */
 	struct ofi_hello hello;
-	struct ofi_note rx[OFI_RX_BUFS];
+	union ofi_msgbuf rx[OFI_RX_BUFS];
 	struct fi_context2 rx_ctx[OFI_RX_BUFS];
 	struct fid_mr *rx_mr;
+	struct ofi_own *reg[OFI_REG_BUCKETS];
 	pthread_t thread;
 	/* under lock */
 	struct ofi_bell_slot *bells;
@@ -195,7 +241,10 @@ static struct {
 	.recv_lock = PTHREAD_MUTEX_INITIALIZER,
 	.fi_lock = PTHREAD_MUTEX_INITIALIZER,
 	.fence_cond = PTHREAD_COND_INITIALIZER,
+	.reg_lock = PTHREAD_MUTEX_INITIALIZER,
 };
+
+static __thread struct ofi_pending ofi_pend;
 
 /*
  * libfabric's calls one at a time. The providers say FI_THREAD_SAFE, but tcp;ofi_rxm of
@@ -298,7 +347,13 @@ static int ofi_pick(void)
 	hints->tx_attr->msg_order = FI_ORDER_WAW | FI_ORDER_SAW | FI_ORDER_SAS;
 	hints->rx_attr->msg_order = FI_ORDER_WAW | FI_ORDER_SAW | FI_ORDER_SAS;
 	inet_ntop(AF_INET, &ofi.addr[ofi.self], host, sizeof(host));
+	/* Room for a PUT with a short send's bytes, index and doorbell, if the provider can. */
+	hints->tx_attr->inject_size = OFI_INJECT_WANT;
 	ret = ofi.getinfo(FI_VERSION(1, 9), host, NULL, FI_SOURCE, hints, &list);
+	if (ret) {
+		hints->tx_attr->inject_size = 0;
+		ret = ofi.getinfo(FI_VERSION(1, 9), host, NULL, FI_SOURCE, hints, &list);
+	}
 	ofi.freeinfo(hints);
 	if (ret)
 		return -ENXIO;
@@ -348,7 +403,7 @@ static int ofi_mr(void *buf, size_t len, uint64_t access, struct fid_mr **mr, vo
 	return 0;
 }
 
-static void ofi_handle(struct ofi_note *n, fi_addr_t src);
+static void ofi_handle(union ofi_msgbuf *m, size_t len, fi_addr_t src);
 
 static void ofi_mr_close(struct fid_mr *mr)
 {
@@ -374,6 +429,94 @@ static int ofi_is_rx(void *ctx)
 	       (struct fi_context2 *)ctx < ofi.rx_ctx + OFI_RX_BUFS;
 }
 
+/* ---- regions peers may PUT into ----------------------------------------------------------- */
+
+static unsigned int ofi_reg_hash(uint64_t key)
+{
+	return (unsigned int)((key * 0x9e3779b97f4a7c15ULL) >> 56) % OFI_REG_BUCKETS;
+}
+
+/* Under reg_lock. */
+static struct ofi_own *ofi_reg_find(uint64_t key)
+{
+	struct ofi_own *o = ofi.reg[ofi_reg_hash(key)];
+
+	while (o && o->key != key)
+		o = o->next;
+	return o;
+}
+
+static void ofi_reg_add(struct ofi_own *o)
+{
+	unsigned int h = ofi_reg_hash(o->key);
+
+	pthread_mutex_lock(&ofi.reg_lock);
+	o->next = ofi.reg[h];
+	ofi.reg[h] = o;
+	pthread_mutex_unlock(&ofi.reg_lock);
+}
+
+/* After this returns, no PUT writes into @o any more. */
+static void ofi_reg_del(struct ofi_own *o)
+{
+	struct ofi_own **pp;
+
+	pthread_mutex_lock(&ofi.reg_lock);
+	for (pp = &ofi.reg[ofi_reg_hash(o->key)]; *pp && *pp != o; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = o->next;
+	pthread_mutex_unlock(&ofi.reg_lock);
+}
+
+/*
+ * Place a PUT's ranges (received, @len bytes; the peer's, so every field is checked).
+ * Called under fi_lock by the pass that read the message: a later pass, which may run in
+ * another thread, cannot place a later PUT first. Word-aligned ranges are stored a word at a
+ * time, so an index is never seen torn; each range is released after the ones before it
+ * (the reader's acquire of an index pairs with it). A bad range drops the rest and the ring.
+ */
+static void ofi_put_place(union ofi_msgbuf *m, size_t len)
+{
+	size_t at = sizeof(struct ofi_note);
+
+	pthread_mutex_lock(&ofi.reg_lock);
+	while (at < len) {
+		struct ofi_put p;
+		struct ofi_own *o;
+		size_t pad;
+
+		if (len - at < sizeof(p))
+			goto bad;
+		memcpy(&p, m->b + at, sizeof(p));
+		at += sizeof(p);
+		pad = ((size_t)p.len + 7) & ~(size_t)7;
+		o = ofi_reg_find(p.key);
+		if (!p.len || pad > len - at || !o || p.off > o->len || p.len > o->len - p.off)
+			goto bad;
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+		if (!((p.off | p.len) & 7)) {
+			uint64_t *d = (uint64_t *)(o->addr + p.off);
+			const uint64_t *src = (const uint64_t *)(m->b + at);
+
+			for (uint32_t w = 0; w < p.len / 8; w++)
+				__atomic_store_n(&d[w], src[w], __ATOMIC_RELAXED);
+		} else {
+			memcpy(o->addr + p.off, m->b + at, p.len);
+		}
+		at += pad;
+	}
+	pthread_mutex_unlock(&ofi.reg_lock);
+	return;
+bad:
+	pthread_mutex_unlock(&ofi.reg_lock);
+	m->n.op = 0;
+	/* Under fi_lock: the count needs no other. A flood of them logs a few. */
+	static unsigned long bad_puts;
+	if (bad_puts++ % 1000 < 3)
+		scif_warn("ofi: dropped a malformed PUT (%lu so far)", bad_puts);
+}
+
 static void ofi_repost(int i)
 {
 	ssize_t r;
@@ -396,16 +539,20 @@ static void ofi_repost(int i)
  * One pass over the completion queue (which also makes the provider progress): handles what
  * it finds. Returns how many completions it handled, -FI_EAGAIN if none, or another -errno.
  * With @trywait, an empty queue also asks libfabric whether we may sleep on its descriptor
- * (*@trywait = 1 if so).
+ * (*@trywait = 1 if so). With @try, a pass that would wait for the lock (someone is
+ * progressing right now) does nothing.
  */
-static ssize_t ofi_cq_pass(int *trywait)
+static ssize_t ofi_cq_pass(int *trywait, int try)
 {
 	struct fid *fids[1] = { &ofi.cq->fid };
-	struct fi_cq_entry e[16];
+	struct fi_cq_msg_entry e[16];
 	fi_addr_t src[16];
 	ssize_t n, got;
 
-	FI_LK();
+	if (!try)
+		FI_LK();
+	else if (pthread_mutex_trylock(&ofi.fi_lock))
+		return -FI_EAGAIN;
 	n = fi_cq_readfrom(ofi.cq, e, 16, src);
 	if (n == -FI_EAVAIL) {
 		struct fi_cq_err_entry err;
@@ -423,6 +570,16 @@ static ssize_t ofi_cq_pass(int *trywait)
 	}
 	if (n == -FI_EAGAIN && trywait)
 		*trywait = fi_trywait(ofi.fabric, fids, 1) == FI_SUCCESS;
+	/* PUTs are placed before the lock goes, in the order they came (ofi_put_place). */
+	for (ssize_t k = 0; k < n; k++) {
+		if (!ofi_is_rx(e[k].op_context))
+			continue;
+		union ofi_msgbuf *m = &ofi.rx[(struct fi_context2 *)e[k].op_context - ofi.rx_ctx];
+
+		if (e[k].len >= sizeof(m->n) && e[k].len <= sizeof(*m) &&
+		    m->n.magic == OFI_NOTE_MAGIC && (m->n.op & 0xffff) == OFI_OP_PUT)
+			ofi_put_place(m, e[k].len);
+	}
 	FI_UL();
 	for (ssize_t k = 0; k < n; k++) {
 		int i = (int)((struct fi_context2 *)e[k].op_context - ofi.rx_ctx);
@@ -432,7 +589,7 @@ static ssize_t ofi_cq_pass(int *trywait)
 				ofi_op_done(e[k].op_context, 0);
 			continue;
 		}
-		ofi_handle(&ofi.rx[i], src[k]);
+		ofi_handle(&ofi.rx[i], e[k].len, src[k]);
 		ofi_repost(i);
 	}
 	return n;
@@ -446,22 +603,29 @@ static void *ofi_progress(void *arg)
 	(void)arg;
 	if (fi_control(&ofi.cq->fid, FI_GETWAIT, &wfd))
 		wfd = -1;
-	for (;;) {
+	for (unsigned int idle = 0;;) {
 		int wait = 0;
-		ssize_t n = ofi_cq_pass(wfd >= 0 ? &wait : NULL);
+		ssize_t n = ofi_cq_pass(wfd >= 0 ? &wait : NULL, 0);
 
 		if (n == -FI_EAGAIN) {
-			/* Nothing to do: sleep on the wait descriptor once libfabric agrees. */
+			/*
+			 * Nothing to do: sleep on the wait descriptor once libfabric agrees. A
+			 * provider that keeps saying "not now" without producing anything (a
+			 * connection in an error state) gets short sleeps instead of a spin.
+			 */
 			if (wait) {
 				struct pollfd p = { .fd = wfd, .events = POLLIN };
 
 				poll(&p, 1, 100);
-			} else if (wfd < 0) {
+				idle = 0;
+			} else if (wfd < 0 || ++idle >= 256) {
 				usleep(50);
 			}
 		} else if (n < 0) {
 			scif_warn("ofi: reading the completion queue failed: %zd", n);
 			usleep(1000);
+		} else {
+			idle = 0;
 		}
 	}
 	return NULL;
@@ -477,10 +641,7 @@ static void ofi_poll(void)
 	if (!__atomic_load_n(&ofi.ready, __ATOMIC_ACQUIRE) ||
 	    __atomic_load_n(&ofi.forked, __ATOMIC_ACQUIRE))
 		return;
-	if (pthread_mutex_trylock(&ofi.fi_lock))
-		return; /* someone is progressing right now */
-	FI_UL();
-	ofi_cq_pass(NULL);
+	ofi_cq_pass(NULL, 1);
 }
 
 static int ofi_open_ep(void);
@@ -502,6 +663,11 @@ static int ofi_open(struct scif_fabric *fab)
 	ofi.mr_local = (ofi.info->domain_attr->mr_mode & FI_MR_LOCAL) != 0;
 	ofi.virt_addr = (ofi.info->domain_attr->mr_mode & FI_MR_VIRT_ADDR) != 0;
 	ofi.mr_endpoint = (ofi.info->domain_attr->mr_mode & FI_MR_ENDPOINT) != 0;
+	/* A PUT too short to carry a send's index and doorbell lines is not worth it. */
+	ofi.put = ofi.inject < OFI_NOTE_BYTES ? ofi.inject : OFI_NOTE_BYTES;
+	if (ofi.put < 128 || !(ofi.info->tx_attr->msg_order & FI_ORDER_WAS) ||
+	    (getenv("SCIF_OFI_PUT") && !strcmp(getenv("SCIF_OFI_PUT"), "0")))
+		ofi.put = 0;
 	return ofi_open_ep();
 }
 
@@ -511,7 +677,7 @@ static int ofi_open(struct scif_fabric *fab)
  */
 static int ofi_open_ep(void)
 {
-	struct fi_cq_attr cqa = { .format = FI_CQ_FORMAT_CONTEXT, .wait_obj = FI_WAIT_FD };
+	struct fi_cq_attr cqa = { .format = FI_CQ_FORMAT_MSG, .wait_obj = FI_WAIT_FD };
 	struct fi_av_attr ava = { .type = FI_AV_TABLE };
 	size_t namelen = OFI_NAME_MAX;
 	pthread_attr_t ta;
@@ -533,7 +699,7 @@ static int ofi_open_ep(void)
 		return -ENXIO;
 	ofi.hello.node = ofi.self;
 	ofi.hello.namelen = (uint32_t)namelen;
-	if (ofi.mr_local && ofi_mr(ofi.rx, sizeof(ofi.rx), FI_RECV | FI_SEND, &ofi.rx_mr, NULL))
+	if (ofi.mr_local && ofi_mr(ofi.rx, sizeof(ofi.rx), FI_RECV, &ofi.rx_mr, NULL))
 		return -ENXIO;
 	for (int i = 0; i < OFI_RX_BUFS; i++)
 		ofi_repost(i);
@@ -556,6 +722,8 @@ static void ofi_atfork_child(void)
 	pthread_mutex_init(&ofi.send_lock, NULL);
 	pthread_mutex_init(&ofi.recv_lock, NULL);
 	pthread_cond_init(&ofi.fence_cond, NULL);
+	pthread_mutex_init(&ofi.reg_lock, NULL);
+	ofi_pend.len = 0;
 	if (ofi.ready)
 		ofi.forked = 1;
 }
@@ -625,13 +793,40 @@ static int ofi_attach(struct scif_fabric *fab)
 
 /* ---- small messages --------------------------------------------------------------------- */
 
+/* Send this thread's pending PUT, if any: before anything else goes to any peer. */
+static int ofi_push(void)
+{
+	struct ofi_pending *p = &ofi_pend;
+	uint64_t until = 0;
+	ssize_t r;
+
+	if (!p->len)
+		return 0;
+	for (;;) {
+		FI_LK();
+		r = fi_inject(ofi.ep, p->m.b, p->len, p->peer);
+		if (r == -FI_EAGAIN)
+			fi_cq_read(ofi.cq, NULL, 0);
+		FI_UL();
+		if (r != -FI_EAGAIN)
+			break;
+		if (!until)
+			until = ofi_now_ms() + OFI_OP_MS;
+		else if (ofi_now_ms() > until)
+			break;
+	}
+	p->len = 0;
+	return r ? -ECONNRESET : 0;
+}
+
 static int ofi_note_send(uint32_t op, uint64_t arg, fi_addr_t to)
 {
 	struct ofi_note n = { .magic = OFI_NOTE_MAGIC, .op = op, .arg = arg };
 	uint64_t until = 0;
 	ssize_t r;
 
-	scif_dbg("ofi: send note %u %#llx to %llu", op, (unsigned long long)arg, (unsigned long long)to);
+	if (ofi_push())
+		return -ECONNRESET;
 	FI_LK();
 	while ((r = fi_inject(ofi.ep, &n, sizeof(n), to)) == -FI_EAGAIN) {
 		uint64_t now = ofi_now_ms();
@@ -648,27 +843,39 @@ static int ofi_note_send(uint32_t op, uint64_t arg, fi_addr_t to)
 	return r ? -ECONNRESET : 0;
 }
 
-static void ofi_handle(struct ofi_note *n, fi_addr_t src)
+/* Ring (or, with @unpark, drain) our bell named by @token. */
+static void ofi_bell_token(uint64_t token, int unpark)
 {
+	uint32_t idx = (uint32_t)token, gen = (uint32_t)(token >> 32);
+
+	/* A token of a bell closed since is stale: the generation says so. */
+	pthread_mutex_lock(&ofi.lock);
+	if (idx < ofi.nbells && ofi.bells[idx].fd >= 0 && ofi.bells[idx].gen == gen) {
+		struct scif_bell b = { .fd = ofi.bells[idx].fd };
+
+		if (unpark)
+			scif__fabric_local.drain(b.fd);
+		else
+			scif__fabric_local.ring(&b);
+	}
+	pthread_mutex_unlock(&ofi.lock);
+}
+
+/* A received message of @len bytes (a PUT's ranges are placed already: ofi_cq_pass). */
+static void ofi_handle(union ofi_msgbuf *m, size_t len, fi_addr_t src)
+{
+	struct ofi_note *n = &m->n;
 	uint32_t idx = (uint32_t)n->arg, gen = (uint32_t)(n->arg >> 32);
 
-	if (n->magic != OFI_NOTE_MAGIC)
+	if (len < sizeof(*n) || n->magic != OFI_NOTE_MAGIC)
 		return;
-	scif_dbg("ofi: note %u %#llx from %llu", n->op, (unsigned long long)n->arg, (unsigned long long)src);
 	switch (n->op) {
+	case OFI_OP_PUT | OFI_PUT_RING:
+		ofi_bell_token(n->arg, 0);
+		break;
 	case OFI_OP_RING:
 	case OFI_OP_UNPARK:
-		/* A token of a bell closed since is stale: the generation says so. */
-		pthread_mutex_lock(&ofi.lock);
-		if (idx < ofi.nbells && ofi.bells[idx].fd >= 0 && ofi.bells[idx].gen == gen) {
-			struct scif_bell b = { .fd = ofi.bells[idx].fd };
-
-			if (n->op == OFI_OP_RING)
-				scif__fabric_local.ring(&b);
-			else
-				scif__fabric_local.drain(b.fd);
-		}
-		pthread_mutex_unlock(&ofi.lock);
+		ofi_bell_token(n->arg, n->op == OFI_OP_UNPARK);
 		break;
 	case OFI_OP_PING:
 		/* Sent after everything we posted toward the peer before we saw its ping. */
@@ -1102,29 +1309,34 @@ static void *ofi_map(size_t len)
 
 static int ofi_region_create(struct scif_fabric *fab, size_t len, struct scif_region *r)
 {
-	struct fid_mr *mr;
+	struct ofi_own *o;
 	void *p;
 
 	if (ofi_live())
 		return -ENOMEM;
 	(void)fab;
-	p = ofi_map(len);
-	if (!p)
-		return -ENOMEM;
-	if (ofi_mr(p, len, FI_REMOTE_WRITE | FI_REMOTE_READ, &mr, NULL)) {
-		munmap(p, len);
+	o = calloc(1, sizeof(*o));
+	p = o ? ofi_map(len) : NULL;
+	if (!p || ofi_mr(p, len, FI_REMOTE_WRITE | FI_REMOTE_READ, &o->mr, NULL)) {
+		if (p)
+			munmap(p, len);
+		free(o);
 		return -ENOMEM;
 	}
-	*r = (struct scif_region){ .addr = p, .len = len, .priv = { (uintptr_t)mr, 0 } };
+	o->key = fi_mr_key(o->mr);
+	o->addr = p;
+	o->len = len;
+	ofi_reg_add(o);
+	*r = (struct scif_region){ .addr = p, .len = len, .priv = { (uintptr_t)o, 0 } };
 	return 0;
 }
 
 static void ofi_region_export(const struct scif_region *r, struct scif_fh *fh)
 {
-	struct fid_mr *mr = (struct fid_mr *)(uintptr_t)r->priv[0];
+	const struct ofi_own *o = (const struct ofi_own *)(uintptr_t)r->priv[0];
 
 	*fh = (struct scif_fh){ .fd = -1, .kind = OFI_FH_REGION,
-				.word = { ofi.virt_addr ? (uintptr_t)r->addr : 0, fi_mr_key(mr) } };
+				.word = { ofi.virt_addr ? (uintptr_t)r->addr : 0, o->key } };
 }
 
 static int ofi_region_import(struct scif_fabric *fab, struct scif_fh *fh, size_t len,
@@ -1175,7 +1387,11 @@ static void ofi_region_destroy(struct scif_region *r)
 		ofi_mr_close(s->mr);
 		free(s);
 	} else {
-		ofi_mr_close(((struct fid_mr *)(uintptr_t)r->priv[0]));
+		struct ofi_own *o = (struct ofi_own *)(uintptr_t)r->priv[0];
+
+		ofi_reg_del(o);
+		ofi_mr_close(o->mr);
+		free(o);
 	}
 	munmap(r->addr, r->len);
 	*r = (struct scif_region){ 0 };
@@ -1188,6 +1404,8 @@ static int ofi_write(const void *buf, size_t len, void *desc, fi_addr_t peer, ui
 	uint64_t until = 0;
 	ssize_t r;
 
+	if (ofi_push())
+		return -ECONNRESET;
 	for (;;) {
 		FI_LK();
 		if (len <= ofi.inject)
@@ -1242,6 +1460,8 @@ static int ofi_rma_wait(int read, void *buf, size_t len, void *desc, fi_addr_t p
 	ssize_t r;
 	int ret = 0;
 
+	if (ofi_push())
+		return -ECONNRESET;
 	for (;;) {
 		FI_LK();
 		r = read ? fi_readmsg(ofi.ep, &msg, FI_COMPLETION)
@@ -1274,13 +1494,48 @@ static int ofi_rma_wait(int read, void *buf, size_t len, void *desc, fi_addr_t p
 	return ret ? ret : op.err ? -ECONNRESET : 0;
 }
 
-static int ofi_region_flush(const struct scif_region *r, size_t off, size_t len)
+/*
+ * Short ranges join this thread's pending PUT (one per thread: flushes of one thread are in
+ * order by construction, and a thread that flushes with SCIF_FLUSH_MORE comes back before
+ * doing anything else); it goes when a flush says no more, at the ring that follows, or
+ * before anything else this thread sends. A range that would not fit an injected message
+ * goes as an RDMA write, after the pending PUT.
+ */
+static int ofi_region_flush(const struct scif_region *r, size_t off, size_t len,
+			    unsigned int flags)
 {
 	const struct ofi_shadow *s = (const struct ofi_shadow *)(uintptr_t)r->priv[0];
+	size_t need = sizeof(struct ofi_put) + ((len + 7) & ~(size_t)7);
+	struct ofi_pending *p = &ofi_pend;
+	struct ofi_put *e;
 
 	if (!r->priv[1] || off > r->len || len > r->len - off || !len)
 		return -EINVAL;
-	return ofi_write((uint8_t *)r->addr + off, len, s->desc, s->peer, s->raddr + off, s->key);
+	if (sizeof(struct ofi_note) + need > ofi.put)
+		return ofi_write((uint8_t *)r->addr + off, len, s->desc, s->peer, s->raddr + off,
+				 s->key);
+	if (p->len) {
+		/* The same range again, right after itself (a send's index line, then its
+		 * doorbell on that line): its bytes now are all the peer needs. */
+		e = (struct ofi_put *)(p->m.b + p->last);
+		if (p->peer == s->peer && e->key == s->key && e->off == off && e->len == len) {
+			memcpy(e + 1, (const uint8_t *)r->addr + off, len);
+			return flags & SCIF_FLUSH_MORE ? 0 : ofi_push();
+		}
+		if ((p->peer != s->peer || p->len + need > ofi.put) && ofi_push())
+			return -ECONNRESET;
+	}
+	if (!p->len) {
+		p->peer = s->peer;
+		p->len = sizeof(p->m.n);
+		p->m.n = (struct ofi_note){ .magic = OFI_NOTE_MAGIC, .op = OFI_OP_PUT };
+	}
+	p->last = p->len;
+	e = (struct ofi_put *)(p->m.b + p->len);
+	*e = (struct ofi_put){ .key = s->key, .off = (uint32_t)off, .len = (uint32_t)len };
+	memcpy(e + 1, (const uint8_t *)r->addr + off, len);
+	p->len += need;
+	return flags & SCIF_FLUSH_MORE ? 0 : ofi_push();
 }
 
 /* Has @link hung up (or failed)? */
@@ -1383,8 +1638,14 @@ static int ofi_bell_create(struct scif_fabric *fab, int *user, struct scif_bell 
 			*user = -1;
 			return -ENOMEM;
 		}
-		for (uint32_t k = ofi.nbells; k < n; k++)
+		/* Generations start random: a peer cannot guess the token of a bell it was
+		 * never given (it could only ring or unpark it, but even that). */
+		for (uint32_t k = ofi.nbells; k < n; k++) {
 			b[k] = (struct ofi_bell_slot){ .fd = -1 };
+			if (getrandom(&b[k].gen, sizeof(b[k].gen), GRND_NONBLOCK) !=
+			    sizeof(b[k].gen))
+				b[k].gen = (uint32_t)(k * 2654435761u ^ (uint32_t)getpid());
+		}
 		ofi.bells = b;
 		ofi.nbells = n;
 	}
@@ -1411,8 +1672,16 @@ static int ofi_bell_import(struct scif_fabric *fab, struct scif_fh *fh, struct s
 
 static int ofi_ring(const struct scif_bell *b)
 {
+	struct ofi_pending *p = &ofi_pend;
+
 	if (b->fd >= 0)
 		return scif__fabric_local.ring(b);
+	if (p->len && p->peer == (fi_addr_t)b->priv32) {
+		/* The bytes this ring is for, and the ring, in one message. */
+		p->m.n.op |= OFI_PUT_RING;
+		p->m.n.arg = b->priv;
+		return ofi_push();
+	}
 	return ofi_note_send(OFI_OP_RING, b->priv, b->priv32);
 }
 
