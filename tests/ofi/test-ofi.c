@@ -306,3 +306,89 @@ Test(ofi, hostile_link_frames_cost_only_that_link, .timeout = 90)
 	scif_close(ep);
 	scif_close(lep);
 }
+
+/* Node @node's address from the cluster file, as text. */
+static void node_addr_str(unsigned int node, char *out, size_t len)
+{
+	const char *path = getenv("SCIF_NODES_FILE");
+	char line[256], host[64];
+	unsigned int n;
+	FILE *f;
+	int found = 0;
+
+	cr_assert(path, "SCIF_NODES_FILE unset");
+	f = fopen(path, "r");
+	cr_assert(f, "%s: %s", path, strerror(errno));
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "%u %63s", &n, host) == 2 && n == node;
+	fclose(f);
+	cr_assert(found, "no node %u in %s", node, path);
+	snprintf(out, len, "%s", host);
+}
+
+/*
+ * A peer that knows our libfabric endpoint and sends our progress nothing but malformed
+ * small messages (tests/ofi/ofi-hostile.c, run in node 1: bad magic, unknown operations,
+ * rings and unparks of guessed bells, PUTs to unknown keys, cut short, past any region,
+ * overlong messages, random bytes) costs nothing: its garbage link is never accepted, our
+ * progress still answers its last PING, and a connection open all along still carries
+ * checksummed data both ways.
+ */
+Test(ofi, hostile_messages_cost_nothing, .timeout = 120)
+{
+	const char *sh = getenv("SCIF_TEST_NETNS_SH"), *run = getenv("SCIF_TEST_NETNS_RUN");
+	const char *bin = getenv("SCIF_TEST_OFI_HOSTILE");
+	uint16_t port = test_port();
+	scif_epd_t lep, ep, nep;
+	struct scif_portID peer;
+	char a0[64], a1[64], p[16];
+	uint8_t out[8192], in[8192];
+	uint64_t until;
+	pid_t epid, hpid;
+	int st;
+
+	cr_assert(sh && run && bin, "run through make check-ofi (SCIF_TEST_NETNS_SH/RUN, "
+				    "SCIF_TEST_OFI_HOSTILE unset)");
+	ep = echo_peer(&epid);
+	lep = scif_open();
+	cr_assert_eq(scif_bind(lep, port), port);
+	cr_assert_eq(scif_listen(lep, 4), 0);
+	node_addr_str(0, a0, sizeof(a0));
+	node_addr_str(1, a1, sizeof(a1));
+	snprintf(p, sizeof(p), "%u", port);
+	hpid = fork();
+	cr_assert_geq(hpid, 0);
+	if (hpid == 0) {
+		execlp("bash", "bash", sh, "exec", run, "1", bin, a0, p, a1, (char *)NULL);
+		_exit(127);
+	}
+	/* Our listener is what reads the hostile's link; its requests must never be accepted. */
+	until = test_now_ms() + 90000;
+	for (;;) {
+		pid_t w = waitpid(hpid, &st, WNOHANG);
+
+		if (w == hpid)
+			break;
+		if (test_now_ms() > until) {
+			kill(hpid, SIGKILL);
+			waitpid(hpid, &st, 0);
+			cr_assert_fail("ofi-hostile still running after 90 s (killed)");
+		}
+		cr_assert_eq(scif_accept(lep, &peer, &nep, 0), -1, "the garbage link was accepted");
+		cr_assert_eq(errno, EAGAIN, "scif_accept: %s", strerror(errno));
+		usleep(20000);
+	}
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		  "ofi-hostile: %s %d (1: our progress did not answer its PING after the garbage)",
+		  WIFEXITED(st) ? "exit status" : "killed by signal",
+		  WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+	/* The connection that was open all along. */
+	for (size_t i = 0; i < sizeof(out); i++)
+		out[i] = (uint8_t)(i * 131 + 7);
+	cr_assert_eq(scif_send(ep, out, (int)sizeof(out), SCIF_SEND_BLOCK), (int)sizeof(out));
+	cr_assert_eq(scif_recv(ep, in, (int)sizeof(in), SCIF_RECV_BLOCK), (int)sizeof(in));
+	cr_assert_eq(memcmp(in, out, sizeof(in)), 0, "the echo came back different");
+	scif_close(lep);
+	scif_close(ep);
+	cr_expect_eq(test_wait(epid), 0, "the echo peer failed");
+}
