@@ -17,6 +17,8 @@
 #                               libfabric provider P (tcp, sockets): 8-byte send/recv, half
 #                               the median round trip, usec/xfer (as fi_pingpong counts)
 #   scif writeto 4MiB (P)       scif_bench rma-write/sync-cpu at 4 MiB: MB/s
+#   ... (tcp, SCIF_OFI_PUT=0)   the same with every flush an RDMA write (no PUT messages),
+#                               to show what carrying data, index and doorbell together gains
 #   ratio ...                   SCIF over the provider's own figure of the same run
 # MB/s is 10^6 bytes per second, as fabtests print it. With --runs N > 1, a last block gives
 # each figure's median and range (min..max) over the runs.
@@ -116,7 +118,11 @@ on() { # on NODE CMD...: CMD in NODE's namespace, pinned (client node 0: CPU 0; 
 	if [ "$pin" = 1 ]; then
 		set -- taskset -c "${cpus[$node]}" "$@"
 	fi
-	timeout -k 5 "$step_timeout" bash "$here/netns.sh" exec "$run" "$node" "$@"
+	# exec: started with & (or in $(...)), the subshell *is* timeout, so that killing $!
+	# reaches the program (netns.sh, ip netns exec and taskset exec it in turn); a kill of
+	# a subshell that waited for it would leave the server running, spinning the CPUs the
+	# next figures need.
+	exec timeout -k 5 "$step_timeout" bash "$here/netns.sh" exec "$run" "$node" "$@"
 }
 
 # wait_listen PORT: until something listens on TCP PORT in node 1 (10 s).
@@ -171,11 +177,14 @@ fabtests_pair() {
 	fi
 }
 
-# scif_pair PROVIDER: scif_bench server in node 1, client in node 0, on the ofi fabric.
+# scif_pair PROVIDER [LABEL ENV=VALUE...]: scif_bench server in node 1, client in node 0, on
+# the ofi fabric; figures named "(LABEL)" (default: PROVIDER), with the extra environment.
 scif_pair() {
-	local prov=$1 out v sport=$((3300 + RANDOM % 2000)) rundir
+	local prov=$1 label=${2:-$1} out v sport=$((3300 + RANDOM % 2000)) rundir
+	shift; [ $# -gt 0 ] && shift
 	local env=(env SCIF_FABRIC=ofi SCIF_NODES_FILE="$nodes_file" FI_PROVIDER="$prov"
-		LD_LIBRARY_PATH="$top_builddir/libscif/.libs")
+		LD_LIBRARY_PATH="$top_builddir/libscif/.libs" "$@")
+	prov=$label
 	if [ ! -x "$SCIF_BENCH" ]; then
 		nofigure "scif lat 8B ($prov)" "no $SCIF_BENCH"; return
 	fi
@@ -242,8 +251,11 @@ one_run() {
 	v=$(sed -n -E 's/^tcp-pp bw: .* ([0-9.]+) MB\/s.*/\1/p' <<<"$out")
 	if [ -n "$v" ]; then figure "tcp bw 4MiB" "$v" MB/s; else nofigure "tcp bw 4MiB" "$out"; fi
 	scif_pair tcp
+	scif_pair tcp "tcp, SCIF_OFI_PUT=0" SCIF_OFI_PUT=0
 	scif_pair sockets
 	ratio "ratio scif lat (tcp) / fi_pingpong rdm" "scif lat 8B (tcp)" "fi_pingpong rdm 8B"
+	ratio "ratio scif lat (tcp, SCIF_OFI_PUT=0) / fi_pingpong rdm" \
+		"scif lat 8B (tcp, SCIF_OFI_PUT=0)" "fi_pingpong rdm 8B"
 	ratio "ratio scif writeto (tcp) / fi_rma_bw rdm" "scif writeto 4MiB (tcp)" \
 		"fi_rma_bw write rdm 4MiB"
 	ratio "ratio scif lat (tcp) / tcp" "scif lat 8B (tcp)" "tcp lat 8B"
