@@ -920,6 +920,35 @@ static uint64_t pcie_session(void)
 	return s ? s : 1;
 }
 
+/*
+ * SCIF_PCIE_BOOT_MS: how long the host's attach waits for its cards (every node of the
+ * aperture) to attach and say HELLO, as a host driver waits for its cards to boot; 0 (the
+ * default) does not wait. Under pcie.lock.
+ */
+static void pcie_boot_wait(void)
+{
+	const char *v = getenv("SCIF_PCIE_BOOT_MS");
+	long ms = v && *v ? strtol(v, NULL, 10) : 0;
+	uint64_t until = pcie_now_ms() + (uint64_t)(ms > 0 && ms < 600000 ? ms : 0);
+
+	for (;;) {
+		struct timespec ts;
+		uint16_t n = 1;
+
+		while (n < pcie.hdr.nnodes && pcie.node[n].hello)
+			n++;
+		if (n == pcie.hdr.nnodes || pcie_now_ms() >= until)
+			return;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 10000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&pcie.cond, &pcie.lock, &ts);
+	}
+}
+
 /* ---- attach ---------------------------------------------------------------------------------- */
 
 static int pcie_attach(struct scif_fabric *fab)
@@ -1010,6 +1039,8 @@ static int pcie_attach(struct scif_fabric *fab)
 			goto out;
 		}
 	}
+	if (pcie.dev.host)
+		pcie_boot_wait();
 	pcie.ready = 1;
 	scif_info("pcie: node %u attached (%s), %u nodes", pcie.self, pcie.dev.ops->name,
 		  pcie.hdr.nnodes);
