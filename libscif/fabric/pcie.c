@@ -1503,7 +1503,7 @@ static int pcie_mem_import(struct scif_fabric *fab, struct scif_fh *fh, size_t l
 	void *p;
 
 	(void)fab;
-	if (n < 0 || n == pcie.self || !len || fh->word[1] < len ||
+	if (n < 0 || !len || fh->word[1] < len ||
 	    !pcie_in_heap((uint16_t)n, fh->word[0], len))
 		return -EINVAL;
 	p = mmap(NULL, len, prot, MAP_SHARED, pcie.dev.fd, (off_t)(pcie.dev.map_off + fh->word[0]));
