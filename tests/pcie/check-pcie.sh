@@ -7,7 +7,7 @@
 # as an ivshmem client exactly as QEMU's ivshmem-doorbell device would (the card, ivshmem peer
 # 1). No guest is booted: see docs/pcie-fabric.md for what is missing for one.
 #
-# PROGRAMs (default: all four, in this order): test-compat test-mp test-rma-mp test-bulk.
+# PROGRAMs (default: all, in this order): test-compat test-mp test-rma-mp test-bulk test-pcie.
 # Each runs under `timeout -k 10 $PCIE_TIMEOUT` (600 s), with SCIF_TEST_NODE_EXEC set to
 # tests/pcie/node-exec.sh (each node its own SCIF_RUN_DIR) and CRITERION_JOBS=1: the fabric
 # attaches one process per node (one host process serves the aperture), so the tests run one
@@ -26,13 +26,14 @@ set -uo pipefail
 : "${top_builddir:?run through make check-pcie}" "${top_srcdir:?run through make check-pcie}"
 here=$top_srcdir/tests/pcie
 progs=("$@")
-[ ${#progs[@]} -gt 0 ] || progs=(test-compat test-mp test-rma-mp test-bulk)
+[ ${#progs[@]} -gt 0 ] || progs=(test-compat test-mp test-rma-mp test-bulk test-pcie)
 
 declare -A path filter
 path[test-compat]=tests/compat/test-compat
 path[test-mp]=tests/mp/test-mp
 path[test-rma-mp]=tests/mp/test-rma-mp
 path[test-bulk]=tests/mp/test-bulk
+path[test-pcie]=tests/pcie/test-pcie
 
 # compat pairs (host on node 0, card on node 1), all but:
 #   fork_*        the card's fork child uses the endpoint its parent opened: the fabric's
@@ -60,9 +61,12 @@ filter[test-rma-mp]='*'
 #                 between processes of one OS: across the window bytes go through the ring.
 filter[test-bulk]='!(hostile_bulk/*|bulk/@(echo_from_a_fork_child|nonblocking_sends_1m|nonblocking_sends_4m|abandoned_offer_is_not_delivered))'
 
+# test-pcie: all of it (a full aperture, a card that corrupts it: tests/pcie/pcie-liar).
+filter[test-pcie]='pcie/*'
+
 for p in "${progs[@]}"; do
 	[ -n "${path[$p]:-}" ] || {
-		echo "check-pcie.sh: unknown program $p (test-compat test-mp test-rma-mp test-bulk)"
+		echo "check-pcie.sh: unknown program $p (test-compat test-mp test-rma-mp test-bulk test-pcie)"
 		echo "0 passed, 1 failed"; exit 2; }
 done
 
