@@ -190,7 +190,7 @@ struct pcie_dev_ops {
 
 /* Backends: the host (an in-process ivshmem server, the host being peer 0), the card as an
  * ivshmem client (as QEMU is; host processes standing in for a card), the card through
- * kernel/shim (/dev/scif_shimN; not yet: -ENODEV). */
+ * kernel/shim (/dev/scif_shimN; compiled, not yet run in a guest). */
 extern const struct pcie_dev_ops scif__pcie_dev_host;
 extern const struct pcie_dev_ops scif__pcie_dev_client;
 extern const struct pcie_dev_ops scif__pcie_dev_shim;

@@ -2,14 +2,15 @@
 /*
  * fabric/pcie_dev.c - how a pcie-fabric process reaches the aperture and the doorbells
  * (struct pcie_dev_ops, pcie.h): the host runs the ivshmem server in-process as peer 0; a card
- * is an ivshmem client, exactly as QEMU's ivshmem-doorbell device is; the card through
- * kernel/shim is a stub for now.
+ * is an ivshmem client, exactly as QEMU's ivshmem-doorbell device is (host processes standing
+ * in for a card); a card in a guest reaches its device through kernel/shim.
  *
  * Configuration (environment):
  *   SCIF_PCIE_SOCKET   the ivshmem server's UNIX socket (default /tmp/scif-pcie-<euid>.sock)
  *   SCIF_PCIE_SIZE     host: the aperture's size, a power of two (default 256M; k/M/G suffix)
  *   SCIF_PCIE_SHM      host: back the aperture with this file instead of a memfd
  *   SCIF_PCIE_WAIT_MS  card: how long to wait for the host's server to appear (default 5000)
+ *   SCIF_PCIE_DEV      card: reach the aperture through kernel/shim (/dev/scif_shimN)
  * Only vector 0 is used: every doorbell of a node is that one interrupt.
  */
 #include <endian.h>
@@ -20,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -29,6 +32,7 @@
 
 #include "pcie.h"
 #include "ivshm_server.h"
+#include "scif_shim.h"
 
 static int dev_env_size(const char *name, uint64_t dflt, uint64_t *out)
 {
@@ -519,47 +523,124 @@ const struct pcie_dev_ops scif__pcie_dev_client = {
 	.close = client_close,
 };
 
-/* ---- card through kernel/shim: not yet ---------------------------------------------------- */
+/* ---- card through kernel/shim (/dev/scif_shimN) ------------------------------------------ */
 
 /*
- * To come: open SCIF_PCIE_DEV (/dev/scif_shimN), SCIF_SHIM_IOC_INFO for BAR2's size and
- * mmap_offset (d->fd = the device, d->map_off = that offset) and the peer id (IVPosition,
- * our node id), SCIF_SHIM_IOC_SET_IRQ for vector 0 to an eventfd (the pollfd), and a kick
- * that writes SCIF_SHIM_IVSHMEM_DOORBELL_VAL(0, 0) to BAR0's doorbell register.
+ * SCIF_PCIE_DEV names the shim's device of the card's ivshmem-doorbell function. The aperture
+ * is BAR2 (mapped write-combining by the shim), our node id the device's peer id
+ * (IVPosition), our doorbell vector 0 delivered to an eventfd (SCIF_SHIM_IOC_SET_IRQ), and
+ * ringing the host a write of (peer 0, vector 0) to BAR0's Doorbell register.
+ *
+ * Compiled, not yet run in a guest (docs/pcie-fabric.md). Unlike the ivshmem client, nothing
+ * tells a card that the host went away: QEMU keeps the device's memory. A host heartbeat in
+ * the aperture is still to come.
  */
+#define SHIM_BAR_DOORBELL_REGS 0
+#define SHIM_BAR_APERTURE 2
+
+struct dev_shim {
+	volatile uint32_t *regs; /* BAR0's page: IVPosition, Doorbell */
+	int irq;                 /* eventfd of vector 0 */
+};
+
 static int shim_open(struct pcie_dev *d, int (*ready)(struct pcie_dev *d))
 {
-	(void)d;
+	const char *path = getenv("SCIF_PCIE_DEV");
+	struct scif_shim_info info;
+	struct scif_shim_irq irq = { .vector = 0 };
+	struct dev_shim *sh;
+	void *regs = MAP_FAILED;
+	int fd, ret = -ENXIO;
+
 	(void)ready;
-	return -ENODEV;
+	if (!path || !*path)
+		return -ENXIO;
+	sh = calloc(1, sizeof(*sh));
+	if (!sh)
+		return -ENOMEM;
+	sh->irq = -1;
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		free(sh);
+		return -ENXIO;
+	}
+	memset(&info, 0, sizeof(info));
+	if (ioctl(fd, SCIF_SHIM_IOC_INFO, &info) < 0 || info.abi_version != SCIF_SHIM_ABI_VERSION ||
+	    !(info.flags & SCIF_SHIM_INFO_PEER_ID) || info.nr_vectors < 1 ||
+	    info.peer_id < 1 || info.peer_id > SCIF__IVSHM_MAX_ID ||
+	    !(info.bars[SHIM_BAR_APERTURE].flags & SCIF_SHIM_BAR_MMAP) ||
+	    info.bars[SHIM_BAR_APERTURE].excl_size ||
+	    !(info.bars[SHIM_BAR_DOORBELL_REGS].flags & SCIF_SHIM_BAR_MMAP) ||
+	    info.bars[SHIM_BAR_DOORBELL_REGS].size < SCIF_SHIM_IVSHMEM_DOORBELL + 4)
+		goto fail;
+	regs = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		    (off_t)info.bars[SHIM_BAR_DOORBELL_REGS].mmap_offset);
+	sh->irq = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (regs == MAP_FAILED || sh->irq < 0)
+		goto fail;
+	irq.fd = sh->irq;
+	if (ioctl(fd, SCIF_SHIM_IOC_SET_IRQ, &irq) < 0)
+		goto fail;
+	sh->regs = regs;
+	d->fd = fd;
+	d->map_off = info.bars[SHIM_BAR_APERTURE].mmap_offset;
+	d->size = info.bars[SHIM_BAR_APERTURE].size;
+	d->self = (uint16_t)info.peer_id;
+	d->host = 0;
+	d->priv = sh;
+	return 0;
+fail:
+	if (regs != MAP_FAILED)
+		munmap(regs, 4096);
+	if (sh->irq >= 0)
+		close(sh->irq);
+	close(fd);
+	free(sh);
+	return ret;
 }
 
 static int shim_kick(struct pcie_dev *d, uint16_t node)
 {
-	(void)d;
-	(void)node;
-	return -ENODEV;
+	struct dev_shim *sh = d->priv;
+
+	if (node != SCIF__IVSHM_HOST_ID)
+		return -EINVAL;
+	/* Order the aperture's write-combined stores before the doorbell's uncached one. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	sh->regs[SCIF_SHIM_IVSHMEM_DOORBELL / 4] = SCIF_SHIM_IVSHMEM_DOORBELL_VAL(node, 0);
+	return 0;
 }
 
 static int shim_pollfds(struct pcie_dev *d, int *fds, int max)
 {
-	(void)d;
-	(void)fds;
-	(void)max;
-	return 0;
+	struct dev_shim *sh = d->priv;
+
+	if (max < 1)
+		return 0;
+	fds[0] = sh->irq;
+	return 1;
 }
 
 static int shim_handle(struct pcie_dev *d, pcie_dev_cb cb, void *arg)
 {
-	(void)d;
+	struct dev_shim *sh = d->priv;
+
 	(void)cb;
 	(void)arg;
-	return -ENODEV;
+	dev_eventfd_drain(sh->irq);
+	return 0;
 }
 
 static void shim_close(struct pcie_dev *d)
 {
-	(void)d;
+	struct dev_shim *sh = d->priv;
+
+	if (!sh)
+		return;
+	munmap((void *)sh->regs, 4096);
+	close(sh->irq);
+	free(sh);
+	d->priv = NULL;
 }
 
 const struct pcie_dev_ops scif__pcie_dev_shim = {
