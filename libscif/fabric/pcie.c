@@ -112,6 +112,7 @@ static struct {
 	struct scif_fabric *fab;
 	int wake; /* an eventfd: the progress thread's own doorbell */
 	pthread_t thread;
+	int forked; /* a fork child: the parent's queue pairs and thread are not ours */
 	struct pcie_node node[PCIE_MAX_NODES];
 	struct pcie_link *links;
 	uint32_t nlinks, free_link;
@@ -329,6 +330,12 @@ static int pcie_qp_send(uint16_t node, struct pcie_rec *h, const void *body,
 	size_t blen = h->msglen, total;
 	int ret = 0;
 
+	/*
+	 * A fork child shares the parent's aperture but not its producer index (a copy that
+	 * goes stale at the parent's next record): it must never write a queue pair.
+	 */
+	if (scif__read_once(&pcie.forked))
+		return -ECONNRESET;
 	total = (sizeof(*h) + blen + (size_t)nfw * sizeof(*fw) + 7) & ~(size_t)7;
 	if (total > PCIE_REC_MAX + 8)
 		return -EMSGSIZE;
@@ -910,6 +917,20 @@ static void *pcie_progress(void *arg)
 	return NULL;
 }
 
+/*
+ * In a fork child: the locks as new (another thread may have held one at the fork), and no
+ * queue pair writes from now on. Endpoints of a process that forked stay with the parent on
+ * this fabric, as on the ofi fabric.
+ */
+static void pcie_atfork_child(void)
+{
+	pthread_mutex_init(&pcie.lock, NULL);
+	pthread_cond_init(&pcie.cond, NULL);
+	for (int i = 0; i < PCIE_MAX_NODES; i++)
+		pthread_mutex_init(&pcie.node[i].tx, NULL);
+	scif__write_once(&pcie.forked, 1);
+}
+
 /* A nonzero number that differs from one attach to the next. */
 static uint64_t pcie_session(void)
 {
@@ -1030,6 +1051,7 @@ static int pcie_attach(struct scif_fabric *fab)
 	if (ret)
 		goto fail;
 	pthread_detach(pcie.thread);
+	pthread_atfork(NULL, NULL, pcie_atfork_child);
 	if (!pcie.dev.host) {
 		pthread_mutex_unlock(&pcie.lock);
 		ret = pcie_send_simple(0, PCIE_REC_HELLO, 0, 0, 0, 0, NULL, 0);
