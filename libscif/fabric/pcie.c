@@ -637,10 +637,10 @@ static void pcie_in_connect(uint16_t n, const struct pcie_rec *h, const uint8_t 
 static void pcie_in_msg(uint16_t n, const struct pcie_rec *h, const uint8_t *body)
 {
 	uint8_t dg[8 + SCIF_LINK_MAX_FH * sizeof(struct pcie_fh_wire) + PCIE_MSG_MAX];
-	const struct pcie_fh_wire *fw = (const void *)(body + h->msglen);
+	const uint8_t *fw = body + h->msglen; /* the handles follow the body, unaligned */
 	struct pcie_link *l;
 	uint32_t hd[2] = { h->nfh, h->msglen };
-	size_t flen = (size_t)h->nfh * sizeof(*fw);
+	size_t flen = (size_t)h->nfh * sizeof(struct pcie_fh_wire);
 	uint32_t rid = 0, rgen = 0;
 	int bad = 0;
 
@@ -653,7 +653,7 @@ static void pcie_in_msg(uint16_t n, const struct pcie_rec *h, const uint8_t *bod
 	for (int i = 0; i < h->nfh; i++) {
 		struct pcie_fh_wire w;
 
-		memcpy(&w, &fw[i], sizeof(w));
+		memcpy(&w, fw + (size_t)i * sizeof(w), sizeof(w));
 		if (w.kind < PCIE_FH_REGION || w.kind > PCIE_FH_MEM || w.pad)
 			bad = 1;
 		/* Stamp the sender's node: an import checks the handle against its slice. */
@@ -744,7 +744,6 @@ static void pcie_qp_recv(uint16_t n)
 	uint64_t rb = pcie.hdr.ring_bytes;
 	const uint8_t *data = pcie_ring(pcie.self, n);
 	uint64_t w;
-	int moved = 0;
 
 	if (pcie.dev.host && n != pcie.self && !nd->session) {
 		/* Acquire pairs with the card's release store of its session (pcie_attach). */
@@ -781,10 +780,11 @@ static void pcie_qp_recv(uint16_t n)
 				return; /* the node went meanwhile (a callback reset it) */
 		}
 		nd->rd += len;
-		moved = 1;
-	}
-	if (moved) {
-		/* Release pairs with the sender's acquire load of rindex: copied out first. */
+		/*
+		 * Release pairs with the sender's acquire load of rindex: copied out first. Per
+		 * record, so that a sender waiting for room (perhaps the peer's progress thread,
+		 * answering us) sees it as soon as there is some.
+		 */
 		scif__store_release(&pcie_ctl(n, pcie.self)->rindex, nd->rd);
 	}
 	return;
