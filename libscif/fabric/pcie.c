@@ -1053,13 +1053,14 @@ static int pcie_attach(struct scif_fabric *fab)
 	pthread_detach(pcie.thread);
 	pthread_atfork(NULL, NULL, pcie_atfork_child);
 	if (!pcie.dev.host) {
+		/*
+		 * If this fails, the host went away meanwhile: we are attached all the same (the
+		 * thread runs), with the host offline, as after any later departure.
+		 */
 		pthread_mutex_unlock(&pcie.lock);
-		ret = pcie_send_simple(0, PCIE_REC_HELLO, 0, 0, 0, 0, NULL, 0);
+		if (pcie_send_simple(0, PCIE_REC_HELLO, 0, 0, 0, 0, NULL, 0))
+			scif_info("pcie: the host did not take our HELLO");
 		pthread_mutex_lock(&pcie.lock);
-		if (ret) {
-			ret = -ENXIO; /* the thread stays; the node is simply not attached */
-			goto out;
-		}
 	}
 	if (pcie.dev.host)
 		pcie_boot_wait();
