@@ -42,13 +42,15 @@ static int fabric_ops_complete(const struct scif_fabric_ops *o)
 	       o->mem_free;
 }
 
-/* SCIF_FABRIC: "local" (the default) or "ofi" (where built); any other name attaches none. */
+/* SCIF_FABRIC: "local" (the default), "pcie" or "ofi" (where built); any other name attaches none. */
 static const struct scif_fabric_ops *fabric_choose(void)
 {
 	const char *v = getenv("SCIF_FABRIC");
 
 	if (!v || !*v || !strcmp(v, "local"))
 		return &scif__fabric_local;
+	if (!strcmp(v, "pcie"))
+		return &scif__fabric_pcie;
 #ifdef SCIF_HAVE_OFI
 	if (!strcmp(v, "ofi"))
 		return &scif__fabric_ofi;

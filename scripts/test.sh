@@ -4,7 +4,8 @@
 # the Criterion suite (plain -Werror build, then ASan+UBSan), the libFuzzer targets for
 # FUZZ_SECONDS (60) each, the multi-threaded tests under ThreadSanitizer, fabtests and MPI
 # over the libfabric provider, virtio over SCIF with real clients, valgrind on the example
-# pair, the ofi fabric across network namespaces, the kernel shim in a QEMU guest, the docs
+# pair, the ofi fabric across network namespaces, the pcie fabric between a host and a card
+# process, the kernel shim in a QEMU guest, the docs
 # and man-page checks, and make distcheck.
 # The last line is the total: "N passed, N failed".
 set -uo pipefail
@@ -183,6 +184,24 @@ ofi_check() {
 }
 if [ -f "$top/_build/plain/Makefile" ]; then
 	ofi_check sockets
+fi
+
+echo "== the pcie fabric: a host and a card process sharing one ivshmem aperture"
+# make check-pcie in the plain build (tests/pcie/check-pcie.sh): the compat pairs and the
+# multi-process suites with node 0 serving the aperture and node 1 an ivshmem client, and
+# test-pcie (a full aperture, a card that corrupts it). No guest: docs/pcie-fabric.md.
+if [ -f "$top/_build/plain/Makefile" ]; then
+	pclog=$logdir/check-pcie.log
+	if (cd "$top/_build/plain" && make check-pcie >"$pclog" 2>&1); then :; fi
+	grep -a -E '^(PASS|FAIL): ' "$pclog" | sed 's/^/pcie /'
+	pc=$(grep -a -E '^[0-9]+ passed, [0-9]+ failed' "$pclog" | tail -n 1)
+	if [ -n "$pc" ]; then
+		passed=$((passed + $(cut -d' ' -f1 <<<"$pc"))); failed=$((failed + $(cut -d' ' -f3 <<<"$pc")))
+	else
+		echo "FAIL: check-pcie produced no result (log: $pclog)"
+		tail -n 30 "$pclog" | sed 's/^/    /'
+		failed=$((failed + 1))
+	fi
 fi
 
 echo "== valgrind on the host/card example pair"

@@ -261,6 +261,7 @@ struct scif_fabric_ops {
 };
 
 extern const struct scif_fabric_ops scif__fabric_local;
+extern const struct scif_fabric_ops scif__fabric_pcie;
 #ifdef SCIF_HAVE_OFI
 extern const struct scif_fabric_ops scif__fabric_ofi;
 #endif

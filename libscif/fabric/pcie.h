@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * pcie.h - the pcie fabric's aperture layout (the bytes both OS instances see) and the small
+ * interface through which fabric/pcie.c reaches the aperture and the doorbells (pcie_dev.c).
+ *
+ * The aperture is one shared memory window (ivshmem's BAR2 / the host's shared-memory file).
+ * It is cut into a header page and one *slice* per node. Slice n is "node n's memory": node n
+ * only ever *reads* its own slice, every other node only ever *writes* into it (ARCHITECTURE.md,
+ * "no reads across the bus"). The one exception is the header page, written by the host before
+ * it serves the aperture and read once by a card when it attaches.
+ *
+ *   page 0            struct pcie_ap_hdr                     host writes, before serving
+ *   slice n (n = 0..nnodes-1) at first_slice + n * slice_size:
+ *     +0              struct pcie_peer_ctl ctl[PCIE_MAX_NODES]  ctl[m]: written by node m only
+ *     +PCIE_BELL_OFF  uint32_t ring[nbells], unpark[nbells]     set to 1 by a peer, cleared
+ *                                                               (exchanged to 0) by node n
+ *     +PCIE_RING_OFF  ring_bytes of data per node m (index m):  written by node m only
+ *                     the node queue pair m -> n
+ *     +heap_off       pages node n's process allocates: its regions (connection queue
+ *                     pairs) and registered windows; written by n, and by the peer it hands
+ *                     them to (the SCIF core's own discipline inside a region)
+ *
+ * Node queue pair m -> n: data in n's slice (ring m), write index in n's slice
+ * (ctl[m].windex, m writes it), read index in m's slice (ctl[n].rindex, n writes it). Indices
+ * are free-running byte counts; records are 8-byte aligned and never wrap (a PAD record fills
+ * the end of the ring). Barriers: the sender stores a record's bytes, then windex with release
+ * (pairs with the receiver's acquire load of windex); the receiver copies the record out,
+ * then stores rindex with release (pairs with the sender's acquire load of rindex before it
+ * reuses the space).
+ */
+#ifndef SCIF_FABRIC_PCIE_H
+#define SCIF_FABRIC_PCIE_H
+
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PCIE_MAGIC 0x45494350u /* "PCIE" */
+#define PCIE_VERSION 1u
+#define PCIE_MAX_NODES 8
+#define PCIE_PAGE 4096u
+#define PCIE_NBELLS 4096u
+#define PCIE_BELL_OFF PCIE_PAGE
+#define PCIE_RING_OFF (PCIE_BELL_OFF + 2 * PCIE_NBELLS * 4u)
+#define PCIE_RING_BYTES (256u * 1024u)
+
+/**
+ * struct pcie_ap_hdr - page 0 of the aperture; written by the host before it serves the
+ * aperture, never changed after; a card reads and validates it once at attach.
+ * @magic:       PCIE_MAGIC.
+ * @version:     PCIE_VERSION.
+ * @size:        the aperture's size in bytes.
+ * @nnodes:      slices (nodes 0..nnodes-1), 2..PCIE_MAX_NODES.
+ * @nbells:      bell words per slice (PCIE_NBELLS).
+ * @ring_bytes:  bytes of each node queue pair's data ring (a multiple of 8).
+ * @first_slice: offset of slice 0 (PCIE_PAGE).
+ * @slice_size:  bytes per slice, a multiple of PCIE_PAGE.
+ * @heap_off:    offset of the heap inside a slice, a multiple of PCIE_PAGE.
+ */
+struct pcie_ap_hdr {
+	uint32_t magic;
+	uint32_t version;
+	uint64_t size;
+	uint32_t nnodes;
+	uint32_t nbells;
+	uint64_t ring_bytes;
+	uint64_t first_slice;
+	uint64_t slice_size;
+	uint64_t heap_off;
+};
+static_assert(sizeof(struct pcie_ap_hdr) == 56, "pcie_ap_hdr layout");
+
+/**
+ * struct pcie_peer_ctl - in slice n, entry m: what node m tells node n. Every field is
+ * written by node m only and read by node n only; one cache line each.
+ * @windex: bytes node m has produced into ring m -> n (data in slice n, ring index m); stored
+ *          with release after the data (pairs with n's acquire load).
+ * @rindex: bytes node m has consumed of ring n -> m (data in slice m); stored with release
+ *          after m copied the records out (pairs with n's acquire load before reusing space).
+ * @session: (card m, in the host's slice) a nonzero number m picks each time it attaches,
+ *          stored with release after m reset @windex and @rindex to 0 (pairs with the
+ *          host's acquire load): the host reads ring m -> host only once it sees a session
+ *          other than the last one, so a stale index of an earlier card is never parsed.
+ */
+struct pcie_peer_ctl {
+	uint64_t windex;
+	uint64_t rindex;
+	uint64_t session;
+	uint64_t pad[5];
+};
+static_assert(sizeof(struct pcie_peer_ctl) == 64, "pcie_peer_ctl layout");
+static_assert(sizeof(struct pcie_peer_ctl) * PCIE_MAX_NODES <= PCIE_BELL_OFF, "ctl fits");
+static_assert(PCIE_RING_OFF % PCIE_PAGE == 0, "rings page-aligned");
+
+/* One record of a node queue pair: this header, the message, then its handles. */
+enum {
+	PCIE_REC_PAD = 1, /* skip to the end of the ring */
+	PCIE_REC_HELLO,   /* card -> host: my slice is ready, talk to me */
+	PCIE_REC_CONNECT, /* src: the connector's link; body: struct pcie_connect */
+	PCIE_REC_ACCEPT,  /* dst: the connector's link; src: the acceptor's */
+	PCIE_REC_REFUSE,  /* dst: the connector's link */
+	PCIE_REC_MSG,     /* dst: the receiver's link; body: msglen bytes, then nfh handles */
+	PCIE_REC_CLOSE,   /* dst: the receiver's link: the sender's end is gone */
+};
+
+/**
+ * struct pcie_rec - a node queue pair record header (all fields written by the sender).
+ * @len:    bytes of the whole record, header included, a multiple of 8.
+ * @type:   PCIE_REC_*.
+ * @nfh:    handles after the message (MSG only), <= SCIF_LINK_MAX_FH.
+ * @dst, @dst_gen: the receiving process's link (index and generation).
+ * @src, @src_gen: the sending process's link.
+ * @msglen: bytes of the message body.
+ */
+struct pcie_rec {
+	uint32_t len;
+	uint16_t type;
+	uint16_t nfh;
+	uint32_t dst;
+	uint32_t dst_gen;
+	uint32_t src;
+	uint32_t src_gen;
+	uint32_t msglen;
+	uint32_t pad;
+};
+static_assert(sizeof(struct pcie_rec) == 32, "pcie_rec layout");
+
+struct pcie_connect {
+	uint32_t port; /* the destination port */
+	uint32_t pad;
+};
+
+/* A fabric handle on the wire (kind PCIE_FH_*, words as below). */
+enum {
+	PCIE_FH_REGION = 1, /* word 0: aperture offset, word 1: length */
+	PCIE_FH_BELL,       /* word 0: bell slot in the owner's slice */
+	PCIE_FH_MEM,        /* word 0: aperture offset, word 1: length, word 2: prot */
+};
+struct pcie_fh_wire {
+	uint32_t kind;
+	uint32_t pad;
+	uint64_t word[3];
+};
+static_assert(sizeof(struct pcie_fh_wire) == 32, "pcie_fh_wire layout");
+
+/* ---- how a process reaches the aperture and the doorbells (pcie_dev.c) ------------------ */
+
+enum pcie_dev_event { PCIE_DEV_UP, PCIE_DEV_DOWN };
+typedef void (*pcie_dev_cb)(void *arg, enum pcie_dev_event ev, uint16_t node);
+
+/**
+ * struct pcie_dev - one process's device: the aperture's descriptor and the doorbells.
+ * @fd:       a descriptor whose mapping at @map_off is the aperture (the shared-memory file
+ *            on the host, /dev/scif_shimN's BAR2 on a card).
+ * @map_off:  offset of the aperture in @fd.
+ * @size:     the aperture's size.
+ * @self:     this process's node id (the host: 0; a card: its ivshmem peer id).
+ * @host:     1 if this process made the aperture (and writes its header).
+ * @priv:     the backend's.
+ */
+struct pcie_dev {
+	const struct pcie_dev_ops *ops;
+	int fd;
+	uint64_t map_off;
+	uint64_t size;
+	uint16_t self;
+	int host;
+	void *priv;
+};
+
+/**
+ * struct pcie_dev_ops - a backend. All return 0 or -errno.
+ * @open:   attach (make or join the aperture); @size and @self are set on return. A host
+ *          backend calls @ready (with the mapped aperture) before it lets a card in, so the
+ *          card finds the header written.
+ * @kick:   ring @node's doorbell (any thread).
+ * @pollfds: the descriptors the progress thread must poll (at most @max), all POLLIN.
+ * @handle: after a poll: consume doorbells, handle the control socket; node arrivals and
+ *          departures are reported through @cb (from the progress thread, no lock held).
+ * @close:  detach.
+ */
+struct pcie_dev_ops {
+	const char *name;
+	int (*open)(struct pcie_dev *d, int (*ready)(struct pcie_dev *d));
+	int (*kick)(struct pcie_dev *d, uint16_t node);
+	int (*pollfds)(struct pcie_dev *d, int *fds, int max);
+	int (*handle)(struct pcie_dev *d, pcie_dev_cb cb, void *arg);
+	void (*close)(struct pcie_dev *d);
+};
+
+/* Backends: the host (an in-process ivshmem server, the host being peer 0), the card as an
+ * ivshmem client (as QEMU is; host processes standing in for a card), the card through
+ * kernel/shim (/dev/scif_shimN; compiled, not yet run in a guest). */
+extern const struct pcie_dev_ops scif__pcie_dev_host;
+extern const struct pcie_dev_ops scif__pcie_dev_client;
+extern const struct pcie_dev_ops scif__pcie_dev_shim;
+
+#endif /* SCIF_FABRIC_PCIE_H */

@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * test-pcie.c - what only the pcie fabric has: an aperture that runs out, and a card that
+ * corrupts the aperture. Run by tests/pcie/check-pcie.sh (this process node 0, the host,
+ * serving the aperture; its peers node 1, ivshmem clients); built for check-pcie only.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "scif.h"
+#include "../common.h"
+
+#define RESET_BOUND_MS 5000 /* a corrupt queue pair costs the links at the next doorbell */
+
+/* Start tests/pcie/pcie-liar MODE PORT as node 1 (behind SCIF_TEST_NODE_EXEC). */
+static pid_t spawn_liar(const char *mode, uint16_t port)
+{
+	const char *top = getenv("SCIF_TEST_TOP"), *wrap = test_node_exec();
+	char path[4096], portbuf[16], *argv[5], *envp[256];
+	int n = 0, e = 0;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/tests/pcie/pcie-liar", top ? top : ".");
+	snprintf(portbuf, sizeof(portbuf), "%u", port);
+	if (wrap)
+		argv[n++] = (char *)wrap;
+	argv[n++] = path;
+	argv[n++] = (char *)mode;
+	argv[n++] = portbuf;
+	argv[n] = NULL;
+	envp[e++] = "SCIF_NODE=1";
+	for (char **v = environ; *v && e < 255; v++)
+		if (strncmp(*v, "SCIF_NODE=", 10))
+			envp[e++] = *v;
+	envp[e] = NULL;
+	cr_assert_eq(posix_spawn(&pid, argv[0], NULL, NULL, argv, envp), 0, "spawn %s", path);
+	return pid;
+}
+
+/* Is node 1 online (a card attached), within 5 s? Stops early if @pid ends (*@st). */
+static int wait_node1(pid_t pid, int *st)
+{
+	uint64_t until = test_now_ms() + 5000;
+
+	*st = -1;
+	for (;;) {
+		uint16_t nodes[8], self;
+		int n = scif_get_nodeIDs(nodes, 8, &self), s;
+
+		for (int i = 0; i < n && i < 8; i++)
+			if (nodes[i] == 1)
+				return 1;
+		if (waitpid(pid, &s, WNOHANG) == pid) {
+			*st = WIFEXITED(s) ? WEXITSTATUS(s) : 128 + WTERMSIG(s);
+			return 0;
+		}
+		if (test_now_ms() > until)
+			return 0;
+		usleep(5000);
+	}
+}
+
+/*
+ * The echo peer answers after the liar is gone: the aperture serves the next card. Every
+ * check is made before the verdict, so that the peer is killed and reaped whatever happens.
+ */
+static void echo_works(uint16_t port)
+{
+	char a1[16], buf[4] = "";
+	char *args[] = { "echo", test_num(a1, port), NULL };
+	pid_t pid = test_spawn_peer(1, args);
+	scif_epd_t ep = scif_open();
+	int st, up = wait_node1(pid, &st), conn = 0, ok = 0;
+
+	if (up)
+		conn = test_connect_retry(ep, 1, port);
+	if (conn > 0)
+		ok = scif_send(ep, "abc", 3, SCIF_SEND_BLOCK) == 3 &&
+		     scif_recv(ep, buf, 3, SCIF_RECV_BLOCK) == 3 && !strcmp(buf, "abc");
+	scif_close(ep);
+	if (st < 0) {
+		kill(pid, SIGKILL);
+		test_wait(pid);
+	}
+	cr_assert(up, "the next card did not attach in 5 s (it ended with status %d; -1: it "
+		      "still ran)", st);
+	cr_assert_gt(conn, 0, "connect to the next card: %s", strerror(errno));
+	cr_assert(ok, "no echo from the next card");
+}
+
+static void liar_costs_only_its_links(const char *mode)
+{
+	uint16_t port = test_port();
+	scif_epd_t lep = test_listener(port, 4), ep;
+	struct scif_portID peer;
+	pid_t pid = spawn_liar(mode, port);
+	uint64_t until;
+	char c;
+	int st;
+
+	cr_assert_eq(test_accept_or_peer_death(lep, &peer, &ep, pid, 10000), 0);
+	cr_assert_eq(scif_recv(ep, &c, 1, SCIF_RECV_BLOCK), 1);
+	/* Then the corruption: the connection is lost within the bound, nothing hangs. */
+	until = test_now_ms() + RESET_BOUND_MS;
+	for (;;) {
+		struct scif_pollepd p = { .epd = ep, .events = SCIF_POLLIN };
+		int r = scif_poll(&p, 1, 100);
+
+		if (r == 1 && (p.revents & SCIF_POLLHUP))
+			break;
+		if (r == 1 && scif_recv(ep, &c, 1, 0) < 0) {
+			cr_assert_eq(errno, ECONNRESET, "recv: %s", strerror(errno));
+			break;
+		}
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			cr_assert_fail("the liar (%d) ended first, status %d", (int)pid,
+				       WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+		cr_assert_lt(test_now_ms(), until, "the %s corruption did not cost the link", mode);
+	}
+	scif_close(ep);
+	kill(pid, SIGKILL);
+	st = test_wait(pid);
+	cr_assert_eq(st, 128 + SIGKILL, "the liar ended with status %d (2: no connect, 3: no spy)",
+		     st);
+	echo_works(port);
+	scif_close(lep);
+}
+
+Test(pcie, corrupt_write_index_costs_the_links_not_the_host, .timeout = 60)
+{
+	liar_costs_only_its_links("windex");
+}
+
+Test(pcie, record_past_the_ring_end_costs_the_links_not_the_host, .timeout = 60)
+{
+	liar_costs_only_its_links("reclen");
+}
+
+Test(pcie, random_queue_pair_costs_the_links_not_the_host, .timeout = 60)
+{
+	liar_costs_only_its_links("garbage");
+}
+
+/*
+ * A small aperture (8 MiB: a heap of about 3.5 MiB per node) fills up: scif_register says
+ * ENOMEM, the connection goes on working, and freed windows can be registered again.
+ */
+Test(pcie, aperture_full_is_enomem_and_nothing_else_breaks, .timeout = 60)
+{
+	const size_t len = 256 * 1024;
+	off_t off[64];
+	void *mem[64];
+	scif_epd_t a, b;
+	char c = 0;
+	int n;
+
+	/* Before this process attaches (each Criterion test is a process of its own). */
+	setenv("SCIF_PCIE_SIZE", "8M", 1);
+	setenv("SCIF_PCIE_BOOT_MS", "0", 1);
+	test_pair(&a, &b, NULL);
+	for (n = 0; n < 64; n++) {
+		mem[n] = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		cr_assert_neq(mem[n], MAP_FAILED);
+		off[n] = scif_register(a, mem[n], len, 0, SCIF_PROT_READ | SCIF_PROT_WRITE, 0);
+		if (off[n] < 0)
+			break;
+	}
+	cr_assert_lt(n, 64, "64 windows of 256 KiB fit an 8 MiB aperture?");
+	cr_assert_eq(errno, ENOMEM, "register when full: %s", strerror(errno));
+	cr_assert_gt(n, 0, "not even one window fits");
+	/* The connection is untouched. */
+	cr_assert_eq(scif_send(a, "z", 1, SCIF_SEND_BLOCK), 1);
+	cr_assert_eq(scif_recv(b, &c, 1, SCIF_RECV_BLOCK), 1);
+	cr_assert_eq(c, 'z');
+	/* A freed window makes room again. */
+	cr_assert_eq(scif_unregister(a, off[0], len), 0);
+	off[0] = scif_register(a, mem[0], len, 0, SCIF_PROT_READ | SCIF_PROT_WRITE, 0);
+	cr_assert_geq(off[0], 0, "register after unregister: %s", strerror(errno));
+	scif_close(a);
+	scif_close(b);
+}
