@@ -30,6 +30,7 @@ set -uo pipefail
 
 : "${top_builddir:?run through make check-ofi}" "${top_srcdir:?run through make check-ofi}"
 here=$top_srcdir/tests/ofi
+. "$top_srcdir/tests/tally.sh"
 fabric=local
 provider=sockets
 progs=()
@@ -195,26 +196,7 @@ for p in "${progs[@]}"; do
 	rc=$?
 	child=
 	# Criterion's results, without the start of each test and the excluded ones.
-	grep -a -v -E '^\[(RUN |SKIP)\]|^\[====\] Running' "$log"
-	line=$(grep -a 'Synthesis:' "$log" | tail -n 1)
-	if [ -z "$line" ]; then
-		if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then why="timed out after $hard_timeout s"; else why="exit status $rc"; fi
-		echo "FAIL: ofi-$fabric $p: no result ($why; log: $log)"
-		failed=$((failed + 1))
-		continue
-	fi
-	t=$(sed -E 's/.*Tested: ([0-9]+).*/\1/' <<<"$line")
-	ok=$(sed -E 's/.*Passing: ([0-9]+).*/\1/' <<<"$line")
-	f=$(sed -E 's/.*Failing: ([0-9]+).*/\1/' <<<"$line")
-	c=$(sed -E 's/.*Crashing: ([0-9]+).*/\1/' <<<"$line")
-	passed=$((passed + ok))
-	failed=$((failed + f + c))
-	if [ $((f + c)) = 0 ] && [ "$t" -gt 0 ]; then
-		echo "PASS: ofi-$fabric $p: $ok/$t passed"
-	else
-		echo "FAIL: ofi-$fabric $p: $ok/$t passed (log: $log)"
-		[ "$t" -gt 0 ] || failed=$((failed + 1)) # nothing ran: the filter matched nothing
-	fi
+	tally "ofi-$fabric $p" "$log" "$rc" "$hard_timeout"
 done
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

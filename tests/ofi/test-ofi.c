@@ -201,13 +201,12 @@ Test(ofi, mmap_of_a_remote_window_is_eopnotsupp_rma_works, .timeout = 60)
 	cr_expect_eq(test_wait(pid), 0, "the rma-serve peer failed");
 }
 
-/* Node 0's address, from the cluster file. */
-static struct sockaddr_in node0_addr(uint16_t port)
+/* Node @node's address from the cluster file, as text. */
+static void node_addr_str(unsigned int node, char *out, size_t len)
 {
 	const char *path = getenv("SCIF_NODES_FILE");
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
 	char line[256], host[64];
-	unsigned int node;
+	unsigned int n;
 	FILE *f;
 	int found = 0;
 
@@ -215,10 +214,20 @@ static struct sockaddr_in node0_addr(uint16_t port)
 	f = fopen(path, "r");
 	cr_assert(f, "%s: %s", path, strerror(errno));
 	while (!found && fgets(line, sizeof(line), f))
-		found = sscanf(line, "%u %63s", &node, host) == 2 && node == 0 &&
-			inet_pton(AF_INET, host, &sa.sin_addr) == 1;
+		found = sscanf(line, "%u %63s", &n, host) == 2 && n == node;
 	fclose(f);
-	cr_assert(found, "no node 0 in %s", path);
+	cr_assert(found, "no node %u in %s", node, path);
+	snprintf(out, len, "%s", host);
+}
+
+/* Node 0's address, from the cluster file. */
+static struct sockaddr_in node0_addr(uint16_t port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	char host[64];
+
+	node_addr_str(0, host, sizeof(host));
+	cr_assert_eq(inet_pton(AF_INET, host, &sa.sin_addr), 1, "node 0's address %s", host);
 	return sa;
 }
 
@@ -305,25 +314,6 @@ Test(ofi, hostile_link_frames_cost_only_that_link, .timeout = 90)
 	cr_expect_eq(test_wait(pid), 0, "the real peer failed");
 	scif_close(ep);
 	scif_close(lep);
-}
-
-/* Node @node's address from the cluster file, as text. */
-static void node_addr_str(unsigned int node, char *out, size_t len)
-{
-	const char *path = getenv("SCIF_NODES_FILE");
-	char line[256], host[64];
-	unsigned int n;
-	FILE *f;
-	int found = 0;
-
-	cr_assert(path, "SCIF_NODES_FILE unset");
-	f = fopen(path, "r");
-	cr_assert(f, "%s: %s", path, strerror(errno));
-	while (!found && fgets(line, sizeof(line), f))
-		found = sscanf(line, "%u %63s", &n, host) == 2 && n == node;
-	fclose(f);
-	cr_assert(found, "no node %u in %s", node, path);
-	snprintf(out, len, "%s", host);
 }
 
 /*

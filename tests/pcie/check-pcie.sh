@@ -25,6 +25,7 @@ set -uo pipefail
 
 : "${top_builddir:?run through make check-pcie}" "${top_srcdir:?run through make check-pcie}"
 here=$top_srcdir/tests/pcie
+. "$top_srcdir/tests/tally.sh"
 progs=("$@")
 [ ${#progs[@]} -gt 0 ] || progs=(test-compat test-mp test-rma-mp test-bulk test-pcie)
 
@@ -123,26 +124,7 @@ for p in "${progs[@]}"; do
 	wait "$child"
 	rc=$?
 	child=
-	grep -a -v -E '^\[(RUN |SKIP)\]|^\[====\] Running' "$log"
-	line=$(grep -a 'Synthesis:' "$log" | tail -n 1)
-	if [ -z "$line" ]; then
-		if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then why="timed out after $hard_timeout s"; else why="exit status $rc"; fi
-		echo "FAIL: pcie $p: no result ($why; log: $log)"
-		failed=$((failed + 1))
-		continue
-	fi
-	t=$(sed -E 's/.*Tested: ([0-9]+).*/\1/' <<<"$line")
-	ok=$(sed -E 's/.*Passing: ([0-9]+).*/\1/' <<<"$line")
-	f=$(sed -E 's/.*Failing: ([0-9]+).*/\1/' <<<"$line")
-	c=$(sed -E 's/.*Crashing: ([0-9]+).*/\1/' <<<"$line")
-	passed=$((passed + ok))
-	failed=$((failed + f + c))
-	if [ $((f + c)) = 0 ] && [ "$t" -gt 0 ]; then
-		echo "PASS: pcie $p: $ok/$t passed"
-	else
-		echo "FAIL: pcie $p: $ok/$t passed (log: $log)"
-		[ "$t" -gt 0 ] || failed=$((failed + 1))
-	fi
+	tally "pcie $p" "$log" "$rc" "$hard_timeout"
 done
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
