@@ -666,13 +666,10 @@ int scif__ivshm_host_eventfd(const struct scif__ivshm_server *srv, uint16_t peer
 	return p->host_efd[vector];
 }
 
-int scif__ivshm_ring(struct scif__ivshm_server *srv, uint16_t peer_id, unsigned int vector)
+int scif__eventfd_kick(int fd)
 {
 	uint64_t one = 1;
-	int fd = scif__ivshm_peer_eventfd(srv, peer_id, vector);
 
-	if (fd < 0)
-		return fd;
 	for (;;) {
 		if (write(fd, &one, sizeof(one)) == (ssize_t)sizeof(one))
 			return 0;
@@ -681,4 +678,11 @@ int scif__ivshm_ring(struct scif__ivshm_server *srv, uint16_t peer_id, unsigned 
 		/* a counter at its maximum means a ring is already pending: nothing is lost */
 		return errno == EAGAIN ? 0 : -errno;
 	}
+}
+
+int scif__ivshm_ring(struct scif__ivshm_server *srv, uint16_t peer_id, unsigned int vector)
+{
+	int fd = scif__ivshm_peer_eventfd(srv, peer_id, vector);
+
+	return fd < 0 ? fd : scif__eventfd_kick(fd);
 }

@@ -93,4 +93,8 @@ int scif__ivshm_host_eventfd(const struct scif__ivshm_server *srv, uint16_t peer
 /* Ring guest @peer_id on @vector. */
 int scif__ivshm_ring(struct scif__ivshm_server *srv, uint16_t peer_id, unsigned int vector);
 
+/* Add one to eventfd @fd, as a doorbell does (a counter at its maximum is a ring pending
+ * already: 0 too). 0 or -errno. */
+int scif__eventfd_kick(int fd);
+
 #endif /* SCIF_IVSHM_SERVER_H */

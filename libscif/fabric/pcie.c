@@ -141,6 +141,20 @@ static uint64_t pcie_now_ms(void)
 
 /* ---- the aperture ---------------------------------------------------------------------- */
 
+/* Under pcie.lock: wait up to 10 ms for pcie.cond. */
+static void pcie_tick(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 10000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(&pcie.cond, &pcie.lock, &ts);
+}
+
 static uint8_t *pcie_slice(uint16_t n)
 {
 	return pcie.ap + pcie.hdr.first_slice + (uint64_t)n * pcie.hdr.slice_size;
@@ -953,20 +967,13 @@ static void pcie_boot_wait(void)
 	uint64_t until = pcie_now_ms() + (uint64_t)(ms > 0 && ms < 600000 ? ms : 0);
 
 	for (;;) {
-		struct timespec ts;
 		uint16_t n = 1;
 
 		while (n < pcie.hdr.nnodes && pcie.node[n].hello)
 			n++;
 		if (n == pcie.hdr.nnodes || pcie_now_ms() >= until)
 			return;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 10000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&pcie.cond, &pcie.lock, &ts);
+		pcie_tick();
 	}
 }
 
@@ -1161,17 +1168,8 @@ static int pcie_connect(struct scif_fabric *fab, int holder, const struct scif_p
 		return -ENOMEM;
 	pthread_mutex_lock(&pcie.lock);
 	/* A card that attached but has not said HELLO yet is waited for a moment. */
-	while (nd->up && !nd->hello && pcie_now_ms() < until) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 10000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&pcie.cond, &pcie.lock, &ts);
-	}
+	while (nd->up && !nd->hello && pcie_now_ms() < until)
+		pcie_tick();
 	l = nd->up && nd->hello ? pcie_link_new(dst->node, LINK_CONNECTING, sv[1]) : NULL;
 	if (!l) {
 		ret = nd->up && nd->hello ? -ENOMEM : -ECONNREFUSED;
@@ -1187,15 +1185,7 @@ static int pcie_connect(struct scif_fabric *fab, int holder, const struct scif_p
 	pthread_mutex_lock(&pcie.lock);
 	l = &pcie.links[id]; /* the table may have moved */
 	while (!ret && l->state == LINK_CONNECTING && pcie_now_ms() < until) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 10000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&pcie.cond, &pcie.lock, &ts);
+		pcie_tick();
 		l = &pcie.links[id];
 	}
 	if (!ret && l->state == LINK_OPEN && !pcie_byfd_set(sv[0], l)) {

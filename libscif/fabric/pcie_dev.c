@@ -81,18 +81,7 @@ static void dev_eventfd_drain(int fd)
 
 static int dev_eventfd_kick(int fd)
 {
-	uint64_t one = 1;
-
-	if (fd < 0)
-		return -ECONNRESET;
-	for (;;) {
-		if (write(fd, &one, sizeof(one)) == (ssize_t)sizeof(one))
-			return 0;
-		if (errno == EINTR)
-			continue;
-		/* A counter at its maximum is a ring pending already. */
-		return errno == EAGAIN ? 0 : -errno;
-	}
+	return fd < 0 ? -ECONNRESET : scif__eventfd_kick(fd);
 }
 
 /* ---- host: the ivshmem server in this process, the host being peer 0 ------------------- */
