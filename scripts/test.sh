@@ -165,25 +165,28 @@ fi
 echo "== the ofi fabric: SCIF nodes in network namespaces, libfabric between them"
 # make check-ofi in the plain build (tests/ofi/check-ofi.sh): the compat pairs and the
 # multi-process suites with node 0 and node 1 in namespaces of their own, over libfabric's
-# sockets provider. Not over tcp;ofi_rxm: libfabric 1.17's rxm dereferences NULL in its
-# completion queue when a peer process goes away with traffic in flight, which crashes the
-# survivor now and then even without a SIGKILL (docs/network-fabric.md); by hand,
-# make check-ofi OFI_PROVIDER=tcp.
-ofi_check() {
-	local prov=$1 log=$logdir/check-ofi-$1.log op
-	if (cd "$top/_build/plain" && make check-ofi OFI_PROVIDER="$prov" >"$log" 2>&1); then :; fi
-	grep -a -E '^(PASS|FAIL): ' "$log" | sed "s/^/ofi ($prov) /"
-	op=$(grep -a -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
-	if [ -n "$op" ]; then
-		passed=$((passed + $(cut -d' ' -f1 <<<"$op"))); failed=$((failed + $(cut -d' ' -f3 <<<"$op")))
+# sockets provider. Not over tcp;ofi_rxm: with libfabric 1.17's rxm a survivor keeps
+# descriptors of SIGKILLed peers (docs/network-fabric.md); by hand,
+# make check-ofi OFI_PROVIDER=tcp (OFI_RXM_ALL=1 adds the SIGKILL tests).
+
+# make_tally NAME PREFIX TARGET [VAR=VALUE...]: run a make target of the plain build whose last
+# line is "N passed, N failed", show its PASS/FAIL lines under PREFIX, and add its counts.
+make_tally() {
+	local name=$1 prefix=$2 log=$logdir/$1.log n
+	shift 2
+	if (cd "$top/_build/plain" && make "$@" >"$log" 2>&1); then :; fi
+	grep -a -E '^(PASS|FAIL): ' "$log" | sed "s/^/$prefix /"
+	n=$(grep -a -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+	if [ -n "$n" ]; then
+		passed=$((passed + $(cut -d' ' -f1 <<<"$n"))); failed=$((failed + $(cut -d' ' -f3 <<<"$n")))
 	else
-		echo "FAIL: check-ofi ($prov) produced no result (log: $log)"
+		echo "FAIL: $name produced no result (log: $log)"
 		tail -n 30 "$log" | sed 's/^/    /'
 		failed=$((failed + 1))
 	fi
 }
 if [ -f "$top/_build/plain/Makefile" ]; then
-	ofi_check sockets
+	make_tally check-ofi-sockets "ofi (sockets)" check-ofi OFI_PROVIDER=sockets
 fi
 
 echo "== the pcie fabric: a host and a card process sharing one ivshmem aperture"
@@ -191,17 +194,7 @@ echo "== the pcie fabric: a host and a card process sharing one ivshmem aperture
 # multi-process suites with node 0 serving the aperture and node 1 an ivshmem client, and
 # test-pcie (a full aperture, a card that corrupts it). No guest: docs/pcie-fabric.md.
 if [ -f "$top/_build/plain/Makefile" ]; then
-	pclog=$logdir/check-pcie.log
-	if (cd "$top/_build/plain" && make check-pcie >"$pclog" 2>&1); then :; fi
-	grep -a -E '^(PASS|FAIL): ' "$pclog" | sed 's/^/pcie /'
-	pc=$(grep -a -E '^[0-9]+ passed, [0-9]+ failed' "$pclog" | tail -n 1)
-	if [ -n "$pc" ]; then
-		passed=$((passed + $(cut -d' ' -f1 <<<"$pc"))); failed=$((failed + $(cut -d' ' -f3 <<<"$pc")))
-	else
-		echo "FAIL: check-pcie produced no result (log: $pclog)"
-		tail -n 30 "$pclog" | sed 's/^/    /'
-		failed=$((failed + 1))
-	fi
+	make_tally check-pcie pcie check-pcie
 fi
 
 echo "== valgrind on the host/card example pair"

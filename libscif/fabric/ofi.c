@@ -254,14 +254,6 @@ static __thread struct ofi_pending ofi_pend;
 #define FI_LK() pthread_mutex_lock(&ofi.fi_lock)
 #define FI_UL() pthread_mutex_unlock(&ofi.fi_lock)
 
-static uint64_t ofi_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* ---- the cluster file ------------------------------------------------------------------ */
 
 /*
@@ -811,8 +803,8 @@ static int ofi_push(void)
 		if (r != -FI_EAGAIN)
 			break;
 		if (!until)
-			until = ofi_now_ms() + OFI_OP_MS;
-		else if (ofi_now_ms() > until)
+			until = scif_fabric_now_ms() + OFI_OP_MS;
+		else if (scif_fabric_now_ms() > until)
 			break;
 	}
 	p->len = 0;
@@ -829,7 +821,7 @@ static int ofi_note_send(uint32_t op, uint64_t arg, fi_addr_t to)
 		return -ECONNRESET;
 	FI_LK();
 	while ((r = fi_inject(ofi.ep, &n, sizeof(n), to)) == -FI_EAGAIN) {
-		uint64_t now = ofi_now_ms();
+		uint64_t now = scif_fabric_now_ms();
 
 		if (!until) {
 			until = now + OFI_OP_MS;
@@ -970,7 +962,7 @@ static int ofi_link_take_owe(int fd)
 /* Move @n bytes through @fd, waiting for room or data at most @ms in total. */
 static int ofi_full(int fd, void *buf, size_t n, int ms, int out)
 {
-	uint64_t until = ofi_now_ms() + (uint64_t)ms;
+	uint64_t until = scif_fabric_now_ms() + (uint64_t)ms;
 	size_t done = 0;
 
 	while (done < n) {
@@ -985,7 +977,7 @@ static int ofi_full(int fd, void *buf, size_t n, int ms, int out)
 		}
 		if (r == 0 || (errno != EAGAIN && errno != EINTR))
 			return -ECONNRESET;
-		now = ofi_now_ms();
+		now = scif_fabric_now_ms();
 		if (now >= until)
 			return -ETIMEDOUT;
 		poll(&p, 1, (int)(until - now));
@@ -1420,7 +1412,7 @@ static int ofi_write(const void *buf, size_t len, void *desc, fi_addr_t peer, ui
 				scif_warn("ofi: write of %zu bytes failed: %zd", len, r);
 			return r ? -ECONNRESET : 0;
 		}
-		uint64_t now = ofi_now_ms();
+		uint64_t now = scif_fabric_now_ms();
 
 		if (!until)
 			until = now + OFI_OP_MS;
@@ -1456,7 +1448,7 @@ static int ofi_rma_wait(int read, void *buf, size_t len, void *desc, fi_addr_t p
 	struct fi_rma_iov riov = { .addr = raddr, .len = len, .key = key };
 	struct fi_msg_rma msg = { .msg_iov = &iov, .desc = &desc, .iov_count = 1, .addr = peer,
 				  .rma_iov = &riov, .rma_iov_count = 1, .context = &op.ctx };
-	uint64_t until = ofi_now_ms() + OFI_OP_MS;
+	uint64_t until = scif_fabric_now_ms() + OFI_OP_MS;
 	ssize_t r;
 	int ret = 0;
 
@@ -1471,7 +1463,7 @@ static int ofi_rma_wait(int read, void *buf, size_t len, void *desc, fi_addr_t p
 		FI_UL();
 		if (r != -FI_EAGAIN)
 			break;
-		if (ofi_now_ms() > until)
+		if (scif_fabric_now_ms() > until)
 			return -ECONNRESET;
 	}
 	if (r)
@@ -1479,14 +1471,14 @@ static int ofi_rma_wait(int read, void *buf, size_t len, void *desc, fi_addr_t p
 	pthread_mutex_lock(&ofi.lock);
 	while (!op.done) {
 		ofi_tick();
-		if (!op.done && ofi_now_ms() > until) {
+		if (!op.done && scif_fabric_now_ms() > until) {
 			/* The operation still owns @op: cancel it before the stack goes. */
 			pthread_mutex_unlock(&ofi.lock);
 			FI_LK();
 			fi_cancel(&ofi.ep->fid, &op.ctx);
 			FI_UL();
 			pthread_mutex_lock(&ofi.lock);
-			until = ofi_now_ms() + OFI_OP_MS;
+			until = scif_fabric_now_ms() + OFI_OP_MS;
 			ret = -ECONNRESET;
 		}
 	}
@@ -1575,7 +1567,7 @@ static int ofi_fence_peer(fi_addr_t peer, int link, uint64_t until)
 		ofi_tick();
 		/* A peer that is gone never answers: its link says so first. */
 		if (!ofi.fence[i].done &&
-		    (ofi_now_ms() > until || (link >= 0 && ofi_link_dead(link))))
+		    (scif_fabric_now_ms() > until || (link >= 0 && ofi_link_dead(link))))
 			ret = -ECONNRESET;
 	}
 	ofi.fence[i].busy = 0;
@@ -1590,7 +1582,7 @@ static int ofi_region_fence(const struct scif_region *r, int link)
 
 	if (!r->priv[1])
 		return -EINVAL;
-	return ofi_fence_peer(s->peer, link, ofi_now_ms() + OFI_OP_MS);
+	return ofi_fence_peer(s->peer, link, scif_fabric_now_ms() + OFI_OP_MS);
 }
 
 /*
@@ -1601,7 +1593,7 @@ static int ofi_region_fence(const struct scif_region *r, int link)
  */
 static void ofi_at_exit(void)
 {
-	uint64_t until = ofi_now_ms() + OFI_EXIT_MS;
+	uint64_t until = scif_fabric_now_ms() + OFI_EXIT_MS;
 	fi_addr_t addr[64];
 	int n = 0;
 
@@ -1611,7 +1603,7 @@ static void ofi_at_exit(void)
 	for (struct ofi_peer *p = ofi.peers; p && n < 64; p = p->next)
 		addr[n++] = p->addr;
 	pthread_mutex_unlock(&ofi.lock);
-	for (int i = 0; i < n && ofi_now_ms() < until; i++)
+	for (int i = 0; i < n && scif_fabric_now_ms() < until; i++)
 		ofi_fence_peer(addr[i], -1, until);
 }
 

@@ -131,14 +131,6 @@ static struct {
 	.free_link = UINT32_MAX,
 };
 
-static uint64_t pcie_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* ---- the aperture ---------------------------------------------------------------------- */
 
 /* Under pcie.lock: wait up to 10 ms for pcie.cond. */
@@ -391,8 +383,8 @@ static int pcie_qp_send(uint16_t node, struct pcie_rec *h, const void *body,
 			break;
 		}
 		if (!until)
-			until = pcie_now_ms() + (uint64_t)wait_ms;
-		else if (pcie_now_ms() >= until) {
+			until = scif_fabric_now_ms() + (uint64_t)wait_ms;
+		else if (scif_fabric_now_ms() >= until) {
 			ret = -EAGAIN;
 			break;
 		}
@@ -951,7 +943,7 @@ static uint64_t pcie_session(void)
 	uint64_t s = 0;
 
 	if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != (ssize_t)sizeof(s))
-		s = (uint64_t)getpid() << 32 ^ pcie_now_ms();
+		s = (uint64_t)getpid() << 32 ^ scif_fabric_now_ms();
 	return s ? s : 1;
 }
 
@@ -964,14 +956,14 @@ static void pcie_boot_wait(void)
 {
 	const char *v = getenv("SCIF_PCIE_BOOT_MS");
 	long ms = v && *v ? strtol(v, NULL, 10) : 0;
-	uint64_t until = pcie_now_ms() + (uint64_t)(ms > 0 && ms < 600000 ? ms : 0);
+	uint64_t until = scif_fabric_now_ms() + (uint64_t)(ms > 0 && ms < 600000 ? ms : 0);
 
 	for (;;) {
 		uint16_t n = 1;
 
 		while (n < pcie.hdr.nnodes && pcie.node[n].hello)
 			n++;
-		if (n == pcie.hdr.nnodes || pcie_now_ms() >= until)
+		if (n == pcie.hdr.nnodes || scif_fabric_now_ms() >= until)
 			return;
 		pcie_tick();
 	}
@@ -1152,7 +1144,7 @@ static int pcie_relisten(int lfd, int backlog)
 static int pcie_connect(struct scif_fabric *fab, int holder, const struct scif_portID *dst)
 {
 	struct pcie_connect c = { .port = dst->port };
-	uint64_t until = pcie_now_ms() + PCIE_CONNECT_MS;
+	uint64_t until = scif_fabric_now_ms() + PCIE_CONNECT_MS;
 	struct pcie_node *nd;
 	struct pcie_link *l;
 	uint32_t id, gen;
@@ -1168,7 +1160,7 @@ static int pcie_connect(struct scif_fabric *fab, int holder, const struct scif_p
 		return -ENOMEM;
 	pthread_mutex_lock(&pcie.lock);
 	/* A card that attached but has not said HELLO yet is waited for a moment. */
-	while (nd->up && !nd->hello && pcie_now_ms() < until)
+	while (nd->up && !nd->hello && scif_fabric_now_ms() < until)
 		pcie_tick();
 	l = nd->up && nd->hello ? pcie_link_new(dst->node, LINK_CONNECTING, sv[1]) : NULL;
 	if (!l) {
@@ -1184,7 +1176,7 @@ static int pcie_connect(struct scif_fabric *fab, int holder, const struct scif_p
 	ret = pcie_send_simple(dst->node, PCIE_REC_CONNECT, 0, 0, id, gen, &c, sizeof(c));
 	pthread_mutex_lock(&pcie.lock);
 	l = &pcie.links[id]; /* the table may have moved */
-	while (!ret && l->state == LINK_CONNECTING && pcie_now_ms() < until) {
+	while (!ret && l->state == LINK_CONNECTING && scif_fabric_now_ms() < until) {
 		pcie_tick();
 		l = &pcie.links[id];
 	}

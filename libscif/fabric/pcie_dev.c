@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fabric.h"
 #include "pcie.h"
 #include "ivshm_server.h"
 #include "scif_shim.h"
@@ -268,14 +269,6 @@ struct dev_client {
 	size_t have;
 };
 
-static uint64_t dev_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /*
  * Read one protocol message (a little-endian int64, perhaps with a descriptor): 1, 0 if none
  * is there yet (@wait_ms 0), -ECONNRESET at EOF, -EPROTO for garbage.
@@ -336,7 +329,7 @@ static int client_msg(struct dev_client *c, int wait_ms, int64_t *value, int *fd
 static int client_connect(const char *path, int wait_ms)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	uint64_t until = dev_now_ms() + (uint64_t)wait_ms;
+	uint64_t until = scif_fabric_now_ms() + (uint64_t)wait_ms;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
@@ -350,7 +343,7 @@ static int client_connect(const char *path, int wait_ms)
 			return fd;
 		close(fd);
 		/* The host may not be up yet: wait for its server a while. */
-		if ((errno != ENOENT && errno != ECONNREFUSED) || dev_now_ms() >= until)
+		if ((errno != ENOENT && errno != ECONNREFUSED) || scif_fabric_now_ms() >= until)
 			return -ENXIO;
 		usleep(20000);
 	}
@@ -384,9 +377,9 @@ static int client_open(struct pcie_dev *d, int (*ready)(struct pcie_dev *d))
 		free(c);
 		return ret;
 	}
-	until = dev_now_ms() + 5000;
+	until = scif_fabric_now_ms() + 5000;
 	while (shm < 0 || c->in < 0 || c->out < 0) {
-		uint64_t now = dev_now_ms();
+		uint64_t now = scif_fabric_now_ms();
 
 		ret = now >= until ? 0 : client_msg(c, (int)(until - now), &v, &fd);
 		if (ret <= 0) {
