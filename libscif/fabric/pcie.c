@@ -1514,8 +1514,13 @@ static int pcie_mem_import(struct scif_fabric *fab, struct scif_fh *fh, size_t l
 	p = mmap(NULL, len, prot, MAP_SHARED, pcie.dev.fd, (off_t)(pcie.dev.map_off + fh->word[0]));
 	if (p == MAP_FAILED)
 		return -ENOMEM;
-	*m = (struct scif_mem){ .fd = -1, .off = (off_t)(pcie.dev.map_off + fh->word[0]),
-				.len = len, .addr = p };
+	/*
+	 * scif_mmap maps the device again rather than remapping @p: a shim's BAR is a PFN map,
+	 * which mremap cannot grow from nothing. The descriptor is lent (priv[0] 2), not ours
+	 * to close.
+	 */
+	*m = (struct scif_mem){ .fd = pcie.dev.fd, .off = (off_t)(pcie.dev.map_off + fh->word[0]),
+				.len = len, .addr = p, .priv = { 2 } };
 	return 0;
 }
 
@@ -1523,7 +1528,7 @@ static void pcie_mem_free(struct scif_mem *m)
 {
 	if (m->addr)
 		munmap(m->addr, m->len);
-	if (m->fd >= 0)
+	if (m->fd >= 0 && m->priv[0] != 2)
 		close(m->fd);
 	if (m->priv[0] == 1)
 		pcie_heap_free(m->priv[1], m->len);
