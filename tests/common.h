@@ -121,6 +121,19 @@ static inline const char *test_node_exec(void)
 }
 
 /*
+ * How long a freshly spawned peer may take to reach its first SCIF call: 5 s, or
+ * SCIF_TEST_SPAWN_MS where starting a peer takes longer (check-pcie's guest pass boots a
+ * guest for each one).
+ */
+static inline int test_spawn_ms(void)
+{
+	const char *v = getenv("SCIF_TEST_SPAWN_MS");
+	int ms = v ? atoi(v) : 0;
+
+	return ms > 0 ? ms : 5000;
+}
+
+/*
  * Start the peer program as a card process (SCIF_NODE=1 unless node says otherwise) running
  * `scif-peer <args...>` (behind test_node_exec() if set). Spawned with exec, so Criterion's
  * runner is not forked into.
@@ -232,14 +245,16 @@ static inline int test_accept_or_peer_death(scif_epd_t lep, struct scif_portID *
 	}
 }
 
-/* Connect to (node, port), retrying while the listener is not up yet (5 s). */
+/* Connect to (node, port), retrying while the listener or its node is not up yet. */
 static inline int test_connect_retry(scif_epd_t ep, uint16_t node, uint16_t port)
 {
 	struct scif_portID dst = { .node = node, .port = port };
-	uint64_t until = test_now_ms() + 5000;
+	uint64_t until = test_now_ms() + (uint64_t)test_spawn_ms();
 	int r;
 
-	while ((r = scif_connect(ep, &dst)) < 0 && errno == ECONNREFUSED && test_now_ms() < until)
+	/* ENODEV: the peer's node is not up yet (a card still booting, check-pcie's guests). */
+	while ((r = scif_connect(ep, &dst)) < 0 && (errno == ECONNREFUSED || errno == ENODEV) &&
+	       test_now_ms() < until)
 		usleep(2000);
 	return r;
 }

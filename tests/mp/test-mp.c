@@ -198,7 +198,8 @@ Test(mp, sigkill_peer_at_random_points, .timeout = 300)
 			}
 			continue;
 		}
-		cr_assert_eq(accept_deadline(lep, &c.ep, 5000), 0, "round %d: accept", round);
+		cr_assert_eq(accept_deadline(lep, &c.ep, test_spawn_ms()), 0, "round %d: accept",
+			     round);
 		c.tx_seed = stream_seed(seed, 0, 0);
 		c.rx_seed = stream_seed(seed, 0, 1);
 		c.bytes = UINT64_MAX;

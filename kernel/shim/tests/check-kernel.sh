@@ -4,6 +4,10 @@
 # build dir), boot that kernel under QEMU TCG with an ivshmem-doorbell device, run the tests.
 #
 # usage: check-kernel.sh [BUILD_DIR]      (default: kernel/shim/build)
+#        check-kernel.sh --prepare [BUILD_DIR]
+#                 only the dependencies, Debian's kernel and the module, for booting guests of
+#                 one's own (scripts/guest-run.sh): progress on stderr, then BUILD_DIR/guest.env
+#                 (BOOT_KERNEL, MODULE, KVER as shell assignments); exit status 0 when ready
 # env:   SCIF_SHIM_KVER=6.1.0-NN  pin the kernel ABI instead of asking linux-image-amd64
 #        SCIF_SHIM_TIMEOUT=SECS   bound on the guest run (default 150)
 #        SCIF_SHIM_SMP=N          guest CPUs (default 2: remove() races the other entry points
@@ -15,6 +19,12 @@
 # Prints PASS:/FAIL: lines, the doorbell round-trip time, and "N passed, N failed" last.
 set -u -o pipefail
 
+PREPARE=no
+if [ "${1:-}" = --prepare ]; then
+	PREPARE=yes
+	shift
+	exec 1>&2		# nothing but guest.env is the result: progress to stderr
+fi
 SHIM=$(cd "$(dirname "$0")/.." && pwd)		# kernel/shim
 TOP=$(cd "$SHIM/../.." && pwd)
 BUILD=${1:-$SHIM/build}
@@ -32,6 +42,7 @@ pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
 fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
 note() { echo "check-kernel: $*"; }
 finish() {
+	[ $PREPARE = yes ] && exit 1	# only a fatal step ends a preparation early
 	note "done in $(($(date +%s) - START)) s (build dir $BUILD)"
 	echo "$PASSED passed, $FAILED failed"
 	[ "$FAILED" -eq 0 ]
@@ -213,6 +224,12 @@ if make -C "$KDIR" M="$MOD" W=1 CONFIG_DEBUG_INFO_BTF_MODULES= modules \
 else
 	tail -n 30 "$BUILD/module-build.log"
 	fatal "module_build: against $KVER"
+fi
+
+if [ $PREPARE = yes ]; then
+	printf 'KVER=%q\nBOOT_KERNEL=%q\nMODULE=%q\n' "$KVER" "$BOOT_KERNEL" "$MOD/scif_shim.ko" \
+		>"$BUILD/guest.env.tmp" && mv "$BUILD/guest.env.tmp" "$BUILD/guest.env" || exit 1
+	exit 0
 fi
 
 if [ -x "$KDIR/scripts/checkpatch.pl" ]; then
