@@ -169,13 +169,13 @@ start_guest() {
 		>"$run/qemu.log" 2>&1 &
 	qemu_pid=$!
 }
-# The program's output is copied as it comes (tail ends by itself once QEMU has, after the
-# last lines). A socket left by a host that died is refused until its successor listens: QEMU
-# gives up at once, and is started again within the same wait.
+# The program's output is copied as it comes, unbuffered (tail ends by itself once QEMU has,
+# after the last lines). A socket left by a host that died is refused until its successor
+# listens: QEMU gives up at once, and is started again within the same wait.
 t0=$(date +%s%N)
 for ((;;)); do
 	start_guest
-	tail --pid="$qemu_pid" -s 0.05 -n +1 -f "$run/out" 2>/dev/null | tr -d '\r' &
+	tail --pid="$qemu_pid" -s 0.05 -n +1 -f "$run/out" 2>/dev/null | sed -u 's/\r$//' &
 	tail_pid=$!
 	wait "$qemu_pid"
 	rc=$?

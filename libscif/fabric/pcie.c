@@ -829,6 +829,51 @@ static void pcie_bells_scan(void)
 
 /* ---- the progress thread ------------------------------------------------------------------ */
 
+/*
+ * The host's heartbeat (pcie_peer_ctl.beat), from the progress thread: the host advances it in
+ * every attached card's slice each PCIE_BEAT_MS; a blind card (pcie_dev.blind) takes a count
+ * that stopped for PCIE_BEAT_LOST_MS as its host gone. Returns how long the thread may sleep
+ * before it is due again (ms).
+ */
+static int pcie_heartbeat(void)
+{
+	static uint64_t due, count, seen_at;
+	static uint64_t seen = UINT64_MAX;
+	uint64_t now = scif_fabric_now_ms();
+
+	if (pcie.dev.host) {
+		int cards = 0;
+
+		if (now < due)
+			return (int)(due - now);
+		count++;
+		for (uint16_t n = 1; n < pcie.hdr.nnodes; n++)
+			if (scif__read_once(&pcie.node[n].up)) {
+				scif__write_once(&pcie_ctl(n, pcie.self)->beat, count);
+				cards++;
+			}
+		due = now + PCIE_BEAT_MS;
+		/* No card: nobody to beat for until one attaches (its arrival wakes us). */
+		return cards ? PCIE_BEAT_MS : 1000;
+	}
+	if (!pcie.dev.blind || !scif__read_once(&pcie.node[0].up))
+		return 1000;
+	{
+		uint64_t b = scif__read_once(&pcie_ctl(pcie.self, 0)->beat);
+
+		if (b != seen) {
+			seen = b;
+			seen_at = now;
+		} else if (now - seen_at >= PCIE_BEAT_LOST_MS) {
+			scif_info("pcie: the host's heartbeat stopped %llu ms ago",
+				  (unsigned long long)(now - seen_at));
+			pcie_node_down(0);
+			return 1000;
+		}
+	}
+	return PCIE_BEAT_MS;
+}
+
 static void *pcie_progress(void *arg)
 {
 	struct pollfd *p = NULL;
@@ -838,7 +883,7 @@ static void *pcie_progress(void *arg)
 	(void)arg;
 	for (;;) {
 		size_t n = 0, need;
-		int devn;
+		int devn, timeout;
 
 		/* Work first: doorbells are consumed before the rings are read (no lost wake-up). */
 		uint64_t junk;
@@ -850,6 +895,7 @@ static void *pcie_progress(void *arg)
 			if (scif__read_once(&pcie.node[i].up))
 				pcie_qp_recv(i);
 		pcie_bells_scan();
+		timeout = pcie_heartbeat();
 
 		pthread_mutex_lock(&pcie.lock);
 		need = 1 + 8 + pcie.nlinks + (size_t)pcie.nlis;
@@ -889,8 +935,11 @@ static void *pcie_progress(void *arg)
 		}
 		pthread_mutex_unlock(&pcie.lock);
 
-		/* A safety net of 1 s: a lost doorbell costs latency, never a hang. */
-		if (poll(p, n, 1000) <= 0)
+		/*
+		 * At most 1 s, a safety net: a lost doorbell costs latency, never a hang. Less
+		 * while the heartbeat is due (a host with cards, a blind card).
+		 */
+		if (poll(p, n, timeout) <= 0)
 			continue;
 
 		/* The core closed its end of links or listeners: tell the peers, forget them. */

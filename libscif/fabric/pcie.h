@@ -36,13 +36,15 @@
 #include <stdint.h>
 
 #define PCIE_MAGIC 0x45494350u /* "PCIE" */
-#define PCIE_VERSION 1u
+#define PCIE_VERSION 2u /* 2: the host's heartbeat (pcie_peer_ctl.beat) */
 #define PCIE_MAX_NODES 8
 #define PCIE_PAGE 4096u
 #define PCIE_NBELLS 4096u
 #define PCIE_BELL_OFF PCIE_PAGE
 #define PCIE_RING_OFF (PCIE_BELL_OFF + 2 * PCIE_NBELLS * 4u)
 #define PCIE_RING_BYTES (256u * 1024u)
+#define PCIE_BEAT_MS 100u      /* the host's heartbeat period */
+#define PCIE_BEAT_LOST_MS 800u /* a card takes a heartbeat that stopped this long as the host gone */
 
 /**
  * struct pcie_ap_hdr - page 0 of the aperture; written by the host before it serves the
@@ -81,12 +83,17 @@ static_assert(sizeof(struct pcie_ap_hdr) == 56, "pcie_ap_hdr layout");
  *          stored with release after m reset @windex and @rindex to 0 (pairs with the
  *          host's acquire load): the host reads ring m -> host only once it sees a session
  *          other than the last one, so a stale index of an earlier card is never parsed.
+ * @beat:   (the host, in a card's slice) a count the host's progress thread advances every
+ *          PCIE_BEAT_MS while it lives: a card that cannot see its host's process end (a
+ *          guest: QEMU keeps the memory) takes a count that stops as the host gone. Relaxed
+ *          stores and loads: only its changing matters, it orders nothing.
  */
 struct pcie_peer_ctl {
 	uint64_t windex;
 	uint64_t rindex;
 	uint64_t session;
-	uint64_t pad[5];
+	uint64_t beat;
+	uint64_t pad[4];
 };
 static_assert(sizeof(struct pcie_peer_ctl) == 64, "pcie_peer_ctl layout");
 static_assert(sizeof(struct pcie_peer_ctl) * PCIE_MAX_NODES <= PCIE_BELL_OFF, "ctl fits");
@@ -165,6 +172,7 @@ struct pcie_dev {
 	uint64_t size;
 	uint16_t self;
 	int host;
+	int blind; /* a card that is not told when its host goes away: it watches the heartbeat */
 	void *priv;
 };
 

@@ -513,9 +513,9 @@ const struct pcie_dev_ops scif__pcie_dev_client = {
  * (IVPosition), our doorbell vector 0 delivered to an eventfd (SCIF_SHIM_IOC_SET_IRQ), and
  * ringing the host a write of (peer 0, vector 0) to BAR0's Doorbell register.
  *
- * Compiled, not yet run in a guest (docs/pcie-fabric.md). Unlike the ivshmem client, nothing
- * tells a card that the host went away: QEMU keeps the device's memory. A host heartbeat in
- * the aperture is still to come.
+ * Unlike the ivshmem client, nothing tells such a card that the host went away (QEMU keeps
+ * the device's memory and says nothing to the guest): it is "blind", and watches the host's
+ * heartbeat in the aperture instead (pcie_peer_ctl.beat).
  */
 #define SHIM_BAR_DOORBELL_REGS 0
 #define SHIM_BAR_APERTURE 2
@@ -569,6 +569,7 @@ static int shim_open(struct pcie_dev *d, int (*ready)(struct pcie_dev *d))
 	d->size = info.bars[SHIM_BAR_APERTURE].size;
 	d->self = (uint16_t)info.peer_id;
 	d->host = 0;
+	d->blind = 1;
 	d->priv = sh;
 	return 0;
 fail:

@@ -115,6 +115,8 @@ static int mode_connect_hold(uint16_t node, uint16_t port)
 
 	if (ep < 0)
 		return 2;
+	printf("connect-hold: connected\n");
+	fflush(stdout);
 	while (scif_recv(ep, &c, 1, SCIF_RECV_BLOCK) == 1)
 		;
 	return errno == ECONNRESET ? 0 : 3;

@@ -6,6 +6,8 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -21,29 +23,49 @@
 
 #define RESET_BOUND_MS 5000 /* a corrupt queue pair costs the links at the next doorbell */
 
-/* Start tests/pcie/pcie-liar MODE PORT as node 1 (behind SCIF_TEST_NODE_EXEC). */
-static pid_t spawn_liar(const char *mode, uint16_t port)
+/*
+ * Start @prog (argv @args) as a process of @node, behind SCIF_TEST_NODE_EXEC; its stdout goes
+ * to @out if that is not -1.
+ */
+static pid_t spawn_on(int node, const char *prog, char *const args[], int out)
 {
-	const char *top = getenv("SCIF_TEST_TOP"), *wrap = test_node_exec();
-	char path[4096], portbuf[16], *argv[5], *envp[256];
-	int n = 0, e = 0;
+	const char *wrap = test_node_exec();
+	char nodebuf[32], *argv[12], *envp[256];
+	posix_spawn_file_actions_t fa;
+	int n = 0, e = 0, err;
 	pid_t pid;
 
-	snprintf(path, sizeof(path), "%s/tests/pcie/pcie-liar", top ? top : ".");
-	snprintf(portbuf, sizeof(portbuf), "%u", port);
 	if (wrap)
 		argv[n++] = (char *)wrap;
-	argv[n++] = path;
-	argv[n++] = (char *)mode;
-	argv[n++] = portbuf;
+	argv[n++] = (char *)prog;
+	for (int i = 0; args[i] && n < 11; i++)
+		argv[n++] = args[i];
 	argv[n] = NULL;
-	envp[e++] = "SCIF_NODE=1";
+	snprintf(nodebuf, sizeof(nodebuf), "SCIF_NODE=%d", node);
+	envp[e++] = nodebuf;
 	for (char **v = environ; *v && e < 255; v++)
 		if (strncmp(*v, "SCIF_NODE=", 10))
 			envp[e++] = *v;
 	envp[e] = NULL;
-	cr_assert_eq(posix_spawn(&pid, argv[0], NULL, NULL, argv, envp), 0, "spawn %s", path);
+	posix_spawn_file_actions_init(&fa);
+	if (out >= 0)
+		posix_spawn_file_actions_adddup2(&fa, out, 1);
+	err = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	cr_assert_eq(err, 0, "spawn %s: %s", prog, strerror(err));
 	return pid;
+}
+
+/* Start tests/pcie/pcie-liar MODE PORT as node 1 (behind SCIF_TEST_NODE_EXEC). */
+static pid_t spawn_liar(const char *mode, uint16_t port)
+{
+	const char *top = getenv("SCIF_TEST_TOP");
+	char path[4096], portbuf[16];
+	char *args[] = { (char *)mode, portbuf, NULL };
+
+	snprintf(path, sizeof(path), "%s/tests/pcie/pcie-liar", top ? top : ".");
+	snprintf(portbuf, sizeof(portbuf), "%u", port);
+	return spawn_on(1, path, args, -1);
 }
 
 /* Is node 1 online (a card attached), within 5 s? Stops early if @pid ends (*@st). */
@@ -187,4 +209,60 @@ Test(pcie, aperture_full_is_enomem_and_nothing_else_breaks, .timeout = 60)
 	cr_assert_geq(off[0], 0, "register after unregister: %s", strerror(errno));
 	scif_close(a);
 	scif_close(b);
+}
+
+/*
+ * The host's process dies (SIGKILL) while a card holds a connection to it: the card's blocked
+ * scif_recv returns ECONNRESET. A card in a guest cannot see its host's process end (QEMU
+ * keeps the memory): it learns it from the host's heartbeat stopping (docs/pcie-fabric.md).
+ * This test process stays out of the fabric: the host is a peer of its own, so it can be
+ * killed.
+ */
+Test(pcie, host_killed_resets_the_card, .timeout = 180)
+{
+	uint16_t port = test_port();
+	char a1[16], a2[16], line[256];
+	char *host_args[] = { "echo", test_num(a1, port), NULL };
+	char *card_args[] = { "connect-hold", "0", test_num(a2, port), NULL };
+	uint64_t until, killed_at;
+	int fds[2], st = -1;
+	size_t have = 0;
+	pid_t host, card;
+
+	cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
+	host = spawn_on(0, test_peer_path(), host_args, -1);
+	card = spawn_on(1, test_peer_path(), card_args, fds[1]);
+	close(fds[1]);
+	/* The card says when it is connected (a guest boots first). */
+	until = test_now_ms() + (uint64_t)test_spawn_ms();
+	while (!memchr(line, '\n', have) && test_now_ms() < until && have < sizeof(line) - 1) {
+		struct pollfd p = { .fd = fds[0], .events = POLLIN };
+		ssize_t r;
+
+		if (poll(&p, 1, 100) < 1)
+			continue;
+		r = read(fds[0], line + have, sizeof(line) - 1 - have);
+		if (r <= 0)
+			break;
+		have += (size_t)r;
+	}
+	line[have] = 0;
+	close(fds[0]);
+	if (!strstr(line, "connected")) {
+		kill(card, SIGKILL);
+		kill(host, SIGKILL);
+		test_wait(card);
+		test_wait(host);
+		cr_assert_fail("the card never connected (it said \"%s\")", line);
+	}
+	kill(host, SIGKILL);
+	killed_at = test_now_ms();
+	cr_expect_eq(test_wait(host), 128 + SIGKILL);
+	/* The card's recv ends with ECONNRESET (exit 0), within the heartbeat's bound. */
+	test_waitpid(card, &st, 30000);
+	fprintf(stderr, "pcie: the card saw its host gone %llu ms after the kill\n",
+		(unsigned long long)(test_now_ms() - killed_at));
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		  "the card ended with status %d (3: its recv did not end with ECONNRESET)",
+		  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 }
