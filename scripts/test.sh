@@ -5,7 +5,7 @@
 # FUZZ_SECONDS (60) each, the multi-threaded tests under ThreadSanitizer, fabtests and MPI
 # over the libfabric provider, virtio over SCIF with real clients, valgrind on the example
 # pair, the ofi fabric across network namespaces, the pcie fabric between a host and a card
-# process, the kernel shim in a QEMU guest, the docs
+# process and a card in a QEMU guest, the kernel shim in a QEMU guest, the docs
 # and man-page checks, and make distcheck.
 # The last line is the total: "N passed, N failed".
 set -uo pipefail
@@ -189,12 +189,15 @@ if [ -f "$top/_build/plain/Makefile" ]; then
 	make_tally check-ofi-sockets "ofi (sockets)" check-ofi OFI_PROVIDER=sockets
 fi
 
-echo "== the pcie fabric: a host and a card process sharing one ivshmem aperture"
+echo "== the pcie fabric: a host and a card sharing one ivshmem aperture, the card a process then a QEMU guest"
 # make check-pcie in the plain build (tests/pcie/check-pcie.sh): the compat pairs and the
 # multi-process suites with node 0 serving the aperture and node 1 an ivshmem client, and
-# test-pcie (a full aperture, a card that corrupts it). No guest: docs/pcie-fabric.md.
+# test-pcie (a full aperture, a card that corrupts it, departures); then the guest pass, every
+# card peer in a QEMU guest through kernel/shim, and scif_bench across beside a raw aperture
+# ping-pong (its figures printed): docs/pcie-fabric.md.
 if [ -f "$top/_build/plain/Makefile" ]; then
 	make_tally check-pcie pcie check-pcie
+	grep -a '^guest bench' "$logdir/check-pcie.log" || true
 fi
 
 echo "== valgrind on the host/card example pair"

@@ -91,11 +91,20 @@ struct pcie_listener {
  * @wr:     bytes we produced into ring self -> node (under @tx).
  * @rd:     bytes we consumed of ring node -> self (progress thread only).
  * @session: host: the card's session we read its ring for (0: none yet, pcie_peer_ctl).
+ * @attached: host: the card's device is connected (an ivshmem peer with its id), whether
+ *          or not a live card process drives it (@up). Progress thread.
+ * @gone:   host: the session of the card process whose heartbeat stopped: the card's entry
+ *          still holds it, and only a different one is a new card process.
+ * @beat, @beat_at: the peer's heartbeat count as last seen, and when it last changed
+ *          (progress thread; a host watches its cards, a blind card its host).
  */
 struct pcie_node {
 	int up;
 	int hello;
 	uint64_t session;
+	int attached;
+	uint64_t gone;
+	uint64_t beat, beat_at;
 	pthread_mutex_t tx;
 	uint64_t wr;
 	uint64_t rd;
@@ -499,16 +508,18 @@ static int pcie_socketpair(int sv[2])
 
 /*
  * A node is gone (or broke the protocol): every link to it hangs up, its queue pairs start
- * afresh when it comes back. Progress thread.
+ * afresh when it comes back. @wipe (host): the card's device left too, so what it wrote in
+ * our slice goes; without it (its process's heartbeat stopped), the entry is left to the next
+ * card process, which may be writing it already. Progress thread.
  */
-static void pcie_node_down(uint16_t n)
+static void pcie_node_down(uint16_t n, int wipe)
 {
 	struct pcie_node *nd = &pcie.node[n];
 
 	pthread_mutex_lock(&pcie.lock);
 	scif__write_once(&nd->up, 0);
 	nd->hello = 0;
-	if (pcie.dev.host) {
+	if (pcie.dev.host && wipe) {
 		/*
 		 * What the departed card wrote in our slice goes with it: the next card with its
 		 * id starts from a clean entry and a new session (no id is given out again before
@@ -548,6 +559,8 @@ static void pcie_node_up(uint16_t n)
 	pthread_mutex_unlock(&nd->tx);
 	pthread_mutex_lock(&pcie.lock);
 	nd->hello = 0;
+	nd->beat = 0;
+	nd->beat_at = scif_fabric_now_ms();
 	scif__write_once(&nd->up, 1);
 	__atomic_or_fetch(&pcie.fab->online, 1ULL << n, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&pcie.lock);
@@ -559,10 +572,14 @@ static void pcie_dev_event(void *arg, enum pcie_dev_event ev, uint16_t n)
 	(void)arg;
 	if (n >= pcie.hdr.nnodes || n == pcie.self)
 		return; /* an ivshmem peer beyond the slices: never a SCIF node */
-	if (ev == PCIE_DEV_UP && pcie.dev.host)
+	if (ev == PCIE_DEV_UP && pcie.dev.host) {
+		pcie.node[n].attached = 1;
+		pcie.node[n].gone = 0;
 		pcie_node_up(n);
-	else if (ev == PCIE_DEV_DOWN && pcie.node[n].up)
-		pcie_node_down(n);
+	} else if (ev == PCIE_DEV_DOWN && (pcie.node[n].up || pcie.node[n].attached)) {
+		pcie.node[n].attached = 0;
+		pcie_node_down(n, 1);
+	}
 }
 
 /* A listener for @port, under pcie.lock. */
@@ -739,6 +756,19 @@ static void pcie_in_rec(uint16_t n, const struct pcie_rec *h, const uint8_t *bod
 }
 
 /*
+ * Host: card @n's entry in our slice holds a session other than the one we serve: the card
+ * process we knew is gone and the next one on that device is attaching (it zeroes the session
+ * before it resets its indices, pcie_attach). Its links hang up; the new process is read from
+ * the start once it stored its session. Progress thread.
+ */
+static void pcie_card_restart(uint16_t n)
+{
+	scif_info("pcie: node %u: a new card process replaced the last one", n);
+	pcie_node_down(n, 0);
+	pcie_node_up(n);
+}
+
+/*
  * Consume ring @n -> self. Every record is copied out before it is checked (the peer may
  * change the aperture under us); a framing error (a length that does not fit) breaks the
  * node: it can no longer be parsed. Progress thread.
@@ -751,14 +781,21 @@ static void pcie_qp_recv(uint16_t n)
 	const uint8_t *data = pcie_ring(pcie.self, n);
 	uint64_t w;
 
-	if (pcie.dev.host && n != pcie.self && !nd->session) {
+	if (pcie.dev.host && n != pcie.self) {
 		/* Acquire pairs with the card's release store of its session (pcie_attach). */
 		uint64_t s = scif__load_acquire(&pcie_ctl(pcie.self, n)->session);
 
-		if (!s)
-			return; /* the card has not reset its indices yet */
-		nd->session = s;
-		nd->rd = 0;
+		if (nd->session && s != nd->session) {
+			pcie_card_restart(n);
+			return;
+		}
+		if (!nd->session) {
+			if (!s)
+				return; /* the card has not reset its indices yet */
+			nd->session = s;
+			nd->rd = 0;
+			nd->beat_at = scif_fabric_now_ms(); /* its heartbeat counts from its attach */
+		}
 	}
 	/* Acquire pairs with the sender's release store of windex (pcie_qp_send). */
 	w = scif__load_acquire(&pcie_ctl(pcie.self, n)->windex);
@@ -795,8 +832,17 @@ static void pcie_qp_recv(uint16_t n)
 	}
 	return;
 broken:
+	/*
+	 * Or a new card process is resetting its indices: then it zeroed its session first
+	 * (ordered before the reset, which our acquire load of windex saw).
+	 */
+	if (pcie.dev.host && n != pcie.self &&
+	    scif__read_once(&pcie_ctl(pcie.self, n)->session) != nd->session) {
+		pcie_card_restart(n);
+		return;
+	}
 	scif_warn("pcie: node %u's queue pair is corrupt: its links are lost", n);
-	pcie_node_down(n);
+	pcie_node_down(n, 1);
 }
 
 /* Ring or unpark the own bells the peers marked. Progress thread. */
@@ -829,49 +875,101 @@ static void pcie_bells_scan(void)
 
 /* ---- the progress thread ------------------------------------------------------------------ */
 
+/* Has the peer's heartbeat count, @b now, stayed the same for @limit ms? Progress thread. */
+static int pcie_beat_lost(struct pcie_node *nd, uint64_t b, uint64_t now, uint64_t limit)
+{
+	if (b != nd->beat) {
+		nd->beat = b;
+		nd->beat_at = now;
+		return 0;
+	}
+	return now - nd->beat_at >= limit;
+}
+
 /*
- * The host's heartbeat (pcie_peer_ctl.beat), from the progress thread: the host advances it in
- * every attached card's slice each PCIE_BEAT_MS; a blind card (pcie_dev.blind) takes a count
- * that stopped for PCIE_BEAT_LOST_MS as its host gone. Returns how long the thread may sleep
- * before it is due again (ms).
+ * Host: what the cards' entries in our slice say, for each card whose device is connected. A
+ * card process that stopped beating is gone (its links hang up; its device may stay, as in a
+ * guest whose program died); a session other than the one we serve, or than the one that
+ * stopped, is the next card process on that device. Progress thread.
+ */
+static int pcie_host_watch(uint64_t now)
+{
+	int arrived = 0;
+
+	for (uint16_t n = 1; n < pcie.hdr.nnodes; n++) {
+		struct pcie_node *nd = &pcie.node[n];
+		uint64_t s;
+
+		if (!nd->attached)
+			continue;
+		/* Acquire pairs with the card's release store of its session (pcie_attach). */
+		s = scif__load_acquire(&pcie_ctl(pcie.self, n)->session);
+		if (!nd->up) {
+			if (s && s != nd->gone) {
+				nd->gone = 0;
+				pcie_node_up(n);
+				arrived = 1;
+			}
+			continue;
+		}
+		if (!nd->session)
+			continue; /* not adopted yet (pcie_qp_recv) */
+		if (s != nd->session) {
+			pcie_card_restart(n);
+			arrived = 1;
+		} else if (pcie_beat_lost(nd, scif__read_once(&pcie_ctl(pcie.self, n)->beat), now,
+					  PCIE_CARD_LOST_MS)) {
+			scif_info("pcie: node %u's heartbeat stopped", n);
+			nd->gone = s;
+			pcie_node_down(n, 0);
+		}
+	}
+	return arrived;
+}
+
+/*
+ * The heartbeat (pcie_peer_ctl.beat), from the progress thread. Every process advances its
+ * count in the entry it owns in each peer's slice every PCIE_BEAT_MS: the host in each card's
+ * slice, a card in the host's. A count that stopped for PCIE_BEAT_LOST_MS is a process gone:
+ * the host watches every card (a card's program may die in a guest that stays), a blind card
+ * (pcie_dev.blind) its host. Returns how long the thread may sleep before it is due (ms): 0
+ * when a card process arrived, whose ring the thread reads at once.
  */
 static int pcie_heartbeat(void)
 {
-	static uint64_t due, count, seen_at;
-	static uint64_t seen = UINT64_MAX;
+	static uint64_t due, count;
 	uint64_t now = scif_fabric_now_ms();
+	int peers = 0;
 
 	if (pcie.dev.host) {
-		int cards = 0;
-
-		if (now < due)
-			return (int)(due - now);
-		count++;
+		if (pcie_host_watch(now))
+			return 0;
+	} else if (pcie.dev.blind && scif__read_once(&pcie.node[0].up) &&
+		 pcie_beat_lost(&pcie.node[0], scif__read_once(&pcie_ctl(pcie.self, 0)->beat),
+				now, PCIE_BEAT_LOST_MS)) {
+		scif_info("pcie: the host's heartbeat stopped");
+		pcie_node_down(0, 0);
+	}
+	if (pcie.dev.host) {
 		for (uint16_t n = 1; n < pcie.hdr.nnodes; n++)
-			if (scif__read_once(&pcie.node[n].up)) {
-				scif__write_once(&pcie_ctl(n, pcie.self)->beat, count);
-				cards++;
-			}
-		due = now + PCIE_BEAT_MS;
-		/* No card: nobody to beat for until one attaches (its arrival wakes us). */
-		return cards ? PCIE_BEAT_MS : 1000;
+			peers += pcie.node[n].attached || scif__read_once(&pcie.node[n].up);
+	} else {
+		peers = scif__read_once(&pcie.node[0].up);
 	}
-	if (!pcie.dev.blind || !scif__read_once(&pcie.node[0].up))
-		return 1000;
-	{
-		uint64_t b = scif__read_once(&pcie_ctl(pcie.self, 0)->beat);
-
-		if (b != seen) {
-			seen = b;
-			seen_at = now;
-		} else if (now - seen_at >= PCIE_BEAT_LOST_MS) {
-			scif_info("pcie: the host's heartbeat stopped %llu ms ago",
-				  (unsigned long long)(now - seen_at));
-			pcie_node_down(0);
-			return 1000;
+	if (!peers)
+		return 1000; /* nobody to beat for or to watch: an arrival wakes us */
+	if (now >= due) {
+		count++;
+		if (pcie.dev.host) {
+			for (uint16_t n = 1; n < pcie.hdr.nnodes; n++)
+				if (scif__read_once(&pcie.node[n].up))
+					scif__write_once(&pcie_ctl(n, pcie.self)->beat, count);
+		} else if (scif__read_once(&pcie.node[0].up)) {
+			scif__write_once(&pcie_ctl(0, pcie.self)->beat, count);
 		}
+		due = now + PCIE_BEAT_MS;
 	}
-	return PCIE_BEAT_MS;
+	return (int)(due - now);
 }
 
 static void *pcie_progress(void *arg)
@@ -1060,6 +1158,13 @@ static int pcie_attach(struct scif_fabric *fab)
 		}
 		/* Our slice, below the heap, is ours to reset: nobody writes it before HELLO. */
 		memset(pcie_slice(pcie.self), 0, pcie.hdr.heap_off);
+		/*
+		 * A card process before us on this device may have left its session in the host's
+		 * slice: zero it before the indices, so that a host that sees them reset also sees
+		 * the session change (release fence: the store before the memset's).
+		 */
+		scif__write_once(&pcie_ctl(0, pcie.self)->session, 0);
+		__atomic_thread_fence(__ATOMIC_RELEASE);
 		for (uint16_t m = 0; m < pcie.hdr.nnodes; m++)
 			if (m != pcie.self)
 				memset(pcie_ctl(m, pcie.self), 0, sizeof(struct pcie_peer_ctl));
@@ -1085,6 +1190,7 @@ static int pcie_attach(struct scif_fabric *fab)
 	if (!pcie.dev.host) {
 		pcie.node[0].up = 1;
 		pcie.node[0].hello = 1;
+		pcie.node[0].beat_at = scif_fabric_now_ms(); /* the host's count: from now on */
 		fab->online |= 1;
 	}
 	{

@@ -45,6 +45,9 @@
 #define PCIE_RING_BYTES (256u * 1024u)
 #define PCIE_BEAT_MS 100u      /* the host's heartbeat period */
 #define PCIE_BEAT_LOST_MS 800u /* a card takes a heartbeat that stopped this long as the host gone */
+/* The host takes a card process's stopped heartbeat as its death after this long: longer, as
+ * a guest's progress thread can be starved by its own (under TCG, up to 1.1 s seen). */
+#define PCIE_CARD_LOST_MS 5000u
 
 /**
  * struct pcie_ap_hdr - page 0 of the aperture; written by the host before it serves the

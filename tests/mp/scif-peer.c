@@ -9,6 +9,11 @@
  *                                   connect n times to node:port; on each connection send
  *                                   and receive <bytes> of seeded data at once, checking it
  *   flood <node> <port> <seed>      connect, then send and receive seeded data until killed
+ *   reborn <node> <port> <port2> <seed> [<gap_ms>]
+ *                                   a child floods node:port and is SIGKILLed 1 s later; then,
+ *                                   <gap_ms> (0) after, this process, a new SCIF process on the
+ *                                   same node (in a guest: the same device), serves echo on
+ *                                   <port2>
  *   connect-hold <node> <port>      connect, then wait for the peer to leave
  *   churn <node> <port> <count>     connect and close <count> times
  *   hostile <node> <port> <kind>    lie to a listener (see hostile.c)
@@ -21,9 +26,11 @@
 #include <errno.h>
 #include <pthread.h>
 #include <scif.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mp/hostile.h"
@@ -122,6 +129,26 @@ static int mode_connect_hold(uint16_t node, uint16_t port)
 	return errno == ECONNRESET ? 0 : 3;
 }
 
+static int mode_reborn(uint16_t node, uint16_t port, uint16_t port2, uint64_t seed, int gap_ms)
+{
+	pid_t child = fork();
+	int st;
+
+	if (child < 0)
+		return 6;
+	if (child == 0)
+		_exit(mode_flood(node, port, seed));
+	sleep(1);
+	kill(child, SIGKILL);
+	if (waitpid(child, &st, 0) != child || !WIFSIGNALED(st))
+		return 7; /* it ended before the kill: it never connected */
+	printf("reborn: the first card process is dead\n");
+	fflush(stdout);
+	if (gap_ms > 0)
+		usleep((useconds_t)gap_ms * 1000);
+	return mode_echo(port2);
+}
+
 static int mode_churn(uint16_t node, uint16_t port, int count)
 {
 	for (int i = 0; i < count; i++) {
@@ -160,6 +187,10 @@ int main(int argc, char **argv)
 	if (argc >= 7 && !strcmp(argv[1], "stream"))
 		return mode_stream((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]), atoi(argv[4]),
 				   strtoull(argv[5], NULL, 0), strtoull(argv[6], NULL, 0));
+	if (argc >= 6 && !strcmp(argv[1], "reborn"))
+		return mode_reborn((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
+				   (uint16_t)atoi(argv[4]), strtoull(argv[5], NULL, 0),
+				   argc >= 7 ? atoi(argv[6]) : 0);
 	if (argc >= 5 && !strcmp(argv[1], "flood"))
 		return mode_flood((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
 				  strtoull(argv[4], NULL, 0));

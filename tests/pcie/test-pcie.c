@@ -266,3 +266,65 @@ Test(pcie, host_killed_resets_the_card, .timeout = 180)
 		  "the card ended with status %d (3: its recv did not end with ECONNRESET)",
 		  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 }
+
+/*
+ * A card process dies (SIGKILL) while its device stays (in a guest: the guest lives on): the
+ * host's connection to it resets, and the next card process on the same device is served
+ * (peer mode "reborn": the dead one was its fork child). With @gap_ms, the next process comes
+ * that long after the death, so only the dead one's stopped heartbeat can tell the host
+ * earlier; without, the next process's arrival tells it.
+ */
+static void card_process_killed(int gap_ms)
+{
+	uint16_t port = test_port(), port2 = test_port();
+	char a1[16], a2[16], a3[24], a4[16], buf[1 << 16];
+	char *args[] = { "reborn", "0", test_num(a1, port), test_num(a2, port2),
+			 test_num(a3, 77), test_num(a4, (uint64_t)gap_ms), NULL };
+	scif_epd_t lep = test_listener(port, 1), ep, ep2;
+	struct scif_portID peer;
+	uint64_t lost, start;
+	pid_t card;
+	int n, st;
+
+	card = test_spawn_peer(1, args);
+	cr_assert_eq(test_accept_or_peer_death(lep, &peer, &ep, card, test_spawn_ms()), 0);
+	start = test_now_ms();
+	/* The flood goes on until its process is killed (1 s); then the connection resets. */
+	while ((n = scif_recv(ep, buf, sizeof(buf), SCIF_RECV_BLOCK)) > 0)
+		if (test_now_ms() - start > 60000)
+			break;
+	lost = test_now_ms() - start;
+	cr_assert_eq(n, -1, "still receiving 60 s on");
+	cr_assert_eq(errno, ECONNRESET, "recv: %s", strerror(errno));
+	fprintf(stderr, "pcie: the host lost the killed card process %llu ms after it connected "
+		"(killed 1 s after; the next process %d ms after that)\n", (unsigned long long)lost,
+		gap_ms);
+	if (gap_ms)
+		cr_assert_lt(lost, 1000 + (uint64_t)gap_ms, "the loss was only seen when the next "
+			     "card process came");
+	scif_close(ep);
+	/* The next process on that device, @gap_ms after the death. */
+	ep2 = scif_open();
+	start = test_now_ms();
+	while ((n = test_connect_retry(ep2, 1, port2)) < 0 && errno == ENODEV &&
+	       test_now_ms() - start < (uint64_t)gap_ms + 1000)
+		;
+	cr_assert_gt(n, 0, "connect to the next card process: %s", strerror(errno));
+	cr_assert_eq(scif_send(ep2, "xyz", 3, SCIF_SEND_BLOCK), 3);
+	cr_assert_eq(scif_recv(ep2, buf, 3, SCIF_RECV_BLOCK), 3);
+	cr_assert(!memcmp(buf, "xyz", 3));
+	scif_close(ep2);
+	scif_close(lep);
+	st = test_wait(card);
+	cr_assert_eq(st, 0, "the card ended with status %d", st);
+}
+
+Test(pcie, card_process_killed_then_the_next_is_served, .timeout = 180)
+{
+	card_process_killed(0);
+}
+
+Test(pcie, card_process_killed_alone_is_lost_by_its_heartbeat, .timeout = 180)
+{
+	card_process_killed(8000);
+}
