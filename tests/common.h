@@ -134,22 +134,23 @@ static inline int test_spawn_ms(void)
 }
 
 /*
- * Start the peer program as a card process (SCIF_NODE=1 unless node says otherwise) running
- * `scif-peer <args...>` (behind test_node_exec() if set). Spawned with exec, so Criterion's
- * runner is not forked into.
+ * Start @prog with @args (NULL-terminated) as a process of @node (SCIF_NODE=@node), behind
+ * test_node_exec() if set, its stdout on @out unless that is -1. Spawned with exec, so
+ * Criterion's runner is not forked into.
  */
-static inline pid_t test_spawn_peer(int node, char *const args[])
+static inline pid_t test_spawn(int node, const char *prog, char *const args[], int out)
 {
 	const char *wrap = test_node_exec();
 	char nodebuf[32];
 	char *argv[17];
 	char *envp[256];
-	int n = 0, e = 0, max = wrap ? 16 : 15;
+	int n = 0, e = 0, max = wrap ? 16 : 15, err;
+	posix_spawn_file_actions_t fa;
 	pid_t pid;
 
 	if (wrap)
 		argv[n++] = (char *)wrap;
-	argv[n++] = (char *)test_peer_path();
+	argv[n++] = (char *)prog;
 	for (int i = 0; args[i] && n < max; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
@@ -159,8 +160,19 @@ static inline pid_t test_spawn_peer(int node, char *const args[])
 		if (strncmp(*v, "SCIF_NODE=", 10))
 			envp[e++] = *v;
 	envp[e] = NULL;
-	cr_assert_eq(posix_spawn(&pid, argv[0], NULL, NULL, argv, envp), 0, "spawn %s", argv[0]);
+	posix_spawn_file_actions_init(&fa);
+	if (out >= 0)
+		posix_spawn_file_actions_adddup2(&fa, out, 1);
+	err = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	cr_assert_eq(err, 0, "spawn %s: %s", prog, strerror(err));
 	return pid;
+}
+
+/* Start the peer program (tests/mp/scif-peer) as a process of @node: `scif-peer <args...>`. */
+static inline pid_t test_spawn_peer(int node, char *const args[])
+{
+	return test_spawn(node, test_peer_path(), args, -1);
 }
 
 /* Wait for a child; returns its exit status, or 128+signal. Fails the test after 60 s. */

@@ -23,39 +23,6 @@
 
 #define RESET_BOUND_MS 5000 /* a corrupt queue pair costs the links at the next doorbell */
 
-/*
- * Start @prog (argv @args) as a process of @node, behind SCIF_TEST_NODE_EXEC; its stdout goes
- * to @out if that is not -1.
- */
-static pid_t spawn_on(int node, const char *prog, char *const args[], int out)
-{
-	const char *wrap = test_node_exec();
-	char nodebuf[32], *argv[12], *envp[256];
-	posix_spawn_file_actions_t fa;
-	int n = 0, e = 0, err;
-	pid_t pid;
-
-	if (wrap)
-		argv[n++] = (char *)wrap;
-	argv[n++] = (char *)prog;
-	for (int i = 0; args[i] && n < 11; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	snprintf(nodebuf, sizeof(nodebuf), "SCIF_NODE=%d", node);
-	envp[e++] = nodebuf;
-	for (char **v = environ; *v && e < 255; v++)
-		if (strncmp(*v, "SCIF_NODE=", 10))
-			envp[e++] = *v;
-	envp[e] = NULL;
-	posix_spawn_file_actions_init(&fa);
-	if (out >= 0)
-		posix_spawn_file_actions_adddup2(&fa, out, 1);
-	err = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
-	posix_spawn_file_actions_destroy(&fa);
-	cr_assert_eq(err, 0, "spawn %s: %s", prog, strerror(err));
-	return pid;
-}
-
 /* Start tests/pcie/pcie-liar MODE PORT as node 1 (behind SCIF_TEST_NODE_EXEC). */
 static pid_t spawn_liar(const char *mode, uint16_t port)
 {
@@ -65,7 +32,7 @@ static pid_t spawn_liar(const char *mode, uint16_t port)
 
 	snprintf(path, sizeof(path), "%s/tests/pcie/pcie-liar", top ? top : ".");
 	snprintf(portbuf, sizeof(portbuf), "%u", port);
-	return spawn_on(1, path, args, -1);
+	return test_spawn(1, path, args, -1);
 }
 
 /* Is node 1 online (a card attached), within 5 s? Stops early if @pid ends (*@st). */
@@ -230,8 +197,8 @@ Test(pcie, host_killed_resets_the_card, .timeout = 180)
 	pid_t host, card;
 
 	cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
-	host = spawn_on(0, test_peer_path(), host_args, -1);
-	card = spawn_on(1, test_peer_path(), card_args, fds[1]);
+	host = test_spawn(0, test_peer_path(), host_args, -1);
+	card = test_spawn(1, test_peer_path(), card_args, fds[1]);
 	close(fds[1]);
 	/* The card says when it is connected (a guest boots first). */
 	until = test_now_ms() + (uint64_t)test_spawn_ms();
