@@ -39,7 +39,7 @@ prog=$1
 shift
 case $prog in
 */*) ;;
-*) prog=$(command -v "$prog") || die "$1: not found" ;;
+*) p=$(command -v "$prog") || die "$prog: not found"; prog=$p ;;
 esac
 [ -f "$prog" ] || die "$prog: no such file"
 # A libtool wrapper script stands for the binary in .libs next to it.
