@@ -123,6 +123,8 @@ struct scif_shim_irq_binding {
  * @dma_bytes: their total size, checked against the max_dma_mb budget (under sdev->lock)
  * @irq: per vector, the binding this file attached or NULL; written under the vector's lock, by
  *       SET_IRQ (which also holds sdev->lock, serialising writers) or by the file's release
+ * @will: the last will's writes (SCIF_SHIM_IOC_SET_WILL), @will_nr of them, each with @will_io,
+ *        the kernel's mapping of its word (under sdev->lock)
  */
 struct scif_shim_file {
 	struct scif_shim_dev *sdev;
@@ -130,6 +132,9 @@ struct scif_shim_file {
 	struct list_head dma_bufs;
 	u64 dma_bytes;
 	struct scif_shim_irq_binding **irq;
+	struct scif_shim_will_write will[SCIF_SHIM_WILL_MAX];
+	void __iomem *will_io[SCIF_SHIM_WILL_MAX];
+	unsigned int will_nr;
 };
 
 /**

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * File operations of /dev/scif_shimN: open/release bookkeeping, the ioctl dispatcher with the
- * info ioctl, and mmap of BARs and DMA buffers through a fault handler that can be revoked.
+ * File operations of /dev/scif_shimN: open/release bookkeeping with the last will, the ioctl
+ * dispatcher with the info and will ioctls, and mmap of BARs and DMA buffers through a fault
+ * handler that can be revoked.
  */
 #include <linux/fs.h>
+#include <linux/io.h>
 #include <linux/mm.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -58,6 +60,35 @@ err_free:
 	return ret;
 }
 
+/* Unmap the words of @sf's will and forget it; under sdev->lock. */
+static void scif_shim_will_clear_locked(struct scif_shim_file *sf)
+{
+	unsigned int i;
+
+	for (i = 0; i < sf->will_nr; i++)
+		iounmap(sf->will_io[i]);
+	memset(sf->will, 0, sizeof(sf->will));
+	memset(sf->will_io, 0, sizeof(sf->will_io));
+	sf->will_nr = 0;
+}
+
+/*
+ * Make @sf's will's writes, in order, while the device is still ours (under sdev->lock, which
+ * remove() takes before it gives the BARs up). wmb() after each: a write-combined word leaves
+ * the CPU before the next write, typically an uncached doorbell, can overtake it.
+ */
+static void scif_shim_will_fire_locked(struct scif_shim_file *sf)
+{
+	unsigned int i;
+
+	if (sf->sdev->dead)
+		return;
+	for (i = 0; i < sf->will_nr; i++) {
+		iowrite32(sf->will[i].value, sf->will_io[i]);
+		wmb();
+	}
+}
+
 /* Last reference to the file gone (close, exit or kill, and every mapping unmapped). */
 static int scif_shim_release(struct inode *inode, struct file *filp)
 {
@@ -66,6 +97,8 @@ static int scif_shim_release(struct inode *inode, struct file *filp)
 
 	scif_shim_irq_release_file(sf);
 	mutex_lock(&sdev->lock);
+	scif_shim_will_fire_locked(sf);
+	scif_shim_will_clear_locked(sf);
 	scif_shim_dma_release_file_locked(sf);
 	list_del(&sf->node);
 	mutex_unlock(&sdev->lock);
@@ -114,6 +147,76 @@ static long scif_shim_ioctl_info(struct scif_shim_file *sf, void __user *uarg)
 	return copy_to_user(uarg, &info, sizeof(info)) ? -EFAULT : 0;
 }
 
+/* Is @w a word this file could write through a mapping of its own? Under sdev->lock. */
+static bool scif_shim_will_write_ok(const struct scif_shim_dev *sdev,
+				    const struct scif_shim_will_write *w)
+{
+	const struct scif_shim_bar *bar;
+
+	if (w->bar >= SCIF_SHIM_MAX_BARS)
+		return false;
+	bar = &sdev->bars[w->bar].info;
+	if (!(bar->flags & SCIF_SHIM_BAR_MMAP) || w->offset % 4 || bar->size < 4 ||
+	    w->offset > bar->size - 4)
+		return false;
+	return !(bar->excl_size && w->offset < bar->excl_offset + bar->excl_size &&
+		 bar->excl_offset < w->offset + 4);
+}
+
+static long scif_shim_ioctl_set_will(struct scif_shim_file *sf, void __user *uarg)
+{
+	struct scif_shim_dev *sdev = sf->sdev;
+	void __iomem *io[SCIF_SHIM_WILL_MAX] = { NULL };
+	struct scif_shim_will req;
+	unsigned int i;
+	long ret = 0;
+
+	if (copy_from_user(&req, uarg, sizeof(req)))
+		return -EFAULT;
+	if (req.flags || req.nr > SCIF_SHIM_WILL_MAX)
+		return -EINVAL;
+	for (i = req.nr; i < SCIF_SHIM_WILL_MAX; i++)
+		if (req.w[i].bar || req.w[i].value || req.w[i].offset)
+			return -EINVAL;
+
+	mutex_lock(&sdev->lock);
+	if (sdev->dead) {
+		ret = -ENODEV;
+		goto out;
+	}
+	for (i = 0; i < req.nr; i++) {
+		const struct scif_shim_bar_state *b;
+		resource_size_t addr;
+
+		if (!scif_shim_will_write_ok(sdev, &req.w[i])) {
+			ret = -EINVAL;
+			goto out;
+		}
+		/* map the word with the cache mode its BAR's user mappings get */
+		b = &sdev->bars[req.w[i].bar];
+		addr = b->start + req.w[i].offset;
+		io[i] = (b->info.flags & SCIF_SHIM_BAR_PREFETCH) ? ioremap_wc(addr, 4) :
+								   ioremap(addr, 4);
+		if (!io[i]) {
+			ret = -ENOMEM;
+			goto out;
+		}
+	}
+	scif_shim_will_clear_locked(sf);
+	for (i = 0; i < req.nr; i++) {
+		sf->will[i] = req.w[i];
+		sf->will_io[i] = io[i];
+		io[i] = NULL;
+	}
+	sf->will_nr = req.nr;
+out:
+	mutex_unlock(&sdev->lock);
+	for (i = 0; i < SCIF_SHIM_WILL_MAX; i++)
+		if (io[i])
+			iounmap(io[i]);
+	return ret;
+}
+
 static long scif_shim_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
 {
 	struct scif_shim_file *sf = filp->private_data;
@@ -132,6 +235,8 @@ static long scif_shim_ioctl(struct file *filp, unsigned int cmd, unsigned long a
 		return scif_shim_ioctl_dma_alloc(sf, uarg);
 	case SCIF_SHIM_IOC_DMA_FREE:
 		return scif_shim_ioctl_dma_free(sf, uarg);
+	case SCIF_SHIM_IOC_SET_WILL:
+		return scif_shim_ioctl_set_will(sf, uarg);
 	default:
 		return -ENOTTY;
 	}

@@ -38,6 +38,7 @@ static_assert(sizeof(struct scif_shim_info) == 304, "scif_shim_info");
 static_assert(sizeof(struct scif_shim_irq) == 16, "scif_shim_irq");
 static_assert(sizeof(struct scif_shim_dma_alloc) == 32, "scif_shim_dma_alloc");
 static_assert(sizeof(struct scif_shim_dma_free) == 8, "scif_shim_dma_free");
+static_assert(sizeof(struct scif_shim_will) == 40, "scif_shim_will");
 
 #define PINGS		1000
 #define WAIT_MS		3000	/* longest a ring or an ack may take under TCG */
@@ -974,6 +975,196 @@ static void t_kill_everything(void)
 	report("kill_with_everything_open", true, NULL);
 }
 
+/* ---- the last will ---- */
+
+/* A BAR2 word no mailbox command looks at after t_guest_to_host: the last will's target. */
+#define WILL_WORD_OFF (MBOX_G2H_OFF + MBOX_REGION_SIZE - 8)
+
+static volatile uint32_t *will_word(void)
+{
+	return (volatile uint32_t *)(S.shm + WILL_WORD_OFF);
+}
+
+static int set_will(int fd, uint32_t nr, const struct scif_shim_will_write *w)
+{
+	struct scif_shim_will req = { .nr = nr };
+
+	memcpy(req.w, w, sizeof(req.w));
+	return ioctl(fd, SCIF_SHIM_IOC_SET_WILL, &req);
+}
+
+/*
+ * In a child: open the device, map BAR2 (so that the release comes only with the exit), set
+ * the wills @nr1 then @nr2 writes of @w1, @w2 (@nr2 < 0: only the first), and exit.
+ */
+static int will_child(uint32_t nr1, const struct scif_shim_will_write *w1, int nr2,
+		      const struct scif_shim_will_write *w2)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		int fd = open_shim(S.name);
+
+		if (fd < 0 || !map_region(fd, S.info.bars[IVSHMEM_BAR2].mmap_offset, 4096) ||
+		    set_will(fd, nr1, w1) < 0)
+			_exit(2);
+		if (nr2 >= 0 && set_will(fd, (uint32_t)nr2, w2) < 0)
+			_exit(3);
+		close(fd);
+		_exit(0);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/*
+ * A will is made at the file's release, after the exit that released it: the word is there
+ * when waitpid() returns. Replacing a will forgets the old one, nr = 0 clears it.
+ */
+static void t_will_exit(void)
+{
+	struct scif_shim_will_write a[SCIF_SHIM_WILL_MAX] = {
+		{ .bar = IVSHMEM_BAR2, .offset = WILL_WORD_OFF, .value = 0x11111111 },
+	};
+	struct scif_shim_will_write b[SCIF_SHIM_WILL_MAX] = {
+		{ .bar = IVSHMEM_BAR2, .offset = WILL_WORD_OFF, .value = 0x22222222 },
+		{ .bar = IVSHMEM_BAR2, .offset = WILL_WORD_OFF, .value = 0x33333333 },
+	};
+	struct scif_shim_will_write none[SCIF_SHIM_WILL_MAX] = { { 0 } };
+	bool ok = S.shm != NULL;
+	int r;
+
+	if (!ok) {
+		report("last_will_written_at_exit", false, NULL);
+		return;
+	}
+	*will_word() = 0;
+	r = will_child(1, a, -1, NULL);
+	ok &= r == 0 && *will_word() == 0x11111111;
+	if (!ok)
+		why("one write: child %d, word %#x", r, *will_word());
+	/* two writes, in order: the second wins */
+	r = will_child(1, a, 2, b);
+	if (ok && (r != 0 || *will_word() != 0x33333333))
+		why("replaced by two writes: child %d, word %#x", r, *will_word());
+	*will_word() = 0;
+	r = will_child(1, a, 0, none);
+	if (ok && (r != 0 || *will_word() != 0))
+		why("cleared: child %d, word %#x", r, *will_word());
+	report("last_will_written_at_exit", ok, NULL);
+}
+
+/*
+ * The use it is made for: a process killed with SIGKILL leaves a word in shared memory and a
+ * doorbell, and the host, woken by the doorbell, reads the word (it pongs the guest's ping
+ * sequence): the word reached the device before the doorbell. Nothing is rung before the kill.
+ */
+static void t_will_kill(void)
+{
+	const uint32_t seq = 0x5eed0001;
+	uint64_t t0 = 0, dt = 0;
+	int p[2] = { -1, -1 }, st;
+	bool ok = S.shm != NULL;
+	char c = 0, extra[64] = "";
+	pid_t pid = -1;
+
+	efd_drain(S.efd[MBOX_VEC_GUEST_PING]);
+	if (!ok || pipe(p) < 0 || (pid = fork()) < 0) {
+		report("last_will_rings_the_host_on_kill", false, NULL);
+		return;
+	}
+	if (pid == 0) {
+		struct scif_shim_will_write w[SCIF_SHIM_WILL_MAX] = {
+			{ .bar = IVSHMEM_BAR2, .value = seq,
+			  .offset = MBOX_GUEST_PAGE + offsetof(struct mbox_guest, ping_seq) },
+			{ .bar = 0, .offset = SCIF_SHIM_IVSHMEM_DOORBELL,
+			  .value = SCIF_SHIM_IVSHMEM_DOORBELL_VAL(HOST_PEER_ID, MBOX_VEC_GUEST_PING) },
+		};
+		int fd = open_shim(S.name);
+
+		c = fd >= 0 && set_will(fd, 2, w) == 0 ? 'r' : 'x';
+		if (write(p[1], &c, 1) != 1 || c != 'r')
+			_exit(2);
+		for (;;)
+			pause();
+	}
+	if (read(p[0], &c, 1) != 1 || c != 'r')
+		why("child could not set its will");
+	else if (efd_wait(S.efd[MBOX_VEC_GUEST_PING], 200))
+		why("a ring before the kill");
+	t0 = now_ns();
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	if (!fail_why[0]) {
+		if (!efd_wait(S.efd[MBOX_VEC_GUEST_PING], WAIT_MS))
+			why("no ring from the killed process's will");
+		/* acquire: pairs with the host's release of pong_seq before its ring */
+		else if (__atomic_load_n(&mh()->pong_seq, __ATOMIC_ACQUIRE) != seq)
+			why("the host read ping_seq %#x, not the will's %#x",
+			    __atomic_load_n(&mh()->pong_seq, __ATOMIC_ACQUIRE), seq);
+		dt = now_ns() - t0;
+		snprintf(extra, sizeof(extra), "kill to host's pong %.2f ms", dt / 1e6);
+	}
+	close(p[0]);
+	close(p[1]);
+	report("last_will_rings_the_host_on_kill", ok, extra);
+}
+
+static void t_will_bad_args(void)
+{
+	const struct scif_shim_bar *b = S.info.bars;
+	struct scif_shim_will_write w[SCIF_SHIM_WILL_MAX] = { { 0 } };
+	struct scif_shim_will req;
+	int fd = open_shim(S.name);
+	bool ok = fd >= 0;
+
+#define BAD_WILL(BAR, OFF, WHAT)                                                                \
+	do {                                                                                   \
+		w[0] = (struct scif_shim_will_write){ .bar = (BAR), .offset = (OFF), .value = 1 }; \
+		ok &= expect(set_will(fd, 1, w), EINVAL, WHAT);                                  \
+	} while (0)
+	ok &= expect(ioctl(fd, SCIF_SHIM_IOC_SET_WILL, NULL), EFAULT, "WILL NULL");
+	BAD_WILL(1, 0, "BAR1 (MSI-X table)");
+	BAD_WILL(3, 0, "absent BAR3");
+	BAD_WILL(6, 0, "BAR 6");
+	BAD_WILL(UINT32_MAX, 0, "BAR ~0");
+	BAD_WILL(2, 2, "misaligned");
+	BAD_WILL(2, b[2].size - 2, "straddles BAR2's end");
+	BAD_WILL(2, b[2].size, "at BAR2's end");
+	BAD_WILL(2, UINT64_MAX - 3, "offset ~0 - 3 (wraps)");
+	BAD_WILL(0, 4096, "past BAR0");
+	req = (struct scif_shim_will){ .nr = SCIF_SHIM_WILL_MAX + 1 };
+	ok &= expect(ioctl(fd, SCIF_SHIM_IOC_SET_WILL, &req), EINVAL, "nr > max");
+	req = (struct scif_shim_will){ .nr = 0, .flags = 1 };
+	ok &= expect(ioctl(fd, SCIF_SHIM_IOC_SET_WILL, &req), EINVAL, "flags");
+	req = (struct scif_shim_will){ .nr = 1, .w = { { .bar = 2 }, { .value = 1 } } };
+	ok &= expect(ioctl(fd, SCIF_SHIM_IOC_SET_WILL, &req), EINVAL, "unused entry not zero");
+#undef BAD_WILL
+	report("ioctl_set_will_bad_args", ok, NULL);
+	close(fd);
+
+	/* a refused will leaves the one before in force */
+	if (S.shm) {
+		struct scif_shim_will_write good[SCIF_SHIM_WILL_MAX] = {
+			{ .bar = IVSHMEM_BAR2, .offset = WILL_WORD_OFF, .value = 0x44444444 },
+		};
+		struct scif_shim_will_write bad[SCIF_SHIM_WILL_MAX] = {
+			{ .bar = IVSHMEM_BAR2, .offset = WILL_WORD_OFF, .value = 0x55555555 },
+			{ .bar = IVSHMEM_BAR2, .offset = 3, .value = 1 },
+		};
+		int r;
+
+		*will_word() = 0;
+		r = will_child(1, good, 2, bad);
+		ok = r == 3 && *will_word() == 0x44444444;
+		if (!ok)
+			why("child %d (want 3: second will refused), word %#x", r, *will_word());
+		report("last_will_kept_when_a_new_one_is_refused", ok, NULL);
+	}
+}
+
 /* Any PCI device can be handed to the shim through new_id: QEMU's pci-testdev here. */
 static void t_new_id(void)
 {
@@ -1334,6 +1525,9 @@ int main(int argc, char **argv)
 	t_dma();
 	t_close_everything();
 	t_kill_everything();
+	t_will_exit();
+	t_will_kill();
+	t_will_bad_args();
 	t_new_id();
 	t_unbind_rebind();
 	t_unbind_under_load();

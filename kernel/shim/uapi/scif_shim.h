@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: ((GPL-2.0-or-later WITH Linux-syscall-note) OR LGPL-2.1-or-later) */
 /*
  * User-space interface of the scif_shim PCI driver: one character device per bound device,
- * offering device info, BAR and DMA-buffer mmap, MSI-X to eventfd, and coherent DMA buffers.
+ * offering device info, BAR and DMA-buffer mmap, MSI-X to eventfd, coherent DMA buffers, and a
+ * last will (device writes made when the file is released).
  */
 #ifndef _UAPI_SCIF_SHIM_H
 #define _UAPI_SCIF_SHIM_H
@@ -144,12 +145,50 @@ struct scif_shim_dma_free {
 	__u32 flags;
 };
 
+/** SCIF_SHIM_WILL_MAX - most writes one file's last will holds. */
+#define SCIF_SHIM_WILL_MAX	2
+
+/**
+ * struct scif_shim_will_write - one 32-bit write of a last will
+ * @bar: a BAR this file could map (SCIF_SHIM_BAR_MMAP)
+ * @value: the value written
+ * @offset: byte offset in the BAR: 4-aligned, the 4 bytes inside the BAR and outside its
+ *          excluded range (struct scif_shim_bar)
+ */
+struct scif_shim_will_write {
+	__u32 bar;
+	__u32 value;
+	__u64 offset;
+};
+
+/**
+ * struct scif_shim_will - SCIF_SHIM_IOC_SET_WILL argument: writes the driver makes to the
+ * device when this file is released, so that whoever is on the other side of the device learns
+ * at once that the file's owner went away (for instance a word in shared memory, then a
+ * doorbell). Release is the file's last close: the owner's exit, kill or crash included, once
+ * no mapping of the file and no copy of its descriptor (fork) remains. Nothing is written if the
+ * device was unbound or removed before. Each call replaces the file's will; @nr = 0 clears it.
+ * A will writes nothing the file could not write through a mapping of its own: EINVAL for a
+ * BAR without SCIF_SHIM_BAR_MMAP, or an offset not 4-aligned, past the BAR or in its excluded
+ * range; ENOMEM if the kernel cannot map the words.
+ * @nr: entries of @w used, 0..SCIF_SHIM_WILL_MAX
+ * @flags: zero
+ * @w: the writes, made in this order, each one posted to the device before the next; entries
+ *     past @nr must be zero
+ */
+struct scif_shim_will {
+	__u32 nr;
+	__u32 flags;
+	struct scif_shim_will_write w[SCIF_SHIM_WILL_MAX];
+};
+
 #define SCIF_SHIM_IOC_MAGIC	0xE5
 
 #define SCIF_SHIM_IOC_INFO	_IOR(SCIF_SHIM_IOC_MAGIC, 0x00, struct scif_shim_info)
 #define SCIF_SHIM_IOC_SET_IRQ	_IOW(SCIF_SHIM_IOC_MAGIC, 0x01, struct scif_shim_irq)
 #define SCIF_SHIM_IOC_DMA_ALLOC	_IOWR(SCIF_SHIM_IOC_MAGIC, 0x02, struct scif_shim_dma_alloc)
 #define SCIF_SHIM_IOC_DMA_FREE	_IOW(SCIF_SHIM_IOC_MAGIC, 0x03, struct scif_shim_dma_free)
+#define SCIF_SHIM_IOC_SET_WILL	_IOW(SCIF_SHIM_IOC_MAGIC, 0x04, struct scif_shim_will)
 
 /*
  * ivshmem (vendor 0x1af4, device 0x1110) BAR0 register offsets, for user space that drives the
