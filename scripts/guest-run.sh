@@ -20,6 +20,10 @@
 #   SCIF_GUEST_TIMEOUT  seconds before the guest is killed (default 300)
 #   SCIF_GUEST_SMP      guest CPUs (default 2)
 #   SCIF_GUEST_FILES    more files to copy into the guest, each at its own path
+#   SCIF_GUEST_RESET=1  SIGUSR1 to this script resets the guest: a hard reset, as a card's reset
+#                       button, through QEMU's monitor (needs nc). QEMU and its device stay, the
+#                       guest boots again and runs PROGRAM again; the exit status is that of
+#                       its last run. Without it a guest that reboots (or panics) ends QEMU.
 #   SCIF_*              every other SCIF_ variable passes into the guest's environment, except
 #                       those that only the host side reads (SCIF_PCIE_SIZE, _SHM, _NODES,
 #                       _BOOT_MS) or that name host paths (SCIF_RUN_DIR, SCIF_PCIE_SOCKET)
@@ -156,13 +160,24 @@ rm -rf "$ird"
 # ---- the guest ---------------------------------------------------------------------------------
 : >"$run/console"
 : >"$run/out"
+# A reset through the monitor (SCIF_GUEST_RESET=1) needs QEMU to reboot rather than exit.
+if [ "${SCIF_GUEST_RESET:-0}" = 1 ]; then
+	machine=(-monitor "unix:$run/monitor,server=on,wait=off")
+	reset_guest() {
+		printf 'system_reset\n' | timeout 5 nc -N -U "$run/monitor" >/dev/null 2>&1 ||
+			echo "guest-run: could not reset the guest" >&2
+	}
+	trap reset_guest USR1
+else
+	machine=(-monitor none -no-reboot)
+fi
 # Each link of the chain dies with its parent (PR_SET_PDEATHSIG): this script, then timeout,
 # then QEMU. A SIGKILLed script takes its guest with it.
 start_guest() {
 	setpriv --pdeathsig KILL -- timeout -k 5 "${SCIF_GUEST_TIMEOUT:-300}" \
 		setpriv --pdeathsig KILL -- qemu-system-x86_64 -machine q35 -accel tcg -cpu max \
-		-smp "${SCIF_GUEST_SMP:-2}" -m 512M -nodefaults -display none -no-reboot \
-		-monitor none -serial file:"$run/console" -serial file:"$run/out" \
+		-smp "${SCIF_GUEST_SMP:-2}" -m 512M -nodefaults -display none "${machine[@]}" \
+		-serial file:"$run/console" -serial file:"$run/out" \
 		-kernel "$BOOT_KERNEL" -initrd "$run/initramfs.cpio" \
 		-append "console=ttyS0 loglevel=1 panic=-1 rdinit=/init" \
 		-chardev socket,path="$sock",id=ivs -device ivshmem-doorbell,chardev=ivs,vectors=1 \
@@ -177,8 +192,12 @@ for ((;;)); do
 	start_guest
 	tail --pid="$qemu_pid" -s 0.05 -n +1 -f "$run/out" 2>/dev/null | sed -u 's/\r$//' &
 	tail_pid=$!
-	wait "$qemu_pid"
-	rc=$?
+	# A trapped SIGUSR1 ends the wait, not QEMU.
+	while :; do
+		wait "$qemu_pid"
+		rc=$?
+		[ "$rc" -gt 128 ] && kill -0 "$qemu_pid" 2>/dev/null || break
+	done
 	qemu_pid=
 	wait "$tail_pid" 2>/dev/null
 	tail_pid=

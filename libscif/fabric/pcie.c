@@ -917,6 +917,10 @@ static int pcie_host_watch(uint64_t now)
 		if (s != nd->session) {
 			pcie_card_restart(n);
 			arrived = 1;
+		} else if (scif__read_once(&pcie_ctl(pcie.self, n)->bye) == (uint32_t)s) {
+			scif_info("pcie: node %u's process has ended (its last will)", n);
+			nd->gone = s;
+			pcie_node_down(n, 0);
 		} else if (pcie_beat_lost(nd, scif__read_once(&pcie_ctl(pcie.self, n)->beat), now,
 					  PCIE_CARD_LOST_MS)) {
 			scif_info("pcie: node %u's heartbeat stopped", n);
@@ -1091,7 +1095,26 @@ static uint64_t pcie_session(void)
 
 	if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != (ssize_t)sizeof(s))
 		s = (uint64_t)getpid() << 32 ^ scif_fabric_now_ms();
-	return s ? s : 1;
+	return (uint32_t)s ? s : s | 1; /* its low half is the last will's word (pcie_peer_ctl.bye) */
+}
+
+/*
+ * Card: have the device tell the host when this process ends, however it ends (a kill
+ * included): the low half of @session in our entry's @bye, then a doorbell (pcie_peer_ctl).
+ * Without it (an ivshmem client needs none: the server sees its socket close; a shim module
+ * without the will), the host learns it from our heartbeat, PCIE_CARD_LOST_MS later.
+ */
+static void pcie_will(uint64_t session)
+{
+	int ret = -ENOTSUP;
+
+	if (pcie.dev.ops->will)
+		ret = pcie.dev.ops->will(&pcie.dev,
+					 (uint64_t)((uint8_t *)&pcie_ctl(0, pcie.self)->bye - pcie.ap),
+					 (uint32_t)session);
+	if (ret && pcie.dev.blind)
+		scif_info("pcie: no last will (%d): the host will learn of our end by the heartbeat",
+			  ret);
 }
 
 /*
@@ -1122,6 +1145,7 @@ static int pcie_attach(struct scif_fabric *fab)
 {
 	const char *node = getenv("SCIF_NODE");
 	const char *shim = getenv("SCIF_PCIE_DEV");
+	uint64_t session;
 	int ret = 0;
 
 	pthread_mutex_lock(&pcie.lock);
@@ -1169,7 +1193,9 @@ static int pcie_attach(struct scif_fabric *fab)
 			if (m != pcie.self)
 				memset(pcie_ctl(m, pcie.self), 0, sizeof(struct pcie_peer_ctl));
 		/* Release pairs with the host's acquire load: the indices are reset before. */
-		scif__store_release(&pcie_ctl(0, pcie.self)->session, pcie_session());
+		session = pcie_session();
+		scif__store_release(&pcie_ctl(0, pcie.self)->session, session);
+		pcie_will(session);
 	}
 	pcie.heap_pages = (uint32_t)((pcie.hdr.slice_size - pcie.hdr.heap_off) / PCIE_PAGE);
 	pcie.heap_used = calloc(pcie.heap_pages, 1);

@@ -90,13 +90,21 @@ static_assert(sizeof(struct pcie_ap_hdr) == 56, "pcie_ap_hdr layout");
  *          PCIE_BEAT_MS while it lives: a card that cannot see its host's process end (a
  *          guest: QEMU keeps the memory) takes a count that stops as the host gone. Relaxed
  *          stores and loads: only its changing matters, it orders nothing.
+ * @bye:    (card m, in the host's slice) the low 32 bits of @session when the card process
+ *          that stored it has ended: written not by the process but by the card's kernel
+ *          (kernel/shim's last will, made as the process's device file is released), followed
+ *          by a doorbell, so the host learns of a card process's death at once rather than
+ *          when its heartbeat (@beat) has stopped for PCIE_CARD_LOST_MS. Zeroed by the next
+ *          process at attach. A 32-bit word: the will writes 32 bits.
  */
 struct pcie_peer_ctl {
 	uint64_t windex;
 	uint64_t rindex;
 	uint64_t session;
 	uint64_t beat;
-	uint64_t pad[4];
+	uint32_t bye;
+	uint32_t pad32;
+	uint64_t pad[3];
 };
 static_assert(sizeof(struct pcie_peer_ctl) == 64, "pcie_peer_ctl layout");
 static_assert(sizeof(struct pcie_peer_ctl) * PCIE_MAX_NODES <= PCIE_BELL_OFF, "ctl fits");
@@ -188,6 +196,9 @@ struct pcie_dev {
  * @pollfds: the descriptors the progress thread must poll (at most @max), all POLLIN.
  * @handle: after a poll: consume doorbells, handle the control socket; node arrivals and
  *          departures are reported through @cb (from the progress thread, no lock held).
+ * @will:   optional (a card whose departure the host is not told of): when this process
+ *          ends, however it ends, have @value written at aperture offset @off, then the
+ *          host's doorbell rung. -ENOTSUP if the device cannot.
  * @close:  detach.
  */
 struct pcie_dev_ops {
@@ -196,12 +207,13 @@ struct pcie_dev_ops {
 	int (*kick)(struct pcie_dev *d, uint16_t node);
 	int (*pollfds)(struct pcie_dev *d, int *fds, int max);
 	int (*handle)(struct pcie_dev *d, pcie_dev_cb cb, void *arg);
+	int (*will)(struct pcie_dev *d, uint64_t off, uint32_t value);
 	void (*close)(struct pcie_dev *d);
 };
 
 /* Backends: the host (an in-process ivshmem server, the host being peer 0), the card as an
  * ivshmem client (as QEMU is; host processes standing in for a card), the card through
- * kernel/shim (/dev/scif_shimN; compiled, not yet run in a guest). */
+ * kernel/shim (/dev/scif_shimN, in a guest). */
 extern const struct pcie_dev_ops scif__pcie_dev_host;
 extern const struct pcie_dev_ops scif__pcie_dev_client;
 extern const struct pcie_dev_ops scif__pcie_dev_shim;

@@ -614,6 +614,25 @@ static int shim_handle(struct pcie_dev *d, pcie_dev_cb cb, void *arg)
 	return 0;
 }
 
+/*
+ * The shim's last will (SCIF_SHIM_IOC_SET_WILL): as our device file is released (this
+ * process's end, a kill included), the guest's kernel writes @value at @off in BAR2, then
+ * rings the host. ENOTTY from a module older than the ioctl: -ENOTSUP.
+ */
+static int shim_will(struct pcie_dev *d, uint64_t off, uint32_t value)
+{
+	struct scif_shim_will w = {
+		.nr = 2,
+		.w = { { .bar = SHIM_BAR_APERTURE, .offset = off, .value = value },
+		       { .bar = SHIM_BAR_DOORBELL_REGS, .offset = SCIF_SHIM_IVSHMEM_DOORBELL,
+			 .value = SCIF_SHIM_IVSHMEM_DOORBELL_VAL(SCIF__IVSHM_HOST_ID, 0) } },
+	};
+
+	if (ioctl(d->fd, SCIF_SHIM_IOC_SET_WILL, &w) == 0)
+		return 0;
+	return errno == ENOTTY ? -ENOTSUP : -errno;
+}
+
 static void shim_close(struct pcie_dev *d)
 {
 	struct dev_shim *sh = d->priv;
@@ -632,5 +651,6 @@ const struct pcie_dev_ops scif__pcie_dev_shim = {
 	.kick = shim_kick,
 	.pollfds = shim_pollfds,
 	.handle = shim_handle,
+	.will = shim_will,
 	.close = shim_close,
 };

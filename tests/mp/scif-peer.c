@@ -9,11 +9,13 @@
  *                                   connect n times to node:port; on each connection send
  *                                   and receive <bytes> of seeded data at once, checking it
  *   flood <node> <port> <seed>      connect, then send and receive seeded data until killed
- *   reborn <node> <port> <port2> <seed> [<gap_ms>]
+ *   reborn <node> <port> <port2> <seed> [<gap_ms> [<hold_ms>]]
  *                                   a child floods node:port and is SIGKILLed 1 s later; then,
  *                                   <gap_ms> (0) after, this process, a new SCIF process on the
  *                                   same node (in a guest: the same device), serves echo on
- *                                   <port2>
+ *                                   <port2>. With <hold_ms>, the child's own fork child keeps
+ *                                   its device (and nothing else of SCIF) that long: the
+ *                                   device outlives the killed process
  *   connect-hold <node> <port>      connect, then wait for the peer to leave
  *   churn <node> <port> <count>     connect and close <count> times
  *   hostile <node> <port> <kind>    lie to a listener (see hostile.c)
@@ -129,15 +131,27 @@ static int mode_connect_hold(uint16_t node, uint16_t port)
 	return errno == ECONNRESET ? 0 : 3;
 }
 
-static int mode_reborn(uint16_t node, uint16_t port, uint16_t port2, uint64_t seed, int gap_ms)
+static int mode_reborn(uint16_t node, uint16_t port, uint16_t port2, uint64_t seed, int gap_ms,
+		       int hold_ms)
 {
 	pid_t child = fork();
 	int st;
 
 	if (child < 0)
 		return 6;
-	if (child == 0)
+	if (child == 0) {
+		uint16_t nodes[64], self;
+
+		/* attached (the device open and mapped), then forked: the fork holds the device */
+		if (hold_ms > 0 && (scif_get_nodeIDs(nodes, 64, &self) < 1 ||
+				    (child = fork()) < 0))
+			_exit(8);
+		if (hold_ms > 0 && child == 0) {
+			usleep((useconds_t)hold_ms * 1000);
+			_exit(0);
+		}
 		_exit(mode_flood(node, port, seed));
+	}
 	sleep(1);
 	kill(child, SIGKILL);
 	if (waitpid(child, &st, 0) != child || !WIFSIGNALED(st))
@@ -190,7 +204,7 @@ int main(int argc, char **argv)
 	if (argc >= 6 && !strcmp(argv[1], "reborn"))
 		return mode_reborn((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
 				   (uint16_t)atoi(argv[4]), strtoull(argv[5], NULL, 0),
-				   argc >= 7 ? atoi(argv[6]) : 0);
+				   argc >= 7 ? atoi(argv[6]) : 0, argc >= 8 ? atoi(argv[7]) : 0);
 	if (argc >= 5 && !strcmp(argv[1], "flood"))
 		return mode_flood((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
 				  strtoull(argv[4], NULL, 0));
