@@ -3,8 +3,9 @@
  * pcie-liar.c - a card that corrupts the aperture, for tests/pcie/test-pcie.c. It connects to
  * the host's PORT as an honest card (libscif, SCIF_FABRIC=pcie, node 1) and sends one byte;
  * then it reaches the aperture a second way, as one more ivshmem client of the host's server
- * (an id beyond the aperture's slices, which the host must ignore), and writes into what node
- * 1 writes in the host's slice (pcie.h):
+ * (an id beyond the aperture's slices, which the host must ignore), or in a guest
+ * (SCIF_PCIE_DEV) as a second mapping of the card's BAR2, and writes into what node 1 writes
+ * in the host's slice (pcie.h):
  *   windex   its write index of ring 1 -> 0, moved by a length that is no record boundary
  *   reclen   a record whose length runs past the ring's end
  *   garbage  random bytes over the whole ring 1 -> 0 and its indices
@@ -27,6 +28,7 @@
 
 #include "scif.h"
 #include "pcie.h"
+#include "shim-bar2.h"
 
 /* One ivshmem protocol message; its descriptor in *fd (or -1). 0, or -1 at EOF/error. */
 static int spy_msg(int sock, int64_t *v, int *fd)
@@ -98,7 +100,10 @@ int main(int argc, char **argv)
 		usleep(20000);
 	if (ep < 0 || tries == 250 || scif_send(ep, "x", 1, SCIF_SEND_BLOCK) != 1)
 		return 2;
-	ap = spy_attach(&size);
+	if (getenv("SCIF_PCIE_DEV") && *getenv("SCIF_PCIE_DEV"))
+		ap = shim_map_bar2(getenv("SCIF_PCIE_DEV"), &size);
+	else
+		ap = spy_attach(&size);
 	if (!ap)
 		return 3;
 	memcpy(&hdr, ap, sizeof(hdr));

@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #include "ivshm_server.h"
-#include "scif_shim.h"
+#include "shim-bar2.h"
 
 #define APERTURE (4u << 20)
 #define BATCH 100
@@ -126,21 +126,16 @@ static int card(unsigned int rounds)
 {
 	const char *path = getenv("SCIF_PCIE_DEV");
 	unsigned int batches = rounds / BATCH ? rounds / BATCH : 1;
-	struct scif_shim_info info;
 	volatile uint64_t *w;
-	int fd;
+	uint64_t size;
 
-	fd = open(path && *path ? path : "/dev/scif_shim0", O_RDWR | O_CLOEXEC);
-	memset(&info, 0, sizeof(info));
-	if (fd < 0 || ioctl(fd, SCIF_SHIM_IOC_INFO, &info) < 0 ||
-	    !(info.bars[2].flags & SCIF_SHIM_BAR_MMAP) || info.bars[2].size < 4096) {
-		fprintf(stderr, "pcie-pingpong: no usable BAR2 behind %s\n", path ? path : "");
+	if (!path || !*path)
+		path = "/dev/scif_shim0";
+	w = shim_map_bar2(path, &size);
+	if (!w) {
+		fprintf(stderr, "pcie-pingpong: no usable BAR2 behind %s\n", path);
 		return 1;
 	}
-	w = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-		 (off_t)info.bars[2].mmap_offset);
-	if (w == MAP_FAILED)
-		return 1;
 	if (await(w, 1, 120000000000ull))
 		return 2;
 	__atomic_store_n(w, 2, __ATOMIC_RELEASE);

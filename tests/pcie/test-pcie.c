@@ -35,10 +35,16 @@ static pid_t spawn_liar(const char *mode, uint16_t port)
 	return test_spawn(1, path, args, -1);
 }
 
-/* Is node 1 online (a card attached), within 5 s? Stops early if @pid ends (*@st). */
+/* Bound on a card's start: 5 s, or longer where it boots a guest (SCIF_TEST_SPAWN_MS). */
+static uint64_t card_start_ms(void)
+{
+	return test_spawn_ms() > 5000 ? (uint64_t)test_spawn_ms() : 5000;
+}
+
+/* Is node 1 online (a card attached) within card_start_ms()? Stops early if @pid ends (*@st). */
 static int wait_node1(pid_t pid, int *st)
 {
-	uint64_t until = test_now_ms() + 5000;
+	uint64_t until = test_now_ms() + card_start_ms();
 
 	*st = -1;
 	for (;;) {
@@ -80,8 +86,8 @@ static void echo_works(uint16_t port)
 		kill(pid, SIGKILL);
 		test_wait(pid);
 	}
-	cr_assert(up, "the next card did not attach in 5 s (it ended with status %d; -1: it "
-		      "still ran)", st);
+	cr_assert(up, "the next card did not attach in %llu ms (it ended with status %d; -1: it "
+		      "still ran)", (unsigned long long)card_start_ms(), st);
 	cr_assert_gt(conn, 0, "connect to the next card: %s", strerror(errno));
 	cr_assert(ok, "no echo from the next card");
 }
@@ -96,7 +102,8 @@ static void liar_costs_only_its_links(const char *mode)
 	char c;
 	int st;
 
-	cr_assert_eq(test_accept_or_peer_death(lep, &peer, &ep, pid, 10000), 0);
+	cr_assert_eq(test_accept_or_peer_death(lep, &peer, &ep, pid, (int)card_start_ms() + 5000),
+		     0);
 	cr_assert_eq(scif_recv(ep, &c, 1, SCIF_RECV_BLOCK), 1);
 	/* Then the corruption: the connection is lost within the bound, nothing hangs. */
 	until = test_now_ms() + RESET_BOUND_MS;
