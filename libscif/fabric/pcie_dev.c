@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -545,6 +546,14 @@ static int shim_open(struct pcie_dev *d, int (*ready)(struct pcie_dev *d))
 	if (fd < 0) {
 		free(sh);
 		return -ENXIO;
+	}
+	/*
+	 * One process is the card: a second would reset its slice and session under the first.
+	 * The lock goes when this open file does (the process's end, a kill included).
+	 */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		goto fail;
 	}
 	memset(&info, 0, sizeof(info));
 	if (ioctl(fd, SCIF_SHIM_IOC_INFO, &info) < 0 || info.abi_version != SCIF_SHIM_ABI_VERSION ||

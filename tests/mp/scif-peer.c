@@ -17,6 +17,9 @@
  *                                   its device (and nothing else of SCIF) that long: the
  *                                   device outlives the killed process
  *   connect-hold <node> <port>      connect, then wait for the peer to leave
+ *   second <node> <port>            connect, run this program again as a second SCIF process
+ *                                   of this node (attach-refused: exit 0 if its first call
+ *                                   fails with ENXIO), send its status as a byte, then echo
  *   churn <node> <port> <count>     connect and close <count> times
  *   hostile <node> <port> <kind>    lie to a listener (see hostile.c)
  *   rma-serve, rma-signal, mmap-pong, rma-flood   RMA roles (see peer-rma.c)
@@ -58,16 +61,12 @@ int peer_connect(uint16_t node, uint16_t port)
 	return -1;
 }
 
-static int mode_echo(uint16_t port)
+/* Send back what comes on @ep until the peer leaves: 0 when it did (ECONNRESET). */
+static int echo_loop(scif_epd_t ep)
 {
-	struct scif_portID peer;
-	scif_epd_t lep = scif_open(), ep;
 	char buf[65536];
 	int n;
 
-	if (lep < 0 || scif_bind(lep, port) != port || scif_listen(lep, 4) ||
-	    scif_accept(lep, &peer, &ep, SCIF_ACCEPT_SYNC))
-		return 2;
 	for (;;) {
 		n = scif_recv(ep, buf, (int)sizeof(buf), 0);
 		if (n == 0)
@@ -77,6 +76,51 @@ static int mode_echo(uint16_t port)
 		if (scif_send(ep, buf, n, SCIF_SEND_BLOCK) != n)
 			return errno == ECONNRESET ? 0 : 4;
 	}
+}
+
+static int mode_echo(uint16_t port)
+{
+	struct scif_portID peer;
+	scif_epd_t lep = scif_open(), ep;
+
+	if (lep < 0 || scif_bind(lep, port) != port || scif_listen(lep, 4) ||
+	    scif_accept(lep, &peer, &ep, SCIF_ACCEPT_SYNC))
+		return 2;
+	return echo_loop(ep);
+}
+
+/* The first SCIF call of a process that may not attach (its node is taken): 0 if ENXIO. */
+static int mode_attach_refused(void)
+{
+	uint16_t nodes[64], self;
+
+	return scif_get_nodeIDs(nodes, 64, &self) < 0 && errno == ENXIO ? 0 : 3;
+}
+
+/*
+ * Connect, then run a second SCIF process on this node (this program again, in mode
+ * attach-refused), send its exit status as one byte, then echo until the peer leaves.
+ */
+static int mode_second(uint16_t node, uint16_t port)
+{
+	scif_epd_t ep = peer_connect(node, port);
+	unsigned char b;
+	pid_t pid;
+	int st;
+
+	if (ep < 0)
+		return 2;
+	pid = fork();
+	if (pid == 0) {
+		execl("/proc/self/exe", "scif-peer", "attach-refused", (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return 5;
+	b = (unsigned char)(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+	if (scif_send(ep, &b, 1, SCIF_SEND_BLOCK) != 1)
+		return 4;
+	return echo_loop(ep);
 }
 
 static int mode_stream(uint16_t node, uint16_t port, int n, uint64_t bytes, uint64_t seed)
@@ -208,6 +252,10 @@ int main(int argc, char **argv)
 	if (argc >= 5 && !strcmp(argv[1], "flood"))
 		return mode_flood((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
 				  strtoull(argv[4], NULL, 0));
+	if (argc >= 4 && !strcmp(argv[1], "second"))
+		return mode_second((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]));
+	if (argc >= 2 && !strcmp(argv[1], "attach-refused"))
+		return mode_attach_refused();
 	if (argc >= 4 && !strcmp(argv[1], "connect-hold"))
 		return mode_connect_hold((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]));
 	if (argc >= 5 && !strcmp(argv[1], "churn"))

@@ -72,9 +72,10 @@ filter[test-rma-mp]='*'
 #                 between processes of one OS: across the window bytes go through the ring.
 filter[test-bulk]='!(hostile_bulk/*|bulk/@(echo_from_a_fork_child|nonblocking_sends_1m|nonblocking_sends_4m|abandoned_offer_is_not_delivered))'
 
-# test-pcie, all but pcie/card_reset_connects_again (it resets a guest), with a full aperture
-# and a card that corrupts it (tests/pcie/pcie-liar).
-filter[test-pcie]='!(pcie/card_reset_connects_again)'
+# test-pcie, with a full aperture and a card that corrupts it (tests/pcie/pcie-liar), all but
+# the tests of a card in a guest: reset, and a second process refused (on the host, a second
+# ivshmem client is another card).
+filter[test-pcie]='!(pcie/@(card_reset_connects_again|second_card_process_in_a_guest_is_refused))'
 
 # The guest pass: the card in a guest, booted for each peer and killed with it.
 declare -A gfilter
@@ -92,9 +93,9 @@ gfilter[test-bulk]='bulk/@(echo_split_between_both_sides|nonblocking_sends_64k|n
 # test-pcie: the host's process killed under a card in a guest (its heartbeat tells), a card
 # process killed in a guest that lives on (the shim's last will tells; its heartbeat when a
 # fork keeps the device), then the next one on that device, and the card reset (its guest
-# reboots) under a connection; and a card that corrupts the aperture from its guest (the liar
-# maps BAR2 a second time).
-gfilter[test-pcie]='pcie/@(host_killed_resets_the_card|card_process_killed_*|card_reset_connects_again|*_costs_the_links_not_the_host)'
+# reboots) under a connection; a second card process in a guest refused; and a card that
+# corrupts the aperture from its guest (the liar maps BAR2 a second time).
+gfilter[test-pcie]='pcie/@(host_killed_resets_the_card|card_process_killed_*|card_reset_connects_again|second_card_process_in_a_guest_is_refused|*_costs_the_links_not_the_host)'
 
 for p in "${progs[@]}"; do
 	[ -n "${path[$p]:-}" ] || {

@@ -284,6 +284,40 @@ Test(pcie, card_reset_connects_again, .timeout = 240)
 }
 
 /*
+ * One process is the card: a second SCIF process in the same guest finds the device taken
+ * (ENXIO from its first call), and the first goes on undisturbed. Guest pass only: on the
+ * host, a second ivshmem client is another card.
+ */
+Test(pcie, second_card_process_in_a_guest_is_refused, .timeout = 180)
+{
+	uint16_t port = test_port();
+	char a1[16], buf[4] = "";
+	char *args[] = { "second", "0", test_num(a1, port), NULL };
+	scif_epd_t lep = test_listener(port, 1), ep;
+	struct scif_pollepd pe;
+	struct scif_portID peer;
+	unsigned char st = 255;
+	pid_t card;
+
+	card = test_spawn_peer(1, args);
+	cr_assert_eq(test_accept_or_peer_death(lep, &peer, &ep, card, test_spawn_ms()), 0);
+	pe = (struct scif_pollepd){ .epd = ep, .events = SCIF_POLLIN };
+	if (scif_poll(&pe, 1, 60000) != 1 || scif_recv(ep, &st, 1, 0) != 1) {
+		kill(card, SIGKILL);
+		cr_assert_fail("no word on the second process from the card (card status %d)",
+			       test_wait(card));
+	}
+	cr_assert_eq(st, 0, "the second card process ended with %d (3: it attached)", st);
+	/* The first is undisturbed. */
+	cr_assert_eq(scif_send(ep, "abc", 3, SCIF_SEND_BLOCK), 3);
+	cr_assert_eq(scif_recv(ep, buf, 3, SCIF_RECV_BLOCK), 3);
+	cr_assert_str_eq(buf, "abc");
+	scif_close(ep);
+	scif_close(lep);
+	cr_assert_eq(test_wait(card), 0);
+}
+
+/*
  * A card process dies (SIGKILL) while its device stays (in a guest: the guest lives on): the
  * host's connection to it resets, and the next card process on the same device is served
  * (peer mode "reborn": the dead one was its fork child). With @gap_ms, the next process comes
