@@ -9,6 +9,7 @@
 #include <linux/version.h>
 #include <linux/eventfd.h>
 #include <linux/mm.h>
+#include <linux/timer.h>
 
 /*
  * eventfd_signal() lost its count argument in 6.8 (every caller passed 1).
@@ -35,5 +36,12 @@ static inline void scif_shim_vm_flags_set(struct vm_area_struct *vma, vm_flags_t
 	vm_flags_set(vma, flags);
 #endif
 }
+
+/* from_timer() became timer_container_of() in 6.16. */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 16, 0)
+#define scif_shim_timer_container_of(var, t, field) from_timer(var, t, field)
+#else
+#define scif_shim_timer_container_of(var, t, field) timer_container_of(var, t, field)
+#endif
 
 #endif /* SCIF_SHIM_COMPAT_H */

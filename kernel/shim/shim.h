@@ -14,6 +14,7 @@
 #include <linux/mutex.h>
 #include <linux/pci.h>
 #include <linux/spinlock.h>
+#include <linux/timer.h>
 #include <linux/types.h>
 
 #include "uapi/scif_shim.h"
@@ -125,6 +126,10 @@ struct scif_shim_irq_binding {
  *       SET_IRQ (which also holds sdev->lock, serialising writers) or by the file's release
  * @will: the last will's writes (SCIF_SHIM_IOC_SET_WILL), @will_nr of them, each with @will_io,
  *        the kernel's mapping of its word (under sdev->lock)
+ * @beat: the kernel heartbeat's timer (SCIF_SHIM_IOC_SET_BEAT); it writes @beat_count + 1 to
+ *        @beat_io every @beat_period jiffies while @beat_on. @beat_io and @beat_period change
+ *        only under sdev->lock with the timer stopped (@beat_on cleared, then
+ *        timer_delete_sync); @beat_count belongs to the timer
  */
 struct scif_shim_file {
 	struct scif_shim_dev *sdev;
@@ -135,6 +140,11 @@ struct scif_shim_file {
 	struct scif_shim_will_write will[SCIF_SHIM_WILL_MAX];
 	void __iomem *will_io[SCIF_SHIM_WILL_MAX];
 	unsigned int will_nr;
+	struct timer_list beat;
+	void __iomem *beat_io;
+	unsigned long beat_period;
+	u32 beat_count;
+	bool beat_on;
 };
 
 /**
@@ -166,6 +176,9 @@ int scif_shim_irq_setup(struct scif_shim_dev *sdev);
 void scif_shim_irq_teardown(struct scif_shim_dev *sdev);
 long scif_shim_ioctl_set_irq(struct scif_shim_file *sf, void __user *uarg);
 void scif_shim_irq_release_file(struct scif_shim_file *sf);
+
+/* shim_fops.c: the kernel heartbeat, stopped by remove() for every open file (under sdev->lock) */
+void scif_shim_beat_stop_locked(struct scif_shim_file *sf);
 
 /* shim_dma.c */
 long scif_shim_ioctl_dma_alloc(struct scif_shim_file *sf, void __user *uarg);

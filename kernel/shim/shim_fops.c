@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * File operations of /dev/scif_shimN: open/release bookkeeping with the last will, the ioctl
- * dispatcher with the info and will ioctls, and mmap of BARs and DMA buffers through a fault
+ * File operations of /dev/scif_shimN: open/release bookkeeping with the last will and the
+ * kernel heartbeat, the ioctl dispatcher with the info, will and heartbeat ioctls, and mmap of BARs and DMA buffers through a fault
  * handler that can be revoked.
  */
 #include <linux/fs.h>
@@ -19,6 +19,8 @@
  */
 #define SCIF_SHIM_FAULT_AHEAD	512
 
+static void scif_shim_beat_fn(struct timer_list *t);
+
 static int scif_shim_open(struct inode *inode, struct file *filp)
 {
 	struct scif_shim_dev *sdev = container_of(inode->i_cdev, struct scif_shim_dev, cdev);
@@ -29,6 +31,7 @@ static int scif_shim_open(struct inode *inode, struct file *filp)
 	if (!sf)
 		return -ENOMEM;
 	INIT_LIST_HEAD(&sf->dma_bufs);
+	timer_setup(&sf->beat, scif_shim_beat_fn, 0);
 	sf->sdev = sdev;
 	if (sdev->nr_vectors) {
 		sf->irq = kcalloc(sdev->nr_vectors, sizeof(*sf->irq), GFP_KERNEL);
@@ -89,6 +92,105 @@ static void scif_shim_will_fire_locked(struct scif_shim_file *sf)
 	}
 }
 
+/* Is @w a word this file could write through a mapping of its own? Under sdev->lock. */
+static bool scif_shim_will_write_ok(const struct scif_shim_dev *sdev,
+				    const struct scif_shim_will_write *w)
+{
+	const struct scif_shim_bar *bar;
+
+	if (w->bar >= SCIF_SHIM_MAX_BARS)
+		return false;
+	bar = &sdev->bars[w->bar].info;
+	if (!(bar->flags & SCIF_SHIM_BAR_MMAP) || w->offset % 4 || bar->size < 4 ||
+	    w->offset > bar->size - 4)
+		return false;
+	return !(bar->excl_size && w->offset < bar->excl_offset + bar->excl_size &&
+		 bar->excl_offset < w->offset + 4);
+}
+
+/* The kernel's mapping of a word that passed scif_shim_will_write_ok(), with the cache mode
+ * its BAR's user mappings get; NULL if it cannot be mapped. */
+static void __iomem *scif_shim_word_map(const struct scif_shim_dev *sdev,
+					const struct scif_shim_will_write *w)
+{
+	const struct scif_shim_bar_state *b = &sdev->bars[w->bar];
+	resource_size_t addr = b->start + w->offset;
+
+	return (b->info.flags & SCIF_SHIM_BAR_PREFETCH) ? ioremap_wc(addr, 4) : ioremap(addr, 4);
+}
+
+/*
+ * The kernel heartbeat's timer (softirq): the next count into the word, then again a period
+ * later. It reads @beat_io and @beat_period unlocked: they change only while it is stopped.
+ */
+static void scif_shim_beat_fn(struct timer_list *t)
+{
+	struct scif_shim_file *sf = scif_shim_timer_container_of(sf, t, beat);
+
+	if (!READ_ONCE(sf->beat_on))
+		return;
+	iowrite32(++sf->beat_count, sf->beat_io);
+	wmb();	/* out of the write-combining buffer now, not at the next write */
+	mod_timer(&sf->beat, jiffies + sf->beat_period);
+}
+
+/*
+ * Stop the heartbeat for good and unmap its word; under sdev->lock (the timer never takes
+ * it). Cleared first, so that a callback running now does not re-arm after the wait.
+ */
+void scif_shim_beat_stop_locked(struct scif_shim_file *sf)
+{
+	WRITE_ONCE(sf->beat_on, false);
+	timer_delete_sync(&sf->beat);
+	if (sf->beat_io)
+		iounmap(sf->beat_io);
+	sf->beat_io = NULL;
+}
+
+static long scif_shim_ioctl_set_beat(struct scif_shim_file *sf, void __user *uarg)
+{
+	struct scif_shim_dev *sdev = sf->sdev;
+	struct scif_shim_will_write w;
+	struct scif_shim_beat req;
+	void __iomem *io = NULL;
+	long ret = 0;
+
+	if (copy_from_user(&req, uarg, sizeof(req)))
+		return -EFAULT;
+	if (req.period_ms ? req.period_ms < SCIF_SHIM_BEAT_MIN_MS ||
+			    req.period_ms > SCIF_SHIM_BEAT_MAX_MS :
+			    req.bar || req.offset)
+		return -EINVAL;
+	w = (struct scif_shim_will_write){ .bar = req.bar, .offset = req.offset };
+
+	mutex_lock(&sdev->lock);
+	if (sdev->dead) {
+		ret = -ENODEV;
+		goto out;
+	}
+	if (req.period_ms) {
+		if (!scif_shim_will_write_ok(sdev, &w)) {
+			ret = -EINVAL;
+			goto out;
+		}
+		io = scif_shim_word_map(sdev, &w);
+		if (!io) {
+			ret = -ENOMEM;
+			goto out;
+		}
+	}
+	scif_shim_beat_stop_locked(sf);
+	if (io) {
+		sf->beat_io = io;
+		sf->beat_period = max(1UL, msecs_to_jiffies(req.period_ms));
+		WRITE_ONCE(sf->beat_on, true);
+		mod_timer(&sf->beat, jiffies + sf->beat_period);
+	}
+out:
+	mutex_unlock(&sdev->lock);
+	return ret;
+}
+
 /* Last reference to the file gone (close, exit or kill, and every mapping unmapped). */
 static int scif_shim_release(struct inode *inode, struct file *filp)
 {
@@ -97,6 +199,7 @@ static int scif_shim_release(struct inode *inode, struct file *filp)
 
 	scif_shim_irq_release_file(sf);
 	mutex_lock(&sdev->lock);
+	scif_shim_beat_stop_locked(sf);
 	scif_shim_will_fire_locked(sf);
 	scif_shim_will_clear_locked(sf);
 	scif_shim_dma_release_file_locked(sf);
@@ -147,22 +250,6 @@ static long scif_shim_ioctl_info(struct scif_shim_file *sf, void __user *uarg)
 	return copy_to_user(uarg, &info, sizeof(info)) ? -EFAULT : 0;
 }
 
-/* Is @w a word this file could write through a mapping of its own? Under sdev->lock. */
-static bool scif_shim_will_write_ok(const struct scif_shim_dev *sdev,
-				    const struct scif_shim_will_write *w)
-{
-	const struct scif_shim_bar *bar;
-
-	if (w->bar >= SCIF_SHIM_MAX_BARS)
-		return false;
-	bar = &sdev->bars[w->bar].info;
-	if (!(bar->flags & SCIF_SHIM_BAR_MMAP) || w->offset % 4 || bar->size < 4 ||
-	    w->offset > bar->size - 4)
-		return false;
-	return !(bar->excl_size && w->offset < bar->excl_offset + bar->excl_size &&
-		 bar->excl_offset < w->offset + 4);
-}
-
 static long scif_shim_ioctl_set_will(struct scif_shim_file *sf, void __user *uarg)
 {
 	struct scif_shim_dev *sdev = sf->sdev;
@@ -185,18 +272,11 @@ static long scif_shim_ioctl_set_will(struct scif_shim_file *sf, void __user *uar
 		goto out;
 	}
 	for (i = 0; i < req.nr; i++) {
-		const struct scif_shim_bar_state *b;
-		resource_size_t addr;
-
 		if (!scif_shim_will_write_ok(sdev, &req.w[i])) {
 			ret = -EINVAL;
 			goto out;
 		}
-		/* map the word with the cache mode its BAR's user mappings get */
-		b = &sdev->bars[req.w[i].bar];
-		addr = b->start + req.w[i].offset;
-		io[i] = (b->info.flags & SCIF_SHIM_BAR_PREFETCH) ? ioremap_wc(addr, 4) :
-								   ioremap(addr, 4);
+		io[i] = scif_shim_word_map(sdev, &req.w[i]);
 		if (!io[i]) {
 			ret = -ENOMEM;
 			goto out;
@@ -237,6 +317,8 @@ static long scif_shim_ioctl(struct file *filp, unsigned int cmd, unsigned long a
 		return scif_shim_ioctl_dma_free(sf, uarg);
 	case SCIF_SHIM_IOC_SET_WILL:
 		return scif_shim_ioctl_set_will(sf, uarg);
+	case SCIF_SHIM_IOC_SET_BEAT:
+		return scif_shim_ioctl_set_beat(sf, uarg);
 	default:
 		return -ENOTTY;
 	}

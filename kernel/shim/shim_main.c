@@ -414,8 +414,10 @@ static void scif_shim_remove(struct pci_dev *pdev)
 
 	/* The device can no longer be reached from user space: give its DMA memory back now. */
 	mutex_lock(&sdev->lock);
-	list_for_each_entry(sf, &sdev->files, node)
+	list_for_each_entry(sf, &sdev->files, node) {
+		scif_shim_beat_stop_locked(sf);	/* no timer writes a BAR given back below */
 		scif_shim_dma_release_file_locked(sf);
+	}
 	mutex_unlock(&sdev->lock);
 
 	if (sdev->regs)

@@ -39,6 +39,7 @@ static_assert(sizeof(struct scif_shim_irq) == 16, "scif_shim_irq");
 static_assert(sizeof(struct scif_shim_dma_alloc) == 32, "scif_shim_dma_alloc");
 static_assert(sizeof(struct scif_shim_dma_free) == 8, "scif_shim_dma_free");
 static_assert(sizeof(struct scif_shim_will) == 40, "scif_shim_will");
+static_assert(sizeof(struct scif_shim_beat) == 16, "scif_shim_beat");
 
 #define PINGS		1000
 #define WAIT_MS		3000	/* longest a ring or an ack may take under TCG */
@@ -977,8 +978,9 @@ static void t_kill_everything(void)
 
 /* ---- the last will ---- */
 
-/* A BAR2 word no mailbox command looks at after t_guest_to_host: the last will's target. */
+/* BAR2 words no mailbox command looks at after t_guest_to_host: the will's, the heartbeat's. */
 #define WILL_WORD_OFF (MBOX_G2H_OFF + MBOX_REGION_SIZE - 8)
+#define BEAT_WORD_OFF (MBOX_G2H_OFF + MBOX_REGION_SIZE - 16)
 
 static volatile uint32_t *will_word(void)
 {
@@ -1165,6 +1167,103 @@ static void t_will_bad_args(void)
 	}
 }
 
+/* ---- the kernel heartbeat ---- */
+
+static int set_beat(int fd, uint32_t bar, uint32_t period_ms, uint64_t offset)
+{
+	struct scif_shim_beat b = { .bar = bar, .period_ms = period_ms, .offset = offset };
+
+	return ioctl(fd, SCIF_SHIM_IOC_SET_BEAT, &b);
+}
+
+static uint32_t beat_word(void)
+{
+	return *(volatile uint32_t *)(S.shm + BEAT_WORD_OFF);
+}
+
+/*
+ * The count moves every period while the file is open and stops when the heartbeat is
+ * stopped, and when its file is released (a process killed). Bounds are loose: a guest's
+ * timers run late under TCG.
+ */
+static void t_beat(void)
+{
+	uint32_t v0, v1, v2;
+	int fd = open_shim(S.name), p[2] = { -1, -1 }, st;
+	bool ok = fd >= 0 && S.shm;
+	char c = 0;
+	pid_t pid;
+
+	if (!ok || set_beat(fd, IVSHMEM_BAR2, 10, BEAT_WORD_OFF) < 0) {
+		why("SET_BEAT: %s", strerror(errno));
+		report("kernel_heartbeat_counts_and_stops", false, NULL);
+		return;
+	}
+	usleep(20000);
+	v0 = beat_word();
+	usleep(300000);
+	v1 = beat_word();
+	if (v1 - v0 < 5)
+		why("in 300 ms of 10 ms beats the count went from %u to %u", v0, v1);
+	ok &= expect(set_beat(fd, 0, 0, 0), 0, "stop");
+	v1 = beat_word();
+	usleep(100000);
+	if (beat_word() != v1)
+		why("the count moved after the stop: %u, then %u", v1, beat_word());
+	close(fd);
+
+	/* in a process that is killed */
+	if (pipe(p) < 0 || (pid = fork()) < 0) {
+		report("kernel_heartbeat_counts_and_stops", false, NULL);
+		return;
+	}
+	if (pid == 0) {
+		int f = open_shim(S.name);
+
+		c = f >= 0 && set_beat(f, IVSHMEM_BAR2, 10, BEAT_WORD_OFF) == 0 ? 'r' : 'x';
+		if (write(p[1], &c, 1) != 1)
+			_exit(2);
+		for (;;)
+			pause();
+	}
+	if (read(p[0], &c, 1) != 1 || c != 'r')
+		why("the child could not start its heartbeat");
+	usleep(100000);
+	v0 = beat_word();
+	usleep(100000);
+	if (beat_word() == v0)
+		why("the child's count did not move");
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	v2 = beat_word();
+	usleep(100000);
+	if (beat_word() != v2)
+		why("the count moved after the kill: %u, then %u", v2, beat_word());
+	close(p[0]);
+	close(p[1]);
+	report("kernel_heartbeat_counts_and_stops", ok, NULL);
+}
+
+static void t_beat_bad_args(void)
+{
+	const struct scif_shim_bar *b = S.info.bars;
+	int fd = open_shim(S.name);
+	bool ok = fd >= 0;
+
+	ok &= expect(ioctl(fd, SCIF_SHIM_IOC_SET_BEAT, NULL), EFAULT, "BEAT NULL");
+	ok &= expect(set_beat(fd, 2, SCIF_SHIM_BEAT_MIN_MS - 1, 0), EINVAL, "period too short");
+	ok &= expect(set_beat(fd, 2, SCIF_SHIM_BEAT_MAX_MS + 1, 0), EINVAL, "period too long");
+	ok &= expect(set_beat(fd, 2, 0, 0), EINVAL, "stop with a BAR");
+	ok &= expect(set_beat(fd, 0, 0, 8), EINVAL, "stop with an offset");
+	ok &= expect(set_beat(fd, 1, 100, 0), EINVAL, "BAR1 (MSI-X table)");
+	ok &= expect(set_beat(fd, 3, 100, 0), EINVAL, "absent BAR3");
+	ok &= expect(set_beat(fd, 2, 100, 6), EINVAL, "misaligned");
+	ok &= expect(set_beat(fd, 2, 100, b[2].size), EINVAL, "at BAR2's end");
+	ok &= expect(set_beat(fd, 0, 0, 0), 0, "stop when none runs");
+	report("ioctl_set_beat_bad_args", ok, NULL);
+	close(fd);
+}
+
 /* Any PCI device can be handed to the shim through new_id: QEMU's pci-testdev here. */
 static void t_new_id(void)
 {
@@ -1322,6 +1421,11 @@ static void __attribute__((noreturn)) stress_worker(volatile uint32_t *rounds)
 				goto next;
 			e = eventfd(0, EFD_NONBLOCK);
 			set_irq(fd, (*rounds) % MBOX_NVECTORS, e);
+			/* a heartbeat and a will that remove() and release race */
+			ioctl(fd, SCIF_SHIM_IOC_SET_BEAT, &(struct scif_shim_beat){
+				.bar = IVSHMEM_BAR2, .period_ms = 10, .offset = BEAT_WORD_OFF });
+			ioctl(fd, SCIF_SHIM_IOC_SET_WILL, &(struct scif_shim_will){ .nr = 1,
+				.w = { { .bar = IVSHMEM_BAR2, .offset = BEAT_WORD_OFF } } });
 			shm = map_region(fd, info.bars[IVSHMEM_BAR2].mmap_offset, MBOX_SHM_SIZE);
 			for (size_t off = 0; shm && off < MBOX_SHM_SIZE; off += 64 << 10)
 				(void)shm[off];	/* faults while remove() may be zapping */
@@ -1528,6 +1632,8 @@ int main(int argc, char **argv)
 	t_will_exit();
 	t_will_kill();
 	t_will_bad_args();
+	t_beat();
+	t_beat_bad_args();
 	t_new_id();
 	t_unbind_rebind();
 	t_unbind_under_load();

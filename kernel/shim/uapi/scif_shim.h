@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: ((GPL-2.0-or-later WITH Linux-syscall-note) OR LGPL-2.1-or-later) */
 /*
  * User-space interface of the scif_shim PCI driver: one character device per bound device,
- * offering device info, BAR and DMA-buffer mmap, MSI-X to eventfd, coherent DMA buffers, and a
- * last will (device writes made when the file is released).
+ * offering device info, BAR and DMA-buffer mmap, MSI-X to eventfd, coherent DMA buffers, a last
+ * will (device writes made when the file is released) and a kernel heartbeat into a BAR word.
  */
 #ifndef _UAPI_SCIF_SHIM_H
 #define _UAPI_SCIF_SHIM_H
@@ -182,6 +182,29 @@ struct scif_shim_will {
 	struct scif_shim_will_write w[SCIF_SHIM_WILL_MAX];
 };
 
+/** SCIF_SHIM_BEAT_MIN_MS, SCIF_SHIM_BEAT_MAX_MS - the periods a kernel heartbeat may have. */
+#define SCIF_SHIM_BEAT_MIN_MS	10
+#define SCIF_SHIM_BEAT_MAX_MS	1000
+
+/**
+ * struct scif_shim_beat - SCIF_SHIM_IOC_SET_BEAT argument: while this file is open, a kernel
+ * timer writes a count (1, 2, ...) into the 32-bit word at @offset of BAR @bar every
+ * @period_ms, so that the other side of the device can tell a running OS from one that
+ * stopped, hung or was reset, sooner than a user thread's heartbeat could tell it (a process
+ * can be starved for longer than the kernel's timers). It stops when the file is released or
+ * the device unbound. Each call replaces the file's heartbeat (the count goes on); @period_ms
+ * = 0 stops it. EINVAL for a period outside SCIF_SHIM_BEAT_MIN_MS..SCIF_SHIM_BEAT_MAX_MS or a
+ * word a will could not write (struct scif_shim_will_write).
+ * @bar: a BAR this file could map
+ * @period_ms: 0, or SCIF_SHIM_BEAT_MIN_MS..SCIF_SHIM_BEAT_MAX_MS
+ * @offset: the word's byte offset in the BAR
+ */
+struct scif_shim_beat {
+	__u32 bar;
+	__u32 period_ms;
+	__u64 offset;
+};
+
 #define SCIF_SHIM_IOC_MAGIC	0xE5
 
 #define SCIF_SHIM_IOC_INFO	_IOR(SCIF_SHIM_IOC_MAGIC, 0x00, struct scif_shim_info)
@@ -189,6 +212,7 @@ struct scif_shim_will {
 #define SCIF_SHIM_IOC_DMA_ALLOC	_IOWR(SCIF_SHIM_IOC_MAGIC, 0x02, struct scif_shim_dma_alloc)
 #define SCIF_SHIM_IOC_DMA_FREE	_IOW(SCIF_SHIM_IOC_MAGIC, 0x03, struct scif_shim_dma_free)
 #define SCIF_SHIM_IOC_SET_WILL	_IOW(SCIF_SHIM_IOC_MAGIC, 0x04, struct scif_shim_will)
+#define SCIF_SHIM_IOC_SET_BEAT	_IOW(SCIF_SHIM_IOC_MAGIC, 0x05, struct scif_shim_beat)
 
 /*
  * ivshmem (vendor 0x1af4, device 0x1110) BAR0 register offsets, for user space that drives the
