@@ -181,7 +181,10 @@ static long scif_shim_ioctl_set_beat(struct scif_shim_file *sf, void __user *uar
 	}
 	scif_shim_beat_stop_locked(sf);
 	if (io) {
+		/* the first count at once: the word says "beating" from this call on */
 		sf->beat_io = io;
+		iowrite32(++sf->beat_count, io);
+		wmb();
 		sf->beat_period = max(1UL, msecs_to_jiffies(req.period_ms));
 		WRITE_ONCE(sf->beat_on, true);
 		mod_timer(&sf->beat, jiffies + sf->beat_period);

@@ -97,6 +97,7 @@ struct pcie_listener {
  *          still holds it, and only a different one is a new card process.
  * @beat, @beat_at: the peer's heartbeat count as last seen, and when it last changed
  *          (progress thread; a host watches its cards, a blind card its host).
+ * @kbeat, @kbeat_at: host: the same for the card kernel's heartbeat (pcie_peer_ctl.kbeat).
  */
 struct pcie_node {
 	int up;
@@ -105,6 +106,7 @@ struct pcie_node {
 	int attached;
 	uint64_t gone;
 	uint64_t beat, beat_at;
+	uint64_t kbeat, kbeat_at;
 	pthread_mutex_t tx;
 	uint64_t wr;
 	uint64_t rd;
@@ -561,6 +563,8 @@ static void pcie_node_up(uint16_t n)
 	nd->hello = 0;
 	nd->beat = 0;
 	nd->beat_at = scif_fabric_now_ms();
+	nd->kbeat = 0;
+	nd->kbeat_at = nd->beat_at;
 	scif__write_once(&nd->up, 1);
 	__atomic_or_fetch(&pcie.fab->online, 1ULL << n, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&pcie.lock);
@@ -794,7 +798,9 @@ static void pcie_qp_recv(uint16_t n)
 				return; /* the card has not reset its indices yet */
 			nd->session = s;
 			nd->rd = 0;
-			nd->beat_at = scif_fabric_now_ms(); /* its heartbeat counts from its attach */
+			nd->beat_at = scif_fabric_now_ms(); /* its heartbeats count from its attach */
+			nd->kbeat = 0;
+			nd->kbeat_at = nd->beat_at;
 		}
 	}
 	/* Acquire pairs with the sender's release store of windex (pcie_qp_send). */
@@ -887,6 +893,22 @@ static int pcie_beat_lost(struct pcie_node *nd, uint64_t b, uint64_t now, uint64
 }
 
 /*
+ * Host: has card @nd's kernel heartbeat, @kb now, stayed the same for PCIE_KBEAT_LOST_MS? Never
+ * for a card that has none (0). Progress thread.
+ */
+static int pcie_kbeat_lost(struct pcie_node *nd, uint32_t kb, uint64_t now)
+{
+	if (!kb)
+		return 0;
+	if (kb != nd->kbeat) {
+		nd->kbeat = kb;
+		nd->kbeat_at = now;
+		return 0;
+	}
+	return now - nd->kbeat_at >= PCIE_KBEAT_LOST_MS;
+}
+
+/*
  * Host: what the cards' entries in our slice say, for each card whose device is connected. A
  * card process that stopped beating is gone (its links hang up; its device may stay, as in a
  * guest whose program died); a session other than the one we serve, or than the one that
@@ -919,6 +941,11 @@ static int pcie_host_watch(uint64_t now)
 			arrived = 1;
 		} else if (scif__read_once(&pcie_ctl(pcie.self, n)->bye) == (uint32_t)s) {
 			scif_info("pcie: node %u's process has ended (its last will)", n);
+			nd->gone = s;
+			pcie_node_down(n, 0);
+		} else if (pcie_kbeat_lost(nd, scif__read_once(&pcie_ctl(pcie.self, n)->kbeat),
+					   now)) {
+			scif_info("pcie: node %u's OS stopped (its kernel's heartbeat)", n);
 			nd->gone = s;
 			pcie_node_down(n, 0);
 		} else if (pcie_beat_lost(nd, scif__read_once(&pcie_ctl(pcie.self, n)->beat), now,
@@ -1106,15 +1133,22 @@ static uint64_t pcie_session(void)
  */
 static void pcie_will(uint64_t session)
 {
+	struct pcie_peer_ctl *c = pcie_ctl(0, pcie.self);
 	int ret = -ENOTSUP;
 
 	if (pcie.dev.ops->will)
-		ret = pcie.dev.ops->will(&pcie.dev,
-					 (uint64_t)((uint8_t *)&pcie_ctl(0, pcie.self)->bye - pcie.ap),
+		ret = pcie.dev.ops->will(&pcie.dev, (uint64_t)((uint8_t *)&c->bye - pcie.ap),
 					 (uint32_t)session);
 	if (ret && pcie.dev.blind)
 		scif_info("pcie: no last will (%d): the host will learn of our end by the heartbeat",
 			  ret);
+	/* And our kernel's heartbeat, which tells the host when our OS stops (pcie_peer_ctl). */
+	ret = -ENOTSUP;
+	if (pcie.dev.ops->kbeat)
+		ret = pcie.dev.ops->kbeat(&pcie.dev, (uint64_t)((uint8_t *)&c->kbeat - pcie.ap),
+					  PCIE_KBEAT_MS);
+	if (ret && pcie.dev.blind)
+		scif_info("pcie: no kernel heartbeat (%d)", ret);
 }
 
 /*

@@ -51,6 +51,9 @@
 /* The host takes a card process's stopped heartbeat as its death after this long: longer, as
  * a guest's progress thread can be starved by its own (under TCG, up to 1.1 s seen). */
 #define PCIE_CARD_LOST_MS 5000u
+#define PCIE_KBEAT_MS 100u /* a card kernel's heartbeat period (pcie_peer_ctl.kbeat) */
+/* The host takes a card kernel's heartbeat that stopped this long as the card's OS gone. */
+#define PCIE_KBEAT_LOST_MS 700u
 
 /**
  * struct pcie_ap_hdr - page 0 of the aperture; written by the host before it serves the
@@ -99,6 +102,12 @@ static_assert(sizeof(struct pcie_ap_hdr) == 56, "pcie_ap_hdr layout");
  *          by a doorbell, so the host learns of a card process's death at once rather than
  *          when its heartbeat (@beat) has stopped for PCIE_CARD_LOST_MS. Zeroed by the next
  *          process at attach. A 32-bit word: the will writes 32 bits.
+ * @kbeat:  (card m, in the host's slice) the card's *kernel* heartbeat: a count the card's
+ *          kernel advances every PCIE_KBEAT_MS from a timer while the card process's device
+ *          file is open (kernel/shim), 0 where there is none. Unlike @beat it goes on while
+ *          the process is starved, so the host can take a count stopped for
+ *          PCIE_KBEAT_LOST_MS as the card's OS gone (reset, crashed, hung) that much sooner.
+ *          Zeroed by the process at attach, before the kernel starts it.
  */
 struct pcie_peer_ctl {
 	uint64_t windex;
@@ -106,7 +115,7 @@ struct pcie_peer_ctl {
 	uint64_t session;
 	uint64_t beat;
 	uint32_t bye;
-	uint32_t pad32;
+	uint32_t kbeat;
 	uint64_t pad[3];
 };
 static_assert(sizeof(struct pcie_peer_ctl) == 64, "pcie_peer_ctl layout");
@@ -202,6 +211,8 @@ struct pcie_dev {
  * @will:   optional (a card whose departure the host is not told of): when this process
  *          ends, however it ends, have @value written at aperture offset @off, then the
  *          host's doorbell rung. -ENOTSUP if the device cannot.
+ * @kbeat:  optional (the same card): while this process lives, have its OS's kernel write a
+ *          count at aperture offset @off every @period_ms. -ENOTSUP if the device cannot.
  * @close:  detach.
  */
 struct pcie_dev_ops {
@@ -211,6 +222,7 @@ struct pcie_dev_ops {
 	int (*pollfds)(struct pcie_dev *d, int *fds, int max);
 	int (*handle)(struct pcie_dev *d, pcie_dev_cb cb, void *arg);
 	int (*will)(struct pcie_dev *d, uint64_t off, uint32_t value);
+	int (*kbeat)(struct pcie_dev *d, uint64_t off, uint32_t period_ms);
 	void (*close)(struct pcie_dev *d);
 };
 

@@ -642,6 +642,16 @@ static int shim_will(struct pcie_dev *d, uint64_t off, uint32_t value)
 	return errno == ENOTTY ? -ENOTSUP : -errno;
 }
 
+/* The shim's kernel heartbeat (SCIF_SHIM_IOC_SET_BEAT) into BAR2's word @off. */
+static int shim_kbeat(struct pcie_dev *d, uint64_t off, uint32_t period_ms)
+{
+	struct scif_shim_beat b = { .bar = SHIM_BAR_APERTURE, .period_ms = period_ms, .offset = off };
+
+	if (ioctl(d->fd, SCIF_SHIM_IOC_SET_BEAT, &b) == 0)
+		return 0;
+	return errno == ENOTTY ? -ENOTSUP : -errno;
+}
+
 static void shim_close(struct pcie_dev *d)
 {
 	struct dev_shim *sh = d->priv;
@@ -661,5 +671,6 @@ const struct pcie_dev_ops scif__pcie_dev_shim = {
 	.pollfds = shim_pollfds,
 	.handle = shim_handle,
 	.will = shim_will,
+	.kbeat = shim_kbeat,
 	.close = shim_close,
 };

@@ -189,7 +189,7 @@ struct scif_shim_will {
 /**
  * struct scif_shim_beat - SCIF_SHIM_IOC_SET_BEAT argument: while this file is open, a kernel
  * timer writes a count (1, 2, ...) into the 32-bit word at @offset of BAR @bar every
- * @period_ms, so that the other side of the device can tell a running OS from one that
+ * @period_ms, the first one before the call returns, so that the other side of the device can tell a running OS from one that
  * stopped, hung or was reset, sooner than a user thread's heartbeat could tell it (a process
  * can be starved for longer than the kernel's timers). It stops when the file is released or
  * the device unbound. Each call replaces the file's heartbeat (the count goes on); @period_ms
