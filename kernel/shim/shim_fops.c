@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * File operations of /dev/scif_shimN: open/release bookkeeping with the last will and the
- * kernel heartbeat, the ioctl dispatcher with the info, will and heartbeat ioctls, and mmap of BARs and DMA buffers through a fault
- * handler that can be revoked.
+ * kernel heartbeat, the ioctl dispatcher with the info, will and heartbeat ioctls, and mmap of
+ * BARs and DMA buffers through a fault handler that can be revoked.
  */
 #include <linux/fs.h>
 #include <linux/io.h>

@@ -457,6 +457,9 @@ static int __init scif_shim_init(void)
 	BUILD_BUG_ON(sizeof(struct scif_shim_irq) != 16);
 	BUILD_BUG_ON(sizeof(struct scif_shim_dma_alloc) != 32);
 	BUILD_BUG_ON(sizeof(struct scif_shim_dma_free) != 8);
+	BUILD_BUG_ON(sizeof(struct scif_shim_will_write) != 16);
+	BUILD_BUG_ON(sizeof(struct scif_shim_will) != 40);
+	BUILD_BUG_ON(sizeof(struct scif_shim_beat) != 16);
 	BUILD_BUG_ON(SCIF_SHIM_MMAP_DMA_FIRST + SCIF_SHIM_MAX_DMA_HANDLES >
 		     (1ULL << (64 - SCIF_SHIM_MMAP_SHIFT)));
 
