@@ -595,13 +595,19 @@ static int listen_scan(struct scif_endpt *ep)
 
 /*
  * Keep the listener's descriptor readable exactly while a request is pending. Called by
- * whoever holds the listener's recv_lock (accepting threads, or the monitor).
+ * whoever holds the listener's recv_lock (accepting threads, or the monitor). A pending
+ * request rings the bell without draining it first: a thread polling the descriptor meanwhile
+ * (without the lock) must never find it empty while one is pending. Returns whether one is.
  */
-static void listen_sync(struct scif_endpt *ep)
+static int listen_sync(struct scif_endpt *ep)
 {
-	scif__fab.ops->drain(ep->fd);
-	if (listen_scan(ep) >= 0 || ep->listen_err)
-		scif__fab.ops->ring(&ep->bell);
+	int pending = listen_scan(ep) >= 0 || ep->listen_err;
+
+	if (pending)
+		scif__fab.ops->ring(&ep->bell); /* a full bell is rung already */
+	else
+		scif__fab.ops->drain(ep->fd);
+	return pending;
 }
 
 /* Let go of a listener's recv_lock; redo the sync if a request arrived meanwhile. */
@@ -622,10 +628,7 @@ int scif__conn_listen_pending(struct scif_endpt *ep)
 
 		return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
 	}
-	scif__fab.ops->drain(ep->fd);
-	ret = listen_scan(ep) >= 0 || ep->listen_err;
-	if (ret)
-		scif__fab.ops->ring(&ep->bell);
+	ret = listen_sync(ep);
 	listen_unlock(ep);
 	return ret;
 }
