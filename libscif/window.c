@@ -18,6 +18,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -398,6 +399,127 @@ static inline void copy_pages(void *dst, const void *src, size_t len)
 }
 #endif
 
+/* Whether the @len bytes at @p are all zero (reading around the sanitizer, as copy_pages). */
+#ifdef SCIF_UNDER_ASAN
+__attribute__((no_sanitize_address))
+#endif
+static int zero_bytes(const void *p, size_t len)
+{
+	const uint64_t *w = p;
+
+	for (size_t i = 0; i < len / sizeof(*w); i += 8) {
+		uint64_t x = w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] |
+			     w[i + 7];
+
+		if (x)
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * How registration moves a range's bytes into its window memory: the file range @m stands
+ * for the range, which starts at @a.
+ */
+struct mover {
+	const struct scif_mem *m;
+	uintptr_t a;
+	size_t chunk; /* bytes moved, then mapped, per step: a multiple of @unit */
+	size_t unit;  /* the memory's page size: zero pages are found in these */
+	int writable; /* the file takes write(2) (memfd, tmpfs); else copied through a mapping */
+	int holes;    /* the file range reads as zeros: zero pages need not be copied */
+};
+
+/*
+ * Copy @len bytes of the application's memory at @src into the file at @off. A write into
+ * the file where it takes one (no page fault per page: twice as fast as a copy through a
+ * mapping, and a full memory cgroup is an error, not a SIGBUS), through the raw system call
+ * because the sanitizers' pwrite would check bytes that are not the application's to give
+ * (see copy_pages). Files that take no writes (hugetlbfs, devices) are mapped. 0 or -ENOMEM.
+ */
+static int move_run(struct mover *mv, uintptr_t src, size_t len, off_t off)
+{
+	const uint8_t *b = (const uint8_t *)src;
+	size_t left = len;
+	void *p;
+
+	while (mv->writable && left) {
+		long n = syscall(SYS_pwrite64, mv->m->fd, b, left, off);
+
+		if (n > 0) {
+			b += n;
+			off += n;
+			left -= (size_t)n;
+		} else if (n == 0 || (errno != EINTR && errno != EINVAL && errno != ENODEV &&
+				      errno != ESPIPE && errno != EOPNOTSUPP)) {
+			return -ENOMEM; /* out of memory or space */
+		} else if (errno != EINTR) {
+			mv->writable = 0; /* nothing was written: this file takes no writes */
+		}
+	}
+	if (!left)
+		return 0;
+	p = mmap(NULL, left, PROT_READ | PROT_WRITE, MAP_SHARED, mv->m->fd, off);
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	copy_pages(p, b, left);
+	munmap(p, left);
+	return 0;
+}
+
+/*
+ * Put window memory where mapping @v of the application is, with its bytes. A chunk at a
+ * time, the bytes go into the file and the file is mapped over them, which frees the
+ * application's pages at once: registering takes one chunk of memory more, not twice the
+ * range. Where the file reads as zeros, pages of zeros (fresh buffers) are not copied at all:
+ * the file keeps holes there, and the memory they took is given back. 0, or -ENOMEM.
+ */
+static int vma_adopt(struct mover *mv, const struct vma *v)
+{
+	size_t len;
+
+	for (uintptr_t s = v->start; s < v->end; s += len) {
+		off_t off = mv->m->off + (off_t)(s - mv->a);
+		uintptr_t run = s, e;
+		int ret;
+
+		len = v->end - s < mv->chunk ? v->end - s : mv->chunk;
+		e = s + len;
+		if (mv->holes) {
+			/* Runs of pages with data between pages of zeros. */
+			for (uintptr_t pg = s; pg < e; pg += mv->unit) {
+				if (!zero_bytes((const void *)pg, mv->unit))
+					continue;
+				if (pg > run) {
+					ret = move_run(mv, run, pg - run, off + (off_t)(run - s));
+					if (ret)
+						return ret;
+				}
+				run = pg + mv->unit;
+			}
+		}
+		if (e > run) {
+			ret = move_run(mv, run, e - run, off + (off_t)(run - s));
+			if (ret)
+				return ret;
+		}
+		if (mmap((void *)s, len, v->prot, MAP_SHARED | MAP_FIXED, mv->m->fd, off) == MAP_FAILED)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Whether the file reads as zeros over [off, off + len): no data there (a fresh memfd). */
+static int file_is_hole(int fd, off_t off, size_t len)
+{
+	off_t d = lseek(fd, off, SEEK_DATA);
+
+	return d < 0 ? errno == ENXIO : (uint64_t)d >= (uint64_t)off + len;
+}
+
+/* Chunks of registration's copy: large enough to make the system calls cheap. */
+#define ADOPT_CHUNK (2ULL << 20)
+
 /*
  * SCIF_REG_ADVICE=0: do not read smaps for fresh memory, so its advice and locking are not
  * carried over, and registration no longer costs a walk over every mapping below the range.
@@ -419,7 +541,7 @@ int scif__window_back(void *addr, size_t len, int need_write, off_t *foffp, void
 	struct vma v[VMAS_MAX];
 	int n, ret, have_flags = 0;
 	unsigned int page_shift = 0;
-	uint8_t *tmp = MAP_FAILED;
+	struct mover mv;
 	struct stat st;
 
 	pthread_once(&reg_advice_once, reg_advice_init);
@@ -467,26 +589,26 @@ int scif__window_back(void *addr, size_t len, int need_write, off_t *foffp, void
 	ret = -ENOMEM;
 	if (fstat(x->mem.fd, &st) < 0)
 		goto out;
-	tmp = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, x->mem.fd, x->mem.off);
-	if (tmp == MAP_FAILED)
-		goto out;
-	/* Copy, then put the memory's pages where the application's were, per mapping. */
-	copy_pages(tmp, addr, len);
+	/* Move the pages, mapping by mapping (a huge page is the least chunk of hugetlb memory). */
+	mv = (struct mover){
+		.m = &x->mem,
+		.a = a,
+		.unit = 1ULL << (page_shift ? page_shift : 12),
+		.writable = 1,
+		.holes = file_is_hole(x->mem.fd, x->mem.off, len),
+	};
+	mv.chunk = ADOPT_CHUNK > mv.unit ? ADOPT_CHUNK : mv.unit;
 	for (int i = 0; i < n; i++) {
-		void *p = mmap((void *)v[i].start, v[i].end - v[i].start, v[i].prot,
-			       MAP_SHARED | MAP_FIXED, x->mem.fd,
-			       x->mem.off + (off_t)(v[i].start - a));
-
-		if (p == MAP_FAILED)
-			goto out;
-		ret = vma_restore(&v[i]);
+		ret = vma_adopt(&mv, &v[i]);
+		if (!ret)
+			ret = vma_restore(&v[i]);
 		if (ret)
 			goto out;
-		ret = -ENOMEM;
 	}
 	x->dev = st.st_dev;
 	x->ino = st.st_ino;
 	x->refs = 1;
+	ret = -ENOMEM;
 	if (!tsearch(x, &backings, backing_cmp))
 		goto out;
 	*handle = x;
@@ -499,8 +621,6 @@ out:
 		scif__fab.ops->mem_free(&x->mem);
 		free(x);
 	}
-	if (tmp != MAP_FAILED)
-		munmap(tmp, len);
 	return ret;
 }
 

@@ -285,6 +285,136 @@ Test(regress, registering_part_of_a_window_shares_its_pages)
 	munmap(buf, len);
 }
 
+/* The byte at offset i of a pattern that differs in every page and every run of them. */
+static uint8_t pattern_at(size_t i) { return (uint8_t)(i * 2654435761u >> 13) ^ (uint8_t)(i >> 12); }
+
+/* How many mappings /proc/self/maps lists that overlap [p, p + len). */
+static int mappings_over(const void *p, size_t len)
+{
+	uintptr_t a = (uintptr_t)p, b = a + len, s, e;
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	int n = 0;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx ", &s, &e) == 2 && s < b && e > a)
+			n++;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/*
+ * Registration moves the application's pages into window memory a chunk at a time, leaving
+ * pages of zeros uncopied: a range of several chunks over four mappings (one read-only, one
+ * DONTFORK, ends not on a chunk boundary, runs of zeros) keeps every byte and each mapping's
+ * protection and advice, the chunks merge back into one mapping per original mapping, and
+ * the peer reads what the application reads and writes.
+ */
+Test(regress, registration_moves_many_chunks_of_several_mappings)
+{
+	const size_t pg = 4096, len = (9 << 20) + 5 * pg, ro = (3 << 20) + pg, dc = (6 << 20) + 3 * pg;
+	scif_epd_t a, b;
+	char flags[512];
+	uint8_t *buf, *got, *want;
+	off_t off;
+
+	test_pair(&a, &b, NULL);
+	buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	got = malloc(len);
+	want = malloc(len);
+	cr_assert(buf != MAP_FAILED && got && want);
+	for (size_t i = 0; i < len; i++)
+		buf[i] = pattern_at(i);
+	/* Pages of zeros (not copied into a fresh file): at both ends and across a chunk's end. */
+	memset(buf, 0, pg);
+	memset(buf + (2 << 20) - 3 * pg, 0, 5 * pg);
+	memset(buf + len - pg, 0, pg);
+	memcpy(want, buf, len);
+	cr_assert_eq(mprotect(buf + ro, pg, PROT_READ), 0);
+	cr_assert_eq(madvise(buf + dc, len - dc, MADV_DONTFORK), 0);
+	cr_assert_eq(mappings_over(buf, len), 4);
+	off = scif_register(a, buf, len, 0, SCIF_PROT_READ, 0);
+	cr_assert_geq(off, 0, "%s", strerror(errno));
+	cr_assert_eq(memcmp(buf, want, len), 0, "registration changed the bytes");
+	cr_expect_eq(mappings_over(buf, len), 4, "the chunks did not merge back into 4 mappings");
+	cr_expect(strstr(vm_flags(buf + len - 1, flags, sizeof(flags)), " dc") != NULL,
+		  "DONTFORK lost: VmFlags%s", flags);
+	cr_expect(strstr(vm_flags(buf + ro, flags, sizeof(flags)), " wr") == NULL,
+		  "the read-only page became writable: VmFlags%s", flags);
+	cr_assert_eq(scif_vreadfrom(b, got, len, off, SCIF_RMA_SYNC), 0, "%s", strerror(errno));
+	cr_expect_eq(memcmp(got, buf, len), 0, "the peer reads other bytes than the application");
+	/*
+	 * The pages are the window's, those of zeros too: writes through the application's
+	 * addresses reach it.
+	 */
+	buf[len - 1] = 0x5a;
+	buf[(2 << 20) - 1] = 0xa5;
+	cr_assert_eq(scif_vreadfrom(b, got, len, off, SCIF_RMA_SYNC), 0);
+	cr_expect_eq(got[len - 1], 0x5a, "the window does not see the application's write");
+	cr_expect_eq(got[(2 << 20) - 1], 0xa5, "the window does not see the application's write");
+	scif_close(a);
+	scif_close(b);
+	munmap(buf, len);
+	free(got);
+	free(want);
+}
+
+/* nr_hugepages before the test raised it, restored after it whatever its outcome; or -1. */
+static long hugepages_before = -1;
+
+static void hugepages_restore(void)
+{
+	FILE *f;
+
+	if (hugepages_before >= 0 && (f = fopen("/proc/sys/vm/nr_hugepages", "w"))) {
+		fprintf(f, "%ld\n", hugepages_before);
+		fclose(f);
+	}
+}
+
+/*
+ * hugetlbfs memory takes no write(2): registration copies it through a mapping, a huge page
+ * at a time, into window memory of huge pages. As root the test reserves the two pages it
+ * needs and gives back what it reserved.
+ */
+Test(regress, registration_moves_hugetlb_memory, .fini = hugepages_restore)
+{
+	const size_t huge = 2 << 20, len = 2 * huge;
+	const int hflags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB;
+	scif_epd_t a, b;
+	uint8_t *buf, *got;
+	FILE *f;
+	off_t off;
+
+	buf = mmap(NULL, len, PROT_READ | PROT_WRITE, hflags, -1, 0);
+	if (buf == MAP_FAILED && geteuid() == 0 && (f = fopen("/proc/sys/vm/nr_hugepages", "r+"))) {
+		if (fscanf(f, "%ld", &hugepages_before) == 1) {
+			rewind(f);
+			fprintf(f, "%ld\n", hugepages_before + 4);
+		}
+		fclose(f);
+		buf = mmap(NULL, len, PROT_READ | PROT_WRITE, hflags, -1, 0);
+	}
+	cr_assert(buf != MAP_FAILED, "no huge pages (as root the test reserves them): %s",
+		  strerror(errno));
+	test_pair(&a, &b, NULL);
+	got = malloc(len);
+	cr_assert(got);
+	for (size_t i = 0; i < len; i++)
+		buf[i] = pattern_at(i);
+	off = scif_register(a, buf, len, 0, SCIF_PROT_READ | SCIF_PROT_WRITE, 0);
+	cr_assert_geq(off, 0, "%s", strerror(errno));
+	for (size_t i = 0; i < len; i++)
+		cr_assert_eq(buf[i], pattern_at(i), "byte %zu changed by registration", i);
+	cr_assert_eq(scif_vreadfrom(b, got, len, off, SCIF_RMA_SYNC), 0, "%s", strerror(errno));
+	cr_expect_eq(memcmp(got, buf, len), 0, "the peer reads other bytes than the application");
+	scif_close(a);
+	scif_close(b);
+	munmap(buf, len);
+	free(got);
+}
+
 /* ---- hardening (issue 9) ------------------------------------------------------------------ */
 
 struct reg_loop {
