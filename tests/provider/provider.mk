@@ -10,6 +10,7 @@
 # fabtests are built once, from FABTESTS_TARBALL, into tests/provider/fabtests-1.17.0 of the
 # build tree, against the installed libfabric.
 EXTRA_DIST += tests/provider/provider.mk tests/provider/check-provider.sh tests/provider/isolate.sh \
+	tests/provider/fabtests-timeout.sh \
 	tests/provider/bench-provider.sh tests/provider/scif-rank tests/provider/mpi-common.h \
 	tests/provider/mpi-p2p.c tests/provider/mpi-coll.c tests/provider/mpi-kill.c
 

@@ -1,0 +1,60 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# fabtests-timeout.sh T COMMAND...: what runfabtests.sh runs as `timeout T COMMAND...`;
+# check-provider.sh puts it first in runfabtests.sh's PATH under the name `timeout`.
+#
+# The test dies with whoever started it. runfabtests.sh runs each test in a background
+# subshell and, when a client fails, kills the server's subshell with SIGKILL: the server
+# would live on, holding its port (fabtests' default 9228, the same for every test) until its
+# timeout, and the tests started meanwhile would fail. Parent-death signals chain the
+# processes: the subshell's death kills the timeout, whose death kills the test.
+#
+# A client over libscif waits for its server to listen. runfabtests.sh starts the client one
+# second after the server, and a server on a loaded machine can take longer than that to
+# reach fi_listen (libfabric's initialisation alone reads /proc/kallsyms twice, 0.3 s on an
+# idle 2-core machine): a connecting client is then refused, as it would be by TCP. So a
+# client of provider scif (or a utility provider over it) waits until a listening socket of
+# the local fabric for the server's port shows in /proc/net/unix, for at most
+# FABTESTS_READY_WAIT seconds (default 10), and then starts either way: a server that never
+# listens fails the test as it would have. Nothing else changes: the test, its arguments and
+# its timeout are runfabtests.sh's.
+
+t=$1
+shift
+
+# The client's command line ends "-s CLIENT_ADDR SERVER_ADDR"; the server's "-s ADDR".
+ready_wait() {
+	local prov="" port=9228 node dir=${SCIF_RUN_DIR:-} i n=$# end
+	local -a a=("$@")
+
+	[ "$n" -ge 3 ] && [ "${a[n - 3]}" = -s ] || return 0
+	node=${a[n - 1]}
+	for ((i = 0; i < n - 1; i++)); do
+		case ${a[i]} in
+		-p) prov=${a[i + 1]} ;;
+		-B | -P) return 0 ;; # a port of its own: not the default this looks for
+		esac
+	done
+	case $prov in scif | "scif;"*) ;; *) return 0 ;; esac
+	case $node in '' | *[!0-9]*) return 0 ;; esac
+	[ -n "$dir" ] || return 0
+	end=$((${EPOCHREALTIME/./} + ${FABTESTS_READY_WAIT:-10} * 1000000))
+	while [ "${EPOCHREALTIME/./}" -lt "$end" ]; do
+		# Flags 00010000: a listening socket; its path is the run's node and port.
+		awk -v dir="$dir/" -v name="/n$node.l$port" '
+			$4 == "00010000" && index($8, dir) == 1 &&
+			substr($8, length($8) - length(name) + 1) == name { found = 1; exit }
+			END { exit !found }' /proc/net/unix && return 0
+		sleep 0.02
+	done
+	return 0
+}
+
+parent=$PPID
+ready_wait "$@"
+# The subshell that started us died while we waited: so do we, as the test would have.
+read -r _ _ _ ppid _ </proc/$$/stat
+[ "$ppid" = "$parent" ] || exit 137
+exec setpriv --pdeathsig KILL -- "${FABTESTS_REAL_TIMEOUT:-/usr/bin/timeout}" "$t" \
+	setpriv --pdeathsig KILL -- "$@"
