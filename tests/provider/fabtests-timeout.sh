@@ -12,8 +12,9 @@
 #
 # A client over libscif waits for its server to listen. runfabtests.sh starts the client one
 # second after the server, and a server on a loaded machine can take longer than that to
-# reach fi_listen (libfabric's initialisation alone reads /proc/kallsyms twice, 0.3 s on an
-# idle 2-core machine): a connecting client is then refused, as it would be by TCP. So a
+# reach fi_listen (libfabric's initialisation reads /proc/kallsyms twice; `fi_info -p scif`
+# alone takes 0.55 s on a busy 2-core machine): a connecting client is then refused, as it
+# would be by TCP. So a
 # client of provider scif (or a utility provider over it) waits until a listening socket of
 # the local fabric for the server's port shows in /proc/net/unix, for at most
 # FABTESTS_READY_WAIT seconds (default 10), and then starts either way: a server that never

@@ -80,48 +80,35 @@ static int again(struct bench *b, uint8_t *page, double *reg_us, double *unreg_u
 	return 0;
 }
 
-static double median_d(double *v, int n)
-{
-	for (int i = 1; i < n; i++)
-		for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
-			double x = v[j];
-
-			v[j] = v[j - 1];
-			v[j - 1] = x;
-		}
-	return v[n / 2];
-}
-
 /*
- * One sample of the large rows, in seconds: what = 0 memcpy into fresh memory, 1 register
- * fresh memory filled with bytes, 2 the same filled with zeros. -1 on failure.
+ * One sample of the large rows, in ns: what = 0 memcpy into fresh memory, 1 register fresh
+ * memory filled with bytes, 2 the same filled with zeros. 0 on failure.
  */
-static double large_once(struct bench *b, int what, const uint8_t *src)
+static uint64_t large_once(struct bench *b, int what, const uint8_t *src)
 {
 	const int prot = PROT_READ | PROT_WRITE, flags = MAP_PRIVATE | MAP_ANONYMOUS;
 	uint8_t *buf = mmap(NULL, REG_LARGE, prot, flags, -1, 0);
-	double secs = -1;
-	uint64_t t0;
+	uint64_t t0, ns;
 	off_t off;
 
 	if (buf == MAP_FAILED)
-		return -1;
+		return 0;
 	if (what == 0) {
 		t0 = now_ns();
 		memcpy(buf, src, REG_LARGE);
-		secs = (double)(now_ns() - t0) / 1e9;
+		ns = now_ns() - t0;
 	} else {
 		memset(buf, what == 1 ? 0x5a : 0, REG_LARGE);
 		t0 = now_ns();
 		off = scif_register(b->ep, buf, REG_LARGE, 0, SCIF_PROT_READ | SCIF_PROT_WRITE, 0);
-		secs = (double)(now_ns() - t0) / 1e9;
+		ns = now_ns() - t0;
 		if (off == SCIF_REGISTER_FAILED || scif_unregister(b->ep, off, REG_LARGE) < 0) {
 			perror("scif_bench: --registration: a large range");
-			secs = -1;
+			ns = 0;
 		}
 	}
 	munmap(buf, REG_LARGE);
-	return secs;
+	return ns ? ns : 1;
 }
 
 static int large(struct bench *b)
@@ -129,7 +116,8 @@ static int large(struct bench *b)
 	static const char *const row[] = { "memcpy into fresh memory (limit)",
 					   "scif_register, bytes",
 					   "scif_register, zeros" };
-	double t[3][REG_LARGE_REPS], med[3];
+	uint64_t t[3][REG_LARGE_REPS];
+	double med[3]; /* us */
 	uint8_t *src = mmap(NULL, REG_LARGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 			    -1, 0);
 
@@ -141,19 +129,19 @@ static int large(struct bench *b)
 	/* Interleaved, so that a slow moment of the machine costs every row alike. */
 	for (int r = 0; r < REG_LARGE_REPS; r++)
 		for (int w = 0; w < 3; w++)
-			if ((t[w][r] = large_once(b, w, src)) < 0) {
+			if (!(t[w][r] = large_once(b, w, src))) {
 				munmap(src, REG_LARGE);
 				return -1;
 			}
 	munmap(src, REG_LARGE);
 	for (int w = 0; w < 3; w++)
-		med[w] = median_d(t[w], REG_LARGE_REPS);
+		med[w] = median_us(t[w], REG_LARGE_REPS);
 	printf("\nregistration of %zu MiB of fresh memory (median of %d)\n", REG_LARGE >> 20,
 	       REG_LARGE_REPS);
 	printf("%-34s %12s %12s %10s\n", "", "ms", "GB/s", "x limit");
 	for (int w = 0; w < 3; w++)
-		printf("%-34s %12.1f %12.2f %10.2f\n", row[w], med[w] * 1e3,
-		       (double)REG_LARGE / med[w] / 1e9, med[w] / med[0]);
+		printf("%-34s %12.1f %12.2f %10.2f\n", row[w], med[w] / 1e3,
+		       (double)REG_LARGE / med[w] / 1e3, med[w] / med[0]);
 	return 0;
 }
 
