@@ -94,11 +94,29 @@ fuzz_build() {
 		make -j"$jobs" fuzz-build >make.log 2>&1
 }
 check build-fuzz fuzz_build
+# The targets run in two lanes side by side, one per core (in each, the fuzzer and the
+# library's threads take turns: about one core busy): the stage takes half the time, and
+# each target keeps its full time.
+fuzz_lane() {
+	local t
+	for t in "$@"; do
+		bash "$top/tests/fuzz/run.sh" --seconds "${FUZZ_SECONDS:-60}" \
+			--build "$top/_build/fuzz" "$t" >"$logdir/$t.out" 2>&1
+		echo $? >"$logdir/$t.rc"
+	done
+}
+fuzz_result() {
+	cat "$logdir/$1.out"
+	return "$(cat "$logdir/$1.rc" 2>/dev/null || echo 1)"
+}
 if [ -x "$top/_build/fuzz/tests/fuzz/fuzz-rb" ]; then
+	fuzz_lane fuzz-accept fuzz-ring fuzz-ctl fuzz-vq &
+	lane1=$!
+	fuzz_lane fuzz-connect fuzz-bulk fuzz-rb &
+	wait "$lane1" "$!"
 	for t in fuzz-accept fuzz-connect fuzz-ring fuzz-bulk fuzz-ctl fuzz-rb fuzz-vq; do
 		f0=$failed
-		check "$t" bash "$top/tests/fuzz/run.sh" --seconds "${FUZZ_SECONDS:-60}" \
-			--build "$top/_build/fuzz" "$t"
+		check "$t" fuzz_result "$t"
 		# A failure's log tail already shows it.
 		[ "$failed" = "$f0" ] && grep -E "^$t: " "$logdir/$t.log" | sed 's/^/    /'
 	done
@@ -176,6 +194,9 @@ make_tally() {
 	shift 2
 	if (cd "$top/_build/plain" && make "$@" >"$log" 2>&1); then :; fi
 	grep -a -E '^(PASS|FAIL): ' "$log" | sed "s/^/$prefix /"
+	# Which Criterion tests failed and what they said: the log stays on the machine that ran.
+	grep -a -E '^\[(FAIL|----)\] |CRASH|Timed out|Assertion' "$log" | grep -a -v '\] Criterion v' |
+		head -n 40 | sed 's/^/    /'
 	n=$(grep -a -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
 	if [ -n "$n" ]; then
 		passed=$((passed + $(cut -d' ' -f1 <<<"$n"))); failed=$((failed + $(cut -d' ' -f3 <<<"$n")))
