@@ -255,7 +255,7 @@ else
 fi
 
 echo "== make distcheck"
-check distcheck make -C "$top/_build/plain" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror
+check distcheck make -j"$jobs" -C "$top/_build/plain" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror
 # A failed distcheck keeps its tree: show what its failing tests said.
 for f in "$top"/_build/plain/libscif-*/_build/sub/test-suite.log; do
 	[ -f "$f" ] && grep -qE '^(FAIL|ERROR): ' "$f" || continue

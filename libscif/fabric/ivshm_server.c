@@ -465,6 +465,7 @@ int scif__ivshm_dispatch(struct scif__ivshm_server *srv)
 {
 	struct epoll_event evs[32];
 	int n, i, handled = 0, ret = 0;
+	bool incoming = false;
 
 	n = epoll_wait(srv->epfd, evs, 32, 0);
 	if (n < 0)
@@ -473,14 +474,7 @@ int scif__ivshm_dispatch(struct scif__ivshm_server *srv)
 		struct ivshm_peer *p = evs[i].data.ptr;
 
 		if (evs[i].data.ptr == &srv->lsock) {
-			int r;
-
-			/* accept everything queued; a failed guest setup is not a server failure */
-			while ((r = accept_one(srv)) > 0)
-				handled++;
-			if (r < 0 && r != -EAGAIN && r != -EWOULDBLOCK && r != -ECONNABORTED &&
-			    r != -EINTR && r != -EMFILE && r != -ENFILE && r != -ENOMEM)
-				ret = r;
+			incoming = true;
 			continue;
 		}
 		if (p->dead)
@@ -493,7 +487,23 @@ int scif__ivshm_dispatch(struct scif__ivshm_server *srv)
 		if (!p->failed && (evs[i].events & EPOLLOUT) && flush(srv, p))
 			p->failed = true;
 	}
+	/*
+	 * Departures before arrivals: a guest that left and the one that replaces it can show up
+	 * in the same wait (a card process killed and the next started, with the server slow
+	 * to look). Reaped first, the departed guest's id is free again and its departure is
+	 * announced first, so the newcomer becomes the same node instead of the next free one.
+	 */
 	reap(srv);
+	if (incoming) {
+		int r;
+
+		/* accept everything queued; a failed guest setup is not a server failure */
+		while ((r = accept_one(srv)) > 0)
+			handled++;
+		if (r < 0 && r != -EAGAIN && r != -EWOULDBLOCK && r != -ECONNABORTED &&
+		    r != -EINTR && r != -EMFILE && r != -ENFILE && r != -ENOMEM)
+			ret = r;
+	}
 	free_zombies(srv);
 	return ret ? ret : handled;
 }

@@ -119,7 +119,7 @@ static void host_peer_cb(void *arg, enum scif__ivshm_event event, uint16_t id)
 
 		h->in[id] = in >= 0 ? fcntl(in, F_DUPFD_CLOEXEC, 0) : -1;
 		h->out[id] = out >= 0 ? fcntl(out, F_DUPFD_CLOEXEC, 0) : -1;
-		h->ev_down &= ~(1u << id);
+		/* A departure just before stays: the card left, and another took its id. */
 		h->ev_up |= 1u << id;
 	} else {
 		h->ev_up &= ~(1u << id);
@@ -218,7 +218,10 @@ static int host_handle(struct pcie_dev *d, pcie_dev_cb cb, void *arg)
 	down = h->ev_down;
 	h->ev_up = h->ev_down = 0;
 	pthread_mutex_unlock(&h->lock);
-	/* A card that came and went within one dispatch: gone. */
+	/*
+	 * A card that came and went within one dispatch: gone. One that went and came (a card
+	 * process killed and the next one, the server slow to look): gone, then here again.
+	 */
 	for (uint16_t i = 0; i < PCIE_MAX_NODES; i++) {
 		if (down >> i & 1)
 			cb(arg, PCIE_DEV_DOWN, i);

@@ -381,6 +381,23 @@ static void t_protocol(int shm, uint64_t shm_size)
 		pump(s, cs, want, 2);
 	if (c && expect_setup(c, nv, others, 1, shm_size) != 2)
 		why("id 2 not reused");
+	/*
+	 * A guest leaves and the next connects before the server looks: one dispatch sees the
+	 * hangup and the newcomer together. The newcomer still gets the freed id (a card that
+	 * restarts stays the same node), and its arrival is reported after the departure.
+	 */
+	client_close(c);
+	c = client_connect();
+	cs[1] = c;
+	want[0] += 1 + nv;
+	want[1] = 3 + 3 * nv;
+	if (a && c)
+		pump(s, cs, want, 2);
+	if (c && expect_setup(c, nv, others, 1, shm_size) != 2)
+		why("a guest connecting with a departure not yet seen did not get its id 2");
+	if (nevents != 6 || events[4] != -2 || events[5] != 2)
+		why("departure and arrival in the same dispatch: %d events, last %d, %d", nevents,
+		    nevents > 1 ? events[nevents - 2] : 0, nevents ? events[nevents - 1] : 0);
 	report("ivshm_server_disconnect_and_reuse");
 
 	/* destroy hangs up on everyone and removes the socket */
