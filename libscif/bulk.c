@@ -278,8 +278,15 @@ static void bulk_kick_offer(struct scif_endpt *ep, const struct scif_bulk_claim 
 	uint64_t until = 0;
 
 	for (unsigned int i = 1;; i++) {
-		/* An answer to this offer: a new claim, its count, or a commitment. */
-		if ((uint32_t)scif__read_once(&cl->seq) != ep->sh->tx_cseq ||
+		/*
+		 * An answer to this offer: a claim on it, its count, or a commitment. A claim is
+		 * new to us and names this offer: the last offer's claim may still be new, since
+		 * a receiver that copied all of it itself gave its count before we looked at the
+		 * claim, and it is no answer (taken for one, the kick was skipped and a sleeping
+		 * receiver slept through the offer until its 1 s recheck).
+		 */
+		if (((uint32_t)scif__load_acquire(&cl->seq) != ep->sh->tx_cseq &&
+		     scif__read_once(&cl->oseq) == ep->sh->tx_oseq) ||
 		    (uint32_t)(scif__read_once(&cl->done) >> 32) == seq ||
 		    (uint32_t)scif__read_once(&cl->take) == seq)
 			return;

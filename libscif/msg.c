@@ -39,6 +39,13 @@
 #define PROBE_INTERVAL_NS 100000u /* idle non-blocking calls look for a hang-up this often */
 
 static uint64_t msg_spin_ns = 20000;
+/*
+ * The longest a sleeper sleeps before it looks again for itself: a doorbell lost to a
+ * transient failure (ENOBUFS, ...) or a wake-up without its eventfd costs this much latency,
+ * never a hang. SCIF_WAIT_RECHECK_MS changes it: the tests make it long, so that a wake-up
+ * the protocol loses shows up as a stall instead of a second's delay.
+ */
+static int msg_recheck_ms = 1000;
 
 void scif__msg_init(void)
 {
@@ -46,6 +53,13 @@ void scif__msg_init(void)
 
 	if (v && *v)
 		msg_spin_ns = strtoull(v, NULL, 10) * 1000u;
+	v = getenv("SCIF_WAIT_RECHECK_MS");
+	if (v && *v) {
+		unsigned long ms = strtoul(v, NULL, 10);
+
+		if (ms >= 1 && ms <= 3600000)
+			msg_recheck_ms = (int)ms;
+	}
 }
 
 /* Publish our receiver's arm word; a store the peer would only re-read is skipped. */
@@ -90,13 +104,6 @@ static int msg_probe(struct scif_endpt *ep)
 }
 
 /* The sleeping primitive: poll the endpoint descriptor (and @extra), interruptible. */
-/*
- * The longest a sleeper sleeps before it looks again for itself: a doorbell lost to a
- * transient failure (ENOBUFS, ...) or a wake-up without its eventfd costs this much latency,
- * never a hang.
- */
-#define WAIT_RECHECK_MS 1000
-
 int scif__msg_wait(struct scif_endpt *ep, int extra, short events, int timeout_ms)
 {
 	struct pollfd p[3];
@@ -118,8 +125,8 @@ int scif__msg_wait(struct scif_endpt *ep, int extra, short events, int timeout_m
 			wfd = exp;
 		}
 	}
-	if (timeout_ms < 0 || timeout_ms > WAIT_RECHECK_MS)
-		timeout_ms = WAIT_RECHECK_MS;
+	if (timeout_ms < 0 || timeout_ms > msg_recheck_ms)
+		timeout_ms = msg_recheck_ms;
 	scif__atomic_inc(&ep->waiters);
 	if (scif__load_acquire(&ep->closing)) {
 		scif__atomic_dec(&ep->waiters);

@@ -31,10 +31,11 @@ static const size_t echo_sizes[] = { (1u << 20) - 1, 1u << 20, (1u << 20) + 1, (
  * on huge pages (direct copies pay, so offers are taken and split); without, the receiver
  * declines them after its probe and the rest goes through the ring. @use_fork: the peer's
  * fork child echoes (it may not be copied into directly, only copy itself). @probe: the
- * receiver judges the speed of direct copies (0: it takes every offer).
+ * receiver judges the speed of direct copies (0: it takes every offer). @nap_us: pause this
+ * long before each round trip, so that the peer is asleep in scif_recv when the offer comes.
  */
 static void echo_sizes_case(int thp, int use_fork, int probe, const size_t *sizes, size_t nsizes,
-			    int rounds)
+			    int rounds, unsigned int nap_us)
 {
 	uint16_t port = test_port();
 	char a1[16], a2[4], a3[4];
@@ -57,12 +58,22 @@ static void echo_sizes_case(int thp, int use_fork, int probe, const size_t *size
 		for (size_t i = 0; i < nsizes; i++) {
 			uint64_t len = sizes[i];
 
+			uint64_t t0;
+
 			stream_fill(stream_seed(round, i, (uint64_t)thp), 0, out, len);
 			cr_assert_eq(scif_send(ep, &len, sizeof(len), SCIF_SEND_BLOCK), 8);
+			if (nap_us)
+				usleep(nap_us);
+			t0 = test_now_ms();
 			cr_assert_eq(scif_send(ep, out, (int)len, SCIF_SEND_BLOCK), (int)len,
 				     "send %llu: %s", (unsigned long long)len, strerror(errno));
 			cr_assert_eq(scif_recv(ep, in, (int)len, SCIF_RECV_BLOCK), (int)len,
 				     "recv %llu: %s", (unsigned long long)len, strerror(errno));
+			/* Not a speed bound: a lost wake-up costs SCIF_WAIT_RECHECK_MS (30 s). */
+			cr_assert_lt(test_now_ms() - t0, 20000, "the echo of %llu bytes took %llu ms: "
+				     "a sleeping side was not woken (round %d)",
+				     (unsigned long long)len,
+				     (unsigned long long)(test_now_ms() - t0), round);
 			cr_assert(!memcmp(in, out, len), "echo of %llu bytes differs (round %d)",
 				  (unsigned long long)len, round);
 			memset(in, 0xee, len);
@@ -78,7 +89,7 @@ static void echo_sizes_case(int thp, int use_fork, int probe, const size_t *size
 static void echo_case(int thp, int use_fork, int probe)
 {
 	echo_sizes_case(thp, use_fork, probe, echo_sizes, sizeof(echo_sizes) / sizeof(echo_sizes[0]),
-			3);
+			3, 0);
 }
 
 /*
@@ -90,7 +101,23 @@ static const size_t band_sizes[] = { 64u << 10, (64u << 10) + 1, (100u << 10) + 
 
 Test(bulk, echo_middle_sizes_either_path, .timeout = 120)
 {
-	echo_sizes_case(0, 0, 0, band_sizes, sizeof(band_sizes) / sizeof(band_sizes[0]), 120);
+	echo_sizes_case(0, 0, 0, band_sizes, sizeof(band_sizes) / sizeof(band_sizes[0]), 120, 0);
+}
+
+/*
+ * The receiver asleep in scif_recv when each offer comes (a pause first, far longer than it
+ * spins), with claims short enough that it often copies the whole claim before the sender
+ * looks at it: the sender's next offer must still wake it. It did not (the old claim was
+ * taken for an answer to the new offer), and every such round trip took the 1 s the sleeper
+ * waits before looking again by itself; here that is 30 s (SCIF_WAIT_RECHECK_MS), so a lost
+ * wake-up cannot pass for a slow machine.
+ */
+static const size_t nap_sizes[] = { 64u << 10, (100u << 10) + 3, 256u << 10 };
+
+Test(bulk, sleeping_receiver_woken_by_every_offer, .timeout = 120)
+{
+	setenv("SCIF_WAIT_RECHECK_MS", "30000", 1);
+	echo_sizes_case(0, 0, 0, nap_sizes, sizeof(nap_sizes) / sizeof(nap_sizes[0]), 30, 2000);
 }
 
 Test(bulk, echo_split_between_both_sides, .timeout = 120) { echo_case(1, 0, 0); }
