@@ -24,12 +24,13 @@
  * sender that has is waited for (its stop word) before the buffer goes back to the caller.
  *
  * When the direct copy pays. process_vm_readv() costs about 1.2 us per call and pins the
- * other process's pages one by one (cheaper on huge pages), yet with both sides copying
- * halves of a claim it beats the ring's two copies from 32-48 KiB on, on 4 KiB and huge
- * pages alike (the ring's copies run at the speed lines move between the cores, about 8.5
- * GB/s on the 2-vCPU machines): 1.2-1.7x at 64 KiB, 2.3-4x from 256 KiB. So every blocking send
- * from SCIF_CMA_MIN (64 KiB) on is offered, every time: a constant, not a measurement that
- * could come out differently from one run to the next (docs/architecture.md 7a). The old
+ * other process's pages one by one (cheaper on huge pages), and a blocking send waits for
+ * its receiver's copy, while the ring's two copies overlap on two cores (19-21 GB/s on the
+ * 2-vCPU machines from 64 KiB on). Measured there, the ring wins up to 256 KiB (3x the
+ * bandwidth at 64 KiB, 1.2-1.4x at 256 KiB) and one copy from 512 KiB (1.1-1.5x). So every
+ * blocking send from SCIF_CMA_MIN (512 KiB) on is offered, every time: a constant, not a
+ * measurement that could come out differently from one run to the next
+ * (docs/architecture.md 7a). The old
  * timing probe (time the first chunk against a memcpy measured once, decline below half of
  * it) compared against the wrong thing, a cache-hot memcpy rather than the ring, and declined
  * offers three times faster than the ring on most runs; it stays behind SCIF_CMA_PROBE=1. A
@@ -69,7 +70,7 @@
 #define BULK_SKIP 16                /* large sends without offers after a slow one */
 #define BULK_LINGER_MS 200          /* wait for a disconnected sender's last copy this long */
 
-size_t scif__bulk_min = 64u << 10;
+size_t scif__bulk_min = 512u << 10;
 size_t scif__bulk_try = 64u << 10;
 uint64_t scif__bulk_nb_wait_ns = 100000u;
 static int bulk_probe; /* SCIF_CMA_PROBE=1: decline offers slower than half of memcpy */

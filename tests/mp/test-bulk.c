@@ -45,6 +45,8 @@ static void echo_sizes_case(int thp, int use_fork, int probe, const size_t *size
 
 	/* Without the speed probe every offer is taken and split, however loaded the machine. */
 	setenv("SCIF_CMA_PROBE", probe ? "1" : "0", 1);
+	/* Offers from 64 KiB (the default is 512 KiB), here and in the peer: short claims too. */
+	setenv("SCIF_CMA_MIN", "65536", 1);
 	max = 0;
 	for (size_t i = 0; i < nsizes; i++)
 		max = sizes[i] > max ? sizes[i] : max;
@@ -93,8 +95,8 @@ static void echo_case(int thp, int use_fork, int probe)
 }
 
 /*
- * Sizes around the single-copy threshold (SCIF_CMA_MIN, 64 KiB by default), with many
- * rounds: short claims split in two halves between both sides, every byte checked.
+ * Short claims, from SCIF_CMA_MIN (64 KiB here; 512 KiB by default) on, with many rounds:
+ * claims split in two halves between both sides, every byte checked.
  */
 static const size_t band_sizes[] = { 64u << 10, (64u << 10) + 1, (100u << 10) + 3,
 				     (128u << 10) - 1, (96u << 10) + 4095 };
