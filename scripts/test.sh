@@ -195,8 +195,10 @@ make_tally() {
 	if (cd "$top/_build/plain" && make "$@" >"$log" 2>&1); then :; fi
 	grep -a -E '^(PASS|FAIL): ' "$log" | sed "s/^/$prefix /"
 	# Which Criterion tests failed and what they said: the log stays on the machine that ran.
-	grep -a -E '^\[(FAIL|----)\] |CRASH|Timed out|Assertion' "$log" | grep -a -v '\] Criterion v' |
-		head -n 40 | sed 's/^/    /'
+	if grep -a -q -E '^FAIL: ' "$log"; then
+		grep -a -E '^\[(FAIL|----)\] |CRASH|Timed out|Assertion' "$log" |
+			grep -a -v '\] Criterion v' | head -n 40 | sed 's/^/    /'
+	fi
 	n=$(grep -a -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
 	if [ -n "$n" ]; then
 		passed=$((passed + $(cut -d' ' -f1 <<<"$n"))); failed=$((failed + $(cut -d' ' -f3 <<<"$n")))
