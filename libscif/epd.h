@@ -380,6 +380,8 @@ short scif__msg_revents(struct scif_endpt *ep, short events, int arm);
 int scif__msg_wait(struct scif_endpt *ep, int extra, short events, int timeout_ms);
 void scif__msg_set_writable(struct scif_endpt *ep, int writable);
 void scif__msg_init(void);
+/* How long a sleep in the library lasts at most before it looks again (SCIF_WAIT_RECHECK_MS). */
+extern int scif__wait_recheck_ms;
 /* For bulk.c, which runs inside scif_send()/scif_recv() (their lock held): */
 /* Sender: make the peer's receiver look at its words (ring it if it may be asleep). */
 void scif__msg_kick_rx(struct scif_endpt *ep);

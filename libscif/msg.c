@@ -40,12 +40,13 @@
 
 static uint64_t msg_spin_ns = 20000;
 /*
- * The longest a sleeper sleeps before it looks again for itself: a doorbell lost to a
- * transient failure (ENOBUFS, ...) or a wake-up without its eventfd costs this much latency,
- * never a hang. SCIF_WAIT_RECHECK_MS changes it: the tests make it long, so that a wake-up
- * the protocol loses shows up as a stall instead of a second's delay.
+ * The longest a sleeper (here and in scif_poll) sleeps before it looks again for itself: a
+ * doorbell lost to a transient failure (ENOBUFS, ...) or a wake-up without its eventfd costs
+ * this much latency, never a hang. SCIF_WAIT_RECHECK_MS changes it: the tests make it long,
+ * so that a wake-up the protocol loses shows up as a stall instead of a second's delay.
+ * Written once, by the library's initialisation, before any call can sleep.
  */
-static int msg_recheck_ms = 1000;
+int scif__wait_recheck_ms = 1000;
 
 void scif__msg_init(void)
 {
@@ -58,7 +59,7 @@ void scif__msg_init(void)
 		unsigned long ms = strtoul(v, NULL, 10);
 
 		if (ms >= 1 && ms <= 3600000)
-			msg_recheck_ms = (int)ms;
+			scif__wait_recheck_ms = (int)ms;
 	}
 }
 
@@ -125,8 +126,8 @@ int scif__msg_wait(struct scif_endpt *ep, int extra, short events, int timeout_m
 			wfd = exp;
 		}
 	}
-	if (timeout_ms < 0 || timeout_ms > msg_recheck_ms)
-		timeout_ms = msg_recheck_ms;
+	if (timeout_ms < 0 || timeout_ms > scif__wait_recheck_ms)
+		timeout_ms = scif__wait_recheck_ms;
 	scif__atomic_inc(&ep->waiters);
 	if (scif__load_acquire(&ep->closing)) {
 		scif__atomic_dec(&ep->waiters);

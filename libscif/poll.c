@@ -11,8 +11,6 @@
 #include "atomic.h"
 #include "epd.h"
 
-#define SCIF_POLL_RECHECK_MS 1000
-
 /* Readiness of one endpoint; with @arm, prepare its descriptor to wake a sleep. */
 static short poll_revents(struct scif_endpt *ep, short events, int arm)
 {
@@ -76,11 +74,12 @@ int scif__poll(struct scif_pollepd *epds, unsigned int nepds, long timeout)
 			wait_ms = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
 		}
 		/*
-		 * Endpoints are looked at again at least once a second: readiness the library
-		 * computes is never lost to a doorbell that could not be rung (ENOBUFS).
+		 * Endpoints are looked at again at least once a second (scif__wait_recheck_ms):
+		 * readiness the library computes is never lost to a doorbell that could not be
+		 * rung (ENOBUFS).
 		 */
-		if (nscif && (wait_ms < 0 || wait_ms > SCIF_POLL_RECHECK_MS))
-			wait_ms = SCIF_POLL_RECHECK_MS;
+		if (nscif && (wait_ms < 0 || wait_ms > scif__wait_recheck_ms))
+			wait_ms = scif__wait_recheck_ms;
 		ret = poll(pfd, nepds, wait_ms);
 		if (ret < 0) {
 			ret = -errno;

@@ -58,9 +58,7 @@ static void echo_sizes_case(int thp, int use_fork, int probe, const size_t *size
 	cr_assert_gt(test_connect_retry(ep, 1, port), 0, "connect: %s", strerror(errno));
 	for (int round = 0; round < rounds; round++) {
 		for (size_t i = 0; i < nsizes; i++) {
-			uint64_t len = sizes[i];
-
-			uint64_t t0;
+			uint64_t len = sizes[i], t0;
 
 			stream_fill(stream_seed(round, i, (uint64_t)thp), 0, out, len);
 			cr_assert_eq(scif_send(ep, &len, sizeof(len), SCIF_SEND_BLOCK), 8);
