@@ -20,6 +20,14 @@ mkdir -p "$logdir"
 cd "$top" && autoreconf -fi >"$logdir/autoreconf.log" 2>&1 || {
 	cat "$logdir/autoreconf.log"; echo "0 passed, 1 failed"; exit 1; }
 
+# stage TITLE: begin a stage, saying how long the one before took (where CI's time goes).
+stage_start=$SECONDS
+stage() {
+	[ -z "${stage_title:-}" ] || echo "   ($((SECONDS - stage_start)) s)"
+	stage_title=$1 stage_start=$SECONDS
+	[ -z "$1" ] || echo "== $1"
+}
+
 # One named check that counts as one test.
 check() {
 	local name=$1; shift
@@ -77,15 +85,15 @@ suite() {
 	count_criterion "$dir" "$label"
 }
 
-echo "== plain build (-Werror) and the Criterion suite"
+stage "plain build (-Werror) and the Criterion suite"
 check build-plain build "$top/_build/plain"
 [ -f "$top/_build/plain/Makefile" ] && suite "$top/_build/plain" plain
 
-echo "== ASan + UBSan build and the Criterion suite"
+stage "ASan + UBSan build and the Criterion suite"
 check build-asan build "$top/_build/asan" --enable-sanitizers
 [ -f "$top/_build/asan/Makefile" ] && suite "$top/_build/asan" asan+ubsan
 
-echo "== libFuzzer targets (clang, ASan+UBSan), ${FUZZ_SECONDS:-60} s each"
+stage "libFuzzer targets (clang, ASan+UBSan), ${FUZZ_SECONDS:-60} s each"
 # Each target is one check: it fails on a crash, a sanitizer report, a hang or a failed
 # check (tests/fuzz/run.sh prints the diagnosis); the summary line gives its executions.
 fuzz_build() {
@@ -122,7 +130,7 @@ if [ -x "$top/_build/fuzz/tests/fuzz/fuzz-rb" ]; then
 	done
 fi
 
-echo "== ThreadSanitizer build and the multi-threaded tests"
+stage "ThreadSanitizer build and the multi-threaded tests"
 # The tests that run several threads on one endpoint, built against tests/tsan's stand-in
 # for Criterion (which cannot start under TSan). A test in which TSan reports a race fails;
 # the distinct reports, with both stacks, are collected in _build/logs/tsan-reports.txt.
@@ -144,7 +152,7 @@ if [ -f "$top/_build/tsan/Makefile" ]; then
 	fi
 fi
 
-echo "== libfabric provider: fabtests and MPI"
+stage "libfabric provider: fabtests and MPI"
 # make check-provider in the plain build (tests/provider/check-provider.sh): fabtests, built
 # once from FABTESTS_TARBALL, on shm (the reference), on scif and on "scif;ofi_rxm" (each
 # fails when a test that passes on shm fails on it), side by side; then the MPI programs of
@@ -164,7 +172,7 @@ if [ -f "$top/_build/plain/Makefile" ]; then
 	fi
 fi
 
-echo "== virtio over SCIF: daemon and card frontend with real clients"
+stage "virtio over SCIF: daemon and card frontend with real clients"
 # make check-virtio in the plain build (tests/virtio/check-virtio.sh): console, block, net and
 # lifecycle groups, each in network namespaces of its own; each PASS/FAIL line is one check.
 if [ -f "$top/_build/plain/Makefile" ]; then
@@ -180,12 +188,10 @@ if [ -f "$top/_build/plain/Makefile" ]; then
 	fi
 fi
 
-echo "== the ofi fabric: SCIF nodes in network namespaces, libfabric between them"
+stage "the ofi fabric: SCIF nodes in network namespaces, libfabric between them"
 # make check-ofi in the plain build (tests/ofi/check-ofi.sh): the compat pairs and the
 # multi-process suites with node 0 and node 1 in namespaces of their own, over libfabric's
-# sockets provider. Not over tcp;ofi_rxm: with libfabric 1.17's rxm a survivor keeps
-# descriptors of SIGKILLed peers (docs/network-fabric.md); by hand,
-# make check-ofi OFI_PROVIDER=tcp (OFI_RXM_ALL=1 adds the SIGKILL tests).
+# sockets provider, then over tcp;ofi_rxm (the provider a user picks on Ethernet).
 
 # make_tally NAME PREFIX TARGET [VAR=VALUE...]: run a make target of the plain build whose last
 # line is "N passed, N failed", show its PASS/FAIL lines under PREFIX, and add its counts.
@@ -210,9 +216,10 @@ make_tally() {
 }
 if [ -f "$top/_build/plain/Makefile" ]; then
 	make_tally check-ofi-sockets "ofi (sockets)" check-ofi OFI_PROVIDER=sockets
+	make_tally check-ofi-tcp "ofi (tcp;ofi_rxm)" check-ofi OFI_PROVIDER=tcp
 fi
 
-echo "== the pcie fabric: a host and a card sharing one ivshmem aperture, the card a process then a QEMU guest"
+stage "the pcie fabric: a host and a card sharing one ivshmem aperture, the card a process then a QEMU guest"
 # make check-pcie in the plain build (tests/pcie/check-pcie.sh): the compat pairs and the
 # multi-process suites with node 0 serving the aperture and node 1 an ivshmem client, and
 # test-pcie (a full aperture, a card that corrupts it, departures); then the guest pass, every
@@ -223,7 +230,7 @@ if [ -f "$top/_build/plain/Makefile" ]; then
 	grep -a '^guest bench' "$logdir/check-pcie.log" || true
 fi
 
-echo "== valgrind on the host/card example pair"
+stage "valgrind on the host/card example pair"
 vg() {
 	local who=$1 b=$top/_build/plain/examples
 	local vgcmd=(valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite -q)
@@ -241,11 +248,11 @@ check valgrind-host vg host
 check valgrind-card vg card
 unset LD_LIBRARY_PATH
 
-echo "== documentation: every exported symbol has a Doxygen block and a man page"
+stage "documentation: every exported symbol has a Doxygen block and a man page"
 check docs-doxygen make -C "$top/_build/plain" docs
 check docs-man bash "$top/scripts/check-docs.sh" "$top" "$top/_build/plain/libscif/.libs/libscif.so.0"
 
-echo "== kernel shim in a QEMU guest"
+stage "kernel shim in a QEMU guest"
 if (cd "$top/_build/plain" && make check-kernel >"$logdir/check-kernel.log" 2>&1); then :; fi
 grep -E '^(PASS|FAIL): ' "$logdir/check-kernel.log" | sed 's/^/kernel /'
 kp=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$logdir/check-kernel.log" | tail -n 1)
@@ -256,7 +263,7 @@ else
 	failed=$((failed + 1))
 fi
 
-echo "== make distcheck"
+stage "make distcheck"
 check distcheck make -j"$jobs" -C "$top/_build/plain" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror
 # A failed distcheck keeps its tree: show what its failing tests said.
 for f in "$top"/_build/plain/libscif-*/_build/sub/test-suite.log; do
@@ -264,5 +271,7 @@ for f in "$top"/_build/plain/libscif-*/_build/sub/test-suite.log; do
 	grep -vE '^\[(RUN |PASS)\]' "$f" | head -n 80 | sed 's/^/    /'
 done
 
+stage ""
+echo "total: $SECONDS s"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

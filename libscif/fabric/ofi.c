@@ -53,6 +53,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -87,6 +88,7 @@
 #define OFI_FRAME_MS 2000   /* the rest of a frame that has begun must come within this */
 #define OFI_DEAD_MS 4000    /* an unreachable peer shows as gone after about this long */
 #define OFI_OP_MS 10000     /* a queue that stays full this long means the peer is gone */
+#define OFI_GONE_MS 2       /* how often a call kept waiting looks whether its peer is gone */
 #define OFI_EXIT_MS 1000    /* what exit() spends making sure the peers got our bytes */
 
 /* One framed control message on a link; the message, then nfh handles, follow it. */
@@ -232,6 +234,9 @@ static struct {
 	uint32_t nbells;
 	uint64_t *link_peer; /* by link descriptor: its peer's address + 1 (0: no HELLO yet),
 			      * and OFI_LINK_OWE while ours is still to be sent */
+	ino_t *link_ino;     /* by link descriptor: the socket's inode. The core closes links
+			      * without telling us: an entry whose descriptor is now another
+			      * file is stale (ofi_peer_gone) */
 	int nlinks;
 	struct ofi_fence fence[OFI_FENCES];
 	struct ofi_peer *peers; /* every peer process in the address vector, once */
@@ -740,6 +745,8 @@ static int ofi_live(void)
 		ofi.ep = NULL;
 		ofi.rx_mr = NULL;
 		ofi.peers = NULL; /* the parent's address vector's (left, like the rest) */
+		if (ofi.link_peer) /* they name the parent's addresses */
+			memset(ofi.link_peer, 0, sizeof(*ofi.link_peer) * (size_t)ofi.nlinks);
 		ret = ofi_open_ep();
 		if (!ret)
 			__atomic_store_n(&ofi.forked, 0, __ATOMIC_RELEASE);
@@ -783,13 +790,82 @@ static int ofi_attach(struct scif_fabric *fab)
 	return 0;
 }
 
+/* ---- peers that are gone ---------------------------------------------------------------- */
+
+/* Has @link hung up (or failed)? */
+static int ofi_link_dead(int link)
+{
+	struct pollfd p = { .fd = link, .events = POLLRDHUP };
+
+	return link < 0 || (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
+}
+
+/*
+ * Is the process at @peer gone? Yes when we hold links to it and every one has hung up:
+ * nothing we could still send it has an endpoint to go to. (No link at all says nothing: a
+ * process that has closed its links with it may still be owed its bytes at exit.) Entries of
+ * links the core has closed since are told by their descriptor's inode, and forgotten.
+ */
+static int ofi_peer_gone(fi_addr_t peer)
+{
+	int live = 0, dead = 0;
+
+	pthread_mutex_lock(&ofi.lock);
+	for (int fd = 0; fd < ofi.nlinks && !live; fd++) {
+		struct stat st;
+
+		if ((ofi.link_peer[fd] & ~OFI_LINK_OWE) != peer + 1)
+			continue;
+		if (fstat(fd, &st) || !S_ISSOCK(st.st_mode) || st.st_ino != ofi.link_ino[fd]) {
+			ofi.link_peer[fd] = 0;
+			continue;
+		}
+		if (ofi_link_dead(fd))
+			dead++;
+		else
+			live++;
+	}
+	pthread_mutex_unlock(&ofi.lock);
+	return !live && dead;
+}
+
+/*
+ * A call that the provider answered -FI_EAGAIN toward @peer: may it be made again? Not past
+ * @r->until (OFI_OP_MS after the first answer unless the caller set it), and not once the
+ * process at @peer is gone, looked at every OFI_GONE_MS: tcp;ofi_rxm answers -FI_EAGAIN for
+ * as long as it is asked toward a process that died, trying to connect to it again each time.
+ * Returns 0 (try again) or -ECONNRESET. Start with the struct zeroed (or only @until set).
+ */
+struct ofi_retry {
+	uint64_t until;
+	uint64_t look;
+};
+
+static int ofi_retry(struct ofi_retry *r, fi_addr_t peer)
+{
+	uint64_t now = scif_fabric_now_ms();
+
+	if (!r->look) {
+		if (!r->until)
+			r->until = now + OFI_OP_MS;
+	} else if (now > r->until) {
+		return -ECONNRESET;
+	} else if (now < r->look) {
+		return 0;
+	} else if (ofi_peer_gone(peer)) {
+		return -ECONNRESET;
+	}
+	r->look = now + OFI_GONE_MS;
+	return 0;
+}
+
 /* ---- small messages --------------------------------------------------------------------- */
 
 /* Send this thread's pending PUT, if any: before anything else goes to any peer. */
 static int ofi_push(void)
 {
 	struct ofi_pending *p = &ofi_pend;
-	uint64_t until = 0;
+	struct ofi_retry rt = { 0 };
 	ssize_t r;
 
 	if (!p->len)
@@ -800,38 +876,31 @@ static int ofi_push(void)
 		if (r == -FI_EAGAIN)
 			fi_cq_read(ofi.cq, NULL, 0);
 		FI_UL();
-		if (r != -FI_EAGAIN)
-			break;
-		if (!until)
-			until = scif_fabric_now_ms() + OFI_OP_MS;
-		else if (scif_fabric_now_ms() > until)
+		if (r != -FI_EAGAIN || ofi_retry(&rt, p->peer))
 			break;
 	}
 	p->len = 0;
 	return r ? -ECONNRESET : 0;
 }
 
-static int ofi_note_send(uint32_t op, uint64_t arg, fi_addr_t to)
+/* A small message to @to; given up at @until (ms; 0: OFI_OP_MS from now) or if @to is gone. */
+static int ofi_note_send(uint32_t op, uint64_t arg, fi_addr_t to, uint64_t until)
 {
 	struct ofi_note n = { .magic = OFI_NOTE_MAGIC, .op = op, .arg = arg };
-	uint64_t until = 0;
+	struct ofi_retry rt = { .until = until };
 	ssize_t r;
 
 	if (ofi_push())
 		return -ECONNRESET;
-	FI_LK();
-	while ((r = fi_inject(ofi.ep, &n, sizeof(n), to)) == -FI_EAGAIN) {
-		uint64_t now = scif_fabric_now_ms();
-
-		if (!until) {
-			until = now + OFI_OP_MS;
-		} else if (now > until) {
-			FI_UL();
-			return -ECONNRESET;
-		}
-		fi_cq_read(ofi.cq, NULL, 0);
+	for (;;) {
+		FI_LK();
+		r = fi_inject(ofi.ep, &n, sizeof(n), to);
+		if (r == -FI_EAGAIN)
+			fi_cq_read(ofi.cq, NULL, 0);
+		FI_UL();
+		if (r != -FI_EAGAIN || ofi_retry(&rt, to))
+			break;
 	}
-	FI_UL();
 	return r ? -ECONNRESET : 0;
 }
 
@@ -872,7 +941,7 @@ static void ofi_handle(union ofi_msgbuf *m, size_t len, fi_addr_t src)
 	case OFI_OP_PING:
 		/* Sent after everything we posted toward the peer before we saw its ping. */
 		if (src != FI_ADDR_NOTAVAIL)
-			ofi_note_send(OFI_OP_ECHO, n->arg, src);
+			ofi_note_send(OFI_OP_ECHO, n->arg, src, 0);
 		break;
 	case OFI_OP_ECHO:
 		pthread_mutex_lock(&ofi.lock);
@@ -914,21 +983,32 @@ static int ofi_link_set(int fd, uint64_t v, int keep)
 {
 	int ret = 0;
 
+	struct stat st = { 0 };
+
+	if (!keep && fstat(fd, &st))
+		return -errno;
 	pthread_mutex_lock(&ofi.lock);
 	if (fd >= ofi.nlinks) {
 		int n = fd + 64;
 		uint64_t *p = realloc(ofi.link_peer, sizeof(*p) * (size_t)n);
+		ino_t *ino = p ? realloc(ofi.link_ino, sizeof(*ino) * (size_t)n) : NULL;
 
-		if (!p) {
+		if (p)
+			ofi.link_peer = p; /* (the old size still counts until both have grown) */
+		if (!ino) {
 			ret = -ENOMEM;
 		} else {
 			memset(p + ofi.nlinks, 0, sizeof(*p) * (size_t)(n - ofi.nlinks));
-			ofi.link_peer = p;
+			memset(ino + ofi.nlinks, 0, sizeof(*ino) * (size_t)(n - ofi.nlinks));
+			ofi.link_ino = ino;
 			ofi.nlinks = n;
 		}
 	}
-	if (!ret)
+	if (!ret) {
 		ofi.link_peer[fd] = keep ? (ofi.link_peer[fd] & OFI_LINK_OWE) | v : v;
+		if (!keep)
+			ofi.link_ino[fd] = st.st_ino;
+	}
 	pthread_mutex_unlock(&ofi.lock);
 	return ret;
 }
@@ -1393,7 +1473,7 @@ static void ofi_region_destroy(struct scif_region *r)
 static int ofi_write(const void *buf, size_t len, void *desc, fi_addr_t peer, uint64_t raddr,
 		     uint64_t key)
 {
-	uint64_t until = 0;
+	struct ofi_retry rt = { 0 };
 	ssize_t r;
 
 	if (ofi_push())
@@ -1412,11 +1492,7 @@ static int ofi_write(const void *buf, size_t len, void *desc, fi_addr_t peer, ui
 				scif_warn("ofi: write of %zu bytes failed: %zd", len, r);
 			return r ? -ECONNRESET : 0;
 		}
-		uint64_t now = scif_fabric_now_ms();
-
-		if (!until)
-			until = now + OFI_OP_MS;
-		else if (now > until)
+		if (ofi_retry(&rt, peer))
 			return -ECONNRESET;
 	}
 }
@@ -1448,7 +1524,8 @@ static int ofi_rma_wait(int read, void *buf, size_t len, void *desc, fi_addr_t p
 	struct fi_rma_iov riov = { .addr = raddr, .len = len, .key = key };
 	struct fi_msg_rma msg = { .msg_iov = &iov, .desc = &desc, .iov_count = 1, .addr = peer,
 				  .rma_iov = &riov, .rma_iov_count = 1, .context = &op.ctx };
-	uint64_t until = scif_fabric_now_ms() + OFI_OP_MS;
+	struct ofi_retry rt = { 0 };
+	uint64_t until;
 	ssize_t r;
 	int ret = 0;
 
@@ -1463,14 +1540,22 @@ static int ofi_rma_wait(int read, void *buf, size_t len, void *desc, fi_addr_t p
 		FI_UL();
 		if (r != -FI_EAGAIN)
 			break;
-		if (scif_fabric_now_ms() > until)
+		if (ofi_retry(&rt, peer))
 			return -ECONNRESET;
 	}
 	if (r)
 		return -ECONNRESET;
+	until = scif_fabric_now_ms() + OFI_OP_MS;
 	pthread_mutex_lock(&ofi.lock);
 	while (!op.done) {
 		ofi_tick();
+		if (!op.done && !ret) {
+			/* (ofi_peer_gone takes ofi.lock itself) */
+			pthread_mutex_unlock(&ofi.lock);
+			if (ofi_peer_gone(peer))
+				until = 0;
+			pthread_mutex_lock(&ofi.lock);
+		}
 		if (!op.done && scif_fabric_now_ms() > until) {
 			/* The operation still owns @op: cancel it before the stack goes. */
 			pthread_mutex_unlock(&ofi.lock);
@@ -1530,14 +1615,6 @@ static int ofi_region_flush(const struct scif_region *r, size_t off, size_t len,
 	return flags & SCIF_FLUSH_MORE ? 0 : ofi_push();
 }
 
-/* Has @link hung up (or failed)? */
-static int ofi_link_dead(int link)
-{
-	struct pollfd p = { .fd = link, .events = POLLRDHUP };
-
-	return link < 0 || (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
-}
-
 /*
  * The two-way fence with the process at @peer: a ping that its progress thread answers after
  * everything it had posted toward us. Gives up with -ECONNRESET at @until (ms) or once @link
@@ -1561,14 +1638,19 @@ static int ofi_fence_peer(fi_addr_t peer, int link, uint64_t until)
 	ofi.fence[i].gen++;
 	arg = (uint64_t)ofi.fence[i].gen << 32 | (uint32_t)i;
 	pthread_mutex_unlock(&ofi.lock);
-	ret = ofi_note_send(OFI_OP_PING, arg, peer);
+	ret = ofi_note_send(OFI_OP_PING, arg, peer, until);
 	pthread_mutex_lock(&ofi.lock);
 	while (!ret && !ofi.fence[i].done) {
 		ofi_tick();
 		/* A peer that is gone never answers: its link says so first. */
 		if (!ofi.fence[i].done &&
-		    (scif_fabric_now_ms() > until || (link >= 0 && ofi_link_dead(link))))
+		    (scif_fabric_now_ms() > until || (link >= 0 && ofi_link_dead(link)))) {
 			ret = -ECONNRESET;
+		} else if (!ofi.fence[i].done && link < 0) {
+			pthread_mutex_unlock(&ofi.lock);
+			ret = ofi_peer_gone(peer) ? -ECONNRESET : 0;
+			pthread_mutex_lock(&ofi.lock);
+		}
 	}
 	ofi.fence[i].busy = 0;
 	pthread_cond_broadcast(&ofi.fence_cond);
@@ -1674,7 +1756,7 @@ static int ofi_ring(const struct scif_bell *b)
 		p->m.n.arg = b->priv;
 		return ofi_push();
 	}
-	return ofi_note_send(OFI_OP_RING, b->priv, b->priv32);
+	return ofi_note_send(OFI_OP_RING, b->priv, b->priv32, 0);
 }
 
 static int ofi_drain(int fd)
@@ -1684,7 +1766,7 @@ static int ofi_drain(int fd)
 
 static int ofi_unpark(const struct scif_bell *peer)
 {
-	return ofi_note_send(OFI_OP_UNPARK, peer->priv, peer->priv32);
+	return ofi_note_send(OFI_OP_UNPARK, peer->priv, peer->priv32, 0);
 }
 
 static void ofi_bell_close(struct scif_bell *b)

@@ -14,7 +14,8 @@
 #   --fabric local  (default) the library's default fabric. It joins the namespaces through
 #                   Unix sockets in the shared SCIF_RUN_DIR, so this must pass today: it
 #                   proves the harness.
-#   --fabric ofi    SCIF_FABRIC=ofi, SCIF_NODES_FILE=<the run's cluster file>, FI_PROVIDER=tcp,
+#   --fabric ofi    SCIF_FABRIC=ofi, SCIF_NODES_FILE=<the run's cluster file>,
+#                   FI_PROVIDER=<--provider: sockets (default) or tcp, i.e. tcp;ofi_rxm>,
 #                   and each node a SCIF_RUN_DIR of its own (node-exec.sh): the nodes share
 #                   no directory, so they can only meet through their addresses; a library
 #                   that ignored SCIF_FABRIC and used the local fabric would fail, not pass.
@@ -24,7 +25,8 @@
 # directory) is removed on every exit, also on failure, SIGINT and SIGTERM.
 #
 # Environment (set by the make target): top_builddir, top_srcdir (absolute); OFI_TIMEOUT
-# (600: each program's hard limit, seconds). Needs root.
+# (600: each program's hard limit, seconds); OFI_FILTER (a Criterion --filter pattern that
+# replaces every program's own, to run one test while working on it). Needs root.
 # Logs: $top_builddir/tests/ofi/<fabric>-<program>.log (Criterion's --verbose output).
 set -uo pipefail
 
@@ -102,12 +104,6 @@ filter[test-rma-mp]='!(rma_mp/mmap_ping_pong_across_processes)'
 #                 hosts there are no offers: its bytes go through the ring and are delivered.
 filter[test-bulk]='!(hostile_bulk/*|bulk/@(echo_from_a_fork_child|nonblocking_sends_1m|nonblocking_sends_4m|abandoned_offer_is_not_delivered))'
 
-# With libfabric's tcp;ofi_rxm (--provider tcp), also not the tests that SIGKILL a peer
-# while data flows: libfabric 1.17's tcp;ofi_rxm dereferences NULL in its completion queue
-# (fi_cq_readfrom) when a peer dies with writes in flight, which crashes the survivor. The
-# sockets provider (the default here) runs them; see docs/network-fabric.md.
-rxm_unsafe='mp/@(sigkill_peer_at_random_points|blocked_recv_returns_econnreset_when_peer_killed)|rma_mp/peer_killed_during_async_rma|bulk/nonblocking_offer_@(sender|receiver)_killed'
-
 for p in "${progs[@]}"; do
 	[ -n "${path[$p]:-}" ] || {
 		echo "check-ofi.sh: unknown program $p (test-compat test-mp test-rma-mp test-bulk)"
@@ -169,13 +165,6 @@ export CRITERION_JOBS=${CRITERION_JOBS:-2}
 export SCIF_NODE=0
 if [ "$fabric" = ofi ]; then
 	export SCIF_FABRIC=ofi SCIF_NODES_FILE=$nodes_file FI_PROVIDER=$provider
-	if [ "$provider" = tcp ] && [ "${OFI_RXM_ALL:-0}" != 1 ]; then
-		for p in "${!filter[@]}"; do
-			[[ ${filter[$p]} == '!('* ]] || continue
-			f=${filter[$p]#'!('}
-			filter[$p]="!(${f%')'}|$rxm_unsafe)"
-		done
-	fi
 else
 	unset SCIF_FABRIC SCIF_NODES_FILE
 fi
@@ -187,6 +176,7 @@ passed=0
 failed=0
 for p in "${progs[@]}"; do
 	log=$logdir/$fabric-$p.log
+	[ -z "${OFI_FILTER:-}" ] || filter[$p]=$OFI_FILTER
 	echo "== $p (filter ${filter[$p]})"
 	timeout -k 10 "$hard_timeout" bash "$here/netns.sh" exec "$run" 0 \
 		"$top_builddir/${path[$p]}" --verbose --filter="${filter[$p]}" \
