@@ -648,18 +648,24 @@ void scif__conn_listen_event(struct scif_endpt *ep)
 }
 
 /*
- * The handshake with the requester on @link, whose REQ is there: never waits. Returns the
- * new endpoint, or -errno: -EAGAIN when the request was bad (the caller moves on).
+ * The handshake with the requester of pending request @i, whose link is readable: never
+ * waits. Returns the new endpoint, or -errno: -EAGAIN when the request was bad (dropped) or
+ * is still arriving (a fabric whose links are byte streams: it stays pending, and its link
+ * is readable again once the message is whole); the caller moves on.
  */
-static int accept_one(struct scif_endpt *lep, int link, struct scif_endpt **out)
+static int accept_one(struct scif_endpt *lep, int i, struct scif_endpt **out)
 {
 	struct scif_endpt *ep = NULL;
 	struct scif_ctl_msg m;
 	struct scif_fh fh[SCIF_LINK_MAX_FH];
 	int nfh = SCIF_LINK_MAX_FH;
+	int link = lep->pend[i].link;
 	int ret;
 
 	ret = link_read(link, &m, fh, &nfh, 0, NULL);
+	if (ret == -ETIMEDOUT)
+		return -EAGAIN;
+	pend_remove(lep, i);
 	if (ret)
 		goto drop;
 	if (m.op != SCIF_CNCT_REQ || m.src.node > scif__fab.max_node ||
@@ -736,7 +742,7 @@ int scif__conn_accept(struct scif_endpt *lep, struct scif_portID *peer, scif_epd
 		}
 		i = listen_scan(lep);
 		if (i >= 0) {
-			ret = accept_one(lep, pend_remove(lep, i), &ep);
+			ret = accept_one(lep, i, &ep);
 			if (ret == -EAGAIN)
 				continue;
 			if (ret)

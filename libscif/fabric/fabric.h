@@ -171,8 +171,10 @@ struct scif_fabric {
  * @link_send:     send one control message of @len bytes with @nfh (<= SCIF_LINK_MAX_FH)
  *                 handles, borrowed (the objects keep them). -EAGAIN if the link is full,
  *                 -ECONNRESET if the peer is gone.
- * @link_recv:     receive one control message; returns its length, 0 on hang-up, -EAGAIN,
- *                 -EPROTO for a malformed one. Up to *@nfh handles land in @fh (*@nfh says
+ * @link_recv:     receive one control message; returns its length, 0 on hang-up, -EAGAIN
+ *                 (none whole yet: the link polls readable again only once one is, so a
+ *                 message that arrives in pieces is never waited for), -EPROTO for a
+ *                 malformed one. Up to *@nfh handles land in @fh (*@nfh says
  *                 how many; the caller owns them), or *@nfh = -1 if they were lost because
  *                 this process has no descriptor left for them (the message stands).
  * @region_create: allocate @len bytes of memory the peer can map.

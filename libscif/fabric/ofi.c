@@ -85,7 +85,7 @@
 #define OFI_REG_BUCKETS 256
 #define OFI_FENCES 64
 #define OFI_CONNECT_MS 3000 /* a TCP connect that takes longer is refused */
-#define OFI_FRAME_MS 2000   /* the rest of a frame that has begun must come within this */
+#define OFI_FRAME_MS 2000   /* the rest of a frame we began to send must go within this */
 #define OFI_DEAD_MS 4000    /* an unreachable peer shows as gone after about this long */
 #define OFI_OP_MS 10000     /* a queue that stays full this long means the peer is gone */
 #define OFI_GONE_MS 2       /* how often a call kept waiting looks whether its peer is gone */
@@ -173,6 +173,15 @@ struct ofi_op {
 	int err;
 };
 
+/* A link, by its descriptor (under ofi.lock). */
+struct ofi_link {
+	uint64_t peer; /* its peer's address + 1 (0: no HELLO yet), and OFI_LINK_OWE while
+			* ours is still to be sent */
+	ino_t ino;     /* the socket's inode: the core closes links without telling us, so an
+			* entry whose descriptor is now another file is stale (ofi_peer_gone) */
+	int lowat;     /* SO_RCVLOWAT is raised: a frame has begun to arrive (ofi_link_recv) */
+};
+
 /* A peer process's endpoint name and its address in our address vector. */
 struct ofi_peer {
 	struct ofi_peer *next;
@@ -232,11 +241,7 @@ static struct {
 	/* under lock */
 	struct ofi_bell_slot *bells;
 	uint32_t nbells;
-	uint64_t *link_peer; /* by link descriptor: its peer's address + 1 (0: no HELLO yet),
-			      * and OFI_LINK_OWE while ours is still to be sent */
-	ino_t *link_ino;     /* by link descriptor: the socket's inode. The core closes links
-			      * without telling us: an entry whose descriptor is now another
-			      * file is stale (ofi_peer_gone) */
+	struct ofi_link *links; /* by link descriptor */
 	int nlinks;
 	struct ofi_fence fence[OFI_FENCES];
 	struct ofi_peer *peers; /* every peer process in the address vector, once */
@@ -745,8 +750,8 @@ static int ofi_live(void)
 		ofi.ep = NULL;
 		ofi.rx_mr = NULL;
 		ofi.peers = NULL; /* the parent's address vector's (left, like the rest) */
-		if (ofi.link_peer) /* they name the parent's addresses */
-			memset(ofi.link_peer, 0, sizeof(*ofi.link_peer) * (size_t)ofi.nlinks);
+		for (int fd = 0; fd < ofi.nlinks; fd++) /* they name the parent's addresses */
+			ofi.links[fd].peer = 0;
 		ret = ofi_open_ep();
 		if (!ret)
 			__atomic_store_n(&ofi.forked, 0, __ATOMIC_RELEASE);
@@ -814,10 +819,10 @@ static int ofi_peer_gone(fi_addr_t peer)
 	for (int fd = 0; fd < ofi.nlinks && !live; fd++) {
 		struct stat st;
 
-		if ((ofi.link_peer[fd] & ~OFI_LINK_OWE) != peer + 1)
+		if ((ofi.links[fd].peer & ~OFI_LINK_OWE) != peer + 1)
 			continue;
-		if (fstat(fd, &st) || !S_ISSOCK(st.st_mode) || st.st_ino != ofi.link_ino[fd]) {
-			ofi.link_peer[fd] = 0;
+		if (fstat(fd, &st) || !S_ISSOCK(st.st_mode) || st.st_ino != ofi.links[fd].ino) {
+			ofi.links[fd].peer = 0;
 			continue;
 		}
 		if (ofi_link_dead(fd))
@@ -990,24 +995,20 @@ static int ofi_link_set(int fd, uint64_t v, int keep)
 	pthread_mutex_lock(&ofi.lock);
 	if (fd >= ofi.nlinks) {
 		int n = fd + 64;
-		uint64_t *p = realloc(ofi.link_peer, sizeof(*p) * (size_t)n);
-		ino_t *ino = p ? realloc(ofi.link_ino, sizeof(*ino) * (size_t)n) : NULL;
+		struct ofi_link *l = realloc(ofi.links, sizeof(*l) * (size_t)n);
 
-		if (p)
-			ofi.link_peer = p; /* (the old size still counts until both have grown) */
-		if (!ino) {
+		if (!l) {
 			ret = -ENOMEM;
 		} else {
-			memset(p + ofi.nlinks, 0, sizeof(*p) * (size_t)(n - ofi.nlinks));
-			memset(ino + ofi.nlinks, 0, sizeof(*ino) * (size_t)(n - ofi.nlinks));
-			ofi.link_ino = ino;
+			memset(l + ofi.nlinks, 0, sizeof(*l) * (size_t)(n - ofi.nlinks));
+			ofi.links = l;
 			ofi.nlinks = n;
 		}
 	}
-	if (!ret) {
-		ofi.link_peer[fd] = keep ? (ofi.link_peer[fd] & OFI_LINK_OWE) | v : v;
-		if (!keep)
-			ofi.link_ino[fd] = st.st_ino;
+	if (!ret && keep) {
+		ofi.links[fd].peer = (ofi.links[fd].peer & OFI_LINK_OWE) | v;
+	} else if (!ret) {
+		ofi.links[fd] = (struct ofi_link){ .peer = v, .ino = st.st_ino };
 	}
 	pthread_mutex_unlock(&ofi.lock);
 	return ret;
@@ -1020,7 +1021,7 @@ static uint64_t ofi_link_peer(int fd)
 
 	pthread_mutex_lock(&ofi.lock);
 	if (fd >= 0 && fd < ofi.nlinks)
-		a = ofi.link_peer[fd] & ~OFI_LINK_OWE;
+		a = ofi.links[fd].peer & ~OFI_LINK_OWE;
 	pthread_mutex_unlock(&ofi.lock);
 	return a;
 }
@@ -1031,24 +1032,23 @@ static int ofi_link_take_owe(int fd)
 	int owe = 0;
 
 	pthread_mutex_lock(&ofi.lock);
-	if (fd >= 0 && fd < ofi.nlinks && (ofi.link_peer[fd] & OFI_LINK_OWE)) {
-		ofi.link_peer[fd] &= ~OFI_LINK_OWE;
+	if (fd >= 0 && fd < ofi.nlinks && (ofi.links[fd].peer & OFI_LINK_OWE)) {
+		ofi.links[fd].peer &= ~OFI_LINK_OWE;
 		owe = 1;
 	}
 	pthread_mutex_unlock(&ofi.lock);
 	return owe;
 }
 
-/* Move @n bytes through @fd, waiting for room or data at most @ms in total. */
-static int ofi_full(int fd, void *buf, size_t n, int ms, int out)
+/* Send @n bytes on @fd, waiting for room at most @ms in total. */
+static int ofi_send_all(int fd, const void *buf, size_t n, int ms)
 {
 	uint64_t until = scif_fabric_now_ms() + (uint64_t)ms;
 	size_t done = 0;
 
 	while (done < n) {
-		ssize_t r = out ? send(fd, (char *)buf + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT)
-				: recv(fd, (char *)buf + done, n - done, MSG_DONTWAIT);
-		struct pollfd p = { .fd = fd, .events = out ? POLLOUT : POLLIN };
+		ssize_t r = send(fd, (const char *)buf + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
 		uint64_t now;
 
 		if (r > 0) {
@@ -1119,7 +1119,7 @@ static int ofi_send_frame(int fd, uint16_t type, const void *msg, size_t len,
 	if (r < 0) {
 		ret = errno == EAGAIN ? -EAGAIN : -ECONNRESET;
 	} else if ((size_t)r < total &&
-		   ofi_full(fd, buf + r, total - (size_t)r, OFI_FRAME_MS, 1) < 0) {
+		   ofi_send_all(fd, buf + r, total - (size_t)r, OFI_FRAME_MS) < 0) {
 		/* Half a frame cannot be taken back: the link is lost. */
 		shutdown(fd, SHUT_RDWR);
 		ret = -ECONNRESET;
@@ -1291,49 +1291,106 @@ static int ofi_hello_in(int link, const uint8_t *body, size_t len)
 	return ofi_link_set(link, a + 1, 1);
 }
 
+/*
+ * Raise the link's SO_RCVLOWAT to @want bytes (a frame that has begun: the link is readable
+ * again only once it is whole), or restore it (@want 1). Under recv_lock. -errno if the
+ * socket refused.
+ */
+static int ofi_link_lowat(int link, int want)
+{
+	int now = -1, to = want > 1 ? want : 0;
+
+	pthread_mutex_lock(&ofi.lock);
+	if (link < ofi.nlinks)
+		now = ofi.links[link].lowat;
+	pthread_mutex_unlock(&ofi.lock);
+	if (now == to)
+		return 0;
+	if (setsockopt(link, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof(want)))
+		return -errno;
+	pthread_mutex_lock(&ofi.lock);
+	if (link < ofi.nlinks)
+		ofi.links[link].lowat = to;
+	pthread_mutex_unlock(&ofi.lock);
+	return 0;
+}
+
+/*
+ * Only part of a frame of @want bytes is in: nobody waits for the rest (a peer may send it
+ * slowly, or never, and one thread serves every link). The link is readable again once the
+ * frame is whole; a peer that hung up will never finish it.
+ */
+static int ofi_link_partial(int link, size_t want)
+{
+	if (ofi_link_dead(link))
+		return 0;
+	/* A link that stayed readable would be looked at again and again: lose it instead. */
+	return ofi_link_lowat(link, (int)want) ? -EPROTO : -EAGAIN;
+}
+
+/* A recv error that means the peer is gone (0), or -EAGAIN / another -errno. */
+static int ofi_link_err(int err)
+{
+	if (err == ECONNRESET || err == ETIMEDOUT || err == EPIPE || err == EHOSTUNREACH)
+		return 0;
+	return err == EAGAIN || err == EINTR ? -EAGAIN : -err;
+}
+
+/*
+ * One framed message from @link. A frame is taken off the socket only when it is whole
+ * (looked at with MSG_PEEK first), so a reader never waits for one that has begun: the call
+ * is -EAGAIN until the rest arrives, which may be never (the core drops a connecting peer
+ * that stays silent, and a connected one's link waits alone).
+ */
 static int ofi_link_recv(int link, void *msg, size_t len, struct scif_fh *fh, int *nfh)
 {
-	uint8_t body[OFI_MSG_MAX + SCIF_LINK_MAX_FH * sizeof(struct ofi_fh_wire)];
+	uint8_t fr[sizeof(struct ofi_frame) + OFI_MSG_MAX +
+		   SCIF_LINK_MAX_FH * sizeof(struct ofi_fh_wire)];
+	const uint8_t *body = fr + sizeof(struct ofi_frame);
 	struct ofi_frame h;
 	int ret;
 
 	pthread_mutex_lock(&ofi.recv_lock);
 	for (;;) {
-		ssize_t n = recv(link, &h, sizeof(h), MSG_PEEK | MSG_DONTWAIT);
-		size_t blen;
+		ssize_t n = recv(link, fr, sizeof(h), MSG_PEEK | MSG_DONTWAIT);
+		size_t whole;
 
-		if (n == 0 || (n < 0 && (errno == ECONNRESET || errno == ETIMEDOUT ||
-					 errno == EPIPE || errno == EHOSTUNREACH))) {
-			ret = 0; /* hang-up */
+		if (n <= 0) {
+			ret = n == 0 ? 0 : ofi_link_err(errno);
 			break;
 		}
-		if (n < 0) {
-			ret = errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+		if ((size_t)n < sizeof(h)) {
+			ret = ofi_link_partial(link, sizeof(h));
 			break;
 		}
-		/* A frame has begun: the rest must follow promptly. */
-		if (ofi_full(link, &h, sizeof(h), OFI_FRAME_MS, 0) < 0) {
-			ret = -EPROTO;
-			break;
-		}
-		blen = (size_t)h.len + (size_t)h.nfh * sizeof(struct ofi_fh_wire);
+		memcpy(&h, fr, sizeof(h));
 		if (h.magic != OFI_LINK_MAGIC || h.len > OFI_MSG_MAX ||
 		    (h.flags & ~OFI_FR_MORE) || (h.flags && h.type != OFI_FR_HELLO) ||
-		    h.nfh > SCIF_LINK_MAX_FH || (h.type != OFI_FR_HELLO && h.type != OFI_FR_MSG) ||
-		    ofi_full(link, body, blen, OFI_FRAME_MS, 0) < 0) {
+		    h.nfh > SCIF_LINK_MAX_FH || (h.type != OFI_FR_HELLO && h.type != OFI_FR_MSG)) {
 			ret = -EPROTO;
 			break;
 		}
+		whole = sizeof(h) + h.len + (size_t)h.nfh * sizeof(struct ofi_fh_wire);
+		n = recv(link, fr, whole, MSG_PEEK | MSG_DONTWAIT);
+		if (n < 0) {
+			ret = ofi_link_err(errno);
+			break;
+		}
+		if ((size_t)n < whole) {
+			ret = ofi_link_partial(link, whole);
+			break;
+		}
+		/* Whole: taken at once (this lock keeps other readers of the link out). */
+		if (recv(link, fr, whole, MSG_DONTWAIT) != (ssize_t)whole) {
+			ret = -EPROTO;
+			break;
+		}
+		ofi_link_lowat(link, 1);
 		if (h.type == OFI_FR_HELLO) {
 			ret = h.nfh ? -EPROTO : ofi_hello_in(link, body, h.len);
 			if (ret)
 				break;
-			if (h.flags & OFI_FR_MORE) { /* sent in the same write: it is coming */
-				struct pollfd p = { .fd = link, .events = POLLIN };
-
-				poll(&p, 1, OFI_FRAME_MS);
-			}
-			continue;
+			continue; /* the message sent with it (OFI_FR_MORE), if it is in */
 		}
 		if (h.len > len || (h.nfh && (!fh || !nfh || h.nfh > *nfh))) {
 			ret = -EPROTO;

@@ -317,6 +317,70 @@ Test(ofi, hostile_link_frames_cost_only_that_link, .timeout = 90)
 }
 
 /*
+ * Frames that arrive in pieces are waited for by no one: 16 raw links each send the header
+ * of a message and then nothing, and a real peer that connects after them is accepted at
+ * once. (A reader that waited up to 2 s for the rest of each frame kept one non-blocking
+ * scif_accept 32 s.) The silent links are dropped by the listener's silence rule.
+ */
+#define PIECES 16
+Test(ofi, frames_in_pieces_hold_up_no_one, .timeout = 90)
+{
+	uint16_t port = test_port();
+	scif_epd_t lep = scif_open(), ep;
+	struct sockaddr_in sa = node0_addr(port);
+	struct wire_frame f = { WIRE_MAGIC, 2, 64, 0 };
+	char a1[16];
+	char *args[] = { "churn", "0", test_num(a1, port), "1", NULL };
+	struct scif_portID peer;
+	int fd[PIECES], open_links = PIECES;
+	uint64_t t0, until;
+	pid_t pid;
+	char c;
+
+	cr_assert_eq(scif_bind(lep, port), port);
+	cr_assert_eq(scif_listen(lep, PIECES + 4), 0);
+	for (int i = 0; i < PIECES; i++) {
+		fd[i] = socket(AF_INET, SOCK_STREAM, 0);
+		cr_assert_geq(fd[i], 0);
+		cr_assert_eq(connect(fd[i], (struct sockaddr *)&sa, sizeof(sa)), 0, "connect: %s",
+			     strerror(errno));
+		cr_assert_eq(send(fd[i], &f, sizeof(f), MSG_NOSIGNAL), (ssize_t)sizeof(f));
+	}
+	/* Bound: far above a peer's start-up, far below what waiting 2 s per frame costs. */
+	t0 = test_now_ms();
+	pid = test_spawn_peer(1, args);
+	test_accept_or_peer_death(lep, &peer, &ep, pid, 20000);
+	cr_assert_lt(test_now_ms() - t0, 20000, "non-blocking scif_accept waited %llu ms in all",
+		     (unsigned long long)(test_now_ms() - t0));
+	cr_assert_eq(scif_recv(ep, &c, 1, SCIF_RECV_BLOCK), 1);
+	cr_assert_eq(scif_send(ep, &c, 1, SCIF_SEND_BLOCK), 1);
+	cr_expect_eq(test_wait(pid), 0, "the real peer failed");
+	scif_close(ep);
+	/* The silent links go (the application looking at its listener drops them). */
+	until = test_now_ms() + 15000;
+	while (open_links) {
+		cr_assert_lt(test_now_ms(), until, "%d silent links still open", open_links);
+		cr_assert_eq(scif_accept(lep, &peer, &ep, 0), -1, "a silent link was accepted");
+		cr_assert_eq(errno, EAGAIN);
+		for (int i = 0; i < PIECES; i++) {
+			char b[512];
+			ssize_t n;
+
+			if (fd[i] < 0)
+				continue;
+			n = recv(fd[i], b, sizeof(b), MSG_DONTWAIT); /* our HELLO, then EOF */
+			if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+				close(fd[i]);
+				fd[i] = -1;
+				open_links--;
+			}
+		}
+		usleep(50000);
+	}
+	scif_close(lep);
+}
+
+/*
  * A peer that knows our libfabric endpoint and sends our progress nothing but malformed
  * small messages (tests/ofi/ofi-hostile.c, run in node 1: bad magic, unknown operations,
  * rings and unparks of guessed bells, PUTs to unknown keys, cut short, past any region,
