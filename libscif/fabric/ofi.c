@@ -1352,7 +1352,8 @@ static int ofi_link_recv(int link, void *msg, size_t len, struct scif_fh *fh, in
 
 	pthread_mutex_lock(&ofi.recv_lock);
 	for (;;) {
-		ssize_t n = recv(link, fr, sizeof(h), MSG_PEEK | MSG_DONTWAIT);
+		/* What has arrived, up to a longest frame: the header, and maybe all of it. */
+		ssize_t n = recv(link, fr, sizeof(fr), MSG_PEEK | MSG_DONTWAIT);
 		size_t whole;
 
 		if (n <= 0) {
@@ -1371,11 +1372,6 @@ static int ofi_link_recv(int link, void *msg, size_t len, struct scif_fh *fh, in
 			break;
 		}
 		whole = sizeof(h) + h.len + (size_t)h.nfh * sizeof(struct ofi_fh_wire);
-		n = recv(link, fr, whole, MSG_PEEK | MSG_DONTWAIT);
-		if (n < 0) {
-			ret = ofi_link_err(errno);
-			break;
-		}
 		if ((size_t)n < whole) {
 			ret = ofi_link_partial(link, whole);
 			break;
@@ -1603,13 +1599,17 @@ static int ofi_rma_wait(int read, void *buf, size_t len, void *desc, fi_addr_t p
 	if (r)
 		return -ECONNRESET;
 	until = scif_fabric_now_ms() + OFI_OP_MS;
+	rt = (struct ofi_retry){ .until = until };
 	pthread_mutex_lock(&ofi.lock);
 	while (!op.done) {
 		ofi_tick();
-		if (!op.done && !ret) {
-			/* (ofi_peer_gone takes ofi.lock itself) */
+		/*
+		 * Every completion wakes every waiter: look whether the peer is gone only every
+		 * OFI_GONE_MS (ofi_retry), and without ofi.lock (ofi_peer_gone takes it).
+		 */
+		if (!op.done && !ret && scif_fabric_now_ms() >= rt.look) {
 			pthread_mutex_unlock(&ofi.lock);
-			if (ofi_peer_gone(peer))
+			if (ofi_retry(&rt, peer))
 				until = 0;
 			pthread_mutex_lock(&ofi.lock);
 		}
