@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Build everything and run the whole test suite on Debian 12, installing what is missing:
 # the Criterion suite (plain -Werror build, then ASan+UBSan), the libFuzzer targets for
-# FUZZ_SECONDS (60) each, the multi-threaded tests under ThreadSanitizer, fabtests and MPI
+# FUZZ_SECONDS (45) each, the multi-threaded tests under ThreadSanitizer, fabtests and MPI
 # over the libfabric provider, virtio over SCIF with real clients, valgrind on the example
 # pair, the ofi fabric across network namespaces, the pcie fabric between a host and a card
 # process and a card in a QEMU guest, the kernel shim in a QEMU guest, the docs
@@ -93,7 +93,7 @@ stage "ASan + UBSan build and the Criterion suite"
 check build-asan build "$top/_build/asan" --enable-sanitizers
 [ -f "$top/_build/asan/Makefile" ] && suite "$top/_build/asan" asan+ubsan
 
-stage "libFuzzer targets (clang, ASan+UBSan), ${FUZZ_SECONDS:-60} s each"
+stage "libFuzzer targets (clang, ASan+UBSan), ${FUZZ_SECONDS:-45} s each, beside the ThreadSanitizer build"
 # Each target is one check: it fails on a crash, a sanitizer report, a hang or a failed
 # check (tests/fuzz/run.sh prints the diagnosis); the summary line gives its executions.
 fuzz_build() {
@@ -103,12 +103,11 @@ fuzz_build() {
 }
 check build-fuzz fuzz_build
 # The targets run in two lanes side by side, one per core (in each, the fuzzer and the
-# library's threads take turns: about one core busy): the stage takes half the time, and
-# each target keeps its full time.
+# library's threads take turns: about one core busy), each target for its full time.
 fuzz_lane() {
 	local t
 	for t in "$@"; do
-		bash "$top/tests/fuzz/run.sh" --seconds "${FUZZ_SECONDS:-60}" \
+		bash "$top/tests/fuzz/run.sh" --seconds "${FUZZ_SECONDS:-45}" \
 			--build "$top/_build/fuzz" "$t" >"$logdir/$t.out" 2>&1
 		echo $? >"$logdir/$t.rc"
 	done
@@ -117,11 +116,28 @@ fuzz_result() {
 	cat "$logdir/$1.out"
 	return "$(cat "$logdir/$1.rc" 2>/dev/null || echo 1)"
 }
+lanes=()
 if [ -x "$top/_build/fuzz/tests/fuzz/fuzz-rb" ]; then
 	fuzz_lane fuzz-accept fuzz-ring fuzz-ctl fuzz-vq &
-	lane1=$!
+	lanes+=("$!")
 	fuzz_lane fuzz-connect fuzz-bulk fuzz-rb &
-	wait "$lane1" "$!"
+	lanes+=("$!")
+fi
+# Meanwhile the ThreadSanitizer tree builds: a fuzzer's time is fixed (the compiler only takes
+# some of its executions), and compiling has no timing that a test could trip on. Only the
+# tests that run several threads on one endpoint and the peer they spawn are built, against
+# tests/tsan's stand-in for Criterion (which cannot start under TSan), not all 54 programs.
+tsan_tests="tests/tsan/test-send-recv tests/tsan/test-accept tests/tsan/test-connect
+	tests/tsan/test-listen tests/tsan/test-bind tests/tsan/test-poll tests/tsan/test-mp
+	tests/tsan/test-bulk tests/tsan/test-rma-mp tests/tsan/test-vq tests/tsan/test-vos"
+tsan_progs="tests/mp/scif-peer $(echo $tsan_tests)"
+tsan_build() {
+	build "$top/_build/tsan" --enable-tsan &&
+		make -j"$jobs" $tsan_progs >>make.log 2>&1
+}
+check build-tsan tsan_build
+if [ ${#lanes[@]} -gt 0 ]; then
+	wait "${lanes[@]}"
 	for t in fuzz-accept fuzz-connect fuzz-ring fuzz-bulk fuzz-ctl fuzz-rb fuzz-vq; do
 		f0=$failed
 		check "$t" fuzz_result "$t"
@@ -130,17 +146,13 @@ if [ -x "$top/_build/fuzz/tests/fuzz/fuzz-rb" ]; then
 	done
 fi
 
-stage "ThreadSanitizer build and the multi-threaded tests"
-# The tests that run several threads on one endpoint, built against tests/tsan's stand-in
-# for Criterion (which cannot start under TSan). A test in which TSan reports a race fails;
-# the distinct reports, with both stacks, are collected in _build/logs/tsan-reports.txt.
-tsan_tests="tests/tsan/test-send-recv tests/tsan/test-accept tests/tsan/test-connect
-	tests/tsan/test-listen tests/tsan/test-bind tests/tsan/test-poll tests/tsan/test-mp
-	tests/tsan/test-bulk tests/tsan/test-rma-mp tests/tsan/test-vq tests/tsan/test-vos"
-check build-tsan build "$top/_build/tsan" --enable-tsan
+stage "ThreadSanitizer: the multi-threaded tests"
+# A test in which TSan reports a race fails; the distinct reports, with both stacks, are
+# collected in _build/logs/tsan-reports.txt.
 if [ -f "$top/_build/tsan/Makefile" ]; then
 	find "$top/_build/tsan/tests" -name '*.log' -delete 2>/dev/null
 	(cd "$top/_build/tsan" && make -j"$jobs" check TESTS="$(echo $tsan_tests)" \
+		check_PROGRAMS="$tsan_progs" \
 		TSAN_OPTIONS="history_size=4 second_deadlock_stack=1 atexit_sleep_ms=0" \
 		>check.log 2>&1)
 	count_criterion "$top/_build/tsan" tsan
@@ -264,7 +276,14 @@ else
 fi
 
 stage "make distcheck"
-check distcheck make -j"$jobs" -C "$top/_build/plain" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror
+# The tarball builds (every test program too), installs, uninstalls and passes the suite, all
+# of it but the fault-injection sweep (tests/fault/test-fault): the plain and ASan builds above
+# ran it on the same sources, and it alone took half of distcheck's time.
+dc_tests=$(printf 'print-tests:\n\t@echo $(TESTS)\n' |
+	make -s -C "$top/_build/plain" -f Makefile -f - print-tests 2>/dev/null |
+	tr ' ' '\n' | grep -v -e '^$' -e '^tests/fault/test-fault$' | tr '\n' ' ')
+check distcheck make -j"$jobs" -C "$top/_build/plain" distcheck \
+	DISTCHECK_CONFIGURE_FLAGS=--enable-werror ${dc_tests:+TESTS="$dc_tests"}
 # A failed distcheck keeps its tree: show what its failing tests said.
 for f in "$top"/_build/plain/libscif-*/_build/sub/test-suite.log; do
 	[ -f "$f" ] && grep -qE '^(FAIL|ERROR): ' "$f" || continue

@@ -32,7 +32,7 @@
 
 #define WATCHDOG_S 20
 #ifdef __SANITIZE_ADDRESS__
-#define MAX_N_DEFAULT 12 /* ASan runs are slower: fewer N per function */
+#define MAX_N_DEFAULT 8 /* ASan runs are slower: fewer N per function */
 #else
 #define MAX_N_DEFAULT 40
 #endif

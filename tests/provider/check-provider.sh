@@ -212,10 +212,12 @@ fabtests_show_failures() {
 }
 
 # The reference. shm.done marks results complete; shm.running (set by fabtests_group) that a
-# run alongside is producing them.
+# run alongside is producing them. Two tests that libfabric 1.17's shm fails by running
+# into their time limit (fi_rdm_tagged_peek, fi_rdm g00n13s: 40 s each, the longest of the
+# run) are left out of it: a reference that fails compares nothing (scif runs them).
 fabtests_shm() {
 	rm -f "$results/shm.done"
-	if fabtests_run shm shm 127.0.0.1 -e dgram; then
+	if fabtests_run shm shm 127.0.0.1 -e 'dgram,^fi_rdm_tagged_peek$,^fi_rdm g00n13s$'; then
 		if grep -q '^Pass' "$results/shm.txt"; then
 			pass "fabtests-shm"
 		else
@@ -272,7 +274,7 @@ fabtests_rxm() {
 
 # fabtests_group CHECK...: the fabtests runs, FABTESTS_JOBS (3) at a time: they share
 # nothing (namespaces, /dev/shm and SCIF machine of their own); each waits a second before
-# every client, and side by side the three take about 8 minutes on two cores, which are busy
+# every client, and side by side the three take about 5 minutes on two cores, which are busy
 # the rest of the time (FABTESTS_TIMEOUT allows for that). Output in the order asked.
 fabtests_group() {
 	local c running=0 p f
