@@ -293,16 +293,22 @@ Test(hostile_bulk, nonblocking_offer_committed_and_abandoned) { hostile_bulk_cas
 
 #define NB_RING (256u << 10) /* the default ring: a non-blocking send through it moves less */
 
+/* SIGKILL @pid after @after_us, or as soon as the test sets @now; @late: by the deadline. */
 struct nb_kill {
 	pid_t pid;
 	useconds_t after_us;
+	int now;  /* atomic: the test's word to kill at once */
+	int late; /* read after the join */
 };
 
 static void *nb_killer(void *arg)
 {
 	struct nb_kill *k = arg;
+	uint64_t until = test_now_ms() * 1000 + k->after_us;
 
-	usleep(k->after_us);
+	while (!__atomic_load_n(&k->now, __ATOMIC_ACQUIRE) && test_now_ms() * 1000 < until)
+		usleep(k->after_us < 1000 ? k->after_us : 200);
+	k->late = !__atomic_load_n(&k->now, __ATOMIC_ACQUIRE);
 	kill(k->pid, SIGKILL);
 	return NULL;
 }
@@ -454,6 +460,9 @@ Test(bulk, nonblocking_offer_sender_killed, .timeout = 120)
 	cr_assert_eq(scif_listen(lep, 1), 0);
 	pid = test_spawn_peer(1, args);
 	ep = nb_accept(lep, pid);
+	/* The watchdog of the blocking receives: a peer that sends nothing for 30 s is killed. */
+	k = (struct nb_kill){ .pid = pid, .after_us = 30000000 };
+	cr_assert_eq(pthread_create(&th, NULL, nb_killer, &k), 0);
 	while (have < len) {
 		size_t want_now = len - have < piece ? len - have : piece;
 		int n = scif_recv(ep, in + have, (int)want_now, SCIF_RECV_BLOCK);
@@ -465,23 +474,24 @@ Test(bulk, nonblocking_offer_sender_killed, .timeout = 120)
 		cr_assert_gt(n, 0);
 		if (!have) {
 			cr_assert_eq((size_t)n, piece, "the first piece came short: %d", n);
-			k = (struct nb_kill){ .pid = pid, .after_us = 0 };
-			cr_assert_eq(pthread_create(&th, NULL, nb_killer, &k), 0);
+			__atomic_store_n(&k.now, 1, __ATOMIC_RELEASE); /* kill it now */
 		}
 		have += (size_t)n;
 	}
-	if (!have) {
-		kill(pid, SIGKILL);
+	__atomic_store_n(&k.now, 1, __ATOMIC_RELEASE); /* gone before any byte: no wait */
+	pthread_join(th, NULL);
+	cr_assert(!k.late, "no %zu bytes from the peer in 30 s (killed it: status %d)", piece,
+		  test_wait(pid));
+	if (!have)
 		cr_assert_fail("the connection broke before any byte came (peer: %d)",
 			       test_wait(pid));
-	}
 	if (have == len) {
 		char c;
 
+		/* The peer is killed by now: this receive ends. */
 		cr_assert_eq(scif_recv(ep, &c, 1, SCIF_RECV_BLOCK), -1);
 		cr_assert_eq(errno, ECONNRESET, "%s", strerror(errno));
 	}
-	pthread_join(th, NULL);
 	cr_assert_eq(test_wait(pid), 128 + SIGKILL, "the peer did not die of the SIGKILL");
 	stream_fill(seed, 0, want, have);
 	cr_assert(!memcmp(in, want, have), "the %zu bytes received are not the stream's", have);
