@@ -21,15 +21,16 @@
 # listens fails the test as it would have. It stops waiting as soon as the server is gone: a
 # server that finds a capability missing exits at once (fabtests' "Notrun"), and each such
 # test cost the whole wait before (19 of them on scif: over 3 minutes of every CI run). The
-# server's instance of this script leaves its pid (which timeout(1), then the test's
-# lifetime, keeps) in the run directory for the client's to look at, which removes it.
+# server's instance of this script leaves its pid in the run directory (the pid stays
+# timeout(1)'s, which lives as long as the test); the client's looks at it, then removes it.
 # Nothing else changes: the test, its arguments and its timeout are runfabtests.sh's.
 
 t=$1
 shift
+port=9228 # fabtests' default, the same for every test
 
 # scif_test ARGS...: whether the test runs over provider scif (or a utility provider over it)
-# on fabtests' default port, the run's SCIF_RUN_DIR set.
+# on $port, the run's SCIF_RUN_DIR set.
 scif_test() {
 	local prov="" i n=$#
 	local -a a=("$@")
@@ -47,7 +48,7 @@ scif_test() {
 
 # The client's command line ends "-s CLIENT_ADDR SERVER_ADDR"; the server's "-s ADDR".
 ready_wait() {
-	local port=9228 node n=$# end pid mark
+	local node n=$# end pid mark
 	local -a a=("$@")
 
 	[ "$n" -ge 3 ] && [ "${a[n - 3]}" = -s ] && scif_test "$@" || return 0
@@ -74,7 +75,7 @@ ready_wait() {
 # A server leaves its pid for its client (above).
 n=$#
 if [ "$n" -ge 2 ] && [ "${!#}" != -s ] && [ "${@:n-1:1}" = -s ] && scif_test "$@"; then
-	echo $$ >"$SCIF_RUN_DIR/fabtests-server.9228"
+	echo $$ >"$SCIF_RUN_DIR/fabtests-server.$port"
 fi
 
 parent=$PPID
