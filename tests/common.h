@@ -134,6 +134,24 @@ static inline int test_spawn_ms(void)
 }
 
 /*
+ * A stress test's amount of work: @dflt scaled by SCIF_TEST_SCALE_PCT percent (1 to 10000;
+ * 100 when unset or out of range), at least 1. check-pcie's guest pass sets 25:
+ * there every peer is a guest booted under TCG (about 5 s each) and every byte crosses an
+ * emulated CPU, so a test that kills 24 peers or moves 1 GiB does a quarter of that.
+ */
+static inline uint64_t test_scaled(uint64_t dflt)
+{
+	const char *v = getenv("SCIF_TEST_SCALE_PCT");
+	long pct = v ? atol(v) : 0;
+	uint64_t n;
+
+	if (pct <= 0 || pct > 10000)
+		return dflt;
+	n = dflt * (uint64_t)pct / 100;
+	return n ? n : 1;
+}
+
+/*
  * Start @prog with @args (NULL-terminated) as a process of @node (SCIF_NODE=@node), behind
  * test_node_exec() if set, its stdout on @out unless that is -1. Spawned with exec, so
  * Criterion's runner is not forked into.

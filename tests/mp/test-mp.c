@@ -109,11 +109,15 @@ Test(mp, echo_between_node0_and_node1)
 	cr_expect_eq(test_wait(pid), 0);
 }
 
-/* At least 1 GiB in random-sized pieces, both directions at once, 16 connections. */
+/*
+ * At least 1 GiB in random-sized pieces, both directions at once, 16 connections (the amount
+ * scaled by test_scaled(): a quarter in check-pcie's guest pass).
+ */
 Test(mp, stress_16_connections_1GiB_both_directions, .timeout = 600)
 {
 	enum { NCONN = 16 };
-	const uint64_t per_dir = (1ULL << 30) / (2 * NCONN); /* 32 MiB each way each conn */
+	/* 32 MiB each way on each connection, unscaled. */
+	const uint64_t per_dir = test_scaled(1ULL << 30) / (2 * NCONN);
 	const uint64_t seed = (uint64_t)time(NULL);
 	struct stream_conn c[NCONN];
 	uint16_t port = test_port();
@@ -163,9 +167,13 @@ Test(mp, stress_16_connections_1GiB_both_directions, .timeout = 600)
 	scif_close(lep);
 }
 
-/* SIGKILL the peer at random moments of a bidirectional transfer (and of its handshake). */
+/*
+ * SIGKILL the peer at random moments of a bidirectional transfer (and of its handshake): 24
+ * peers, scaled by test_scaled().
+ */
 Test(mp, sigkill_peer_at_random_points, .timeout = 300)
 {
+	const int rounds = (int)test_scaled(24);
 	uint16_t port = test_port();
 	scif_epd_t lep = scif_open();
 	int fds_before;
@@ -174,7 +182,7 @@ Test(mp, sigkill_peer_at_random_points, .timeout = 300)
 	cr_assert_eq(scif_listen(lep, 4), 0);
 	srand((unsigned)time(NULL));
 	fds_before = count_fds();
-	for (int round = 0; round < 24; round++) {
+	for (int round = 0; round < rounds; round++) {
 		char a1[16], a2[24];
 		uint64_t seed = (uint64_t)rand();
 		char *args[] = { "flood", "0", test_num(a1, port), test_num(a2, seed), NULL };
@@ -220,7 +228,8 @@ Test(mp, sigkill_peer_at_random_points, .timeout = 300)
 		cr_expect_eq(errno, ECONNRESET);
 		scif_close(c.ep);
 	}
-	cr_expect_eq(count_fds(), fds_before, "descriptors leaked across 24 killed peers");
+	cr_expect_eq(count_fds(), fds_before, "descriptors leaked across %d killed peers",
+		     rounds);
 	scif_close(lep);
 }
 
