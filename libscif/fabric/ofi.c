@@ -83,6 +83,7 @@
 #define OFI_NOTE_BYTES 512 /* the longest small message: a PUT with its ranges */
 #define OFI_INJECT_WANT 256 /* the inject size asked for: a PUT is always injected */
 #define OFI_REG_BUCKETS 256
+#define OFI_SEND_STRIPES 32 /* link send locks, by descriptor (ofi_send_frame) */
 #define OFI_FENCES 64
 #define OFI_CONNECT_MS 3000 /* a TCP connect that takes longer is refused */
 #define OFI_FRAME_MS 2000   /* the rest of a frame we began to send must go within this */
@@ -203,7 +204,14 @@ struct ofi_fence {
 
 static struct {
 	pthread_mutex_t lock; /* start-up, the tables below */
-	pthread_mutex_t send_lock; /* one link frame at a time */
+	/*
+	 * One frame at a time on a link: link fd's lock is send_lock[fd % OFI_SEND_STRIPES]. A
+	 * lock per link (not one for all) because a frame that half went waits up to
+	 * OFI_FRAME_MS for the rest to go under it, and a peer that stopped reading must not
+	 * stall the links to every other peer for that long; striped because links live in
+	 * ofi.links, which moves when it grows.
+	 */
+	pthread_mutex_t send_lock[OFI_SEND_STRIPES];
 	pthread_mutex_t recv_lock;
 	pthread_mutex_t fi_lock; /* every libfabric call (FI_LK/FI_UL; see ofi_open_ep) */
 	pthread_cond_t fence_cond; /* fences and ofi_op completions */
@@ -247,7 +255,7 @@ static struct {
 	struct ofi_peer *peers; /* every peer process in the address vector, once */
 } ofi = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
-	.send_lock = PTHREAD_MUTEX_INITIALIZER,
+	.send_lock = { [0 ... OFI_SEND_STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER },
 	.recv_lock = PTHREAD_MUTEX_INITIALIZER,
 	.fi_lock = PTHREAD_MUTEX_INITIALIZER,
 	.fence_cond = PTHREAD_COND_INITIALIZER,
@@ -721,7 +729,8 @@ static void ofi_atfork_child(void)
 {
 	pthread_mutex_init(&ofi.fi_lock, NULL);
 	pthread_mutex_init(&ofi.lock, NULL);
-	pthread_mutex_init(&ofi.send_lock, NULL);
+	for (int i = 0; i < OFI_SEND_STRIPES; i++)
+		pthread_mutex_init(&ofi.send_lock[i], NULL);
 	pthread_mutex_init(&ofi.recv_lock, NULL);
 	pthread_cond_init(&ofi.fence_cond, NULL);
 	pthread_mutex_init(&ofi.reg_lock, NULL);
@@ -1100,11 +1109,13 @@ static int ofi_send_frame(int fd, uint16_t type, const void *msg, size_t len,
 		    SCIF_LINK_MAX_FH * sizeof(struct ofi_fh_wire)];
 	size_t total = 0;
 	int may_wait = type == OFI_FR_HELLO, ret = 0;
+	pthread_mutex_t *send_lock;
 	ssize_t r;
 
-	if (nfh < 0 || nfh > SCIF_LINK_MAX_FH || len > OFI_MSG_MAX)
+	if (fd < 0 || nfh < 0 || nfh > SCIF_LINK_MAX_FH || len > OFI_MSG_MAX)
 		return -EINVAL;
-	pthread_mutex_lock(&ofi.send_lock);
+	send_lock = &ofi.send_lock[fd % OFI_SEND_STRIPES];
+	pthread_mutex_lock(send_lock);
 	if (type == OFI_FR_MSG && ofi_link_take_owe(fd)) {
 		total = ofi_frame_put(buf, 0, OFI_FR_HELLO, OFI_FR_MORE, &ofi.hello,
 				      OFI_HELLO_LEN, NULL, 0);
@@ -1124,7 +1135,7 @@ static int ofi_send_frame(int fd, uint16_t type, const void *msg, size_t len,
 		shutdown(fd, SHUT_RDWR);
 		ret = -ECONNRESET;
 	}
-	pthread_mutex_unlock(&ofi.send_lock);
+	pthread_mutex_unlock(send_lock);
 	return ret;
 }
 
