@@ -487,7 +487,7 @@ void sfi_ep_error_rx(struct sfi_ep *ep, void *context, uint64_t op_flags, int er
  * not trusted: a header with a bad version, op or length, or a payload longer than
  * SFI_MAX_MSG, makes the connection fail (conn->err set, on_error called once). */
 
-#define SFI_WIRE_VERSION 1
+#define SFI_WIRE_VERSION 2 /* 2: HELLO and HELLO_ACK carry incarnations */
 #define SFI_MAX_MSG ((size_t)1 << 31) /**< largest single message (max_msg_size) */
 #define SFI_MAX_IOV 8                 /**< iov_limit of every endpoint */
 

@@ -11,11 +11,12 @@
  * and messages from one source arrive, and match, in send order (FI_ORDER_SAS).
  *
  * Wire protocol (struct sfi_hdr, ops below):
- *   initiator -> acceptor: HELLO (payload: the initiator's struct sfi_addr), then EAGER
+ *   initiator -> acceptor: HELLO (payload: struct rdm_hello, the initiator's address and
+ *     incarnation), then EAGER
  *     (payload = message), RTS (size, id = sender request), DATA (id = receiver token,
  *     payload = granted bytes) and WDATA (remote CQ data after an RMA write).
- *   acceptor -> initiator: HELLO_ACK (the acceptor registered its memory regions on the
- *     connection, RMA may start), CTS (id = sender request, size = bytes granted, tag =
+ *   acceptor -> initiator: HELLO_ACK (payload: the acceptor's incarnation; the acceptor
+ *     registered its memory regions on the connection, RMA may start), CTS (id = sender request, size = bytes granted, tag =
  *     receiver token), ACK (id = sender request: a message sent with FI_DELIVERY_COMPLETE,
  *     flag RDM_WF_ACK, is in the receive buffer or the unexpected queue).
  * Everything from the wire is checked; a violation fails that connection only.
@@ -34,6 +35,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -104,6 +106,20 @@ struct rdm_peer {
 	fi_addr_t fi_addr;          /**< the fi_addr last used to send here */
 };
 
+/*
+ * A HELLO's payload: the connecting endpoint's RDM address, and the incarnation of the
+ * endpoint that has it (random, drawn at open). A HELLO_ACK carries the accepting endpoint's
+ * incarnation. An address is a SCIF (node, port), and a port is free again as soon as its
+ * endpoint is closed: the next endpoint to bind it (fabtests' rdm_multi_client opens its
+ * clients one after another, and SCIF hands out the lowest free port) has the same address.
+ * Two incarnations tell us that an outgoing connection to an address leads to an endpoint
+ * that is gone (rdm_rx_done), before the first message of its successor can be answered.
+ */
+struct rdm_hello {
+	struct sfi_addr addr;
+	uint64_t incarnation;
+};
+
 /** One SCIF connection (outgoing or accepted). */
 struct rdm_conn {
 	struct sfi_conn c;
@@ -113,10 +129,14 @@ struct rdm_conn {
 	bool hello;                 /**< accepted: HELLO seen; outgoing: HELLO_ACK seen */
 	bool dead;                  /**< failed; waiting in rdm_ep::dead to be freed */
 	bool registered;            /**< sfi_domain_conn_add succeeded */
+	bool stale;                 /**< outgoing: its peer's address has a new incarnation
+				     *   (rdm_rx_done); progress fails it (rdm_fail_stale) */
 	uint16_t accept_node;       /**< accepted: node the SCIF handshake came from */
 	uint32_t wait_events;       /**< events it is registered with in the wait sets */
 	struct sfi_addr src;        /**< accepted: the initiator's RDM address (from HELLO) */
-	struct sfi_addr hello_buf;  /**< HELLO payload being received / sent */
+	struct rdm_hello hello_buf; /**< HELLO payload being received / sent */
+	uint64_t ack_buf;           /**< HELLO_ACK payload: outgoing: the peer's incarnation,
+				     *   as received; accepted: ours, being sent */
 	struct sfi_tx ctl_tx;       /**< HELLO or HELLO_ACK */
 	bool ctl_busy;
 	struct sfi_list rts_wait;   /**< outgoing: struct rdm_txr waiting for a CTS */
@@ -215,6 +235,8 @@ struct rdm_ep {
 	struct sfi_ep ep;
 	struct fi_info *info;
 	struct sfi_addr addr;
+	uint64_t incarnation;       /**< random, told in every HELLO and HELLO_ACK */
+	bool stale;                 /**< a connection is marked stale: rdm_fail_stale */
 	scif_epd_t lepd;            /**< bound at open, listening from fi_enable */
 	bool listening;
 	uint64_t accept_at;         /**< next time progress tries scif_accept (coarse ms) */
@@ -887,16 +909,27 @@ static unsigned int rdm_hash(const struct sfi_addr *a)
 	return (h >> 16) % RDM_PEER_BUCKETS;
 }
 
-static struct rdm_peer *rdm_peer_get(struct rdm_ep *ep, const struct sfi_addr *a)
+/** The peer at @p a, or NULL if we never sent there. */
+static struct rdm_peer *rdm_peer_find(struct rdm_ep *ep, const struct sfi_addr *a)
 {
 	struct sfi_list *b = &ep->buckets[rdm_hash(a)], *it;
-	struct rdm_peer *p;
 
 	sfi_list_foreach(b, it) {
-		p = sfi_container_of(it, struct rdm_peer, hentry);
+		struct rdm_peer *p = sfi_container_of(it, struct rdm_peer, hentry);
+
 		if (rdm_addr_eq(&p->addr, a))
 			return p;
 	}
+	return NULL;
+}
+
+static struct rdm_peer *rdm_peer_get(struct rdm_ep *ep, const struct sfi_addr *a)
+{
+	struct sfi_list *b = &ep->buckets[rdm_hash(a)];
+	struct rdm_peer *p = rdm_peer_find(ep, a);
+
+	if (p)
+		return p;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
@@ -970,7 +1003,8 @@ static void rdm_peer_connected(struct rdm_ep *ep, struct rdm_peer *p)
 	rc->peer = p;
 	p->conn = rc;
 	p->state = RDM_PEER_HELLO;
-	rc->hello_buf = ep->addr;
+	rc->hello_buf.addr = ep->addr;
+	rc->hello_buf.incarnation = ep->incarnation;
 	iov.iov_base = &rc->hello_buf;
 	iov.iov_len = sizeof(rc->hello_buf);
 	if (rdm_send_ctl(rc, RDM_OP_HELLO, &iov, 1))
@@ -1527,8 +1561,13 @@ static int rdm_rx_hdr(struct sfi_conn *c, const struct sfi_hdr *h, struct iovec 
 	if (h->flags & ~RDM_WF_MASK)
 		return -RDM_EPROTO;
 	if (rc->outgoing) {
-		if (!rc->hello)
-			return h->op == RDM_OP_HELLO_ACK && !h->len ? 0 : -RDM_EPROTO;
+		if (!rc->hello) {
+			if (h->op != RDM_OP_HELLO_ACK || h->len != sizeof(rc->ack_buf))
+				return -RDM_EPROTO;
+			iov[0].iov_base = &rc->ack_buf;
+			iov[0].iov_len = sizeof(rc->ack_buf);
+			return 1;
+		}
 		if (h->op == RDM_OP_CTS)
 			return rdm_rx_cts(ep, rc, h);
 		return h->op == RDM_OP_ACK ? rdm_rx_ack(ep, rc, h) : -RDM_EPROTO;
@@ -1572,7 +1611,9 @@ static void rdm_rx_done(struct sfi_conn *c, const struct sfi_hdr *h, void *cooki
 		return;
 	}
 	if (!rc->hello) {
-		struct sfi_addr a = rc->hello_buf;
+		struct sfi_addr a = rc->hello_buf.addr;
+		struct rdm_peer *p;
+		struct iovec iov;
 
 		if (a.magic != SFI_ADDR_MAGIC || a.node != rc->accept_node || a.port == 0) {
 			SFI_WARN(FI_LOG_EP_CTRL, "bad HELLO from node %u\n", rc->accept_node);
@@ -1582,7 +1623,24 @@ static void rdm_rx_done(struct sfi_conn *c, const struct sfi_hdr *h, void *cooki
 		rc->src = a;
 		rc->c.peer = a;
 		rc->hello = true;
-		if (rdm_send_ctl(rc, RDM_OP_HELLO_ACK, NULL, 0))
+		/*
+		 * Our connection to this address reached an endpoint of another incarnation: that
+		 * one is gone, though SCIF may not have said so yet. Failed at the end of this
+		 * progress pass (not here: the pass walks the connection list), so before anything
+		 * that came on this connection can be answered over the dead one.
+		 */
+		p = rdm_peer_find(ep, &a);
+		if (p && p->conn && p->conn->hello && !p->conn->dead &&
+		    p->conn->ack_buf != rc->hello_buf.incarnation) {
+			SFI_DBG(FI_LOG_EP_CTRL, "%u:%u is a new endpoint: its old connection goes\n",
+				a.node, a.port);
+			p->conn->stale = true;
+			ep->stale = true;
+		}
+		rc->ack_buf = ep->incarnation;
+		iov.iov_base = &rc->ack_buf;
+		iov.iov_len = sizeof(rc->ack_buf);
+		if (rdm_send_ctl(rc, RDM_OP_HELLO_ACK, &iov, 1))
 			rdm_conn_fail(rc, -FI_ECONNRESET);
 		return;
 	}
@@ -1711,6 +1769,24 @@ static inline bool rdm_conn_quiet(const struct rdm_conn *rc)
 	       c->rx_hdr_got == 0 && c->rx_stage_off == c->rx_stage_len;
 }
 
+/**
+ * Fail the outgoing connections whose peer's address has a new incarnation (rdm_rx_done):
+ * what is queued on them fails with FI_ECONNRESET, and the next send to the address
+ * connects to the endpoint that has it now.
+ */
+static void rdm_fail_stale(struct rdm_ep *ep)
+{
+	struct sfi_list *it, *tmp;
+
+	ep->stale = false;
+	sfi_list_foreach_safe(&ep->conns, it, tmp) {
+		struct rdm_conn *rc = sfi_container_of(it, struct rdm_conn, c.owner_entry);
+
+		if (rc->stale)
+			rdm_conn_fail(rc, -FI_ECONNRESET);
+	}
+}
+
 /** sfi_ep::progress: accept, connect, move bytes on every connection, reap dead ones. */
 static void rdm_progress(struct sfi_ep *sep)
 {
@@ -1743,6 +1819,8 @@ static void rdm_progress(struct sfi_ep *sep)
 		if (!rc->dead)
 			rdm_conn_update_wait(rc);
 	}
+	if (ep->stale)
+		rdm_fail_stale(ep);
 	while (!sfi_list_empty(&ep->dead))
 		rdm_conn_free(sfi_container_of(ep->dead.next, struct rdm_conn, c.owner_entry));
 }
@@ -2701,6 +2779,9 @@ int sfi_rdm_ep_open(struct fid_domain *domain, struct fi_info *info, struct fid_
 		goto err;
 	ep->addr.node = (uint16_t)ret;
 	ep->addr.magic = SFI_ADDR_MAGIC;
+	if (getrandom(&ep->incarnation, sizeof(ep->incarnation), GRND_NONBLOCK) !=
+	    sizeof(ep->incarnation))
+		ep->incarnation = rdm_now_ms() ^ (uint64_t)getpid() << 32 ^ (uintptr_t)ep;
 	ep->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (ep->timerfd < 0) {
 		ret = -FI_ENOMEM;

@@ -1220,11 +1220,20 @@ static void hostile_one(const struct sfi_addr_copy *a, const void *junk, size_t 
 	scif_close(epd);
 }
 
+/* The provider's wire format (providers/scif/sfi.h, sfi_rdm.c), as a peer would write it. */
+#define T_WIRE_VERSION 2
+enum { T_OP_HELLO = 1, T_OP_HELLO_ACK, T_OP_EAGER };
+
 struct hdr_copy {
 	uint8_t version, op;
 	uint16_t flags;
 	uint32_t len;
 	uint64_t tag, data, id, size;
+};
+
+struct hello_copy {
+	struct sfi_addr_copy addr;
+	uint64_t incarnation;
 };
 
 static void role_hostile(int rank)
@@ -1245,7 +1254,7 @@ static void role_hostile(int rank)
 		hostile_one(&a, junk, sizeof(junk));
 		/* 2: a well-formed header with an unknown op */
 		memset(&h, 0, sizeof(h));
-		h.version = 1;
+		h.version = T_WIRE_VERSION;
 		h.op = 30;
 		hostile_one(&a, &h, sizeof(h));
 		/* 3: a data frame before HELLO */
@@ -1256,19 +1265,19 @@ static void role_hostile(int rank)
 		hostile_one(&a, junk, sizeof(h) + 8);
 		/* 4: HELLO with a bad magic */
 		h.op = 1;
-		h.len = 8;
+		h.len = sizeof(struct hello_copy);
 		memcpy(junk, &h, sizeof(h));
-		memset(junk + sizeof(h), 0x41, 8);
-		hostile_one(&a, junk, sizeof(h) + 8);
+		memset(junk + sizeof(h), 0x41, sizeof(struct hello_copy));
+		hostile_one(&a, junk, sizeof(h) + sizeof(struct hello_copy));
 		/* 5: a good HELLO, then an eager frame claiming 1 GiB */
 		{
-			struct sfi_addr_copy me2 = { a.node, 4242, 0x53464931u };
-			struct hdr_copy h2 = { .version = 1, .op = 3, .len = 1u << 30 };
+			struct hello_copy me2 = { { a.node, 4242, 0x53464931u }, 7 };
+			struct hdr_copy h2 = { .version = T_WIRE_VERSION, .op = 3, .len = 1u << 30 };
 
 			memcpy(junk, &h, sizeof(h));
 			memcpy(junk + sizeof(h), &me2, sizeof(me2));
-			memcpy(junk + sizeof(h) + 8, &h2, sizeof(h2));
-			hostile_one(&a, junk, 2 * sizeof(h) + 8);
+			memcpy(junk + sizeof(h) + sizeof(me2), &h2, sizeof(h2));
+			hostile_one(&a, junk, 2 * sizeof(h) + sizeof(me2));
 		}
 		t_barrier(NULL);
 		t_barrier(NULL);
@@ -1306,6 +1315,158 @@ static void role_hostile(int rank)
 Test(rdm, hostile_client_only_loses_its_connection, .timeout = 60)
 {
 	run_ranks(3, role_hostile, 55);
+}
+
+/*
+ * A port is free again once its endpoint is closed, so the next endpoint to bind it has the
+ * same address (fabtests' rdm_multi_client: one client after another in one process). SCIF
+ * tells rank 0 that the first one is gone a little later, and in that window rank 0 must
+ * not answer the new one over its connection to the old one (the answer would be lost, or
+ * fail with FI_ECONNRESET under FI_DELIVERY_COMPLETE). Rank 1 plays both endpoints with raw
+ * SCIF, speaking the wire format, so that the window stays open for as long as the test
+ * wants: the first endpoint never reads its connection again, and never closes it.
+ */
+static void raw_send(scif_epd_t epd, uint8_t op, const void *payload, uint32_t len)
+{
+	struct hdr_copy h = { .version = T_WIRE_VERSION, .op = op, .len = len };
+
+	CK(scif_send(epd, &h, sizeof(h), SCIF_SEND_BLOCK) == (int)sizeof(h), "send header");
+	if (len)
+		CK(scif_send(epd, (void *)payload, (int)len, SCIF_SEND_BLOCK) == (int)len,
+		   "send payload");
+}
+
+/** Receive exactly @p len bytes within T_WAIT_MS, or fail the rank. */
+static void raw_recv(scif_epd_t epd, void *buf, size_t len)
+{
+	struct scif_pollepd p = { .epd = epd, .events = POLLIN };
+	uint64_t end = now_ms() + T_WAIT_MS;
+	size_t got = 0;
+
+	while (got < len) {
+		int r = scif_recv(epd, (char *)buf + got, (int)(len - got), 0);
+
+		CK(r >= 0 || errno == EAGAIN, "scif_recv: %s", strerror(errno));
+		if (r > 0) {
+			got += (size_t)r;
+			continue;
+		}
+		CK(now_ms() < end, "%zu of %zu bytes after %d ms", got, len, T_WAIT_MS);
+		scif_poll(&p, 1, 100);
+	}
+}
+
+/** Rank 0 connects to the raw listener @p lep: accept, take its HELLO, say HELLO_ACK. */
+static scif_epd_t raw_accept_hello(scif_epd_t lep, uint64_t incarnation)
+{
+	struct scif_pollepd p = { .epd = lep, .events = POLLIN };
+	struct scif_portID peer;
+	struct hdr_copy h;
+	struct hello_copy hello;
+	scif_epd_t epd;
+
+	CK(scif_poll(&p, 1, T_WAIT_MS) == 1, "rank 0 did not connect to the address it answers");
+	CK(scif_accept(lep, &peer, &epd, 0) == 0, "scif_accept: %s", strerror(errno));
+	raw_recv(epd, &h, sizeof(h));
+	CK(h.op == T_OP_HELLO && h.len == sizeof(hello), "HELLO: op %u, %u bytes", h.op, h.len);
+	raw_recv(epd, &hello, sizeof(hello));
+	raw_send(epd, T_OP_HELLO_ACK, &incarnation, sizeof(incarnation));
+	return epd;
+}
+
+/** Say HELLO as @p me of @p incarnation to rank 0 at @p a, and send it @p me and @p n. */
+static scif_epd_t raw_hello_send(const struct sfi_addr_copy *a, const struct sfi_addr_copy *me,
+				 uint64_t incarnation, uint64_t n)
+{
+	struct scif_portID dst = { .node = a->node, .port = a->port };
+	struct hello_copy hello = { *me, incarnation };
+	uint64_t msg[2] = { 0, n };
+	scif_epd_t epd = scif_open();
+
+	CK(epd >= 0, "scif_open");
+	CK(scif_connect(epd, &dst) >= 0, "scif_connect: %s", strerror(errno));
+	memcpy(msg, me, sizeof(*me));
+	raw_send(epd, T_OP_HELLO, &hello, sizeof(hello));
+	raw_send(epd, T_OP_EAGER, msg, sizeof(msg));
+	return epd;
+}
+
+/** The eager message rank 0 answered with, on @p epd: its 8 bytes. */
+static uint64_t raw_recv_answer(scif_epd_t epd)
+{
+	struct hdr_copy h;
+	uint64_t v;
+
+	raw_recv(epd, &h, sizeof(h));
+	CK(h.op == T_OP_EAGER && h.len == sizeof(v), "answer: op %u, %u bytes", h.op, h.len);
+	raw_recv(epd, &v, sizeof(v));
+	return v;
+}
+
+static void role_reborn(int rank)
+{
+	char addrs[T_MAX_RANKS][64];
+	char me[64] = { 0 };
+
+	if (rank == 1) {
+		struct sfi_addr_copy a, self;
+		scif_epd_t lep = scif_open(), old_in, old_out, new_in, new_out;
+		struct scif_pollepd p;
+		int port;
+
+		t_gather(NULL, me, sizeof(me), addrs);
+		memcpy(&a, addrs[0], sizeof(a));
+		CK(lep >= 0, "scif_open");
+		port = scif_bind(lep, 0);
+		CK(port > 0 && scif_listen(lep, 4) == 0, "listen: %s", strerror(errno));
+		self = (struct sfi_addr_copy){ a.node, (uint16_t)port, 0x53464931u };
+		/* The first endpoint at this address: one message each way. */
+		old_out = raw_hello_send(&a, &self, 0x1111, 1);
+		old_in = raw_accept_hello(lep, 0x1111);
+		CK(raw_recv_answer(old_in) == 101, "first answer");
+		/* The next endpoint at the same address, the first one silent but connected. */
+		new_out = raw_hello_send(&a, &self, 0x2222, 2);
+		new_in = raw_accept_hello(lep, 0x2222);
+		CK(raw_recv_answer(new_in) == 102, "the second answer came over a new connection");
+		/* And rank 0 has hung up on the first one. */
+		p = (struct scif_pollepd){ .epd = old_in, .events = POLLIN };
+		CK(scif_poll(&p, 1, T_WAIT_MS) == 1 && (p.revents & POLLHUP),
+		   "rank 0 kept its connection to the first endpoint (revents %#x)", p.revents);
+		t_barrier(NULL);
+		scif_close(old_out);
+		scif_close(old_in);
+		scif_close(new_out);
+		scif_close(new_in);
+		scif_close(lep);
+		return;
+	}
+	{
+		struct t t;
+		size_t alen = sizeof(me);
+
+		t_open(&t, &(struct topts){ .no_exchange = true });
+		CKR(fi_getname(&t.ep->fid, me, &alen));
+		t_gather(&t, me, sizeof(me), addrs);
+		for (uint64_t i = 1; i <= 2; i++) {
+			uint64_t in[2] = { 0, 0 }, out = 100 + i;
+			fi_addr_t fa;
+			int c;
+
+			T_POST(&t, fi_recv(t.ep, in, sizeof(in), NULL, FI_ADDR_UNSPEC, &c));
+			t_wait_ok(&t, true, &c);
+			CK(in[1] == i, "message %" PRIu64 " says %" PRIu64, i, in[1]);
+			CK(fi_av_insert(t.av, in, 1, &fa, 0, NULL) == 1, "fi_av_insert");
+			T_POST(&t, fi_send(t.ep, &out, sizeof(out), NULL, fa, &c));
+			t_wait_ok(&t, false, &c);
+		}
+		t_barrier(&t);
+		t_close(&t);
+	}
+}
+
+Test(rdm, address_reused_by_a_new_endpoint, .timeout = 60)
+{
+	run_ranks(2, role_reborn, 55);
 }
 
 /* 100k small tagged messages: every one arrives, in send order. */
