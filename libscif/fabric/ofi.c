@@ -815,16 +815,18 @@ static int ofi_link_dead(int link)
 }
 
 /*
- * Is the process at @peer gone? Yes when we hold links to it and every one has hung up:
- * nothing we could still send it has an endpoint to go to. (No link at all says nothing: a
- * process that has closed its links with it may still be owed its bytes at exit.) Entries of
- * links the core has closed since are told by their descriptor's inode, and forgotten.
+ * How many of our links to the process at @peer are up; *@dead_out: how many have hung up.
+ * Entries of links the core has closed since are told by their descriptor's inode, and
+ * forgotten. Under ofi.lock.
+ *
+ * ofi_peer_gone: is the process at @peer gone? Yes when we hold links to it and every one
+ * has hung up: nothing we could still send it has an endpoint to go to. (No link at all
+ * says nothing about the process.)
  */
-static int ofi_peer_gone(fi_addr_t peer)
+static int ofi_peer_links_locked(fi_addr_t peer, int *dead_out)
 {
 	int live = 0, dead = 0;
 
-	pthread_mutex_lock(&ofi.lock);
 	for (int fd = 0; fd < ofi.nlinks && !live; fd++) {
 		struct stat st;
 
@@ -839,6 +841,16 @@ static int ofi_peer_gone(fi_addr_t peer)
 		else
 			live++;
 	}
+	*dead_out = dead;
+	return live;
+}
+
+static int ofi_peer_gone(fi_addr_t peer)
+{
+	int dead, live;
+
+	pthread_mutex_lock(&ofi.lock);
+	live = ofi_peer_links_locked(peer, &dead);
 	pthread_mutex_unlock(&ofi.lock);
 	return !live && dead;
 }
@@ -1738,20 +1750,25 @@ static int ofi_region_fence(const struct scif_region *r, int link)
 /*
  * At exit: the bytes this process sent are on the wire, on other paths than the links whose
  * hang-up its peers are about to see. A process that exits without closing its endpoints
- * closes them all the same (spec 4.2: nothing it sent is lost): fence every peer process,
- * within OFI_EXIT_MS in all.
+ * closes them all the same (spec 4.2: nothing it sent is lost): fence every peer process
+ * that one of those endpoints is still connected to (a link of ours to it is up), within
+ * OFI_EXIT_MS in all. Endpoints closed before were fenced by their close (conn_fini), and a
+ * peer whose links are all closed or hung up is owed nothing: it is left out, so that a
+ * process that outlived some of its peers does not spend OFI_EXIT_MS waiting for the
+ * answer of one that is gone (and the live ones behind it in the list get their fence).
  */
 static void ofi_at_exit(void)
 {
 	uint64_t until = scif_fabric_now_ms() + OFI_EXIT_MS;
 	fi_addr_t addr[64];
-	int n = 0;
+	int n = 0, dead;
 
 	if (!ofi.ready || __atomic_load_n(&ofi.forked, __ATOMIC_ACQUIRE))
 		return;
 	pthread_mutex_lock(&ofi.lock);
 	for (struct ofi_peer *p = ofi.peers; p && n < 64; p = p->next)
-		addr[n++] = p->addr;
+		if (ofi_peer_links_locked(p->addr, &dead))
+			addr[n++] = p->addr;
 	pthread_mutex_unlock(&ofi.lock);
 	for (int i = 0; i < n && scif_fabric_now_ms() < until; i++)
 		ofi_fence_peer(addr[i], -1, until);
