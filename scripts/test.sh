@@ -89,9 +89,16 @@ stage "plain build (-Werror) and the Criterion suite"
 check build-plain build "$top/_build/plain"
 [ -f "$top/_build/plain/Makefile" ] && suite "$top/_build/plain" plain
 
+# The sanitizer builds run the stress tests at a quarter of their amounts (connections, bytes,
+# killed peers: SCIF_TEST_SCALE_PCT, test_scaled() in tests/common.h): a sanitizer looks at
+# every path a test takes, and the amounts only repeat those paths, at the sanitizer's price
+# (under TSan the 10,000-connection leak test alone took 175 s). The plain build above ran
+# them in full.
+san_scale=${SCIF_TEST_SCALE_PCT:-25}
+
 stage "ASan + UBSan build and the Criterion suite"
 check build-asan build "$top/_build/asan" --enable-sanitizers
-[ -f "$top/_build/asan/Makefile" ] && suite "$top/_build/asan" asan+ubsan
+[ -f "$top/_build/asan/Makefile" ] && SCIF_TEST_SCALE_PCT=$san_scale suite "$top/_build/asan" asan+ubsan
 
 stage "libFuzzer targets (clang, ASan+UBSan), ${FUZZ_SECONDS:-45} s each, beside the ThreadSanitizer build"
 # Each target is one check: it fails on a crash, a sanitizer report, a hang or a failed
@@ -151,7 +158,8 @@ stage "ThreadSanitizer: the multi-threaded tests"
 # collected in _build/logs/tsan-reports.txt.
 if [ -f "$top/_build/tsan/Makefile" ]; then
 	find "$top/_build/tsan/tests" -name '*.log' -delete 2>/dev/null
-	(cd "$top/_build/tsan" && make -j"$jobs" check TESTS="$(echo $tsan_tests)" \
+	(cd "$top/_build/tsan" && SCIF_TEST_SCALE_PCT=$san_scale make -j"$jobs" check \
+		TESTS="$(echo $tsan_tests)" \
 		check_PROGRAMS="$tsan_progs" \
 		TSAN_OPTIONS="history_size=4 second_deadlock_stack=1 atexit_sleep_ms=0" \
 		>check.log 2>&1)

@@ -315,9 +315,13 @@ static void *churn_acceptor(void *arg)
 	return NULL;
 }
 
-/* open/connect/close 10,000 times: descriptors and the port table end as they began. */
+/*
+ * open/connect/close 10,000 times (scaled by test_scaled()): descriptors and the port table
+ * end as they began.
+ */
 Test(mp, no_descriptor_or_port_leak_over_10000_connections, .timeout = 600)
 {
+	const int n = (int)test_scaled(10000);
 	uint16_t port = test_port(), self;
 	scif_epd_t lep = scif_open();
 	struct scif_portID dst;
@@ -337,7 +341,7 @@ Test(mp, no_descriptor_or_port_leak_over_10000_connections, .timeout = 600)
 	usleep(20000);
 	fds0 = count_fds();
 	names0 = count_scif_names();
-	for (int i = 0; i < 10000; i++) {
+	for (int i = 0; i < n; i++) {
 		scif_epd_t ep = scif_open();
 
 		cr_assert_geq(ep, 0, "open %d: %s", i, strerror(errno));
@@ -353,11 +357,13 @@ Test(mp, no_descriptor_or_port_leak_over_10000_connections, .timeout = 600)
 	pthread_join(th, NULL);
 }
 
+/* 1000 connections (scaled by test_scaled()) from a peer process, each echoing a byte. */
 Test(mp, churn_1000_connections_from_another_process, .timeout = 300)
 {
+	const int n = (int)test_scaled(1000);
 	uint16_t port = test_port();
-	char a1[16];
-	char *args[] = { "churn", "0", test_num(a1, port), "1000", NULL };
+	char a1[16], a2[16];
+	char *args[] = { "churn", "0", test_num(a1, port), test_num(a2, (uint64_t)n), NULL };
 	scif_epd_t lep = scif_open();
 	int names0 = count_scif_names();
 	pid_t pid;
@@ -365,7 +371,7 @@ Test(mp, churn_1000_connections_from_another_process, .timeout = 300)
 	cr_assert_eq(scif_bind(lep, port), port);
 	cr_assert_eq(scif_listen(lep, 16), 0);
 	pid = test_spawn_peer(1, args);
-	for (int i = 0; i < 1000; i++) {
+	for (int i = 0; i < n; i++) {
 		struct scif_portID peer;
 		scif_epd_t ep;
 		char c;
