@@ -12,13 +12,14 @@
  *
  * Wire protocol (struct sfi_hdr, ops below):
  *   initiator -> acceptor: HELLO (payload: struct rdm_hello, the initiator's address and
- *     incarnation), then EAGER
- *     (payload = message), RTS (size, id = sender request), DATA (id = receiver token,
- *     payload = granted bytes) and WDATA (remote CQ data after an RMA write).
+ *     incarnation), then EAGER (payload = message), RTS (size, id = sender request), DATA
+ *     (id = receiver token, payload = granted bytes) and WDATA (remote CQ data after an RMA
+ *     write).
  *   acceptor -> initiator: HELLO_ACK (payload: the acceptor's incarnation; the acceptor
- *     registered its memory regions on the connection, RMA may start), CTS (id = sender request, size = bytes granted, tag =
- *     receiver token), ACK (id = sender request: a message sent with FI_DELIVERY_COMPLETE,
- *     flag RDM_WF_ACK, is in the receive buffer or the unexpected queue).
+ *     registered its memory regions on the connection, RMA may start), CTS (id = sender
+ *     request, size = bytes granted, tag = receiver token), ACK (id = sender request: a
+ *     message sent with FI_DELIVERY_COMPLETE, flag RDM_WF_ACK, is in the receive buffer or
+ *     the unexpected queue).
  * Everything from the wire is checked; a violation fails that connection only.
  *
  * Messages up to sfi_params.eager_max go eagerly: straight into a matching posted buffer,
