@@ -306,8 +306,12 @@ static int api_rma(scif_epd_t epd, off_t loffset, void *vaddr, int is_v, size_t 
 {
 	API_ENTER();
 	int err = 0, ret;
-	struct scif_endpt *ep = api_get(epd, &err);
+	struct scif_endpt *ep;
 
+	/* The common in-window copy, without taking a reference (rma.c). */
+	if (!scif__rma_copy_light(epd, loffset, vaddr, is_v, len, roffset, flags, write))
+		return api_ret(0);
+	ep = api_get(epd, &err);
 	if (!ep)
 		return api_ret(err);
 	ret = scif__rma_copy(ep, loffset, is_v ? vaddr : NULL, is_v, len, roffset, flags, write);

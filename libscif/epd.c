@@ -141,6 +141,14 @@ struct scif_endpt *scif__epd_get(int fd)
 	return ep;
 }
 
+struct scif_endpt *scif__epd_peek(int fd)
+{
+	struct scif_endpt **slot = ep_slot(fd, 0);
+
+	/* Acquire pairs with the release in scif__epd_publish: the endpoint is initialised. */
+	return slot ? scif__load_acquire(slot) : NULL;
+}
+
 struct scif_endpt *scif__epd_find(int fd)
 {
 	struct scif_endpt *ep = scif__epd_get(fd);

@@ -285,6 +285,12 @@ void scif__monitor_rekey(struct scif_endpt *ep);
  */
 struct scif_endpt *scif__epd_get(int fd);
 struct scif_endpt *scif__epd_find(int fd);
+/*
+ * The endpoint published under @fd now, without a reference: it may be closed and its
+ * struct reused at any moment, so only a caller that pins it some other way (a light read
+ * of its windows, window.h) may use more than its type-stable memory.
+ */
+struct scif_endpt *scif__epd_peek(int fd);
 void scif__epd_ref(struct scif_endpt *ep);
 void scif__epd_put(struct scif_endpt *ep);
 /* New UNBOUND endpoint with its descriptor pair; returns it with one table reference. */

@@ -406,7 +406,7 @@ off_t scif__rma_register(struct scif_endpt *ep, void *addr, size_t len, off_t of
 		goto fail;
 	}
 	/* Place the window, reserving its offsets until the peer has acknowledged it. */
-	pthread_rwlock_wrlock(&ep->ras.lock);
+	scif__ras_write_lock(&ep->ras);
 	ret = scif__ras_place(&ep->ras, len, map_flags & SCIF_MAP_FIXED, &off);
 	if (!ret) {
 		w->offset = off;
@@ -415,7 +415,7 @@ off_t scif__rma_register(struct scif_endpt *ep, void *addr, size_t len, off_t of
 		if (!ret)
 			scif__window_get(w);
 	}
-	pthread_rwlock_unlock(&ep->ras.lock);
+	scif__ras_write_unlock(&ep->ras);
 	if (ret)
 		goto fail;
 	scif__ctl_msg_init(&m, SCIF_REGISTER, ep);
@@ -424,12 +424,12 @@ off_t scif__rma_register(struct scif_endpt *ep, void *addr, size_t len, off_t of
 	m.payload[2] = (uint64_t)prot;
 	scif__fab.ops->mem_export(mem, w->foff, len, prot, &fh);
 	ret = scif__ctl_call(ep, &m, &fh, NULL);
-	pthread_rwlock_wrlock(&ep->ras.lock);
+	scif__ras_write_lock(&ep->ras);
 	if (ret) /* withdraw */
 		scif__wl_remove_win(&ep->ras.self, w);
 	else
 		w->dead = 0;
-	pthread_rwlock_unlock(&ep->ras.lock);
+	scif__ras_write_unlock(&ep->ras);
 	if (ret) {
 		scif__window_put(w); /* the list's */
 		if (ret == -ECONNRESET)
@@ -454,14 +454,14 @@ int scif__rma_unregister(struct scif_endpt *ep, off_t offset, size_t len)
 	ret = scif__epd_verify_connected(ep);
 	if (ret)
 		return ret;
-	pthread_rwlock_wrlock(&ep->ras.lock);
+	scif__ras_write_lock(&ep->ras);
 	/* Nothing may straddle either boundary (spec 3.10): only the first and last can. */
 	first = scif__wl_find(&ep->ras.self, a);
 	for (i = first; i < ep->ras.self.n && ep->ras.self.v[i]->offset < b; i++) {
 		struct scif_window *w = ep->ras.self.v[i];
 
 		if (!w->dead && (w->offset < a || w->offset + w->len > b)) {
-			pthread_rwlock_unlock(&ep->ras.lock);
+			scif__ras_write_unlock(&ep->ras);
 			return -EINVAL;
 		}
 	}
@@ -470,7 +470,7 @@ int scif__rma_unregister(struct scif_endpt *ep, off_t offset, size_t len)
 			ep->ras.self.v[i]->dead = WIN_DEAD; /* out of lookups; offsets reserved below */
 			gone = ep->ras.self.v[i];
 		}
-	pthread_rwlock_unlock(&ep->ras.lock);
+	scif__ras_write_unlock(&ep->ras);
 	if (!gone)
 		return 0;
 	/* Synchronous: when this returns the peer can no longer reach the windows. */
@@ -478,7 +478,7 @@ int scif__rma_unregister(struct scif_endpt *ep, off_t offset, size_t len)
 	m.payload[0] = a;
 	m.payload[1] = len;
 	ret = scif__ctl_call(ep, &m, NULL, &reply);
-	pthread_rwlock_wrlock(&ep->ras.lock);
+	scif__ras_write_lock(&ep->ras);
 	for (i = scif__wl_find(&ep->ras.self, a);
 	     i < ep->ras.self.n && ep->ras.self.v[i]->offset < b;) {
 		struct scif_window *w = ep->ras.self.v[i];
@@ -489,7 +489,7 @@ int scif__rma_unregister(struct scif_endpt *ep, off_t offset, size_t len)
 		else
 			i++;
 	}
-	pthread_rwlock_unlock(&ep->ras.lock);
+	scif__ras_write_unlock(&ep->ras);
 	return ret == -ECONNRESET ? scif__epd_verify_connected(ep) : 0;
 }
 
@@ -499,40 +499,75 @@ int scif__rma_unregister(struct scif_endpt *ep, off_t offset, size_t len)
  * One transfer. @vaddr != NULL for the v-calls (the local side is ordinary memory). @write:
  * local -> remote. Ranges are checked (ENXIO/EPERM) before anything is copied.
  */
-/*
- * The common short copy in the caller: each end inside one window. One memcpy under the
- * read lock (unregistration waits for it), no window references, no segment lists; 0 if
- * this is not that case (the general path then also finds the right error).
- */
-static int rma_copy_fast(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v,
-			 size_t len, off_t roffset, int write)
+/* Each end inside one window: one memcpy. On the read side of ep's windows; 1 if done. */
+static int rma_copy_in_windows(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v,
+			       size_t len, off_t roffset, int write)
 {
 	int lprot = write ? SCIF_PROT_READ : SCIF_PROT_WRITE;
 	int rprot = write ? SCIF_PROT_WRITE : SCIF_PROT_READ;
 	uint8_t *local, *remote;
-	int done = 0;
+
+	local = is_v ? vaddr : scif__ras_find(&ep->ras.self, loffset, len, lprot);
+	remote = local ? scif__ras_find(&ep->ras.remote, roffset, len, rprot) : NULL;
+	if (!remote)
+		return 0;
+	if (write)
+		memcpy(remote, local, len);
+	else
+		memcpy(local, remote, len);
+	return 1;
+}
+
+/*
+ * The common short copy in the caller: each end inside one window. One memcpy on the read
+ * side (usually a light read: no lock, no shared line written; unregistration waits for
+ * it), no window references, no segment lists; 0 if this is not that case (the general path
+ * then also finds the right error).
+ */
+static int rma_copy_fast(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v,
+			 size_t len, off_t roffset, int write)
+{
+	int done, light;
 
 	if (roffset < 0 || (!is_v && loffset < 0))
 		return 0;
-	pthread_rwlock_rdlock(&ep->ras.lock);
-	local = is_v ? vaddr : scif__ras_find(&ep->ras.self, loffset, len, lprot);
-	remote = local ? scif__ras_find(&ep->ras.remote, roffset, len, rprot) : NULL;
-	if (remote) {
-		if (write)
-			memcpy(remote, local, len);
-		else
-			memcpy(local, remote, len);
-		done = 1;
-	}
-	pthread_rwlock_unlock(&ep->ras.lock);
+	light = scif__ras_read_lock(&ep->ras);
+	done = rma_copy_in_windows(ep, loffset, vaddr, is_v, len, roffset, write);
+	scif__ras_read_unlock(&ep->ras, light);
 	return done;
+}
+
+int scif__rma_copy_light(int fd, off_t loffset, void *vaddr, int is_v, size_t len,
+			 off_t roffset, int flags, int write)
+{
+	int sync = (flags & (SCIF_RMA_SYNC | SCIF_RMA_USECPU)) != 0, done = 0;
+	struct scif_endpt *ep;
+
+	/* What scif__rma_copy would copy in the caller at once (ORDERED is not that). */
+	if ((flags & ~(SCIF_RMA_USECPU | SCIF_RMA_USECACHE | SCIF_RMA_SYNC)) || len == 0 ||
+	    len > (sync ? RMA_FAST_MAX : RMA_ASYNC_INLINE_MAX) || roffset < 0 ||
+	    (!is_v && loffset < 0) || (is_v && scif__user_check(vaddr, len, !write)))
+		return 1;
+	ep = scif__epd_peek(fd);
+	if (!ep || !scif__ras_try_light(&ep->ras))
+		return 1;
+	/*
+	 * Still published now that the light read has begun: the endpoint cannot be torn down
+	 * before scif__ras_light_unlock (window.h). With nothing asynchronous in flight, a
+	 * synchronous copy has nothing to wait for and an asynchronous one nothing to overtake.
+	 */
+	if (scif__epd_peek(fd) == ep && scif__epd_state(ep) == SCIFEP_CONNECTED &&
+	    scif__load_acquire(&ep->dma_done) == scif__load_acquire(&ep->dma_issued))
+		done = rma_copy_in_windows(ep, loffset, vaddr, is_v, len, roffset, write);
+	scif__ras_light_unlock();
+	return !done;
 }
 
 int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, size_t len,
 		   off_t roffset, int flags, int write)
 {
 	struct scif_xfer *x, stack_x;
-	int ret, sync = (flags & (SCIF_RMA_SYNC | SCIF_RMA_USECPU)) != 0;
+	int ret, light, sync = (flags & (SCIF_RMA_SYNC | SCIF_RMA_USECPU)) != 0;
 
 	ret = scif__epd_verify_connected(ep);
 	if (ret)
@@ -585,7 +620,7 @@ int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, 
 	x->ordered = (flags & SCIF_RMA_ORDERED) != 0;
 	x->vbuf = vaddr;
 	x->vdir = write;
-	pthread_rwlock_rdlock(&ep->ras.lock);
+	light = scif__ras_read_lock(&ep->ras);
 	if (!is_v) {
 		ret = scif__ras_lookup(&ep->ras.self, loffset, len,
 				       write ? SCIF_PROT_READ : SCIF_PROT_WRITE,
@@ -595,7 +630,7 @@ int scif__rma_copy(struct scif_endpt *ep, off_t loffset, void *vaddr, int is_v, 
 		ret = scif__ras_lookup(&ep->ras.remote, roffset, len,
 				       write ? SCIF_PROT_WRITE : SCIF_PROT_READ,
 				       write ? x->dst : x->src, write ? &x->ndst : &x->nsrc);
-	pthread_rwlock_unlock(&ep->ras.lock);
+	scif__ras_read_unlock(&ep->ras, light);
 	if (ret || sync) {
 		if (!ret)
 			ret = xfer_run(x);
@@ -761,7 +796,7 @@ int scif__fence_signal(struct scif_endpt *ep, off_t loff, uint64_t lval, off_t r
 	struct scif_seg sig[2] = { { 0 }, { 0 } };
 	uint64_t val[2] = { lval, rval };
 	int init = flags & (SCIF_FENCE_INIT_SELF | SCIF_FENCE_INIT_PEER);
-	int ret;
+	int ret, light;
 
 	ret = scif__epd_verify_connected(ep);
 	if (ret)
@@ -773,12 +808,12 @@ int scif__fence_signal(struct scif_endpt *ep, off_t loff, uint64_t lval, off_t r
 	    ((flags & SCIF_SIGNAL_LOCAL) && (loff & 3)) ||
 	    ((flags & SCIF_SIGNAL_REMOTE) && (roff & 3)))
 		return -EINVAL;
-	pthread_rwlock_wrlock(&ep->ras.lock);
+	light = scif__ras_read_lock(&ep->ras);
 	if (flags & SCIF_SIGNAL_LOCAL)
 		ret = signal_target(&ep->ras.self, loff, &sig[0]);
 	if (!ret && (flags & SCIF_SIGNAL_REMOTE))
 		ret = signal_target(&ep->ras.remote, roff, &sig[1]);
-	pthread_rwlock_unlock(&ep->ras.lock);
+	scif__ras_read_unlock(&ep->ras, light);
 	if (ret) {
 		for (int i = 0; i < 2; i++)
 			if (sig[i].win)
@@ -844,13 +879,13 @@ static int ctl_register(struct scif_endpt *ep, const struct scif_ctl_msg *m,
 			err = ENOMEM;
 	}
 	if (!err) {
-		pthread_rwlock_wrlock(&ep->ras.lock);
+		scif__ras_write_lock(&ep->ras);
 		i = scif__wl_find(&ep->ras.remote, off);
 		if (i < ep->ras.remote.n && ep->ras.remote.v[i]->offset < off + len)
 			err = EADDRINUSE;
 		else
 			err = -scif__wl_insert(&ep->ras.remote, w);
-		pthread_rwlock_unlock(&ep->ras.lock);
+		scif__ras_write_unlock(&ep->ras);
 	}
 	if (err && w)
 		scif__window_put(w);
@@ -862,7 +897,7 @@ static int ctl_unregister(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 {
 	uint64_t a = m->payload[0], b = a + m->payload[1];
 
-	pthread_rwlock_wrlock(&ep->ras.lock);
+	scif__ras_write_lock(&ep->ras);
 	for (size_t i = scif__wl_find(&ep->ras.remote, a);
 	     b >= a && i < ep->ras.remote.n && ep->ras.remote.v[i]->offset < b;) {
 		struct scif_window *w = ep->ras.remote.v[i];
@@ -872,7 +907,7 @@ static int ctl_unregister(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 		else
 			i++;
 	}
-	pthread_rwlock_unlock(&ep->ras.lock);
+	scif__ras_write_unlock(&ep->ras);
 	scif__ctl_reply(ep, m->tag, 0, 0);
 	return 0;
 }
@@ -898,7 +933,7 @@ static int ctl_map_ref(struct scif_endpt *ep, const struct scif_ctl_msg *m, int 
 	uint64_t a = m->payload[0], b = a + m->payload[1];
 	int err = 0;
 
-	pthread_rwlock_wrlock(&ep->ras.lock);
+	scif__ras_write_lock(&ep->ras);
 	if (delta > 0 && (b <= a || !ras_covers(&ep->ras.self, a, b)))
 		err = ENXIO;
 	for (size_t i = scif__wl_find(&ep->ras.self, a);
@@ -914,7 +949,7 @@ static int ctl_map_ref(struct scif_endpt *ep, const struct scif_ctl_msg *m, int 
 		else
 			i++;
 	}
-	pthread_rwlock_unlock(&ep->ras.lock);
+	scif__ras_write_unlock(&ep->ras);
 	scif__ctl_reply(ep, m->tag, err, 0);
 	return 0;
 }
@@ -948,14 +983,14 @@ static int ctl_sig(struct scif_endpt *ep, const struct scif_ctl_msg *m)
 	struct scif_seg sig[2] = { { 0 }, { 0 } };
 	/* The peer's LOCAL is our remote list; its REMOTE is our own windows. */
 	uint64_t val[2] = { m->payload[1], m->payload[3] };
-	int ret = 0;
+	int ret = 0, light;
 
-	pthread_rwlock_wrlock(&ep->ras.lock);
+	light = scif__ras_read_lock(&ep->ras);
 	if (m->err & SCIF_SIGNAL_LOCAL)
 		ret = signal_target(&ep->ras.remote, (int64_t)m->payload[0], &sig[0]);
 	if (!ret && (m->err & SCIF_SIGNAL_REMOTE))
 		ret = signal_target(&ep->ras.self, (int64_t)m->payload[2], &sig[1]);
-	pthread_rwlock_unlock(&ep->ras.lock);
+	scif__ras_read_unlock(&ep->ras, light);
 	if (ret) { /* it validated against its view; windows changed meanwhile */
 		for (int i = 0; i < 2; i++)
 			if (sig[i].win)

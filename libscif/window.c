@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
+#include <sched.h>
 #include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -624,6 +626,190 @@ out:
 	return ret;
 }
 
+/*
+ * Light readers of address spaces (window.h). Each thread that reads one gets a record, kept
+ * in a list for the writers to look through, and freed when the thread exits.
+ *
+ * Who writes what: ras_reader::ras is written by its own thread only (an address space
+ * before a light read, NULL after it) and read by writers; the list is changed under
+ * readers_lock. The ordering: a reader does "store ras; compiler barrier; load writer" [R],
+ * a writer "store writer; membarrier; load every ras" [W]. The membarrier puts a full barrier
+ * into every running thread, so either the reader's load came after it and sees the writer's
+ * store, or its store came before it and the writer sees the store. The reader's release of
+ * its word pairs with the writer's acquire load of it: the reader's loads of the windows come
+ * before the writer changes them. The writer's release of ras::writer pairs with the light
+ * reader's acquire load of it: a reader that finds no writer sees what the last one did.
+ */
+struct ras_reader {
+	struct scif_ras *ras;
+	struct ras_reader *next, **pprev;
+};
+
+static pthread_mutex_t readers_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ras_reader *readers;
+static pthread_once_t readers_once = PTHREAD_ONCE_INIT;
+static pthread_key_t reader_key;
+static int light_ok;           /* set once (readers_once): this process may use membarrier */
+/* initial-exec: 8 bytes of static TLS spare a call into the loader on every light read. */
+static __thread struct ras_reader *my_reader __attribute__((tls_model("initial-exec")));
+static struct scif_ras no_light; /* names nothing; its record's reads always take the lock */
+static struct ras_reader locked_reader = { .ras = &no_light };
+
+static void reader_unlink(struct ras_reader *r)
+{
+	*r->pprev = r->next;
+	if (r->next)
+		r->next->pprev = r->pprev;
+}
+
+static void reader_gone(void *arg)
+{
+	struct ras_reader *r = arg;
+
+	pthread_mutex_lock(&readers_lock);
+	reader_unlink(r);
+	pthread_mutex_unlock(&readers_lock);
+	free(r);
+	my_reader = &locked_reader; /* a later destructor's RMA takes the lock */
+}
+
+static void readers_prepare(void)
+{
+	pthread_mutex_lock(&readers_lock);
+}
+
+static void readers_parent(void)
+{
+	pthread_mutex_unlock(&readers_lock);
+}
+
+/* The child has one thread: the others' records would make its writers wait forever. */
+static void readers_child(void)
+{
+	struct ras_reader *r = readers, *mine = my_reader;
+
+	readers = NULL;
+	while (r) {
+		struct ras_reader *next = r->next;
+
+		if (r == mine) {
+			r->next = NULL;
+			r->pprev = &readers;
+			readers = r;
+		} else {
+			free(r);
+		}
+		r = next;
+	}
+	pthread_mutex_unlock(&readers_lock);
+}
+
+static void readers_setup(void)
+{
+	/* Registered once for the process (a fork child inherits it); Linux 4.14 and later. */
+	if (pthread_key_create(&reader_key, reader_gone))
+		return;
+	pthread_atfork(readers_prepare, readers_parent, readers_child);
+	light_ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+static struct ras_reader *reader_new(void)
+{
+	struct ras_reader *r;
+
+	pthread_once(&readers_once, readers_setup);
+	if (!light_ok || !(r = calloc(1, sizeof(*r))))
+		return &locked_reader;
+	if (pthread_setspecific(reader_key, r)) {
+		free(r);
+		return &locked_reader;
+	}
+	pthread_mutex_lock(&readers_lock);
+	r->next = readers;
+	r->pprev = &readers;
+	if (readers)
+		readers->pprev = &r->next;
+	readers = r;
+	pthread_mutex_unlock(&readers_lock);
+	my_reader = r;
+	return r;
+}
+
+int scif__ras_try_light(struct scif_ras *ras)
+{
+	struct ras_reader *r = my_reader;
+
+	if (__builtin_expect(!r, 0))
+		r = reader_new();
+	if (scif__read_once(&r->ras))
+		return 0;
+	scif__write_once(&r->ras, ras);
+	/* [R]: the compiler keeps the store first; the writer's membarrier does the rest. */
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	if (!scif__load_acquire(&ras->writer)) /* pairs with scif__ras_write_unlock */
+		return 1;
+	scif__store_release(&r->ras, NULL);
+	return 0;
+}
+
+void scif__ras_light_unlock(void)
+{
+	scif__store_release(&my_reader->ras, NULL); /* pairs with ras_drain's load */
+}
+
+int scif__ras_read_lock(struct scif_ras *ras)
+{
+	if (scif__ras_try_light(ras))
+		return 1;
+	pthread_rwlock_rdlock(&ras->lock);
+	return 0;
+}
+
+void scif__ras_read_unlock(struct scif_ras *ras, int light)
+{
+	if (light)
+		scif__ras_light_unlock();
+	else
+		pthread_rwlock_unlock(&ras->lock);
+}
+
+/* [W]: wait until no other thread is inside a light read of @ras (writer flag raised). */
+static void ras_drain(struct scif_ras *ras)
+{
+	struct ras_reader *mine = my_reader, *r;
+
+	/* Under the lock: a reader listed later synchronises with it and sees the flag. */
+	pthread_mutex_lock(&readers_lock);
+	for (r = readers; r && r == mine; r = r->next)
+		;
+	if (r && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0))
+		syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0);
+	for (; r; r = r->next) {
+		if (r == mine)
+			continue;
+		for (unsigned int spins = 0; scif__load_acquire(&r->ras) == ras; spins++) {
+			if (spins < 1000)
+				scif__cpu_relax();
+			else
+				sched_yield(); /* the reader was preempted inside its copy */
+		}
+	}
+	pthread_mutex_unlock(&readers_lock);
+}
+
+void scif__ras_write_lock(struct scif_ras *ras)
+{
+	pthread_rwlock_wrlock(&ras->lock);
+	__atomic_store_n(&ras->writer, 1, __ATOMIC_SEQ_CST); /* [W] */
+	ras_drain(ras);
+}
+
+void scif__ras_write_unlock(struct scif_ras *ras)
+{
+	scif__store_release(&ras->writer, 0); /* pairs with scif__ras_read_lock */
+	pthread_rwlock_unlock(&ras->lock);
+}
+
 void scif__ras_init(struct scif_ras *ras)
 {
 	pthread_rwlockattr_t a;
@@ -633,6 +819,8 @@ void scif__ras_init(struct scif_ras *ras)
 	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&ras->lock, &a);
 	pthread_rwlockattr_destroy(&a);
+	/* Atomic: a light reader that found this struct by a stale pointer may be reading it. */
+	scif__write_once(&ras->writer, 0);
 	memset(&ras->self, 0, sizeof(ras->self));
 	memset(&ras->remote, 0, sizeof(ras->remote));
 }
@@ -666,10 +854,10 @@ static void list_drop(struct scif_wlist *l)
 
 void scif__ras_destroy(struct scif_ras *ras)
 {
-	pthread_rwlock_wrlock(&ras->lock);
+	scif__ras_write_lock(ras);
 	list_drop(&ras->self);
 	list_drop(&ras->remote);
-	pthread_rwlock_unlock(&ras->lock);
+	scif__ras_write_unlock(ras);
 	pthread_rwlock_destroy(&ras->lock);
 }
 

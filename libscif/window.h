@@ -64,17 +64,46 @@ struct scif_wlist {
 /**
  * struct scif_ras - an endpoint's windows (process-local; the control plane of an endpoint
  * shared across fork() is served by one process).
- * @lock:    protects both lists: changed under the write side, looked up under the read
- *           side; a short caller copy (rma.c) keeps the read side for the copy instead of
- *           taking window references.
+ * @lock:    protects both lists: changed under the write side (scif__ras_write_lock), looked
+ *           up under the read side (scif__ras_read_lock); a short caller copy (rma.c) keeps
+ *           the read side for the copy instead of taking window references.
+ * @writer:  1 while a writer holds @lock or waits to (written by it only, under @lock's
+ *           write side): light readers that see it take the read lock instead.
  * @self:    our windows, including dead ones still reserving offsets.
  * @remote:  the peer's windows as it announced them.
  */
 struct scif_ras {
 	pthread_rwlock_t lock;
+	unsigned int writer;
 	struct scif_wlist self;
 	struct scif_wlist remote;
 };
+
+/*
+ * The read side comes in two weights. A light reader publishes, in a word of its own thread,
+ * which address space it is reading and then checks @writer: no shared cache line is
+ * written, no locked instruction runs. The writer pays instead: it raises @writer, makes
+ * every thread of the process pass a full barrier (membarrier(2), private expedited), and
+ * waits until no thread's word names this address space; those that came later saw @writer.
+ * Where membarrier is not to be had, every reader takes the lock.
+ *
+ * scif__ras_read_lock returns 1 for a light read, 0 when it took the read lock; the matching
+ * unlock takes that value back. Light reads do not nest (a nested one takes the lock) and
+ * must not block: a writer waits for them.
+ */
+int scif__ras_read_lock(struct scif_ras *ras);
+void scif__ras_read_unlock(struct scif_ras *ras, int light);
+/*
+ * A light read or nothing (0: no lock taken). It touches only @ras->writer, so @ras may be in
+ * an endpoint the caller holds no reference to, as long as endpoint memory is never given
+ * back (epd.c): endpoint teardown drains light readers like any writer (scif__ras_destroy),
+ * so an endpoint found still published after this returned 1 stays alive until the
+ * scif__ras_light_unlock().
+ */
+int scif__ras_try_light(struct scif_ras *ras);
+void scif__ras_light_unlock(void);
+void scif__ras_write_lock(struct scif_ras *ras);
+void scif__ras_write_unlock(struct scif_ras *ras);
 
 /* One piece of a range that spans contiguous windows. */
 struct scif_seg {

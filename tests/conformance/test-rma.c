@@ -719,3 +719,189 @@ Test(rma, ordered_last_line_lands_last)
 	scif_close(a);
 	scif_close(b);
 }
+
+/*
+ * Copies in the caller read the window lists without a lock (a light read); whoever changes
+ * the lists waits for them. Two threads copy between a's window and b's while b unregisters
+ * and registers its window again and again (a's monitor thread takes it out of and back into
+ * a's list of the peer's windows) and a third thread does the same with windows of a's own.
+ * A copy either finds the window and moves the right bytes or fails with ENXIO; a copy that
+ * ran into memory already given back would crash the test (and TSan sees the ordering).
+ */
+#define RACE_PAGES 16
+#define RACE_OFF 0x4000000
+
+struct race {
+	scif_epd_t a;
+	off_t lw;
+	int stop, bad_errno, bad_data;
+	long ok, enxio;
+};
+
+struct race_copier {
+	struct race *r;
+	int first; /* copier k uses pages k, k + 2, ...: the two never touch the same bytes */
+};
+
+static void *race_copier(void *arg)
+{
+	struct race_copier *c = arg;
+	struct race *r = c->r;
+	uint8_t *v = malloc(PG);
+
+	for (unsigned int i = 0; !__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE); i++) {
+		off_t page = (off_t)((2 * i + (unsigned int)c->first) % RACE_PAGES) * PG;
+		off_t roff = RACE_OFF + page;
+		int ret, sync = i & 1 ? SCIF_RMA_SYNC : SCIF_RMA_USECPU;
+
+		if (i % 3 == 0)
+			ret = scif_writeto(r->a, r->lw + page, PG, roff, sync);
+		else if (i % 3 == 1)
+			ret = scif_readfrom(r->a, r->lw + page, PG, roff, sync);
+		else
+			ret = scif_vreadfrom(r->a, v, PG, roff, sync);
+		if (ret == 0) {
+			__atomic_add_fetch(&r->ok, 1, __ATOMIC_RELAXED);
+			if (i % 3 == 2 && (v[0] != 0x5a || v[PG - 1] != 0x5a))
+				__atomic_store_n(&r->bad_data, 1, __ATOMIC_RELAXED);
+		} else if (errno == ENXIO) {
+			__atomic_add_fetch(&r->enxio, 1, __ATOMIC_RELAXED);
+		} else {
+			__atomic_store_n(&r->bad_errno, errno, __ATOMIC_RELAXED);
+		}
+	}
+	free(v);
+	return NULL;
+}
+
+/* Windows of a's own come and go beside the copies (a's list changes under them). */
+static void *race_own_windows(void *arg)
+{
+	struct race *r = arg;
+	uint8_t *p = pages(2, PROT_READ | PROT_WRITE);
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		off_t w = scif_register(r->a, p, 2 * PG, 0, SCIF_PROT_READ | SCIF_PROT_WRITE, 0);
+
+		if (w == SCIF_REGISTER_FAILED || scif_unregister(r->a, w, 2 * PG))
+			__atomic_store_n(&r->bad_errno, errno, __ATOMIC_RELAXED);
+	}
+	munmap(p, 2 * PG);
+	return NULL;
+}
+
+Test(rma, copies_race_registration_of_both_sides, .timeout = 120)
+{
+	struct race r = { 0 };
+	struct race_copier c[2] = { { &r, 0 }, { &r, 1 } };
+	pthread_t t[3];
+	scif_epd_t b;
+	uint8_t *abuf, *bbuf;
+	off_t rw;
+	int rounds = (int)test_scaled(400);
+
+	test_pair(&r.a, &b, NULL);
+	abuf = pages(RACE_PAGES, PROT_READ | PROT_WRITE);
+	bbuf = pages(RACE_PAGES, PROT_READ | PROT_WRITE);
+	memset(abuf, 0x5a, RACE_PAGES * PG);
+	memset(bbuf, 0x5a, RACE_PAGES * PG);
+	r.lw = scif_register(r.a, abuf, RACE_PAGES * PG, 0, SCIF_PROT_READ | SCIF_PROT_WRITE, 0);
+	cr_assert_neq(r.lw, SCIF_REGISTER_FAILED, "register a: %s", strerror(errno));
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, race_copier, &c[i]), 0);
+	cr_assert_eq(pthread_create(&t[2], NULL, race_own_windows, &r), 0);
+	for (int i = 0; i < rounds; i++) {
+		rw = scif_register(b, bbuf, RACE_PAGES * PG, RACE_OFF,
+				   SCIF_PROT_READ | SCIF_PROT_WRITE, SCIF_MAP_FIXED);
+		cr_assert_eq(rw, RACE_OFF, "round %d: register b: %s", i, strerror(errno));
+		cr_assert_eq(scif_unregister(b, RACE_OFF, RACE_PAGES * PG), 0,
+			     "round %d: unregister b: %s", i, strerror(errno));
+	}
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	cr_expect_eq(r.bad_errno, 0, "a copy or a registration failed with %s",
+		     strerror(r.bad_errno));
+	cr_expect_eq(r.bad_data, 0, "a copy read bytes that were never in the window");
+	cr_expect_gt(r.ok, 0, "no copy found the window (%ld ENXIO)", r.enxio);
+	cr_expect_gt(r.enxio, 0, "no copy ran while the window was away (%ld copies)", r.ok);
+	/* Both sides are whole: a last copy each way. */
+	rw = scif_register(b, bbuf, RACE_PAGES * PG, RACE_OFF, SCIF_PROT_READ | SCIF_PROT_WRITE,
+			   SCIF_MAP_FIXED);
+	cr_assert_eq(rw, RACE_OFF);
+	cr_expect_eq(scif_writeto(r.a, r.lw, RACE_PAGES * PG, rw, SCIF_RMA_SYNC), 0);
+	cr_expect_eq(scif_readfrom(r.a, r.lw, RACE_PAGES * PG, rw, SCIF_RMA_SYNC), 0);
+	cr_expect_eq(abuf[RACE_PAGES * PG - 1], 0x5a);
+	scif_close(r.a);
+	scif_close(b);
+}
+
+/*
+ * A copy in the caller holds no reference to its endpoint: closing the endpoint under it
+ * must wait for the copy before the windows go. Two threads copy 32 KiB at a time between a
+ * and b while the main thread closes a; each copy succeeds or fails as an operation on a
+ * closed descriptor does (EBADF, or ENOTTY if the number was reused meanwhile).
+ * Not in the TSan build: ThreadSanitizer reports every use of a descriptor that another
+ * thread closes (the failed copy's fstat against close(2)), and that use is this test's
+ * point. The TSan build checks light copies against registration (the test above).
+ */
+#if !defined(__SANITIZE_THREAD__)
+struct close_race {
+	scif_epd_t a;
+	off_t lw, rw;
+	int bad_errno;
+	long ok;
+};
+
+struct close_copier {
+	struct close_race *c;
+	off_t first; /* copier k uses pages [16k, 16k + 16) of both windows */
+};
+
+static void *close_race_copier(void *arg)
+{
+	struct close_copier *k = arg;
+	struct close_race *c = k->c;
+
+	for (unsigned int i = 0;; i++) {
+		off_t w = k->first, r = k->first + 8 * PG;
+		int ret = i & 1 ? scif_writeto(c->a, c->lw + w, 8 * PG, c->rw + w, SCIF_RMA_SYNC) :
+				  scif_readfrom(c->a, c->lw + r, 8 * PG, c->rw + r, SCIF_RMA_SYNC);
+
+		if (ret == 0) {
+			__atomic_add_fetch(&c->ok, 1, __ATOMIC_RELAXED);
+			continue;
+		}
+		if (errno != EBADF && errno != ENOTTY)
+			__atomic_store_n(&c->bad_errno, errno, __ATOMIC_RELAXED);
+		return NULL;
+	}
+}
+
+Test(rma, close_while_copies_run, .timeout = 120)
+{
+	int rounds = (int)test_scaled(40);
+
+	for (int round = 0; round < rounds; round++) {
+		struct close_race c = { 0 };
+		struct close_copier k[2] = { { &c, 0 }, { &c, 16 * PG } };
+		pthread_t t[2];
+		scif_epd_t b;
+		uint8_t *abuf, *bbuf;
+
+		rma_pair(&c.a, &b, &abuf, &bbuf, 32, &c.lw, &c.rw);
+		for (int i = 0; i < 2; i++)
+			cr_assert_eq(pthread_create(&t[i], NULL, close_race_copier, &k[i]), 0);
+		while (__atomic_load_n(&c.ok, __ATOMIC_RELAXED) < 100 * (round % 4 + 1))
+			sched_yield();
+		cr_assert_eq(scif_close(c.a), 0);
+		for (int i = 0; i < 2; i++)
+			pthread_join(t[i], NULL);
+		cr_expect_eq(c.bad_errno, 0, "round %d: a copy failed with %s", round,
+			     strerror(c.bad_errno));
+		scif_close(b);
+		munmap(abuf, 32 * PG);
+		munmap(bbuf, 32 * PG);
+	}
+}
+#endif /* !__SANITIZE_THREAD__ */
