@@ -540,6 +540,8 @@ struct sfi_conn {
 	const struct sfi_conn_ops *ops;
 	void *owner;               /**< the endpoint that owns the connection */
 	struct sfi_list txq;       /**< struct sfi_tx, head is being sent */
+	uint8_t *tx_bounce;        /**< a frame up to SFI_CONN_BOUNCE bytes is copied here and
+				    *   sent whole (sfi_conn.c); shares rx_stage's allocation */
 	/* receive state */
 	struct sfi_hdr rx_hdr;
 	size_t rx_hdr_got;

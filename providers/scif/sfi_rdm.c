@@ -1551,6 +1551,17 @@ static int rdm_rx_data(struct rdm_conn *rc, const struct sfi_hdr *h, struct iove
 	return -RDM_EPROTO;
 }
 
+/** A handshake frame: exactly @p op with a @p len-byte payload, which goes to @p buf. */
+static int rdm_rx_handshake(const struct sfi_hdr *h, unsigned int op, void *buf, size_t len,
+			    struct iovec *iov)
+{
+	if (h->op != op || h->len != len)
+		return -RDM_EPROTO;
+	iov[0].iov_base = buf;
+	iov[0].iov_len = len;
+	return 1;
+}
+
 /** sfi_conn rx_hdr: route a frame's payload (validates op, direction and state). */
 static int rdm_rx_hdr(struct sfi_conn *c, const struct sfi_hdr *h, struct iovec *iov,
 		      void **cookie)
@@ -1562,24 +1573,16 @@ static int rdm_rx_hdr(struct sfi_conn *c, const struct sfi_hdr *h, struct iovec 
 	if (h->flags & ~RDM_WF_MASK)
 		return -RDM_EPROTO;
 	if (rc->outgoing) {
-		if (!rc->hello) {
-			if (h->op != RDM_OP_HELLO_ACK || h->len != sizeof(rc->ack_buf))
-				return -RDM_EPROTO;
-			iov[0].iov_base = &rc->ack_buf;
-			iov[0].iov_len = sizeof(rc->ack_buf);
-			return 1;
-		}
+		if (!rc->hello)
+			return rdm_rx_handshake(h, RDM_OP_HELLO_ACK, &rc->ack_buf,
+						sizeof(rc->ack_buf), iov);
 		if (h->op == RDM_OP_CTS)
 			return rdm_rx_cts(ep, rc, h);
 		return h->op == RDM_OP_ACK ? rdm_rx_ack(ep, rc, h) : -RDM_EPROTO;
 	}
-	if (!rc->hello) {
-		if (h->op != RDM_OP_HELLO || h->len != sizeof(rc->hello_buf))
-			return -RDM_EPROTO;
-		iov[0].iov_base = &rc->hello_buf;
-		iov[0].iov_len = sizeof(rc->hello_buf);
-		return 1;
-	}
+	if (!rc->hello)
+		return rdm_rx_handshake(h, RDM_OP_HELLO, &rc->hello_buf, sizeof(rc->hello_buf),
+					iov);
 	switch (h->op) {
 	case RDM_OP_EAGER:
 		return rdm_rx_eager(ep, rc, h, iov);
