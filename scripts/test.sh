@@ -135,8 +135,9 @@ fi
 # tests that run several threads on one endpoint and the peer they spawn are built, against
 # tests/tsan's stand-in for Criterion (which cannot start under TSan), not all 54 programs.
 tsan_tests="tests/tsan/test-send-recv tests/tsan/test-accept tests/tsan/test-connect
-	tests/tsan/test-listen tests/tsan/test-bind tests/tsan/test-poll tests/tsan/test-mp
-	tests/tsan/test-bulk tests/tsan/test-rma-mp tests/tsan/test-vq tests/tsan/test-vos"
+	tests/tsan/test-listen tests/tsan/test-bind tests/tsan/test-poll tests/tsan/test-rma
+	tests/tsan/test-mp tests/tsan/test-bulk tests/tsan/test-rma-mp tests/tsan/test-vq
+	tests/tsan/test-vos"
 tsan_progs="tests/mp/scif-peer $(echo $tsan_tests)"
 tsan_build() {
 	build "$top/_build/tsan" --enable-tsan &&
