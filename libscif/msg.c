@@ -160,8 +160,16 @@ void scif__msg_set_writable(struct scif_endpt *ep, int writable)
 	if (writable) {
 		scif__fab.ops->drain(ep->bell.fd);
 		scif__write_once(&ep->sh->junked, 0);
-	} else if (!scif__read_once(&ep->sh->junked)) {
-		if (send(ep->fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+	} else {
+		/*
+		 * Park one even if one was parked: the peer's unpark drains the bell without
+		 * telling us, and the flag would then leave the descriptor writable while the
+		 * ring is full (a blocked sender's poll() returned at once, and it spun). A
+		 * second message beside one still parked changes nothing: the send buffer
+		 * takes two at most, and the first already made the descriptor unwritable.
+		 */
+		if (send(ep->fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_NOSIGNAL) > 0 ||
+		    errno == EAGAIN)
 			scif__write_once(&ep->sh->junked, 1);
 	}
 }

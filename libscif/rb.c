@@ -34,6 +34,21 @@ static inline void rb_flush_data(const struct scif_rb *rb, uint32_t off, size_t 
 }
 
 /*
+ * How the consumer's index goes on a shadow fabric: held by the fabric (SCIF_FLUSH_LAZY: it
+ * travels with our next message to the producer, or when the producer runs short of room and
+ * fences) until a quarter of the ring has been consumed since it last went at once. A
+ * ping-pong then carries each index with its answer instead of in a message of its own, and
+ * a stream's producer still sees room come back without asking for it.
+ */
+static inline unsigned int rb_ridx_flags(const struct scif_rb *rb, struct scif_rb_state *st)
+{
+	if (st->idx - st->pub < rb->size / 4)
+		return SCIF_FLUSH_LAZY;
+	st->pub = st->idx;
+	return 0;
+}
+
+/*
  * The other side's index is only trusted if it is consistent with ours: a producer can be at
  * most one ring ahead of the consumer, and neither may move backwards.
  */
@@ -112,7 +127,8 @@ static void rb_copy(const struct scif_rb *rb, struct scif_rb_state *st, uint8_t 
 			/* A producer's index is followed by its doorbell (msg.c tx_notify). */
 			if (to_ring)
 				rb_flush_data(rb, off, piece);
-			scif__rb_flush_line(rb, rb->remote_idx, to_ring ? SCIF_FLUSH_MORE : 0);
+			scif__rb_flush_line(rb, rb->remote_idx,
+					    to_ring ? SCIF_FLUSH_MORE : rb_ridx_flags(rb, st));
 		}
 	}
 }
@@ -222,7 +238,7 @@ long scif__rb_read(const struct scif_rb *rb, struct scif_rb_state *st, void *buf
 		/* Release pairs with scif__rb_space: we are done with those bytes. */
 		scif__store_release(rb->remote_idx, st->idx);
 		if (__builtin_expect(rb->flush != NULL, 0))
-			scif__rb_flush_line(rb, rb->remote_idx, 0);
+			scif__rb_flush_line(rb, rb->remote_idx, rb_ridx_flags(rb, st));
 		return (long)n;
 	}
 	rb_copy(rb, st, buf, n, 0);

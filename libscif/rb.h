@@ -161,6 +161,7 @@ void scif__rb_flush_line(const struct scif_rb *rb, const void *p, unsigned int f
 struct scif_rb_state {
 	uint64_t idx;
 	uint64_t cache;
+	uint64_t pub; /* consumer, shadow fabrics: @idx when it last went without being held */
 	uint8_t tail[SCIF_RB_SHORT];
 };
 

@@ -71,6 +71,8 @@ static inline void scif_fh_release(struct scif_fh *fh, int n)
 
 /* region_flush: a flush of this thread or a ring of the peer's bell follows at once. */
 #define SCIF_FLUSH_MORE 1u
+/* region_flush: a consumer's progress, which the peer needs only to find room; may be held. */
+#define SCIF_FLUSH_LAZY 2u
 
 /**
  * struct scif_region - memory one side allocates and the other maps (a connection's queue
@@ -194,6 +196,12 @@ struct scif_fabric {
  *                 it, or rings the peer's bell, before it does anything else with the
  *                 fabric: the fabric may then hold the range and carry it with those (one
  *                 message for data, index and doorbell), else it sends at once.
+ *                 SCIF_FLUSH_LAZY (never with MORE) says the peer can wait for the range
+ *                 until it asks: the fabric may hold it (its bytes read when it goes, so a
+ *                 later write of the range is carried too) and carry it with the next
+ *                 message toward the peer's process, but at the latest before anything
+ *                 else this side sends there (a ring, an unpark, the answer to a fence),
+ *                 so that the peer's region_fence always brings it.
  * @region_fence:  optional, with @region_flush: a two-way barrier for a side about to sleep.
  *                 On return, every range flushed to the peer before the call has landed there,
  *                 and every range the peer flushed toward us before it could see those has

@@ -23,6 +23,10 @@
  *             and a flush that promises more (SCIF_FLUSH_MORE) waits in the thread's pending
  *             message for the next: a send's data, its index and its doorbell are one
  *             message, which is what a round trip over TCP costs (needs FI_ORDER_WAS too).
+ *             A receiver's read index (SCIF_FLUSH_LAZY) is held until something else goes
+ *             to the sender's process, and travels with it: with the answer of a
+ *             ping-pong, an unpark, or the echo of the sender's fence when it runs short
+ *             of room (ofi_inject_locked).
  *   bells     the own bell is the local fabric's socket pair; the peer's bell is a token, and
  *             ringing it is a small message to the peer's process, whose progress thread
  *             rings the socket (OFI_OP_RING, or the ring of a PUT). Unpark is a message too.
@@ -119,6 +123,8 @@ struct ofi_hello {
  * A small message between the fabric's processes, handled by the receiver's progress. A PUT
  * is followed by ranges (struct ofi_put, then its bytes padded to 8) to place in the
  * receiver's regions, in order; with OFI_PUT_RING its @arg is a bell token to ring after.
+ * Any other message may carry ranges too (lazy ones, ofi_lazy_fill): they are placed before
+ * the message is handled.
  */
 enum { OFI_OP_RING = 1, OFI_OP_UNPARK, OFI_OP_PING, OFI_OP_ECHO, OFI_OP_PUT };
 #define OFI_PUT_RING (1u << 16)
@@ -158,13 +164,27 @@ struct ofi_own {
 	struct ofi_own *next; /* in ofi.reg[], under ofi.reg_lock */
 };
 
-/* The peer's side of an imported region: where its memory is, and our shadow's MR. */
+/*
+ * The peer's side of an imported region: where its memory is, and our shadow's MR.
+ * A range flushed with SCIF_FLUSH_LAZY is *held*: @lazy_off and @lazy_len say which (set by
+ * the flushing thread, the one writer of the consumer's index, before it links the shadow),
+ * and the shadow is on ofi.lazy, under fi_lock, until a message toward @peer carries it
+ * (ofi_lazy_fill). @lazy says so: set and cleared under fi_lock, and read without it by the
+ * flushing thread, which pairs "store the range's bytes; mb; load lazy" with the carrier's
+ * "clear lazy; mb; read the bytes": either the flusher sees the range still held, and the
+ * carrier reads its new bytes, or it sees it gone and holds it again.
+ */
 struct ofi_shadow {
 	struct fid_mr *mr;
 	void *desc;
 	uint64_t raddr;
 	uint64_t key;
 	fi_addr_t peer;
+	uint8_t *addr; /* the shadow itself */
+	struct ofi_shadow *lazy_next;
+	uint32_t lazy_off;
+	uint32_t lazy_len;
+	int lazy;
 };
 
 /* An operation whose completion someone waits for (the progress thread reports it). */
@@ -253,6 +273,7 @@ static struct {
 	int nlinks;
 	struct ofi_fence fence[OFI_FENCES];
 	struct ofi_peer *peers; /* every peer process in the address vector, once */
+	struct ofi_shadow *lazy; /* shadows holding a lazy range (struct ofi_shadow); fi_lock */
 } ofi = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.send_lock = { [0 ... OFI_SEND_STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER },
@@ -484,7 +505,8 @@ static void ofi_reg_del(struct ofi_own *o)
  * Called under fi_lock by the pass that read the message: a later pass, which may run in
  * another thread, cannot place a later PUT first. Word-aligned ranges are stored a word at a
  * time, so an index is never seen torn; each range is released after the ones before it
- * (the reader's acquire of an index pairs with it). A bad range drops the rest and the ring.
+ * (the reader's acquire of an index pairs with it). A bad range drops the rest and the ring;
+ * a range for a region that is gone is skipped.
  */
 static void ofi_put_place(union ofi_msgbuf *m, size_t len)
 {
@@ -501,8 +523,19 @@ static void ofi_put_place(union ofi_msgbuf *m, size_t len)
 		memcpy(&p, m->b + at, sizeof(p));
 		at += sizeof(p);
 		pad = ((size_t)p.len + 7) & ~(size_t)7;
+		if (!p.len || pad > len - at)
+			goto bad;
 		o = ofi_reg_find(p.key);
-		if (!p.len || pad > len - at || !o || p.off > o->len || p.len > o->len - p.off)
+		if (!o) {
+			/*
+			 * A region of ours that is gone: the range is for a connection closed
+			 * since (a held read index travels with another connection's message,
+			 * which must not be lost with it). Nothing to place.
+			 */
+			at += pad;
+			continue;
+		}
+		if (p.off > o->len || p.len > o->len - p.off)
 			goto bad;
 		__atomic_thread_fence(__ATOMIC_RELEASE);
 		if (!((p.off | p.len) & 7)) {
@@ -586,8 +619,8 @@ static ssize_t ofi_cq_pass(int *trywait, int try)
 			continue;
 		union ofi_msgbuf *m = &ofi.rx[(struct fi_context2 *)e[k].op_context - ofi.rx_ctx];
 
-		if (e[k].len >= sizeof(m->n) && e[k].len <= sizeof(*m) &&
-		    m->n.magic == OFI_NOTE_MAGIC && (m->n.op & 0xffff) == OFI_OP_PUT)
+		if (e[k].len > sizeof(m->n) && e[k].len <= sizeof(*m) &&
+		    m->n.magic == OFI_NOTE_MAGIC)
 			ofi_put_place(m, e[k].len);
 	}
 	FI_UL();
@@ -735,6 +768,7 @@ static void ofi_atfork_child(void)
 	pthread_cond_init(&ofi.fence_cond, NULL);
 	pthread_mutex_init(&ofi.reg_lock, NULL);
 	ofi_pend.len = 0;
+	ofi.lazy = NULL; /* the parent's connections: they stay with it */
 	if (ofi.ready)
 		ofi.forked = 1;
 }
@@ -887,6 +921,102 @@ static int ofi_retry(struct ofi_retry *r, fi_addr_t peer)
 
 /* ---- small messages --------------------------------------------------------------------- */
 
+/*
+ * Under fi_lock: append to @m (*@len bytes long) the held ranges toward @to that fit, their
+ * bytes read now, and note each in @took (room for @max). Returns how many it took; *@left
+ * is set if some did not fit.
+ */
+static int ofi_lazy_fill(union ofi_msgbuf *m, size_t *len, fi_addr_t to,
+			 struct ofi_shadow **took, int max, int *left)
+{
+	int n = 0;
+
+	for (struct ofi_shadow *s = ofi.lazy; s; s = s->lazy_next) {
+		size_t need = sizeof(struct ofi_put) + s->lazy_len;
+		struct ofi_put *e;
+
+		if (s->peer != to || !s->lazy) /* !lazy: taken by this send already */
+			continue;
+		if (n == max || *len + need > ofi.put) {
+			*left = 1;
+			continue;
+		}
+		/* The other half of the pairing in struct ofi_shadow: clear, mb, read. */
+		__atomic_store_n(&s->lazy, 0, __ATOMIC_SEQ_CST);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		e = (struct ofi_put *)(m->b + *len);
+		*e = (struct ofi_put){ .key = s->key, .off = s->lazy_off, .len = s->lazy_len };
+		memcpy(e + 1, s->addr + s->lazy_off, s->lazy_len);
+		*len += need;
+		took[n++] = s;
+	}
+	return n;
+}
+
+/*
+ * Under fi_lock: take @s off ofi.lazy (its range went, or it is going away). A flusher that
+ * saw it cleared meanwhile waits for fi_lock to hold it again.
+ */
+static void ofi_lazy_unlink(struct ofi_shadow *s)
+{
+	for (struct ofi_shadow **pp = &ofi.lazy; *pp; pp = &(*pp)->lazy_next)
+		if (*pp == s) {
+			*pp = s->lazy_next;
+			return;
+		}
+}
+
+/* Under fi_lock: the ranges @took did not go after all; they are held again. */
+static void ofi_lazy_keep(struct ofi_shadow **took, int n)
+{
+	for (int i = 0; i < n; i++)
+		__atomic_store_n(&took[i]->lazy, 1, __ATOMIC_SEQ_CST);
+}
+
+#define OFI_LAZY_BATCH 8
+
+/*
+ * Under fi_lock: inject @m (@len bytes) toward @to, and with it, or in PUTs of their own just
+ * before it, the ranges held toward @to (SCIF_FLUSH_LAZY): nothing this process sends to a
+ * peer overtakes a range it holds for it. Returns fi_inject's answer; on -FI_EAGAIN whatever
+ * did not go is held still. @m's room past @len is used.
+ */
+static ssize_t ofi_inject_locked(union ofi_msgbuf *m, size_t len, fi_addr_t to)
+{
+	struct ofi_shadow *took[OFI_LAZY_BATCH];
+	int n = 0, left = 0;
+	ssize_t r;
+
+	if (__builtin_expect(ofi.lazy != NULL, 0)) {
+		n = ofi_lazy_fill(m, &len, to, took, OFI_LAZY_BATCH, &left);
+		while (left) {
+			/* More than the message has room for: PUTs of their own first. */
+			union ofi_msgbuf x = { .n = { .magic = OFI_NOTE_MAGIC, .op = OFI_OP_PUT } };
+			struct ofi_shadow *xt[OFI_LAZY_BATCH];
+			size_t xl = sizeof(x.n);
+			int xn;
+
+			left = 0;
+			xn = ofi_lazy_fill(&x, &xl, to, xt, OFI_LAZY_BATCH, &left);
+			r = fi_inject(ofi.ep, x.b, xl, to);
+			if (r) {
+				ofi_lazy_keep(xt, xn);
+				ofi_lazy_keep(took, n);
+				return r;
+			}
+			for (int i = 0; i < xn; i++)
+				ofi_lazy_unlink(xt[i]);
+		}
+	}
+	r = fi_inject(ofi.ep, m->b, len, to);
+	if (r)
+		ofi_lazy_keep(took, n);
+	else
+		for (int i = 0; i < n; i++)
+			ofi_lazy_unlink(took[i]);
+	return r;
+}
+
 /* Send this thread's pending PUT, if any: before anything else goes to any peer. */
 static int ofi_push(void)
 {
@@ -898,7 +1028,7 @@ static int ofi_push(void)
 		return 0;
 	for (;;) {
 		FI_LK();
-		r = fi_inject(ofi.ep, p->m.b, p->len, p->peer);
+		r = ofi_inject_locked(&p->m, p->len, p->peer);
 		if (r == -FI_EAGAIN)
 			fi_cq_read(ofi.cq, NULL, 0);
 		FI_UL();
@@ -912,7 +1042,7 @@ static int ofi_push(void)
 /* A small message to @to; given up at @until (ms; 0: OFI_OP_MS from now) or if @to is gone. */
 static int ofi_note_send(uint32_t op, uint64_t arg, fi_addr_t to, uint64_t until)
 {
-	struct ofi_note n = { .magic = OFI_NOTE_MAGIC, .op = op, .arg = arg };
+	union ofi_msgbuf m = { .n = { .magic = OFI_NOTE_MAGIC, .op = op, .arg = arg } };
 	struct ofi_retry rt = { .until = until };
 	ssize_t r;
 
@@ -920,7 +1050,7 @@ static int ofi_note_send(uint32_t op, uint64_t arg, fi_addr_t to, uint64_t until
 		return -ECONNRESET;
 	for (;;) {
 		FI_LK();
-		r = fi_inject(ofi.ep, &n, sizeof(n), to);
+		r = ofi_inject_locked(&m, sizeof(m.n), to);
 		if (r == -FI_EAGAIN)
 			fi_cq_read(ofi.cq, NULL, 0);
 		FI_UL();
@@ -1507,6 +1637,7 @@ static int ofi_region_import(struct scif_fabric *fab, struct scif_fh *fh, size_t
 	s->raddr = fh->word[0];
 	s->key = fh->word[1];
 	s->peer = fh->word[2];
+	s->addr = p;
 	/*
 	 * The shadow starts as a copy of the peer's region: of its head, the only part its owner
 	 * writes before sharing it (fabric.h), and of its last byte, so that a region shorter
@@ -1532,6 +1663,11 @@ static void ofi_region_destroy(struct scif_region *r)
 	if (r->priv[1]) {
 		struct ofi_shadow *s = (struct ofi_shadow *)(uintptr_t)r->priv[0];
 
+		if (__atomic_load_n(&s->lazy, __ATOMIC_SEQ_CST) || ofi.lazy) {
+			FI_LK();
+			ofi_lazy_unlink(s);
+			FI_UL();
+		}
 		ofi_mr_close(s->mr);
 		free(s);
 	} else {
@@ -1661,13 +1797,33 @@ static int ofi_rma_wait(int read, void *buf, size_t len, void *desc, fi_addr_t p
 static int ofi_region_flush(const struct scif_region *r, size_t off, size_t len,
 			    unsigned int flags)
 {
-	const struct ofi_shadow *s = (const struct ofi_shadow *)(uintptr_t)r->priv[0];
+	struct ofi_shadow *s = (struct ofi_shadow *)(uintptr_t)r->priv[0];
 	size_t need = sizeof(struct ofi_put) + ((len + 7) & ~(size_t)7);
 	struct ofi_pending *p = &ofi_pend;
 	struct ofi_put *e;
 
 	if (!r->priv[1] || off > r->len || len > r->len - off || !len)
 		return -EINVAL;
+	if ((flags & SCIF_FLUSH_LAZY) && !p->len && !((off | len) & 7) &&
+	    sizeof(struct ofi_note) + need <= ofi.put && off <= UINT32_MAX) {
+		/* Held already, with the bytes read when it goes (struct ofi_shadow). */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&s->lazy, __ATOMIC_SEQ_CST) && s->lazy_off == off &&
+		    s->lazy_len == len)
+			return 0;
+		FI_LK();
+		if (!s->lazy) {
+			s->lazy_off = (uint32_t)off;
+			s->lazy_len = (uint32_t)len;
+			s->lazy_next = ofi.lazy;
+			ofi.lazy = s;
+			__atomic_store_n(&s->lazy, 1, __ATOMIC_SEQ_CST);
+			FI_UL();
+			return 0;
+		}
+		FI_UL();
+		/* Another range is held: this one goes now. */
+	}
 	if (sizeof(struct ofi_note) + need > ofi.put)
 		return ofi_write((uint8_t *)r->addr + off, len, s->desc, s->peer, s->raddr + off,
 				 s->key);

@@ -17,6 +17,8 @@
  *                                   its device (and nothing else of SCIF) that long: the
  *                                   device outlives the killed process
  *   connect-hold <node> <port>      connect, then wait for the peer to leave
+ *   sip <node> <port>               connect; once bytes come, twice: wait 300 ms, read one
+ *                                   byte; then read nothing more until the peer leaves
  *   second <node> <port>            connect, run this program again as a second SCIF process
  *                                   of this node (attach-refused: exit 0 if its first call
  *                                   fails with ENXIO), send its status as a byte, then echo
@@ -175,6 +177,32 @@ static int mode_connect_hold(uint16_t node, uint16_t port)
 	return errno == ECONNRESET ? 0 : 3;
 }
 
+static int mode_sip(uint16_t node, uint16_t port)
+{
+	scif_epd_t ep = peer_connect(node, port);
+	struct scif_pollepd p = { .epd = ep, .events = SCIF_POLLIN };
+	char c;
+
+	if (ep < 0)
+		return 2;
+	if (scif_poll(&p, 1, 10000) != 1)
+		return 3;
+	for (int i = 0; i < 2; i++) {
+		usleep(300000);
+		if (scif_recv(ep, &c, 1, SCIF_RECV_BLOCK) != 1)
+			return 4;
+	}
+	/* Nothing more is read (it would free room): wait for the hang-up, 60 s at most. */
+	for (int i = 0; i < 600; i++) {
+		p.events = 0;
+		if (scif_poll(&p, 1, 100) < 0)
+			return 5;
+		if (p.revents & SCIF_POLLHUP)
+			return 0;
+	}
+	return 6;
+}
+
 static int mode_reborn(uint16_t node, uint16_t port, uint16_t port2, uint64_t seed, int gap_ms,
 		       int hold_ms)
 {
@@ -256,6 +284,8 @@ int main(int argc, char **argv)
 		return mode_second((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]));
 	if (argc >= 2 && !strcmp(argv[1], "attach-refused"))
 		return mode_attach_refused();
+	if (argc >= 4 && !strcmp(argv[1], "sip"))
+		return mode_sip((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]));
 	if (argc >= 4 && !strcmp(argv[1], "connect-hold"))
 		return mode_connect_hold((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]));
 	if (argc >= 5 && !strcmp(argv[1], "churn"))

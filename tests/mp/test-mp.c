@@ -110,6 +110,49 @@ Test(mp, echo_between_node0_and_node1)
 }
 
 /*
+ * Room a short read frees reaches a sender whose ring is full, through scif_poll and through a
+ * blocking scif_send, although a fabric may carry the read index late (the ofi fabric holds it
+ * until it has something else to send the sender: fabric.h SCIF_FLUSH_LAZY). The library's
+ * own periodic second look is made 30 s long, so a wake-up lost in that path fails the test
+ * instead of costing a second. The peer reads one byte 300 ms after the first bytes come, and
+ * again 300 ms later: by then this side has filled the ring and waits.
+ */
+Test(mp, short_read_gives_room_to_a_full_sender, .timeout = 120)
+{
+	uint16_t port = test_port();
+	char a1[16];
+	char *args[] = { "sip", "0", test_num(a1, port), NULL };
+	static char buf[65536];
+	struct scif_pollepd p = { .events = SCIF_POLLOUT };
+	struct scif_portID peer;
+	scif_epd_t lep, ep;
+	pid_t pid;
+	long total = 0;
+	int n;
+
+	setenv("SCIF_WAIT_RECHECK_MS", "30000", 1);
+	lep = scif_open();
+	cr_assert_eq(scif_bind(lep, port), port);
+	cr_assert_eq(scif_listen(lep, 1), 0);
+	pid = test_spawn_peer(1, args);
+	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
+	while ((n = scif_send(ep, buf, (int)sizeof(buf), 0)) > 0)
+		total += n;
+	cr_assert_eq(n, 0, "filling the ring: %s", strerror(errno));
+	cr_assert_gt(total, 0);
+	p.epd = ep;
+	cr_assert_eq(scif_poll(&p, 1, 20000), 1, "no room after the peer's read: %s",
+		     strerror(errno));
+	cr_assert(p.revents & SCIF_POLLOUT, "revents %#x", p.revents);
+	cr_assert_eq(scif_send(ep, buf, 1, 0), 1);
+	/* Full again, until the peer's second read. */
+	cr_assert_eq(scif_send(ep, buf, 1, SCIF_SEND_BLOCK), 1, "%s", strerror(errno));
+	scif_close(ep);
+	scif_close(lep);
+	cr_expect_eq(test_wait(pid), 0);
+}
+
+/*
  * At least 1 GiB in random-sized pieces, both directions at once, 16 connections (the amount
  * scaled by test_scaled(): a quarter in check-pcie's guest pass).
  */
