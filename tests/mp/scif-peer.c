@@ -17,6 +17,11 @@
  *                                   its device (and nothing else of SCIF) that long: the
  *                                   device outlives the killed process
  *   connect-hold <node> <port>      connect, then wait for the peer to leave
+ *   late-read <node> <port> <rounds>
+ *                                   per round: connect twice; 50 ms later read the byte
+ *                                   that came on the first (its sender has closed it), then
+ *                                   send 64 bytes of the round on the second and wait for
+ *                                   a byte back
  *   sip <node> <port>               connect; once bytes come, twice: wait 300 ms, read one
  *                                   byte; then read nothing more until the peer leaves
  *   second <node> <port>            connect, run this program again as a second SCIF process
@@ -177,6 +182,27 @@ static int mode_connect_hold(uint16_t node, uint16_t port)
 	return errno == ECONNRESET ? 0 : 3;
 }
 
+static int mode_late_read(uint16_t node, uint16_t port, int rounds)
+{
+	for (int r = 0; r < rounds; r++) {
+		scif_epd_t c1 = peer_connect(node, port), c2 = c1 < 0 ? -1 : peer_connect(node, port);
+		char c, msg[64];
+
+		if (c2 < 0)
+			return 2;
+		usleep(50000);
+		if (scif_recv(c1, &c, 1, SCIF_RECV_BLOCK) != 1)
+			return 3;
+		memset(msg, 'a' + r % 26, sizeof(msg));
+		if (scif_send(c2, msg, sizeof(msg), SCIF_SEND_BLOCK) != (int)sizeof(msg) ||
+		    scif_recv(c2, &c, 1, SCIF_RECV_BLOCK) != 1)
+			return 4;
+		scif_close(c1);
+		scif_close(c2);
+	}
+	return 0;
+}
+
 static int mode_sip(uint16_t node, uint16_t port)
 {
 	scif_epd_t ep = peer_connect(node, port);
@@ -284,6 +310,9 @@ int main(int argc, char **argv)
 		return mode_second((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]));
 	if (argc >= 2 && !strcmp(argv[1], "attach-refused"))
 		return mode_attach_refused();
+	if (argc >= 5 && !strcmp(argv[1], "late-read"))
+		return mode_late_read((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
+				      atoi(argv[4]));
 	if (argc >= 4 && !strcmp(argv[1], "sip"))
 		return mode_sip((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]));
 	if (argc >= 4 && !strcmp(argv[1], "connect-hold"))

@@ -153,6 +153,50 @@ Test(mp, short_read_gives_room_to_a_full_sender, .timeout = 120)
 }
 
 /*
+ * A read index held for a connection whose other end is closed must not cost another
+ * connection its message (the ofi fabric carries a held index with the next message to the
+ * same process, and the closed end's region is gone by then). Per round the peer connects
+ * twice; this side sends a byte on the first and closes it; 50 ms later the peer reads that
+ * byte, then sends 64 bytes on the second, which must arrive whole and right. (When such a
+ * message was dropped, each round waited for the library's periodic second look: 20 s.)
+ */
+Test(mp, late_read_on_a_closed_connection_spares_the_next_message, .timeout = 120)
+{
+	enum { ROUNDS = 20 };
+	uint16_t port = test_port();
+	char a1[16], a2[16];
+	char *args[] = { "late-read", "0", test_num(a1, port), test_num(a2, ROUNDS), NULL };
+	struct scif_portID peer;
+	scif_epd_t lep, c1, c2;
+	pid_t pid;
+
+	/* A lost message must fail the test, not be found by the library's second look. */
+	setenv("SCIF_WAIT_RECHECK_MS", "30000", 1);
+	lep = scif_open();
+	cr_assert_eq(scif_bind(lep, port), port);
+	cr_assert_eq(scif_listen(lep, 2), 0);
+	pid = test_spawn_peer(1, args);
+	for (int r = 0; r < ROUNDS; r++) {
+		struct scif_pollepd p = { .events = SCIF_POLLIN };
+		char want[64], got[64], c = 'x';
+
+		test_accept_or_peer_death(lep, &peer, &c1, pid, 30000);
+		test_accept_or_peer_death(lep, &peer, &c2, pid, 30000);
+		cr_assert_eq(scif_send(c1, &c, 1, SCIF_SEND_BLOCK), 1);
+		cr_assert_eq(scif_close(c1), 0);
+		p.epd = c2;
+		cr_assert_eq(scif_poll(&p, 1, 10000), 1, "round %d: nothing came on the second", r);
+		cr_assert_eq(scif_recv(c2, got, sizeof(got), SCIF_RECV_BLOCK), (int)sizeof(got));
+		memset(want, 'a' + r % 26, sizeof(want));
+		cr_assert_arr_eq(got, want, sizeof(got), "round %d", r);
+		cr_assert_eq(scif_send(c2, &c, 1, SCIF_SEND_BLOCK), 1);
+		scif_close(c2);
+	}
+	scif_close(lep);
+	cr_expect_eq(test_wait(pid), 0);
+}
+
+/*
  * At least 1 GiB in random-sized pieces, both directions at once, 16 connections (the amount
  * scaled by test_scaled(): a quarter in check-pcie's guest pass).
  */
