@@ -1663,11 +1663,10 @@ static void ofi_region_destroy(struct scif_region *r)
 	if (r->priv[1]) {
 		struct ofi_shadow *s = (struct ofi_shadow *)(uintptr_t)r->priv[0];
 
-		if (__atomic_load_n(&s->lazy, __ATOMIC_SEQ_CST) || ofi.lazy) {
-			FI_LK();
-			ofi_lazy_unlink(s);
-			FI_UL();
-		}
+		/* Off ofi.lazy, under the lock that the senders read it under. */
+		FI_LK();
+		ofi_lazy_unlink(s);
+		FI_UL();
 		ofi_mr_close(s->mr);
 		free(s);
 	} else {
