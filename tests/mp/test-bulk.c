@@ -146,9 +146,7 @@ Test(bulk, one_offer_taken_in_pieces, .timeout = 120)
 
 	cr_assert_not_null(want);
 	stream_fill(seed, 0, want, total);
-	cr_assert_eq(scif_bind(lep, port), port);
-	cr_assert_eq(scif_listen(lep, 1), 0);
-	pid = test_spawn_peer(1, args);
+	pid = mp_listen_spawn(lep, port, 1, args);
 	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
 	p = (struct scif_pollepd){ .epd = ep, .events = SCIF_POLLIN };
 	cr_assert_eq(scif_poll(&p, 1, 10000), 1, "no POLLIN while an offer waits");
@@ -203,9 +201,7 @@ Test(bulk, abandoned_offer_is_not_delivered, .timeout = 60)
 	uint64_t until;
 	pid_t pid;
 
-	cr_assert_eq(scif_bind(lep, port), port);
-	cr_assert_eq(scif_listen(lep, 1), 0);
-	pid = test_spawn_peer(1, args);
+	pid = mp_listen_spawn(lep, port, 1, args);
 	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
 	until = test_now_ms() + 10000;
 	do {
@@ -244,9 +240,7 @@ static void hostile_bulk_case(const char *kind, int resets)
 		setenv("SCIF_CMA_WAIT_US", "2000000", 1);
 	}
 	lep = scif_open();
-	cr_assert_eq(scif_bind(lep, port), port);
-	cr_assert_eq(scif_listen(lep, 4), 0);
-	pid = test_spawn_peer(1, args);
+	pid = mp_listen_spawn(lep, port, 4, args);
 	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
 	if (!strcmp(kind, "claim")) {
 		uint8_t *big = buf_alloc(2u << 20, 1);
@@ -346,9 +340,7 @@ static void nb_sink_case(size_t len, int rounds)
 
 	setenv("SCIF_CMA_WAIT_US", "2000000", 1); /* read when the library starts, below */
 	lep = scif_open();
-	cr_assert_eq(scif_bind(lep, port), port);
-	cr_assert_eq(scif_listen(lep, 1), 0);
-	pid = test_spawn_peer(1, args);
+	pid = mp_listen_spawn(lep, port, 1, args);
 	ep = nb_accept(lep, pid);
 	for (int r = 0; r < rounds; r++) {
 		uint64_t until = test_now_ms() + 30000;
@@ -400,9 +392,7 @@ Test(bulk, nonblocking_offer_receiver_killed, .timeout = 120)
 	uint64_t until;
 	pid_t pid;
 
-	cr_assert_eq(scif_bind(lep, port), port);
-	cr_assert_eq(scif_listen(lep, 1), 0);
-	pid = test_spawn_peer(1, args);
+	pid = mp_listen_spawn(lep, port, 1, args);
 	ep = nb_accept(lep, pid);
 	usleep(200000); /* the receiver allocates, then waits in scif_recv */
 	k = (struct nb_kill){ .pid = pid, .after_us = 2000 };
@@ -456,9 +446,7 @@ Test(bulk, nonblocking_offer_sender_killed, .timeout = 120)
 	pid_t pid;
 
 	cr_assert_not_null(want);
-	cr_assert_eq(scif_bind(lep, port), port);
-	cr_assert_eq(scif_listen(lep, 1), 0);
-	pid = test_spawn_peer(1, args);
+	pid = mp_listen_spawn(lep, port, 1, args);
 	ep = nb_accept(lep, pid);
 	/* The watchdog of the blocking receives: a peer that sends nothing for 30 s is killed. */
 	k = (struct nb_kill){ .pid = pid, .after_us = 30000000 };

@@ -132,9 +132,7 @@ Test(mp, short_read_gives_room_to_a_full_sender, .timeout = 120)
 
 	setenv("SCIF_WAIT_RECHECK_MS", "30000", 1);
 	lep = scif_open();
-	cr_assert_eq(scif_bind(lep, port), port);
-	cr_assert_eq(scif_listen(lep, 1), 0);
-	pid = test_spawn_peer(1, args);
+	pid = mp_listen_spawn(lep, port, 1, args);
 	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
 	while ((n = scif_send(ep, buf, (int)sizeof(buf), 0)) > 0)
 		total += n;
@@ -173,9 +171,7 @@ Test(mp, late_read_on_a_closed_connection_spares_the_next_message, .timeout = 12
 	/* A lost message must fail the test, not be found by the library's second look. */
 	setenv("SCIF_WAIT_RECHECK_MS", "30000", 1);
 	lep = scif_open();
-	cr_assert_eq(scif_bind(lep, port), port);
-	cr_assert_eq(scif_listen(lep, 2), 0);
-	pid = test_spawn_peer(1, args);
+	pid = mp_listen_spawn(lep, port, 2, args);
 	for (int r = 0; r < ROUNDS; r++) {
 		struct scif_pollepd p = { .events = SCIF_POLLIN };
 		char want[64], got[64], c = 'x';
@@ -214,9 +210,7 @@ Test(mp, stress_16_connections_1GiB_both_directions, .timeout = 600)
 	scif_epd_t lep = scif_open();
 	pid_t pid;
 
-	cr_assert_eq(scif_bind(lep, port), port);
-	cr_assert_eq(scif_listen(lep, NCONN), 0);
-	pid = test_spawn_peer(1, args);
+	pid = mp_listen_spawn(lep, port, NCONN, args);
 	for (int i = 0; i < NCONN; i++) {
 		struct scif_portID peer;
 
@@ -347,9 +341,7 @@ Test(mp, blocked_recv_returns_econnreset_when_peer_killed)
 	pthread_t th;
 	pid_t pid;
 
-	cr_assert_eq(scif_bind(lep, port), port);
-	cr_assert_eq(scif_listen(lep, 1), 0);
-	pid = test_spawn_peer(1, args);
+	pid = mp_listen_spawn(lep, port, 1, args);
 	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
 	b.ep = ep;
 	pthread_create(&th, NULL, blocked_recv, &b);
@@ -455,9 +447,7 @@ Test(mp, churn_1000_connections_from_another_process, .timeout = 300)
 	int names0 = count_scif_names();
 	pid_t pid;
 
-	cr_assert_eq(scif_bind(lep, port), port);
-	cr_assert_eq(scif_listen(lep, 16), 0);
-	pid = test_spawn_peer(1, args);
+	pid = mp_listen_spawn(lep, port, 16, args);
 	for (int i = 0; i < n; i++) {
 		struct scif_portID peer;
 		scif_epd_t ep;
@@ -483,9 +473,7 @@ static void hostile_case(const char *kind, int connects)
 	struct scif_portID peer;
 	pid_t pid;
 
-	cr_assert_eq(scif_bind(lep, port), port);
-	cr_assert_eq(scif_listen(lep, 4), 0);
-	pid = test_spawn_peer(1, args);
+	pid = mp_listen_spawn(lep, port, 4, args);
 	if (!connects) {
 		/* The handshake fails: a non-SYNC accept says EAGAIN, nothing else happens. */
 		uint64_t until = test_now_ms() + 5000;
