@@ -36,13 +36,16 @@ static inline void rb_flush_data(const struct scif_rb *rb, uint32_t off, size_t 
 /*
  * How the consumer's index goes on a shadow fabric: held by the fabric (SCIF_FLUSH_LAZY: it
  * travels with our next message to the producer, or when the producer runs short of room and
- * fences) until a quarter of the ring has been consumed since it last went at once. A
- * ping-pong then carries each index with its answer instead of in a message of its own, and
- * a stream's producer still sees room come back without asking for it.
+ * fences) until a copy's chunk (SCIF_RB_CHUNK), or a quarter of a smaller ring, has been
+ * consumed since it last went at once. A ping-pong then carries each index with its answer
+ * instead of in a message of its own, and a stream's producer sees room come back as often
+ * as before, without asking.
  */
 static inline unsigned int rb_ridx_flags(const struct scif_rb *rb, struct scif_rb_state *st)
 {
-	if (st->idx - st->pub < rb->size / 4)
+	uint32_t every = rb->size / 4 < SCIF_RB_CHUNK ? rb->size / 4 : SCIF_RB_CHUNK;
+
+	if (st->idx - st->pub < every)
 		return SCIF_FLUSH_LAZY;
 	st->pub = st->idx;
 	return 0;
