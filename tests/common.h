@@ -235,6 +235,25 @@ static inline pid_t test_waitpid(pid_t pid, int *st, int timeout_ms)
 	}
 }
 
+/* Whether the spawned peer @pid has exited (looked at without reaping: test_wait() gets it). */
+static inline int test_peer_gone(pid_t pid, siginfo_t *si)
+{
+	memset(si, 0, sizeof(*si));
+	return waitid(P_PID, (id_t)pid, si, WEXITED | WNOHANG | WNOWAIT) == 0 && si->si_pid == pid;
+}
+
+/* Fail the test, with the peer's exit status or signal, if the spawned peer @pid is gone. */
+static inline void test_assert_peer_alive(pid_t pid, const char *when)
+{
+	siginfo_t si;
+
+	if (!test_peer_gone(pid, &si))
+		return;
+	if (si.si_code == CLD_EXITED)
+		cr_assert_fail("peer %d exited with status %d %s", (int)pid, si.si_status, when);
+	cr_assert_fail("peer %d killed by signal %d %s", (int)pid, si.si_status, when);
+}
+
 /*
  * Accept a connection on the listener @lep from the spawned peer @pid, watching the peer
  * while waiting (a SYNC accept would wait forever for a peer that died first). If the peer
@@ -255,23 +274,100 @@ static inline int test_accept_or_peer_death(scif_epd_t lep, struct scif_portID *
 		if (scif_accept(lep, peer, ep, 0) == 0)
 			return 0;
 		cr_assert_eq(errno, EAGAIN, "scif_accept: %s", strerror(errno));
-		/* Look without reaping: the caller's test_wait() still gets the status. */
-		memset(&si, 0, sizeof(si));
-		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-		    si.si_pid == pid && dead_polls++ >= 5) {
-			/* Gone, and no request of its left pending (it had 5 polls to show). */
-			if (si.si_code == CLD_EXITED)
-				cr_assert_fail("peer %d exited with status %d before connecting",
-					       (int)pid, si.si_status);
-			cr_assert_fail("peer %d killed by signal %d before connecting", (int)pid,
-				       si.si_status);
-		}
+		/* Gone, and no request of its left pending (it had 5 polls to show). */
+		if (test_peer_gone(pid, &si) && dead_polls++ >= 5)
+			test_assert_peer_alive(pid, "before connecting");
 		if (test_now_ms() > until) {
 			kill(pid, SIGKILL);
 			cr_assert_fail("no connection from peer %d in %d ms (killed it)", (int)pid,
 				       timeout_ms);
 		}
 		scif_poll(&p, 1, 20);
+	}
+}
+
+/*
+ * Wait until endpoint @ep reports one of @events, watching the spawned peer @pid: the test
+ * fails with the peer's status if the endpoint hangs up or the peer exits first, and after
+ * @timeout_ms (the peer killed). Returns the endpoint's revents.
+ */
+static inline short test_poll_or_peer_death(scif_epd_t ep, short events, pid_t pid,
+					    int timeout_ms)
+{
+	uint64_t until = test_now_ms() + (uint64_t)timeout_ms;
+
+	for (;;) {
+		struct scif_pollepd p = { .epd = ep, .events = events };
+
+		cr_assert_geq(scif_poll(&p, 1, 20), 0, "scif_poll: %s", strerror(errno));
+		if (p.revents & events)
+			return p.revents;
+		if (p.revents & (SCIF_POLLHUP | SCIF_POLLERR)) {
+			usleep(100000); /* the peer's exit, if that is why, to be seen */
+			test_assert_peer_alive(pid, "while this side waited");
+			cr_assert_fail("endpoint hung up (revents %#x), peer %d still running",
+				       p.revents, (int)pid);
+		}
+		test_assert_peer_alive(pid, "while this side waited");
+		if (test_now_ms() > until) {
+			kill(pid, SIGKILL);
+			cr_assert_fail("no event %#x in %d ms (peer %d killed)", events, timeout_ms,
+				       (int)pid);
+		}
+	}
+}
+
+/*
+ * A watchdog for one blocking call that waits on the spawned peer @pid (a blocking send or
+ * receive, which no timeout bounds): test_watch_start() arms it, test_watch_end() disarms it
+ * once the call returned. If the call is still blocked after @timeout_ms, the watchdog kills
+ * the peer (the call then fails with ECONNRESET) and test_watch_end() fails the test; if the
+ * call failed, test_watch_end() fails it with the peer's status when the peer is gone.
+ */
+struct test_watch {
+	pid_t pid;
+	int timeout_ms;
+	int done;  /* the call returned (the caller, release) */
+	int fired; /* the peer was killed (the watchdog, before done is seen) */
+	pthread_t th;
+};
+
+static inline void *test_watch_run(void *arg)
+{
+	struct test_watch *w = arg;
+	uint64_t until = test_now_ms() + (uint64_t)w->timeout_ms;
+
+	while (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) {
+		if (test_now_ms() > until) {
+			__atomic_store_n(&w->fired, 1, __ATOMIC_RELEASE);
+			kill(w->pid, SIGKILL);
+			break;
+		}
+		usleep(2000);
+	}
+	return NULL;
+}
+
+static inline void test_watch_start(struct test_watch *w, pid_t pid, int timeout_ms)
+{
+	*w = (struct test_watch){ .pid = pid, .timeout_ms = timeout_ms };
+	cr_assert_eq(pthread_create(&w->th, NULL, test_watch_run, w), 0);
+}
+
+/* Disarm @w after the call named @what returned @ok (nonzero: it did what it should). */
+static inline void test_watch_end(struct test_watch *w, int ok, const char *what)
+{
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+	pthread_join(w->th, NULL);
+	if (__atomic_load_n(&w->fired, __ATOMIC_ACQUIRE))
+		cr_assert_fail("%s still blocked after %d ms (peer %d killed)", what,
+			       w->timeout_ms, (int)w->pid);
+	if (!ok) {
+		char when[128];
+
+		usleep(100000); /* the peer's exit, if that is why, to be seen */
+		snprintf(when, sizeof(when), "while %s waited", what);
+		test_assert_peer_alive(w->pid, when);
 	}
 }
 

@@ -169,10 +169,11 @@ struct ofi_own {
  * A range flushed with SCIF_FLUSH_LAZY is *held*: @lazy_off and @lazy_len say which (set by
  * the flushing thread, the one writer of the consumer's index, before it links the shadow),
  * and the shadow is on ofi.lazy, under fi_lock, until a message toward @peer carries it
- * (ofi_lazy_fill). @lazy says so: set and cleared under fi_lock, and read without it by the
- * flushing thread, which pairs "store the range's bytes; mb; load lazy" with the carrier's
- * "clear lazy; mb; read the bytes": either the flusher sees the range still held, and the
- * carrier reads its new bytes, or it sees it gone and holds it again.
+ * (ofi_lazy_fill takes it off). @lazy says so, set exactly while it is on the list: set and
+ * cleared under fi_lock, and read without it by the flushing thread, which pairs "store the
+ * range's bytes; mb; load lazy" with the carrier's "clear lazy; mb; read the bytes": either
+ * the flusher sees the range still held, and the carrier reads its new bytes, or it sees it
+ * gone and holds it again.
  */
 struct ofi_shadow {
 	struct fid_mr *mr;
@@ -923,24 +924,24 @@ static int ofi_retry(struct ofi_retry *r, fi_addr_t peer)
 
 /*
  * Under fi_lock: append to @m (*@len bytes long) the held ranges toward @to that fit, their
- * bytes read now, and note each in @took (room for @max). Returns how many it took; *@left
- * is set if some did not fit.
+ * bytes read now, taking them off ofi.lazy; returns them as a chain (lazy_next), to put back
+ * with ofi_lazy_keep if the message does not go. *@left is set if some did not fit.
  */
-static int ofi_lazy_fill(union ofi_msgbuf *m, size_t *len, fi_addr_t to,
-			 struct ofi_shadow **took, int max, int *left)
+static struct ofi_shadow *ofi_lazy_fill(union ofi_msgbuf *m, size_t *len, fi_addr_t to,
+					int *left)
 {
-	int n = 0;
+	struct ofi_shadow *took = NULL, **pp = &ofi.lazy, *s;
 
-	for (struct ofi_shadow *s = ofi.lazy; s; s = s->lazy_next) {
+	while ((s = *pp)) {
 		size_t need = sizeof(struct ofi_put) + s->lazy_len;
 		struct ofi_put *e;
 
-		if (s->peer != to || !s->lazy) /* !lazy: taken by this send already */
-			continue;
-		if (n == max || *len + need > ofi.put) {
-			*left = 1;
+		if (s->peer != to || *len + need > ofi.put) {
+			*left |= s->peer == to;
+			pp = &s->lazy_next;
 			continue;
 		}
+		*pp = s->lazy_next;
 		/* The other half of the pairing in struct ofi_shadow: clear, mb, read. */
 		__atomic_store_n(&s->lazy, 0, __ATOMIC_SEQ_CST);
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -948,15 +949,26 @@ static int ofi_lazy_fill(union ofi_msgbuf *m, size_t *len, fi_addr_t to,
 		*e = (struct ofi_put){ .key = s->key, .off = s->lazy_off, .len = s->lazy_len };
 		memcpy(e + 1, s->addr + s->lazy_off, s->lazy_len);
 		*len += need;
-		took[n++] = s;
+		s->lazy_next = took;
+		took = s;
 	}
-	return n;
+	return took;
 }
 
-/*
- * Under fi_lock: take @s off ofi.lazy (its range went, or it is going away). A flusher that
- * saw it cleared meanwhile waits for fi_lock to hold it again.
- */
+/* Under fi_lock: the ranges of chain @took did not go after all; they are held again. */
+static void ofi_lazy_keep(struct ofi_shadow *took)
+{
+	while (took) {
+		struct ofi_shadow *s = took;
+
+		took = s->lazy_next;
+		s->lazy_next = ofi.lazy;
+		ofi.lazy = s;
+		__atomic_store_n(&s->lazy, 1, __ATOMIC_SEQ_CST);
+	}
+}
+
+/* Under fi_lock: take @s off ofi.lazy (it is going away). */
 static void ofi_lazy_unlink(struct ofi_shadow *s)
 {
 	for (struct ofi_shadow **pp = &ofi.lazy; *pp; pp = &(*pp)->lazy_next)
@@ -966,15 +978,6 @@ static void ofi_lazy_unlink(struct ofi_shadow *s)
 		}
 }
 
-/* Under fi_lock: the ranges @took did not go after all; they are held again. */
-static void ofi_lazy_keep(struct ofi_shadow **took, int n)
-{
-	for (int i = 0; i < n; i++)
-		__atomic_store_n(&took[i]->lazy, 1, __ATOMIC_SEQ_CST);
-}
-
-#define OFI_LAZY_BATCH 8
-
 /*
  * Under fi_lock: inject @m (@len bytes) toward @to, and with it, or in PUTs of their own just
  * before it, the ranges held toward @to (SCIF_FLUSH_LAZY): nothing this process sends to a
@@ -983,37 +986,32 @@ static void ofi_lazy_keep(struct ofi_shadow **took, int n)
  */
 static ssize_t ofi_inject_locked(union ofi_msgbuf *m, size_t len, fi_addr_t to)
 {
-	struct ofi_shadow *took[OFI_LAZY_BATCH];
-	int n = 0, left = 0;
+	struct ofi_shadow *took = NULL;
+	int left = 0;
 	ssize_t r;
 
-	if (__builtin_expect(ofi.lazy != NULL, 0)) {
-		n = ofi_lazy_fill(m, &len, to, took, OFI_LAZY_BATCH, &left);
-		while (left) {
-			/* More than the message has room for: PUTs of their own first. */
-			union ofi_msgbuf x = { .n = { .magic = OFI_NOTE_MAGIC, .op = OFI_OP_PUT } };
-			struct ofi_shadow *xt[OFI_LAZY_BATCH];
-			size_t xl = sizeof(x.n);
-			int xn;
+	if (__builtin_expect(ofi.lazy != NULL, 0))
+		took = ofi_lazy_fill(m, &len, to, &left);
+	while (left) {
+		/* More than the message has room for: PUTs of their own first (each takes one
+		 * at least: region_flush holds only ranges that fit an empty PUT). */
+		union ofi_msgbuf x;
+		size_t xl = sizeof(x.n);
+		struct ofi_shadow *xt;
 
-			left = 0;
-			xn = ofi_lazy_fill(&x, &xl, to, xt, OFI_LAZY_BATCH, &left);
-			r = fi_inject(ofi.ep, x.b, xl, to);
-			if (r) {
-				ofi_lazy_keep(xt, xn);
-				ofi_lazy_keep(took, n);
-				return r;
-			}
-			for (int i = 0; i < xn; i++)
-				ofi_lazy_unlink(xt[i]);
+		x.n = (struct ofi_note){ .magic = OFI_NOTE_MAGIC, .op = OFI_OP_PUT };
+		left = 0;
+		xt = ofi_lazy_fill(&x, &xl, to, &left);
+		r = fi_inject(ofi.ep, x.b, xl, to);
+		if (r) {
+			ofi_lazy_keep(xt);
+			ofi_lazy_keep(took);
+			return r;
 		}
 	}
 	r = fi_inject(ofi.ep, m->b, len, to);
 	if (r)
-		ofi_lazy_keep(took, n);
-	else
-		for (int i = 0; i < n; i++)
-			ofi_lazy_unlink(took[i]);
+		ofi_lazy_keep(took);
 	return r;
 }
 
@@ -1042,9 +1040,11 @@ static int ofi_push(void)
 /* A small message to @to; given up at @until (ms; 0: OFI_OP_MS from now) or if @to is gone. */
 static int ofi_note_send(uint32_t op, uint64_t arg, fi_addr_t to, uint64_t until)
 {
-	union ofi_msgbuf m = { .n = { .magic = OFI_NOTE_MAGIC, .op = op, .arg = arg } };
+	union ofi_msgbuf m; /* the note, and room for held ranges (ofi_inject_locked) */
 	struct ofi_retry rt = { .until = until };
 	ssize_t r;
+
+	m.n = (struct ofi_note){ .magic = OFI_NOTE_MAGIC, .op = op, .arg = arg };
 
 	if (ofi_push())
 		return -ECONNRESET;
@@ -1804,7 +1804,7 @@ static int ofi_region_flush(const struct scif_region *r, size_t off, size_t len,
 	if (!r->priv[1] || off > r->len || len > r->len - off || !len)
 		return -EINVAL;
 	if ((flags & SCIF_FLUSH_LAZY) && !p->len && !((off | len) & 7) &&
-	    sizeof(struct ofi_note) + need <= ofi.put && off <= UINT32_MAX) {
+	    sizeof(struct ofi_note) + need <= ofi.put) {
 		/* Held already, with the bytes read when it goes (struct ofi_shadow). */
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		if (__atomic_load_n(&s->lazy, __ATOMIC_SEQ_CST) && s->lazy_off == off &&

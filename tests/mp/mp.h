@@ -6,17 +6,6 @@
 #include "common.h"
 #include "mp/stream.h"
 
-/*
- * Make @lep listen on @port with @backlog and start the peer program in node 1 with @args
- * (which connects to it, or not, as its mode says); returns the peer's process id.
- */
-static inline pid_t mp_listen_spawn(scif_epd_t lep, uint16_t port, int backlog, char **args)
-{
-	cr_assert_eq(scif_bind(lep, port), port);
-	cr_assert_eq(scif_listen(lep, backlog), 0);
-	return test_spawn_peer(1, args);
-}
-
 /* After a lying peer: the listener @lep on @port still serves an honest one, intact. */
 static inline void mp_expect_listener_serves(scif_epd_t lep, uint16_t port)
 {

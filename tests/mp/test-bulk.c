@@ -138,7 +138,7 @@ Test(bulk, one_offer_taken_in_pieces, .timeout = 120)
 	char a1[16], a2[16], a3[24];
 	char *args[] = { "bulk-source", "0", test_num(a1, port), test_num(a2, total), test_num(a3, seed), NULL };
 	uint8_t *got = buf_alloc(total, 1), *want = malloc(total);
-	scif_epd_t lep = scif_open(), ep;
+	scif_epd_t lep, ep;
 	struct scif_portID peer;
 	struct scif_pollepd p;
 	size_t have = 0;
@@ -146,7 +146,8 @@ Test(bulk, one_offer_taken_in_pieces, .timeout = 120)
 
 	cr_assert_not_null(want);
 	stream_fill(seed, 0, want, total);
-	pid = mp_listen_spawn(lep, port, 1, args);
+	lep = test_listener(port, 1);
+	pid = test_spawn_peer(1, args);
 	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
 	p = (struct scif_pollepd){ .epd = ep, .events = SCIF_POLLIN };
 	cr_assert_eq(scif_poll(&p, 1, 10000), 1, "no POLLIN while an offer waits");
@@ -194,14 +195,15 @@ Test(bulk, abandoned_offer_is_not_delivered, .timeout = 60)
 	uint16_t port = test_port();
 	char a1[16];
 	char *args[] = { "bulk-abandon", "0", test_num(a1, port), NULL };
-	scif_epd_t lep = scif_open(), ep;
+	scif_epd_t lep, ep;
 	struct scif_portID peer;
 	struct scif_pollepd p;
 	uint8_t *buf = buf_alloc(1u << 20, 0);
 	uint64_t until;
 	pid_t pid;
 
-	pid = mp_listen_spawn(lep, port, 1, args);
+	lep = test_listener(port, 1);
+	pid = test_spawn_peer(1, args);
 	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
 	until = test_now_ms() + 10000;
 	do {
@@ -239,8 +241,8 @@ static void hostile_bulk_case(const char *kind, int resets)
 		setenv("SCIF_REQ_TIMEOUT_MS", "500", 1);
 		setenv("SCIF_CMA_WAIT_US", "2000000", 1);
 	}
-	lep = scif_open();
-	pid = mp_listen_spawn(lep, port, 4, args);
+	lep = test_listener(port, 4);
+	pid = test_spawn_peer(1, args);
 	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
 	if (!strcmp(kind, "claim")) {
 		uint8_t *big = buf_alloc(2u << 20, 1);
@@ -339,8 +341,8 @@ static void nb_sink_case(size_t len, int rounds)
 	pid_t pid;
 
 	setenv("SCIF_CMA_WAIT_US", "2000000", 1); /* read when the library starts, below */
-	lep = scif_open();
-	pid = mp_listen_spawn(lep, port, 1, args);
+	lep = test_listener(port, 1);
+	pid = test_spawn_peer(1, args);
 	ep = nb_accept(lep, pid);
 	for (int r = 0; r < rounds; r++) {
 		uint64_t until = test_now_ms() + 30000;
@@ -385,14 +387,15 @@ Test(bulk, nonblocking_offer_receiver_killed, .timeout = 120)
 	char a1[16], a2[24];
 	char *args[] = { "bulk-nbsink", "0", test_num(a1, port), test_num(a2, len), "1", "5", NULL };
 	uint8_t *out = buf_alloc(len, 1);
-	scif_epd_t lep = scif_open(), ep;
+	scif_epd_t lep, ep;
 	struct nb_kill k;
 	pthread_t th;
 	size_t done = 0;
 	uint64_t until;
 	pid_t pid;
 
-	pid = mp_listen_spawn(lep, port, 1, args);
+	lep = test_listener(port, 1);
+	pid = test_spawn_peer(1, args);
 	ep = nb_accept(lep, pid);
 	usleep(200000); /* the receiver allocates, then waits in scif_recv */
 	k = (struct nb_kill){ .pid = pid, .after_us = 2000 };
@@ -439,14 +442,15 @@ Test(bulk, nonblocking_offer_sender_killed, .timeout = 120)
 	char *args[] = { "bulk-nbsource", "0", test_num(a1, port), test_num(a2, len),
 			 test_num(a3, seed), NULL };
 	uint8_t *in = buf_alloc(len, 1), *want = malloc(len);
-	scif_epd_t lep = scif_open(), ep;
+	scif_epd_t lep, ep;
 	struct nb_kill k;
 	pthread_t th;
 	size_t have = 0;
 	pid_t pid;
 
 	cr_assert_not_null(want);
-	pid = mp_listen_spawn(lep, port, 1, args);
+	lep = test_listener(port, 1);
+	pid = test_spawn_peer(1, args);
 	ep = nb_accept(lep, pid);
 	/* The watchdog of the blocking receives: a peer that sends nothing for 30 s is killed. */
 	k = (struct nb_kill){ .pid = pid, .after_us = 30000000 };

@@ -123,28 +123,31 @@ Test(mp, short_read_gives_room_to_a_full_sender, .timeout = 120)
 	char a1[16];
 	char *args[] = { "sip", "0", test_num(a1, port), NULL };
 	static char buf[65536];
-	struct scif_pollepd p = { .events = SCIF_POLLOUT };
 	struct scif_portID peer;
+	struct test_watch w;
 	scif_epd_t lep, ep;
 	pid_t pid;
 	long total = 0;
+	short rev;
 	int n;
 
 	setenv("SCIF_WAIT_RECHECK_MS", "30000", 1);
-	lep = scif_open();
-	pid = mp_listen_spawn(lep, port, 1, args);
+	lep = test_listener(port, 1);
+	pid = test_spawn_peer(1, args);
 	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
 	while ((n = scif_send(ep, buf, (int)sizeof(buf), 0)) > 0)
 		total += n;
 	cr_assert_eq(n, 0, "filling the ring: %s", strerror(errno));
 	cr_assert_gt(total, 0);
-	p.epd = ep;
-	cr_assert_eq(scif_poll(&p, 1, 20000), 1, "no room after the peer's read: %s",
-		     strerror(errno));
-	cr_assert(p.revents & SCIF_POLLOUT, "revents %#x", p.revents);
+	/* No room after the peer's read within 20 s fails the test. */
+	rev = test_poll_or_peer_death(ep, SCIF_POLLOUT, pid, 20000);
+	cr_assert(rev & SCIF_POLLOUT, "revents %#x", rev);
 	cr_assert_eq(scif_send(ep, buf, 1, 0), 1);
 	/* Full again, until the peer's second read. */
-	cr_assert_eq(scif_send(ep, buf, 1, SCIF_SEND_BLOCK), 1, "%s", strerror(errno));
+	test_watch_start(&w, pid, 20000);
+	n = scif_send(ep, buf, 1, SCIF_SEND_BLOCK);
+	test_watch_end(&w, n == 1, "the blocking send");
+	cr_assert_eq(n, 1, "%s", strerror(errno));
 	scif_close(ep);
 	scif_close(lep);
 	cr_expect_eq(test_wait(pid), 0);
@@ -170,19 +173,23 @@ Test(mp, late_read_on_a_closed_connection_spares_the_next_message, .timeout = 12
 
 	/* A lost message must fail the test, not be found by the library's second look. */
 	setenv("SCIF_WAIT_RECHECK_MS", "30000", 1);
-	lep = scif_open();
-	pid = mp_listen_spawn(lep, port, 2, args);
+	lep = test_listener(port, 2);
+	pid = test_spawn_peer(1, args);
 	for (int r = 0; r < ROUNDS; r++) {
-		struct scif_pollepd p = { .events = SCIF_POLLIN };
 		char want[64], got[64], c = 'x';
+		struct test_watch w;
+		int n;
 
 		test_accept_or_peer_death(lep, &peer, &c1, pid, 30000);
 		test_accept_or_peer_death(lep, &peer, &c2, pid, 30000);
 		cr_assert_eq(scif_send(c1, &c, 1, SCIF_SEND_BLOCK), 1);
 		cr_assert_eq(scif_close(c1), 0);
-		p.epd = c2;
-		cr_assert_eq(scif_poll(&p, 1, 10000), 1, "round %d: nothing came on the second", r);
-		cr_assert_eq(scif_recv(c2, got, sizeof(got), SCIF_RECV_BLOCK), (int)sizeof(got));
+		/* Nothing on the second within 10 s fails the test. */
+		test_poll_or_peer_death(c2, SCIF_POLLIN, pid, 10000);
+		test_watch_start(&w, pid, 10000);
+		n = scif_recv(c2, got, sizeof(got), SCIF_RECV_BLOCK);
+		test_watch_end(&w, n == (int)sizeof(got), "the receive on the second");
+		cr_assert_eq(n, (int)sizeof(got), "round %d: %s", r, strerror(errno));
 		memset(want, 'a' + r % 26, sizeof(want));
 		cr_assert_arr_eq(got, want, sizeof(got), "round %d", r);
 		cr_assert_eq(scif_send(c2, &c, 1, SCIF_SEND_BLOCK), 1);
@@ -207,10 +214,11 @@ Test(mp, stress_16_connections_1GiB_both_directions, .timeout = 600)
 	char a1[16], a2[16], a3[24], a4[24];
 	char *args[] = { "stream", "0", test_num(a1, port), test_num(a2, NCONN), test_num(a3, per_dir),
 			 test_num(a4, seed), NULL };
-	scif_epd_t lep = scif_open();
+	scif_epd_t lep;
 	pid_t pid;
 
-	pid = mp_listen_spawn(lep, port, NCONN, args);
+	lep = test_listener(port, NCONN);
+	pid = test_spawn_peer(1, args);
 	for (int i = 0; i < NCONN; i++) {
 		struct scif_portID peer;
 
@@ -334,14 +342,15 @@ Test(mp, blocked_recv_returns_econnreset_when_peer_killed)
 	uint16_t port = test_port();
 	char a1[16];
 	char *args[] = { "connect-hold", "0", test_num(a1, port), NULL };
-	scif_epd_t lep = scif_open(), ep;
+	scif_epd_t lep, ep;
 	struct scif_portID peer;
 	struct blocked b = { 0 };
 	struct timespec ts;
 	pthread_t th;
 	pid_t pid;
 
-	pid = mp_listen_spawn(lep, port, 1, args);
+	lep = test_listener(port, 1);
+	pid = test_spawn_peer(1, args);
 	test_accept_or_peer_death(lep, &peer, &ep, pid, 30000);
 	b.ep = ep;
 	pthread_create(&th, NULL, blocked_recv, &b);
@@ -443,11 +452,12 @@ Test(mp, churn_1000_connections_from_another_process, .timeout = 300)
 	uint16_t port = test_port();
 	char a1[16], a2[16];
 	char *args[] = { "churn", "0", test_num(a1, port), test_num(a2, (uint64_t)n), NULL };
-	scif_epd_t lep = scif_open();
+	scif_epd_t lep;
 	int names0 = count_scif_names();
 	pid_t pid;
 
-	pid = mp_listen_spawn(lep, port, 16, args);
+	lep = test_listener(port, 16);
+	pid = test_spawn_peer(1, args);
 	for (int i = 0; i < n; i++) {
 		struct scif_portID peer;
 		scif_epd_t ep;
@@ -469,11 +479,12 @@ static void hostile_case(const char *kind, int connects)
 	uint16_t port = test_port();
 	char a1[16];
 	char *args[] = { "hostile", "0", test_num(a1, port), (char *)kind, NULL };
-	scif_epd_t lep = scif_open(), ep = -1;
+	scif_epd_t lep, ep = -1;
 	struct scif_portID peer;
 	pid_t pid;
 
-	pid = mp_listen_spawn(lep, port, 4, args);
+	lep = test_listener(port, 4);
+	pid = test_spawn_peer(1, args);
 	if (!connects) {
 		/* The handshake fails: a non-SYNC accept says EAGAIN, nothing else happens. */
 		uint64_t until = test_now_ms() + 5000;
