@@ -95,6 +95,7 @@
 #define OFI_OP_MS 10000     /* a queue that stays full this long means the peer is gone */
 #define OFI_GONE_MS 2       /* how often a call kept waiting looks whether its peer is gone */
 #define OFI_EXIT_MS 1000    /* what exit() spends making sure the peers got our bytes */
+#define OFI_FORGET_MS OFI_OP_MS /* a peer process unused this long leaves the address vector */
 
 /* One framed control message on a link; the message, then nfh handles, follow it. */
 struct ofi_frame {
@@ -204,10 +205,18 @@ struct ofi_link {
 	int lowat;     /* SO_RCVLOWAT is raised: a frame has begun to arrive (ofi_link_recv) */
 };
 
-/* A peer process's endpoint name and its address in our address vector. */
+/*
+ * A peer process's endpoint name and its address in our address vector (under ofi.lock).
+ * @refs counts what we imported from it (shadows, its bells, its windows); links to it are
+ * counted when asked (ofi_forget_gone): the core closes them without telling us. @idle_since
+ * is when a look first found neither (0: in use at the last look).
+ */
 struct ofi_peer {
 	struct ofi_peer *next;
 	fi_addr_t addr;
+	uint64_t refs;
+	uint64_t idle_since;
+	int linked; /* ofi_forget_gone's mark */
 	uint32_t namelen;
 	uint8_t name[OFI_NAME_MAX];
 };
@@ -218,6 +227,7 @@ struct ofi_bell_slot {
 };
 
 struct ofi_fence {
+	fi_addr_t peer; /* the process pinged: only its echo counts */
 	uint32_t gen;
 	int busy;
 	int done;
@@ -274,6 +284,7 @@ static struct {
 	int nlinks;
 	struct ofi_fence fence[OFI_FENCES];
 	struct ofi_peer *peers; /* every peer process in the address vector, once */
+	unsigned int npeers;
 	struct ofi_shadow *lazy; /* shadows holding a lazy range (struct ofi_shadow); fi_lock */
 } ofi = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -1101,7 +1112,8 @@ static void ofi_handle(union ofi_msgbuf *m, size_t len, fi_addr_t src)
 		break;
 	case OFI_OP_ECHO:
 		pthread_mutex_lock(&ofi.lock);
-		if (idx < OFI_FENCES && ofi.fence[idx].busy && ofi.fence[idx].gen == gen) {
+		if (idx < OFI_FENCES && ofi.fence[idx].busy && ofi.fence[idx].gen == gen &&
+		    ofi.fence[idx].peer == src) {
 			ofi.fence[idx].done = 1;
 			pthread_cond_broadcast(&ofi.fence_cond);
 		}
@@ -1397,6 +1409,79 @@ static int ofi_link_send(int link, const void *msg, size_t len, const struct sci
 	return ofi_send_frame(link, OFI_FR_MSG, msg, len, fh, nfh);
 }
 
+/* Count (@d 1) or let go of (@d -1) something imported from the process at @a. */
+static void ofi_peer_ref(fi_addr_t a, int d)
+{
+	pthread_mutex_lock(&ofi.lock);
+	for (struct ofi_peer *p = ofi.peers; p; p = p->next)
+		if (p->addr == a) {
+			p->refs += (uint64_t)(int64_t)d;
+			break;
+		}
+	pthread_mutex_unlock(&ofi.lock);
+}
+
+/*
+ * Take the peer processes we no longer use out of the address vector: nothing imported from
+ * them, no link to them, and so at two looks OFI_FORGET_MS apart, by which time nothing
+ * toward them is in flight any more (every operation gives up within OFI_OP_MS). Looked at
+ * when a new process says HELLO, so the vector holds the processes in use and those let go
+ * of since about the last arrival; without it, a server's vector would grow by one entry
+ * per client it ever had. Under recv_lock (one HELLO at a time).
+ */
+static void ofi_forget_gone(void)
+{
+	uint64_t now = scif_fabric_now_ms();
+	struct ofi_peer *gone = NULL, **pp, *p;
+	unsigned int n = 0, left;
+
+	pthread_mutex_lock(&ofi.lock);
+	for (p = ofi.peers; p; p = p->next)
+		p->linked = p->refs != 0;
+	for (int fd = 0; fd < ofi.nlinks; fd++) {
+		uint64_t a = ofi.links[fd].peer & ~OFI_LINK_OWE;
+		struct stat st;
+
+		if (!a)
+			continue;
+		/* Hung up or not, a link still open may bring handles naming the peer. */
+		if (fstat(fd, &st) || !S_ISSOCK(st.st_mode) || st.st_ino != ofi.links[fd].ino) {
+			ofi.links[fd].peer = 0;
+			continue;
+		}
+		for (p = ofi.peers; p; p = p->next)
+			if (p->addr + 1 == a) {
+				p->linked = 1;
+				break;
+			}
+	}
+	for (pp = &ofi.peers; (p = *pp);) {
+		if (p->linked || !p->idle_since || now - p->idle_since < OFI_FORGET_MS) {
+			p->idle_since = p->linked ? 0 : p->idle_since ? p->idle_since : now | 1;
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		p->next = gone;
+		gone = p;
+		n++;
+	}
+	ofi.npeers -= n;
+	left = ofi.npeers;
+	pthread_mutex_unlock(&ofi.lock);
+	if (!gone)
+		return;
+	scif_dbg("ofi: %u peer processes left the address vector, %u in it", n, left);
+	FI_LK();
+	for (p = gone; p; p = p->next)
+		fi_av_remove(ofi.av, &p->addr, 1, 0);
+	FI_UL();
+	while ((p = gone)) {
+		gone = p->next;
+		free(p);
+	}
+}
+
 /*
  * The peer's HELLO: its endpoint in our address vector, once per peer process (every
  * address is a connection of the provider's), and remembered for the link.
@@ -1423,6 +1508,7 @@ static int ofi_hello_in(int link, const uint8_t *body, size_t len)
 		}
 	pthread_mutex_unlock(&ofi.lock);
 	if (a == FI_ADDR_NOTAVAIL) {
+		ofi_forget_gone();
 		p = calloc(1, sizeof(*p));
 		if (!p)
 			return -ENOMEM;
@@ -1439,6 +1525,7 @@ static int ofi_hello_in(int link, const uint8_t *body, size_t len)
 		pthread_mutex_lock(&ofi.lock);
 		p->next = ofi.peers;
 		ofi.peers = p;
+		ofi.npeers++;
 		pthread_mutex_unlock(&ofi.lock);
 	}
 	return ofi_link_set(link, a + 1, 1);
@@ -1652,6 +1739,7 @@ static int ofi_region_import(struct scif_fabric *fab, struct scif_fh *fh, size_t
 		free(s);
 		return -EPROTO;
 	}
+	ofi_peer_ref(s->peer, 1);
 	*r = (struct scif_region){ .addr = p, .len = len, .priv = { (uintptr_t)s, 1 } };
 	return 0;
 }
@@ -1668,6 +1756,7 @@ static void ofi_region_destroy(struct scif_region *r)
 		ofi_lazy_unlink(s);
 		FI_UL();
 		ofi_mr_close(s->mr);
+		ofi_peer_ref(s->peer, -1);
 		free(s);
 	} else {
 		struct ofi_own *o = (struct ofi_own *)(uintptr_t)r->priv[0];
@@ -1870,6 +1959,7 @@ static int ofi_fence_peer(fi_addr_t peer, int link, uint64_t until)
 	}
 	ofi.fence[i].busy = 1;
 	ofi.fence[i].done = 0;
+	ofi.fence[i].peer = peer;
 	ofi.fence[i].gen++;
 	arg = (uint64_t)ofi.fence[i].gen << 32 | (uint32_t)i;
 	pthread_mutex_unlock(&ofi.lock);
@@ -1979,8 +2069,10 @@ static int ofi_bell_import(struct scif_fabric *fab, struct scif_fh *fh, struct s
 	(void)fab;
 	if (fh->kind != OFI_FH_BELL)
 		return -EPROTO;
-	*peer = (struct scif_bell){ .fd = -1, .priv32 = (uint32_t)fh->word[2],
+	/* @priv32: the peer process's address + 1 (0: nothing imported). */
+	*peer = (struct scif_bell){ .fd = -1, .priv32 = (uint32_t)fh->word[2] + 1,
 				    .priv = fh->word[0] };
+	ofi_peer_ref(fh->word[2], 1);
 	return 0;
 }
 
@@ -1990,13 +2082,13 @@ static int ofi_ring(const struct scif_bell *b)
 
 	if (b->fd >= 0)
 		return scif__fabric_local.ring(b);
-	if (p->len && p->peer == (fi_addr_t)b->priv32) {
+	if (p->len && p->peer + 1 == (fi_addr_t)b->priv32) {
 		/* The bytes this ring is for, and the ring, in one message. */
 		p->m.n.op |= OFI_PUT_RING;
 		p->m.n.arg = b->priv;
 		return ofi_push();
 	}
-	return ofi_note_send(OFI_OP_RING, b->priv, b->priv32, 0);
+	return ofi_note_send(OFI_OP_RING, b->priv, b->priv32 - 1, 0);
 }
 
 static int ofi_drain(int fd)
@@ -2006,13 +2098,17 @@ static int ofi_drain(int fd)
 
 static int ofi_unpark(const struct scif_bell *peer)
 {
-	return ofi_note_send(OFI_OP_UNPARK, peer->priv, peer->priv32, 0);
+	return ofi_note_send(OFI_OP_UNPARK, peer->priv, peer->priv32 - 1, 0);
 }
 
 static void ofi_bell_close(struct scif_bell *b)
 {
-	if (b->fd < 0)
+	if (b->fd < 0) {
+		if (b->priv32) /* the peer's bell */
+			ofi_peer_ref(b->priv32 - 1, -1);
+		*b = (struct scif_bell){ .fd = -1 };
 		return;
+	}
 	pthread_mutex_lock(&ofi.lock);
 	uint32_t i = (uint32_t)b->priv;
 
@@ -2091,8 +2187,10 @@ static int ofi_mem_import(struct scif_fabric *fab, struct scif_fh *fh, size_t le
 	(void)prot;
 	if (fh->kind != OFI_FH_MEM || !len)
 		return -EINVAL;
+	/* @priv[2]: the peer process's address + 1 (0: nothing imported). */
 	*m = (struct scif_mem){ .fd = -1, .len = len,
-				.priv = { fh->word[0], fh->word[1], fh->word[2] } };
+				.priv = { fh->word[0], fh->word[1], fh->word[2] + 1 } };
+	ofi_peer_ref(fh->word[2], 1);
 	return 0;
 }
 
@@ -2110,6 +2208,9 @@ static void ofi_mem_free(struct scif_mem *m)
 		}
 		m->priv[0] = 0;
 		scif__fabric_local.mem_free(m);
+	} else if (m->priv[2]) { /* the peer's */
+		ofi_peer_ref(m->priv[2] - 1, -1);
+		m->priv[2] = 0;
 	}
 	m->addr = NULL;
 	m->fd = -1;
@@ -2127,7 +2228,7 @@ static int ofi_mem_copy(const struct scif_mem *m, size_t off, void *buf, size_t 
 		return -EINVAL;
 	if (ofi.mr_local && ofi_mr(buf, len, to_peer ? FI_WRITE : FI_READ, &mr, &desc))
 		return -ENOMEM;
-	ret = ofi_rma_wait(!to_peer, buf, len, desc, m->priv[2], m->priv[0] + off, m->priv[1]);
+	ret = ofi_rma_wait(!to_peer, buf, len, desc, m->priv[2] - 1, m->priv[0] + off, m->priv[1]);
 	ofi_mr_close(mr);
 	return ret;
 }

@@ -12,7 +12,8 @@
  * And what the network fabric does differently on purpose: scif_mmap of a peer window fails
  * with EOPNOTSUPP (no load/store path to another host), while RMA to the same window works.
  * And a peer that does not speak the link protocol (raw TCP to a listener's port) costs only
- * its own link, dropped within a bound, never a crash or an accepted connection.
+ * its own link, dropped within a bound, never a crash or an accepted connection. And a server
+ * whose clients come and go does not keep an address-vector entry for each of them.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -445,4 +446,87 @@ Test(ofi, hostile_messages_cost_nothing, .timeout = 120)
 	scif_close(lep);
 	scif_close(ep);
 	cr_expect_eq(test_wait(epid), 0, "the echo peer failed");
+}
+
+/*
+ * Peer processes that come and go leave our address vector (fabric/ofi.c ofi_forget_gone):
+ * a server whose clients each connect once and exit keeps entries only for those in use and
+ * those let go of since about the last arrival, not one per client it ever had; and the
+ * clients that come after (which may get a freed entry's index) are served intact. What the
+ * vector holds is read from the library's debug log (SCIF_LOG=debug), the one place it says.
+ */
+#define FORGET_MS 10000 /* fabric/ofi.c OFI_FORGET_MS */
+
+/* One client process on node 1: a connection with 64 KiB each way, checked, then it exits. */
+static void forget_client(scif_epd_t lep, uint16_t port, uint64_t seed)
+{
+	char a1[16], a2[24];
+	char *args[] = { "stream", "0", test_num(a1, port), "1", "65536", test_num(a2, seed),
+			 NULL };
+	struct stream_conn c = { .bytes = 65536 };
+	struct scif_portID peer;
+	pid_t pid = test_spawn_peer(1, args);
+	int err;
+
+	test_accept_or_peer_death(lep, &peer, &c.ep, pid, 30000);
+	/* The peer's send stream is our receive stream (tests/mp/scif-peer.c mode_stream). */
+	c.tx_seed = stream_seed(seed, 0, 0);
+	c.rx_seed = stream_seed(seed, 0, 1);
+	stream_start(&c);
+	err = stream_join(&c);
+	scif_close(c.ep);
+	cr_assert_eq(err, 0, "client %llu: the stream failed (%d, errno %d)",
+		     (unsigned long long)seed, err, c.err_errno);
+	cr_assert_eq(test_wait(pid), 0, "client %llu: the stream peer failed",
+		     (unsigned long long)seed);
+}
+
+Test(ofi, gone_peer_processes_leave_the_address_vector, .timeout = 120)
+{
+	char path[] = "/tmp/scif-test-ofi-av.XXXXXX", line[256];
+	int logfd = mkstemp(path), saved = dup(2);
+	unsigned int removed = 0, left = 0, lines = 0, n, in;
+	uint16_t port = test_port();
+	scif_epd_t lep;
+	FILE *f;
+
+	cr_assert_geq(logfd, 0);
+	cr_assert_geq(saved, 0);
+	/* The library reads SCIF_LOG at its first call: this process logs, its peers do not. */
+	cr_assert_eq(dup2(logfd, 2), 2);
+	setenv("SCIF_LOG", "debug", 1);
+	lep = scif_open();
+	unsetenv("SCIF_LOG");
+	cr_assert_geq(lep, 0);
+	cr_assert_eq(scif_bind(lep, port), port);
+	cr_assert_eq(scif_listen(lep, 4), 0);
+	for (uint64_t i = 1; i <= 4; i++)
+		forget_client(lep, port, i);
+	/* Clients 1-3 were seen gone when the next one came: gone long enough after this. */
+	usleep((FORGET_MS + 1000) * 1000);
+	for (uint64_t i = 5; i <= 6; i++)
+		forget_client(lep, port, i);
+	scif_close(lep);
+	dup2(saved, 2);
+	close(saved);
+
+	f = fdopen(logfd, "r");
+	cr_assert(f);
+	rewind(f);
+	while (fgets(line, sizeof(line), f)) {
+		const char *at = strstr(line, "ofi: ");
+
+		if (at && sscanf(at, "ofi: %u peer processes left the address vector, %u in it", &n,
+				 &in) == 2) {
+			removed += n;
+			left = in;
+			lines++;
+		}
+	}
+	fclose(f);
+	unlink(path);
+	cr_assert_gt(lines, 0, "no client left the address vector (6 came and went)");
+	cr_expect_geq(removed, 3, "%u of the first 3 clients left the address vector", removed);
+	cr_expect_leq(left, 1, "%u peer processes still in the address vector after the last "
+			       "clean-up (only client 4 may be)", left);
 }
