@@ -111,7 +111,7 @@ struct scif_ep_shared {
 	uint32_t self_bell;
 	struct scif_rb_state rx;
 	uint64_t rx_seen;
-	uint64_t rx_arm;
+	uint64_t rx_arm; /* written by the receiver only; read by a fabric's progress too */
 	uint64_t tx_seen;
 	uint64_t rx_oseq;
 	uint64_t rx_ocur;

@@ -19,6 +19,8 @@
  * Barrier pairs: [M1] sender "store widx; mb; load arm" vs [M2] receiver "store arm; mb;
  * load widx"; [M3] sender "store tx_wait; mb; load ridx" vs [M4] receiver "store ridx; mb;
  * load tx_wait". In each pair at least one side sees the other's store, so no wake-up is lost.
+ * A fabric that takes a shadow peer's rings on our side (bell_quiet) leaves one out when
+ * our arm word says DISARMED: its "bytes in place; mb; load arm" pairs with [M2] as [M1].
  * A scif_recv() that returns after taking bytes makes [M4] and [M2] one barrier (rx_settle
  * with @room): "store ridx; store arm; mb; load tx_wait; load widx" (ridx and the arm word
  * share a line of the sender's region): one locked instruction less on the receiver's way
@@ -67,7 +69,8 @@ void scif__msg_init(void)
 static inline void rx_arm_set(struct scif_endpt *ep, uint64_t v)
 {
 	if (ep->sh->rx_arm != v) {
-		ep->sh->rx_arm = v;
+		/* Read by the fabric's progress too (bell_quiet): one store. */
+		scif__write_once(&ep->sh->rx_arm, v);
 		scif__write_once(&scif__qp_theirs(ep)->peer_rx_arm, v);
 	}
 }

@@ -239,6 +239,14 @@ struct scif_fabric {
  * @poll:          optional: one non-blocking pass of the fabric's own progress, for a core
  *                 thread that spins waiting for the peer (a fabric whose peer's writes land
  *                 only when someone progresses it). Must be cheap when there is nothing.
+ * @bell_quiet:    optional: the peer's rings of the own bell @own (each tells the owner to
+ *                 look at what the peer wrote, and comes after it) may be left out while
+ *                 *@word has a bit of @mask set: the owner is looking by itself. The fabric
+ *                 reads @word when those bytes are in place, after a full barrier; the owner
+ *                 clears the bits, makes a full barrier and looks once more before it
+ *                 sleeps, so one of the two always sees the other. For a fabric that takes
+ *                 the peer's rings on the owner's side (the peer of a shadow fabric rings
+ *                 every time: it cannot read @word). @word lives as long as @own.
  */
 struct scif_fabric_ops {
 	size_t size;
@@ -278,6 +286,7 @@ struct scif_fabric_ops {
 	void (*mem_free)(struct scif_mem *m);
 	int (*mem_copy)(const struct scif_mem *m, size_t off, void *buf, size_t len, int to_peer);
 	void (*poll)(void);
+	void (*bell_quiet)(struct scif_bell *own, const uint64_t *word, uint64_t mask);
 };
 
 extern const struct scif_fabric_ops scif__fabric_local;

@@ -224,6 +224,8 @@ struct ofi_peer {
 struct ofi_bell_slot {
 	int fd;       /* the own bell's descriptor, or -1 if the slot is free */
 	uint32_t gen; /* bumped when the slot is freed: stale tokens miss */
+	const uint64_t *quiet; /* bell_quiet: rings are left out while *quiet & quiet_mask */
+	uint64_t quiet_mask;
 };
 
 struct ofi_fence {
@@ -1071,7 +1073,12 @@ static int ofi_note_send(uint32_t op, uint64_t arg, fi_addr_t to, uint64_t until
 	return r ? -ECONNRESET : 0;
 }
 
-/* Ring (or, with @unpark, drain) our bell named by @token. */
+/*
+ * Ring (or, with @unpark, drain) our bell named by @token. A ring is left out while its
+ * owner says it is looking by itself (bell_quiet): what the ring is for is in place by
+ * now (a PUT's ranges are placed before it is handled; RDMA writes land before the sends
+ * that follow them), and the barrier orders that before the look at the owner's word.
+ */
 static void ofi_bell_token(uint64_t token, int unpark)
 {
 	uint32_t idx = (uint32_t)token, gen = (uint32_t)(token >> 32);
@@ -1079,12 +1086,16 @@ static void ofi_bell_token(uint64_t token, int unpark)
 	/* A token of a bell closed since is stale: the generation says so. */
 	pthread_mutex_lock(&ofi.lock);
 	if (idx < ofi.nbells && ofi.bells[idx].fd >= 0 && ofi.bells[idx].gen == gen) {
-		struct scif_bell b = { .fd = ofi.bells[idx].fd };
+		struct ofi_bell_slot *s = &ofi.bells[idx];
+		struct scif_bell b = { .fd = s->fd };
 
-		if (unpark)
+		if (unpark) {
 			scif__fabric_local.drain(b.fd);
-		else
-			scif__fabric_local.ring(&b);
+		} else {
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+			if (!s->quiet || !(__atomic_load_n(s->quiet, __ATOMIC_RELAXED) & s->quiet_mask))
+				scif__fabric_local.ring(&b);
+		}
 	}
 	pthread_mutex_unlock(&ofi.lock);
 }
@@ -2059,6 +2070,18 @@ static int ofi_bell_create(struct scif_fabric *fab, int *user, struct scif_bell 
 	return 0;
 }
 
+static void ofi_bell_quiet(struct scif_bell *own, const uint64_t *word, uint64_t mask)
+{
+	uint32_t i = (uint32_t)own->priv;
+
+	pthread_mutex_lock(&ofi.lock);
+	if (i < ofi.nbells && ofi.bells[i].fd == own->fd) {
+		ofi.bells[i].quiet = word;
+		ofi.bells[i].quiet_mask = mask;
+	}
+	pthread_mutex_unlock(&ofi.lock);
+}
+
 static void ofi_bell_export(const struct scif_bell *own, struct scif_fh *fh)
 {
 	*fh = (struct scif_fh){ .fd = -1, .kind = OFI_FH_BELL, .word = { own->priv } };
@@ -2115,6 +2138,7 @@ static void ofi_bell_close(struct scif_bell *b)
 	if (i < ofi.nbells && ofi.bells[i].fd == b->fd) {
 		ofi.bells[i].fd = -1;
 		ofi.bells[i].gen++;
+		ofi.bells[i].quiet = NULL;
 	}
 	pthread_mutex_unlock(&ofi.lock);
 	scif__fabric_local.bell_close(b);
@@ -2264,4 +2288,5 @@ const struct scif_fabric_ops scif__fabric_ofi = {
 	.mem_free = ofi_mem_free,
 	.mem_copy = ofi_mem_copy,
 	.poll = ofi_poll,
+	.bell_quiet = ofi_bell_quiet,
 };

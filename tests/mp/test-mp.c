@@ -109,6 +109,65 @@ Test(mp, echo_between_node0_and_node1)
 	cr_expect_eq(test_wait(pid), 0);
 }
 
+/* Busy for @ns nanoseconds (a pause shorter than a sleep can be). */
+static void busy_ns(uint64_t ns)
+{
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	while ((uint64_t)(t.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)t.tv_nsec -
+		       (uint64_t)t0.tv_nsec < ns);
+}
+
+/*
+ * A ping-pong whose pauses put each receiver sometimes inside its spin (no doorbell needed:
+ * on the local fabric the sender skips it, on the ofi fabric the receiving process leaves
+ * it out, fabric.h bell_quiet) and sometimes asleep (a doorbell must wake it), and often
+ * right at the edge between the two, where a lost wake-up hides. The library's own second
+ * look is made 30 s long, so a lost wake-up stalls a round for 30 s and fails the test
+ * (a round of 10 s is far beyond any machine's speed: this is no speed bound).
+ */
+Test(mp, pingpong_at_the_edge_of_the_spin_loses_no_wakeup, .timeout = 180)
+{
+	uint16_t port = test_port();
+	char pbuf[16];
+	char *args[] = { "echo", test_num(pbuf, port), NULL };
+	uint64_t rounds = test_scaled(4000), rng = 0x9e3779b97f4a7c15ULL;
+	scif_epd_t ep;
+	pid_t pid;
+
+	setenv("SCIF_WAIT_RECHECK_MS", "30000", 1); /* for the peer, and for us (first call) */
+	pid = test_spawn_peer(1, args);
+	ep = scif_open();
+	cr_assert_gt(test_connect_retry(ep, 1, port), 0, "connect to node 1: %s", strerror(errno));
+	for (uint64_t r = 0; r < rounds; r++) {
+		uint64_t msg[2] = { r, ~r }, back[2] = { 0, 0 }, t0 = test_now_ms(), pause;
+
+		rng ^= rng << 13;
+		rng ^= rng >> 7;
+		rng ^= rng << 17;
+		/* A third none, a third 5-45 us busy (about the spin), a third 50-250 us asleep. */
+		pause = rng % 3;
+		if (pause == 1)
+			busy_ns(5000 + (rng >> 8) % 40000);
+		else if (pause == 2)
+			usleep((useconds_t)(50 + (rng >> 8) % 200));
+		cr_assert_eq(scif_send(ep, msg, sizeof(msg), SCIF_SEND_BLOCK), (int)sizeof(msg),
+			     "round %llu: scif_send: %s", (unsigned long long)r, strerror(errno));
+		cr_assert_eq(scif_recv(ep, back, sizeof(back), SCIF_RECV_BLOCK), (int)sizeof(back),
+			     "round %llu: scif_recv: %s", (unsigned long long)r, strerror(errno));
+		cr_assert(back[0] == r && back[1] == ~r, "round %llu: the echo came back different",
+			  (unsigned long long)r);
+		cr_assert_lt(test_now_ms() - t0, 10000, "round %llu took %llu ms: a wake-up was lost "
+			     "(the second look came 30 s later)", (unsigned long long)r,
+			     (unsigned long long)(test_now_ms() - t0));
+	}
+	scif_close(ep);
+	cr_expect_eq(test_wait(pid), 0, "the echo peer failed");
+}
+
 /*
  * Room a short read frees reaches a sender whose ring is full, through scif_poll and through a
  * blocking scif_send, although a fabric may carry the read index late (the ofi fabric holds it
