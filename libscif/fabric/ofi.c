@@ -807,6 +807,7 @@ static int ofi_live(void)
 		ofi.ep = NULL;
 		ofi.rx_mr = NULL;
 		ofi.peers = NULL; /* the parent's address vector's (left, like the rest) */
+		ofi.npeers = 0;
 		for (int fd = 0; fd < ofi.nlinks; fd++) /* they name the parent's addresses */
 			ofi.links[fd].peer = 0;
 		ret = ofi_open_ep();
