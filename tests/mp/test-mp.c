@@ -134,15 +134,19 @@ Test(mp, pingpong_at_the_edge_of_the_spin_loses_no_wakeup, .timeout = 180)
 	uint16_t port = test_port();
 	char pbuf[16];
 	char *args[] = { "echo", test_num(pbuf, port), NULL };
-	uint64_t rounds = test_scaled(4000), rng = 0x9e3779b97f4a7c15ULL;
+	uint64_t rounds = test_scaled(4000), rng = 0x9e3779b97f4a7c15ULL, r, took = 0;
+	struct test_watch w;
 	scif_epd_t ep;
+	int ok = 1, same = 1;
 	pid_t pid;
 
 	setenv("SCIF_WAIT_RECHECK_MS", "30000", 1); /* for the peer, and for us (first call) */
 	pid = test_spawn_peer(1, args);
 	ep = scif_open();
 	cr_assert_gt(test_connect_retry(ep, 1, port), 0, "connect to node 1: %s", strerror(errno));
-	for (uint64_t r = 0; r < rounds; r++) {
+	/* The blocking calls wait on the peer: a watchdog kills it if they stay blocked. */
+	test_watch_start(&w, pid, 150000);
+	for (r = 0; ok && same && took < 10000 && r < rounds; r++) {
 		uint64_t msg[2] = { r, ~r }, back[2] = { 0, 0 }, t0 = test_now_ms(), pause;
 
 		rng ^= rng << 13;
@@ -154,16 +158,16 @@ Test(mp, pingpong_at_the_edge_of_the_spin_loses_no_wakeup, .timeout = 180)
 			busy_ns(5000 + (rng >> 8) % 40000);
 		else if (pause == 2)
 			usleep((useconds_t)(50 + (rng >> 8) % 200));
-		cr_assert_eq(scif_send(ep, msg, sizeof(msg), SCIF_SEND_BLOCK), (int)sizeof(msg),
-			     "round %llu: scif_send: %s", (unsigned long long)r, strerror(errno));
-		cr_assert_eq(scif_recv(ep, back, sizeof(back), SCIF_RECV_BLOCK), (int)sizeof(back),
-			     "round %llu: scif_recv: %s", (unsigned long long)r, strerror(errno));
-		cr_assert(back[0] == r && back[1] == ~r, "round %llu: the echo came back different",
-			  (unsigned long long)r);
-		cr_assert_lt(test_now_ms() - t0, 10000, "round %llu took %llu ms: a wake-up was lost "
-			     "(the second look came 30 s later)", (unsigned long long)r,
-			     (unsigned long long)(test_now_ms() - t0));
+		ok = scif_send(ep, msg, sizeof(msg), SCIF_SEND_BLOCK) == (int)sizeof(msg) &&
+		     scif_recv(ep, back, sizeof(back), SCIF_RECV_BLOCK) == (int)sizeof(back);
+		same = !ok || (back[0] == r && back[1] == ~r);
+		took = test_now_ms() - t0;
 	}
+	test_watch_end(&w, ok, "the ping-pong");
+	cr_assert(ok, "round %llu: %s", (unsigned long long)r, strerror(errno));
+	cr_assert(same, "round %llu: the echo came back different", (unsigned long long)r);
+	cr_assert_lt(took, 10000, "round %llu took %llu ms: a wake-up was lost (the second look "
+		     "came 30 s later)", (unsigned long long)r, (unsigned long long)took);
 	scif_close(ep);
 	cr_expect_eq(test_wait(pid), 0, "the echo peer failed");
 }

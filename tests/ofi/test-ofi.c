@@ -466,14 +466,18 @@ static void forget_client(scif_epd_t lep, uint16_t port, uint64_t seed)
 	struct stream_conn c = { .bytes = 65536 };
 	struct scif_portID peer;
 	pid_t pid = test_spawn_peer(1, args);
+	struct test_watch w;
 	int err;
 
 	test_accept_or_peer_death(lep, &peer, &c.ep, pid, 30000);
 	/* The peer's send stream is our receive stream (tests/mp/scif-peer.c mode_stream). */
 	c.tx_seed = stream_seed(seed, 0, 0);
 	c.rx_seed = stream_seed(seed, 0, 1);
+	/* The stream's blocking calls wait on the peer: a watchdog kills it if they stay. */
+	test_watch_start(&w, pid, 30000);
 	stream_start(&c);
 	err = stream_join(&c);
+	test_watch_end(&w, err == 0, "the stream");
 	scif_close(c.ep);
 	cr_assert_eq(err, 0, "client %llu: the stream failed (%d, errno %d)",
 		     (unsigned long long)seed, err, c.err_errno);
