@@ -115,6 +115,14 @@ static void rb_copy(const struct scif_rb *rb, struct scif_rb_state *st, uint8_t 
 	/* Long copies in longer pieces: fewer index lines bounce, and each copy runs longer. */
 	size_t chunk = n > SCIF_RB_CHUNK_LONG_FROM ? SCIF_RB_CHUNK_LONG : SCIF_RB_CHUNK;
 
+	/*
+	 * A producer on a shadow fabric copies in one piece: its consumer sees nothing before
+	 * the fabric carries it, and each flush is an operation of the fabric's (an RDMA write
+	 * and an index message), which costs more than the copies it would overlap.
+	 */
+	if (__builtin_expect(rb->flush != NULL, 0) && to_ring)
+		chunk = n;
+
 	for (size_t done = 0; done < n;) {
 		size_t piece = n - done < chunk ? n - done : chunk;
 		uint32_t off = (uint32_t)(st->idx & rb->mask);
