@@ -864,9 +864,24 @@ static int ofi_link_dead(int link)
 }
 
 /*
+ * The peer (address + 1, 0: none) link entry @fd names, or 0 when the core has closed that
+ * link since: told by the descriptor's inode, and the entry forgotten. Under ofi.lock.
+ */
+static uint64_t ofi_link_peer_locked(int fd)
+{
+	uint64_t a = ofi.links[fd].peer & ~OFI_LINK_OWE;
+	struct stat st;
+
+	if (a && (fstat(fd, &st) || !S_ISSOCK(st.st_mode) || st.st_ino != ofi.links[fd].ino)) {
+		ofi.links[fd].peer = 0;
+		a = 0;
+	}
+	return a;
+}
+
+/*
  * How many of our links to the process at @peer are up; *@dead_out: how many have hung up.
- * Entries of links the core has closed since are told by their descriptor's inode, and
- * forgotten. Under ofi.lock.
+ * Under ofi.lock.
  *
  * ofi_peer_gone: is the process at @peer gone? Yes when we hold links to it and every one
  * has hung up: nothing we could still send it has an endpoint to go to. (No link at all
@@ -877,14 +892,8 @@ static int ofi_peer_links_locked(fi_addr_t peer, int *dead_out)
 	int live = 0, dead = 0;
 
 	for (int fd = 0; fd < ofi.nlinks && !live; fd++) {
-		struct stat st;
-
-		if ((ofi.links[fd].peer & ~OFI_LINK_OWE) != peer + 1)
+		if ((ofi.links[fd].peer & ~OFI_LINK_OWE) != peer + 1 || !ofi_link_peer_locked(fd))
 			continue;
-		if (fstat(fd, &st) || !S_ISSOCK(st.st_mode) || st.st_ino != ofi.links[fd].ino) {
-			ofi.links[fd].peer = 0;
-			continue;
-		}
 		if (ofi_link_dead(fd))
 			dead++;
 		else
@@ -1451,16 +1460,11 @@ static void ofi_forget_gone(void)
 	for (p = ofi.peers; p; p = p->next)
 		p->linked = p->refs != 0;
 	for (int fd = 0; fd < ofi.nlinks; fd++) {
-		uint64_t a = ofi.links[fd].peer & ~OFI_LINK_OWE;
-		struct stat st;
+		/* Hung up or not, a link still open may bring handles naming the peer. */
+		uint64_t a = ofi_link_peer_locked(fd);
 
 		if (!a)
 			continue;
-		/* Hung up or not, a link still open may bring handles naming the peer. */
-		if (fstat(fd, &st) || !S_ISSOCK(st.st_mode) || st.st_ino != ofi.links[fd].ino) {
-			ofi.links[fd].peer = 0;
-			continue;
-		}
 		for (p = ofi.peers; p; p = p->next)
 			if (p->addr + 1 == a) {
 				p->linked = 1;
