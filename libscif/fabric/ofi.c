@@ -95,7 +95,9 @@
 #define OFI_OP_MS 10000     /* a queue that stays full this long means the peer is gone */
 #define OFI_GONE_MS 2       /* how often a call kept waiting looks whether its peer is gone */
 #define OFI_EXIT_MS 1000    /* what exit() spends making sure the peers got our bytes */
-#define OFI_FORGET_MS OFI_OP_MS /* a peer process unused this long leaves the address vector */
+#define OFI_FORGET_MS OFI_OP_MS
+#define OFI_RMA_PIECE (1 << 20) /* an RMA goes in pieces of this (ofi_rma_wait) */
+#define OFI_RMA_DEPTH 8         /* pieces of one RMA in flight */ /* a peer process unused this long leaves the address vector */
 
 /* One framed control message on a link; the message, then nfh handles, follow it. */
 struct ofi_frame {
@@ -356,11 +358,21 @@ static int ofi_node_of(const struct in_addr *a)
 
 /* ---- libfabric -------------------------------------------------------------------------- */
 
-static int ofi_load(void)
+/*
+ * Load libfabric; @fresh: a copy of its own, in a new link-map namespace (dlmopen), with its
+ * own copies of everything it loads. A fork child on verbs needs that: librdmacm keeps the
+ * device contexts it opened for the life of the process, and the kernel refuses commands
+ * written to a uverbs file by any process but the one that opened it (a fork child has
+ * credentials of its own: EACCES), so the parent's copy could never serve the child.
+ */
+static int ofi_load(int fresh)
 {
-	ofi.dl = dlopen("libfabric.so.1", RTLD_NOW | RTLD_LOCAL);
-	if (!ofi.dl)
+	ofi.dl = fresh ? dlmopen(LM_ID_NEWLM, "libfabric.so.1", RTLD_NOW | RTLD_LOCAL)
+		       : dlopen("libfabric.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (!ofi.dl) {
+		scif_info("ofi: cannot load libfabric: %s", dlerror());
 		return -ENXIO;
+	}
 	*(void **)&ofi.getinfo = dlsym(ofi.dl, "fi_getinfo");
 	*(void **)&ofi.freeinfo = dlsym(ofi.dl, "fi_freeinfo");
 	*(void **)&ofi.dupinfo = dlsym(ofi.dl, "fi_dupinfo");
@@ -709,7 +721,7 @@ static int ofi_open(struct scif_fabric *fab)
 	int ret;
 
 	(void)fab;
-	ret = ofi_load();
+	ret = ofi_load(0);
 	if (!ret)
 		ret = ofi_pick();
 	if (ret)
@@ -810,7 +822,15 @@ static int ofi_live(void)
 		ofi.npeers = 0;
 		for (int fd = 0; fd < ofi.nlinks; fd++) /* they name the parent's addresses */
 			ofi.links[fd].peer = 0;
-		ret = ofi_open_ep();
+		if (!strncmp(ofi.info->fabric_attr->prov_name, "verbs", 5)) {
+			/* The parent's info and library stay as they are (theirs to free). */
+			ofi.info = NULL;
+			ret = ofi_load(1);
+			if (!ret)
+				ret = ofi_pick();
+		}
+		if (!ret)
+			ret = ofi_open_ep();
 		if (!ret)
 			__atomic_store_n(&ofi.forked, 0, __ATOMIC_RELEASE);
 	}
@@ -1813,11 +1833,6 @@ static int ofi_write(const void *buf, size_t len, void *desc, fi_addr_t peer, ui
 	}
 }
 
-/*
- * An RDMA read (@read) or write of @len bytes between @buf and the peer's @raddr that
- * reports its completion, waited for: 0, or -ECONNRESET if it failed or did not complete
- * within OFI_OP_MS (the peer is gone).
- */
 /* Under ofi.lock: wait up to 10 ms for a completion or a fence's answer. */
 static void ofi_tick(void)
 {
@@ -1832,63 +1847,94 @@ static void ofi_tick(void)
 	pthread_cond_timedwait(&ofi.fence_cond, &ofi.lock, &ts);
 }
 
+/*
+ * An RDMA read (@read) or write of @len bytes between @buf and the peer's @raddr, waited for:
+ * 0, or -ECONNRESET if a piece of it failed, its peer is gone, or no piece completed for
+ * OFI_OP_MS. It goes in pieces of OFI_RMA_PIECE, up to OFI_RMA_DEPTH of them in flight, so
+ * that the deadline is on progress: a long transfer over a slow link (soft-RoCE on an
+ * emulated CPU moves about a megabyte a second) is not a dead peer, and a dead peer costs
+ * OFI_OP_MS whatever the length.
+ */
 static int ofi_rma_wait(int read, void *buf, size_t len, void *desc, fi_addr_t peer,
 			uint64_t raddr, uint64_t key)
 {
-	struct ofi_op op = { .done = 0 };
-	struct iovec iov = { .iov_base = buf, .iov_len = len };
-	struct fi_rma_iov riov = { .addr = raddr, .len = len, .key = key };
-	struct fi_msg_rma msg = { .msg_iov = &iov, .desc = &desc, .iov_count = 1, .addr = peer,
-				  .rma_iov = &riov, .rma_iov_count = 1, .context = &op.ctx };
-	struct ofi_retry rt = { 0 };
-	uint64_t until;
-	ssize_t r;
+	struct ofi_op op[OFI_RMA_DEPTH];
+	size_t pieces = (len + OFI_RMA_PIECE - 1) / OFI_RMA_PIECE, next = 0, oldest = 0;
+	struct ofi_retry rt = { 0 }, gone = { .until = UINT64_MAX };
+	uint64_t until = 0;
 	int ret = 0;
 
 	if (ofi_push())
 		return -ECONNRESET;
-	for (;;) {
-		FI_LK();
-		r = read ? fi_readmsg(ofi.ep, &msg, FI_COMPLETION)
-			 : fi_writemsg(ofi.ep, &msg, FI_COMPLETION | FI_DELIVERY_COMPLETE);
-		if (r == -FI_EAGAIN)
-			fi_cq_read(ofi.cq, NULL, 0);
-		FI_UL();
-		if (r != -FI_EAGAIN)
-			break;
-		if (ofi_retry(&rt, peer))
-			return -ECONNRESET;
-	}
-	if (r)
-		return -ECONNRESET;
-	until = scif_fabric_now_ms() + OFI_OP_MS;
-	rt = (struct ofi_retry){ .until = until };
-	pthread_mutex_lock(&ofi.lock);
-	while (!op.done) {
-		ofi_tick();
-		/*
-		 * Every completion wakes every waiter: look whether the peer is gone only every
-		 * OFI_GONE_MS (ofi_retry), and without ofi.lock (ofi_peer_gone takes it).
-		 */
-		if (!op.done && !ret && scif_fabric_now_ms() >= rt.look) {
-			pthread_mutex_unlock(&ofi.lock);
-			if (ofi_retry(&rt, peer))
-				until = 0;
-			pthread_mutex_lock(&ofi.lock);
-		}
-		if (!op.done && scif_fabric_now_ms() > until) {
-			/* The operation still owns @op: cancel it before the stack goes. */
-			pthread_mutex_unlock(&ofi.lock);
+	while (oldest < next || (next < pieces && !ret)) {
+		/* Post what fits; a full queue with nothing of ours in it is waited out here. */
+		while (!ret && next < pieces && next - oldest < OFI_RMA_DEPTH) {
+			size_t at = next * OFI_RMA_PIECE;
+			size_t n = len - at < OFI_RMA_PIECE ? len - at : OFI_RMA_PIECE;
+			struct ofi_op *o = &op[next % OFI_RMA_DEPTH];
+			struct iovec iov = { .iov_base = (uint8_t *)buf + at, .iov_len = n };
+			struct fi_rma_iov riov = { .addr = raddr + at, .len = n, .key = key };
+			struct fi_msg_rma msg = { .msg_iov = &iov, .desc = &desc, .iov_count = 1,
+						  .addr = peer, .rma_iov = &riov,
+						  .rma_iov_count = 1, .context = &o->ctx };
+			ssize_t r;
+
+			*o = (struct ofi_op){ .done = 0 };
 			FI_LK();
-			fi_cancel(&ofi.ep->fid, &op.ctx);
+			r = read ? fi_readmsg(ofi.ep, &msg, FI_COMPLETION)
+				 : fi_writemsg(ofi.ep, &msg, FI_COMPLETION | FI_DELIVERY_COMPLETE);
+			if (r == -FI_EAGAIN)
+				fi_cq_read(ofi.cq, NULL, 0);
 			FI_UL();
-			pthread_mutex_lock(&ofi.lock);
-			until = scif_fabric_now_ms() + OFI_OP_MS;
-			ret = -ECONNRESET;
+			if (!r) {
+				if (oldest == next++)
+					until = scif_fabric_now_ms() + OFI_OP_MS;
+				rt = (struct ofi_retry){ 0 };
+			} else if (r != -FI_EAGAIN || ofi_retry(&rt, peer)) {
+				ret = -ECONNRESET;
+			} else if (oldest < next) {
+				break; /* ours will make room */
+			}
 		}
+		if (oldest == next)
+			continue;
+		/* Wait for the oldest piece; each one that completes moves the deadline. */
+		pthread_mutex_lock(&ofi.lock);
+		while (!op[oldest % OFI_RMA_DEPTH].done) {
+			ofi_tick();
+			if (op[oldest % OFI_RMA_DEPTH].done)
+				break;
+			/*
+			 * Every completion wakes every waiter: look whether the peer is gone only
+			 * every OFI_GONE_MS (ofi_retry), and without ofi.lock (ofi_peer_gone
+			 * takes it).
+			 */
+			if (!ret && scif_fabric_now_ms() >= gone.look) {
+				pthread_mutex_unlock(&ofi.lock);
+				if (ofi_retry(&gone, peer))
+					until = 0;
+				pthread_mutex_lock(&ofi.lock);
+			}
+			if (scif_fabric_now_ms() > until) {
+				/* The pieces still own their ops: cancel them before the stack goes. */
+				pthread_mutex_unlock(&ofi.lock);
+				FI_LK();
+				for (size_t i = oldest; i < next; i++)
+					fi_cancel(&ofi.ep->fid, &op[i % OFI_RMA_DEPTH].ctx);
+				FI_UL();
+				pthread_mutex_lock(&ofi.lock);
+				until = scif_fabric_now_ms() + OFI_OP_MS;
+				ret = -ECONNRESET;
+			}
+		}
+		if (op[oldest % OFI_RMA_DEPTH].err)
+			ret = -ECONNRESET;
+		pthread_mutex_unlock(&ofi.lock);
+		oldest++;
+		if (!ret)
+			until = scif_fabric_now_ms() + OFI_OP_MS;
 	}
-	pthread_mutex_unlock(&ofi.lock);
-	return ret ? ret : op.err ? -ECONNRESET : 0;
+	return ret;
 }
 
 /*
