@@ -95,9 +95,9 @@
 #define OFI_OP_MS 10000     /* a queue that stays full this long means the peer is gone */
 #define OFI_GONE_MS 2       /* how often a call kept waiting looks whether its peer is gone */
 #define OFI_EXIT_MS 1000    /* what exit() spends making sure the peers got our bytes */
-#define OFI_FORGET_MS OFI_OP_MS
+#define OFI_FORGET_MS OFI_OP_MS /* a peer process unused this long leaves the address vector */
 #define OFI_RMA_PIECE (1 << 20) /* an RMA goes in pieces of this (ofi_rma_wait) */
-#define OFI_RMA_DEPTH 8         /* pieces of one RMA in flight */ /* a peer process unused this long leaves the address vector */
+#define OFI_RMA_DEPTH 8         /* pieces of one RMA in flight */
 
 /* One framed control message on a link; the message, then nfh handles, follow it. */
 struct ofi_frame {
@@ -824,10 +824,14 @@ static int ofi_live(void)
 			ofi.links[fd].peer = 0;
 		if (!strncmp(ofi.info->fabric_attr->prov_name, "verbs", 5)) {
 			/* The parent's info and library stay as they are (theirs to free). */
+			struct fi_info *theirs = ofi.info;
+
 			ofi.info = NULL;
 			ret = ofi_load(1);
 			if (!ret)
 				ret = ofi_pick();
+			if (ret) /* the next call tries again, and looks at the provider's name */
+				ofi.info = theirs;
 		}
 		if (!ret)
 			ret = ofi_open_ep();
