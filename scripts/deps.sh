@@ -18,7 +18,8 @@ pkgs=(build-essential autoconf automake libtool pkg-config libcriterion-dev doxy
 [ "${1:-}" = "--bench" ] && pkgs+=(openmpi-bin libopenmpi-dev ucx-utils)
 [ "${1:-}" = "--kernel" ] && pkgs+=(qemu-system-x86 busybox-static cpio xz-utils zstd kmod gcc-12 make libc6-dev libelf1
                                     libelf-dev libssl3 bc
-                                    flex bison)
+                                    flex bison
+                                    ibverbs-providers)  # librxe for `make check-rxe` (soft-RoCE)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

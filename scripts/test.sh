@@ -240,6 +240,13 @@ if [ -f "$top/_build/plain/Makefile" ]; then
 	make_tally check-ofi-tcp "ofi (tcp;ofi_rxm)" check-ofi OFI_PROVIDER=tcp
 fi
 
+stage "the ofi fabric over RDMA: verbs;ofi_rxm on soft-RoCE in a QEMU guest"
+# make check-rxe (tests/ofi/check-rxe.sh): the same programs, node 0 and node 1 each on an
+# rdma_rxe device over one veth pair inside Debian's kernel under QEMU (docs/network-fabric.md).
+if [ -f "$top/_build/plain/Makefile" ]; then
+	make_tally check-rxe "ofi (verbs;ofi_rxm, rxe)" check-rxe
+fi
+
 stage "the pcie fabric: a host and a card sharing one ivshmem aperture, the card a process then a QEMU guest"
 # make check-pcie in the plain build (tests/pcie/check-pcie.sh): the compat pairs and the
 # multi-process suites with node 0 serving the aperture and node 1 an ivshmem client, and
