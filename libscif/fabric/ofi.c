@@ -171,8 +171,8 @@ struct ofi_own {
  * The peer's side of an imported region: where its memory is, and our shadow's MR.
  * A range flushed with SCIF_FLUSH_LAZY is *held*: @lazy_off and @lazy_len say which (set by
  * the flushing thread, the one writer of the consumer's index, before it links the shadow),
- * and the shadow is on ofi.lazy, under fi_lock, until a message toward @peer carries it
- * (ofi_lazy_fill takes it off). @lazy says so, set exactly while it is on the list: set and
+ * and the shadow is on ofi.held[@peer], under fi_lock, until a message toward @peer carries
+ * it (ofi_lazy_fill takes it off). @lazy says so, set exactly while it is on the list: set and
  * cleared under fi_lock, and read without it by the flushing thread, which pairs "store the
  * range's bytes; mb; load lazy" with the carrier's "clear lazy; mb; read the bytes": either
  * the flusher sees the range still held, and the carrier reads its new bytes, or it sees it
@@ -289,7 +289,14 @@ static struct {
 	struct ofi_fence fence[OFI_FENCES];
 	struct ofi_peer *peers; /* every peer process in the address vector, once */
 	unsigned int npeers;
-	struct ofi_shadow *lazy; /* shadows holding a lazy range (struct ofi_shadow); fi_lock */
+	/*
+	 * Under fi_lock: the shadows holding a lazy range (struct ofi_shadow), one list per peer
+	 * process, indexed by its address (dense in an FI_AV_TABLE), so that a message toward
+	 * one peer looks only at what is held for it; @nheld counts them all.
+	 */
+	struct ofi_shadow **held;
+	size_t held_slots;
+	size_t nheld;
 } ofi = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.send_lock = { [0 ... OFI_SEND_STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER },
@@ -794,7 +801,10 @@ static void ofi_atfork_child(void)
 	pthread_cond_init(&ofi.fence_cond, NULL);
 	pthread_mutex_init(&ofi.reg_lock, NULL);
 	ofi_pend.len = 0;
-	ofi.lazy = NULL; /* the parent's connections: they stay with it */
+	/* The parent's connections: they stay with it. */
+	ofi.held = NULL;
+	ofi.held_slots = 0;
+	ofi.nheld = 0;
 	if (ofi.ready)
 		ofi.forked = 1;
 }
@@ -971,24 +981,28 @@ static int ofi_retry(struct ofi_retry *r, fi_addr_t peer)
 
 /*
  * Under fi_lock: append to @m (*@len bytes long) the held ranges toward @to that fit, their
- * bytes read now, taking them off ofi.lazy; returns them as a chain (lazy_next), to put back
+ * bytes read now, taking them off its list in ofi.held; returns them as a chain (lazy_next), to put back
  * with ofi_lazy_keep if the message does not go. *@left is set if some did not fit.
  */
 static struct ofi_shadow *ofi_lazy_fill(union ofi_msgbuf *m, size_t *len, fi_addr_t to,
 					int *left)
 {
-	struct ofi_shadow *took = NULL, **pp = &ofi.lazy, *s;
+	struct ofi_shadow *took = NULL, **pp, *s;
 
+	if (to >= ofi.held_slots)
+		return NULL;
+	pp = &ofi.held[to];
 	while ((s = *pp)) {
 		size_t need = sizeof(struct ofi_put) + s->lazy_len;
 		struct ofi_put *e;
 
-		if (s->peer != to || *len + need > ofi.put) {
-			*left |= s->peer == to;
+		if (*len + need > ofi.put) {
+			*left = 1;
 			pp = &s->lazy_next;
 			continue;
 		}
 		*pp = s->lazy_next;
+		ofi.nheld--;
 		/* The other half of the pairing in struct ofi_shadow: clear, mb, read. */
 		__atomic_store_n(&s->lazy, 0, __ATOMIC_SEQ_CST);
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -1009,18 +1023,47 @@ static void ofi_lazy_keep(struct ofi_shadow *took)
 		struct ofi_shadow *s = took;
 
 		took = s->lazy_next;
-		s->lazy_next = ofi.lazy;
-		ofi.lazy = s;
+		s->lazy_next = ofi.held[s->peer]; /* its slot was there when it was taken */
+		ofi.held[s->peer] = s;
+		ofi.nheld++;
 		__atomic_store_n(&s->lazy, 1, __ATOMIC_SEQ_CST);
 	}
 }
 
-/* Under fi_lock: take @s off ofi.lazy (it is going away). */
+/* Under fi_lock: hold @s's range on its peer's list; -ENOMEM if there is no room for one. */
+static int ofi_lazy_hold(struct ofi_shadow *s)
+{
+	if (s->peer >= ofi.held_slots) {
+		size_t n = ofi.held_slots ? ofi.held_slots : 16;
+		struct ofi_shadow **h;
+
+		while (n <= s->peer)
+			n *= 2;
+		h = realloc(ofi.held, n * sizeof(*h));
+		if (!h)
+			return -ENOMEM;
+		memset(h + ofi.held_slots, 0, (n - ofi.held_slots) * sizeof(*h));
+		ofi.held = h;
+		ofi.held_slots = n;
+	}
+	s->lazy_next = ofi.held[s->peer];
+	ofi.held[s->peer] = s;
+	ofi.nheld++;
+	__atomic_store_n(&s->lazy, 1, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+/* Under fi_lock: take @s off its peer's list if it is held (it is going away). */
 static void ofi_lazy_unlink(struct ofi_shadow *s)
 {
-	for (struct ofi_shadow **pp = &ofi.lazy; *pp; pp = &(*pp)->lazy_next)
+	/* A fork child's copy of a parent's shadow may say held with no list behind it. */
+	if (!s->lazy || s->peer >= ofi.held_slots)
+		return;
+	for (struct ofi_shadow **pp = &ofi.held[s->peer]; *pp; pp = &(*pp)->lazy_next)
 		if (*pp == s) {
 			*pp = s->lazy_next;
+			ofi.nheld--;
+			s->lazy = 0;
 			return;
 		}
 }
@@ -1037,7 +1080,7 @@ static ssize_t ofi_inject_locked(union ofi_msgbuf *m, size_t len, fi_addr_t to)
 	int left = 0;
 	ssize_t r;
 
-	if (__builtin_expect(ofi.lazy != NULL, 0))
+	if (__builtin_expect(ofi.nheld != 0, 0))
 		took = ofi_lazy_fill(m, &len, to, &left);
 	while (left) {
 		/* More than the message has room for: PUTs of their own first (each takes one
@@ -1791,7 +1834,7 @@ static void ofi_region_destroy(struct scif_region *r)
 	if (r->priv[1]) {
 		struct ofi_shadow *s = (struct ofi_shadow *)(uintptr_t)r->priv[0];
 
-		/* Off ofi.lazy, under the lock that the senders read it under. */
+		/* Off its peer's list, under the lock that the senders read it under. */
 		FI_LK();
 		ofi_lazy_unlink(s);
 		FI_UL();
@@ -1969,14 +2012,13 @@ static int ofi_region_flush(const struct scif_region *r, size_t off, size_t len,
 		if (!s->lazy) {
 			s->lazy_off = (uint32_t)off;
 			s->lazy_len = (uint32_t)len;
-			s->lazy_next = ofi.lazy;
-			ofi.lazy = s;
-			__atomic_store_n(&s->lazy, 1, __ATOMIC_SEQ_CST);
-			FI_UL();
-			return 0;
+			if (!ofi_lazy_hold(s)) {
+				FI_UL();
+				return 0;
+			}
 		}
 		FI_UL();
-		/* Another range is held: this one goes now. */
+		/* Another range is held (or no room to hold one): this one goes now. */
 	}
 	if (sizeof(struct ofi_note) + need > ofi.put)
 		return ofi_write((uint8_t *)r->addr + off, len, s->desc, s->peer, s->raddr + off,
