@@ -78,6 +78,8 @@ struct sfi_params {
 	size_t tx_size;     /**< FI_SCIF_TX_SIZE: default tx queue depth */
 	size_t rx_size;     /**< FI_SCIF_RX_SIZE: default rx queue depth */
 	int conn_timeout_ms;/**< FI_SCIF_CONN_TIMEOUT: a lazy RDM connect gives up after this */
+	size_t rndv_write_min; /**< FI_SCIF_RNDV_WRITE_MIN: rendezvous from this size write
+			    *   into a window over the receive buffer (0: never) */
 };
 extern struct sfi_params sfi_params;
 
@@ -636,6 +638,47 @@ size_t sfi_iov_len(const struct iovec *iov, size_t count) SFI_HIDDEN;
 /** The strerror slot of CQs and EQs: the text of FI_E* code @p prov_errno (either sign),
  *  copied into @p buf when one is given. */
 const char *sfi_strerror(int prov_errno, char *buf, size_t len) SFI_HIDDEN;
+
+/* ------------------------------------------------------------------------------------ */
+/* Windows kept over receive buffers (sfi_wcache.c). */
+
+#define SFI_WCACHE_SLOTS 8                  /**< windows kept per connection */
+#define SFI_WCACHE_BYTES (256ULL << 20)     /**< bytes they may cover per connection */
+
+/** The file a mapping shows at an address, and the offset in it. */
+struct sfi_wfile {
+	uint64_t inode, dev, off;
+};
+
+/** A window made over [addr, addr + len) of this process, at offset roff. */
+struct sfi_wentry {
+	uintptr_t addr;
+	size_t len;
+	off_t roff;
+	struct sfi_wfile file; /**< what addr mapped right after registration */
+	uint64_t used;         /**< wcache clock at the last use */
+};
+
+/** The windows one connection keeps (zeroed = empty). */
+struct sfi_wcache {
+	struct sfi_wentry e[SFI_WCACHE_SLOTS];
+	unsigned int n;
+	size_t bytes;
+	uint64_t clock;
+};
+
+/** Whether this kernel can tell what is mapped at an address cheaply (PROCMAP_QUERY). */
+bool sfi_wcache_usable(void) SFI_HIDDEN;
+/**
+ * The window offset of page-aligned [@p addr, @p addr + @p len) on @p epd for the peer to
+ * write: a kept window that still maps this memory, or a new one (scif_register,
+ * SCIF_PROT_WRITE), least recently used windows dropped to make room.
+ * @return 0, -FI_EOPNOTSUPP (the kernel cannot tell, or not all mapped), -FI_ENOMEM.
+ */
+int sfi_wcache_get(struct sfi_wcache *wc, scif_epd_t epd, uintptr_t addr, size_t len,
+		   off_t *roff) SFI_HIDDEN;
+/** Drop every window; @p epd < 0 (closed already): forget them only. */
+void sfi_wcache_fini(struct sfi_wcache *wc, scif_epd_t epd) SFI_HIDDEN;
 
 /**
  * The data movement of fi_read/fi_write and friends: copy between the local @p iov list

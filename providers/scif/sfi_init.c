@@ -37,6 +37,9 @@
  *     FI_SCIF_TX_SIZE       (256)    default tx_attr->size
  *     FI_SCIF_RX_SIZE       (256)    default rx_attr->size
  *     FI_SCIF_CONN_TIMEOUT  (10000)  ms before a lazy RDM connection attempt fails
+ *     FI_SCIF_RNDV_WRITE_MIN (262144) RDM rendezvous from this size: the sender writes
+ *                                    into a window over the receive buffer (one copy;
+ *                                    sfi_wcache.c); 0 never
  */
 #include "sfi.h"
 
@@ -53,6 +56,7 @@ struct sfi_params sfi_params = {
 	.tx_size = 256,
 	.rx_size = 256,
 	.conn_timeout_ms = 10000,
+	.rndv_write_min = 256 << 10,
 };
 
 /* ------------------------------------------------------------------------------------ */
@@ -637,6 +641,13 @@ static void sfi_read_params(void)
 			"Milliseconds before an RDM connection attempt fails (default: %d)",
 			sfi_params.conn_timeout_ms);
 
+	fi_param_define(&sfi_prov, "rndv_write_min", FI_PARAM_SIZE_T,
+			"RDM rendezvous messages from this size are written by the sender into "
+			"a window over the receive buffer, in one copy; 0 never (default: %zu)",
+			sfi_params.rndv_write_min);
+
+	if (fi_param_get_size_t(&sfi_prov, "rndv_write_min", &v) == FI_SUCCESS)
+		sfi_params.rndv_write_min = v;
 	if (fi_param_get_size_t(&sfi_prov, "eager_max", &v) == FI_SUCCESS && v > 0 &&
 	    v <= SFI_MAX_MSG)
 		sfi_params.eager_max = v;

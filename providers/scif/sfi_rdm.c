@@ -25,8 +25,12 @@
  * Messages up to sfi_params.eager_max go eagerly: straight into a matching posted buffer,
  * or into a malloc'd buffer on the unexpected queue. Larger ones use the RTS/CTS/DATA
  * rendezvous; the receiver grants min(size, buffer) bytes so truncated data is never sent.
- * (Seam for a one-copy pull: rdm_rndv_grant() is where a receiver could instead
- * scif_vreadfrom a window the sender exposes.)
+ * From sfi_params.rndv_write_min granted bytes into one buffer, the receiver also offers a
+ * window over the buffer's whole pages (sfi_wcache.c; CTS flag RDM_WF_RMA, hdr.data = window
+ * offset + the bytes before the first whole page): the sender scif_vwriteto()s that middle,
+ * one copy, and its DATA frame (flag RDM_WF_RMA) carries only the bytes before and after
+ * it, in the partial pages that other data may share. A sender that cannot write sends
+ * every byte in DATA as usual; the receiver takes either.
  *
  * Everything runs under the domain lock; progress is manual (CQ/counter reads).
  */
@@ -59,7 +63,10 @@ enum {
 #define RDM_WF_TAGGED 0x1  /**< tagged message: hdr.tag is meaningful */
 #define RDM_WF_DATA 0x2    /**< hdr.data carries remote CQ data */
 #define RDM_WF_ACK 0x4     /**< FI_DELIVERY_COMPLETE: ACK (id) once the data is taken in */
-#define RDM_WF_MASK (RDM_WF_TAGGED | RDM_WF_DATA | RDM_WF_ACK)
+#define RDM_WF_RMA 0x8     /**< CTS: write the middle into my window (data = offset + head);
+			    *   DATA: the middle was written, the payload is the rest */
+#define RDM_WF_MASK (RDM_WF_TAGGED | RDM_WF_DATA | RDM_WF_ACK | RDM_WF_RMA)
+#define RDM_PAGE 4096ULL
 
 /** Internal op flag of the fi_inject* calls, which report no completion (unlike
  *  FI_INJECT passed to fi_sendmsg or set in op_flags, which only frees the buffer).
@@ -144,6 +151,7 @@ struct rdm_conn {
 	struct sfi_list rndv_rx;    /**< accepted: struct rdm_rx waiting for DATA */
 	struct rdm_rx *cur_rx;      /**< receive whose payload is arriving now */
 	struct rdm_unexp *cur_ux;   /**< unexpected entry whose payload is arriving now */
+	struct sfi_wcache wc;       /**< accepted: windows over receive buffers */
 };
 
 enum rdm_txr_kind {
@@ -205,6 +213,8 @@ struct rdm_rx {
 	bool ctl_busy;              /**< ctl_tx is queued in a connection */
 	bool put_pending;           /**< finished while ctl_busy: freed by the CTS's done */
 	bool silent;                /**< internal (discarded rendezvous): no completion */
+	size_t rma_head, rma_len;   /**< rendezvous into a window: bytes [rma_head, +rma_len)
+				     *   may come by RMA (rma_len 0: no window offered) */
 	/* FI_MULTI_RECV buffer state */
 	size_t mr_off;
 	unsigned int mr_inflight;
@@ -245,6 +255,7 @@ struct rdm_ep {
 	bool timer_armed;
 	uint64_t timer_at;
 	size_t inject_size, eager_max, rx_limit;
+	size_t rndv_write_min;      /**< offer windows from this many granted bytes (0: never) */
 	size_t tx_size, rx_size, tx_used, rx_used;
 	size_t min_multi_recv;
 	uint64_t tx_op_flags, rx_op_flags;
@@ -679,6 +690,32 @@ static struct rdm_rx *rdm_match_posted(struct rdm_ep *ep, bool tagged,
 }
 
 /** Copy at most @p len bytes' worth of iovec @p src into @p dst; the entry count. */
+/** Append the bytes [@p off, @p off + @p len) of @p src to @p dst (which holds @p n
+ *  entries, room for @p max); returns the new count, or max + 1 if they do not fit. */
+static size_t rdm_iov_slice(struct iovec *dst, size_t n, size_t max, const struct iovec *src,
+			    size_t count, size_t off, size_t len)
+{
+	for (size_t i = 0; i < count && len; i++) {
+		size_t l = src[i].iov_len;
+
+		if (off >= l) {
+			off -= l;
+			continue;
+		}
+		l -= off;
+		if (l > len)
+			l = len;
+		if (n == max)
+			return max + 1;
+		dst[n].iov_base = (char *)src[i].iov_base + off;
+		dst[n].iov_len = l;
+		n++;
+		len -= l;
+		off = 0;
+	}
+	return n;
+}
+
 static size_t rdm_iov_trim(struct iovec *dst, const struct iovec *src, size_t count,
 			   size_t len)
 {
@@ -1359,6 +1396,36 @@ static void rdm_cts_done(struct sfi_conn *c, struct sfi_tx *tx, int err)
 		rdm_rx_put(rc->ep, r);
 }
 
+/**
+ * Offer the whole pages of receive @p t's buffer as a window the sender writes (CTS @p h
+ * gets RDM_WF_RMA): one buffer, at least rndv_write_min bytes granted, and a window from
+ * the connection's cache. Anything else: no offer, every byte comes in DATA.
+ */
+static void rdm_rndv_window(struct rdm_ep *ep, struct rdm_conn *rc, struct rdm_rx *t,
+			    struct sfi_hdr *h)
+{
+	uintptr_t base, first;
+	size_t head, len;
+	off_t roff;
+
+	t->rma_head = t->rma_len = 0;
+	if (!ep->rndv_write_min || t->mlen < ep->rndv_write_min || t->iov_count != 1 ||
+	    t->iov[0].iov_len < t->mlen)
+		return;
+	base = (uintptr_t)t->iov[0].iov_base;
+	first = (base + RDM_PAGE - 1) & ~(uintptr_t)(RDM_PAGE - 1);
+	head = first - base;
+	if (head >= t->mlen)
+		return;
+	len = (t->mlen - head) & ~(size_t)(RDM_PAGE - 1);
+	if (!len || sfi_wcache_get(&rc->wc, rc->c.epd, first, len, &roff))
+		return;
+	t->rma_head = head;
+	t->rma_len = len;
+	h->flags |= RDM_WF_RMA;
+	h->data = (uint64_t)roff + head; /* window offsets are whole pages */
+}
+
 /** Match an RTS to receive @p t: grant min(size, buffer) and reply CTS. */
 static void rdm_rndv_grant(struct rdm_ep *ep, struct rdm_conn *rc, struct rdm_rx *t,
 			   uint64_t sender_id)
@@ -1373,6 +1440,7 @@ static void rdm_rndv_grant(struct rdm_ep *ep, struct rdm_conn *rc, struct rdm_rx
 	h.id = sender_id;
 	h.size = t->mlen;
 	h.tag = t->token;
+	rdm_rndv_window(ep, rc, t, &h);
 	t->ctl_tx.done = rdm_cts_done;
 	sfi_list_insert_tail(&rc->rndv_rx, &t->entry);
 	ret = sfi_conn_send(&rc->c, &t->ctl_tx, &h, NULL, 0);
@@ -1465,6 +1533,47 @@ static int rdm_rx_rts(struct rdm_ep *ep, struct rdm_conn *rc, const struct sfi_h
 	return 0;
 }
 
+/** Whether a CTS's window offer is well formed: its head and whole pages fit the grant. */
+static bool rdm_cts_window_ok(const struct sfi_hdr *h)
+{
+	uint64_t head = h->data & (RDM_PAGE - 1), roff = h->data - head;
+
+	return head < h->size && (h->size - head) >= RDM_PAGE && roff <= (uint64_t)INT64_MAX;
+}
+
+/**
+ * A CTS offering a window: write the granted bytes' whole pages into it, and put the rest
+ * (before and after) in @p iov, *@p n entries (maybe none). Returns 1 if written, 0 if the
+ * write could not be done here (too many pieces, or SCIF refused the offset: every byte then
+ * goes in DATA, which the receiver takes as well), or a negative FI_E* if the connection is
+ * gone.
+ */
+static int rdm_cts_write(struct rdm_conn *rc, struct rdm_txr *t, const struct sfi_hdr *h,
+			 struct iovec *iov, size_t *n)
+{
+	uint64_t head = h->data & (RDM_PAGE - 1);
+	size_t len = (h->size - head) & ~(size_t)(RDM_PAGE - 1), k;
+	struct fi_rma_iov rma = { .addr = 0, .len = len, .key = h->data - head };
+	struct iovec mid[SFI_MAX_IOV];
+	size_t nm;
+	int e;
+
+	k = rdm_iov_slice(iov, 0, SFI_MAX_IOV, t->iov, t->iov_count, 0, head);
+	if (k <= SFI_MAX_IOV)
+		k = rdm_iov_slice(iov, k, SFI_MAX_IOV, t->iov, t->iov_count, head + len,
+				  h->size - head - len);
+	nm = rdm_iov_slice(mid, 0, SFI_MAX_IOV, t->iov, t->iov_count, head, len);
+	if (k > SFI_MAX_IOV || nm > SFI_MAX_IOV)
+		return 0;
+	e = sfi_rma_copy(rc->c.epd, true, mid, nm, &rma, 1);
+	if (e == ECONNRESET || e == ENOTCONN)
+		return -FI_ECONNRESET;
+	if (e)
+		return 0; /* the receiver gets every byte in DATA instead */
+	*n = k;
+	return 1;
+}
+
 /** A CTS on an outgoing connection: stream the granted bytes. */
 static int rdm_rx_cts(struct rdm_ep *ep, struct rdm_conn *rc, const struct sfi_hdr *h)
 {
@@ -1485,7 +1594,8 @@ static int rdm_rx_cts(struct rdm_ep *ep, struct rdm_conn *rc, const struct sfi_h
 			break;
 		}
 	}
-	if (!t || !t->rndv || t->cts_seen || h->size > t->len) {
+	if (!t || !t->rndv || t->cts_seen || h->size > t->len ||
+	    ((h->flags & RDM_WF_RMA) && !rdm_cts_window_ok(h))) {
 		SFI_WARN(FI_LOG_EP_DATA, "CTS for unknown request %" PRIu64 " or bad size\n",
 			 h->id);
 		return -RDM_EPROTO;
@@ -1495,10 +1605,18 @@ static int rdm_rx_cts(struct rdm_ep *ep, struct rdm_conn *rc, const struct sfi_h
 		sfi_list_remove(&t->entry);
 		t->in_list = false;
 	}
-	n = rdm_iov_trim(iov, t->iov, t->iov_count, h->size);
 	memset(&d, 0, sizeof(d));
 	d.op = RDM_OP_DATA;
 	d.id = h->tag;
+	ret = (h->flags & RDM_WF_RMA) ? rdm_cts_write(rc, t, h, iov, &n) : 0;
+	if (ret < 0) {
+		rdm_txr_finish(ep, t, -ret);
+		return ret;
+	}
+	if (ret)
+		d.flags = RDM_WF_RMA;
+	else
+		n = rdm_iov_trim(iov, t->iov, t->iov_count, h->size);
 	t->tx2.done = rdm_data_done;
 	ret = sfi_conn_send(&rc->c, &t->tx2, &d, iov, n);
 	if (ret) {
@@ -1540,6 +1658,20 @@ static int rdm_rx_data(struct rdm_conn *rc, const struct sfi_hdr *h, struct iove
 
 		if (t->token != h->id)
 			continue;
+		if (h->flags & RDM_WF_RMA) {
+			/* The middle is in the window: the rest comes, around it. */
+			size_t n;
+
+			if (!t->rma_len || h->len != t->mlen - t->rma_len)
+				break;
+			sfi_list_remove(&t->entry);
+			rc->cur_rx = t;
+			n = rdm_iov_slice(iov, 0, SFI_MAX_IOV, t->iov, t->iov_count, 0,
+					  t->rma_head);
+			return (int)rdm_iov_slice(iov, n, SFI_MAX_IOV, t->iov, t->iov_count,
+						  t->rma_head + t->rma_len,
+						  t->mlen - t->rma_head - t->rma_len);
+		}
 		if (h->len != t->mlen)
 			break;
 		sfi_list_remove(&t->entry);
@@ -2755,6 +2887,7 @@ int sfi_rdm_ep_open(struct fid_domain *domain, struct fi_info *info, struct fid_
 	ep->inject_size = info->tx_attr && info->tx_attr->inject_size ?
 			  info->tx_attr->inject_size : sfi_params.inject_size;
 	ep->eager_max = sfi_params.eager_max;
+	ep->rndv_write_min = sfi_wcache_usable() ? sfi_params.rndv_write_min : 0;
 	if (ep->eager_max > SFI_MAX_MSG)
 		ep->eager_max = SFI_MAX_MSG;
 	ep->rx_limit = ep->eager_max > ep->inject_size ? ep->eager_max : ep->inject_size;

@@ -12,6 +12,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -21,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1749,4 +1752,159 @@ static void role_dc(int rank)
 Test(rdm, delivery_complete, .timeout = 30)
 {
 	run_ranks(2, role_dc, 25);
+}
+
+/*
+ * Rendezvous into windows (sfi_rdm.c, sfi_wcache.c): from FI_SCIF_RNDV_WRITE_MIN (256 KiB)
+ * the receiver offers its buffer's whole pages as a window and the sender writes them. A
+ * buffer that took that path is a file's pages afterwards (registration made it window
+ * memory), which /proc/self/maps shows: that is how the test knows the path was taken.
+ * The cases: unaligned, the same buffer again (a kept window), the buffer unmapped and
+ * mapped anew at the same address (the kept window is other memory now and must not be
+ * used), truncation, whole pages only (nothing left for DATA), a sender's iovec of three
+ * pieces, and a receive of two pieces (no window: every byte in DATA).
+ */
+#define WIN_AREA (8u << 20)
+
+/** Whether @p addr is mapped from a file (window memory) rather than anonymous memory. */
+static bool mapped_from_file(const void *addr)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	bool file = false;
+
+	CK(f, "/proc/self/maps: %s", strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi, ino;
+
+		if (sscanf(line, "%lx-%lx %*s %*s %*s %lu", &lo, &hi, &ino) == 3 &&
+		    (uintptr_t)addr >= lo && (uintptr_t)addr < hi) {
+			file = ino != 0;
+			break;
+		}
+	}
+	fclose(f);
+	return file;
+}
+
+/** Whether this kernel answers PROCMAP_QUERY (Linux 6.11): the provider's condition. */
+static bool have_procmap_query(void)
+{
+	struct {
+		uint64_t size, flags, addr, start, end, vflags, psize, off, ino;
+		uint32_t maj, min, nsz, bsz;
+		uint64_t naddr, baddr;
+	} q = { .size = sizeof(q), .addr = (uintptr_t)&have_procmap_query };
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	bool ok = fd >= 0 && ioctl(fd, _IOWR('f', 17, q), &q) == 0;
+
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+struct win_case {
+	size_t off;   /* receive buffer: this far into the area */
+	size_t rlen;  /* receive length */
+	size_t slen;  /* message length */
+	int riov;     /* receive in this many pieces (1 or 2) */
+	int siov;     /* send in this many pieces (1 or 3) */
+	bool remap;   /* rank 1 maps the area anew before posting */
+	bool window;  /* the middle page must be window memory afterwards */
+};
+
+static const struct win_case win_cases[] = {
+	{ 100, (3u << 20) + 5, (3u << 20) + 5, 1, 1, false, true },
+	{ 100, (3u << 20) + 5, (3u << 20) + 5, 1, 1, false, true }, /* kept window */
+	{ 100, (3u << 20) + 5, (3u << 20) + 5, 1, 1, true, true },  /* unmapped, mapped anew */
+	{ 4096 * 3 + 7, (1u << 20) + 300, 2u << 20, 1, 1, false, true }, /* truncated */
+	{ 0, 1u << 20, 1u << 20, 1, 1, true, true },                /* whole pages only */
+	{ 1000, (2u << 20) + 999, (2u << 20) + 999, 1, 3, false, true },
+	{ 50, 1u << 20, 1u << 20, 2, 1, true, false },              /* two pieces: no window */
+};
+#define NWIN (sizeof(win_cases) / sizeof(win_cases[0]))
+
+static void role_windows(int rank)
+{
+	bool procmap = have_procmap_query();
+	char *area;
+	struct t t;
+
+	t_open(&t, NULL);
+	area = mmap(NULL, WIN_AREA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CK(area != MAP_FAILED, "mmap: %s", strerror(errno));
+	for (size_t i = 0; i < NWIN; i++) {
+		const struct win_case *c = &win_cases[i];
+		size_t got = c->rlen < c->slen ? c->rlen : c->slen;
+		uint32_t seed = (uint32_t)(1000 + i);
+		int ctx;
+
+		if (rank == 1) {
+			char *buf = area + c->off;
+			struct iovec iov[2] = { { buf, c->rlen / 3 },
+						{ buf + c->rlen / 3, c->rlen - c->rlen / 3 } };
+
+			if (c->remap) {
+				/* Other memory at the same address: a kept window is stale. */
+				CK(mmap(area, WIN_AREA, PROT_READ | PROT_WRITE,
+					MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == area,
+				   "mmap again: %s", strerror(errno));
+			}
+			memset(area, 0xee, WIN_AREA);
+			if (c->riov == 1)
+				T_POST(&t, fi_trecv(t.ep, buf, c->rlen, NULL, t.peer[0], 500 + i, 0,
+						    &ctx));
+			else
+				T_POST(&t, fi_trecvv(t.ep, iov, NULL, 2, t.peer[0], 500 + i, 0,
+						     &ctx));
+			t_barrier(&t);
+			struct ent e = t_wait(&t, true, &ctx);
+			size_t bad = verify(buf, got, seed);
+
+			if (c->slen > c->rlen) {
+				CK(e.err && e.ee.err == FI_ETRUNC, "case %zu: err %d", i, e.ee.err);
+				CK(e.ee.olen == c->slen - c->rlen, "case %zu: olen %zu", i,
+				   e.ee.olen);
+			} else {
+				CK(!e.err, "case %zu: error %d", i, e.ee.err);
+				CK(e.e.len == got, "case %zu: %zu bytes, expected %zu", i, e.e.len,
+				   got);
+			}
+			CK(bad == (size_t)-1, "case %zu: byte %zu of %zu wrong", i, bad, got);
+			for (size_t k = 0; k < c->off; k++)
+				CK((unsigned char)area[k] == 0xee, "case %zu: byte %zu before", i, k);
+			for (size_t k = c->off + got; k < c->off + got + 8192 && k < WIN_AREA; k++)
+				CK((unsigned char)area[k] == 0xee, "case %zu: byte %zu after", i,
+				   k - c->off - got);
+			if (procmap && c->window)
+				CK(mapped_from_file(buf + got / 2),
+				   "case %zu: the buffer was not written through a window", i);
+			if (!c->window)
+				CK(!mapped_from_file(buf + got / 2),
+				   "case %zu: a receive in pieces got a window", i);
+		} else {
+			char *sbuf = xmalloc(c->slen);
+			size_t a = c->slen / 4, b = c->slen / 2;
+			struct iovec iov[3] = { { sbuf, a }, { sbuf + a, b }, { sbuf + a + b,
+										 c->slen - a - b } };
+
+			fill(sbuf, c->slen, seed);
+			t_barrier(&t);
+			if (c->siov == 1)
+				T_POST(&t, fi_tsend(t.ep, sbuf, c->slen, NULL, t.peer[1], 500 + i,
+						    &ctx));
+			else
+				T_POST(&t, fi_tsendv(t.ep, iov, NULL, 3, t.peer[1], 500 + i, &ctx));
+			t_wait_ok(&t, false, &ctx);
+			free(sbuf);
+		}
+		t_barrier(&t);
+	}
+	munmap(area, WIN_AREA);
+	t_close(&t);
+}
+
+Test(rdm, rendezvous_into_windows, .timeout = 60)
+{
+	run_ranks(2, role_windows, 55);
 }

@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/**
+ * @file sfi_wcache.c
+ * @brief Windows kept over receive buffers, for rendezvous writes from the peer.
+ *
+ * A large RDM message moves with one copy when the receiver exposes its buffer as a SCIF
+ * window and the sender scif_vwriteto()s into it (sfi_rdm.c). scif_register() costs far
+ * more than copying a few MiB (the peer is told and maps the window), so a connection keeps
+ * the windows it made, a few at a time, and uses one again for a buffer inside it.
+ *
+ * A kept window is only valid while the application's addresses still map the memory it
+ * was made of: a buffer freed and allocated again at the same place is other memory, which
+ * the old window would not see. Registration turns the buffer's pages into a file's pages
+ * (libscif's window memory), so the mapping at the buffer's address names that file and an
+ * offset in it; every use asks the kernel what is mapped there (PROCMAP_QUERY on
+ * /proc/self/maps, one ioctl) and takes the window only if it is the same file at the same
+ * offset. Kernels without PROCMAP_QUERY (before Linux 6.11) cannot answer cheaply: there
+ * the cache is unusable and large messages go through the connection's byte stream.
+ *
+ * What a window costs the application: the buffer's pages become shared memory (a fork
+ * child shares them instead of copying them), and a window keeps its memory until it is
+ * dropped, even if the application frees the buffer: at most SFI_WCACHE_SLOTS windows and
+ * SFI_WCACHE_BYTES bytes per connection, least recently used first out.
+ *
+ * Everything runs under the domain lock of the connection's endpoint.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "sfi.h"
+
+/* The kernel's PROCMAP_QUERY (include/uapi/linux/fs.h, Linux 6.11); system headers may
+ * predate it. Extensible only by growing @size, so this layout stays valid. */
+struct sfi_procmap_query {
+	uint64_t size;
+	uint64_t query_flags;
+	uint64_t query_addr;
+	uint64_t vma_start, vma_end;
+	uint64_t vma_flags;
+	uint64_t vma_page_size;
+	uint64_t vma_offset;
+	uint64_t inode;
+	uint32_t dev_major, dev_minor;
+	uint32_t vma_name_size, build_id_size;
+	uint64_t vma_name_addr, build_id_addr;
+};
+#define SFI_PROCMAP_QUERY _IOWR('f', 17, struct sfi_procmap_query)
+
+/* /proc/self/maps of this process (reopened in a fork child: the parent's describes the
+ * parent), -1 before the first use, -2 when the kernel cannot answer. */
+static int maps_fd = -1;
+static pid_t maps_pid;
+
+/** What is mapped at @p addr: its file (inode, device) and the file offset of @p addr, and
+ *  how many bytes from @p addr the mapping covers. 0, or -1 if the kernel cannot say. */
+static int wcache_where(uintptr_t addr, struct sfi_wfile *f, size_t *cover)
+{
+	struct sfi_procmap_query q;
+	pid_t pid = getpid();
+
+	if (maps_fd == -2)
+		return -1;
+	if (maps_fd >= 0 && maps_pid != pid) {
+		close(maps_fd);
+		maps_fd = -1;
+	}
+	if (maps_fd < 0) {
+		maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+		if (maps_fd < 0) {
+			maps_fd = -2;
+			return -1;
+		}
+		maps_pid = pid;
+	}
+	memset(&q, 0, sizeof(q));
+	q.size = sizeof(q);
+	q.query_addr = addr;
+	if (ioctl(maps_fd, SFI_PROCMAP_QUERY, &q) < 0) {
+		if (errno == ENOTTY || errno == EINVAL) {
+			/* no PROCMAP_QUERY here: never ask again */
+			close(maps_fd);
+			maps_fd = -2;
+		}
+		return -1;
+	}
+	if (q.vma_start > addr || q.vma_end <= addr)
+		return -1;
+	f->inode = q.inode;
+	f->dev = ((uint64_t)q.dev_major << 32) | q.dev_minor;
+	f->off = q.vma_offset + (addr - q.vma_start);
+	*cover = q.vma_end - addr;
+	return 0;
+}
+
+bool sfi_wcache_usable(void)
+{
+	struct sfi_wfile f;
+	size_t cover;
+
+	/* Any mapped address will do: this function's own code. */
+	return wcache_where((uintptr_t)&sfi_wcache_usable, &f, &cover) == 0;
+}
+
+static void wcache_drop(struct sfi_wcache *wc, scif_epd_t epd, unsigned int i)
+{
+	struct sfi_wentry *e = &wc->e[i];
+
+	if (epd >= 0)
+		(void)scif_unregister(epd, e->roff, e->len);
+	wc->bytes -= e->len;
+	wc->e[i] = wc->e[--wc->n];
+}
+
+int sfi_wcache_get(struct sfi_wcache *wc, scif_epd_t epd, uintptr_t addr, size_t len,
+		   off_t *roff)
+{
+	struct sfi_wfile f;
+	size_t cover;
+	bool one;
+	off_t o;
+
+	if (wcache_where(addr, &f, &cover) < 0)
+		return -FI_EOPNOTSUPP;
+	/* A window is known again only where one mapping covers the whole range. */
+	one = cover >= len;
+	for (unsigned int i = 0; i < wc->n; i++) {
+		struct sfi_wentry *e = &wc->e[i];
+
+		if (addr < e->addr || addr + len > e->addr + e->len)
+			continue;
+		/* The same file at the same place: the window is this memory. */
+		if (one && e->file.inode == f.inode && e->file.dev == f.dev &&
+		    e->file.off + (addr - e->addr) == f.off) {
+			e->used = ++wc->clock;
+			*roff = e->roff + (off_t)(addr - e->addr);
+			return 0;
+		}
+		/* Other memory now: the window is of no use to anyone. */
+		wcache_drop(wc, epd, i);
+		i--;
+	}
+	/* Room first: the least recently used go. */
+	while (wc->n && (wc->n == SFI_WCACHE_SLOTS || wc->bytes + len > SFI_WCACHE_BYTES)) {
+		unsigned int lru = 0;
+
+		for (unsigned int i = 1; i < wc->n; i++)
+			if (wc->e[i].used < wc->e[lru].used)
+				lru = i;
+		wcache_drop(wc, epd, lru);
+	}
+	if (len > SFI_WCACHE_BYTES)
+		return -FI_ENOMEM;
+	o = scif_register(epd, (void *)addr, len, 0, SCIF_PROT_WRITE, 0);
+	if (o < 0)
+		return -FI_ENOMEM;
+	/*
+	 * Registration made the pages a file's: remember which, to know them again. (Memory
+	 * that was several windows' already may stay several files: such a window is never
+	 * known again, and goes when it is overlapped or the least recently used.)
+	 */
+	if (wcache_where(addr, &f, &cover) < 0) {
+		(void)scif_unregister(epd, o, len);
+		return -FI_EOPNOTSUPP;
+	}
+	wc->e[wc->n++] = (struct sfi_wentry){ .addr = addr, .len = len, .roff = o,
+					      .file = f, .used = ++wc->clock };
+	wc->bytes += len;
+	*roff = o;
+	return 0;
+}
+
+void sfi_wcache_fini(struct sfi_wcache *wc, scif_epd_t epd)
+{
+	while (wc->n)
+		wcache_drop(wc, epd, wc->n - 1);
+}
