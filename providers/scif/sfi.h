@@ -404,6 +404,10 @@ struct sfi_eq {
 	pthread_mutex_t qlock;
 	struct sfi_waitobj wobj;
 	void *last_err_data;          /**< err_data handed out by the last readerr */
+	/** While listeners progress (eq_progress), their FI_CONNREQ events wait here, to be
+	 *  queued after what the other participants report in the same pass (qlock). */
+	struct sfi_list held;
+	bool holding;
 };
 
 /** Something whose connection management runs when its EQ is read. */
@@ -411,6 +415,8 @@ struct sfi_eq_obj {
 	struct sfi_list entry;
 	void (*progress)(struct sfi_eq_obj *obj);
 	int fd;                       /**< descriptor added to the EQ's wait set, or -1 */
+	bool listener;                /**< takes connection requests (a passive endpoint):
+	                                   progressed first in a pass, reported last */
 	uint32_t events;              /**< epoll events for fd (0: EPOLLIN); to change them
 	                                   later call sfi_wait_fd(eq->wait, fd, events) */
 };

@@ -34,10 +34,15 @@ static struct sfi_eq_event *eq_event_new(size_t len)
 	return ev;
 }
 
-/** Queue an event and wake waiters (takes qlock). */
+/** Queue an event and wake waiters (takes qlock); a listener's request may be held. */
 static void eq_push(struct sfi_eq *eq, struct sfi_eq_event *ev)
 {
 	pthread_mutex_lock(&eq->qlock);
+	if (eq->holding && !ev->is_err && ev->event == FI_CONNREQ) {
+		sfi_list_insert_tail(&eq->held, &ev->entry);
+		pthread_mutex_unlock(&eq->qlock);
+		return;
+	}
 	sfi_list_insert_tail(&eq->events, &ev->entry);
 	pthread_mutex_unlock(&eq->qlock);
 	if (eq->wait)
@@ -98,18 +103,54 @@ void sfi_eq_detach(struct sfi_eq *eq, struct sfi_eq_obj *obj)
 	pthread_mutex_unlock(&eq->lock);
 }
 
-/** Run the CM progress of every attached participant. A participant may detach itself
- *  (or queue events) while its progress runs. */
+/** Set whether listeners' FI_CONNREQ events are held; when no longer, queue the held ones. */
+static void eq_hold(struct sfi_eq *eq, bool hold)
+{
+	bool moved;
+
+	pthread_mutex_lock(&eq->qlock);
+	eq->holding = hold;
+	moved = !hold && !sfi_list_empty(&eq->held);
+	while (!hold && !sfi_list_empty(&eq->held)) {
+		struct sfi_list *e = eq->held.next;
+
+		sfi_list_remove(e);
+		sfi_list_insert_tail(&eq->events, e);
+	}
+	pthread_mutex_unlock(&eq->qlock);
+	if (moved && eq->wait)
+		sfi_wait_signal(eq->wait);
+}
+
+/**
+ * Run the CM progress of every attached participant. A participant may detach itself
+ * (or queue events) while its progress runs.
+ *
+ * Listeners go first and their connection requests are reported last: a peer that
+ * connects again as soon as its last connection is up (fabtests' fi_multi_ep, any loop of
+ * fi_connect) sent what completes that one (the ACK, FI_CONNECTED here) before it made
+ * the new request, so a request the listener found is reported after whatever the other
+ * participants find after it, and never before the event that caused it.
+ */
 static void eq_progress(struct sfi_eq *eq)
 {
 	struct sfi_list *it, *tmp;
 
 	pthread_mutex_lock(&eq->lock);
+	eq_hold(eq, true);
 	sfi_list_foreach_safe(&eq->cm_objs, it, tmp) {
 		struct sfi_eq_obj *obj = sfi_list_entry(it, struct sfi_eq_obj, entry);
 
-		obj->progress(obj);
+		if (obj->listener)
+			obj->progress(obj);
 	}
+	sfi_list_foreach_safe(&eq->cm_objs, it, tmp) {
+		struct sfi_eq_obj *obj = sfi_list_entry(it, struct sfi_eq_obj, entry);
+
+		if (!obj->listener)
+			obj->progress(obj);
+	}
+	eq_hold(eq, false);
 	pthread_mutex_unlock(&eq->lock);
 }
 
@@ -342,6 +383,7 @@ int sfi_eq_open(struct fid_fabric *fabric, struct fi_eq_attr *attr, struct fid_e
 	sfi_list_init(&eq->events);
 	sfi_list_init(&eq->errs);
 	sfi_list_init(&eq->cm_objs);
+	sfi_list_init(&eq->held);
 	sfi_list_init(&eq->wobj.entry);
 	ret = sfi_wait_setup(fab, wobj, attr ? attr->wait_set : NULL, &eq->wait_own, &eq->wait,
 			     &eq->wobj, &eq->eq_fid.fid);

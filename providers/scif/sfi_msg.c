@@ -2077,6 +2077,7 @@ int sfi_pep_open(struct fid_fabric *fabric, struct fi_info *info, struct fid_pep
 	pep->addr.magic = SFI_ADDR_MAGIC;
 	pep->eq_obj.progress = sfi_pep_eq_progress;
 	pep->eq_obj.fd = -1;
+	pep->eq_obj.listener = true;
 	pep->lepd = scif_open();
 	if (pep->lepd < 0) {
 		ret = sfi_msg_errno(errno);

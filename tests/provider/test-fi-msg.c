@@ -1048,3 +1048,88 @@ Test(msg, many_small_messages_in_order, .timeout = 60)
 {
 	run_pair(many_server, many_client);
 }
+
+/*
+ * Causality on the server's EQ: a client that connects a second endpoint as soon as its
+ * first is up (fabtests' fi_multi_ep) made the second request after the first connection's
+ * last handshake frame. The server reads its EQ only once both are in: it must report the
+ * first connection's FI_CONNECTED before the second FI_CONNREQ.
+ */
+static void seq_server(void)
+{
+	struct side s = { 0 }, s2 = { 0 };
+	struct {
+		struct fi_eq_cm_entry e;
+		char data[256];
+	} ev;
+	uint32_t event = 0;
+	char token;
+	ssize_t n;
+
+	server_listen(&s);
+	eq_expect(&s, FI_CONNREQ, &ev, sizeof(ev));
+	open_ep(&s, ev.e.info);
+	CKF(fi_accept(s.ep, NULL, 0));
+	fi_freeinfo(ev.e.info);
+	/* The client is connected and has asked for a second connection. */
+	oob_recv(&token, 1);
+	n = eq_wait(&s, &event, &ev, sizeof(ev), NULL);
+	CK(n >= (ssize_t)sizeof(ev.e), "fi_eq_sread: %zd", n);
+	CK(event == FI_CONNECTED && ev.e.fid == &s.ep->fid,
+	   "first event %u (fid %p): the first connection's FI_CONNECTED must come first", event,
+	   (void *)ev.e.fid);
+	eq_expect(&s, FI_CONNREQ, &ev, sizeof(ev));
+	s2.fabric = s.fabric;
+	s2.domain = s.domain;
+	s2.eq = s.eq;
+	open_ep(&s2, ev.e.info);
+	CKF(fi_accept(s2.ep, NULL, 0));
+	fi_freeinfo(ev.e.info);
+	eq_expect(&s, FI_CONNECTED, &ev, sizeof(ev));
+	CK(ev.e.fid == &s2.ep->fid, "second FI_CONNECTED fid");
+	barrier();
+	CKF(fi_close(&s2.ep->fid));
+	CKF(fi_close(&s2.cq->fid));
+	close_side(&s);
+}
+
+static void seq_client(void)
+{
+	struct side s = { 0 }, s2 = { 0 };
+	struct {
+		struct fi_eq_cm_entry e;
+		char data[256];
+	} ev;
+	char addr[64];
+	uint64_t until;
+
+	client_start(&s, addr);
+	eq_expect(&s, FI_CONNECTED, &ev, sizeof(ev));
+	s2.fabric = s.fabric;
+	s2.domain = s.domain;
+	s2.eq = s.eq;
+	s2.info = s.info;
+	open_ep(&s2, s.info);
+	CKF(fi_connect(s2.ep, addr, NULL, 0));
+	/* Progress for a while, so that the request reaches the server's listener. */
+	until = now_ms() + 200;
+	while (now_ms() < until) {
+		uint32_t event;
+
+		CK(fi_eq_read(s.eq, &event, &ev, sizeof(ev), 0) == -FI_EAGAIN,
+		   "an event before the server accepted");
+		usleep(1000);
+	}
+	oob_send("c", 1);
+	eq_expect(&s, FI_CONNECTED, &ev, sizeof(ev));
+	CK(ev.e.fid == &s2.ep->fid, "second FI_CONNECTED fid");
+	barrier();
+	CKF(fi_close(&s2.ep->fid));
+	CKF(fi_close(&s2.cq->fid));
+	close_side(&s);
+}
+
+Test(msg, sequential_connects_are_reported_in_order, .timeout = 60)
+{
+	run_pair(seq_server, seq_client);
+}
