@@ -648,21 +648,24 @@ const char *sfi_strerror(int prov_errno, char *buf, size_t len) SFI_HIDDEN;
 /* ------------------------------------------------------------------------------------ */
 /* Windows kept over receive buffers (sfi_wcache.c). */
 
-#define SFI_WCACHE_SLOTS 8                  /**< windows kept per connection */
-#define SFI_WCACHE_BYTES (256ULL << 20)     /**< bytes they may cover per connection */
+#define SFI_WCACHE_SLOTS 64                 /**< ranges known per connection */
+#define SFI_WCACHE_BYTES (256ULL << 20)     /**< bytes their windows may cover */
+#define SFI_WCACHE_STRIKES 2                /**< stale windows before a range gets none */
 
 /** The file a mapping shows at an address, and the offset in it. */
 struct sfi_wfile {
 	uint64_t inode, dev, off;
 };
 
-/** A window made over [addr, addr + len) of this process, at offset roff. */
+/** A range [addr, addr + len) of this process a receive used; with a window at roff. */
 struct sfi_wentry {
 	uintptr_t addr;
 	size_t len;
 	off_t roff;
 	struct sfi_wfile file; /**< what addr mapped right after registration */
 	uint64_t used;         /**< wcache clock at the last use */
+	bool registered;       /**< has the window (else only seen) */
+	unsigned int strikes;  /**< its windows found holding other memory */
 };
 
 /** The windows one connection keeps (zeroed = empty). */
@@ -678,8 +681,9 @@ bool sfi_wcache_usable(void) SFI_HIDDEN;
 /**
  * The window offset of page-aligned [@p addr, @p addr + @p len) on @p epd for the peer to
  * write: a kept window that still maps this memory, or a new one (scif_register,
- * SCIF_PROT_WRITE), least recently used windows dropped to make room.
- * @return 0, -FI_EOPNOTSUPP (the kernel cannot tell, or not all mapped), -FI_ENOMEM.
+ * SCIF_PROT_WRITE) for a range seen before, least recently used entries dropped for room.
+ * @return 0, -FI_EAGAIN (no window this time: the range is new, or churns),
+ *         -FI_EOPNOTSUPP (the kernel cannot tell), -FI_ENOMEM (registration failed).
  */
 int sfi_wcache_get(struct sfi_wcache *wc, scif_epd_t epd, uintptr_t addr, size_t len,
 		   off_t *roff) SFI_HIDDEN;

@@ -37,7 +37,7 @@
  *     FI_SCIF_TX_SIZE       (256)    default tx_attr->size
  *     FI_SCIF_RX_SIZE       (256)    default rx_attr->size
  *     FI_SCIF_CONN_TIMEOUT  (10000)  ms before a lazy RDM connection attempt fails
- *     FI_SCIF_RNDV_WRITE_MIN (262144) RDM rendezvous from this size: the sender writes
+ *     FI_SCIF_RNDV_WRITE_MIN (65536) RDM rendezvous from this size: the sender writes
  *                                    into a window over the receive buffer (one copy;
  *                                    sfi_wcache.c); 0 never
  */
@@ -56,7 +56,7 @@ struct sfi_params sfi_params = {
 	.tx_size = 256,
 	.rx_size = 256,
 	.conn_timeout_ms = 10000,
-	.rndv_write_min = 256 << 10,
+	.rndv_write_min = 64 << 10,
 };
 
 /* ------------------------------------------------------------------------------------ */

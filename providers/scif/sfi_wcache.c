@@ -17,15 +17,21 @@
  * offset. Kernels without PROCMAP_QUERY (before Linux 6.11) cannot answer cheaply: there
  * the cache is unusable and large messages go through the connection's byte stream.
  *
+ * Registering fresh memory copies it, which costs more than the ring: a range gets a window
+ * only the second time a receive uses it (programs that allocate a buffer per message never
+ * pay), and a range whose window turned out stale SFI_WCACHE_STRIKES times (a program that
+ * frees and allocates at the same place) never gets one again.
+ *
  * What a window costs the application: the buffer's pages become shared memory (a fork
  * child shares them instead of copying them), and a window keeps its memory until it is
- * dropped, even if the application frees the buffer: at most SFI_WCACHE_SLOTS windows and
- * SFI_WCACHE_BYTES bytes per connection, least recently used first out.
+ * dropped, even if the application frees the buffer: at most SFI_WCACHE_BYTES bytes per
+ * connection in windows, SFI_WCACHE_SLOTS ranges known, least recently used first out.
  *
- * Everything runs under the domain lock of the connection's endpoint.
+ * A cache runs under the domain lock of its connection's endpoint.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -52,13 +58,13 @@ struct sfi_procmap_query {
 #define SFI_PROCMAP_QUERY _IOWR('f', 17, struct sfi_procmap_query)
 
 /* /proc/self/maps of this process (reopened in a fork child: the parent's describes the
- * parent), -1 before the first use, -2 when the kernel cannot answer. */
+ * parent), -1 before the first use, -2 when the kernel cannot answer; under maps_lock (the
+ * connections of several domains may ask at once). */
+static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
 static int maps_fd = -1;
 static pid_t maps_pid;
 
-/** What is mapped at @p addr: its file (inode, device) and the file offset of @p addr, and
- *  how many bytes from @p addr the mapping covers. 0, or -1 if the kernel cannot say. */
-static int wcache_where(uintptr_t addr, struct sfi_wfile *f, size_t *cover)
+static int wcache_where_locked(uintptr_t addr, struct sfi_wfile *f, size_t *cover)
 {
 	struct sfi_procmap_query q;
 	pid_t pid = getpid();
@@ -97,6 +103,18 @@ static int wcache_where(uintptr_t addr, struct sfi_wfile *f, size_t *cover)
 	return 0;
 }
 
+/** What is mapped at @p addr: its file (inode, device) and the file offset of @p addr, and
+ *  how many bytes from @p addr the mapping covers. 0, or -1 if the kernel cannot say. */
+static int wcache_where(uintptr_t addr, struct sfi_wfile *f, size_t *cover)
+{
+	int ret;
+
+	pthread_mutex_lock(&maps_lock);
+	ret = wcache_where_locked(addr, f, cover);
+	pthread_mutex_unlock(&maps_lock);
+	return ret;
+}
+
 bool sfi_wcache_usable(void)
 {
 	struct sfi_wfile f;
@@ -110,21 +128,38 @@ static void wcache_drop(struct sfi_wcache *wc, scif_epd_t epd, unsigned int i)
 {
 	struct sfi_wentry *e = &wc->e[i];
 
-	if (epd >= 0)
-		(void)scif_unregister(epd, e->roff, e->len);
-	wc->bytes -= e->len;
+	if (e->registered) {
+		if (epd >= 0)
+			(void)scif_unregister(epd, e->roff, e->len);
+		wc->bytes -= e->len;
+	}
 	wc->e[i] = wc->e[--wc->n];
+}
+
+/** Drop least recently used entries until @p slots are free and @p bytes more fit. */
+static void wcache_room(struct sfi_wcache *wc, scif_epd_t epd, unsigned int slots,
+			size_t bytes)
+{
+	while (wc->n && (wc->n + slots > SFI_WCACHE_SLOTS || wc->bytes + bytes > SFI_WCACHE_BYTES)) {
+		unsigned int lru = 0;
+
+		for (unsigned int i = 1; i < wc->n; i++)
+			if (wc->e[i].used < wc->e[lru].used)
+				lru = i;
+		wcache_drop(wc, epd, lru);
+	}
 }
 
 int sfi_wcache_get(struct sfi_wcache *wc, scif_epd_t epd, uintptr_t addr, size_t len,
 		   off_t *roff)
 {
+	struct sfi_wentry c = { 0 };
 	struct sfi_wfile f;
 	size_t cover;
-	bool one;
+	bool one, seen = false;
 	off_t o;
 
-	if (wcache_where(addr, &f, &cover) < 0)
+	if (len > SFI_WCACHE_BYTES || wcache_where(addr, &f, &cover) < 0)
 		return -FI_EOPNOTSUPP;
 	/* A window is known again only where one mapping covers the whole range. */
 	one = cover >= len;
@@ -133,42 +168,66 @@ int sfi_wcache_get(struct sfi_wcache *wc, scif_epd_t epd, uintptr_t addr, size_t
 
 		if (addr < e->addr || addr + len > e->addr + e->len)
 			continue;
-		/* The same file at the same place: the window is this memory. */
-		if (one && e->file.inode == f.inode && e->file.dev == f.dev &&
-		    e->file.off + (addr - e->addr) == f.off) {
+		if (e->registered) {
+			/* The same file at the same place: the window is this memory. */
+			if (one && e->file.inode == f.inode && e->file.dev == f.dev &&
+			    e->file.off + (addr - e->addr) == f.off) {
+				e->used = ++wc->clock;
+				*roff = e->roff + (off_t)(addr - e->addr);
+				return 0;
+			}
+			/*
+			 * Other memory now: the window is of no use, and the application
+			 * allocates here anew, which registration (a copy of fresh pages)
+			 * would only slow down: a strike against this range.
+			 */
+			(void)scif_unregister(epd, e->roff, e->len);
+			wc->bytes -= e->len;
+			e->registered = false;
+			e->strikes++;
 			e->used = ++wc->clock;
-			*roff = e->roff + (off_t)(addr - e->addr);
-			return 0;
+			return -FI_EAGAIN;
 		}
-		/* Other memory now: the window is of no use to anyone. */
-		wcache_drop(wc, epd, i);
-		i--;
+		/* Seen before, without a window: this is the one to decide on. */
+		c = *e;
+		wc->e[i] = wc->e[--wc->n];
+		seen = true;
+		break;
 	}
-	/* Room first: the least recently used go. */
-	while (wc->n && (wc->n == SFI_WCACHE_SLOTS || wc->bytes + len > SFI_WCACHE_BYTES)) {
-		unsigned int lru = 0;
-
-		for (unsigned int i = 1; i < wc->n; i++)
-			if (wc->e[i].used < wc->e[lru].used)
-				lru = i;
-		wcache_drop(wc, epd, lru);
+	if (!seen || c.strikes >= SFI_WCACHE_STRIKES) {
+		/*
+		 * A buffer seen once may be a fresh one of a program that allocates one per
+		 * message: the first receive into a range goes through the ring, the next
+		 * registers it. A range found holding other memory twice never does.
+		 */
+		wcache_room(wc, epd, 1, 0);
+		wc->e[wc->n++] = seen ? c : (struct sfi_wentry){ .addr = addr, .len = len };
+		wc->e[wc->n - 1].used = ++wc->clock;
+		return -FI_EAGAIN;
 	}
-	if (len > SFI_WCACHE_BYTES)
-		return -FI_ENOMEM;
+	wcache_room(wc, epd, 1, len);
+	c.addr = addr;
+	c.len = len;
+	c.used = ++wc->clock;
 	o = scif_register(epd, (void *)addr, len, 0, SCIF_PROT_WRITE, 0);
-	if (o < 0)
-		return -FI_ENOMEM;
 	/*
 	 * Registration made the pages a file's: remember which, to know them again. (Memory
 	 * that was several windows' already may stay several files: such a window is never
 	 * known again, and goes when it is overlapped or the least recently used.)
 	 */
-	if (wcache_where(addr, &f, &cover) < 0) {
+	if (o >= 0 && wcache_where(addr, &f, &cover) < 0) {
 		(void)scif_unregister(epd, o, len);
-		return -FI_EOPNOTSUPP;
+		o = -1;
 	}
-	wc->e[wc->n++] = (struct sfi_wentry){ .addr = addr, .len = len, .roff = o,
-					      .file = f, .used = ++wc->clock };
+	if (o < 0) {
+		c.strikes = SFI_WCACHE_STRIKES; /* do not try again */
+		wc->e[wc->n++] = c;
+		return -FI_ENOMEM;
+	}
+	c.roff = o;
+	c.file = f;
+	c.registered = true;
+	wc->e[wc->n++] = c;
 	wc->bytes += len;
 	*roff = o;
 	return 0;
