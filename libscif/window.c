@@ -27,6 +27,7 @@
 #include "atomic.h"
 #include "epd.h"
 #include "log.h"
+#include "procmap.h"
 #include "scif.h"
 #include "window.h"
 
@@ -220,28 +221,7 @@ static int vmas_smaps(uintptr_t a, uintptr_t b, struct vma *v, int max)
 	return n;
 }
 
-/*
- * PROCMAP_QUERY (Linux 6.11) asks /proc/self/maps for the one mapping at an address, a lookup
- * in the kernel's tree of mappings. The system headers may predate it: the layout is the
- * kernel's ABI (include/uapi/linux/fs.h), extensible only by growing @size.
- */
-struct procmap_query_abi {
-	uint64_t size;
-	uint64_t query_flags;
-	uint64_t query_addr;
-	uint64_t vma_start, vma_end;
-	uint64_t vma_flags;
-	uint64_t vma_page_size;
-	uint64_t vma_offset;
-	uint64_t inode;
-	uint32_t dev_major, dev_minor;
-	uint32_t vma_name_size, build_id_size;
-	uint64_t vma_name_addr, build_id_addr;
-};
-#define PROCMAP_QUERY_IOCTL _IOWR('f', 17, struct procmap_query_abi)
-#define PROCMAP_VMA_READABLE 0x01
-#define PROCMAP_VMA_WRITABLE 0x02
-#define PROCMAP_VMA_EXECUTABLE 0x04
+/* PROCMAP_QUERY (Linux 6.11): procmap.h. */
 
 /*
  * The mappings overlapping [a, b) through PROCMAP_QUERY: their geometry, protections and

@@ -38,24 +38,9 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "procmap.h"
 #include "sfi.h"
 
-/* The kernel's PROCMAP_QUERY (include/uapi/linux/fs.h, Linux 6.11); system headers may
- * predate it. Extensible only by growing @size, so this layout stays valid. */
-struct sfi_procmap_query {
-	uint64_t size;
-	uint64_t query_flags;
-	uint64_t query_addr;
-	uint64_t vma_start, vma_end;
-	uint64_t vma_flags;
-	uint64_t vma_page_size;
-	uint64_t vma_offset;
-	uint64_t inode;
-	uint32_t dev_major, dev_minor;
-	uint32_t vma_name_size, build_id_size;
-	uint64_t vma_name_addr, build_id_addr;
-};
-#define SFI_PROCMAP_QUERY _IOWR('f', 17, struct sfi_procmap_query)
 
 /* /proc/self/maps of this process (reopened in a fork child: the parent's describes the
  * parent), -1 before the first use, -2 when the kernel cannot answer; under maps_lock (the
@@ -66,7 +51,7 @@ static pid_t maps_pid;
 
 static int wcache_where_locked(uintptr_t addr, struct sfi_wfile *f, size_t *cover)
 {
-	struct sfi_procmap_query q;
+	struct procmap_query_abi q;
 	pid_t pid = getpid();
 
 	if (maps_fd == -2)
@@ -86,7 +71,7 @@ static int wcache_where_locked(uintptr_t addr, struct sfi_wfile *f, size_t *cove
 	memset(&q, 0, sizeof(q));
 	q.size = sizeof(q);
 	q.query_addr = addr;
-	if (ioctl(maps_fd, SFI_PROCMAP_QUERY, &q) < 0) {
+	if (ioctl(maps_fd, PROCMAP_QUERY_IOCTL, &q) < 0) {
 		if (errno == ENOTTY || errno == EINVAL) {
 			/* no PROCMAP_QUERY here: never ask again */
 			close(maps_fd);

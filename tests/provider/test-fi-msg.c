@@ -1055,6 +1055,22 @@ Test(msg, many_small_messages_in_order, .timeout = 60)
  * last handshake frame. The server reads its EQ only once both are in: it must report the
  * first connection's FI_CONNECTED before the second FI_CONNREQ.
  */
+/** Both sides: the second endpoint is up; close it (its CQ too), then everything else. */
+static void seq_finish(struct side *s, struct side *s2)
+{
+	struct {
+		struct fi_eq_cm_entry e;
+		char data[256];
+	} ev;
+
+	eq_expect(s, FI_CONNECTED, &ev, sizeof(ev));
+	CK(ev.e.fid == &s2->ep->fid, "second FI_CONNECTED fid");
+	barrier();
+	CKF(fi_close(&s2->ep->fid));
+	CKF(fi_close(&s2->cq->fid));
+	close_side(s);
+}
+
 static void seq_server(void)
 {
 	struct side s = { 0 }, s2 = { 0 };
@@ -1085,12 +1101,7 @@ static void seq_server(void)
 	open_ep(&s2, ev.e.info);
 	CKF(fi_accept(s2.ep, NULL, 0));
 	fi_freeinfo(ev.e.info);
-	eq_expect(&s, FI_CONNECTED, &ev, sizeof(ev));
-	CK(ev.e.fid == &s2.ep->fid, "second FI_CONNECTED fid");
-	barrier();
-	CKF(fi_close(&s2.ep->fid));
-	CKF(fi_close(&s2.cq->fid));
-	close_side(&s);
+	seq_finish(&s, &s2);
 }
 
 static void seq_client(void)
@@ -1121,12 +1132,7 @@ static void seq_client(void)
 		usleep(1000);
 	}
 	oob_send("c", 1);
-	eq_expect(&s, FI_CONNECTED, &ev, sizeof(ev));
-	CK(ev.e.fid == &s2.ep->fid, "second FI_CONNECTED fid");
-	barrier();
-	CKF(fi_close(&s2.ep->fid));
-	CKF(fi_close(&s2.cq->fid));
-	close_side(&s);
+	seq_finish(&s, &s2);
 }
 
 Test(msg, sequential_connects_are_reported_in_order, .timeout = 60)
