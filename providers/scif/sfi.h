@@ -3,7 +3,8 @@
  * @file sfi.h
  * @brief Internals of the `scif` libfabric provider (prefix `sfi_`).
  *
- * The provider knows only the SCIF API (include/scif.h) and libfabric's public headers.
+ * The provider knows only the SCIF API (include/scif.h), libfabric's public headers and the
+ * kernel's (include/procmap.h: what is mapped at an address).
  *
  * Objects and files:
  *   sfi_init.c    fi_prov_ini, provider variables, fi_getinfo and the attribute checks
@@ -15,6 +16,7 @@
  *   sfi_conn.c    a framed, non-blocking message stream over one SCIF connection
  *   sfi_msg.c     FI_EP_MSG endpoints and passive endpoints
  *   sfi_rdm.c     FI_EP_RDM endpoints (tag matching, lazy connections, rendezvous)
+ *   sfi_wcache.c  windows kept over receive buffers, for one-copy rendezvous
  *
  * Concurrency: one mutex per domain (sfi_domain::lock) serialises every operation on the
  * domain's objects, including progress. Fabric-level objects (EQs not yet bound, wait sets)
