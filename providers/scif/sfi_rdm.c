@@ -689,7 +689,6 @@ static struct rdm_rx *rdm_match_posted(struct rdm_ep *ep, bool tagged,
 	return NULL;
 }
 
-/** Copy at most @p len bytes' worth of iovec @p src into @p dst; the entry count. */
 /** Append the bytes [@p off, @p off + @p len) of @p src to @p dst (which holds @p n
  *  entries, room for @p max); returns the new count, or max + 1 if they do not fit. */
 static size_t rdm_iov_slice(struct iovec *dst, size_t n, size_t max, const struct iovec *src,
@@ -716,6 +715,7 @@ static size_t rdm_iov_slice(struct iovec *dst, size_t n, size_t max, const struc
 	return n;
 }
 
+/** Copy at most @p len bytes' worth of iovec @p src into @p dst; the entry count. */
 static size_t rdm_iov_trim(struct iovec *dst, const struct iovec *src, size_t count,
 			   size_t len)
 {
