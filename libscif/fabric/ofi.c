@@ -1016,20 +1016,6 @@ static struct ofi_shadow *ofi_lazy_fill(union ofi_msgbuf *m, size_t *len, fi_add
 	return took;
 }
 
-/* Under fi_lock: the ranges of chain @took did not go after all; they are held again. */
-static void ofi_lazy_keep(struct ofi_shadow *took)
-{
-	while (took) {
-		struct ofi_shadow *s = took;
-
-		took = s->lazy_next;
-		s->lazy_next = ofi.held[s->peer]; /* its slot was there when it was taken */
-		ofi.held[s->peer] = s;
-		ofi.nheld++;
-		__atomic_store_n(&s->lazy, 1, __ATOMIC_SEQ_CST);
-	}
-}
-
 /* Under fi_lock: hold @s's range on its peer's list; -ENOMEM if there is no room for one. */
 static int ofi_lazy_hold(struct ofi_shadow *s)
 {
@@ -1051,6 +1037,17 @@ static int ofi_lazy_hold(struct ofi_shadow *s)
 	ofi.nheld++;
 	__atomic_store_n(&s->lazy, 1, __ATOMIC_SEQ_CST);
 	return 0;
+}
+
+/* Under fi_lock: the ranges of chain @took did not go after all; they are held again. */
+static void ofi_lazy_keep(struct ofi_shadow *took)
+{
+	while (took) {
+		struct ofi_shadow *s = took;
+
+		took = s->lazy_next;
+		(void)ofi_lazy_hold(s); /* its slot was there when it was taken: no allocation */
+	}
 }
 
 /* Under fi_lock: take @s off its peer's list if it is held (it is going away). */

@@ -689,8 +689,6 @@ bool sfi_wcache_usable(void) SFI_HIDDEN;
  */
 int sfi_wcache_get(struct sfi_wcache *wc, scif_epd_t epd, uintptr_t addr, size_t len,
 		   off_t *roff) SFI_HIDDEN;
-/** Drop every window; @p epd < 0 (closed already): forget them only. */
-void sfi_wcache_fini(struct sfi_wcache *wc, scif_epd_t epd) SFI_HIDDEN;
 
 /**
  * The data movement of fi_read/fi_write and friends: copy between the local @p iov list

@@ -719,19 +719,7 @@ static size_t rdm_iov_slice(struct iovec *dst, size_t n, size_t max, const struc
 static size_t rdm_iov_trim(struct iovec *dst, const struct iovec *src, size_t count,
 			   size_t len)
 {
-	size_t i, n = 0;
-
-	for (i = 0; i < count && len; i++) {
-		size_t l = src[i].iov_len < len ? src[i].iov_len : len;
-
-		if (!l)
-			continue;
-		dst[n].iov_base = src[i].iov_base;
-		dst[n].iov_len = l;
-		len -= l;
-		n++;
-	}
-	return n;
+	return rdm_iov_slice(dst, 0, SFI_MAX_IOV, src, count, 0, len);
 }
 
 /**

@@ -28,6 +28,7 @@
  * connection in windows, SFI_WCACHE_SLOTS ranges known, least recently used first out.
  *
  * A cache runs under the domain lock of its connection's endpoint.
+ * Its windows go with the connection's SCIF endpoint (scif_close unregisters them).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -109,15 +110,19 @@ bool sfi_wcache_usable(void)
 	return wcache_where((uintptr_t)&sfi_wcache_usable, &f, &cover) == 0;
 }
 
+/** Give up entry @p e's window, if it has one (the entry stays, as seen). */
+static void wcache_unregister(struct sfi_wcache *wc, scif_epd_t epd, struct sfi_wentry *e)
+{
+	if (!e->registered)
+		return;
+	(void)scif_unregister(epd, e->roff, e->len);
+	wc->bytes -= e->len;
+	e->registered = false;
+}
+
 static void wcache_drop(struct sfi_wcache *wc, scif_epd_t epd, unsigned int i)
 {
-	struct sfi_wentry *e = &wc->e[i];
-
-	if (e->registered) {
-		if (epd >= 0)
-			(void)scif_unregister(epd, e->roff, e->len);
-		wc->bytes -= e->len;
-	}
+	wcache_unregister(wc, epd, &wc->e[i]);
 	wc->e[i] = wc->e[--wc->n];
 }
 
@@ -166,9 +171,7 @@ int sfi_wcache_get(struct sfi_wcache *wc, scif_epd_t epd, uintptr_t addr, size_t
 			 * allocates here anew, which registration (a copy of fresh pages)
 			 * would only slow down: a strike against this range.
 			 */
-			(void)scif_unregister(epd, e->roff, e->len);
-			wc->bytes -= e->len;
-			e->registered = false;
+			wcache_unregister(wc, epd, e);
 			e->strikes++;
 			e->used = ++wc->clock;
 			return -FI_EAGAIN;
@@ -216,10 +219,4 @@ int sfi_wcache_get(struct sfi_wcache *wc, scif_epd_t epd, uintptr_t addr, size_t
 	wc->bytes += len;
 	*roff = o;
 	return 0;
-}
-
-void sfi_wcache_fini(struct sfi_wcache *wc, scif_epd_t epd)
-{
-	while (wc->n)
-		wcache_drop(wc, epd, wc->n - 1);
 }
