@@ -19,6 +19,8 @@
 #                       _build/plain of this source tree if it has one, else the tree itself)
 #   SCIF_GUEST_TIMEOUT  seconds before the guest is killed (default 300)
 #   SCIF_GUEST_SMP      guest CPUs (default 2)
+#   SCIF_GUEST_DEVICES  ivshmem-doorbell devices on the aperture (default 1): how many SCIF
+#                       processes may attach in the guest at once (one device, one station each)
 #   SCIF_GUEST_FILES    more files to copy into the guest, each at its own path
 #   SCIF_GUEST_RESET=1  SIGUSR1 to this script resets the guest: a hard reset, as a card's reset
 #                       button, through QEMU's monitor (needs nc). QEMU and its device stay, the
@@ -171,6 +173,13 @@ if [ "${SCIF_GUEST_RESET:-0}" = 1 ]; then
 else
 	machine=(-monitor none -no-reboot)
 fi
+# The card's devices, each its own connection to the host's ivshmem server (its own peer id).
+ndev=${SCIF_GUEST_DEVICES:-1}
+[[ $ndev =~ ^[1-7]$ ]] || die "SCIF_GUEST_DEVICES=$ndev: 1 to 7 devices"
+devices=()
+for ((i = 0; i < ndev; i++)); do
+	devices+=(-chardev "socket,path=$sock,id=ivs$i" -device "ivshmem-doorbell,chardev=ivs$i,vectors=1")
+done
 # Each link of the chain dies with its parent (PR_SET_PDEATHSIG): this script, then timeout,
 # then QEMU. A SIGKILLed script takes its guest with it.
 start_guest() {
@@ -180,7 +189,7 @@ start_guest() {
 		-serial file:"$run/console" -serial file:"$run/out" \
 		-kernel "$BOOT_KERNEL" -initrd "$run/initramfs.cpio" \
 		-append "console=ttyS0 loglevel=1 panic=-1 rdinit=/init" \
-		-chardev socket,path="$sock",id=ivs -device ivshmem-doorbell,chardev=ivs,vectors=1 \
+		"${devices[@]}" \
 		>"$run/qemu.log" 2>&1 &
 	qemu_pid=$!
 }

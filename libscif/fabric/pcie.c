@@ -5,19 +5,24 @@
  * device's interrupts (eventfds). How a process reaches both is pcie_dev.c's business.
  *
  * Where things live:
- *   nodes     the host (SCIF_NODE unset or 0) makes the aperture and serves it (ivshmem
- *             server, the host being peer 0); a card joins as an ivshmem client and is node
- *             <its ivshmem peer id> (the IVPosition register on a real device). One process
- *             per node attaches: the first brick (docs/pcie-fabric.md).
+ *   stations  every process attached to the aperture is a station, numbered by its ivshmem
+ *             peer id, with a slice of its own (pcie.h). The first host process (SCIF_NODE
+ *             unset or 0) makes the aperture and serves it (ivshmem server: station 0, the
+ *             hub); other host processes join it as ivshmem clients, stations of node 0; a card
+ *             process joins as an ivshmem client (SCIF_NODE says its node) or through
+ *             kernel/shim in a guest (its device says). Several processes of one OS instance
+ *             are several stations of one SCIF node (docs/pcie-fabric.md).
  *   ports     held as on the local fabric (a locked file per node and port, in the trust
  *             domain's directory of this OS instance).
  *   links     a link is a SOCK_SEQPACKET socket pair inside this process: the core holds one
  *             end, the progress thread the other. Nothing crosses the bus through it: a
- *             control message goes from link_send straight into the node queue pair in the
- *             aperture (pcie.h), and the receiving process's progress thread delivers it on
- *             the link's socket pair there. A link's hang-up is a CLOSE record, or the peer
- *             node's departure (the ivshmem server tells the host, the server's socket
- *             closing tells a card).
+ *             control message goes from link_send into a queue pair in the aperture
+ *             (pcie.h): straight to station 0, relayed by station 0 to any other, and the
+ *             receiving process's progress thread delivers it on the link's socket pair
+ *             there. A link's hang-up is a CLOSE record, or the peer station's departure
+ *             (the ivshmem server tells the host, which tells the others in a ROSTER record;
+ *             the server's socket closing or its heartbeat stopping tells the others that
+ *             the host is gone).
  *   regions   pages of the owner's heap in its own slice; the peer writes them in place.
  *   bells     the own bell is the local fabric's socket pair; ringing the peer's bell is a
  *             word set in the peer's slice and a doorbell; the peer's progress thread rings
@@ -26,7 +31,7 @@
  *             (the aperture descriptor at their offset), the peer maps the same pages, so
  *             RMA is one copy and scif_mmap maps the same memory.
  * Every index, offset and length read from the aperture is checked before use: a bad record
- * costs the node (all its links), a bad handle costs its link, neither costs a crash.
+ * costs the station (all its links), a bad handle costs its link, neither costs a crash.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,7 +59,7 @@
 #define PCIE_SEND_MS 1000   /* a full node queue pair this long: EAGAIN (the core retries) */
 #define PCIE_CONNECT_MS 3000 /* an unanswered CONNECT is refused after this */
 #define PCIE_MAX_LINKS 65536u
-#define PCIE_FH_NODE_SHIFT 8 /* a received handle's kind: PCIE_FH_* | sender node << 8 */
+#define PCIE_FH_NODE_SHIFT 8 /* a received handle's kind: PCIE_FH_* | sender station << 8 */
 
 enum { LINK_FREE, LINK_CONNECTING, LINK_OPEN, LINK_REFUSED };
 
@@ -62,14 +67,16 @@ enum { LINK_FREE, LINK_CONNECTING, LINK_OPEN, LINK_REFUSED };
  * struct pcie_link - one link of this process. Under pcie.lock.
  * @gen:   bumped when the entry is freed: a stale (index, gen) never matches.
  * @state: LINK_*.
- * @node:  the peer's node.
+ * @st:    the peer's station (once OPEN).
+ * @ask:   CONNECTING: the stations asked that have not refused yet (one bit each).
  * @tfd:   the progress thread's end of the socket pair (-1 once closed).
  * @rid, @rgen: the peer process's link (valid once OPEN).
  */
 struct pcie_link {
 	uint32_t gen;
 	uint8_t state;
-	uint16_t node;
+	uint16_t st;
+	uint16_t ask;
 	int tfd;
 	uint32_t rid, rgen;
 	uint32_t next_free;
@@ -83,10 +90,13 @@ struct pcie_listener {
 };
 
 /**
- * struct pcie_node - what this process knows of one node.
- * @up:     attached at the device level (host: the card's ivshmem client is connected;
- *          card: the host's server is). Written by the progress thread.
- * @hello:  host: the card said HELLO (its slice is ready); we may send to it.
+ * struct pcie_station - what this process knows of one station (one process attached).
+ * @up:     the hub: attached at the device level (its ivshmem client is connected); the
+ *          other stations: station 0 is up (the server is), any other is up once the hub's
+ *          ROSTER said so. Written by the progress thread.
+ * @hello:  the hub: the station said HELLO (its slice is ready); we may send to it. The
+ *          others: set with @up.
+ * @node:   the SCIF node the station serves (its HELLO), -1 while unknown.
  * @tx:     orders the senders of ring self -> node (any thread).
  * @wr:     bytes we produced into ring self -> node (under @tx).
  * @rd:     bytes we consumed of ring node -> self (progress thread only).
@@ -99,9 +109,10 @@ struct pcie_listener {
  *          (progress thread; a host watches its cards, a blind card its host).
  * @kbeat, @kbeat_at: host: the same for the card kernel's heartbeat (pcie_peer_ctl.kbeat).
  */
-struct pcie_node {
+struct pcie_station {
 	int up;
 	int hello;
+	int node;
 	uint64_t session;
 	int attached;
 	uint64_t gone;
@@ -119,12 +130,13 @@ static struct {
 	struct pcie_dev dev;
 	uint8_t *ap;
 	struct pcie_ap_hdr hdr; /* our copy: validated once, never read from the aperture again */
-	uint16_t self;
+	uint16_t self; /* our station */
+	uint16_t node; /* our SCIF node */
 	struct scif_fabric *fab;
 	int wake; /* an eventfd: the progress thread's own doorbell */
 	pthread_t thread;
 	int forked; /* a fork child: the parent's queue pairs and thread are not ours */
-	struct pcie_node node[PCIE_MAX_NODES];
+	struct pcie_station st[PCIE_MAX_NODES];
 	struct pcie_link *links;
 	uint32_t nlinks, free_link;
 	uint64_t *byfd; /* by the core's link descriptor: index + 1 | gen << 32, or 0 */
@@ -334,18 +346,32 @@ static int pcie_kick(uint16_t node)
 	return pcie.dev.ops->kick(&pcie.dev, node);
 }
 
+/* Do we have a queue pair with station @n? The hub with all, the others with the hub. */
+static int pcie_direct(uint16_t n)
+{
+	return pcie.dev.host || n == 0 || n == pcie.self;
+}
+
 /*
- * Append one record to ring self -> @node (body, then handles), waiting up to @wait_ms for
- * room. 0, -EAGAIN if it stayed full, -ECONNRESET if the node is gone or lies about what it
- * consumed.
+ * Send one record to station @to (body, then handles): straight into ring self -> @to, or,
+ * where we have no queue pair with it, to the hub with @h->route naming it. Waits up to
+ * @wait_ms for room. 0, -EAGAIN if it stayed full, -ECONNRESET if the station is gone or lies
+ * about what it consumed.
  */
-static int pcie_qp_send(uint16_t node, struct pcie_rec *h, const void *body,
+static int pcie_qp_send(uint16_t to, struct pcie_rec *h, const void *body,
 			const struct pcie_fh_wire *fw, int nfw, int wait_ms)
 {
-	struct pcie_node *nd = &pcie.node[node];
+	uint16_t node = pcie_direct(to) ? to : 0; /* the station whose ring we write */
+	struct pcie_station *nd = &pcie.st[node];
 	uint64_t rb = pcie.hdr.ring_bytes, until = 0;
 	size_t blen = h->msglen, total;
 	int ret = 0;
+
+	if (node != to) {
+		if (!scif__read_once(&pcie.st[to].up))
+			return -ECONNRESET;
+		h->route = (uint32_t)to + 1;
+	}
 
 	/*
 	 * A fork child shares the parent's aperture but not its producer index (a copy that
@@ -421,7 +447,7 @@ static int pcie_send_simple(uint16_t node, uint16_t type, uint32_t dst, uint32_t
 
 /* ---- links ------------------------------------------------------------------------------ */
 
-/* Under pcie.lock: a free entry, or NULL. */
+/* Under pcie.lock: a free entry (its peer station @node), or NULL. */
 static struct pcie_link *pcie_link_new(uint16_t node, uint8_t state, int tfd)
 {
 	struct pcie_link *l;
@@ -442,7 +468,8 @@ static struct pcie_link *pcie_link_new(uint16_t node, uint8_t state, int tfd)
 	l = &pcie.links[pcie.free_link];
 	pcie.free_link = l->next_free;
 	l->state = state;
-	l->node = node;
+	l->st = node;
+	l->ask = 0;
 	l->tfd = tfd;
 	l->rid = l->rgen = 0;
 	return l;
@@ -508,67 +535,103 @@ static int pcie_socketpair(int sv[2])
 											      : 0;
 }
 
-/*
- * A node is gone (or broke the protocol): every link to it hangs up, its queue pairs start
- * afresh when it comes back. @wipe (host): the card's device left too, so what it wrote in
- * our slice goes; without it (its process's heartbeat stopped), the entry is left to the next
- * card process, which may be writing it already. Progress thread.
- */
-static void pcie_node_down(uint16_t n, int wipe)
+/* Under pcie.lock: publish the nodes of the stations we can reach (fab->online). */
+static void pcie_online_locked(void)
 {
-	struct pcie_node *nd = &pcie.node[n];
+	uint64_t bits = 1ULL << pcie.node;
+
+	for (uint16_t s = 0; s < pcie.hdr.nnodes; s++)
+		if (pcie.st[s].up && pcie.st[s].hello && pcie.st[s].node >= 0)
+			bits |= 1ULL << pcie.st[s].node;
+	__atomic_store_n(&pcie.fab->online, bits, __ATOMIC_RELEASE);
+}
+
+/* Hub: tell every station that said HELLO, but @skip, that station @n serves @node now. */
+static void pcie_roster_all(uint16_t n, uint32_t node, uint16_t skip)
+{
+	struct pcie_roster r = { .station = n, .node = node };
+
+	for (uint16_t s = 1; s < pcie.hdr.nnodes; s++)
+		if (s != n && s != skip && scif__read_once(&pcie.st[s].up) && pcie.st[s].hello)
+			pcie_send_simple(s, PCIE_REC_ROSTER, 0, 0, 0, 0, &r, sizeof(r));
+}
+
+/*
+ * A station is gone (or broke the protocol): every link to it hangs up, a connect that asked
+ * it counts it as a refusal, its queue pairs start afresh when it comes back. @wipe (hub):
+ * its device left too, so what it wrote in our slice goes; without it (its process's
+ * heartbeat stopped), the entry is left to the next process, which may be writing it
+ * already. The hub tells the other stations; any other station that loses the hub loses
+ * every station with it. Progress thread.
+ */
+static void pcie_station_down(uint16_t n, int wipe)
+{
+	struct pcie_station *nd = &pcie.st[n];
+	int announced;
 
 	pthread_mutex_lock(&pcie.lock);
+	announced = nd->up && nd->hello;
 	scif__write_once(&nd->up, 0);
 	nd->hello = 0;
+	nd->node = -1;
 	if (pcie.dev.host && wipe) {
 		/*
-		 * What the departed card wrote in our slice goes with it: the next card with its
-		 * id starts from a clean entry and a new session (no id is given out again before
-		 * the server reported this departure, which we are handling).
+		 * What the departed station wrote in our slice goes with it: the next one with
+		 * its id starts from a clean entry and a new session (no id is given out again
+		 * before the server reported this departure, which we are handling).
 		 */
 		memset(pcie_ctl(pcie.self, n), 0, sizeof(struct pcie_peer_ctl));
 		nd->session = 0;
 	}
-	for (uint32_t i = 0; i < pcie.nlinks; i++)
-		if (pcie.links[i].state != LINK_FREE && pcie.links[i].node == n) {
-			if (pcie.links[i].state == LINK_CONNECTING)
-				pcie.links[i].state = LINK_REFUSED; /* its connect frees it */
-			else
-				pcie_link_free(&pcie.links[i]);
+	for (uint32_t i = 0; i < pcie.nlinks; i++) {
+		struct pcie_link *l = &pcie.links[i];
+
+		if (l->state == LINK_CONNECTING && (l->ask >> n & 1)) {
+			l->ask &= (uint16_t)~(1u << n);
+			if (!l->ask)
+				l->state = LINK_REFUSED; /* its connect frees it */
+		} else if (l->state != LINK_FREE && l->state != LINK_CONNECTING && l->st == n) {
+			pcie_link_free(l);
 		}
-	__atomic_and_fetch(&pcie.fab->online, ~(1ULL << n), __ATOMIC_RELEASE);
+	}
+	pcie_online_locked();
 	pthread_cond_broadcast(&pcie.cond);
 	pthread_mutex_unlock(&pcie.lock);
-	scif_info("pcie: node %u is gone", n);
+	scif_info("pcie: station %u is gone", n);
+	if (pcie.dev.host && announced)
+		pcie_roster_all(n, PCIE_NODE_NONE, n);
+	if (!pcie.dev.host && n == 0)
+		for (uint16_t s = 1; s < pcie.hdr.nnodes; s++)
+			if (s != pcie.self && scif__read_once(&pcie.st[s].up))
+				pcie_station_down(s, 0);
 }
 
 /*
- * Host: card @n attached to the device. Our side of its queue pairs starts from zero; the
- * card zeroes its own slice before its HELLO, and we send nothing before that.
+ * Hub: station @n attached to the device. Our side of its queue pairs starts from zero; the
+ * station zeroes its own slice before its HELLO, and we send nothing before that.
  */
-static void pcie_node_up(uint16_t n)
+static void pcie_station_up(uint16_t n)
 {
-	struct pcie_node *nd = &pcie.node[n];
+	struct pcie_station *nd = &pcie.st[n];
 
 	pthread_mutex_lock(&nd->tx);
 	nd->wr = 0;
 	nd->rd = 0;
 	nd->session = 0;
-	/* Ours to write in the card's slice: our producer and consumer indices. */
+	/* Ours to write in the station's slice: our producer and consumer indices. */
 	scif__write_once(&pcie_ctl(n, pcie.self)->windex, 0);
 	scif__write_once(&pcie_ctl(n, pcie.self)->rindex, 0);
 	pthread_mutex_unlock(&nd->tx);
 	pthread_mutex_lock(&pcie.lock);
 	nd->hello = 0;
+	nd->node = -1;
 	nd->beat = 0;
 	nd->beat_at = scif_fabric_now_ms();
 	nd->kbeat = 0;
 	nd->kbeat_at = nd->beat_at;
 	scif__write_once(&nd->up, 1);
-	__atomic_or_fetch(&pcie.fab->online, 1ULL << n, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&pcie.lock);
-	scif_info("pcie: node %u attached", n);
+	scif_info("pcie: station %u attached", n);
 }
 
 static void pcie_dev_event(void *arg, enum pcie_dev_event ev, uint16_t n)
@@ -577,12 +640,12 @@ static void pcie_dev_event(void *arg, enum pcie_dev_event ev, uint16_t n)
 	if (n >= pcie.hdr.nnodes || n == pcie.self)
 		return; /* an ivshmem peer beyond the slices: never a SCIF node */
 	if (ev == PCIE_DEV_UP && pcie.dev.host) {
-		pcie.node[n].attached = 1;
-		pcie.node[n].gone = 0;
-		pcie_node_up(n);
-	} else if (ev == PCIE_DEV_DOWN && (pcie.node[n].up || pcie.node[n].attached)) {
-		pcie.node[n].attached = 0;
-		pcie_node_down(n, 1);
+		pcie.st[n].attached = 1;
+		pcie.st[n].gone = 0;
+		pcie_station_up(n);
+	} else if (ev == PCIE_DEV_DOWN && (pcie.st[n].up || pcie.st[n].attached)) {
+		pcie.st[n].attached = 0;
+		pcie_station_down(n, 1);
 	}
 }
 
@@ -673,7 +736,7 @@ static void pcie_in_msg(uint16_t n, const struct pcie_rec *h, const uint8_t *bod
 
 	pthread_mutex_lock(&pcie.lock);
 	l = pcie_link_find(h->dst, h->dst_gen);
-	if (!l || l->node != n || l->state != LINK_OPEN || l->tfd < 0) {
+	if (!l || l->state != LINK_OPEN || l->st != n || l->tfd < 0) {
 		pthread_mutex_unlock(&pcie.lock);
 		return; /* a link closed meanwhile: its CLOSE is on its way to the peer */
 	}
@@ -683,7 +746,7 @@ static void pcie_in_msg(uint16_t n, const struct pcie_rec *h, const uint8_t *bod
 		memcpy(&w, fw + (size_t)i * sizeof(w), sizeof(w));
 		if (w.kind < PCIE_FH_REGION || w.kind > PCIE_FH_MEM || w.pad)
 			bad = 1;
-		/* Stamp the sender's node: an import checks the handle against its slice. */
+		/* Stamp the sender's station: an import checks the handle against its slice. */
 		w.kind |= (uint32_t)n << PCIE_FH_NODE_SHIFT;
 		memcpy(dg + 8 + (size_t)i * sizeof(w), &w, sizeof(w));
 	}
@@ -701,24 +764,124 @@ static void pcie_in_msg(uint16_t n, const struct pcie_rec *h, const uint8_t *bod
 		pcie_send_simple(n, PCIE_REC_CLOSE, rid, rgen, 0, 0, NULL, 0);
 }
 
-/* One record from node @n (copied out of the aperture, its length checked). */
+/* Is a record's body and handles within its length, and within bounds? */
+static int pcie_rec_fits(const struct pcie_rec *h)
+{
+	return h->msglen <= PCIE_MSG_MAX && h->nfh <= SCIF_LINK_MAX_FH &&
+	       (size_t)h->msglen + (size_t)h->nfh * sizeof(struct pcie_fh_wire) <=
+		       h->len - sizeof(*h);
+}
+
+/*
+ * Hub: station @n said HELLO, serving SCIF node @hello->node: we may send to it, the other
+ * stations learn of it, and it learns of them (ROSTER). A second HELLO of one process is
+ * ignored. Progress thread.
+ */
+static void pcie_in_hello(uint16_t n, const struct pcie_rec *h, const uint8_t *body)
+{
+	struct pcie_hello hl;
+
+	if (h->msglen != sizeof(hl) || h->nfh)
+		return;
+	memcpy(&hl, body, sizeof(hl));
+	if (hl.node >= pcie.hdr.nnodes || hl.pad)
+		return; /* no node of this aperture: never served */
+	pthread_mutex_lock(&pcie.lock);
+	if (pcie.st[n].hello) {
+		pthread_mutex_unlock(&pcie.lock);
+		return;
+	}
+	pcie.st[n].hello = 1;
+	pcie.st[n].node = (int)hl.node;
+	pcie_online_locked();
+	pthread_cond_broadcast(&pcie.cond);
+	pthread_mutex_unlock(&pcie.lock);
+	scif_info("pcie: station %u serves node %u", n, hl.node);
+	for (uint16_t s = 1; s < pcie.hdr.nnodes; s++) {
+		struct pcie_roster r = { .station = s };
+
+		if (s == n || !scif__read_once(&pcie.st[s].up) || !pcie.st[s].hello)
+			continue;
+		r.node = (uint32_t)pcie.st[s].node;
+		pcie_send_simple(n, PCIE_REC_ROSTER, 0, 0, 0, 0, &r, sizeof(r));
+	}
+	pcie_roster_all(n, hl.node, n);
+}
+
+/*
+ * Not the hub: the hub's word on another station (@n is the hub). A station that comes while
+ * we think it is there is a new process in its place: the last one's links go first.
+ * Progress thread.
+ */
+static void pcie_in_roster(const struct pcie_rec *h, const uint8_t *body)
+{
+	struct pcie_roster r;
+
+	if (h->msglen != sizeof(r) || h->nfh)
+		return;
+	memcpy(&r, body, sizeof(r));
+	if (r.station == 0 || r.station >= pcie.hdr.nnodes || r.station == pcie.self ||
+	    (r.node != PCIE_NODE_NONE && r.node >= pcie.hdr.nnodes))
+		return;
+	if (scif__read_once(&pcie.st[r.station].up))
+		pcie_station_down((uint16_t)r.station, 0);
+	if (r.node == PCIE_NODE_NONE)
+		return;
+	pthread_mutex_lock(&pcie.lock);
+	pcie.st[r.station].node = (int)r.node;
+	pcie.st[r.station].hello = 1;
+	scif__write_once(&pcie.st[r.station].up, 1);
+	pcie_online_locked();
+	pthread_cond_broadcast(&pcie.cond);
+	pthread_mutex_unlock(&pcie.lock);
+}
+
+/*
+ * Hub: a record from station @n for another station (@h->route): pass it on with its origin
+ * in @route. Where it cannot go (that station is gone or not ready), @n hears what a gone
+ * station would have said: its CONNECT is refused, the link of its ACCEPT or MSG closed.
+ * Progress thread.
+ */
+static void pcie_relay(uint16_t n, struct pcie_rec *h, const uint8_t *body)
+{
+	struct pcie_fh_wire fw[SCIF_LINK_MAX_FH];
+	struct pcie_rec r = { .dst = h->src, .dst_gen = h->src_gen };
+	uint32_t to = h->route - 1;
+
+	if (!pcie_rec_fits(h) || to >= pcie.hdr.nnodes || to == n || to == pcie.self)
+		return; /* malformed: dropped, as for us */
+	if (scif__read_once(&pcie.st[to].up) && pcie.st[to].hello) {
+		memcpy(fw, body + h->msglen, (size_t)h->nfh * sizeof(fw[0]));
+		h->route = (uint32_t)n + 1;
+		if (!pcie_qp_send((uint16_t)to, h, body, fw, h->nfh, PCIE_SEND_MS))
+			return;
+	}
+	if (h->type == PCIE_REC_CONNECT)
+		r.type = PCIE_REC_REFUSE;
+	else if (h->type == PCIE_REC_ACCEPT || h->type == PCIE_REC_MSG)
+		r.type = PCIE_REC_CLOSE;
+	else
+		return;
+	r.route = to + 1; /* as from that station */
+	pcie_qp_send(n, &r, NULL, NULL, 0, PCIE_SEND_MS);
+}
+
+/* One record from station @n (copied out of the aperture, its length checked). */
 static void pcie_in_rec(uint16_t n, const struct pcie_rec *h, const uint8_t *body)
 {
 	struct pcie_link *l;
 	int reply_close = 0;
 
-	if ((size_t)h->msglen + (size_t)h->nfh * sizeof(struct pcie_fh_wire) >
-		    h->len - sizeof(*h) ||
-	    h->msglen > PCIE_MSG_MAX || h->nfh > SCIF_LINK_MAX_FH)
+	if (!pcie_rec_fits(h))
 		return; /* malformed: dropped (the link it names times out or is reset) */
 	switch (h->type) {
 	case PCIE_REC_HELLO:
-		if (pcie.dev.host) {
-			pthread_mutex_lock(&pcie.lock);
-			pcie.node[n].hello = 1;
-			pthread_cond_broadcast(&pcie.cond);
-			pthread_mutex_unlock(&pcie.lock);
-		}
+		if (pcie.dev.host && n != pcie.self)
+			pcie_in_hello(n, h, body);
+		break;
+	case PCIE_REC_ROSTER:
+		if (!pcie.dev.host && n == 0)
+			pcie_in_roster(h, body);
 		break;
 	case PCIE_REC_CONNECT:
 		pcie_in_connect(n, h, body);
@@ -727,10 +890,16 @@ static void pcie_in_rec(uint16_t n, const struct pcie_rec *h, const uint8_t *bod
 	case PCIE_REC_REFUSE:
 		pthread_mutex_lock(&pcie.lock);
 		l = pcie_link_find(h->dst, h->dst_gen);
-		if (l && l->node == n && l->state == LINK_CONNECTING) {
-			l->state = h->type == PCIE_REC_ACCEPT ? LINK_OPEN : LINK_REFUSED;
-			l->rid = h->src;
-			l->rgen = h->src_gen;
+		if (l && l->state == LINK_CONNECTING && (l->ask >> n & 1)) {
+			l->ask &= (uint16_t)~(1u << n);
+			if (h->type == PCIE_REC_ACCEPT) {
+				l->state = LINK_OPEN;
+				l->st = n;
+				l->rid = h->src;
+				l->rgen = h->src_gen;
+			} else if (!l->ask) {
+				l->state = LINK_REFUSED; /* every station asked said no */
+			}
 			pthread_cond_broadcast(&pcie.cond);
 		} else if (h->type == PCIE_REC_ACCEPT) {
 			reply_close = 1; /* the connector gave up: the acceptor's link goes */
@@ -745,11 +914,13 @@ static void pcie_in_rec(uint16_t n, const struct pcie_rec *h, const uint8_t *bod
 	case PCIE_REC_CLOSE:
 		pthread_mutex_lock(&pcie.lock);
 		l = pcie_link_find(h->dst, h->dst_gen);
-		if (l && l->node == n) {
-			if (l->state == LINK_CONNECTING)
+		if (l && l->state == LINK_CONNECTING && (l->ask >> n & 1)) {
+			l->ask &= (uint16_t)~(1u << n);
+			if (!l->ask)
 				l->state = LINK_REFUSED;
-			else
-				pcie_link_free(l);
+			pthread_cond_broadcast(&pcie.cond);
+		} else if (l && l->state != LINK_CONNECTING && l->st == n) {
+			pcie_link_free(l);
 			pthread_cond_broadcast(&pcie.cond);
 		}
 		pthread_mutex_unlock(&pcie.lock);
@@ -765,11 +936,11 @@ static void pcie_in_rec(uint16_t n, const struct pcie_rec *h, const uint8_t *bod
  * before it resets its indices, pcie_attach). Its links hang up; the new process is read from
  * the start once it stored its session. Progress thread.
  */
-static void pcie_card_restart(uint16_t n)
+static void pcie_station_restart(uint16_t n)
 {
 	scif_info("pcie: node %u: a new card process replaced the last one", n);
-	pcie_node_down(n, 0);
-	pcie_node_up(n);
+	pcie_station_down(n, 0);
+	pcie_station_up(n);
 }
 
 /*
@@ -780,7 +951,7 @@ static void pcie_card_restart(uint16_t n)
 static void pcie_qp_recv(uint16_t n)
 {
 	static uint8_t buf[PCIE_REC_MAX + 8];
-	struct pcie_node *nd = &pcie.node[n];
+	struct pcie_station *nd = &pcie.st[n];
 	uint64_t rb = pcie.hdr.ring_bytes;
 	const uint8_t *data = pcie_ring(pcie.self, n);
 	uint64_t w;
@@ -790,7 +961,7 @@ static void pcie_qp_recv(uint16_t n)
 		uint64_t s = scif__load_acquire(&pcie_ctl(pcie.self, n)->session);
 
 		if (nd->session && s != nd->session) {
-			pcie_card_restart(n);
+			pcie_station_restart(n);
 			return;
 		}
 		if (!nd->session) {
@@ -824,7 +995,16 @@ static void pcie_qp_recv(uint16_t n)
 			if (len < sizeof(h) || len > sizeof(buf))
 				goto broken;
 			memcpy(&h, buf, sizeof(h));
-			pcie_in_rec(n, &h, buf + sizeof(h));
+			if (!h.route) {
+				pcie_in_rec(n, &h, buf + sizeof(h));
+			} else if (pcie.dev.host) {
+				pcie_relay(n, &h, buf + sizeof(h));
+			} else if (n == 0 && h.route >= 2 && h.route - 1 < pcie.hdr.nnodes &&
+				   h.route - 1 != pcie.self &&
+				   scif__read_once(&pcie.st[h.route - 1].up)) {
+				/* Relayed by the hub: from the station it names. */
+				pcie_in_rec((uint16_t)(h.route - 1), &h, buf + sizeof(h));
+			} /* else from a station that is gone (or never was): dropped */
 			if (!scif__read_once(&nd->up))
 				return; /* the node went meanwhile (a callback reset it) */
 		}
@@ -844,11 +1024,11 @@ broken:
 	 */
 	if (pcie.dev.host && n != pcie.self &&
 	    scif__read_once(&pcie_ctl(pcie.self, n)->session) != nd->session) {
-		pcie_card_restart(n);
+		pcie_station_restart(n);
 		return;
 	}
 	scif_warn("pcie: node %u's queue pair is corrupt: its links are lost", n);
-	pcie_node_down(n, 1);
+	pcie_station_down(n, 1);
 }
 
 /* Ring or unpark the own bells the peers marked. Progress thread. */
@@ -882,7 +1062,7 @@ static void pcie_bells_scan(void)
 /* ---- the progress thread ------------------------------------------------------------------ */
 
 /* Has the peer's heartbeat count, @b now, stayed the same for @limit ms? Progress thread. */
-static int pcie_beat_lost(struct pcie_node *nd, uint64_t b, uint64_t now, uint64_t limit)
+static int pcie_beat_lost(struct pcie_station *nd, uint64_t b, uint64_t now, uint64_t limit)
 {
 	if (b != nd->beat) {
 		nd->beat = b;
@@ -896,7 +1076,7 @@ static int pcie_beat_lost(struct pcie_node *nd, uint64_t b, uint64_t now, uint64
  * Host: has card @nd's kernel heartbeat, @kb now, stayed the same for PCIE_KBEAT_LOST_MS? Never
  * for a card that has none (0). Progress thread.
  */
-static int pcie_kbeat_lost(struct pcie_node *nd, uint32_t kb, uint64_t now)
+static int pcie_kbeat_lost(struct pcie_station *nd, uint32_t kb, uint64_t now)
 {
 	if (!kb)
 		return 0;
@@ -919,7 +1099,7 @@ static int pcie_host_watch(uint64_t now)
 	int arrived = 0;
 
 	for (uint16_t n = 1; n < pcie.hdr.nnodes; n++) {
-		struct pcie_node *nd = &pcie.node[n];
+		struct pcie_station *nd = &pcie.st[n];
 		uint64_t s;
 
 		if (!nd->attached)
@@ -929,7 +1109,7 @@ static int pcie_host_watch(uint64_t now)
 		if (!nd->up) {
 			if (s && s != nd->gone) {
 				nd->gone = 0;
-				pcie_node_up(n);
+				pcie_station_up(n);
 				arrived = 1;
 			}
 			continue;
@@ -937,22 +1117,22 @@ static int pcie_host_watch(uint64_t now)
 		if (!nd->session)
 			continue; /* not adopted yet (pcie_qp_recv) */
 		if (s != nd->session) {
-			pcie_card_restart(n);
+			pcie_station_restart(n);
 			arrived = 1;
 		} else if (scif__read_once(&pcie_ctl(pcie.self, n)->bye) == (uint32_t)s) {
 			scif_info("pcie: node %u's process has ended (its last will)", n);
 			nd->gone = s;
-			pcie_node_down(n, 0);
+			pcie_station_down(n, 0);
 		} else if (pcie_kbeat_lost(nd, scif__read_once(&pcie_ctl(pcie.self, n)->kbeat),
 					   now)) {
 			scif_info("pcie: node %u's OS stopped (its kernel's heartbeat)", n);
 			nd->gone = s;
-			pcie_node_down(n, 0);
+			pcie_station_down(n, 0);
 		} else if (pcie_beat_lost(nd, scif__read_once(&pcie_ctl(pcie.self, n)->beat), now,
 					  PCIE_CARD_LOST_MS)) {
 			scif_info("pcie: node %u's heartbeat stopped", n);
 			nd->gone = s;
-			pcie_node_down(n, 0);
+			pcie_station_down(n, 0);
 		}
 	}
 	return arrived;
@@ -975,17 +1155,17 @@ static int pcie_heartbeat(void)
 	if (pcie.dev.host) {
 		if (pcie_host_watch(now))
 			return 0;
-	} else if (pcie.dev.blind && scif__read_once(&pcie.node[0].up) &&
-		 pcie_beat_lost(&pcie.node[0], scif__read_once(&pcie_ctl(pcie.self, 0)->beat),
+	} else if (pcie.dev.blind && scif__read_once(&pcie.st[0].up) &&
+		 pcie_beat_lost(&pcie.st[0], scif__read_once(&pcie_ctl(pcie.self, 0)->beat),
 				now, PCIE_BEAT_LOST_MS)) {
 		scif_info("pcie: the host's heartbeat stopped");
-		pcie_node_down(0, 0);
+		pcie_station_down(0, 0);
 	}
 	if (pcie.dev.host) {
 		for (uint16_t n = 1; n < pcie.hdr.nnodes; n++)
-			peers += pcie.node[n].attached || scif__read_once(&pcie.node[n].up);
+			peers += pcie.st[n].attached || scif__read_once(&pcie.st[n].up);
 	} else {
-		peers = scif__read_once(&pcie.node[0].up);
+		peers = scif__read_once(&pcie.st[0].up);
 	}
 	if (!peers)
 		return 1000; /* nobody to beat for or to watch: an arrival wakes us */
@@ -993,9 +1173,9 @@ static int pcie_heartbeat(void)
 		count++;
 		if (pcie.dev.host) {
 			for (uint16_t n = 1; n < pcie.hdr.nnodes; n++)
-				if (scif__read_once(&pcie.node[n].up))
+				if (scif__read_once(&pcie.st[n].up))
 					scif__write_once(&pcie_ctl(n, pcie.self)->beat, count);
-		} else if (scif__read_once(&pcie.node[0].up)) {
+		} else if (scif__read_once(&pcie.st[0].up)) {
 			scif__write_once(&pcie_ctl(0, pcie.self)->beat, count);
 		}
 		due = now + PCIE_BEAT_MS;
@@ -1021,7 +1201,7 @@ static void *pcie_progress(void *arg)
 			;
 		pcie.dev.ops->handle(&pcie.dev, pcie_dev_event, NULL);
 		for (uint16_t i = 0; i < pcie.hdr.nnodes; i++)
-			if (scif__read_once(&pcie.node[i].up))
+			if (pcie_direct(i) && scif__read_once(&pcie.st[i].up))
 				pcie_qp_recv(i);
 		pcie_bells_scan();
 		timeout = pcie_heartbeat();
@@ -1080,7 +1260,7 @@ static void *pcie_progress(void *arg)
 			    l->gen != (uint32_t)(pid[i] >> 32))
 				continue;
 			if (l->state == LINK_OPEN) {
-				uint16_t node = l->node;
+				uint16_t node = l->st;
 				uint32_t rid = l->rid, rgen = l->rgen;
 
 				pcie_link_free(l);
@@ -1111,7 +1291,7 @@ static void pcie_atfork_child(void)
 	pthread_mutex_init(&pcie.lock, NULL);
 	pthread_cond_init(&pcie.cond, NULL);
 	for (int i = 0; i < PCIE_MAX_NODES; i++)
-		pthread_mutex_init(&pcie.node[i].tx, NULL);
+		pthread_mutex_init(&pcie.st[i].tx, NULL);
 	scif__write_once(&pcie.forked, 1);
 }
 
@@ -1165,7 +1345,7 @@ static void pcie_boot_wait(void)
 	for (;;) {
 		uint16_t n = 1;
 
-		while (n < pcie.hdr.nnodes && pcie.node[n].hello)
+		while (n < pcie.hdr.nnodes && pcie.st[n].hello)
 			n++;
 		if (n == pcie.hdr.nnodes || scif_fabric_now_ms() >= until)
 			return;
@@ -1179,30 +1359,48 @@ static int pcie_attach(struct scif_fabric *fab)
 {
 	const char *node = getenv("SCIF_NODE");
 	const char *shim = getenv("SCIF_PCIE_DEV");
+	unsigned long want = 0;
 	uint64_t session;
 	int ret = 0;
 
 	pthread_mutex_lock(&pcie.lock);
 	if (pcie.ready)
 		goto done;
+	if (node && *node) {
+		char *end;
+
+		errno = 0;
+		want = strtoul(node, &end, 10);
+		if (errno || *end || want >= PCIE_MAX_NODES) {
+			ret = -ENXIO;
+			goto out;
+		}
+	}
 	if (scif__local_names(fab)) {
 		ret = -ENXIO;
 		goto out;
 	}
 	if (shim && *shim)
 		pcie.dev.ops = &scif__pcie_dev_shim;
-	else if (!node || !*node || !strcmp(node, "0"))
+	else if (!want)
 		pcie.dev.ops = &scif__pcie_dev_host;
 	else
 		pcie.dev.ops = &scif__pcie_dev_client;
 	pcie.dev.fd = -1;
+	pcie.dev.node = (uint16_t)want;
 	ret = pcie.dev.ops->open(&pcie.dev, pcie_host_ready);
+	if (ret == -EADDRINUSE && pcie.dev.ops == &scif__pcie_dev_host) {
+		/* Another host process serves the aperture: we are another station of node 0. */
+		pcie.dev.ops = &scif__pcie_dev_client;
+		ret = pcie.dev.ops->open(&pcie.dev, pcie_host_ready);
+	}
 	if (ret) {
 		scif_info("pcie: %s device: %d", pcie.dev.ops->name, ret);
 		ret = -ENXIO;
 		goto out;
 	}
 	pcie.self = pcie.dev.self;
+	pcie.node = pcie.dev.node;
 	if (!pcie.dev.host) {
 		/* The one read across the bus: the host's header, once, checked. */
 		ret = pcie.dev.size < PCIE_PAGE ? -EPROTO : pcie_map(&pcie.dev);
@@ -1210,8 +1408,11 @@ static int pcie_attach(struct scif_fabric *fab)
 			memcpy(&pcie.hdr, pcie.ap, sizeof(pcie.hdr));
 			ret = pcie_check_hdr(&pcie.hdr, pcie.dev.size, pcie.self);
 		}
+		if (!ret && pcie.node >= pcie.hdr.nnodes)
+			ret = -ERANGE;
 		if (ret) {
-			scif_info("pcie: the aperture's header is not valid for node %u", pcie.self);
+			scif_info("pcie: the aperture's header is not valid for station %u, node %u",
+				  pcie.self, pcie.node);
 			goto fail;
 		}
 		/* Our slice, below the heap, is ours to reset: nobody writes it before HELLO. */
@@ -1239,20 +1440,23 @@ static int pcie_attach(struct scif_fabric *fab)
 		goto fail;
 	}
 	for (int i = 0; i < PCIE_MAX_NODES; i++)
-		pthread_mutex_init(&pcie.node[i].tx, NULL);
+		pthread_mutex_init(&pcie.st[i].tx, NULL);
 	pcie.fab = fab;
-	fab->self = pcie.self;
+	fab->self = pcie.node;
 	fab->max_node = (uint16_t)(pcie.hdr.nnodes - 1);
-	fab->online = 1ULL << pcie.self;
-	/* Our own node: a connection within it goes through ring self -> self. */
-	pcie.node[pcie.self].up = 1;
-	pcie.node[pcie.self].hello = 1;
+	for (uint16_t s = 0; s < PCIE_MAX_NODES; s++)
+		pcie.st[s].node = -1;
+	/* Our own station: a connection within this process goes through ring self -> self. */
+	pcie.st[pcie.self].up = 1;
+	pcie.st[pcie.self].hello = 1;
+	pcie.st[pcie.self].node = pcie.node;
 	if (!pcie.dev.host) {
-		pcie.node[0].up = 1;
-		pcie.node[0].hello = 1;
-		pcie.node[0].beat_at = scif_fabric_now_ms(); /* the host's count: from now on */
-		fab->online |= 1;
+		pcie.st[0].up = 1;
+		pcie.st[0].hello = 1;
+		pcie.st[0].node = 0;
+		pcie.st[0].beat_at = scif_fabric_now_ms(); /* the host's count: from now on */
 	}
+	pcie_online_locked();
 	{
 		sigset_t all, old;
 
@@ -1271,16 +1475,18 @@ static int pcie_attach(struct scif_fabric *fab)
 		 * If this fails, the host went away meanwhile: we are attached all the same (the
 		 * thread runs), with the host offline, as after any later departure.
 		 */
+		struct pcie_hello hl = { .node = pcie.node };
+
 		pthread_mutex_unlock(&pcie.lock);
-		if (pcie_send_simple(0, PCIE_REC_HELLO, 0, 0, 0, 0, NULL, 0))
+		if (pcie_send_simple(0, PCIE_REC_HELLO, 0, 0, 0, 0, &hl, sizeof(hl)))
 			scif_info("pcie: the host did not take our HELLO");
 		pthread_mutex_lock(&pcie.lock);
 	}
 	if (pcie.dev.host)
 		pcie_boot_wait();
 	pcie.ready = 1;
-	scif_info("pcie: node %u attached (%s), %u nodes", pcie.self, pcie.dev.ops->name,
-		  pcie.hdr.nnodes);
+	scif_info("pcie: station %u (node %u) attached (%s), %u stations", pcie.self, pcie.node,
+		  pcie.dev.ops->name, pcie.hdr.nnodes);
 	goto done;
 fail:
 	pcie.dev.ops->close(&pcie.dev);
@@ -1298,7 +1504,7 @@ fail:
 	ret = -ENXIO;
 	goto out;
 done:
-	fab->self = pcie.self;
+	fab->self = pcie.node;
 	fab->max_node = (uint16_t)(pcie.hdr.nnodes - 1);
 	ret = 0;
 out:
@@ -1356,12 +1562,37 @@ static int pcie_relisten(int lfd, int backlog)
 	return 0;
 }
 
+/* Under pcie.lock: the stations that serve @node and take records (one bit each). */
+static uint16_t pcie_stations_of(uint16_t node)
+{
+	uint16_t bits = 0;
+
+	for (uint16_t s = 0; s < pcie.hdr.nnodes; s++)
+		if (pcie.st[s].up && pcie.st[s].hello && pcie.st[s].node == node)
+			bits |= (uint16_t)(1u << s);
+	return bits;
+}
+
+/* Under pcie.lock: hub: is a station attached that has not said HELLO (its node unknown)? */
+static int pcie_unannounced(void)
+{
+	for (uint16_t s = 1; pcie.dev.host && s < pcie.hdr.nnodes; s++)
+		if (pcie.st[s].up && !pcie.st[s].hello)
+			return 1;
+	return 0;
+}
+
+/*
+ * Ports are held per node in each OS instance (pcie_port_reserve), so at most one station of
+ * the node listens on a port: every station of the node is asked, the one that listens
+ * accepts, the others refuse. Refused when all refused, or none answered in PCIE_CONNECT_MS.
+ */
 static int pcie_connect(struct scif_fabric *fab, int holder, const struct scif_portID *dst)
 {
 	struct pcie_connect c = { .port = dst->port };
 	uint64_t until = scif_fabric_now_ms() + PCIE_CONNECT_MS;
-	struct pcie_node *nd;
 	struct pcie_link *l;
+	uint16_t ask = 0;
 	uint32_t id, gen;
 	int sv[2], ret;
 
@@ -1369,43 +1600,57 @@ static int pcie_connect(struct scif_fabric *fab, int holder, const struct scif_p
 	(void)holder;
 	if (dst->node >= pcie.hdr.nnodes)
 		return -ECONNREFUSED;
-	nd = &pcie.node[dst->node];
 	ret = pcie_socketpair(sv);
 	if (ret)
 		return -ENOMEM;
 	pthread_mutex_lock(&pcie.lock);
-	/* A card that attached but has not said HELLO yet is waited for a moment. */
-	while (nd->up && !nd->hello && scif_fabric_now_ms() < until)
+	/* A station that attached but has not said HELLO yet may be the one: a moment for it. */
+	while (!(ask = pcie_stations_of(dst->node)) && pcie_unannounced() &&
+	       scif_fabric_now_ms() < until)
 		pcie_tick();
-	l = nd->up && nd->hello ? pcie_link_new(dst->node, LINK_CONNECTING, sv[1]) : NULL;
+	l = ask ? pcie_link_new(0, LINK_CONNECTING, sv[1]) : NULL;
 	if (!l) {
-		ret = nd->up && nd->hello ? -ENOMEM : -ECONNREFUSED;
+		ret = ask ? -ENOMEM : -ECONNREFUSED;
 		pthread_mutex_unlock(&pcie.lock);
 		close(sv[0]);
 		close(sv[1]);
 		return ret;
 	}
+	l->ask = ask;
 	id = pcie_link_id(l);
 	gen = l->gen;
 	pthread_mutex_unlock(&pcie.lock);
-	ret = pcie_send_simple(dst->node, PCIE_REC_CONNECT, 0, 0, id, gen, &c, sizeof(c));
+	for (uint16_t s = 0; s < pcie.hdr.nnodes; s++) {
+		if (!(ask >> s & 1) ||
+		    !pcie_send_simple(s, PCIE_REC_CONNECT, 0, 0, id, gen, &c, sizeof(c)))
+			continue;
+		pthread_mutex_lock(&pcie.lock); /* not asked after all: as refused */
+		l = &pcie.links[id];
+		if (l->gen == gen && l->state == LINK_CONNECTING) {
+			l->ask &= (uint16_t)~(1u << s);
+			if (!l->ask)
+				l->state = LINK_REFUSED;
+		}
+		pthread_mutex_unlock(&pcie.lock);
+	}
 	pthread_mutex_lock(&pcie.lock);
 	l = &pcie.links[id]; /* the table may have moved */
-	while (!ret && l->state == LINK_CONNECTING && scif_fabric_now_ms() < until) {
+	while (l->state == LINK_CONNECTING && scif_fabric_now_ms() < until) {
 		pcie_tick();
 		l = &pcie.links[id];
 	}
-	if (!ret && l->state == LINK_OPEN && !pcie_byfd_set(sv[0], l)) {
+	if (l->state == LINK_OPEN && !pcie_byfd_set(sv[0], l)) {
 		pthread_mutex_unlock(&pcie.lock);
 		pcie_wake(); /* poll the new link's end */
 		return sv[0];
 	}
 	if (l->state == LINK_OPEN) { /* accepted, but we cannot keep it: tell the acceptor */
+		uint16_t st = l->st;
 		uint32_t rid = l->rid, rgen = l->rgen;
 
 		pcie_link_free(l);
 		pthread_mutex_unlock(&pcie.lock);
-		pcie_send_simple(dst->node, PCIE_REC_CLOSE, rid, rgen, 0, 0, NULL, 0);
+		pcie_send_simple(st, PCIE_REC_CLOSE, rid, rgen, 0, 0, NULL, 0);
 		close(sv[0]);
 		return -ECONNREFUSED;
 	}
@@ -1476,7 +1721,7 @@ static int pcie_link_send(int link, const void *msg, size_t len, const struct sc
 	struct pcie_fh_wire fw[SCIF_LINK_MAX_FH];
 	struct pcie_rec h = { .type = PCIE_REC_MSG };
 	struct pcie_link *l;
-	uint16_t node;
+	uint16_t st;
 
 	if (nfh < 0 || nfh > SCIF_LINK_MAX_FH || len > PCIE_MSG_MAX)
 		return -EINVAL;
@@ -1492,14 +1737,14 @@ static int pcie_link_send(int link, const void *msg, size_t len, const struct sc
 		pthread_mutex_unlock(&pcie.lock);
 		return -ECONNRESET;
 	}
-	node = l->node;
+	st = l->st;
 	h.dst = l->rid;
 	h.dst_gen = l->rgen;
 	h.src = pcie_link_id(l);
 	h.src_gen = l->gen;
 	h.msglen = (uint32_t)len;
 	pthread_mutex_unlock(&pcie.lock);
-	return pcie_qp_send(node, &h, msg, fw, nfh, PCIE_SEND_MS);
+	return pcie_qp_send(st, &h, msg, fw, nfh, PCIE_SEND_MS);
 }
 
 static int pcie_link_recv(int link, void *msg, size_t len, struct scif_fh *fh, int *nfh)

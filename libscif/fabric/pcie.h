@@ -4,10 +4,18 @@
  * interface through which fabric/pcie.c reaches the aperture and the doorbells (pcie_dev.c).
  *
  * The aperture is one shared memory window (ivshmem's BAR2 / the host's shared-memory file).
- * It is cut into a header page and one *slice* per node. Slice n is "node n's memory": node n
- * only ever *reads* its own slice, every other node only ever *writes* into it (ARCHITECTURE.md,
- * "no reads across the bus"). The one exception is the header page, written by the host before
- * it serves the aperture and read once by a card when it attaches.
+ * It is cut into a header page and one *slice* per *station*. A station is one process attached
+ * to the aperture, numbered by its ivshmem peer id: station 0 is the host process that serves
+ * the aperture, every other station a process of the host or of a card (several processes of
+ * one OS instance are several stations of one SCIF node; a station says its node in its HELLO).
+ * Below, "node n" in a layout name means station n. Slice n is "station n's memory": station n
+ * only ever *reads* its own slice, every other station only ever *writes* into it
+ * (ARCHITECTURE.md, "no reads across the bus"). The one exception is the header page, written
+ * by the host before it serves the aperture and read once by a station when it attaches.
+ *
+ * Control records travel on queue pairs between station 0 and each other station only: station
+ * 0 is the hub, and relays a record between two other stations (pcie_rec.route). Everything
+ * else (bells, connection rings, windows) goes straight between the two stations.
  *
  *   page 0            struct pcie_ap_hdr                     host writes, before serving
  *   slice n (n = 0..nnodes-1) at first_slice + n * slice_size:
@@ -36,7 +44,7 @@
 #include <stdint.h>
 
 #define PCIE_MAGIC 0x45494350u /* "PCIE" */
-#define PCIE_VERSION 2u /* 2: the host's heartbeat (pcie_peer_ctl.beat) */
+#define PCIE_VERSION 3u /* 3: stations, a hub that relays records (pcie_rec.route), ROSTER */
 #define PCIE_MAX_NODES 8
 #define PCIE_PAGE 4096u
 #define PCIE_NBELLS 4096u
@@ -131,6 +139,7 @@ enum {
 	PCIE_REC_REFUSE,  /* dst: the connector's link */
 	PCIE_REC_MSG,     /* dst: the receiver's link; body: msglen bytes, then nfh handles */
 	PCIE_REC_CLOSE,   /* dst: the receiver's link: the sender's end is gone */
+	PCIE_REC_ROSTER,  /* station 0 -> a station: body struct pcie_roster */
 };
 
 /**
@@ -141,6 +150,11 @@ enum {
  * @dst, @dst_gen: the receiving process's link (index and generation).
  * @src, @src_gen: the sending process's link.
  * @msglen: bytes of the message body.
+ * @route:  0: the record is for the station that reads it, from the one that wrote it. In a
+ *          record a station writes to station 0 (the hub): the destination station + 1, which
+ *          the hub relays the record to, with @route set to the origin station + 1: so in a
+ *          record station 0 writes, it names the station the record comes from. A station
+ *          trusts the hub's @route as it trusts the hub.
  */
 struct pcie_rec {
 	uint32_t len;
@@ -151,13 +165,31 @@ struct pcie_rec {
 	uint32_t src;
 	uint32_t src_gen;
 	uint32_t msglen;
-	uint32_t pad;
+	uint32_t route;
 };
 static_assert(sizeof(struct pcie_rec) == 32, "pcie_rec layout");
 
 struct pcie_connect {
 	uint32_t port; /* the destination port */
 	uint32_t pad;
+};
+
+/* HELLO's body: the SCIF node the station belongs to (0: the host). */
+struct pcie_hello {
+	uint32_t node;
+	uint32_t pad;
+};
+
+#define PCIE_NODE_NONE 0xffffffffu
+
+/*
+ * ROSTER's body: station @station now serves SCIF node @node, or is gone (PCIE_NODE_NONE): its
+ * links hang up. The hub sends one for each station that said HELLO or left, to every other
+ * station that said HELLO, and a newcomer one for each station already there.
+ */
+struct pcie_roster {
+	uint32_t station;
+	uint32_t node;
 };
 
 /* A fabric handle on the wire (kind PCIE_FH_*, words as below). */
@@ -184,8 +216,10 @@ typedef void (*pcie_dev_cb)(void *arg, enum pcie_dev_event ev, uint16_t node);
  *            on the host, /dev/scif_shimN's BAR2 on a card).
  * @map_off:  offset of the aperture in @fd.
  * @size:     the aperture's size.
- * @self:     this process's node id (the host: 0; a card: its ivshmem peer id).
- * @host:     1 if this process made the aperture (and writes its header).
+ * @self:     this process's station (its ivshmem peer id; the serving host process: 0).
+ * @node:     the SCIF node it belongs to: set by the caller before @open (from SCIF_NODE), a
+ *            backend that knows better (the shim: the card's device) sets it.
+ * @host:     1 if this process made the aperture (and writes its header): station 0.
  * @priv:     the backend's.
  */
 struct pcie_dev {
@@ -194,6 +228,7 @@ struct pcie_dev {
 	uint64_t map_off;
 	uint64_t size;
 	uint16_t self;
+	uint16_t node;
 	int host;
 	int blind; /* a card that is not told when its host goes away: it watches the heartbeat */
 	void *priv;
@@ -203,11 +238,13 @@ struct pcie_dev {
  * struct pcie_dev_ops - a backend. All return 0 or -errno.
  * @open:   attach (make or join the aperture); @size and @self are set on return. A host
  *          backend calls @ready (with the mapped aperture) before it lets a card in, so the
- *          card finds the header written.
- * @kick:   ring @node's doorbell (any thread).
+ *          card finds the header written; it fails with -EADDRINUSE, having touched nothing,
+ *          when another host process serves the aperture already (then join it as a client).
+ * @kick:   ring station @node's doorbell (any thread).
  * @pollfds: the descriptors the progress thread must poll (at most @max), all POLLIN.
- * @handle: after a poll: consume doorbells, handle the control socket; node arrivals and
- *          departures are reported through @cb (from the progress thread, no lock held).
+ * @handle: after a poll: consume doorbells, handle the control socket; station arrivals and
+ *          departures are reported through @cb (from the progress thread, no lock held): the
+ *          host reports every station, a client only station 0's departure.
  * @will:   optional (a card whose departure the host is not told of): when this process
  *          ends, however it ends, have @value written at aperture offset @off, then the
  *          host's doorbell rung. -ENOTSUP if the device cannot.

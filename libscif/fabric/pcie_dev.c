@@ -11,7 +11,9 @@
  *   SCIF_PCIE_SHM      host: back the aperture with this file instead of a memfd
  *   SCIF_PCIE_WAIT_MS  card: how long to wait for the host's server to appear (default 5000)
  *   SCIF_PCIE_DEV      card: reach the aperture through kernel/shim (/dev/scif_shimN)
- * Only vector 0 is used: every doorbell of a node is that one interrupt.
+ * Only vector 0 is used: every doorbell of a station (one process) is that one interrupt.
+ * A second host process finds the aperture served (the server's lock, below) and joins it as
+ * a client, as a card does: it is another station of node 0.
  */
 #include <endian.h>
 #include <errno.h>
@@ -97,6 +99,7 @@ static int dev_eventfd_kick(int fd)
 struct dev_host {
 	pthread_mutex_t lock;
 	struct scif__ivshm_server *srv;
+	int lockfd; /* "<socket>.lock", held while we serve */
 	int in[PCIE_MAX_NODES];
 	int out[PCIE_MAX_NODES];
 	uint32_t ev_up, ev_down;
@@ -127,6 +130,30 @@ static void host_peer_cb(void *arg, enum scif__ivshm_event event, uint16_t id)
 	}
 }
 
+/*
+ * Serving is decided by a lock next to the socket, taken before anything is touched: a
+ * second host process must not truncate the aperture file or reset the socket of a live
+ * server (it joins as a client); the lock goes with the server's process, however it ends.
+ */
+static int host_lock(const char *sock)
+{
+	char path[128];
+	int fd;
+
+	if (snprintf(path, sizeof(path), "%s.lock", sock) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int err = errno;
+
+		close(fd);
+		return err == EWOULDBLOCK ? -EADDRINUSE : -err;
+	}
+	return fd;
+}
+
 static int host_open(struct pcie_dev *d, int (*ready)(struct pcie_dev *d))
 {
 	const char *file = getenv("SCIF_PCIE_SHM");
@@ -142,6 +169,12 @@ static int host_open(struct pcie_dev *d, int (*ready)(struct pcie_dev *d))
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
+	h->lockfd = host_lock(sock);
+	if (h->lockfd < 0) {
+		ret = h->lockfd;
+		free(h);
+		return ret;
+	}
 	pthread_mutex_init(&h->lock, NULL);
 	for (int i = 0; i < PCIE_MAX_NODES; i++)
 		h->in[i] = h->out[i] = -1;
@@ -156,6 +189,7 @@ static int host_open(struct pcie_dev *d, int (*ready)(struct pcie_dev *d))
 	d->map_off = 0;
 	d->size = size;
 	d->self = SCIF__IVSHM_HOST_ID;
+	d->node = 0;
 	d->host = 1;
 	d->priv = h;
 	ret = ready(d);
@@ -171,6 +205,7 @@ fail:
 		close(fd);
 	d->fd = -1;
 	pthread_mutex_destroy(&h->lock);
+	close(h->lockfd);
 	free(h);
 	d->priv = NULL;
 	return ret ? ret : -ENXIO;
@@ -245,6 +280,7 @@ static void host_close(struct pcie_dev *d)
 		if (h->out[i] >= 0)
 			close(h->out[i]);
 	}
+	close(h->lockfd);
 	free(h);
 	d->priv = NULL;
 }
@@ -262,16 +298,40 @@ const struct pcie_dev_ops scif__pcie_dev_host = {
 
 /**
  * struct dev_client - @sock: the connection to the server (it only ever talks to us: peer
- * arrivals and departures); @in: the eventfd our vector 0 fires on (the host rings it);
- * @out: the host's (peer 0's) vector 0, which we ring; @buf/@have: a message partly read.
+ * arrivals and departures); @in: the eventfd our vector 0 fires on (the other stations ring
+ * it); @out[n]: station n's vector 0, which we ring, -1 while n is not connected;
+ * @buf/@have: a message partly read. @lock orders kicks (any thread) against the progress
+ * thread's updates of @out.
  */
 struct dev_client {
+	pthread_mutex_t lock;
 	int sock;
 	int in;
-	int out;
+	int out[PCIE_MAX_NODES];
 	uint8_t buf[8];
 	size_t have;
 };
+
+/* A peer's vector (@fd >= 0) arrived, or the peer left (@fd -1): keep our copy of its bell. */
+static void client_peer(struct dev_client *c, int64_t id, int fd)
+{
+	if (id < 0 || id >= PCIE_MAX_NODES) {
+		if (fd >= 0)
+			close(fd); /* beyond any slice: never a station */
+		return;
+	}
+	pthread_mutex_lock(&c->lock);
+	if (fd < 0 && c->out[id] >= 0) {
+		close(c->out[id]);
+		c->out[id] = -1;
+	} else if (fd >= 0 && c->out[id] < 0) {
+		c->out[id] = fd;
+		fd = -1;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (fd >= 0)
+		close(fd); /* another vector of a peer we hold vector 0 of */
+}
 
 /*
  * Read one protocol message (a little-endian int64, perhaps with a descriptor): 1, 0 if none
@@ -355,8 +415,9 @@ static int client_connect(const char *path, int wait_ms)
 
 /*
  * QEMU's side of the protocol: version 0, our id, the memory (-1 with its descriptor), then
- * each peer's vectors (its id with an eventfd, once per vector), ours last. We need the
- * memory, our id, the host's vector 0 and our own vector 0; the rest is closed.
+ * each peer's vectors (its id with an eventfd, once per vector), ours last. We keep the
+ * memory, our id, our own vector 0 and every other station's vector 0 (to ring it); the rest
+ * is closed.
  */
 static int client_open(struct pcie_dev *d, int (*ready)(struct pcie_dev *d))
 {
@@ -374,7 +435,10 @@ static int client_open(struct pcie_dev *d, int (*ready)(struct pcie_dev *d))
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->in = c->out = -1;
+	pthread_mutex_init(&c->lock, NULL);
+	c->in = -1;
+	for (int i = 0; i < PCIE_MAX_NODES; i++)
+		c->out[i] = -1;
 	c->sock = client_connect(path, (int)wait_ms);
 	if (c->sock < 0) {
 		ret = c->sock;
@@ -382,7 +446,7 @@ static int client_open(struct pcie_dev *d, int (*ready)(struct pcie_dev *d))
 		return ret;
 	}
 	until = scif_fabric_now_ms() + 5000;
-	while (shm < 0 || c->in < 0 || c->out < 0) {
+	while (shm < 0 || c->in < 0 || c->out[SCIF__IVSHM_HOST_ID] < 0) {
 		uint64_t now = scif_fabric_now_ms();
 
 		ret = now >= until ? 0 : client_msg(c, (int)(until - now), &v, &fd);
@@ -405,16 +469,16 @@ static int client_open(struct pcie_dev *d, int (*ready)(struct pcie_dev *d))
 				goto fail_fd;
 			shm = fd;
 			step = 3;
-		} else if (fd >= 0 && v == SCIF__IVSHM_HOST_ID && c->out < 0) {
-			c->out = fd;
 		} else if (fd >= 0 && v == self && c->in < 0) {
 			c->in = fd;
 			fcntl(fd, F_SETFL, O_NONBLOCK);
-		} else if (fd >= 0) {
-			close(fd); /* another vector, or another card's */
-		} else if (v == SCIF__IVSHM_HOST_ID) {
+		} else if (fd >= 0 && v == self) {
+			close(fd); /* another vector of ours */
+		} else if (fd < 0 && v == SCIF__IVSHM_HOST_ID) {
 			ret = -ECONNRESET;
 			goto fail;
+		} else {
+			client_peer(c, v, fd);
 		}
 		continue;
 fail_fd:
@@ -438,9 +502,11 @@ fail:
 		close(shm);
 	if (c->in >= 0)
 		close(c->in);
-	if (c->out >= 0)
-		close(c->out);
+	for (int i = 0; i < PCIE_MAX_NODES; i++)
+		if (c->out[i] >= 0)
+			close(c->out[i]);
 	close(c->sock);
+	pthread_mutex_destroy(&c->lock);
 	free(c);
 	return ret;
 }
@@ -448,9 +514,14 @@ fail:
 static int client_kick(struct pcie_dev *d, uint16_t node)
 {
 	struct dev_client *c = d->priv;
+	int ret;
 
-	/* A card rings only the host (cards do not talk to each other in this fabric yet). */
-	return node == SCIF__IVSHM_HOST_ID ? dev_eventfd_kick(c->out) : -EINVAL;
+	if (node >= PCIE_MAX_NODES)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	ret = dev_eventfd_kick(c->out[node]);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
 }
 
 static int client_pollfds(struct pcie_dev *d, int *fds, int max)
@@ -480,8 +551,8 @@ static int client_handle(struct pcie_dev *d, pcie_dev_cb cb, void *arg)
 			cb(arg, PCIE_DEV_DOWN, SCIF__IVSHM_HOST_ID);
 			break;
 		}
-		if (fd >= 0)
-			close(fd); /* another card's vector: we do not ring cards */
+		/* Another station came or went (the hub's ROSTER tells us what it serves). */
+		client_peer(c, v, fd);
 	}
 	return 0;
 }
@@ -495,7 +566,10 @@ static void client_close(struct pcie_dev *d)
 	if (c->sock >= 0)
 		close(c->sock);
 	close(c->in);
-	close(c->out);
+	for (int i = 0; i < PCIE_MAX_NODES; i++)
+		if (c->out[i] >= 0)
+			close(c->out[i]);
+	pthread_mutex_destroy(&c->lock);
 	free(c);
 	d->priv = NULL;
 }
@@ -512,10 +586,15 @@ const struct pcie_dev_ops scif__pcie_dev_client = {
 /* ---- card through kernel/shim (/dev/scif_shimN) ------------------------------------------ */
 
 /*
- * SCIF_PCIE_DEV names the shim's device of the card's ivshmem-doorbell function. The aperture
- * is BAR2 (mapped write-combining by the shim), our node id the device's peer id
- * (IVPosition), our doorbell vector 0 delivered to an eventfd (SCIF_SHIM_IOC_SET_IRQ), and
- * ringing the host a write of (peer 0, vector 0) to BAR0's Doorbell register.
+ * SCIF_PCIE_DEV names the shim's device of the card's ivshmem-doorbell function. A card may
+ * have several on the one aperture, one per process that may attach at once:
+ * /dev/scif_shim0, /dev/scif_shim1, ... (the name's number counts up from SCIF_PCIE_DEV's). A
+ * process takes the first that no other process holds (an exclusive flock, which goes with
+ * the open file, however the process ends). Its station is that device's peer id
+ * (IVPosition); the card's node is the lowest peer id of them all, the same for every process
+ * of the card. The aperture is BAR2 (mapped write-combining by the shim), our doorbell vector
+ * 0 delivered to an eventfd (SCIF_SHIM_IOC_SET_IRQ), and ringing station n a write of
+ * (n, vector 0) to BAR0's Doorbell register.
  *
  * Unlike the ivshmem client, nothing tells such a card that the host went away (QEMU keeps
  * the device's memory and says nothing to the guest): it is "blind", and watches the host's
@@ -529,6 +608,66 @@ struct dev_shim {
 	int irq;                 /* eventfd of vector 0 */
 };
 
+/* Is @fd a shim device this backend can drive? Its description in @info. */
+static int shim_usable(int fd, struct scif_shim_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	return ioctl(fd, SCIF_SHIM_IOC_INFO, info) == 0 &&
+	       info->abi_version == SCIF_SHIM_ABI_VERSION &&
+	       (info->flags & SCIF_SHIM_INFO_PEER_ID) && info->nr_vectors >= 1 &&
+	       info->peer_id >= 1 && info->peer_id < PCIE_MAX_NODES &&
+	       (info->bars[SHIM_BAR_APERTURE].flags & SCIF_SHIM_BAR_MMAP) &&
+	       !info->bars[SHIM_BAR_APERTURE].excl_size &&
+	       (info->bars[SHIM_BAR_DOORBELL_REGS].flags & SCIF_SHIM_BAR_MMAP) &&
+	       info->bars[SHIM_BAR_DOORBELL_REGS].size >= SCIF_SHIM_IVSHMEM_DOORBELL + 4;
+}
+
+/*
+ * The card's devices, from SCIF_PCIE_DEV on: the first one free, locked (its descriptor), in
+ * @info; the card's node (the lowest peer id) in *@node. -EBUSY if every one is held,
+ * -ENXIO if there is none.
+ */
+static int shim_pick(const char *path, struct scif_shim_info *info, uint16_t *node)
+{
+	size_t len = strlen(path), digits = len;
+	unsigned long first = 0;
+	int mine = -1, seen = 0;
+
+	while (digits && path[digits - 1] >= '0' && path[digits - 1] <= '9')
+		digits--;
+	if (digits < len)
+		first = strtoul(path + digits, NULL, 10);
+	*node = PCIE_MAX_NODES;
+	for (unsigned long i = 0; i < PCIE_MAX_NODES; i++) {
+		struct scif_shim_info in;
+		char name[128];
+		int fd;
+
+		if (digits == len && i)
+			break; /* a name without a number: that device only */
+		if (snprintf(name, sizeof(name), "%.*s%lu", (int)digits, path, first + i) >=
+		    (int)sizeof(name))
+			break;
+		fd = open(i || digits < len ? name : path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			break;
+		if (!shim_usable(fd, &in)) {
+			close(fd);
+			continue;
+		}
+		seen++;
+		if (in.peer_id < *node)
+			*node = (uint16_t)in.peer_id;
+		if (mine < 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			mine = fd;
+			*info = in;
+		} else {
+			close(fd);
+		}
+	}
+	return mine >= 0 ? mine : seen ? -EBUSY : -ENXIO;
+}
+
 static int shim_open(struct pcie_dev *d, int (*ready)(struct pcie_dev *d))
 {
 	const char *path = getenv("SCIF_PCIE_DEV");
@@ -536,37 +675,26 @@ static int shim_open(struct pcie_dev *d, int (*ready)(struct pcie_dev *d))
 	struct scif_shim_irq irq = { .vector = 0 };
 	struct dev_shim *sh;
 	void *regs = MAP_FAILED;
+	uint16_t node;
 	int fd, ret = -ENXIO;
 
 	(void)ready;
 	if (!path || !*path)
 		return -ENXIO;
+	memset(&info, 0, sizeof(info));
 	sh = calloc(1, sizeof(*sh));
 	if (!sh)
 		return -ENOMEM;
 	sh->irq = -1;
-	fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		free(sh);
-		return -ENXIO;
-	}
 	/*
-	 * One process is the card: a second would reset its slice and session under the first.
+	 * One process per device: a second would reset its slice and session under the first.
 	 * The lock goes when this open file does (the process's end, a kill included).
 	 */
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		goto fail;
+	fd = shim_pick(path, &info, &node);
+	if (fd < 0) {
+		free(sh);
+		return fd == -EBUSY ? -EBUSY : -ENXIO;
 	}
-	memset(&info, 0, sizeof(info));
-	if (ioctl(fd, SCIF_SHIM_IOC_INFO, &info) < 0 || info.abi_version != SCIF_SHIM_ABI_VERSION ||
-	    !(info.flags & SCIF_SHIM_INFO_PEER_ID) || info.nr_vectors < 1 ||
-	    info.peer_id < 1 || info.peer_id > SCIF__IVSHM_MAX_ID ||
-	    !(info.bars[SHIM_BAR_APERTURE].flags & SCIF_SHIM_BAR_MMAP) ||
-	    info.bars[SHIM_BAR_APERTURE].excl_size ||
-	    !(info.bars[SHIM_BAR_DOORBELL_REGS].flags & SCIF_SHIM_BAR_MMAP) ||
-	    info.bars[SHIM_BAR_DOORBELL_REGS].size < SCIF_SHIM_IVSHMEM_DOORBELL + 4)
-		goto fail;
 	regs = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
 		    (off_t)info.bars[SHIM_BAR_DOORBELL_REGS].mmap_offset);
 	sh->irq = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -580,6 +708,7 @@ static int shim_open(struct pcie_dev *d, int (*ready)(struct pcie_dev *d))
 	d->map_off = info.bars[SHIM_BAR_APERTURE].mmap_offset;
 	d->size = info.bars[SHIM_BAR_APERTURE].size;
 	d->self = (uint16_t)info.peer_id;
+	d->node = node;
 	d->host = 0;
 	d->blind = 1;
 	d->priv = sh;
@@ -598,7 +727,7 @@ static int shim_kick(struct pcie_dev *d, uint16_t node)
 {
 	struct dev_shim *sh = d->priv;
 
-	if (node != SCIF__IVSHM_HOST_ID)
+	if (node >= PCIE_MAX_NODES)
 		return -EINVAL;
 	/* Order the aperture's write-combined stores before the doorbell's uncached one. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);

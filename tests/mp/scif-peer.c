@@ -16,6 +16,14 @@
  *                                   <port2>. With <hold_ms>, the child's own fork child keeps
  *                                   its device (and nothing else of SCIF) that long: the
  *                                   device outlives the killed process
+ *   echo-check <node> <port> <bytes> <seed>
+ *                                   connect (retrying while the node is not up yet, 10 s),
+ *                                   send <bytes> of seeded data to an echo peer in 4 KiB
+ *                                   pieces, check each piece that comes back
+ *   group <role> [, <role>]...      run each role (a mode and its arguments) as a SCIF process
+ *                                   of its own, at once, on this node; exit 0 if all did, else
+ *                                   20 + the index of the first that failed (its status on
+ *                                   stderr). This process itself never uses SCIF
  *   connect-hold <node> <port>      connect, then wait for the peer to leave
  *   late-read <node> <port> <rounds>
  *                                   per round: connect twice; 50 ms later read the byte
@@ -168,6 +176,73 @@ static int mode_flood(uint16_t node, uint16_t port, uint64_t seed)
 	return 0;
 }
 
+static int mode_echo_check(uint16_t node, uint16_t port, uint64_t bytes, uint64_t seed)
+{
+	struct scif_portID dst = { .node = node, .port = port };
+	uint8_t out[4096], in[4096];
+	scif_epd_t ep = scif_open();
+	int r = -1;
+
+	if (ep < 0)
+		return 2;
+	for (int i = 0; i < 5000 && r < 0; i++) {
+		r = scif_connect(ep, &dst);
+		if (r < 0 && errno != ECONNREFUSED && errno != ENODEV)
+			break;
+		if (r < 0)
+			usleep(2000);
+	}
+	if (r < 0)
+		return 2;
+	for (uint64_t pos = 0; pos < bytes; pos += sizeof(out)) {
+		int n = bytes - pos < sizeof(out) ? (int)(bytes - pos) : (int)sizeof(out);
+
+		stream_fill(seed, pos, out, (size_t)n);
+		if (scif_send(ep, out, n, SCIF_SEND_BLOCK) != n ||
+		    scif_recv(ep, in, n, SCIF_RECV_BLOCK) != n)
+			return 4;
+		if (memcmp(in, out, (size_t)n))
+			return 5;
+	}
+	scif_close(ep);
+	return 0;
+}
+
+static int mode_group(int argc, char **argv)
+{
+	pid_t pid[8];
+	int n = 0, bad = 0;
+
+	for (int i = 0; i < argc && n < 8; n++) {
+		int end = i;
+
+		while (end < argc && strcmp(argv[end], ","))
+			end++;
+		argv[end < argc ? end : argc] = NULL; /* argv[argc] is NULL already */
+		pid[n] = fork();
+		if (pid[n] == 0) {
+			argv[i - 1] = "scif-peer"; /* the word before the role: ours to reuse */
+			execv("/proc/self/exe", argv + i - 1);
+			_exit(127);
+		}
+		if (pid[n] < 0)
+			return 5;
+		i = end + 1;
+	}
+	for (int k = 0; k < n; k++) {
+		int st;
+
+		if (waitpid(pid[k], &st, 0) != pid[k])
+			return 5;
+		st = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (st && !bad) {
+			fprintf(stderr, "group: role %d ended with status %d\n", k, st);
+			bad = 20 + k;
+		}
+	}
+	return bad;
+}
+
 static int mode_connect_hold(uint16_t node, uint16_t port)
 {
 	scif_epd_t ep = peer_connect(node, port);
@@ -315,6 +390,11 @@ int main(int argc, char **argv)
 				      atoi(argv[4]));
 	if (argc >= 4 && !strcmp(argv[1], "sip"))
 		return mode_sip((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]));
+	if (argc >= 6 && !strcmp(argv[1], "echo-check"))
+		return mode_echo_check((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
+				       strtoull(argv[4], NULL, 0), strtoull(argv[5], NULL, 0));
+	if (argc >= 3 && !strcmp(argv[1], "group"))
+		return mode_group(argc - 2, argv + 2);
 	if (argc >= 4 && !strcmp(argv[1], "connect-hold"))
 		return mode_connect_hold((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]));
 	if (argc >= 5 && !strcmp(argv[1], "churn"))

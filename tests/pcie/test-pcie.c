@@ -418,3 +418,143 @@ Test(pcie, card_process_killed_while_its_device_lives_on_is_lost_by_its_heartbea
 {
 	card_process_killed(13000, 12000, 1000 + 8000);
 }
+
+/* This process's part of echo-check (scif-peer): @bytes of seeded data echoed by node:port. */
+static void echo_check_here(scif_epd_t ep, size_t bytes, uint64_t seed, pid_t echo)
+{
+	uint8_t out[4096], in[4096];
+
+	for (size_t pos = 0; pos < bytes; pos += sizeof(out)) {
+		for (size_t i = 0; i < sizeof(out); i++)
+			out[i] = (uint8_t)(seed + pos + i * 7);
+		test_assert_peer_alive(echo, "echoing");
+		cr_assert_eq(scif_send(ep, out, sizeof(out), SCIF_SEND_BLOCK), (int)sizeof(out),
+			     "send: %s", strerror(errno));
+		cr_assert_eq(scif_recv(ep, in, sizeof(in), SCIF_RECV_BLOCK), (int)sizeof(in),
+			     "recv: %s", strerror(errno));
+		cr_assert_eq(memcmp(in, out, sizeof(in)), 0, "echoed bytes differ at %zu", pos);
+	}
+}
+
+/* Are the online nodes exactly @want (a bit per node) within @ms? */
+static int nodes_become(uint64_t want, int ms)
+{
+	uint64_t until = test_now_ms() + (uint64_t)ms;
+
+	for (;;) {
+		uint16_t nodes[8], self;
+		uint64_t have = 0;
+		int n = scif_get_nodeIDs(nodes, 8, &self);
+
+		for (int i = 0; i < n && i < 8; i++)
+			have |= 1ull << nodes[i];
+		if (have == want)
+			return 1;
+		if (test_now_ms() > until)
+			return 0;
+		usleep(5000);
+	}
+}
+
+/*
+ * Several processes on each side at once, each with its own endpoints (issue 11, item 4):
+ * this process (the host process that serves the aperture, station 0) and a second host
+ * process; two card processes of node 1, two of node 2. Host to card with two stations of the
+ * node asked (the one that listens accepts); card to the second host process (this process
+ * refuses, it accepts); card to card, relayed by the hub; then a card process killed: only
+ * its part goes (its node leaves when it was the last), and the next process on its node is
+ * served in its slice.
+ */
+Test(pcie, several_processes_on_each_node, .timeout = 180)
+{
+	uint16_t pa = test_port(), pc = test_port(), ph = test_port(), pd = test_port();
+	uint16_t pe = test_port();
+	char b1[16], b2[16], b3[16], b4[16], b5[16], b6[16], b7[16];
+	char *a_args[] = { "echo", test_num(b1, pa), NULL };
+	char *c_args[] = { "echo", test_num(b2, pc), NULL };
+	char *h_args[] = { "echo", test_num(b3, ph), NULL };
+	char *x_args[] = { "echo-check", "2", test_num(b4, pc), "1048576", "11", NULL };
+	char *y_args[] = { "echo-check", "0", test_num(b5, ph), "1048576", "12", NULL };
+	char *d_args[] = { "echo", test_num(b6, pd), NULL };
+	char *e_args[] = { "echo", test_num(b7, pe), NULL };
+	pid_t a, c, h, x, y, d, e;
+	scif_epd_t ep, epd, epe;
+	char byte;
+	int st;
+
+	/* Before this process attaches: room for 8 stations, no boot wait. */
+	setenv("SCIF_PCIE_NODES", "8", 1);
+	setenv("SCIF_PCIE_BOOT_MS", "0", 1);
+	ep = scif_open();
+	epd = scif_open();
+	cr_assert(ep >= 0 && epd >= 0, "scif_open: %s", strerror(errno));
+	a = test_spawn_peer(1, a_args);
+	c = test_spawn_peer(2, c_args);
+	h = test_spawn_peer(0, h_args);
+	x = test_spawn_peer(1, x_args); /* node 1 -> node 2: card to card */
+	y = test_spawn_peer(2, y_args); /* node 2 -> node 0's second process */
+	d = test_spawn_peer(2, d_args);
+
+	/* Host to card: node 1 has two processes (a, x); a listens. */
+	cr_assert_gt(test_connect_retry(ep, 1, pa), 0, "connect to node 1: %s", strerror(errno));
+	echo_check_here(ep, 1 << 20, 13, a);
+	cr_assert_gt(test_connect_retry(epd, 2, pd), 0, "connect to node 2: %s", strerror(errno));
+	echo_check_here(epd, 64 << 10, 14, d);
+	cr_assert_eq(test_waitpid(x, &st, 60000), x);
+	cr_assert(WIFEXITED(st) && !WEXITSTATUS(st), "card to card (node 1 -> 2) failed: %d", st);
+	cr_assert_eq(test_waitpid(y, &st, 60000), y);
+	cr_assert(WIFEXITED(st) && !WEXITSTATUS(st),
+		  "card to the second host process (node 2 -> 0) failed: %d", st);
+	cr_assert_eq(test_wait(c), 0, "node 2's echo for node 1 failed");
+	cr_assert_eq(test_wait(h), 0, "the second host process's echo failed");
+	cr_assert(nodes_become(7, 5000), "nodes 0, 1 and 2 are not all online");
+
+	/* Node 2's last process killed: its connection resets, its node leaves, a's goes on. */
+	kill(d, SIGKILL);
+	cr_assert_eq(test_wait(d), 128 + SIGKILL);
+	cr_assert_eq(scif_recv(epd, &byte, 1, SCIF_RECV_BLOCK), -1);
+	cr_assert_eq(errno, ECONNRESET, "recv from a killed process: %s", strerror(errno));
+	cr_assert(nodes_become(3, 5000), "node 2 stays online after its last process died");
+	echo_check_here(ep, 64 << 10, 15, a);
+
+	/* The next process of node 2 is served (in a slice the dead ones freed). */
+	e = test_spawn_peer(2, e_args);
+	epe = scif_open();
+	cr_assert_gt(test_connect_retry(epe, 2, pe), 0, "connect to node 2's next process: %s",
+		     strerror(errno));
+	echo_check_here(epe, 64 << 10, 16, e);
+	scif_close(epe);
+	scif_close(epd);
+	scif_close(ep);
+	cr_assert_eq(test_wait(e), 0);
+	cr_assert_eq(test_wait(a), 0);
+}
+
+/*
+ * Three SCIF processes in one card at once, each on a device of its own (a guest with three
+ * ivshmem-doorbell devices; in the host pass, three ivshmem clients of node 1): one serves
+ * this process, one serves another process of the card, relayed by the hub. The card is one
+ * node, whatever its devices' peer ids.
+ */
+Test(pcie, three_processes_in_one_card, .timeout = 240)
+{
+	uint16_t p1 = test_port(), p2 = test_port();
+	char b1[16], b2[16], b3[16];
+	char *args[] = { "group", "echo", test_num(b1, p1), ",", "echo", test_num(b2, p2), ",",
+			 "echo-check", "1", test_num(b3, p2), "262144", "7", NULL };
+	scif_epd_t ep;
+	pid_t card;
+
+	/* Before this process attaches: a station for each, no boot wait. */
+	setenv("SCIF_PCIE_NODES", "4", 1);
+	setenv("SCIF_PCIE_BOOT_MS", "0", 1);
+	setenv("SCIF_GUEST_DEVICES", "3", 1);
+	ep = scif_open();
+	cr_assert_geq(ep, 0, "scif_open: %s", strerror(errno));
+	card = test_spawn_peer(1, args);
+	cr_assert_gt(test_connect_retry(ep, 1, p1), 0, "connect to the card: %s", strerror(errno));
+	echo_check_here(ep, 256 << 10, 21, card);
+	cr_assert(nodes_become(3, 5000), "the card's processes are not one node 1");
+	scif_close(ep);
+	cr_assert_eq(test_wait(card), 0, "the card's processes (20 + which failed first)");
+}
