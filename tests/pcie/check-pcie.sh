@@ -95,13 +95,14 @@ gfilter[test-rma-mp]='rma_mp/@(integrity_1MiB|integrity_16MiB|mmap_ping_pong_acr
 # test-bulk: echoes that go through the ring across the window, non-blocking sends, a sender
 # killed with a send pending.
 gfilter[test-bulk]='bulk/@(echo_split_between_both_sides|nonblocking_sends_64k|nonblocking_offer_sender_killed)'
-# test-pcie: the host's process killed under a card in a guest (its heartbeat tells), a card
-# process killed in a guest that lives on (the shim's last will tells; its heartbeat when a
-# fork keeps the device), then the next one on that device, and the card reset (its guest
-# reboots) under a connection; a second card process in a guest with one device refused,
-# three processes in a guest with three devices served; and a card that corrupts the
-# aperture from its guest (the liar maps BAR2 a second time).
-gfilter[test-pcie]='pcie/@(host_killed_resets_the_card|card_process_killed_*|card_reset_connects_again|second_card_process_in_a_guest_is_refused|three_processes_in_one_card|*_costs_the_links_not_the_host)'
+# test-pcie: the host's process killed under a card in a guest (its heartbeat tells), a second
+# host process killed under it (the hub tells), a card process killed in a guest that lives on
+# (the shim's last will tells; its heartbeat when a fork keeps the device), then the next one
+# on that device, and the card reset (its guest reboots) under a connection; a second card
+# process in a guest with one device refused, three processes in a guest with three devices
+# served; and a card that corrupts the aperture from its guest (the liar maps BAR2 a second
+# time).
+gfilter[test-pcie]='pcie/@(host_killed_resets_the_card|second_host_process_killed_resets_the_card|card_process_killed_*|card_reset_connects_again|second_card_process_in_a_guest_is_refused|three_processes_in_one_card|*_costs_the_links_not_the_host)'
 
 for p in "${progs[@]}"; do
 	[ -n "${path[$p]:-}" ] || {

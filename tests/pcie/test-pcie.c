@@ -186,13 +186,14 @@ Test(pcie, aperture_full_is_enomem_and_nothing_else_breaks, .timeout = 60)
 }
 
 /*
- * The host's process dies (SIGKILL) while a card holds a connection to it: the card's blocked
- * scif_recv returns ECONNRESET. A card in a guest cannot see its host's process end (QEMU
- * keeps the memory): it learns it from the host's heartbeat stopping (docs/pcie-fabric.md).
- * This test process stays out of the fabric: the host is a peer of its own, so it can be
- * killed.
+ * A host process dies (SIGKILL) while a card holds a connection to it: the card's blocked
+ * scif_recv returns ECONNRESET. With @hub_here 0 this test process stays out of the fabric,
+ * so the dying process is the hub, serving the aperture: a card in a guest cannot see it end
+ * (QEMU keeps the memory) and learns it from the hub's heartbeat stopping
+ * (docs/pcie-fabric.md). With @hub_here 1 this process is the hub and the dying one a second
+ * host process: the hub sees it go and tells the card (a ROSTER record).
  */
-Test(pcie, host_killed_resets_the_card, .timeout = 180)
+static void host_process_killed_under_a_card(int hub_here)
 {
 	uint16_t port = test_port();
 	char a1[16], a2[16], line[256];
@@ -203,6 +204,14 @@ Test(pcie, host_killed_resets_the_card, .timeout = 180)
 	size_t have = 0;
 	pid_t host, card;
 
+	if (hub_here) {
+		setenv("SCIF_PCIE_NODES", "3", 1);
+		setenv("SCIF_PCIE_BOOT_MS", "0", 1);
+		uint16_t self;
+
+		/* Attach first: this process serves the aperture. */
+		cr_assert_geq(scif_get_nodeIDs(NULL, 0, &self), 1, "attach: %s", strerror(errno));
+	}
 	cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
 	host = test_spawn(0, test_peer_path(), host_args, -1);
 	card = test_spawn(1, test_peer_path(), card_args, fds[1]);
@@ -234,11 +243,21 @@ Test(pcie, host_killed_resets_the_card, .timeout = 180)
 	cr_expect_eq(test_wait(host), 128 + SIGKILL);
 	/* The card's recv ends with ECONNRESET (exit 0), within the heartbeat's bound. */
 	test_waitpid(card, &st, 30000);
-	fprintf(stderr, "pcie: the card saw its host gone %llu ms after the kill\n",
-		(unsigned long long)(test_now_ms() - killed_at));
+	fprintf(stderr, "pcie: the card saw its host process (%s) gone %llu ms after the kill\n",
+		hub_here ? "a second one" : "the hub", (unsigned long long)(test_now_ms() - killed_at));
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
 		  "the card ended with status %d (3: its recv did not end with ECONNRESET)",
 		  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+}
+
+Test(pcie, host_killed_resets_the_card, .timeout = 180)
+{
+	host_process_killed_under_a_card(0);
+}
+
+Test(pcie, second_host_process_killed_resets_the_card, .timeout = 180)
+{
+	host_process_killed_under_a_card(1);
 }
 
 /*
