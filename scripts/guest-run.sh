@@ -28,7 +28,9 @@
 #                       its last run. Without it a guest that reboots (or panics) ends QEMU.
 #   SCIF_*              every other SCIF_ variable passes into the guest's environment, except
 #                       those that only the host side reads (SCIF_PCIE_SIZE, _SHM, _NODES,
-#                       _BOOT_MS) or that name host paths (SCIF_RUN_DIR, SCIF_PCIE_SOCKET)
+#                       _BOOT_MS, _SERVE) or that name host paths (SCIF_RUN_DIR, SCIF_PCIE_SOCKET),
+#                       and SCIF_NODE: the host process that serves numbers its cards (the first
+#                       guest is node 1, all its processes alike)
 #
 # The program's stdout and stderr are copied to this script's stdout as the guest prints them
 # (through the guest's second serial port). Exit status: the program's own (128+N if signal N
@@ -140,11 +142,13 @@ done
 		echo "GUEST: insmod scif_shim.ko failed"
 	fi
 	EOF
-	# The caller's SCIF_ variables, but for what only a host reads or what names host paths.
+	# The caller's SCIF_ variables, but for what only a host reads or what names host paths,
+	# and SCIF_NODE (the host numbers its cards).
 	while IFS= read -r v; do
 		case ${v%%=*} in
 		SCIF_PCIE_SOCKET | SCIF_PCIE_SIZE | SCIF_PCIE_SHM | SCIF_PCIE_NODES | SCIF_PCIE_BOOT_MS | \
-		SCIF_RUN_DIR | SCIF_BUILD_DIR | SCIF_GUEST_* | SCIF_FABRIC | SCIF_PCIE_DEV | SCIF_NODE) ;;
+		SCIF_PCIE_SERVE | SCIF_RUN_DIR | SCIF_BUILD_DIR | SCIF_GUEST_* | SCIF_FABRIC | SCIF_PCIE_DEV | \
+		SCIF_NODE) ;;
 		*) printf 'export %q\n' "$v" ;;
 		esac
 	done < <(env | grep -E '^SCIF_[A-Za-z0-9_]*=')

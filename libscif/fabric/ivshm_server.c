@@ -2,6 +2,14 @@
 /*
  * ivshm_server.c - the ivshmem server of the pcie fabric's host side: accepts QEMU ivshmem-doorbell
  * devices, hands them the shared memory and eventfds, and lets the host ring and be rung as peer 0.
+ *
+ * Ids are reused (the lowest free one: a card that comes back is usually the same node), but
+ * QEMU cannot take an id back once told that its peer left (it frees that peer's eventfds and
+ * writes into the freed memory when the id connects again: heap corruption, seen with QEMU 7.2).
+ * So an id below IVSHM_KEEP_IDS keeps its eventfds while any live peer holds them: whoever gets
+ * the id gets the same ones, the other peers are told of the departure not at all and of the
+ * return only if they never held them (the host's callback hears of both). A peer that still
+ * holds a departed id's eventfds rings nobody, or the id's next holder.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* accept4, SOCK_CLOEXEC */
@@ -25,6 +33,8 @@
 #define IVSHM_PROTOCOL_VERSION 0
 /* The "shared memory follows" message value. */
 #define IVSHM_MSG_SHM (-1)
+/* Ids below this keep their eventfds for the server's lifetime (above). */
+#define IVSHM_KEEP_IDS 64
 
 /**
  * struct ivshm_msg - one queued protocol message
@@ -50,6 +60,8 @@ struct ivshm_msg {
  * @q_len: entries in use
  * @out_armed: EPOLLOUT is in the epoll set (only while @q has unsent messages)
  * @announced: the host's callback was told it connected, so it must hear of its departure
+ * @holds: ids below IVSHM_KEEP_IDS whose eventfds it was sent (it keeps them)
+ * @pid: the connecting process (SO_PEERCRED), 0 if unknown
  * @failed: a send failed; reap() disconnects it outside of loops over the peer array
  * @dead: disconnected; events still pending for it in the current batch are ignored
  * @next_zombie: list of dead peers freed at the end of scif__ivshm_dispatch()
@@ -59,6 +71,8 @@ struct ivshm_peer {
 	uint16_t id;
 	int *efd;
 	int *host_efd;
+	uint64_t holds;
+	pid_t pid;
 	struct ivshm_msg *q;
 	size_t q_cap, q_head, q_len;
 	bool out_armed;
@@ -79,6 +93,8 @@ struct ivshm_peer {
  * @peers: live guests sorted by id (dead ones leave it at once)
  * @npeers: entries in @peers
  * @peers_cap: allocated entries of @peers
+ * @kept_efd, @kept_host_efd: the eventfds of each id below IVSHM_KEEP_IDS that is not taken
+ *         but that a live peer holds (else NULL); a peer that takes the id takes them
  * @zombies: dead peers not yet freed
  * @cb: peer event callback
  * @cb_arg: its argument
@@ -92,6 +108,8 @@ struct scif__ivshm_server {
 	char *path;
 	struct ivshm_peer **peers;
 	size_t npeers, peers_cap;
+	int *kept_efd[IVSHM_KEEP_IDS];
+	int *kept_host_efd[IVSHM_KEEP_IDS];
 	struct ivshm_peer *zombies;
 	scif__ivshm_peer_cb cb;
 	void *cb_arg;
@@ -251,12 +269,32 @@ static void peer_free(struct scif__ivshm_server *srv, struct ivshm_peer *p)
 	for (i = p->q_head; i < p->q_len; i++)
 		if (p->q[i].fd >= 0)
 			close(p->q[i].fd);
-	close_fds(p->efd, srv->nvectors);
-	close_fds(p->host_efd, srv->nvectors);
+	if (p->efd)
+		close_fds(p->efd, srv->nvectors);
+	if (p->host_efd)
+		close_fds(p->host_efd, srv->nvectors);
 	free(p->efd);
 	free(p->host_efd);
 	free(p->q);
 	free(p);
+}
+
+/* Close the kept eventfds of ids that no live peer holds: nobody can ring them any more. */
+static void release_unheld(struct scif__ivshm_server *srv)
+{
+	uint64_t held = 0;
+
+	for (size_t i = 0; i < srv->npeers; i++)
+		held |= srv->peers[i]->holds;
+	for (unsigned int id = 0; id < IVSHM_KEEP_IDS; id++) {
+		if (!srv->kept_efd[id] || (held >> id & 1))
+			continue;
+		close_fds(srv->kept_efd[id], srv->nvectors);
+		close_fds(srv->kept_host_efd[id], srv->nvectors);
+		free(srv->kept_efd[id]);
+		free(srv->kept_host_efd[id]);
+		srv->kept_efd[id] = srv->kept_host_efd[id] = NULL;
+	}
 }
 
 /*
@@ -281,7 +319,14 @@ static void peer_kill(struct scif__ivshm_server *srv, struct ivshm_peer *p, bool
 		if (srv->peers[i] != p)
 			srv->peers[j++] = srv->peers[i];
 	srv->npeers = j;
-
+	if (p->id < IVSHM_KEEP_IDS && p->efd && p->host_efd) {
+		/* Its eventfds stay with the id; the others keep theirs and hear nothing. */
+		srv->kept_efd[p->id] = p->efd;
+		srv->kept_host_efd[p->id] = p->host_efd;
+		p->efd = p->host_efd = NULL;
+		notify = false;
+	}
+	release_unheld(srv); /* its own and any that only @p held */
 	for (i = 0; notify && i < srv->npeers; i++) {
 		struct ivshm_peer *o = srv->peers[i];
 
@@ -366,6 +411,7 @@ static int accept_one(struct scif__ivshm_server *srv)
 	size_t i, pos;
 	uint16_t id;
 	int sock, ret;
+	bool have_kept = false;
 
 	sock = accept4(srv->lsock, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (sock < 0)
@@ -385,9 +431,24 @@ static int accept_one(struct scif__ivshm_server *srv)
 	}
 	p->sock = sock;
 	p->id = id;
-	ret = make_eventfds(&p->efd, srv->nvectors);
-	if (!ret)
-		ret = make_eventfds(&p->host_efd, srv->nvectors);
+	{
+		struct ucred cred;
+		socklen_t cl = sizeof(cred);
+
+		if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
+			p->pid = cred.pid;
+	}
+	if (id < IVSHM_KEEP_IDS && srv->kept_efd[id]) {
+		p->efd = srv->kept_efd[id];
+		p->host_efd = srv->kept_host_efd[id];
+		srv->kept_efd[id] = srv->kept_host_efd[id] = NULL;
+		ret = 0;
+		have_kept = true;
+	} else {
+		ret = make_eventfds(&p->efd, srv->nvectors);
+		if (!ret)
+			ret = make_eventfds(&p->host_efd, srv->nvectors);
+	}
 	if (ret)
 		goto err_peer;
 
@@ -398,8 +459,11 @@ static int accept_one(struct scif__ivshm_server *srv)
 		ret = queue_msg(p, IVSHM_MSG_SHM, srv->shm_fd);
 	if (!ret)
 		ret = queue_vectors(srv, p, SCIF__IVSHM_HOST_ID, p->host_efd);
-	for (i = 0; !ret && i < srv->npeers; i++)
+	for (i = 0; !ret && i < srv->npeers; i++) {
 		ret = queue_vectors(srv, p, srv->peers[i]->id, srv->peers[i]->efd);
+		if (srv->peers[i]->id < IVSHM_KEEP_IDS)
+			p->holds |= 1ull << srv->peers[i]->id;
+	}
 	if (!ret)
 		ret = queue_vectors(srv, p, id, p->efd);
 	if (ret)
@@ -424,8 +488,12 @@ static int accept_one(struct scif__ivshm_server *srv)
 
 		if (o == p || o->failed)
 			continue;
+		if (id < IVSHM_KEEP_IDS && (o->holds >> id & 1))
+			continue; /* it holds this id's eventfds from its last holder: the same */
 		if (queue_vectors(srv, o, id, p->efd) || flush(srv, o))
 			o->failed = true;
+		else if (id < IVSHM_KEEP_IDS)
+			o->holds |= 1ull << id;
 	}
 	if (srv->cb && !p->failed) {
 		p->announced = true;
@@ -436,6 +504,11 @@ static int accept_one(struct scif__ivshm_server *srv)
 
 err_peer:
 	p->sock = -1;
+	if (have_kept) { /* they stay the id's: peers hold copies */
+		srv->kept_efd[id] = p->efd;
+		srv->kept_host_efd[id] = p->host_efd;
+		p->efd = p->host_efd = NULL;
+	}
 	peer_free(srv, p);
 err_sock:
 	close(sock);
@@ -617,6 +690,14 @@ void scif__ivshm_destroy(struct scif__ivshm_server *srv)
 		close(srv->epfd);
 	if (srv->shm_fd >= 0)
 		close(srv->shm_fd);
+	for (unsigned int id = 0; id < IVSHM_KEEP_IDS; id++) {
+		if (srv->kept_efd[id])
+			close_fds(srv->kept_efd[id], srv->nvectors);
+		if (srv->kept_host_efd[id])
+			close_fds(srv->kept_host_efd[id], srv->nvectors);
+		free(srv->kept_efd[id]);
+		free(srv->kept_host_efd[id]);
+	}
 	free(srv->peers);
 	free(srv->path);
 	free(srv);
@@ -650,6 +731,13 @@ size_t scif__ivshm_peer_ids(const struct scif__ivshm_server *srv, uint16_t *ids,
 	for (i = 0; i < srv->npeers && i < max; i++)
 		ids[i] = srv->peers[i]->id;
 	return srv->npeers;
+}
+
+int scif__ivshm_peer_pid(const struct scif__ivshm_server *srv, uint16_t peer_id)
+{
+	const struct ivshm_peer *p = find_peer(srv, peer_id);
+
+	return p ? (int)p->pid : -ENOENT;
 }
 
 int scif__ivshm_peer_eventfd(const struct scif__ivshm_server *srv, uint16_t peer_id,

@@ -79,6 +79,10 @@ uint64_t scif__ivshm_shm_size(const struct scif__ivshm_server *srv);
  * are (which may be more than @max). */
 size_t scif__ivshm_peer_ids(const struct scif__ivshm_server *srv, uint16_t *ids, size_t max);
 
+/* The process at the other end of guest @peer_id's connection (SO_PEERCRED: for a QEMU guest,
+ * QEMU; every device of one guest has the same), or -ENOENT for an unknown peer. */
+int scif__ivshm_peer_pid(const struct scif__ivshm_server *srv, uint16_t peer_id);
+
 /* The eventfd guest @peer_id receives vector @vector on (writing 1 to it rings the guest);
  * -ENOENT for an unknown peer, -EINVAL for a bad vector. Owned by the server. */
 int scif__ivshm_peer_eventfd(const struct scif__ivshm_server *srv, uint16_t peer_id,

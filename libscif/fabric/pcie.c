@@ -938,7 +938,7 @@ static void pcie_in_rec(uint16_t n, const struct pcie_rec *h, const uint8_t *bod
  */
 static void pcie_station_restart(uint16_t n)
 {
-	scif_info("pcie: node %u: a new card process replaced the last one", n);
+	scif_info("pcie: station %u: a new process replaced the last one", n);
 	pcie_station_down(n, 0);
 	pcie_station_up(n);
 }
@@ -1027,7 +1027,7 @@ broken:
 		pcie_station_restart(n);
 		return;
 	}
-	scif_warn("pcie: node %u's queue pair is corrupt: its links are lost", n);
+	scif_warn("pcie: station %u's queue pair is corrupt: its links are lost", n);
 	pcie_station_down(n, 1);
 }
 
@@ -1060,6 +1060,53 @@ static void pcie_bells_scan(void)
 }
 
 /* ---- the progress thread ------------------------------------------------------------------ */
+
+/*
+ * Hub: number the cards (PCIE_CARDS_OFF). The stations of one process (the devices of one QEMU
+ * guest) are one card. A card keeps the node one of its stations said in its HELLO; one that
+ * said node 0 is a host process, no card; the others get the lowest node from 1 that no station
+ * said and no card before them has. Stable while nobody comes or goes; a host process that has
+ * not said HELLO yet may hold a number for a moment, long before a guest's process reads its
+ * own (a guest boots for seconds first). Progress thread, each pass (a few stations).
+ */
+static void pcie_number_cards(void)
+{
+	uint8_t *tab = pcie.ap + PCIE_CARDS_OFF;
+	uint16_t n = (uint16_t)pcie.hdr.nnodes;
+	int pid[PCIE_MAX_NODES], num[PCIE_MAX_NODES];
+	uint32_t used = 1; /* node 0: the host */
+
+	for (uint16_t s = 1; s < n; s++) {
+		pid[s] = pcie.st[s].attached && pcie.dev.ops->peer_group
+				 ? pcie.dev.ops->peer_group(&pcie.dev, s) : -1;
+		num[s] = -1;
+		if (pid[s] > 0 && pcie.st[s].hello && pcie.st[s].node >= 0)
+			used |= 1u << pcie.st[s].node;
+	}
+	for (uint16_t s = 1; s < n; s++) {
+		int v = -1;
+
+		if (pid[s] <= 0 || num[s] >= 0)
+			continue;
+		for (uint16_t t = s; t < n && v < 0; t++)
+			if (pid[t] == pid[s] && pcie.st[t].hello && pcie.st[t].node >= 0)
+				v = pcie.st[t].node; /* said: a card's node, or 0 (a host process) */
+		for (int c = 1; v < 0 && c < n; c++)
+			if (!(used >> c & 1)) {
+				v = c;
+				used |= 1u << c;
+			}
+		for (uint16_t t = s; t < n; t++)
+			if (pid[t] == pid[s])
+				num[t] = v > 0 ? v : 0;
+	}
+	for (uint16_t s = 1; s < n; s++) {
+		uint8_t v = (uint8_t)(num[s] > 0 ? num[s] : 0);
+
+		if (scif__read_once(&tab[s]) != v)
+			scif__write_once(&tab[s], v);
+	}
+}
 
 /* Has the peer's heartbeat count, @b now, stayed the same for @limit ms? Progress thread. */
 static int pcie_beat_lost(struct pcie_station *nd, uint64_t b, uint64_t now, uint64_t limit)
@@ -1120,17 +1167,17 @@ static int pcie_host_watch(uint64_t now)
 			pcie_station_restart(n);
 			arrived = 1;
 		} else if (scif__read_once(&pcie_ctl(pcie.self, n)->bye) == (uint32_t)s) {
-			scif_info("pcie: node %u's process has ended (its last will)", n);
+			scif_info("pcie: station %u's process has ended (its last will)", n);
 			nd->gone = s;
 			pcie_station_down(n, 0);
 		} else if (pcie_kbeat_lost(nd, scif__read_once(&pcie_ctl(pcie.self, n)->kbeat),
 					   now)) {
-			scif_info("pcie: node %u's OS stopped (its kernel's heartbeat)", n);
+			scif_info("pcie: station %u's OS stopped (its kernel's heartbeat)", n);
 			nd->gone = s;
 			pcie_station_down(n, 0);
 		} else if (pcie_beat_lost(nd, scif__read_once(&pcie_ctl(pcie.self, n)->beat), now,
 					  PCIE_CARD_LOST_MS)) {
-			scif_info("pcie: node %u's heartbeat stopped", n);
+			scif_info("pcie: station %u's heartbeat stopped", n);
 			nd->gone = s;
 			pcie_station_down(n, 0);
 		}
@@ -1203,6 +1250,8 @@ static void *pcie_progress(void *arg)
 		for (uint16_t i = 0; i < pcie.hdr.nnodes; i++)
 			if (pcie_direct(i) && scif__read_once(&pcie.st[i].up))
 				pcie_qp_recv(i);
+		if (pcie.dev.host)
+			pcie_number_cards();
 		pcie_bells_scan();
 		timeout = pcie_heartbeat();
 
@@ -1355,6 +1404,29 @@ static void pcie_boot_wait(void)
 
 /* ---- attach ---------------------------------------------------------------------------------- */
 
+/*
+ * A card in a guest: the node the host numbered our card (PCIE_CARDS_OFF), read once at attach;
+ * waited for a moment (the hub numbers a card as it connects, its guest then boots), else
+ * @fallback.
+ */
+static uint16_t pcie_card_number(uint16_t fallback)
+{
+	uint64_t until = scif_fabric_now_ms() + 3000;
+	const uint8_t *v = pcie.ap + PCIE_CARDS_OFF + pcie.self;
+
+	while (!scif__read_once(v) && scif_fabric_now_ms() < until)
+		usleep(10000);
+	return scif__read_once(v) ? scif__read_once(v) : fallback;
+}
+
+/* Is the environment variable @name set to 1? */
+static int pcie_env_flag(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && !strcmp(v, "1");
+}
+
 static int pcie_attach(struct scif_fabric *fab)
 {
 	const char *node = getenv("SCIF_NODE");
@@ -1389,7 +1461,8 @@ static int pcie_attach(struct scif_fabric *fab)
 	pcie.dev.fd = -1;
 	pcie.dev.node = (uint16_t)want;
 	ret = pcie.dev.ops->open(&pcie.dev, pcie_host_ready);
-	if (ret == -EADDRINUSE && pcie.dev.ops == &scif__pcie_dev_host) {
+	if (ret == -EADDRINUSE && pcie.dev.ops == &scif__pcie_dev_host &&
+	    !pcie_env_flag("SCIF_PCIE_SERVE")) {
 		/* Another host process serves the aperture: we are another station of node 0. */
 		pcie.dev.ops = &scif__pcie_dev_client;
 		ret = pcie.dev.ops->open(&pcie.dev, pcie_host_ready);
@@ -1408,6 +1481,8 @@ static int pcie_attach(struct scif_fabric *fab)
 			memcpy(&pcie.hdr, pcie.ap, sizeof(pcie.hdr));
 			ret = pcie_check_hdr(&pcie.hdr, pcie.dev.size, pcie.self);
 		}
+		if (!ret && pcie.dev.blind && !want)
+			pcie.node = pcie_card_number(pcie.node);
 		if (!ret && pcie.node >= pcie.hdr.nnodes)
 			ret = -ERANGE;
 		if (ret) {

@@ -89,6 +89,15 @@ struct pcie_ap_hdr {
 };
 static_assert(sizeof(struct pcie_ap_hdr) == 56, "pcie_ap_hdr layout");
 
+/*
+ * Page 0 also holds, at PCIE_CARDS_OFF, the host's numbering of its cards: a byte per station,
+ * the SCIF node of the card station s belongs to (every device of one QEMU guest is one card:
+ * the same process connected them), 0 where there is none (a host process, or an ivshmem client
+ * that says its node itself). Written by the hub as stations come, go and say HELLO; read by a
+ * card's station once, at attach (the header's exception to "no reads across the bus").
+ */
+#define PCIE_CARDS_OFF 256u
+
 /**
  * struct pcie_peer_ctl - in slice n, entry m: what node m tells node n. Every field is
  * written by node m only and read by node n only; one cache line each.
@@ -245,6 +254,8 @@ struct pcie_dev {
  * @handle: after a poll: consume doorbells, handle the control socket; station arrivals and
  *          departures are reported through @cb (from the progress thread, no lock held): the
  *          host reports every station, a client only station 0's departure.
+ * @peer_group: host: the process behind station @node's connection (the devices of one QEMU
+ *          guest share it), or -errno.
  * @will:   optional (a card whose departure the host is not told of): when this process
  *          ends, however it ends, have @value written at aperture offset @off, then the
  *          host's doorbell rung. -ENOTSUP if the device cannot.
@@ -258,6 +269,7 @@ struct pcie_dev_ops {
 	int (*kick)(struct pcie_dev *d, uint16_t node);
 	int (*pollfds)(struct pcie_dev *d, int *fds, int max);
 	int (*handle)(struct pcie_dev *d, pcie_dev_cb cb, void *arg);
+	int (*peer_group)(struct pcie_dev *d, uint16_t node);
 	int (*will)(struct pcie_dev *d, uint64_t off, uint32_t value);
 	int (*kbeat)(struct pcie_dev *d, uint64_t off, uint32_t period_ms);
 	void (*close)(struct pcie_dev *d);

@@ -9,6 +9,7 @@
  *   SCIF_PCIE_SOCKET   the ivshmem server's UNIX socket (default /tmp/scif-pcie-<euid>.sock)
  *   SCIF_PCIE_SIZE     host: the aperture's size, a power of two (default 256M; k/M/G suffix)
  *   SCIF_PCIE_SHM      host: back the aperture with this file instead of a memfd
+ *   SCIF_PCIE_SERVE    host: 1: serve the aperture or fail, never join another server's
  *   SCIF_PCIE_WAIT_MS  card: how long to wait for the host's server to appear (default 5000)
  *   SCIF_PCIE_DEV      card: reach the aperture through kernel/shim (/dev/scif_shimN)
  * Only vector 0 is used: every doorbell of a station (one process) is that one interrupt.
@@ -266,6 +267,17 @@ static int host_handle(struct pcie_dev *d, pcie_dev_cb cb, void *arg)
 	return ret < 0 ? ret : 0;
 }
 
+static int host_peer_group(struct pcie_dev *d, uint16_t node)
+{
+	struct dev_host *h = d->priv;
+	int pid;
+
+	pthread_mutex_lock(&h->lock);
+	pid = scif__ivshm_peer_pid(h->srv, node);
+	pthread_mutex_unlock(&h->lock);
+	return pid;
+}
+
 static void host_close(struct pcie_dev *d)
 {
 	struct dev_host *h = d->priv;
@@ -291,6 +303,7 @@ const struct pcie_dev_ops scif__pcie_dev_host = {
 	.kick = host_kick,
 	.pollfds = host_pollfds,
 	.handle = host_handle,
+	.peer_group = host_peer_group,
 	.close = host_close,
 };
 
@@ -591,8 +604,9 @@ const struct pcie_dev_ops scif__pcie_dev_client = {
  * /dev/scif_shim0, /dev/scif_shim1, ... (the name's number counts up from SCIF_PCIE_DEV's). A
  * process takes the first that no other process holds (an exclusive flock, which goes with
  * the open file, however the process ends). Its station is that device's peer id
- * (IVPosition); the card's node is the lowest peer id of them all, the same for every process
- * of the card. The aperture is BAR2 (mapped write-combining by the shim), our doorbell vector
+ * (IVPosition); the card's node is the number the host gave the card (pcie.c reads it from
+ * the aperture, PCIE_CARDS_OFF), or SCIF_NODE if set; here, as a fallback, the lowest peer id
+ * of the card's devices. The aperture is BAR2 (mapped write-combining by the shim), our doorbell vector
  * 0 delivered to an eventfd (SCIF_SHIM_IOC_SET_IRQ), and ringing station n a write of
  * (n, vector 0) to BAR0's Doorbell register.
  *
@@ -708,7 +722,8 @@ static int shim_open(struct pcie_dev *d, int (*ready)(struct pcie_dev *d))
 	d->map_off = info.bars[SHIM_BAR_APERTURE].mmap_offset;
 	d->size = info.bars[SHIM_BAR_APERTURE].size;
 	d->self = (uint16_t)info.peer_id;
-	d->node = node;
+	if (!d->node)
+		d->node = node; /* a fallback: the card's lowest peer id */
 	d->host = 0;
 	d->blind = 1;
 	d->priv = sh;

@@ -17,7 +17,8 @@
  *                                   its device (and nothing else of SCIF) that long: the
  *                                   device outlives the killed process
  *   echo-check <node> <port> <bytes> <seed>
- *                                   connect (retrying while the node is not up yet, 10 s),
+ *                                   connect (retrying while the node is not up yet: 10 s, or
+ *                                   SCIF_TEST_SPAWN_MS if longer, for a card that boots),
  *                                   send <bytes> of seeded data to an echo peer in 4 KiB
  *                                   pieces, check each piece that comes back
  *   group <role> [, <role>]...      run each role (a mode and its arguments) as a SCIF process
@@ -179,13 +180,15 @@ static int mode_flood(uint16_t node, uint16_t port, uint64_t seed)
 static int mode_echo_check(uint16_t node, uint16_t port, uint64_t bytes, uint64_t seed)
 {
 	struct scif_portID dst = { .node = node, .port = port };
+	const char *v = getenv("SCIF_TEST_SPAWN_MS");
+	long wait_ms = v && atol(v) > 10000 ? atol(v) : 10000;
 	uint8_t out[4096], in[4096];
 	scif_epd_t ep = scif_open();
 	int r = -1;
 
 	if (ep < 0)
 		return 2;
-	for (int i = 0; i < 5000 && r < 0; i++) {
+	for (long i = 0; i < wait_ms / 2 && r < 0; i++) {
 		r = scif_connect(ep, &dst);
 		if (r < 0 && errno != ECONNREFUSED && errno != ENODEV)
 			break;

@@ -553,7 +553,7 @@ Test(pcie, several_processes_on_each_node, .timeout = 180)
  * Three SCIF processes in one card at once, each on a device of its own (a guest with three
  * ivshmem-doorbell devices; in the host pass, three ivshmem clients of node 1): one serves
  * this process, one serves another process of the card, relayed by the hub. The card is one
- * node, whatever its devices' peer ids.
+ * node (SCIF_NODE, passed into the guest), whatever its devices' peer ids.
  */
 Test(pcie, three_processes_in_one_card, .timeout = 240)
 {
@@ -576,4 +576,89 @@ Test(pcie, three_processes_in_one_card, .timeout = 240)
 	cr_assert(nodes_become(3, 5000), "the card's processes are not one node 1");
 	scif_close(ep);
 	cr_assert_eq(test_wait(card), 0, "the card's processes (20 + which failed first)");
+}
+
+/*
+ * Read what @fd says until @word shows in *@line (up to @ms); the text read so far stays in
+ * @line (NUL-terminated).
+ */
+static int read_until(int fd, char *line, size_t cap, size_t *have, const char *word, int ms)
+{
+	uint64_t until = test_now_ms() + (uint64_t)ms;
+
+	line[*have] = 0;
+	while (!strstr(line, word) && test_now_ms() < until && *have < cap - 1) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t r;
+
+		if (poll(&p, 1, 100) < 1)
+			continue;
+		r = read(fd, line + *have, cap - 1 - *have);
+		if (r <= 0)
+			break;
+		*have += (size_t)r;
+		line[*have] = 0;
+	}
+	return strstr(line, word) != NULL;
+}
+
+static pid_t hub_pid;
+
+/* A hub left by a failed test would serve the next tests' socket: it goes with the test. */
+static void hub_fini(void)
+{
+	if (hub_pid > 0) {
+		kill(hub_pid, SIGKILL);
+		waitpid(hub_pid, NULL, 0);
+	}
+}
+
+/*
+ * The hub daemon keeps the aperture served while host processes come and go: one card (in
+ * the guest pass one QEMU, which could not reconnect to a new server) serves a host process,
+ * then, after that one ended, the next. A second hub is refused; the hub ends cleanly on
+ * SIGTERM. This test process stays out of the fabric.
+ */
+Test(pcie, hub_daemon_outlives_host_processes, .timeout = 240, .fini = hub_fini)
+{
+	uint16_t p1 = test_port(), p2 = test_port();
+	char b1[16], b2[16], b3[16], b4[16], path[4096], log[4096];
+	char *card_args[] = { "group", "echo", test_num(b1, p1), ",", "echo", test_num(b2, p2),
+			      NULL };
+	char *h1_args[] = { "echo-check", "1", test_num(b3, p1), "262144", "31", NULL };
+	char *h2_args[] = { "echo-check", "1", test_num(b4, p2), "262144", "32", NULL };
+	char *no_args[] = { NULL };
+	const char *top = getenv("SCIF_TEST_TOP");
+	pid_t hub, card, h, again;
+	size_t have = 0;
+	int fds[2], st;
+
+	setenv("SCIF_PCIE_NODES", "4", 1);
+	setenv("SCIF_PCIE_BOOT_MS", "0", 1);
+	setenv("SCIF_GUEST_DEVICES", "2", 1);
+	snprintf(path, sizeof(path), "%s/tools/scif_pcie_hub", top ? top : ".");
+	cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
+	hub_pid = hub = test_spawn(0, path, no_args, fds[1]);
+	close(fds[1]);
+	if (!read_until(fds[0], log, sizeof(log), &have, "serving", 10000)) {
+		kill(hub, SIGKILL);
+		cr_assert_fail("scif_pcie_hub did not serve (it said \"%s\", status %d)", log,
+			       test_wait(hub));
+	}
+	again = test_spawn(0, path, no_args, -1);
+	cr_assert_eq(st = test_wait(again), 1, "a second hub: status %d, not refused", st);
+	card = test_spawn_peer(1, card_args);
+	h = test_spawn_peer(0, h1_args);
+	cr_assert_eq(test_waitpid(h, &st, 120000), h);
+	cr_assert(WIFEXITED(st) && !WEXITSTATUS(st), "the first host process failed: %d", st);
+	test_assert_peer_alive(hub, "after the first host process");
+	h = test_spawn_peer(0, h2_args);
+	cr_assert_eq(test_waitpid(h, &st, 120000), h);
+	cr_assert(WIFEXITED(st) && !WEXITSTATUS(st), "the next host process failed: %d", st);
+	cr_assert_eq(test_wait(card), 0, "the card's processes (20 + which failed first)");
+	kill(hub, SIGTERM);
+	st = test_wait(hub);
+	hub_pid = 0;
+	cr_assert_eq(st, 0, "the hub ended with status %d on SIGTERM", st);
+	close(fds[0]);
 }
