@@ -26,6 +26,7 @@
  *                                   20 + the index of the first that failed (its status on
  *                                   stderr). This process itself never uses SCIF
  *   connect-hold <node> <port>      connect, then wait for the peer to leave
+ *   connect-die <node> <port> <ms>  connect, send one byte, then <ms> later SIGKILL itself
  *   late-read <node> <port> <rounds>
  *                                   per round: connect twice; 50 ms later read the byte
  *                                   that came on the first (its sender has closed it), then
@@ -246,6 +247,17 @@ static int mode_group(int argc, char **argv)
 	return bad;
 }
 
+static int mode_connect_die(uint16_t node, uint16_t port, int ms)
+{
+	scif_epd_t ep = peer_connect(node, port);
+
+	if (ep < 0 || scif_send(ep, "d", 1, SCIF_SEND_BLOCK) != 1)
+		return 2;
+	usleep((useconds_t)ms * 1000);
+	raise(SIGKILL);
+	return 3;
+}
+
 static int mode_connect_hold(uint16_t node, uint16_t port)
 {
 	scif_epd_t ep = peer_connect(node, port);
@@ -398,6 +410,9 @@ int main(int argc, char **argv)
 				       strtoull(argv[4], NULL, 0), strtoull(argv[5], NULL, 0));
 	if (argc >= 3 && !strcmp(argv[1], "group"))
 		return mode_group(argc - 2, argv + 2);
+	if (argc >= 5 && !strcmp(argv[1], "connect-die"))
+		return mode_connect_die((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]),
+					atoi(argv[4]));
 	if (argc >= 4 && !strcmp(argv[1], "connect-hold"))
 		return mode_connect_hold((uint16_t)atoi(argv[2]), (uint16_t)atoi(argv[3]));
 	if (argc >= 5 && !strcmp(argv[1], "churn"))

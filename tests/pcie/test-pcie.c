@@ -662,3 +662,43 @@ Test(pcie, hub_daemon_outlives_host_processes, .timeout = 240, .fini = hub_fini)
 	cr_assert_eq(st, 0, "the hub ended with status %d on SIGTERM", st);
 	close(fds[0]);
 }
+
+/*
+ * Two processes in one card; one is killed (by itself, SIGKILL, 300 ms after it connected):
+ * its connection to this process resets (in a guest the shim's last will tells the hub at
+ * once, and the hub this process), and the other's goes on.
+ */
+Test(pcie, card_process_killed_beside_another, .timeout = 240)
+{
+	uint16_t p1 = test_port(), p2 = test_port();
+	char b1[16], b2[16];
+	char *args[] = { "group", "echo", test_num(b1, p1), ",", "connect-die", "0",
+			 test_num(b2, p2), "300", NULL };
+	scif_epd_t ep, lep, dying;
+	struct scif_portID peer;
+	uint64_t t0;
+	pid_t card;
+	char c;
+	int st;
+
+	setenv("SCIF_PCIE_NODES", "4", 1);
+	setenv("SCIF_PCIE_BOOT_MS", "0", 1);
+	setenv("SCIF_GUEST_DEVICES", "2", 1);
+	ep = scif_open();
+	lep = test_listener(p2, 4);
+	card = test_spawn_peer(1, args);
+	cr_assert_eq(test_accept_or_peer_death(lep, &peer, &dying, card, test_spawn_ms()), 0);
+	cr_assert_eq(scif_recv(dying, &c, 1, SCIF_RECV_BLOCK), 1);
+	t0 = test_now_ms();
+	cr_assert_eq(scif_recv(dying, &c, 1, SCIF_RECV_BLOCK), -1);
+	cr_assert_eq(errno, ECONNRESET, "recv from the killed process: %s", strerror(errno));
+	fprintf(stderr, "pcie: a card process's death seen %llu ms after its last byte\n",
+		(unsigned long long)(test_now_ms() - t0));
+	cr_assert_gt(test_connect_retry(ep, 1, p1), 0, "connect to the other: %s", strerror(errno));
+	echo_check_here(ep, 64 << 10, 41, card);
+	scif_close(ep);
+	scif_close(dying);
+	scif_close(lep);
+	st = test_wait(card);
+	cr_assert_eq(st, 21, "the group: %d (21: the second role failed, as it killed itself)", st);
+}
