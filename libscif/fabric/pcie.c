@@ -81,6 +81,7 @@ struct pcie_link {
 	uint32_t rid, rgen;
 	uint32_t next_free;
 };
+_Static_assert(PCIE_MAX_NODES <= 16, "a link's @ask has a bit per station");
 
 /* A listening endpoint: @ufd the core's end, @tfd ours (links are passed down it). */
 struct pcie_listener {

@@ -246,8 +246,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fz_fail("scif_accept(SYNC) neither returned nor slept within 2 s");
 	scif_close(lep);
 	if (sync_started) {
-		if (!fz_app_idle(&app, 3000))
-			fz_fail("scif_accept(SYNC) blocked 3 s after its listener's scif_close");
+		if (!fz_app_idle(&app, FZ_HANG_MS))
+			fz_fail("scif_accept(SYNC) blocked %d s after its listener's scif_close",
+				FZ_HANG_MS / 1000);
 		errno = sa.err;
 		fz_expect_errno("scif_accept(SYNC)", sa.ret, FZ_ERRNOS(EINTR, ENOMEM, ENOBUFS));
 		if (sa.ret == 0) {

@@ -12,7 +12,7 @@
  * (on the application thread).
  *
  * Checked: no crash or sanitizer report; the connect finishes once the fuzzer has hung up
- * at the latest (within 3 s); scif_connect fails only with errnos the spec lists, succeeds
+ * at the latest (within FZ_HANG_MS); scif_connect fails only with errnos the spec lists, succeeds
  * only on a valid GNT and never after a REJ (ENOMEM only for a REJ saying ENOMEM); the
  * connection it made works with the fuzzer's region; no descriptor is left over.
  *
@@ -106,12 +106,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			goto out;
 	}
 	/* The library's request: a well-formed REQ with its region and bell. */
-	if (poll(&p, 1, 3000) != 1)
-		fz_fail("the library did not connect within 3 s");
+	if (poll(&p, 1, FZ_HANG_MS) != 1)
+		fz_fail("the library did not connect within %d s", FZ_HANG_MS / 1000);
 	c.link = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (c.link < 0)
 		fz_fail("accept: %s", strerror(errno));
-	n = fzp_recv(c.link, &m, sizeof(m), fds, 4, &nfds, 3000);
+	n = fzp_recv(c.link, &m, sizeof(m), fds, 4, &nfds, FZ_HANG_MS);
 	fzp_expect_msg(&m, n, SCIF_CNCT_REQ, nfds, 2);
 	if (m.dst.node != FZP_NODE || m.dst.port != PORT || m.src.node != 0 || !m.src.port)
 		fz_fail("REQ from %u:%u to %u:%u", m.src.node, m.src.port, m.dst.node, m.dst.port);
@@ -146,10 +146,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (c.link >= 0)
 			close(c.link);
 		c.link = -1;
-		done = blocking ? fz_app_idle(&app, 3000) : nb_finished(cc.ep, 3000);
+		done = blocking ? fz_app_idle(&app, FZ_HANG_MS)
+				: nb_finished(cc.ep, FZ_HANG_MS);
 		if (!done)
-			fz_fail("%s connect still running 3 s after the peer hung up",
-				blocking ? "a blocking" : "a non-blocking");
+			fz_fail("%s connect still running %d s after the peer hung up",
+				blocking ? "a blocking" : "a non-blocking", FZ_HANG_MS / 1000);
 	}
 	if (!blocking) {
 		cc.ret = scif_connect(cc.ep, &cc.dst);
@@ -167,8 +168,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fzp_use_connection(f, cc.ep, &reg);
 out:
 	scif_close(cc.ep);
-	if (!fz_app_idle(&app, 3000))
-		fz_fail("scif_connect still running 3 s after scif_close");
+	if (!fz_app_idle(&app, FZ_HANG_MS))
+		fz_fail("scif_connect still running %d s after scif_close", FZ_HANG_MS / 1000);
 	fzp_region_free(&reg);
 	fzp_conn_hangup(&c);
 	/* A link of a connect that failed at once must not meet the next input. */

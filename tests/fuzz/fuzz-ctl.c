@@ -16,7 +16,7 @@
  * Checked: no crash or sanitizer report (a write through a window the fuzzer registered
  * read-only faults); every call fails only with errnos the spec lists; the library's
  * messages are well-formed and its replies answer requests the fuzzer made; every call
- * returns once the fuzzer has hung up (3 s); no descriptor is left over.
+ * returns once the fuzzer has hung up (FZ_HANG_MS); no descriptor is left over.
  *
  * Input: operations of one byte (low 4 bits: which; bit 4: a flag) with their operands.
  */
@@ -583,8 +583,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			peer_answer(p, NULL, 1);
 	}
 	fzp_conn_hangup(&p->c);
-	if (!fz_app_idle(&app, 3000))
-		fz_fail("a library call still blocked 3 s after the peer hung up");
+	if (!fz_app_idle(&app, FZ_HANG_MS))
+		fz_fail("a library call still blocked %d s after the peer hung up",
+			FZ_HANG_MS / 1000);
 	while (p->nmap) {
 		p->nmap--;
 		scif_munmap(p->maps[p->nmap], p->maplen[p->nmap]);

@@ -16,7 +16,7 @@
  * never return more than asked; while the fuzzer has not lied, every byte each side
  * receives is the byte the other sent, the library never publishes an impossible index or
  * offer, and a blocking scif_recv whose bytes are all there returns (no lost wake-up); once
- * the fuzzer hangs up every blocked call returns within 3 s; no descriptor is left over.
+ * the fuzzer hangs up every blocked call returns within FZ_HANG_MS; no descriptor is left over.
  *
  * Input: two bytes of ring sizes, then operations: a byte (low 4 bits: which; bits 4-5:
  * flags), 4 bytes of length, and their operands.
@@ -695,8 +695,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* The fuzzer hangs up: every call the library is in returns, promptly. */
 	__atomic_store_n(&hung, 1, __ATOMIC_SEQ_CST);
 	fzp_conn_hangup(&p.c);
-	if (!fz_app_idle(&app, 3000))
-		fz_fail("a library call still blocked 3 s after the peer hung up");
+	if (!fz_app_idle(&app, FZ_HANG_MS))
+		fz_fail("a library call still blocked %d s after the peer hung up",
+			FZ_HANG_MS / 1000);
 	scif_close(ep);
 	fz_expect_fds(fds0, FZ_BULK ? "fuzz-bulk" : "fuzz-ring");
 	return 0;

@@ -70,6 +70,13 @@ static inline void fz_bytes(struct fz *f, void *dst, size_t n)
 /* ---- set-up and checks (fuzz-common.c) --------------------------------------------------- */
 
 /*
+ * How long a library call may stay blocked, or the library take to reach the fuzzer, before
+ * the harness calls it a hang: a watchdog, not a speed (on a loaded 2-core machine, beside the
+ * CI's ThreadSanitizer build, a connect once took over 3 s to reach the fuzzer).
+ */
+#define FZ_HANG_MS 10000
+
+/*
  * Once per process: a private fabric directory (SCIF_RUN_DIR, removed at exit), node 0 of
  * two, the given SCIF_RING_SIZE etc. already in the environment. Checks that the fabric
  * names listen sockets where peer.c looks for them.

@@ -15,17 +15,17 @@
 # guest pass out (it then says so and fails nothing: for machines without QEMU; the README's
 # test command always runs it).
 #
-# PROGRAMs (default: all, in this order): test-compat test-mp test-rma-mp test-bulk test-pcie.
+# PROGRAMs (default: all, in this order): test-compat test-mp test-rma-mp test-bulk test-pcie,
+# and examples (the example pairs examples/host + card and rma_host + rma_card, unchanged).
 # Each runs under `timeout -k 10 $PCIE_TIMEOUT` (600 s), with SCIF_TEST_NODE_EXEC set to
-# tests/pcie/node-exec.sh (each node its own SCIF_RUN_DIR) and CRITERION_JOBS=1: the fabric
-# attaches one process per node (one host process serves the aperture), so the tests run one
-# at a time, each with the aperture of its own host process. Its Criterion results are
+# tests/pcie/node-exec.sh (each node its own SCIF_RUN_DIR) and CRITERION_JOBS=1: the tests run
+# one at a time, each with the aperture its own test process serves (the hub, station 0). Its Criterion results are
 # printed, then the last line is "N passed, N failed" (Criterion tests; a program that
 # crashed or timed out without its summary counts as one failure). Exit status 0 only when
 # nothing failed.
 #
-# Only tests that can work with one process per node and between two OS instances run; the
-# others are excluded by the Criterion --filter patterns below, each with the reason.
+# Only tests that can work between two OS instances run; the others are excluded by the
+# Criterion --filter patterns below, each with the reason.
 #
 # Environment (set by the make target): top_builddir, top_srcdir (absolute); PCIE_TIMEOUT.
 # Logs: $top_builddir/tests/pcie/pcie-<program>.log and guest-<program>.log (Criterion's --verbose
@@ -36,7 +36,8 @@ set -uo pipefail
 here=$top_srcdir/tests/pcie
 . "$top_srcdir/tests/tally.sh"
 progs=("$@")
-[ ${#progs[@]} -gt 0 ] || progs=(test-compat test-mp test-rma-mp test-bulk test-pcie)
+all=0
+[ ${#progs[@]} -gt 0 ] || { progs=(test-compat test-mp test-rma-mp test-bulk test-pcie examples); all=1; }
 
 declare -A path filter
 path[test-compat]=tests/compat/test-compat
@@ -106,8 +107,9 @@ gfilter[test-bulk]='bulk/@(echo_split_between_both_sides|nonblocking_sends_64k|n
 gfilter[test-pcie]='pcie/@(host_killed_resets_the_card|second_host_process_killed_resets_the_card|card_process_killed_*|card_reset_connects_again|second_card_process_in_a_guest_is_refused|three_processes_in_one_card|hub_daemon_outlives_host_processes|card_process_killed_beside_another|*_costs_the_links_not_the_host)'
 
 for p in "${progs[@]}"; do
-	[ -n "${path[$p]:-}" ] || {
-		echo "check-pcie.sh: unknown program $p (test-compat test-mp test-rma-mp test-bulk test-pcie)"
+	[ -n "${path[$p]:-}" ] || [ "$p" = examples ] || {
+		echo "check-pcie.sh: unknown program $p (test-compat test-mp test-rma-mp test-bulk" \
+			"test-pcie examples)"
 		echo "0 passed, 1 failed"; exit 2; }
 done
 
@@ -151,9 +153,46 @@ export CRITERION_JOBS=1
 export SCIF_NODE=0
 unset SCIF_NODES_FILE SCIF_PCIE_DEV
 
-# run_prog PROGRAM FILTER LABEL: one Criterion program, tallied.
+# example_pair LABEL HOST CARD: the example pair (examples/HOST, examples/CARD), unchanged,
+# across the window: HOST serves node 0 on an aperture of its own; CARD is node 1, an ivshmem
+# client process (LABEL pcie) or a program in a QEMU guest (LABEL guest). Both must exit 0.
+example_pair() {
+	local label=$1 host=$2 card=$3 log sock hs cs h
+	log=$logdir/$label-example-$host.log
+	sock=$rundir/example-$host.sock
+	echo "== examples/$host + examples/$card, $label"
+	mkdir -p "$rundir/ex0" "$rundir/ex1"
+	SCIF_PCIE_SOCKET=$sock SCIF_PCIE_BOOT_MS=0 SCIF_RUN_DIR=$rundir/ex0 \
+		timeout -k 5 300 "$top_builddir/examples/$host" >"$log" 2>&1 &
+	h=$!
+	if [ "$label" = guest ]; then
+		SCIF_PCIE_SOCKET=$sock timeout -k 5 300 bash "$top_srcdir/scripts/guest-run.sh" \
+			"$top_builddir/examples/$card" >>"$log" 2>&1
+	else
+		SCIF_PCIE_SOCKET=$sock SCIF_NODE=1 SCIF_RUN_DIR=$rundir/ex1 \
+			timeout -k 5 60 "$top_builddir/examples/$card" >>"$log" 2>&1
+	fi
+	cs=$?
+	wait "$h"
+	hs=$?
+	if [ "$hs" = 0 ] && [ "$cs" = 0 ]; then
+		echo "PASS: $label example $host + $card"
+		passed=$((passed + 1))
+	else
+		tail -n 20 "$log"
+		echo "FAIL: $label example $host + $card: host status $hs, card status $cs (log: $log)"
+		failed=$((failed + 1))
+	fi
+}
+
+# run_prog PROGRAM FILTER LABEL: one Criterion program, tallied (examples: the example pairs).
 run_prog() {
 	local p=$1 f=$2 label=$3 log rc
+	if [ "$p" = examples ]; then
+		example_pair "$label" host card
+		example_pair "$label" rma_host rma_card
+		return
+	fi
 	log=$logdir/$label-$p.log
 	echo "== $p, $label (filter $f)"
 	timeout -k 10 "$hard_timeout" "$top_builddir/${path[$p]}" --verbose \
@@ -169,7 +208,7 @@ echo "check-pcie: SCIF_FABRIC=pcie, aperture $SCIF_PCIE_SIZE served at $SCIF_PCI
 passed=0
 failed=0
 for p in "${progs[@]}"; do
-	run_prog "$p" "${filter[$p]}" pcie
+	run_prog "$p" "${filter[$p]:-}" pcie
 done
 
 # guest_bench: scif_bench's round trip and bandwidth from a card in a guest to the host, and in
@@ -225,16 +264,16 @@ else
 	# Stress tests do a quarter of their work (tests/common.h, test_scaled()).
 	export SCIF_TEST_SCALE_PCT=${SCIF_TEST_SCALE_PCT:-25}
 	for p in "${progs[@]}"; do
-		[ -n "${gfilter[$p]:-}" ] || continue
+		[ -n "${gfilter[$p]:-}" ] || [ "$p" = examples ] || continue
 		# The compat hosts check at once that their card is online: wait for its boot.
 		# Elsewhere the host attaches before it spawns its card: waiting would only delay.
 		if [ "$p" = test-compat ]; then
-			SCIF_PCIE_BOOT_MS=60000 run_prog "$p" "${gfilter[$p]}" guest
+			SCIF_PCIE_BOOT_MS=60000 run_prog "$p" "${gfilter[$p]:-}" guest
 		else
-			SCIF_PCIE_BOOT_MS=0 run_prog "$p" "${gfilter[$p]}" guest
+			SCIF_PCIE_BOOT_MS=0 run_prog "$p" "${gfilter[$p]:-}" guest
 		fi
 	done
-	[ ${#progs[@]} = 5 ] && guest_bench	# with everything only: PCIE_CHECKS picks programs
+	[ "$all" = 1 ] && guest_bench	# with everything only: PCIE_CHECKS picks programs
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
