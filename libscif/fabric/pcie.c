@@ -810,7 +810,7 @@ static void pcie_in_hello(uint16_t n, const struct pcie_rec *h, const uint8_t *b
 }
 
 /*
- * Not the hub: the hub's word on another station (@n is the hub). A station that comes while
+ * Not the hub: the hub's word (a ROSTER record) on another station. A station that comes while
  * we think it is there is a new process in its place: the last one's links go first.
  * Progress thread.
  */
