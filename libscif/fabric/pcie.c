@@ -137,6 +137,7 @@ static struct {
 	int wake; /* an eventfd: the progress thread's own doorbell */
 	pthread_t thread;
 	int forked; /* a fork child: the parent's queue pairs and thread are not ours */
+	int renumber; /* hub: a station came, went or said HELLO (pcie_number_cards); progress thread */
 	struct pcie_station st[PCIE_MAX_NODES];
 	struct pcie_link *links;
 	uint32_t nlinks, free_link;
@@ -599,6 +600,7 @@ static void pcie_station_down(uint16_t n, int wipe)
 	pthread_cond_broadcast(&pcie.cond);
 	pthread_mutex_unlock(&pcie.lock);
 	scif_info("pcie: station %u is gone", n);
+	pcie.renumber = 1;
 	if (pcie.dev.host && announced)
 		pcie_roster_all(n, PCIE_NODE_NONE, n);
 	if (!pcie.dev.host && n == 0)
@@ -632,6 +634,7 @@ static void pcie_station_up(uint16_t n)
 	nd->kbeat_at = nd->beat_at;
 	scif__write_once(&nd->up, 1);
 	pthread_mutex_unlock(&pcie.lock);
+	pcie.renumber = 1;
 	scif_info("pcie: station %u attached", n);
 }
 
@@ -797,6 +800,7 @@ static void pcie_in_hello(uint16_t n, const struct pcie_rec *h, const uint8_t *b
 	pcie_online_locked();
 	pthread_cond_broadcast(&pcie.cond);
 	pthread_mutex_unlock(&pcie.lock);
+	pcie.renumber = 1;
 	scif_info("pcie: station %u serves node %u", n, hl.node);
 	for (uint16_t s = 1; s < pcie.hdr.nnodes; s++) {
 		struct pcie_roster r = { .station = s };
@@ -1068,7 +1072,8 @@ static void pcie_bells_scan(void)
  * said node 0 is a host process, no card; the others get the lowest node from 1 that no station
  * said and no card before them has. Stable while nobody comes or goes; a host process that has
  * not said HELLO yet may hold a number for a moment, long before a guest's process reads its
- * own (a guest boots for seconds first). Progress thread, each pass (a few stations).
+ * own (a guest boots for seconds first). Progress thread, after a station came, went or said
+ * HELLO (pcie.renumber): not on every doorbell.
  */
 static void pcie_number_cards(void)
 {
@@ -1251,8 +1256,10 @@ static void *pcie_progress(void *arg)
 		for (uint16_t i = 0; i < pcie.hdr.nnodes; i++)
 			if (pcie_direct(i) && scif__read_once(&pcie.st[i].up))
 				pcie_qp_recv(i);
-		if (pcie.dev.host)
+		if (pcie.dev.host && pcie.renumber) {
+			pcie.renumber = 0;
 			pcie_number_cards();
+		}
 		pcie_bells_scan();
 		timeout = pcie_heartbeat();
 

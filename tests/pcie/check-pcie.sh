@@ -153,6 +153,21 @@ export CRITERION_JOBS=1
 export SCIF_NODE=0
 unset SCIF_NODES_FILE SCIF_PCIE_DEV
 
+# verdict OK LOG WHAT...: one result of this script's own (not a Criterion program's), tallied;
+# a failure shows the end of LOG.
+verdict() {
+	local ok=$1 log=$2
+	shift 2
+	if [ "$ok" = 1 ]; then
+		echo "PASS: $*"
+		passed=$((passed + 1))
+	else
+		tail -n 20 "$log"
+		echo "FAIL: $* (log: $log)"
+		failed=$((failed + 1))
+	fi
+}
+
 # example_pair LABEL HOST CARD: the example pair (examples/HOST, examples/CARD), unchanged,
 # across the window: HOST serves node 0 on an aperture of its own; CARD is node 1, an ivshmem
 # client process (LABEL pcie) or a program in a QEMU guest (LABEL guest). Both must exit 0.
@@ -175,14 +190,8 @@ example_pair() {
 	cs=$?
 	wait "$h"
 	hs=$?
-	if [ "$hs" = 0 ] && [ "$cs" = 0 ]; then
-		echo "PASS: $label example $host + $card"
-		passed=$((passed + 1))
-	else
-		tail -n 20 "$log"
-		echo "FAIL: $label example $host + $card: host status $hs, card status $cs (log: $log)"
-		failed=$((failed + 1))
-	fi
+	verdict "$([ "$hs" = 0 ] && [ "$cs" = 0 ] && echo 1)" "$log" \
+		"$label example $host + $card: host status $hs, card status $cs"
 }
 
 # run_prog PROGRAM FILTER LABEL: one Criterion program, tallied (examples: the example pairs).
@@ -245,12 +254,9 @@ guest_bench() {
 			"scif_mmap 8 B round trip $mm8 us" \
 			"($(awk -v a="$mm8" -v b="$raw" 'BEGIN { printf "%.2f", a / b }')x raw);" \
 			"send/recv 64 KiB $bw64 GB/s, 1 MiB $bw1m GB/s"
-		echo "PASS: guest bench: every figure measured (log: $log)"
-		passed=$((passed + 1))
+		verdict 1 "$log" "guest bench: every figure measured"
 	else
-		tail -n 20 "$log"
-		echo "FAIL: guest bench: figures missing (log: $log)"
-		failed=$((failed + 1))
+		verdict 0 "$log" "guest bench: figures missing"
 	fi
 }
 

@@ -186,6 +186,43 @@ Test(pcie, aperture_full_is_enomem_and_nothing_else_breaks, .timeout = 60)
 }
 
 /*
+ * Read what @fd says until @word shows in *@line (up to @ms); the text read so far stays in
+ * @line (NUL-terminated).
+ */
+static int read_until(int fd, char *line, size_t cap, size_t *have, const char *word, int ms)
+{
+	uint64_t until = test_now_ms() + (uint64_t)ms;
+
+	line[*have] = 0;
+	while (!strstr(line, word) && test_now_ms() < until && *have < cap - 1) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t r;
+
+		if (poll(&p, 1, 100) < 1)
+			continue;
+		r = read(fd, line + *have, cap - 1 - *have);
+		if (r <= 0)
+			break;
+		*have += (size_t)r;
+		line[*have] = 0;
+	}
+	return strstr(line, word) != NULL;
+}
+
+/*
+ * Before this process attaches (each Criterion test is a process of its own): @slices
+ * stations in the aperture, no boot wait, and @devices ivshmem devices for a card in a guest
+ * (NULL: the default one).
+ */
+static void make_room(const char *slices, const char *devices)
+{
+	setenv("SCIF_PCIE_NODES", slices, 1);
+	setenv("SCIF_PCIE_BOOT_MS", "0", 1);
+	if (devices)
+		setenv("SCIF_GUEST_DEVICES", devices, 1);
+}
+
+/*
  * A host process dies (SIGKILL) while a card holds a connection to it: the card's blocked
  * scif_recv returns ECONNRESET. With @hub_here 0 this test process stays out of the fabric,
  * so the dying process is the hub, serving the aperture: a card in a guest cannot see it end
@@ -199,16 +236,15 @@ static void host_process_killed_under_a_card(int hub_here)
 	char a1[16], a2[16], line[256];
 	char *host_args[] = { "echo", test_num(a1, port), NULL };
 	char *card_args[] = { "connect-hold", "0", test_num(a2, port), NULL };
-	uint64_t until, killed_at;
+	uint64_t killed_at;
 	int fds[2], st = -1;
 	size_t have = 0;
 	pid_t host, card;
 
 	if (hub_here) {
-		setenv("SCIF_PCIE_NODES", "3", 1);
-		setenv("SCIF_PCIE_BOOT_MS", "0", 1);
 		uint16_t self;
 
+		make_room("3", NULL);
 		/* Attach first: this process serves the aperture. */
 		cr_assert_geq(scif_get_nodeIDs(NULL, 0, &self), 1, "attach: %s", strerror(errno));
 	}
@@ -217,27 +253,15 @@ static void host_process_killed_under_a_card(int hub_here)
 	card = test_spawn(1, test_peer_path(), card_args, fds[1]);
 	close(fds[1]);
 	/* The card says when it is connected (a guest boots first). */
-	until = test_now_ms() + (uint64_t)test_spawn_ms();
-	while (!memchr(line, '\n', have) && test_now_ms() < until && have < sizeof(line) - 1) {
-		struct pollfd p = { .fd = fds[0], .events = POLLIN };
-		ssize_t r;
-
-		if (poll(&p, 1, 100) < 1)
-			continue;
-		r = read(fds[0], line + have, sizeof(line) - 1 - have);
-		if (r <= 0)
-			break;
-		have += (size_t)r;
-	}
-	line[have] = 0;
-	close(fds[0]);
-	if (!strstr(line, "connected")) {
+	if (!read_until(fds[0], line, sizeof(line), &have, "connected", test_spawn_ms())) {
+		close(fds[0]);
 		kill(card, SIGKILL);
 		kill(host, SIGKILL);
 		test_wait(card);
 		test_wait(host);
 		cr_assert_fail("the card never connected (it said \"%s\")", line);
 	}
+	close(fds[0]);
 	kill(host, SIGKILL);
 	killed_at = test_now_ms();
 	cr_expect_eq(test_wait(host), 128 + SIGKILL);
@@ -438,21 +462,49 @@ Test(pcie, card_process_killed_while_its_device_lives_on_is_lost_by_its_heartbea
 	card_process_killed(13000, 12000, 1000 + 8000);
 }
 
-/* This process's part of echo-check (scif-peer): @bytes of seeded data echoed by node:port. */
+/*
+ * This process's part of echo-check (scif-peer): @bytes of data echoed by the process @echo
+ * holds. Each piece's blocking send and receive are under a watchdog: a peer that stops
+ * echoing is killed after 30 s and the test fails with its status.
+ */
 static void echo_check_here(scif_epd_t ep, size_t bytes, uint64_t seed, pid_t echo)
 {
 	uint8_t out[4096], in[4096];
 
 	for (size_t pos = 0; pos < bytes; pos += sizeof(out)) {
+		struct test_watch w;
+		int ok;
+
 		for (size_t i = 0; i < sizeof(out); i++)
 			out[i] = (uint8_t)(seed + pos + i * 7);
-		test_assert_peer_alive(echo, "echoing");
-		cr_assert_eq(scif_send(ep, out, sizeof(out), SCIF_SEND_BLOCK), (int)sizeof(out),
-			     "send: %s", strerror(errno));
-		cr_assert_eq(scif_recv(ep, in, sizeof(in), SCIF_RECV_BLOCK), (int)sizeof(in),
-			     "recv: %s", strerror(errno));
+		test_watch_start(&w, echo, 30000);
+		ok = scif_send(ep, out, sizeof(out), SCIF_SEND_BLOCK) == (int)sizeof(out) &&
+		     scif_recv(ep, in, sizeof(in), SCIF_RECV_BLOCK) == (int)sizeof(in);
+		test_watch_end(&w, ok, "an echoed piece");
+		cr_assert(ok, "send or recv of the piece at %zu: %s", pos, strerror(errno));
 		cr_assert_eq(memcmp(in, out, sizeof(in)), 0, "echoed bytes differ at %zu", pos);
 	}
+}
+
+/*
+ * The process behind @ep was killed: its connection must report the loss (ECONNRESET) within
+ * 10 s, without a blocking call that could wait for ever.
+ */
+static void expect_reset(scif_epd_t ep, const char *who)
+{
+	uint64_t until = test_now_ms() + 10000;
+	char byte;
+
+	for (;;) {
+		struct scif_pollepd p = { .epd = ep, .events = SCIF_POLLIN };
+
+		cr_assert_geq(scif_poll(&p, 1, 100), 0, "scif_poll: %s", strerror(errno));
+		if (p.revents)
+			break;
+		cr_assert_lt(test_now_ms(), until, "%s: no reset within 10 s", who);
+	}
+	cr_assert_eq(scif_recv(ep, &byte, 1, 0), -1, "%s: a byte after its death", who);
+	cr_assert_eq(errno, ECONNRESET, "%s: %s", who, strerror(errno));
 }
 
 /* Are the online nodes exactly @want (a bit per node) within @ms? */
@@ -498,12 +550,9 @@ Test(pcie, several_processes_on_each_node, .timeout = 180)
 	char *e_args[] = { "echo", test_num(b7, pe), NULL };
 	pid_t a, c, h, x, y, d, e;
 	scif_epd_t ep, epd, epe;
-	char byte;
 	int st;
 
-	/* Before this process attaches: room for 8 stations, no boot wait. */
-	setenv("SCIF_PCIE_NODES", "8", 1);
-	setenv("SCIF_PCIE_BOOT_MS", "0", 1);
+	make_room("8", NULL);
 	ep = scif_open();
 	epd = scif_open();
 	cr_assert(ep >= 0 && epd >= 0, "scif_open: %s", strerror(errno));
@@ -531,8 +580,7 @@ Test(pcie, several_processes_on_each_node, .timeout = 180)
 	/* Node 2's last process killed: its connection resets, its node leaves, a's goes on. */
 	kill(d, SIGKILL);
 	cr_assert_eq(test_wait(d), 128 + SIGKILL);
-	cr_assert_eq(scif_recv(epd, &byte, 1, SCIF_RECV_BLOCK), -1);
-	cr_assert_eq(errno, ECONNRESET, "recv from a killed process: %s", strerror(errno));
+	expect_reset(epd, "node 2's killed process");
 	cr_assert(nodes_become(3, 5000), "node 2 stays online after its last process died");
 	echo_check_here(ep, 64 << 10, 15, a);
 
@@ -564,10 +612,7 @@ Test(pcie, three_processes_in_one_card, .timeout = 240)
 	scif_epd_t ep;
 	pid_t card;
 
-	/* Before this process attaches: a station for each, no boot wait. */
-	setenv("SCIF_PCIE_NODES", "4", 1);
-	setenv("SCIF_PCIE_BOOT_MS", "0", 1);
-	setenv("SCIF_GUEST_DEVICES", "3", 1);
+	make_room("4", "3");
 	ep = scif_open();
 	cr_assert_geq(ep, 0, "scif_open: %s", strerror(errno));
 	card = test_spawn_peer(1, args);
@@ -576,30 +621,6 @@ Test(pcie, three_processes_in_one_card, .timeout = 240)
 	cr_assert(nodes_become(3, 5000), "the card's processes are not one node 1");
 	scif_close(ep);
 	cr_assert_eq(test_wait(card), 0, "the card's processes (20 + which failed first)");
-}
-
-/*
- * Read what @fd says until @word shows in *@line (up to @ms); the text read so far stays in
- * @line (NUL-terminated).
- */
-static int read_until(int fd, char *line, size_t cap, size_t *have, const char *word, int ms)
-{
-	uint64_t until = test_now_ms() + (uint64_t)ms;
-
-	line[*have] = 0;
-	while (!strstr(line, word) && test_now_ms() < until && *have < cap - 1) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t r;
-
-		if (poll(&p, 1, 100) < 1)
-			continue;
-		r = read(fd, line + *have, cap - 1 - *have);
-		if (r <= 0)
-			break;
-		*have += (size_t)r;
-		line[*have] = 0;
-	}
-	return strstr(line, word) != NULL;
 }
 
 static pid_t hub_pid;
@@ -633,9 +654,7 @@ Test(pcie, hub_daemon_outlives_host_processes, .timeout = 240, .fini = hub_fini)
 	size_t have = 0;
 	int fds[2], st;
 
-	setenv("SCIF_PCIE_NODES", "4", 1);
-	setenv("SCIF_PCIE_BOOT_MS", "0", 1);
-	setenv("SCIF_GUEST_DEVICES", "2", 1);
+	make_room("4", "2");
 	snprintf(path, sizeof(path), "%s/tools/scif_pcie_hub", top ? top : ".");
 	cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
 	hub_pid = hub = test_spawn(0, path, no_args, fds[1]);
@@ -681,17 +700,15 @@ Test(pcie, card_process_killed_beside_another, .timeout = 240)
 	char c;
 	int st;
 
-	setenv("SCIF_PCIE_NODES", "4", 1);
-	setenv("SCIF_PCIE_BOOT_MS", "0", 1);
-	setenv("SCIF_GUEST_DEVICES", "2", 1);
+	make_room("4", "2");
 	ep = scif_open();
 	lep = test_listener(p2, 4);
 	card = test_spawn_peer(1, args);
 	cr_assert_eq(test_accept_or_peer_death(lep, &peer, &dying, card, test_spawn_ms()), 0);
-	cr_assert_eq(scif_recv(dying, &c, 1, SCIF_RECV_BLOCK), 1);
+	test_poll_or_peer_death(dying, SCIF_POLLIN, card, test_spawn_ms());
+	cr_assert_eq(scif_recv(dying, &c, 1, 0), 1);
 	t0 = test_now_ms();
-	cr_assert_eq(scif_recv(dying, &c, 1, SCIF_RECV_BLOCK), -1);
-	cr_assert_eq(errno, ECONNRESET, "recv from the killed process: %s", strerror(errno));
+	expect_reset(dying, "the card process that killed itself");
 	fprintf(stderr, "pcie: a card process's death seen %llu ms after its last byte\n",
 		(unsigned long long)(test_now_ms() - t0));
 	cr_assert_gt(test_connect_retry(ep, 1, p1), 0, "connect to the other: %s", strerror(errno));
