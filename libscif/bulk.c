@@ -474,7 +474,7 @@ void scif__bulk_want(struct scif_endpt *ep, size_t want)
 	if (want < scif__bulk_try || !scif__bulk_try || !ep->bulk_pid)
 		want = 0;
 	if (want != sh->rx_want) {
-		sh->rx_want = want;
+		scif__write_once(&sh->rx_want, want); /* read lock-free (msg.c rx_quiet) */
 		scif__write_once(&scif__qp_theirs(ep)->bulk_wait.want, (uint64_t)want);
 	}
 }

@@ -131,7 +131,7 @@ static void rb_copy(const struct scif_rb *rb, struct scif_rb_state *st, uint8_t 
 			rb_put(rb, off, buf + done, piece);
 		else
 			rb_get(rb, off, buf + done, piece);
-		st->idx += piece;
+		scif__write_once(&st->idx, st->idx + piece); /* read lock-free (msg.c) */
 		done += piece;
 		scif__store_release(rb->remote_idx, st->idx);
 		if (__builtin_expect(rb->flush != NULL, 0)) {
@@ -216,7 +216,7 @@ long scif__rb_write(const struct scif_rb *rb, struct scif_rb_state *st, const vo
 
 		rb_put(rb, off, buf, n);
 		rb_tail_push(st, buf, n);
-		st->idx += n;
+		scif__write_once(&st->idx, st->idx + n);
 		rb_short_publish(rb->shrt, st->tail, st->idx);
 		scif__store_release(rb->remote_idx, st->idx); /* pairs with scif__rb_avail */
 		if (__builtin_expect(rb->flush != NULL, 0)) {
@@ -245,7 +245,7 @@ long scif__rb_read(const struct scif_rb *rb, struct scif_rb_state *st, void *buf
 	}
 	n = len < avail ? len : (size_t)avail;
 	if (n && rb_short_take(rb, st, buf, n, avail)) {
-		st->idx += n;
+		scif__write_once(&st->idx, st->idx + n);
 		/* Release pairs with scif__rb_space: we are done with those bytes. */
 		scif__store_release(rb->remote_idx, st->idx);
 		if (__builtin_expect(rb->flush != NULL, 0))
