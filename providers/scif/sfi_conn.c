@@ -4,8 +4,10 @@
  * @brief A framed, non-blocking message stream over one connected SCIF endpoint.
  *
  * Frames are a struct sfi_hdr followed by hdr.len payload bytes, written back to back on the
- * endpoint's byte stream. Nothing here blocks: scif_send and scif_recv are called without
- * their BLOCK flags and return what fits / what is there.
+ * endpoint's byte stream; a header with no CQ data, id or size goes in its 16-byte short
+ * form (sfi.h SFI_WIRE_SHORT), so that a small frame fits the short copy libscif keeps beside
+ * its ring index. Nothing here blocks: scif_send and scif_recv are called without their
+ * BLOCK flags and return what fits / what is there.
  *
  * Sending: frames are queued in FIFO order on c->txq; the head frame is pushed from its
  * (iov_idx, iov_off) position. A frame whose every byte was handed to SCIF moves to
@@ -233,10 +235,15 @@ int sfi_conn_send(struct sfi_conn *c, struct sfi_tx *tx, const struct sfi_hdr *h
 	}
 
 	tx->hdr = *hdr;
-	tx->hdr.version = SFI_WIRE_VERSION;
 	tx->hdr.len = (uint32_t)len;
 	tx->iov[0].iov_base = &tx->hdr;
-	tx->iov[0].iov_len = sizeof(tx->hdr);
+	if (!hdr->data && !hdr->id && !hdr->size) {
+		tx->hdr.version = SFI_WIRE_SHORT;
+		tx->iov[0].iov_len = SFI_HDR_SHORT;
+	} else {
+		tx->hdr.version = SFI_WIRE_VERSION;
+		tx->iov[0].iov_len = sizeof(tx->hdr);
+	}
 	for (i = 0; i < count; i++)
 		tx->iov[i + 1] = iov[i];
 	tx->iov_count = count + 1;
@@ -300,11 +307,14 @@ static int sfi_conn_rx_start(struct sfi_conn *c)
 	size_t i, total = 0;
 	int n;
 
-	if (h->version != SFI_WIRE_VERSION || h->op >= SFI_OP_MAX || h->len > SFI_MAX_MSG) {
+	if ((h->version != SFI_WIRE_VERSION && h->version != SFI_WIRE_SHORT) ||
+	    h->op >= SFI_OP_MAX || h->len > SFI_MAX_MSG) {
 		SFI_WARN(FI_LOG_EP_DATA, "bad frame from %u:%u (version %u op %u len %u)\n",
 			 c->peer.node, c->peer.port, h->version, h->op, h->len);
 		return -FI_EIO;
 	}
+	if (h->version == SFI_WIRE_SHORT) /* what the short form leaves out is 0 */
+		c->rx_hdr.data = c->rx_hdr.id = c->rx_hdr.size = 0;
 	c->rx_cookie = NULL;
 	c->rx_discard = 0;
 	n = c->ops->rx_hdr(c, h, c->rx_iov, &c->rx_cookie);
@@ -445,7 +455,7 @@ static int sfi_conn_rx(struct sfi_conn *c)
 		int ret;
 
 		if (!c->rx_in_payload) {
-			if (c->rx_hdr_got < sizeof(c->rx_hdr)) {
+			while (!sfi_conn_hdr_done(c)) {
 				if (!sfi_conn_staged(c)) {
 					int n;
 
@@ -460,11 +470,10 @@ static int sfi_conn_rx(struct sfi_conn *c)
 					if (n <= 0)
 						return n;
 				}
+				/* The prefix first: it says how long the rest is. */
 				c->rx_hdr_got += sfi_conn_stage_take(c,
 					(char *)&c->rx_hdr + c->rx_hdr_got,
-					sizeof(c->rx_hdr) - c->rx_hdr_got);
-				if (c->rx_hdr_got < sizeof(c->rx_hdr))
-					continue;
+					sfi_conn_hdr_need(c) - c->rx_hdr_got);
 			}
 			ret = sfi_conn_rx_start(c);
 			if (ret == -FI_EAGAIN)
@@ -545,7 +554,7 @@ uint32_t sfi_conn_events(const struct sfi_conn *c)
 	if (c->epd < 0 || c->err)
 		return 0;
 	/* A header the owner has no room for holds the stream: more POLLIN would only spin. */
-	if (c->rx_in_payload || c->rx_hdr_got < sizeof(c->rx_hdr))
+	if (c->rx_in_payload || !sfi_conn_hdr_done(c))
 		ev |= POLLIN;
 	return ev;
 }

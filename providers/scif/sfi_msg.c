@@ -887,7 +887,7 @@ static ssize_t sfi_msg_recv_common(struct fid_ep *ep, const struct iovec *iov, s
 	sfi_list_insert_tail(&mep->rxq, &rx->entry);
 	/* a message may be waiting for exactly this receive */
 	if (mep->conn_live && !mep->conn.err && !mep->conn.rx_in_payload &&
-	    mep->conn.rx_hdr_got == sizeof(mep->conn.rx_hdr))
+	    sfi_conn_hdr_done(&mep->conn))
 		sfi_msg_progress_locked(mep);
 out:
 	sfi_domain_unlock(mep->ep.domain);

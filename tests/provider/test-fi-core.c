@@ -1500,3 +1500,157 @@ Test(core_internal, mr_windows_virt_addr, .timeout = 60)
 {
 	mr_on_connection(FI_MR_PROV_KEY | FI_MR_VIRT_ADDR);
 }
+
+/*
+ * sfi_conn's framing on a real SCIF connection: a header with no CQ data, id or size goes
+ * in its 16-byte short form, any other in the full one; the receiver takes both, also
+ * when the bytes come one at a time, and a frame whose prefix names neither form costs the
+ * connection (-FI_EIO), nothing else.
+ */
+struct frames {
+	struct sfi_hdr hdr[4];
+	char payload[4][16];
+	int n;
+	int err;
+};
+
+static int frames_rx_hdr(struct sfi_conn *c, const struct sfi_hdr *hdr, struct iovec *iov,
+			 void **cookie)
+{
+	struct frames *f = c->owner;
+
+	(void)cookie;
+	cr_assert_lt(f->n, 4);
+	cr_assert_leq(hdr->len, sizeof(f->payload[0]));
+	f->hdr[f->n] = *hdr;
+	iov[0].iov_base = f->payload[f->n];
+	iov[0].iov_len = hdr->len;
+	return hdr->len ? 1 : 0;
+}
+
+static void frames_rx_done(struct sfi_conn *c, const struct sfi_hdr *hdr, void *cookie)
+{
+	(void)hdr;
+	(void)cookie;
+	((struct frames *)c->owner)->n++;
+}
+
+static void frames_on_error(struct sfi_conn *c, int err)
+{
+	((struct frames *)c->owner)->err = err;
+}
+
+static void frames_tx_done(struct sfi_conn *c, struct sfi_tx *tx, int err)
+{
+	(void)c;
+	(void)tx;
+	cr_expect_eq(err, 0);
+}
+
+static const struct sfi_conn_ops frames_ops = { .rx_hdr = frames_rx_hdr,
+						.rx_done = frames_rx_done,
+						.on_error = frames_on_error };
+
+/* Progress @c until @f holds @n frames or its connection failed (5 s). */
+static void frames_wait(struct sfi_conn *c, struct frames *f, int n)
+{
+	uint64_t until = now_ms() + 5000;
+
+	while (f->n < n && !f->err && now_ms() < until) {
+		sfi_conn_progress(c);
+		if (f->n < n && !f->err)
+			usleep(100);
+	}
+}
+
+/* Bytes of a frame as sfi_conn_send writes them: the header's wire form, then the payload. */
+static size_t frame_bytes(uint8_t *out, const struct sfi_hdr *h, const void *payload, size_t len,
+			  bool shrt)
+{
+	struct sfi_hdr w = *h;
+	size_t hl = shrt ? SFI_HDR_SHORT : sizeof(w);
+
+	w.version = shrt ? SFI_WIRE_SHORT : SFI_WIRE_VERSION;
+	w.len = (uint32_t)len;
+	memcpy(out, &w, hl);
+	memcpy(out + hl, payload, len);
+	return hl + len;
+}
+
+Test(core_internal, conn_short_and_full_headers, .timeout = 60)
+{
+	scif_epd_t a, b;
+	struct sfi_conn rx, tx;
+	struct frames f = { .n = 0 }, unused = { .n = 0 };
+	struct sfi_addr peer = { .magic = SFI_ADDR_MAGIC };
+	struct sfi_tx t[3];
+	struct sfi_hdr h[3] = {
+		{ .op = 1, .flags = 3, .tag = 0x1122334455667788ull }, /* short */
+		{ .op = 2, .tag = 7, .data = 99 },                   /* full: CQ data */
+		{ .op = 3, .id = 5, .size = 1 << 20 },               /* full: id, size */
+	};
+	struct iovec iov[3] = { { (void *)"hello", 5 }, { (void *)"abc", 3 }, { NULL, 0 } };
+	uint8_t wire[128];
+	size_t n;
+
+	memset(&rx, 0, sizeof(rx));
+	memset(&tx, 0, sizeof(tx));
+	test_pair(&a, &b, NULL);
+	cr_assert_eq(sfi_conn_init(&rx, a, &peer, &frames_ops, &f), 0);
+	cr_assert_eq(sfi_conn_init(&tx, b, &peer, &frames_ops, &unused), 0);
+
+	/* Through sfi_conn_send: the three arrive whole, in order, as they were sent. */
+	for (int i = 0; i < 3; i++) {
+		t[i].done = frames_tx_done;
+		cr_assert_eq(sfi_conn_send(&tx, &t[i], &h[i], iov[i].iov_len ? &iov[i] : NULL,
+					   iov[i].iov_len ? 1 : 0), 0);
+	}
+	sfi_conn_progress(&tx);
+	frames_wait(&rx, &f, 3);
+	cr_assert_eq(f.err, 0);
+	cr_assert_eq(f.n, 3);
+	for (int i = 0; i < 3; i++) {
+		cr_expect_eq(f.hdr[i].op, h[i].op);
+		cr_expect_eq(f.hdr[i].flags, h[i].flags);
+		cr_expect_eq(f.hdr[i].tag, h[i].tag);
+		cr_expect_eq(f.hdr[i].data, h[i].data, "frame %d: data", i);
+		cr_expect_eq(f.hdr[i].id, h[i].id, "frame %d: id", i);
+		cr_expect_eq(f.hdr[i].size, h[i].size, "frame %d: size", i);
+		cr_expect_eq(f.hdr[i].len, iov[i].iov_len);
+		cr_expect_eq(memcmp(f.payload[i], iov[i].iov_base, iov[i].iov_len), 0);
+	}
+	cr_expect_eq(f.hdr[0].version, SFI_WIRE_SHORT, "no data, id or size: the short form");
+	cr_expect_eq(f.hdr[1].version, SFI_WIRE_VERSION);
+	cr_expect_eq(f.hdr[2].version, SFI_WIRE_VERSION);
+
+	/* Byte by byte: a short frame, then a full one, whose headers come in pieces. */
+	f.n = 0;
+	n = frame_bytes(wire, &h[0], "HELLO", 5, true);
+	n += frame_bytes(wire + n, &h[1], "xyz", 3, false);
+	cr_assert_eq(n, SFI_HDR_SHORT + 5 + sizeof(struct sfi_hdr) + 3);
+	for (size_t i = 0; i < n; i++) {
+		cr_assert_eq(scif_send(b, wire + i, 1, SCIF_SEND_BLOCK), 1);
+		sfi_conn_progress(&rx);
+		cr_assert_eq(f.err, 0);
+		if (i + 1 < SFI_HDR_SHORT + 5)
+			cr_expect_eq(f.n, 0, "a frame before its last byte (%zu)", i);
+	}
+	frames_wait(&rx, &f, 2);
+	cr_assert_eq(f.n, 2);
+	cr_expect_eq(f.hdr[0].tag, h[0].tag);
+	cr_expect_eq(f.hdr[0].data, 0);
+	cr_expect_eq(memcmp(f.payload[0], "HELLO", 5), 0);
+	cr_expect_eq(f.hdr[1].data, 99);
+	cr_expect_eq(memcmp(f.payload[1], "xyz", 3), 0);
+
+	/* A prefix that names neither form: the connection fails, and says why. */
+	memset(wire, 0, sizeof(wire));
+	wire[0] = 0x42;
+	cr_assert_eq(scif_send(b, wire, SFI_HDR_SHORT, SCIF_SEND_BLOCK), (int)SFI_HDR_SHORT);
+	frames_wait(&rx, &f, 3);
+	cr_expect_eq(f.err, -FI_EIO);
+	cr_expect_eq(f.n, 2);
+
+	sfi_conn_fini(&rx, -FI_ECANCELED);
+	sfi_conn_fini(&tx, -FI_ECANCELED);
+}

@@ -1223,8 +1223,13 @@ static void hostile_one(const struct sfi_addr_copy *a, const void *junk, size_t 
 	scif_close(epd);
 }
 
-/* The provider's wire format (providers/scif/sfi.h, sfi_rdm.c), as a peer would write it. */
-#define T_WIRE_VERSION 2
+/*
+ * The provider's wire format (providers/scif/sfi.h, sfi_rdm.c), as a peer would write it:
+ * a header is 40 bytes, or its first 16 (version T_WIRE_SHORT) when data, id and size are 0.
+ */
+#define T_WIRE_VERSION 3
+#define T_WIRE_SHORT (0x80 | T_WIRE_VERSION)
+#define T_HDR_SHORT 16
 enum { T_OP_HELLO = 1, T_OP_HELLO_ACK, T_OP_EAGER };
 
 struct hdr_copy {
@@ -1281,6 +1286,12 @@ static void role_hostile(int rank)
 			memcpy(junk + sizeof(h), &me2, sizeof(me2));
 			memcpy(junk + sizeof(h) + sizeof(me2), &h2, sizeof(h2));
 			hostile_one(&a, junk, 2 * sizeof(h) + sizeof(me2));
+			/* 6: the same in the short form */
+			h2.version = T_WIRE_SHORT;
+			me2.addr.port = 4243;
+			memcpy(junk + sizeof(h), &me2, sizeof(me2));
+			memcpy(junk + sizeof(h) + sizeof(me2), &h2, T_HDR_SHORT);
+			hostile_one(&a, junk, sizeof(h) + sizeof(me2) + T_HDR_SHORT);
 		}
 		t_barrier(NULL);
 		t_barrier(NULL);
@@ -1359,6 +1370,19 @@ static void raw_recv(scif_epd_t epd, void *buf, size_t len)
 	}
 }
 
+/** Receive one header in either form (the fields the short form leaves out are 0). */
+static void raw_recv_hdr(scif_epd_t epd, struct hdr_copy *h)
+{
+	memset(h, 0, sizeof(*h));
+	raw_recv(epd, h, 8);
+	CK(h->version == T_WIRE_VERSION || h->version == T_WIRE_SHORT, "header version %u",
+	   h->version);
+	if (h->version == T_WIRE_SHORT)
+		raw_recv(epd, (char *)h + 8, T_HDR_SHORT - 8);
+	else
+		raw_recv(epd, (char *)h + 8, sizeof(*h) - 8);
+}
+
 /** Rank 0 connects to the raw listener @p lep: accept, take its HELLO, say HELLO_ACK. */
 static scif_epd_t raw_accept_hello(scif_epd_t lep, uint64_t incarnation)
 {
@@ -1370,7 +1394,7 @@ static scif_epd_t raw_accept_hello(scif_epd_t lep, uint64_t incarnation)
 
 	CK(scif_poll(&p, 1, T_WAIT_MS) == 1, "rank 0 did not connect to the address it answers");
 	CK(scif_accept(lep, &peer, &epd, 0) == 0, "scif_accept: %s", strerror(errno));
-	raw_recv(epd, &h, sizeof(h));
+	raw_recv_hdr(epd, &h);
 	CK(h.op == T_OP_HELLO && h.len == sizeof(hello), "HELLO: op %u, %u bytes", h.op, h.len);
 	raw_recv(epd, &hello, sizeof(hello));
 	raw_send(epd, T_OP_HELLO_ACK, &incarnation, sizeof(incarnation));
@@ -1400,7 +1424,7 @@ static uint64_t raw_recv_answer(scif_epd_t epd)
 	struct hdr_copy h;
 	uint64_t v;
 
-	raw_recv(epd, &h, sizeof(h));
+	raw_recv_hdr(epd, &h);
 	CK(h.op == T_OP_EAGER && h.len == sizeof(v), "answer: op %u, %u bytes", h.op, h.len);
 	raw_recv(epd, &v, sizeof(v));
 	return v;
