@@ -499,20 +499,24 @@ void sfi_ep_error_rx(struct sfi_ep *ep, void *context, uint64_t op_flags, int er
 
 #define SFI_WIRE_VERSION 3 /* 2: HELLO and HELLO_ACK carry incarnations; 3: short headers */
 /*
- * A header whose data, id and size are all 0 goes in its short form: its first
+ * A header whose id and size are 0 goes in a shorter form: its first SFI_HDR_DATA bytes
+ * (version to data), with version SFI_WIRE_DATA, or, if its data is 0 as well, its first
  * SFI_HDR_SHORT bytes (version to tag), with version SFI_WIRE_SHORT. A frame of up to 32
- * bytes (an eager tagged message of up to 16) travels in libscif's short copy beside the
- * ring index, so the receiver misses on one cache line for it instead of two or three. The
- * first SFI_HDR_PREFIX bytes of both forms are alike, and say which form follows.
+ * bytes (an eager tagged message of up to 16 bytes, or 8 with CQ data, as Open MPI sends
+ * them) travels in libscif's short copy beside the ring index, so the receiver misses on one
+ * cache line for it instead of two or three. The first SFI_HDR_PREFIX bytes of every form
+ * are alike, and say which form follows.
  */
 #define SFI_WIRE_SHORT (0x80 | SFI_WIRE_VERSION)
-#define SFI_HDR_PREFIX 8 /**< version, op, flags, len: what tells the two forms apart */
+#define SFI_WIRE_DATA (0x40 | SFI_WIRE_VERSION)
+#define SFI_HDR_PREFIX 8 /**< version, op, flags, len: what tells the forms apart */
 #define SFI_HDR_SHORT 16 /**< bytes of a short header on the wire */
+#define SFI_HDR_DATA 24  /**< bytes of a header with CQ data, but no id or size */
 #define SFI_MAX_MSG ((size_t)1 << 31) /**< largest single message (max_msg_size) */
 #define SFI_MAX_IOV 8                 /**< iov_limit of every endpoint */
 
 struct sfi_hdr {
-	uint8_t version;   /**< SFI_WIRE_VERSION, or SFI_WIRE_SHORT on the wire */
+	uint8_t version;   /**< SFI_WIRE_VERSION, SFI_WIRE_DATA or SFI_WIRE_SHORT */
 	uint8_t op;        /**< owner-defined, < SFI_OP_MAX */
 	uint16_t flags;    /**< owner-defined */
 	uint32_t len;      /**< payload bytes that follow this header */
@@ -585,14 +589,19 @@ static inline size_t sfi_conn_hdr_need(const struct sfi_conn *c)
 {
 	if (c->rx_hdr_got < SFI_HDR_PREFIX)
 		return SFI_HDR_PREFIX;
-	if (c->rx_hdr.version == SFI_WIRE_SHORT)
+	switch (c->rx_hdr.version) {
+	case SFI_WIRE_SHORT:
 		return SFI_HDR_SHORT;
-	if (c->rx_hdr.version == SFI_WIRE_VERSION)
+	case SFI_WIRE_DATA:
+		return SFI_HDR_DATA;
+	case SFI_WIRE_VERSION:
 		return sizeof(c->rx_hdr);
-	return SFI_HDR_PREFIX; /* neither form: refused as it stands (sfi_conn_rx_start) */
+	default:
+		return SFI_HDR_PREFIX; /* no form: refused as it stands (sfi_conn_rx_start) */
+	}
 }
 
-/** The header of the frame being received is complete (in either form). */
+/** The header of the frame being received is complete (in any form). */
 static inline bool sfi_conn_hdr_done(const struct sfi_conn *c)
 {
 	return c->rx_hdr_got >= SFI_HDR_PREFIX && c->rx_hdr_got == sfi_conn_hdr_need(c);

@@ -4,9 +4,9 @@
  * @brief A framed, non-blocking message stream over one connected SCIF endpoint.
  *
  * Frames are a struct sfi_hdr followed by hdr.len payload bytes, written back to back on the
- * endpoint's byte stream; a header with no CQ data, id or size goes in its 16-byte short
- * form (sfi.h SFI_WIRE_SHORT), so that a small frame fits the short copy libscif keeps beside
- * its ring index. Nothing here blocks: scif_send and scif_recv are called without their
+ * endpoint's byte stream; a header with no id or size goes in a shorter form of 16 or 24
+ * bytes (sfi.h SFI_WIRE_SHORT, SFI_WIRE_DATA), so that a small frame fits the short copy
+ * libscif keeps beside its ring index. Nothing here blocks: scif_send and scif_recv are called without their
  * BLOCK flags and return what fits / what is there.
  *
  * Sending: frames are queued in FIFO order on c->txq; the head frame is pushed from its
@@ -237,9 +237,9 @@ int sfi_conn_send(struct sfi_conn *c, struct sfi_tx *tx, const struct sfi_hdr *h
 	tx->hdr = *hdr;
 	tx->hdr.len = (uint32_t)len;
 	tx->iov[0].iov_base = &tx->hdr;
-	if (!hdr->data && !hdr->id && !hdr->size) {
-		tx->hdr.version = SFI_WIRE_SHORT;
-		tx->iov[0].iov_len = SFI_HDR_SHORT;
+	if (!hdr->id && !hdr->size) {
+		tx->hdr.version = hdr->data ? SFI_WIRE_DATA : SFI_WIRE_SHORT;
+		tx->iov[0].iov_len = hdr->data ? SFI_HDR_DATA : SFI_HDR_SHORT;
 	} else {
 		tx->hdr.version = SFI_WIRE_VERSION;
 		tx->iov[0].iov_len = sizeof(tx->hdr);
@@ -307,14 +307,17 @@ static int sfi_conn_rx_start(struct sfi_conn *c)
 	size_t i, total = 0;
 	int n;
 
-	if ((h->version != SFI_WIRE_VERSION && h->version != SFI_WIRE_SHORT) ||
-	    h->op >= SFI_OP_MAX || h->len > SFI_MAX_MSG) {
+	if ((h->version != SFI_WIRE_VERSION && h->version != SFI_WIRE_DATA &&
+	     h->version != SFI_WIRE_SHORT) || h->op >= SFI_OP_MAX || h->len > SFI_MAX_MSG) {
 		SFI_WARN(FI_LOG_EP_DATA, "bad frame from %u:%u (version %u op %u len %u)\n",
 			 c->peer.node, c->peer.port, h->version, h->op, h->len);
 		return -FI_EIO;
 	}
-	if (h->version == SFI_WIRE_SHORT) /* what the short form leaves out is 0 */
-		c->rx_hdr.data = c->rx_hdr.id = c->rx_hdr.size = 0;
+	/* What the shorter forms leave out is 0. */
+	if (h->version == SFI_WIRE_SHORT)
+		c->rx_hdr.data = 0;
+	if (h->version != SFI_WIRE_VERSION)
+		c->rx_hdr.id = c->rx_hdr.size = 0;
 	c->rx_cookie = NULL;
 	c->rx_discard = 0;
 	n = c->ops->rx_hdr(c, h, c->rx_iov, &c->rx_cookie);

@@ -1503,9 +1503,9 @@ Test(core_internal, mr_windows_virt_addr, .timeout = 60)
 
 /*
  * sfi_conn's framing on a real SCIF connection: a header with no CQ data, id or size goes
- * in its 16-byte short form, any other in the full one; the receiver takes both, also
- * when the bytes come one at a time, and a frame whose prefix names neither form costs the
- * connection (-FI_EIO), nothing else.
+ * in its 16-byte short form, one with CQ data only in the 24-byte one, any other in the
+ * full one; the receiver takes all three, also when the bytes come one at a time, and a
+ * frame whose prefix names no form costs the connection (-FI_EIO), nothing else.
  */
 struct frames {
 	struct sfi_hdr hdr[4];
@@ -1563,14 +1563,16 @@ static void frames_wait(struct sfi_conn *c, struct frames *f, int n)
 	}
 }
 
-/* Bytes of a frame as sfi_conn_send writes them: the header's wire form, then the payload. */
+/* Bytes of a frame: its header in the form @version says, then the payload. */
 static size_t frame_bytes(uint8_t *out, const struct sfi_hdr *h, const void *payload, size_t len,
-			  bool shrt)
+			  uint8_t version)
 {
 	struct sfi_hdr w = *h;
-	size_t hl = shrt ? SFI_HDR_SHORT : sizeof(w);
+	size_t hl = version == SFI_WIRE_SHORT ? SFI_HDR_SHORT :
+		    version == SFI_WIRE_DATA  ? SFI_HDR_DATA :
+						sizeof(w);
 
-	w.version = shrt ? SFI_WIRE_SHORT : SFI_WIRE_VERSION;
+	w.version = version;
 	w.len = (uint32_t)len;
 	memcpy(out, &w, hl);
 	memcpy(out + hl, payload, len);
@@ -1586,7 +1588,7 @@ Test(core_internal, conn_short_and_full_headers, .timeout = 60)
 	struct sfi_tx t[3];
 	struct sfi_hdr h[3] = {
 		{ .op = 1, .flags = 3, .tag = 0x1122334455667788ull }, /* short */
-		{ .op = 2, .tag = 7, .data = 99 },                   /* full: CQ data */
+		{ .op = 2, .tag = 7, .data = 99 },                   /* CQ data only */
 		{ .op = 3, .id = 5, .size = 1 << 20 },               /* full: id, size */
 	};
 	struct iovec iov[3] = { { (void *)"hello", 5 }, { (void *)"abc", 3 }, { NULL, 0 } };
@@ -1620,14 +1622,15 @@ Test(core_internal, conn_short_and_full_headers, .timeout = 60)
 		cr_expect_eq(memcmp(f.payload[i], iov[i].iov_base, iov[i].iov_len), 0);
 	}
 	cr_expect_eq(f.hdr[0].version, SFI_WIRE_SHORT, "no data, id or size: the short form");
-	cr_expect_eq(f.hdr[1].version, SFI_WIRE_VERSION);
+	cr_expect_eq(f.hdr[1].version, SFI_WIRE_DATA, "CQ data only: the 24-byte form");
 	cr_expect_eq(f.hdr[2].version, SFI_WIRE_VERSION);
 
-	/* Byte by byte: a short frame, then a full one, whose headers come in pieces. */
+	/* Byte by byte: a short frame, then a full one and a 24-byte one, in pieces. */
 	f.n = 0;
-	n = frame_bytes(wire, &h[0], "HELLO", 5, true);
-	n += frame_bytes(wire + n, &h[1], "xyz", 3, false);
-	cr_assert_eq(n, SFI_HDR_SHORT + 5 + sizeof(struct sfi_hdr) + 3);
+	n = frame_bytes(wire, &h[0], "HELLO", 5, SFI_WIRE_SHORT);
+	n += frame_bytes(wire + n, &h[1], "xyz", 3, SFI_WIRE_VERSION);
+	n += frame_bytes(wire + n, &h[1], "uvw", 3, SFI_WIRE_DATA);
+	cr_assert_eq(n, SFI_HDR_SHORT + 5 + sizeof(struct sfi_hdr) + 3 + SFI_HDR_DATA + 3);
 	for (size_t i = 0; i < n; i++) {
 		cr_assert_eq(scif_send(b, wire + i, 1, SCIF_SEND_BLOCK), 1);
 		sfi_conn_progress(&rx);
@@ -1635,21 +1638,27 @@ Test(core_internal, conn_short_and_full_headers, .timeout = 60)
 		if (i + 1 < SFI_HDR_SHORT + 5)
 			cr_expect_eq(f.n, 0, "a frame before its last byte (%zu)", i);
 	}
-	frames_wait(&rx, &f, 2);
-	cr_assert_eq(f.n, 2);
+	frames_wait(&rx, &f, 3);
+	cr_assert_eq(f.n, 3);
 	cr_expect_eq(f.hdr[0].tag, h[0].tag);
 	cr_expect_eq(f.hdr[0].data, 0);
 	cr_expect_eq(memcmp(f.payload[0], "HELLO", 5), 0);
-	cr_expect_eq(f.hdr[1].data, 99);
+	for (int i = 1; i < 3; i++) {
+		cr_expect_eq(f.hdr[i].tag, 7);
+		cr_expect_eq(f.hdr[i].data, 99);
+		cr_expect_eq(f.hdr[i].id, 0);
+		cr_expect_eq(f.hdr[i].size, 0);
+	}
 	cr_expect_eq(memcmp(f.payload[1], "xyz", 3), 0);
+	cr_expect_eq(memcmp(f.payload[2], "uvw", 3), 0);
 
 	/* A prefix that names neither form: the connection fails, and says why. */
 	memset(wire, 0, sizeof(wire));
 	wire[0] = 0x42;
 	cr_assert_eq(scif_send(b, wire, SFI_HDR_SHORT, SCIF_SEND_BLOCK), (int)SFI_HDR_SHORT);
-	frames_wait(&rx, &f, 3);
+	frames_wait(&rx, &f, 4);
 	cr_expect_eq(f.err, -FI_EIO);
-	cr_expect_eq(f.n, 2);
+	cr_expect_eq(f.n, 3);
 
 	sfi_conn_fini(&rx, -FI_ECANCELED);
 	sfi_conn_fini(&tx, -FI_ECANCELED);

@@ -1225,11 +1225,14 @@ static void hostile_one(const struct sfi_addr_copy *a, const void *junk, size_t 
 
 /*
  * The provider's wire format (providers/scif/sfi.h, sfi_rdm.c), as a peer would write it:
- * a header is 40 bytes, or its first 16 (version T_WIRE_SHORT) when data, id and size are 0.
+ * a header is 40 bytes, or its first 24 (version T_WIRE_DATA) when id and size are 0, or
+ * its first 16 (T_WIRE_SHORT) when data is 0 as well.
  */
 #define T_WIRE_VERSION 3
 #define T_WIRE_SHORT (0x80 | T_WIRE_VERSION)
+#define T_WIRE_DATA (0x40 | T_WIRE_VERSION)
 #define T_HDR_SHORT 16
+#define T_HDR_DATA 24
 enum { T_OP_HELLO = 1, T_OP_HELLO_ACK, T_OP_EAGER };
 
 struct hdr_copy {
@@ -1370,17 +1373,16 @@ static void raw_recv(scif_epd_t epd, void *buf, size_t len)
 	}
 }
 
-/** Receive one header in either form (the fields the short form leaves out are 0). */
+/** Receive one header in any form (the fields a shorter form leaves out are 0). */
 static void raw_recv_hdr(scif_epd_t epd, struct hdr_copy *h)
 {
 	memset(h, 0, sizeof(*h));
 	raw_recv(epd, h, 8);
-	CK(h->version == T_WIRE_VERSION || h->version == T_WIRE_SHORT, "header version %u",
-	   h->version);
-	if (h->version == T_WIRE_SHORT)
-		raw_recv(epd, (char *)h + 8, T_HDR_SHORT - 8);
-	else
-		raw_recv(epd, (char *)h + 8, sizeof(*h) - 8);
+	CK(h->version == T_WIRE_VERSION || h->version == T_WIRE_DATA ||
+	   h->version == T_WIRE_SHORT, "header version %u", h->version);
+	raw_recv(epd, (char *)h + 8, (h->version == T_WIRE_SHORT ? T_HDR_SHORT :
+				      h->version == T_WIRE_DATA  ? T_HDR_DATA :
+								   sizeof(*h)) - 8);
 }
 
 /** Rank 0 connects to the raw listener @p lep: accept, take its HELLO, say HELLO_ACK. */
