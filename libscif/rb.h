@@ -133,7 +133,8 @@ static_assert(offsetof(struct scif_qp_region, data) == SCIF_QP_HDR_SIZE, "qp dat
  * a shadow of the peer's memory (fabric.h region_flush), carries what we write into the
  * peer's region (@flush_r, at @flush_base) there, else NULL; @tail (sending) the stream's last
  * SCIF_RB_SHORT bytes, kept here because the producer never reads the peer's region. The
- * state lives in fork-shared memory and is only touched under the direction's lock.
+ * state lives in fork-shared memory and is only written under the direction's lock, @idx
+ * with single stores: scif_poll and a quiet non-blocking scif_recv read it without (msg.c).
  */
 struct scif_region;
 

@@ -6,8 +6,8 @@
  * Frames are a struct sfi_hdr followed by hdr.len payload bytes, written back to back on the
  * endpoint's byte stream; a header with no id or size goes in a shorter form of 16 or 24
  * bytes (sfi.h SFI_WIRE_SHORT, SFI_WIRE_DATA), so that a small frame fits the short copy
- * libscif keeps beside its ring index. Nothing here blocks: scif_send and scif_recv are called without their
- * BLOCK flags and return what fits / what is there.
+ * libscif keeps beside its ring index. Nothing here blocks: scif_send and scif_recv are
+ * called without their BLOCK flags and return what fits / what is there.
  *
  * Sending: frames are queued in FIFO order on c->txq; the head frame is pushed from its
  * (iov_idx, iov_off) position. A frame whose every byte was handed to SCIF moves to
