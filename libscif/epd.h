@@ -220,6 +220,22 @@ struct scif_peer_wait;
 /* The process's attachment to its fabric (set up once by scif__init). */
 extern struct scif_fabric scif__fab;
 
+/* Take the queued rings off the endpoint's descriptor (fabric.h, bell_drain). */
+static inline void scif__bell_drain(struct scif_endpt *ep)
+{
+	if (__builtin_expect(scif__fab.ops->bell_drain != NULL, 0))
+		scif__fab.ops->bell_drain(&ep->bell, ep->fd);
+	else
+		scif__fab.ops->drain(ep->fd);
+}
+
+/* Around a sleep in poll(2) for what the peer writes or rings (fabric.h, sleep). */
+static inline void scif__fab_sleep(int asleep)
+{
+	if (__builtin_expect(scif__fab.ops->sleep != NULL, 0))
+		scif__fab.ops->sleep(asleep);
+}
+
 int scif__init(void);
 
 /*

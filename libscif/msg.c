@@ -141,7 +141,9 @@ int scif__msg_wait(struct scif_endpt *ep, int extra, short events, int timeout_m
 		p[n++] = (struct pollfd){ .fd = wfd, .events = POLLIN };
 	if (extra >= 0)
 		p[n++] = (struct pollfd){ .fd = extra, .events = POLLIN };
+	scif__fab_sleep(1);
 	ret = poll(p, (nfds_t)n, timeout_ms);
+	scif__fab_sleep(0);
 	scif__atomic_dec(&ep->waiters);
 	if (ret < 0 && errno == EINTR)
 		return -EINTR;
@@ -220,7 +222,7 @@ static int rx_settle_retry(struct scif_endpt *ep, int retry, int room)
 	if (db == sh->rx_seen && !sh->self_bell)
 		return 0;
 	/* Empty ring with bells queued: take them off, then look once more. */
-	scif__fab.ops->drain(ep->fd);
+	scif__bell_drain(ep);
 	scif__write_once(&sh->rx_seen, db);
 	scif__write_once(&sh->self_bell, 0);
 	rx_arm_set(ep, sh->rx_seen);
@@ -314,7 +316,7 @@ int scif__msg_rx_sleep(struct scif_endpt *ep, const uint64_t *w, uint64_t v)
 
 	if (rx_spin(ep, w, v))
 		return 0;
-	scif__fab.ops->drain(ep->fd);
+	scif__bell_drain(ep);
 	/* Acquire pairs with the sender's release of in_db in tx_notify. */
 	scif__write_once(&sh->rx_seen, scif__load_acquire(&scif__qp_mine(ep)->in_db));
 	scif__write_once(&sh->self_bell, 0);
@@ -455,7 +457,7 @@ static void tx_notify(struct scif_endpt *ep, int grace)
 		 */
 		sh->db_sent++;
 		scif__write_once(&scif__qp_theirs(ep)->in_db, sh->db_sent);
-		scif__rb_flush_line(&ep->tx, &scif__qp_theirs(ep)->in_db, SCIF_FLUSH_MORE);
+		scif__rb_flush_idx(&ep->tx, SCIF_FLUSH_MORE); /* in_widx and in_db */
 		scif__fab.ops->ring(&ep->peer_bell);
 		return;
 	}
@@ -525,7 +527,8 @@ static long tx_arm(struct scif_endpt *ep)
 	scif__mb(); /* [M3] pairs with [M4] in rx_notify_room */
 	if (__builtin_expect(ep->tx.flush != NULL, 0)) {
 		/* Shadow fabric: [M3] is the fabric's two-way fence (fabric.h region_fence). */
-		scif__rb_flush_line(&ep->tx, &scif__qp_theirs(ep)->peer_tx_wait, 0);
+		scif__rb_flush(&ep->tx, &scif__qp_theirs(ep)->peer_tx_wait,
+			       sizeof(scif__qp_theirs(ep)->peer_tx_wait), 0);
 		if (scif__fab.ops->region_fence(&ep->theirs, ep->link) < 0) {
 			/* The peer is gone: no room will come; the waiters see the reset. */
 			scif__epd_disconnect(ep);

@@ -188,6 +188,12 @@ static int conn_import(struct scif_endpt *ep, const struct scif_ctl_msg *m, stru
 		ep->tx.shrt = ep->rx.shrt = NULL;
 	ep->tx.flush_r = ep->rx.flush_r = &ep->theirs;
 	ep->tx.flush_base = ep->rx.flush_base = ep->theirs.addr;
+	/* The producer's index and doorbell count go together (tx_notify); see rb.h. */
+	static_assert(offsetof(struct scif_qp_region, in_db) ==
+			      offsetof(struct scif_qp_region, in_widx) + sizeof(uint64_t),
+		      "in_db follows in_widx");
+	ep->tx.idx_len = 2 * sizeof(uint64_t);
+	ep->rx.idx_len = sizeof(uint64_t);
 	ep->sh->peer = m->src;
 	return 0;
 }

@@ -80,11 +80,15 @@ int scif__poll(struct scif_pollepd *epds, unsigned int nepds, long timeout)
 		 */
 		if (nscif && (wait_ms < 0 || wait_ms > scif__wait_recheck_ms))
 			wait_ms = scif__wait_recheck_ms;
+		if (wait_ms && nscif)
+			scif__fab_sleep(1);
 		ret = poll(pfd, nepds, wait_ms);
-		if (ret < 0) {
+		if (ret < 0)
 			ret = -errno;
+		if (wait_ms && nscif)
+			scif__fab_sleep(0);
+		if (ret < 0)
 			break;
-		}
 		ret = 0;
 		for (unsigned int i = 0; i < nepds; i++) {
 			short rev = pfd[i].revents;

@@ -16,10 +16,9 @@ void scif__rb_flush(const struct scif_rb *rb, const void *p, size_t len, unsigne
 	rb->flush(rb->flush_r, (size_t)((const uint8_t *)p - rb->flush_base), len, flags);
 }
 
-void scif__rb_flush_line(const struct scif_rb *rb, const void *p, unsigned int flags)
+void scif__rb_flush_idx(const struct scif_rb *rb, unsigned int flags)
 {
-	rb->flush(rb->flush_r, (size_t)((const uint8_t *)p - rb->flush_base) & ~(size_t)63, 64,
-		  flags);
+	scif__rb_flush(rb, rb->remote_idx, rb->idx_len, flags);
 }
 
 /* The bytes just put at @off (wrapping as rb_put does) and then our index, on shadow fabrics:
@@ -138,8 +137,7 @@ static void rb_copy(const struct scif_rb *rb, struct scif_rb_state *st, uint8_t 
 			/* A producer's index is followed by its doorbell (msg.c tx_notify). */
 			if (to_ring)
 				rb_flush_data(rb, off, piece);
-			scif__rb_flush_line(rb, rb->remote_idx,
-					    to_ring ? SCIF_FLUSH_MORE : rb_ridx_flags(rb, st));
+			scif__rb_flush_idx(rb, to_ring ? SCIF_FLUSH_MORE : rb_ridx_flags(rb, st));
 		}
 	}
 }
@@ -222,7 +220,7 @@ long scif__rb_write(const struct scif_rb *rb, struct scif_rb_state *st, const vo
 		if (__builtin_expect(rb->flush != NULL, 0)) {
 			rb_flush_data(rb, off, n);
 			/* The short copy shares it; the doorbell follows (msg.c tx_notify). */
-			scif__rb_flush_line(rb, rb->remote_idx, SCIF_FLUSH_MORE);
+			scif__rb_flush_idx(rb, SCIF_FLUSH_MORE);
 		}
 	} else {
 		rb_copy(rb, st, (uint8_t *)buf, n, 1);
@@ -249,7 +247,7 @@ long scif__rb_read(const struct scif_rb *rb, struct scif_rb_state *st, void *buf
 		/* Release pairs with scif__rb_space: we are done with those bytes. */
 		scif__store_release(rb->remote_idx, st->idx);
 		if (__builtin_expect(rb->flush != NULL, 0))
-			scif__rb_flush_line(rb, rb->remote_idx, rb_ridx_flags(rb, st));
+			scif__rb_flush_idx(rb, rb_ridx_flags(rb, st));
 		return (long)n;
 	}
 	rb_copy(rb, st, buf, n, 0);

@@ -131,7 +131,8 @@ static_assert(offsetof(struct scif_qp_region, data) == SCIF_QP_HDR_SIZE, "qp dat
  * @idx is our own free-running index (widx when sending, ridx when receiving); @cache the
  * last value of the other side's index we read; @flush, on a fabric whose imported region is
  * a shadow of the peer's memory (fabric.h region_flush), carries what we write into the
- * peer's region (@flush_r, at @flush_base) there, else NULL; @tail (sending) the stream's last
+ * peer's region (@flush_r, at @flush_base) there, else NULL, and @idx_len says how much
+ * of @remote_idx's line is ours to carry with the index; @tail (sending) the stream's last
  * SCIF_RB_SHORT bytes, kept here because the producer never reads the peer's region. The
  * state lives in fork-shared memory and is only written under the direction's lock, @idx
  * with single stores: scif_poll and a quiet non-blocking scif_recv read it without (msg.c).
@@ -148,6 +149,7 @@ struct scif_rb {
 	int (*flush)(const struct scif_region *r, size_t off, size_t len, unsigned int flags);
 	const struct scif_region *flush_r;
 	const uint8_t *flush_base; /* where @flush_r is mapped */
+	uint32_t idx_len;	   /* bytes at @remote_idx that carry our index (rb_flush_idx) */
 };
 
 /*
@@ -156,8 +158,12 @@ struct scif_rb {
  * follows at once, so the fabric may send them together).
  */
 void scif__rb_flush(const struct scif_rb *rb, const void *p, size_t len, unsigned int flags);
-/* Carry the 64-byte line of the peer's region that holds @p. */
-void scif__rb_flush_line(const struct scif_rb *rb, const void *p, unsigned int flags);
+/*
+ * Carry our index to the peer's region: @idx_len bytes at @remote_idx, which for a producer
+ * include the doorbell count beside it (in_widx, in_db), so that the index and the doorbell
+ * that follows it are one range. Only the words that changed travel, not their lines.
+ */
+void scif__rb_flush_idx(const struct scif_rb *rb, unsigned int flags);
 
 struct scif_rb_state {
 	uint64_t idx;

@@ -239,6 +239,16 @@ struct scif_fabric {
  * @poll:          optional: one non-blocking pass of the fabric's own progress, for a core
  *                 thread that spins waiting for the peer (a fabric whose peer's writes land
  *                 only when someone progresses it). Must be cheap when there is nothing.
+ *                 Such a fabric may count on the spinner, and leave its own progress
+ *                 alone, for a short while after each call (unless @sleep says a thread
+ *                 sleeps waiting).
+ * @sleep:         optional, for a fabric with @poll: a thread of the core is about to sleep
+ *                 in poll(2) until the peer writes or rings (@asleep 1), or is back (0);
+ *                 every 1 is followed by one 0. While one sleeps, the fabric progresses by
+ *                 itself.
+ * @bell_drain:    optional: drain(@user) where @user is the other end of our own bell @own
+ *                 (bell_create): a fabric that knows nothing was rung since the last drain
+ *                 may skip the system call.
  * @bell_quiet:    optional: the peer's rings of the own bell @own (each tells the owner to
  *                 look at what the peer wrote, and comes after it) may be left out while
  *                 *@word has a bit of @mask set: the owner is looking by itself. The fabric
@@ -286,6 +296,8 @@ struct scif_fabric_ops {
 	void (*mem_free)(struct scif_mem *m);
 	int (*mem_copy)(const struct scif_mem *m, size_t off, void *buf, size_t len, int to_peer);
 	void (*poll)(void);
+	void (*sleep)(int asleep);
+	int (*bell_drain)(const struct scif_bell *own, int user);
 	void (*bell_quiet)(struct scif_bell *own, const uint64_t *word, uint64_t mask);
 };
 

@@ -54,6 +54,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -98,6 +99,7 @@
 #define OFI_FORGET_MS OFI_OP_MS /* a peer process unused this long leaves the address vector */
 #define OFI_RMA_PIECE (1 << 20) /* an RMA goes in pieces of this (ofi_rma_wait) */
 #define OFI_RMA_DEPTH 8         /* pieces of one RMA in flight */
+#define OFI_LEASE_NS 1000000u   /* a spinning thread progresses for us this long (ofi_park) */
 
 /* One framed control message on a link; the message, then nfh handles, follow it. */
 struct ofi_frame {
@@ -124,10 +126,13 @@ struct ofi_hello {
 
 /*
  * A small message between the fabric's processes, handled by the receiver's progress. A PUT
- * is followed by ranges (struct ofi_put, then its bytes padded to 8) to place in the
- * receiver's regions, in order; with OFI_PUT_RING its @arg is a bell token to ring after.
- * Any other message may carry ranges too (lazy ones, ofi_lazy_fill): they are placed before
- * the message is handled.
+ * is followed by ranges to place in the receiver's regions, in order; with OFI_PUT_RING its
+ * @arg is a bell token to ring after. Any other message may carry ranges too (lazy ones,
+ * ofi_lazy_fill): they are placed before the message is handled. Ranges, when there are any:
+ * the key of the region they are for (8 bytes), then each range (struct ofi_put, then its
+ * bytes padded to 8); a range header with @off OFI_PUT_KEY and @len 0 is followed by the key
+ * the next ranges are for. A short send's bytes, its index and doorbell count and the ring
+ * make 64 bytes, and 80 with a held read index (a ping-pong's answer carries one).
  */
 enum { OFI_OP_RING = 1, OFI_OP_UNPARK, OFI_OP_PING, OFI_OP_ECHO, OFI_OP_PUT };
 #define OFI_PUT_RING (1u << 16)
@@ -137,25 +142,31 @@ struct ofi_note {
 	uint64_t arg;
 };
 
-/* One range of a PUT: @len bytes at @off of the region whose key the owner gave. */
-struct ofi_put {
-	uint64_t key;
-	uint32_t off;
-	uint32_t len;
-};
-
 union ofi_msgbuf {
 	struct ofi_note n;
 	uint64_t align;
 	uint8_t b[OFI_NOTE_BYTES];
 };
 
-/* A PUT being filled by one thread (flushes with SCIF_FLUSH_MORE); @len 0: none. */
+/* One range of a PUT: @len bytes at @off of the region whose key came last. */
+struct ofi_put {
+	uint32_t off;
+	uint32_t len;
+};
+#define OFI_PUT_KEY UINT32_MAX /* @off of a header that says another key follows */
+
+/* A message being built: @len bytes of @m, whose ranges are for @key (if it has ranges). */
+struct ofi_out {
+	size_t len;
+	size_t last; /* where its last range's header is (0: none yet) */
+	uint64_t key;
+	union ofi_msgbuf m;
+};
+
+/* A PUT being filled by one thread (flushes with SCIF_FLUSH_MORE); @o.len 0: none. */
 struct ofi_pending {
 	fi_addr_t peer;
-	size_t len;
-	size_t last; /* where its last range starts */
-	union ofi_msgbuf m;
+	struct ofi_out o;
 };
 
 /* One of our regions, which peers write with RDMA or PUTs (r->priv[0]). */
@@ -228,6 +239,8 @@ struct ofi_bell_slot {
 	uint32_t gen; /* bumped when the slot is freed: stale tokens miss */
 	const uint64_t *quiet; /* bell_quiet: rings are left out while *quiet & quiet_mask */
 	uint64_t quiet_mask;
+	uint64_t rings;   /* rings written into it, counted after each write */
+	uint64_t drained; /* @rings when it was last drained (ofi_bell_drain) */
 };
 
 struct ofi_fence {
@@ -281,6 +294,21 @@ static struct {
 	struct fid_mr *rx_mr;
 	struct ofi_own *reg[OFI_REG_BUCKETS];
 	pthread_t thread;
+	/*
+	 * The progress thread stands aside while a thread of the core spins (ofi_park): its
+	 * wake-ups would only take the CPU and fi_lock from the spinner, which progresses
+	 * anyway. @lease (ns, monotonic): until when the last spinner's ofi_poll vouches for
+	 * progress (written by spinners, read by the progress thread); @wanting: threads that
+	 * sleep waiting for progress (ofi_want_progress), so the thread must not stand aside;
+	 * @parked: set by the progress thread while it stands aside on @park_fd, an eventfd
+	 * that ofi_want_progress writes. @parked and @wanting pair as a Dekker pair (seq_cst
+	 * store, then load of the other): either the thread sees @wanting, or the waker sees
+	 * @parked and writes.
+	 */
+	uint64_t lease;
+	unsigned int wanting;
+	int parked;
+	int park_fd;
 	/* under lock */
 	struct ofi_bell_slot *bells;
 	uint32_t nbells;
@@ -304,6 +332,7 @@ static struct {
 	.fi_lock = PTHREAD_MUTEX_INITIALIZER,
 	.fence_cond = PTHREAD_COND_INITIALIZER,
 	.reg_lock = PTHREAD_MUTEX_INITIALIZER,
+	.park_fd = -1,
 };
 
 static __thread struct ofi_pending ofi_pend;
@@ -544,7 +573,12 @@ static void ofi_reg_del(struct ofi_own *o)
 static void ofi_put_place(union ofi_msgbuf *m, size_t len)
 {
 	size_t at = sizeof(struct ofi_note);
+	uint64_t key;
 
+	if (len - at < sizeof(key))
+		goto bad_unlocked;
+	memcpy(&key, m->b + at, sizeof(key));
+	at += sizeof(key);
 	pthread_mutex_lock(&ofi.reg_lock);
 	while (at < len) {
 		struct ofi_put p;
@@ -555,10 +589,17 @@ static void ofi_put_place(union ofi_msgbuf *m, size_t len)
 			goto bad;
 		memcpy(&p, m->b + at, sizeof(p));
 		at += sizeof(p);
+		if (p.off == OFI_PUT_KEY) {
+			if (p.len || len - at < sizeof(key))
+				goto bad;
+			memcpy(&key, m->b + at, sizeof(key));
+			at += sizeof(key);
+			continue;
+		}
 		pad = ((size_t)p.len + 7) & ~(size_t)7;
 		if (!p.len || pad > len - at)
 			goto bad;
-		o = ofi_reg_find(p.key);
+		o = ofi_reg_find(key);
 		if (!o) {
 			/*
 			 * A region of ours that is gone: the range is for a connection closed
@@ -586,6 +627,7 @@ static void ofi_put_place(union ofi_msgbuf *m, size_t len)
 	return;
 bad:
 	pthread_mutex_unlock(&ofi.reg_lock);
+bad_unlocked:
 	m->n.op = 0;
 	/* Under fi_lock: the count needs no other. A flood of them logs a few. */
 	static unsigned long bad_puts;
@@ -671,6 +713,64 @@ static ssize_t ofi_cq_pass(int *trywait, int try)
 	return n;
 }
 
+static uint64_t ofi_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * A thread is about to sleep until the fabric progresses (@on), or has woken (!@on): while
+ * one does, the progress thread does not stand aside, and one standing aside is called back.
+ * (The seq_cst pair with ofi_park is in the struct's comment.)
+ */
+static void ofi_want_progress(int on)
+{
+	uint64_t one = 1;
+
+	if (!on) {
+		__atomic_sub_fetch(&ofi.wanting, 1, __ATOMIC_SEQ_CST);
+		return;
+	}
+	__atomic_add_fetch(&ofi.wanting, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&ofi.parked, __ATOMIC_SEQ_CST) && write(ofi.park_fd, &one, 8) < 0)
+		return; /* EAGAIN: the counter is full, which wakes it all the same */
+}
+
+/*
+ * The progress thread: stand aside while a spinning thread's lease runs (ofi_poll) and no
+ * thread sleeps waiting for progress, until the lease ends or ofi_want_progress calls.
+ * Returns 1 if it stood aside (the caller looks again).
+ *
+ * Without this, every event on the completion queue's descriptor (an arriving message, and
+ * with tcp;ofi_rxm even our own sends, which signal it) wakes the progress thread, which on
+ * a busy CPU preempts the spinner, takes fi_lock from it and hands the CPU back: four
+ * context switches per round trip for work the spinner does itself.
+ */
+static int ofi_park(void)
+{
+	uint64_t end = __atomic_load_n(&ofi.lease, __ATOMIC_RELAXED), now, v;
+	struct pollfd p = { .fd = ofi.park_fd, .events = POLLIN };
+	struct timespec ts;
+
+	if (!end || ofi.park_fd < 0 || __atomic_load_n(&ofi.wanting, __ATOMIC_SEQ_CST))
+		return 0;
+	now = ofi_now_ns();
+	if (end <= now)
+		return 0;
+	__atomic_store_n(&ofi.parked, 1, __ATOMIC_SEQ_CST);
+	if (!__atomic_load_n(&ofi.wanting, __ATOMIC_SEQ_CST)) {
+		ts.tv_sec = (time_t)((end - now) / 1000000000u);
+		ts.tv_nsec = (long)((end - now) % 1000000000u);
+		if (ppoll(&p, 1, &ts, NULL) > 0 && read(ofi.park_fd, &v, sizeof(v)) < 0)
+			v = 0; /* EAGAIN: a wake-up already taken; nothing to do */
+	}
+	__atomic_store_n(&ofi.parked, 0, __ATOMIC_SEQ_CST);
+	return 1;
+}
+
 /* The progress thread: passes over the completion queue, sleeping while it is empty. */
 static void *ofi_progress(void *arg)
 {
@@ -681,7 +781,13 @@ static void *ofi_progress(void *arg)
 		wfd = -1;
 	for (unsigned int idle = 0;;) {
 		int wait = 0;
-		ssize_t n = ofi_cq_pass(wfd >= 0 ? &wait : NULL, 0);
+		ssize_t n;
+
+		if (ofi_park()) {
+			idle = 0;
+			continue;
+		}
+		n = ofi_cq_pass(wfd >= 0 ? &wait : NULL, 0);
 
 		if (n == -FI_EAGAIN) {
 			/*
@@ -717,7 +823,16 @@ static void ofi_poll(void)
 	if (!__atomic_load_n(&ofi.ready, __ATOMIC_ACQUIRE) ||
 	    __atomic_load_n(&ofi.forked, __ATOMIC_ACQUIRE))
 		return;
+	/* Vouch for progress a while: the progress thread stands aside meanwhile (ofi_park). */
+	__atomic_store_n(&ofi.lease, ofi_now_ns() + OFI_LEASE_NS, __ATOMIC_RELAXED);
 	ofi_cq_pass(NULL, 1);
+}
+
+/* A thread of the core sleeps waiting for the peer, or has woken (fabric.h sleep). */
+static void ofi_sleep(int asleep)
+{
+	if (__atomic_load_n(&ofi.ready, __ATOMIC_ACQUIRE))
+		ofi_want_progress(asleep);
 }
 
 static int ofi_open_ep(void);
@@ -779,6 +894,8 @@ static int ofi_open_ep(void)
 		return -ENXIO;
 	for (int i = 0; i < OFI_RX_BUFS; i++)
 		ofi_repost(i);
+	/* Without it the progress thread never stands aside (ofi_park): slower, not wrong. */
+	ofi.park_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	/* The application's signals are not for the progress thread. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -800,11 +917,18 @@ static void ofi_atfork_child(void)
 	pthread_mutex_init(&ofi.recv_lock, NULL);
 	pthread_cond_init(&ofi.fence_cond, NULL);
 	pthread_mutex_init(&ofi.reg_lock, NULL);
-	ofi_pend.len = 0;
+	ofi_pend.o.len = 0;
 	/* The parent's connections: they stay with it. */
 	ofi.held = NULL;
 	ofi.held_slots = 0;
 	ofi.nheld = 0;
+	/* No progress thread here until ofi_live opens our own endpoint (and eventfd). */
+	if (ofi.park_fd >= 0)
+		close(ofi.park_fd);
+	ofi.park_fd = -1;
+	ofi.lease = 0;
+	ofi.wanting = 0;
+	ofi.parked = 0;
 	if (ofi.ready)
 		ofi.forked = 1;
 }
@@ -979,13 +1103,57 @@ static int ofi_retry(struct ofi_retry *r, fi_addr_t peer)
 
 /* ---- small messages --------------------------------------------------------------------- */
 
+/* Start @o as a note @op with @arg and no ranges. */
+static void ofi_out_start(struct ofi_out *o, uint32_t op, uint64_t arg)
+{
+	o->m.n = (struct ofi_note){ .magic = OFI_NOTE_MAGIC, .op = op, .arg = arg };
+	o->len = sizeof(o->m.n);
+	o->last = 0;
+}
+
+/* What a range of @len bytes for the region @key adds to @o (the wire format: ofi_note). */
+static size_t ofi_out_need(const struct ofi_out *o, uint64_t key, size_t len)
+{
+	size_t k = 0;
+
+	if (o->len == sizeof(o->m.n))
+		k = sizeof(key);
+	else if (o->key != key)
+		k = sizeof(struct ofi_put) + sizeof(key);
+	return k + sizeof(struct ofi_put) + ((len + 7) & ~(size_t)7);
+}
+
+/* Append to @o @len bytes from @src for @off of the region @key (the caller made room). */
+static void ofi_out_add(struct ofi_out *o, uint64_t key, uint32_t off, const void *src,
+			uint32_t len)
+{
+	struct ofi_put *e;
+
+	if (o->len == sizeof(o->m.n) || o->key != key) {
+		if (o->len != sizeof(o->m.n)) {
+			e = (struct ofi_put *)(o->m.b + o->len);
+			*e = (struct ofi_put){ .off = OFI_PUT_KEY, .len = 0 };
+			o->len += sizeof(*e);
+		}
+		memcpy(o->m.b + o->len, &key, sizeof(key));
+		o->len += sizeof(key);
+		o->key = key;
+	}
+	o->last = o->len;
+	e = (struct ofi_put *)(o->m.b + o->len);
+	*e = (struct ofi_put){ .off = off, .len = len };
+	memcpy(e + 1, src, len);
+	/* The padding too: nothing of this process's memory goes out by accident. */
+	memset((uint8_t *)(e + 1) + len, 0, ((len + 7) & ~7u) - len);
+	o->len += sizeof(*e) + ((len + 7) & ~(size_t)7);
+}
+
 /*
- * Under fi_lock: append to @m (*@len bytes long) the held ranges toward @to that fit, their
- * bytes read now, taking them off its list in ofi.held; returns them as a chain (lazy_next), to put back
+ * Under fi_lock: append to @o the held ranges toward @to that fit, their bytes read now,
+ * taking them off its list in ofi.held; returns them as a chain (lazy_next), to put back
  * with ofi_lazy_keep if the message does not go. *@left is set if some did not fit.
  */
-static struct ofi_shadow *ofi_lazy_fill(union ofi_msgbuf *m, size_t *len, fi_addr_t to,
-					int *left)
+static struct ofi_shadow *ofi_lazy_fill(struct ofi_out *o, fi_addr_t to, int *left)
 {
 	struct ofi_shadow *took = NULL, **pp, *s;
 
@@ -993,10 +1161,7 @@ static struct ofi_shadow *ofi_lazy_fill(union ofi_msgbuf *m, size_t *len, fi_add
 		return NULL;
 	pp = &ofi.held[to];
 	while ((s = *pp)) {
-		size_t need = sizeof(struct ofi_put) + s->lazy_len;
-		struct ofi_put *e;
-
-		if (*len + need > ofi.put) {
+		if (o->len + ofi_out_need(o, s->key, s->lazy_len) > ofi.put) {
 			*left = 1;
 			pp = &s->lazy_next;
 			continue;
@@ -1006,10 +1171,7 @@ static struct ofi_shadow *ofi_lazy_fill(union ofi_msgbuf *m, size_t *len, fi_add
 		/* The other half of the pairing in struct ofi_shadow: clear, mb, read. */
 		__atomic_store_n(&s->lazy, 0, __ATOMIC_SEQ_CST);
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		e = (struct ofi_put *)(m->b + *len);
-		*e = (struct ofi_put){ .key = s->key, .off = s->lazy_off, .len = s->lazy_len };
-		memcpy(e + 1, s->addr + s->lazy_off, s->lazy_len);
-		*len += need;
+		ofi_out_add(o, s->key, s->lazy_off, s->addr + s->lazy_off, s->lazy_len);
 		s->lazy_next = took;
 		took = s;
 	}
@@ -1066,39 +1228,45 @@ static void ofi_lazy_unlink(struct ofi_shadow *s)
 }
 
 /*
- * Under fi_lock: inject @m (@len bytes) toward @to, and with it, or in PUTs of their own just
- * before it, the ranges held toward @to (SCIF_FLUSH_LAZY): nothing this process sends to a
- * peer overtakes a range it holds for it. Returns fi_inject's answer; on -FI_EAGAIN whatever
- * did not go is held still. @m's room past @len is used.
+ * Under fi_lock: inject @o toward @to, and with it, or in PUTs of their own just before it,
+ * the ranges held toward @to (SCIF_FLUSH_LAZY): nothing this process sends to a peer
+ * overtakes a range it holds for it. Returns fi_inject's answer; on -FI_EAGAIN @o is as it
+ * was and whatever did not go is held still. @o's room past its length is used.
  */
-static ssize_t ofi_inject_locked(union ofi_msgbuf *m, size_t len, fi_addr_t to)
+static ssize_t ofi_inject_locked(struct ofi_out *o, fi_addr_t to)
 {
 	struct ofi_shadow *took = NULL;
+	size_t len = o->len, last = o->last;
+	uint64_t key = o->key;
 	int left = 0;
 	ssize_t r;
 
 	if (__builtin_expect(ofi.nheld != 0, 0))
-		took = ofi_lazy_fill(m, &len, to, &left);
+		took = ofi_lazy_fill(o, to, &left);
 	while (left) {
-		/* More than the message has room for: PUTs of their own first (each takes one
-		 * at least: region_flush holds only ranges that fit an empty PUT). */
-		union ofi_msgbuf x;
-		size_t xl = sizeof(x.n);
+		/* PUTs of their own first (each takes one at least: region_flush holds only
+		 * ranges that fit an empty PUT). */
+		struct ofi_out x;
 		struct ofi_shadow *xt;
 
-		x.n = (struct ofi_note){ .magic = OFI_NOTE_MAGIC, .op = OFI_OP_PUT };
+		ofi_out_start(&x, OFI_OP_PUT, 0);
 		left = 0;
-		xt = ofi_lazy_fill(&x, &xl, to, &left);
-		r = fi_inject(ofi.ep, x.b, xl, to);
+		xt = ofi_lazy_fill(&x, to, &left);
+		r = fi_inject(ofi.ep, x.m.b, x.len, to);
 		if (r) {
 			ofi_lazy_keep(xt);
 			ofi_lazy_keep(took);
-			return r;
+			goto undo;
 		}
 	}
-	r = fi_inject(ofi.ep, m->b, len, to);
-	if (r)
-		ofi_lazy_keep(took);
+	r = fi_inject(ofi.ep, o->m.b, o->len, to);
+	if (!r)
+		return 0;
+	ofi_lazy_keep(took);
+undo:
+	o->len = len;
+	o->last = last;
+	o->key = key;
 	return r;
 }
 
@@ -1109,35 +1277,34 @@ static int ofi_push(void)
 	struct ofi_retry rt = { 0 };
 	ssize_t r;
 
-	if (!p->len)
+	if (!p->o.len)
 		return 0;
 	for (;;) {
 		FI_LK();
-		r = ofi_inject_locked(&p->m, p->len, p->peer);
+		r = ofi_inject_locked(&p->o, p->peer);
 		if (r == -FI_EAGAIN)
 			fi_cq_read(ofi.cq, NULL, 0);
 		FI_UL();
 		if (r != -FI_EAGAIN || ofi_retry(&rt, p->peer))
 			break;
 	}
-	p->len = 0;
+	p->o.len = 0;
 	return r ? -ECONNRESET : 0;
 }
 
 /* A small message to @to; given up at @until (ms; 0: OFI_OP_MS from now) or if @to is gone. */
 static int ofi_note_send(uint32_t op, uint64_t arg, fi_addr_t to, uint64_t until)
 {
-	union ofi_msgbuf m; /* the note, and room for held ranges (ofi_inject_locked) */
+	struct ofi_out o; /* the note, and room for held ranges (ofi_inject_locked) */
 	struct ofi_retry rt = { .until = until };
 	ssize_t r;
 
-	m.n = (struct ofi_note){ .magic = OFI_NOTE_MAGIC, .op = op, .arg = arg };
-
+	ofi_out_start(&o, op, arg);
 	if (ofi_push())
 		return -ECONNRESET;
 	for (;;) {
 		FI_LK();
-		r = ofi_inject_locked(&m, sizeof(m.n), to);
+		r = ofi_inject_locked(&o, to);
 		if (r == -FI_EAGAIN)
 			fi_cq_read(ofi.cq, NULL, 0);
 		FI_UL();
@@ -1167,8 +1334,11 @@ static void ofi_bell_token(uint64_t token, int unpark)
 			scif__fabric_local.drain(b.fd);
 		} else {
 			__atomic_thread_fence(__ATOMIC_SEQ_CST);
-			if (!s->quiet || !(__atomic_load_n(s->quiet, __ATOMIC_RELAXED) & s->quiet_mask))
+			if (!s->quiet ||
+			    !(__atomic_load_n(s->quiet, __ATOMIC_RELAXED) & s->quiet_mask)) {
 				scif__fabric_local.ring(&b);
+				s->rings++;
+			}
 		}
 	}
 	pthread_mutex_unlock(&ofi.lock);
@@ -1888,7 +2058,9 @@ static void ofi_tick(void)
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000;
 	}
+	ofi_want_progress(1); /* what is waited for comes by the progress thread */
 	pthread_cond_timedwait(&ofi.fence_cond, &ofi.lock, &ts);
+	ofi_want_progress(0);
 }
 
 /*
@@ -1992,13 +2164,14 @@ static int ofi_region_flush(const struct scif_region *r, size_t off, size_t len,
 			    unsigned int flags)
 {
 	struct ofi_shadow *s = (struct ofi_shadow *)(uintptr_t)r->priv[0];
-	size_t need = sizeof(struct ofi_put) + ((len + 7) & ~(size_t)7);
+	/* The most a range takes: a key of its own (ofi_out_need). */
+	size_t need = 2 * sizeof(struct ofi_put) + sizeof(uint64_t) + ((len + 7) & ~(size_t)7);
 	struct ofi_pending *p = &ofi_pend;
 	struct ofi_put *e;
 
 	if (!r->priv[1] || off > r->len || len > r->len - off || !len)
 		return -EINVAL;
-	if ((flags & SCIF_FLUSH_LAZY) && !p->len && !((off | len) & 7) &&
+	if ((flags & SCIF_FLUSH_LAZY) && !p->o.len && !((off | len) & 7) &&
 	    sizeof(struct ofi_note) + need <= ofi.put) {
 		/* Held already, with the bytes read when it goes (struct ofi_shadow). */
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -2020,27 +2193,23 @@ static int ofi_region_flush(const struct scif_region *r, size_t off, size_t len,
 	if (sizeof(struct ofi_note) + need > ofi.put)
 		return ofi_write((uint8_t *)r->addr + off, len, s->desc, s->peer, s->raddr + off,
 				 s->key);
-	if (p->len) {
-		/* The same range again, right after itself (a send's index line, then its
-		 * doorbell on that line): its bytes now are all the peer needs. */
-		e = (struct ofi_put *)(p->m.b + p->last);
-		if (p->peer == s->peer && e->key == s->key && e->off == off && e->len == len) {
+	if (p->o.len) {
+		/* The same range again, right after itself (a send's index, then its doorbell
+		 * count beside it): its bytes now are all the peer needs. */
+		e = (struct ofi_put *)(p->o.m.b + p->o.last);
+		if (p->peer == s->peer && p->o.last && p->o.key == s->key && e->off == off &&
+		    e->len == len) {
 			memcpy(e + 1, (const uint8_t *)r->addr + off, len);
 			return flags & SCIF_FLUSH_MORE ? 0 : ofi_push();
 		}
-		if ((p->peer != s->peer || p->len + need > ofi.put) && ofi_push())
+		if ((p->peer != s->peer || p->o.len + need > ofi.put) && ofi_push())
 			return -ECONNRESET;
 	}
-	if (!p->len) {
+	if (!p->o.len) {
 		p->peer = s->peer;
-		p->len = sizeof(p->m.n);
-		p->m.n = (struct ofi_note){ .magic = OFI_NOTE_MAGIC, .op = OFI_OP_PUT };
+		ofi_out_start(&p->o, OFI_OP_PUT, 0);
 	}
-	p->last = p->len;
-	e = (struct ofi_put *)(p->m.b + p->len);
-	*e = (struct ofi_put){ .key = s->key, .off = (uint32_t)off, .len = (uint32_t)len };
-	memcpy(e + 1, (const uint8_t *)r->addr + off, len);
-	p->len += need;
+	ofi_out_add(&p->o, s->key, (uint32_t)off, (const uint8_t *)r->addr + off, (uint32_t)len);
 	return flags & SCIF_FLUSH_MORE ? 0 : ofi_push();
 }
 
@@ -2193,19 +2362,59 @@ static int ofi_bell_import(struct scif_fabric *fab, struct scif_fh *fh, struct s
 	return 0;
 }
 
+/* Under ofi.lock: the slot of our own bell @b, or NULL. */
+static struct ofi_bell_slot *ofi_bell_slot(const struct scif_bell *b)
+{
+	uint32_t i = (uint32_t)b->priv;
+
+	return i < ofi.nbells && ofi.bells[i].fd == b->fd && b->fd >= 0 ? &ofi.bells[i] : NULL;
+}
+
 static int ofi_ring(const struct scif_bell *b)
 {
 	struct ofi_pending *p = &ofi_pend;
 
-	if (b->fd >= 0)
-		return scif__fabric_local.ring(b);
-	if (p->len && p->peer + 1 == (fi_addr_t)b->priv32) {
+	if (b->fd >= 0) {
+		/* Our own bell (the core rings itself): counted like the peer's rings. */
+		int r = scif__fabric_local.ring(b);
+		struct ofi_bell_slot *s;
+
+		pthread_mutex_lock(&ofi.lock);
+		if ((s = ofi_bell_slot(b)))
+			s->rings++;
+		pthread_mutex_unlock(&ofi.lock);
+		return r;
+	}
+	if (p->o.len && p->peer + 1 == (fi_addr_t)b->priv32) {
 		/* The bytes this ring is for, and the ring, in one message. */
-		p->m.n.op |= OFI_PUT_RING;
-		p->m.n.arg = b->priv;
+		p->o.m.n.op |= OFI_PUT_RING;
+		p->o.m.n.arg = b->priv;
 		return ofi_push();
 	}
 	return ofi_note_send(OFI_OP_RING, b->priv, b->priv32 - 1, 0);
+}
+
+/*
+ * Drain our bell @own from @user, its other end, unless nothing was written into it since
+ * it was last drained: most of the peer's rings are left out while the owner looks by
+ * itself (bell_quiet), and its next drain would be a system call that finds nothing. Every
+ * write is counted after it is made and @drained is set before the descriptor is read, so
+ * a byte written is always followed by a count that the next drain sees.
+ */
+static int ofi_bell_drain(const struct scif_bell *own, int user)
+{
+	struct ofi_bell_slot *s;
+
+	pthread_mutex_lock(&ofi.lock);
+	s = ofi_bell_slot(own);
+	if (s && s->rings == s->drained) {
+		pthread_mutex_unlock(&ofi.lock);
+		return 0;
+	}
+	if (s)
+		s->drained = s->rings;
+	pthread_mutex_unlock(&ofi.lock);
+	return scif__fabric_local.drain(user);
 }
 
 static int ofi_drain(int fd)
@@ -2382,5 +2591,7 @@ const struct scif_fabric_ops scif__fabric_ofi = {
 	.mem_free = ofi_mem_free,
 	.mem_copy = ofi_mem_copy,
 	.poll = ofi_poll,
+	.sleep = ofi_sleep,
+	.bell_drain = ofi_bell_drain,
 	.bell_quiet = ofi_bell_quiet,
 };

@@ -11,10 +11,10 @@
  * FI_PROVIDER as the victim's) followed by a connection request that is garbage, and waits
  * for the victim to drop that link. By then the victim knows our address. Then it sends the
  * victim's progress every kind of bad message (the layout of libscif/fabric/ofi.c's struct
- * ofi_note and struct ofi_put, written here from the protocol, not shared with the library):
+ * ofi_note and its ranges, written here from the protocol, not shared with the library):
  * short, wrong magic, unknown operations, rings and unparks of guessed bells, PUTs to
- * unknown keys, cut short, of length 0, past any region, overlong messages, and a flood of
- * random bytes. Then it sends a PING and waits for the ECHO: the victim's progress survived.
+ * unknown keys, cut short, of length 0, past any region, key changes that are malformed or
+ * cut short, overlong messages, and a flood of random bytes. Then it sends a PING and waits for the ECHO: the victim's progress survived.
  * Last come messages longer than the victim takes, which may cost us our connection.
  *
  * Exit status: 0 if the echo came; 1 if it did not come within 10 s; 2 if the set-up failed;
@@ -58,11 +58,13 @@ struct note {
 	uint64_t arg;
 };
 
+/* A PUT's start: the key its ranges are for, then its first range's offset and length. */
 struct put {
 	uint64_t key;
 	uint32_t off;
 	uint32_t len;
 };
+#define PUT_KEY 0xffffffffu /* a range header's offset that says "another key follows" */
 
 static struct fid_fabric *fabric;
 static struct fid_domain *domain;
@@ -314,6 +316,20 @@ int main(int argc, char **argv)
 	send_put(OP_PUT, 0, (struct put){ key, 0, 0xffffffffu }, 8);
 	send_note(OP_PUT, 0, "abc", 3);					 /* a range header cut */
 	send_put(OP_PUT, 0, (struct put){ key, 0, 400 }, 400);
+	send_put(OP_PUT, 0, (struct put){ key, PUT_KEY, 8 }, 8); /* a key change with bytes */
+	send_put(OP_PUT, 0, (struct put){ key, PUT_KEY, 0 }, 4); /* its key cut short */
+	{
+		/* A key change to another unknown key, then a range for it. */
+		struct {
+			struct put first;
+			uint64_t key2;
+			uint32_t off, len;
+			uint8_t data[8];
+		} k = { { key, PUT_KEY, 0 }, key ^ 1, 0, 8, { 0 } };
+
+		send_note(OP_PUT | PUT_RING, 5, &k, sizeof(k));
+		send_note(OP_RING, 6, &k, sizeof(k)); /* ranges beside another message */
+	}
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
 		die("getrandom");
 	for (int i = 0; i < 2000; i++) {
