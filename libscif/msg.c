@@ -250,7 +250,7 @@ static inline int rx_moved(const struct scif_endpt *ep, const uint64_t *w, uint6
 static int rx_spin(struct scif_endpt *ep, const uint64_t *w, uint64_t v)
 {
 	uint64_t until = 0; /* the clock is read only once a wait is not short */
-	void (*poll)(void) = scif__fab.ops->poll;
+	void (*poll)(int) = scif__fab.ops->poll;
 
 	if (!msg_spin_ns)
 		return 0;
@@ -260,7 +260,7 @@ static int rx_spin(struct scif_endpt *ep, const uint64_t *w, uint64_t v)
 			return 1;
 		/* A fabric whose incoming bytes land only when progressed: progress it. */
 		if (__builtin_expect(poll != NULL, 0) && (i & 63) == 0)
-			poll();
+			poll(1);
 		if ((i & 255) == 0) {
 			uint64_t now = scif__now_ns();
 
@@ -367,8 +367,14 @@ int scif__msg_recv(struct scif_endpt *ep, void *msg, int len, int flags)
 
 	if (st != SCIFEP_CONNECTED && st != SCIFEP_DISCONNECTED)
 		return -ENOTCONN;
-	if (!flags && len > 0 && st == SCIFEP_CONNECTED && rx_quiet(ep))
-		return 0;
+	if (!flags && len > 0 && st == SCIFEP_CONNECTED && rx_quiet(ep)) {
+		/* A fabric that lands bytes only when progressed: progress it, and look again. */
+		if (__builtin_expect(scif__fab.ops->poll == NULL, 1))
+			return 0;
+		scif__fab.ops->poll(0);
+		if (rx_quiet(ep))
+			return 0;
+	}
 	scif__lock(&sh->recv_lock);
 	for (;;) {
 		/* State first: bytes the peer wrote before leaving are visible once it is gone. */
@@ -574,13 +580,13 @@ int scif__msg_tx_sleep(struct scif_endpt *ep, const uint64_t *w1, uint64_t v1, c
 		       uint64_t v2)
 {
 	uint64_t until = 0;
-	void (*poll)(void) = scif__fab.ops->poll;
+	void (*poll)(int) = scif__fab.ops->poll;
 
 	for (unsigned int i = 1; msg_spin_ns; i++) {
 		if (tx_moved(ep, w1, v1, w2, v2))
 			return 0;
 		if (__builtin_expect(poll != NULL, 0) && (i & 63) == 0)
-			poll();
+			poll(1);
 		if ((i & 255) == 0) {
 			uint64_t now = scif__now_ns();
 

@@ -237,11 +237,13 @@ struct scif_fabric {
  *                 return and after every copy that returned before. 0, -EINVAL if the range
  *                 is not inside @m, -ECONNRESET if the peer is gone.
  * @poll:          optional: one non-blocking pass of the fabric's own progress, for a core
- *                 thread that spins waiting for the peer (a fabric whose peer's writes land
- *                 only when someone progresses it). Must be cheap when there is nothing.
- *                 Such a fabric may count on the spinner, and leave its own progress
- *                 alone, for a short while after each call (unless @sleep says a thread
- *                 sleeps waiting).
+ *                 thread that spins waiting for the peer (@spin 1) or a non-blocking call
+ *                 that found nothing (@spin 0), on a fabric whose peer's writes land only
+ *                 when someone progresses it. Must be cheap when there is nothing. Such a
+ *                 fabric may count on a spinner, and leave its own progress alone, for a
+ *                 short while after each call with @spin (unless @sleep says a thread
+ *                 sleeps waiting); a non-blocking caller may go on to sleep in its own
+ *                 poll(2), where the library cannot see it, so it vouches for nothing.
  * @sleep:         optional, for a fabric with @poll: a thread of the core is about to sleep
  *                 in poll(2) until the peer writes or rings (@asleep 1), or is back (0);
  *                 every 1 is followed by one 0. While one sleeps, the fabric progresses by
@@ -295,7 +297,7 @@ struct scif_fabric_ops {
 			  struct scif_mem *m);
 	void (*mem_free)(struct scif_mem *m);
 	int (*mem_copy)(const struct scif_mem *m, size_t off, void *buf, size_t len, int to_peer);
-	void (*poll)(void);
+	void (*poll)(int spin);
 	void (*sleep)(int asleep);
 	int (*bell_drain)(const struct scif_bell *own, int user);
 	void (*bell_quiet)(struct scif_bell *own, const uint64_t *word, uint64_t mask);

@@ -814,17 +814,19 @@ static void *ofi_progress(void *arg)
 }
 
 /*
- * A thread of the core that spins waiting for the peer makes the progress the progress
- * thread would, so that incoming bytes land without a wake-up (and without the progress
- * thread, which may share its CPU, having to run first). Never blocks on the lock.
+ * A thread of the core that spins waiting for the peer (@spin), or a non-blocking call that
+ * found nothing, makes the progress the progress thread would, so that incoming bytes land
+ * without a wake-up (and without the progress thread, which may share its CPU, having to
+ * run first). Never blocks on the lock.
  */
-static void ofi_poll(void)
+static void ofi_poll(int spin)
 {
 	if (!__atomic_load_n(&ofi.ready, __ATOMIC_ACQUIRE) ||
 	    __atomic_load_n(&ofi.forked, __ATOMIC_ACQUIRE))
 		return;
-	/* Vouch for progress a while: the progress thread stands aside meanwhile (ofi_park). */
-	__atomic_store_n(&ofi.lease, ofi_now_ns() + OFI_LEASE_NS, __ATOMIC_RELAXED);
+	/* A spinner vouches for progress a while: the progress thread stands aside (ofi_park). */
+	if (spin)
+		__atomic_store_n(&ofi.lease, ofi_now_ns() + OFI_LEASE_NS, __ATOMIC_RELAXED);
 	ofi_cq_pass(NULL, 1);
 }
 
