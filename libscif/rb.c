@@ -216,12 +216,8 @@ long scif__rb_write(const struct scif_rb *rb, struct scif_rb_state *st, const vo
 		rb_tail_push(st, buf, n);
 		scif__write_once(&st->idx, st->idx + n);
 		rb_short_publish(rb->shrt, st->tail, st->idx);
-		scif__store_release(rb->remote_idx, st->idx); /* pairs with scif__rb_avail */
-		if (__builtin_expect(rb->flush != NULL, 0)) {
-			rb_flush_data(rb, off, n);
-			/* The short copy shares it; the doorbell follows (msg.c tx_notify). */
-			scif__rb_flush_idx(rb, SCIF_FLUSH_MORE);
-		}
+		/* Pairs with scif__rb_avail. No flush: a shadow fabric has no short copy. */
+		scif__store_release(rb->remote_idx, st->idx);
 	} else {
 		rb_copy(rb, st, (uint8_t *)buf, n, 1);
 		rb_tail_push(st, buf, n);
@@ -244,10 +240,9 @@ long scif__rb_read(const struct scif_rb *rb, struct scif_rb_state *st, void *buf
 	n = len < avail ? len : (size_t)avail;
 	if (n && rb_short_take(rb, st, buf, n, avail)) {
 		scif__write_once(&st->idx, st->idx + n);
-		/* Release pairs with scif__rb_space: we are done with those bytes. */
+		/* Release pairs with scif__rb_space: we are done with those bytes. (No flush:
+		 * a shadow fabric has no short copy, so rb_copy below carries its index.) */
 		scif__store_release(rb->remote_idx, st->idx);
-		if (__builtin_expect(rb->flush != NULL, 0))
-			scif__rb_flush_idx(rb, rb_ridx_flags(rb, st));
 		return (long)n;
 	}
 	rb_copy(rb, st, buf, n, 0);

@@ -127,7 +127,8 @@ static_assert(offsetof(struct scif_qp_region, data) == SCIF_QP_HDR_SIZE, "qp dat
  * For the sending side: @data and @remote_idx point into the *peer's* region (in_widx),
  * @local_idx into our own (out_ridx). For the receiving side: @data and @local_idx point into
  * our own region (in_widx), @remote_idx into the peer's (out_ridx). @shrt is the short copy
- * beside the write index (the peer's in_short when sending, ours when receiving), or NULL.
+ * beside the write index (the peer's in_short when sending, ours when receiving), or NULL
+ * (always NULL where @flush is set: nodeqp.c conn_import).
  * @idx is our own free-running index (widx when sending, ridx when receiving); @cache the
  * last value of the other side's index we read; @flush, on a fabric whose imported region is
  * a shadow of the peer's memory (fabric.h region_flush), carries what we write into the

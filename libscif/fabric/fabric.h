@@ -21,13 +21,19 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Milliseconds on the monotonic clock: the fabrics' deadlines. */
-static inline uint64_t scif_fabric_now_ms(void)
+/* Nanoseconds on the monotonic clock. */
+static inline uint64_t scif_fabric_now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Milliseconds on the same clock: the fabrics' deadlines. */
+static inline uint64_t scif_fabric_now_ms(void)
+{
+	return scif_fabric_now_ns() / 1000000u;
 }
 
 struct scif_portID;

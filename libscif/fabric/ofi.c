@@ -713,14 +713,6 @@ static ssize_t ofi_cq_pass(int *trywait, int try)
 	return n;
 }
 
-static uint64_t ofi_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * A thread is about to sleep until the fabric progresses (@on), or has woken (!@on): while
  * one does, the progress thread does not stand aside, and one standing aside is called back.
@@ -757,7 +749,7 @@ static int ofi_park(void)
 
 	if (!end || ofi.park_fd < 0 || __atomic_load_n(&ofi.wanting, __ATOMIC_SEQ_CST))
 		return 0;
-	now = ofi_now_ns();
+	now = scif_fabric_now_ns();
 	if (end <= now)
 		return 0;
 	__atomic_store_n(&ofi.parked, 1, __ATOMIC_SEQ_CST);
@@ -826,7 +818,7 @@ static void ofi_poll(int spin)
 		return;
 	/* A spinner vouches for progress a while: the progress thread stands aside (ofi_park). */
 	if (spin)
-		__atomic_store_n(&ofi.lease, ofi_now_ns() + OFI_LEASE_NS, __ATOMIC_RELAXED);
+		__atomic_store_n(&ofi.lease, scif_fabric_now_ns() + OFI_LEASE_NS, __ATOMIC_RELAXED);
 	ofi_cq_pass(NULL, 1);
 }
 
@@ -2335,14 +2327,22 @@ static int ofi_bell_create(struct scif_fabric *fab, int *user, struct scif_bell 
 	return 0;
 }
 
+/* Under ofi.lock: the slot of our own bell @b, or NULL. */
+static struct ofi_bell_slot *ofi_bell_slot(const struct scif_bell *b)
+{
+	uint32_t i = (uint32_t)b->priv;
+
+	return i < ofi.nbells && ofi.bells[i].fd == b->fd && b->fd >= 0 ? &ofi.bells[i] : NULL;
+}
+
 static void ofi_bell_quiet(struct scif_bell *own, const uint64_t *word, uint64_t mask)
 {
-	uint32_t i = (uint32_t)own->priv;
+	struct ofi_bell_slot *s;
 
 	pthread_mutex_lock(&ofi.lock);
-	if (i < ofi.nbells && ofi.bells[i].fd == own->fd) {
-		ofi.bells[i].quiet = word;
-		ofi.bells[i].quiet_mask = mask;
+	if ((s = ofi_bell_slot(own))) {
+		s->quiet = word;
+		s->quiet_mask = mask;
 	}
 	pthread_mutex_unlock(&ofi.lock);
 }
@@ -2362,14 +2362,6 @@ static int ofi_bell_import(struct scif_fabric *fab, struct scif_fh *fh, struct s
 				    .priv = fh->word[0] };
 	ofi_peer_ref(fh->word[2], 1);
 	return 0;
-}
-
-/* Under ofi.lock: the slot of our own bell @b, or NULL. */
-static struct ofi_bell_slot *ofi_bell_slot(const struct scif_bell *b)
-{
-	uint32_t i = (uint32_t)b->priv;
-
-	return i < ofi.nbells && ofi.bells[i].fd == b->fd && b->fd >= 0 ? &ofi.bells[i] : NULL;
 }
 
 static int ofi_ring(const struct scif_bell *b)
@@ -2437,13 +2429,13 @@ static void ofi_bell_close(struct scif_bell *b)
 		*b = (struct scif_bell){ .fd = -1 };
 		return;
 	}
-	pthread_mutex_lock(&ofi.lock);
-	uint32_t i = (uint32_t)b->priv;
+	struct ofi_bell_slot *s;
 
-	if (i < ofi.nbells && ofi.bells[i].fd == b->fd) {
-		ofi.bells[i].fd = -1;
-		ofi.bells[i].gen++;
-		ofi.bells[i].quiet = NULL;
+	pthread_mutex_lock(&ofi.lock);
+	if ((s = ofi_bell_slot(b))) {
+		s->fd = -1;
+		s->gen++;
+		s->quiet = NULL;
 	}
 	pthread_mutex_unlock(&ofi.lock);
 	scif__fabric_local.bell_close(b);
