@@ -20,7 +20,9 @@
  *
  * Concurrency: one mutex per domain (sfi_domain::lock) serialises every operation on the
  * domain's objects, including progress. Fabric-level objects (EQs not yet bound, wait sets)
- * have their own lock. The provider reports FI_THREAD_SAFE. Lock order: sfi_eq::lock and
+ * have their own lock. The provider reports FI_THREAD_SAFE. A domain opened FI_THREAD_DOMAIN
+ * skips its lock (sfi_domain::serial) until a fabric-level object may run its progress from
+ * another thread (sfi_domain_share). Lock order: sfi_eq::lock and
  * sfi_wait::lock before sfi_domain::lock; sfi_eq::qlock is innermost (sfi_eq_write may be
  * called with a domain lock held, sfi_eq_attach/detach may not).
  *
@@ -289,6 +291,15 @@ struct sfi_domain {
 	struct fid_domain domain_fid;
 	struct sfi_fabric *fabric;
 	pthread_mutex_t lock;     /**< serialises everything under the domain; recursive */
+	/**
+	 * True while the lock is skipped: the domain was opened FI_THREAD_DOMAIN, so the
+	 * application serialises its calls on the domain's objects, and nothing else calls in
+	 * (no endpoint of it is driven by an EQ, no CQ or counter of it sits in a wait set;
+	 * those are fabric objects another thread may read). Set at open, cleared once and for
+	 * all by sfi_domain_share() with the lock held; read relaxed: the application's own
+	 * serialisation orders the clearing before its next call on the domain.
+	 */
+	bool serial;
 	int refs;                 /**< endpoints, CQs, counters, AVs, MRs */
 	uint16_t self_node;
 	enum fi_threading threading;
@@ -301,8 +312,24 @@ struct sfi_domain {
 
 int sfi_domain_open(struct fid_fabric *fabric, struct fi_info *info,
 		    struct fid_domain **domain, void *context) SFI_HIDDEN;
-static inline void sfi_domain_lock(struct sfi_domain *d) { pthread_mutex_lock(&d->lock); }
-static inline void sfi_domain_unlock(struct sfi_domain *d) { pthread_mutex_unlock(&d->lock); }
+static inline void sfi_domain_lock(struct sfi_domain *d)
+{
+	if (!__atomic_load_n(&d->serial, __ATOMIC_RELAXED))
+		pthread_mutex_lock(&d->lock);
+}
+
+static inline void sfi_domain_unlock(struct sfi_domain *d)
+{
+	if (!__atomic_load_n(&d->serial, __ATOMIC_RELAXED))
+		pthread_mutex_unlock(&d->lock);
+}
+
+/**
+ * From now on take the domain's lock: a fabric object (an EQ, a wait set) is about to run
+ * the domain's progress, possibly from a thread of its own. Not with the domain lock held
+ * (a skipped lock would then be released).
+ */
+void sfi_domain_share(struct sfi_domain *d) SFI_HIDDEN;
 
 /** Register every remote-access region of the domain on a new connection's SCIF endpoint
  *  and add it to the domain's list; 0 or a negative FI_E* code (connection unusable). */

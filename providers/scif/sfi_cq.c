@@ -428,6 +428,9 @@ int sfi_cq_open(struct fid_domain *domain, struct fi_cq_attr *attr, struct fid_c
 	cq->cq_fid.fid.context = context;
 	cq->cq_fid.fid.ops = &sfi_cq_fi_ops;
 	cq->cq_fid.ops = &sfi_cq_ops;
+	/* A wait set is a fabric object: its fi_wait may progress this CQ from any thread. */
+	if (wobj == FI_WAIT_SET)
+		sfi_domain_share(dom);
 	ret = sfi_wait_setup(dom->fabric, wobj, attr ? attr->wait_set : NULL, &cq->wait_own, &cq->wait,
 			 &cq->wobj, &cq->cq_fid.fid);
 	if (ret) {
@@ -632,6 +635,8 @@ int sfi_cntr_open(struct fid_domain *domain, struct fi_cntr_attr *attr,
 	c->cntr_fid.fid.context = context;
 	c->cntr_fid.fid.ops = &sfi_cntr_fi_ops;
 	c->cntr_fid.ops = &sfi_cntr_ops;
+	if (wobj == FI_WAIT_SET)
+		sfi_domain_share(dom); /* as for a CQ */
 	ret = sfi_wait_setup(dom->fabric, wobj, attr ? attr->wait_set : NULL, &c->wait_own, &c->wait,
 			 &c->wobj, &c->cntr_fid.fid);
 	if (ret) {

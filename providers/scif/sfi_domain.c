@@ -81,6 +81,15 @@ static void mr_unregister_conn(struct sfi_mr *mr, struct sfi_conn *c)
 			(unsigned long long)mr->offset, strerror(errno));
 }
 
+void sfi_domain_share(struct sfi_domain *d)
+{
+	if (!__atomic_load_n(&d->serial, __ATOMIC_RELAXED))
+		return;
+	pthread_mutex_lock(&d->lock);
+	__atomic_store_n(&d->serial, false, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&d->lock);
+}
+
 int sfi_domain_conn_add(struct sfi_domain *d, struct sfi_conn *c)
 {
 	struct sfi_list *it;
@@ -468,6 +477,7 @@ int sfi_domain_open(struct fid_fabric *fabric, struct fi_info *info,
 	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&d->lock, &ma);
 	pthread_mutexattr_destroy(&ma);
+	d->serial = d->threading == FI_THREAD_DOMAIN;
 	d->domain_fid.fid.fclass = FI_CLASS_DOMAIN;
 	d->domain_fid.fid.context = context;
 	d->domain_fid.fid.ops = &sfi_domain_fi_ops;

@@ -5,7 +5,7 @@
  *
  * Events (and errors, in the order they happen) are kept in eq->events. Reading or waiting
  * first runs the connection-management progress of every participant attached with
- * sfi_eq_attach (passive endpoints, connecting/connected MSG endpoints, RDM endpoints).
+ * sfi_eq_attach (passive endpoints, connecting/connected MSG endpoints).
  * Locks: eq->lock (recursive) is held while CM progress runs and guards cm_objs; eq->qlock
  * is a leaf lock for the event list, so sfi_eq_write can be called from anywhere.
  */

@@ -1490,7 +1490,9 @@ static int sfi_msg_bind(struct fid *fid, struct fid *bfid, uint64_t flags)
 	ret = sfi_ep_bind_common(&mep->ep, bfid, flags);
 	if (ret || bfid->fclass != FI_CLASS_EQ)
 		return ret;
-	/* the EQ drives the handshake (attach without the domain lock: lock order) */
+	/* the EQ drives the handshake (attach without the domain lock: lock order), perhaps
+	 * from another thread: the domain's lock is needed from now on */
+	sfi_domain_share(mep->ep.domain);
 	sfi_eq_attach(mep->ep.eq, &mep->eq_obj);
 	sfi_domain_lock(mep->ep.domain);
 	mep->eq_attached = true;

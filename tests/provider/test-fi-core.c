@@ -991,26 +991,11 @@ Test(fi_core, fi_info_tool)
 #include "common.h"
 #include "sfi.h"
 
-/* The endpoint constructors live in sfi_msg.c/sfi_rdm.c, which this program does not link:
- * the white-box tests open no endpoints. */
-int sfi_msg_ep_open(struct fid_domain *domain, struct fi_info *info, struct fid_ep **ep,
-		    void *context)
-{
-	(void)domain; (void)info; (void)ep; (void)context;
-	return -FI_ENOSYS;
-}
-
+/* The RDM endpoint's constructor lives in sfi_rdm.c, which this program does not link. */
 int sfi_rdm_ep_open(struct fid_domain *domain, struct fi_info *info, struct fid_ep **ep,
 		    void *context)
 {
 	(void)domain; (void)info; (void)ep; (void)context;
-	return -FI_ENOSYS;
-}
-
-int sfi_pep_open(struct fid_fabric *fabric, struct fi_info *info, struct fid_pep **pep,
-		 void *context)
-{
-	(void)fabric; (void)info; (void)pep; (void)context;
 	return -FI_ENOSYS;
 }
 
@@ -1311,6 +1296,125 @@ Test(core_internal, bind_and_complete, .timeout = 30)
 	cr_expect_eq(fi_close(&sc->fid), 0);
 	cr_expect_eq(fi_close(&rc->fid), 0);
 	cr_expect_eq(fi_close(&wc->fid), 0);
+	wb_close(&w);
+}
+
+/* Whether another thread can take the domain's mutex right now (it is not held). */
+static void *try_domain_mutex(void *arg)
+{
+	struct sfi_domain *d = arg;
+	int r = pthread_mutex_trylock(&d->lock);
+
+	if (r == 0)
+		pthread_mutex_unlock(&d->lock);
+	return (void *)(intptr_t)r;
+}
+
+static int domain_mutex_free(struct sfi_domain *d)
+{
+	pthread_t t;
+	void *r;
+
+	cr_assert_eq(pthread_create(&t, NULL, try_domain_mutex, d), 0);
+	cr_assert_eq(pthread_join(t, &r), 0);
+	return (intptr_t)r == 0;
+}
+
+static void wb_open_threading(struct wb *w, enum fi_threading th)
+{
+	struct fi_fabric_attr fa = { .name = (char *)"scif", .api_version = FIVER };
+	struct fi_domain_attr da = { .mr_mode = FI_MR_PROV_KEY, .threading = th };
+	struct fi_info info = { .domain_attr = &da };
+
+	cr_assert_eq(sfi_fabric_open(&fa, &w->fabric, NULL), 0);
+	cr_assert_eq(sfi_domain_open(w->fabric, &info, &w->domain, NULL), 0);
+	w->d = sfi_container_of(w->domain, struct sfi_domain, domain_fid);
+}
+
+/*
+ * FI_THREAD_DOMAIN: the application serialises its calls, so the domain lock is skipped,
+ * until a fabric object (an EQ driving an endpoint, a wait set holding a CQ or counter) may
+ * run the domain's progress from another thread; from then on it is taken, for good.
+ */
+Test(core_internal, domain_lock_skipped_only_while_serial, .timeout = 30)
+{
+	struct wb w;
+	struct fid_wait *ws;
+	struct fi_wait_attr wa = { .wait_obj = FI_WAIT_FD };
+	struct fid_cq *cqf;
+	struct fid_cntr *cf;
+	struct fid_eq *eqf;
+	struct fid_ep *epf;
+	struct fi_eq_attr ea = { .wait_obj = FI_WAIT_NONE };
+
+	/* FI_THREAD_SAFE (and anything but FI_THREAD_DOMAIN): always locked */
+	wb_open_threading(&w, FI_THREAD_SAFE);
+	cr_expect_not(w.d->serial);
+	sfi_domain_lock(w.d);
+	cr_expect_not(domain_mutex_free(w.d), "a FI_THREAD_SAFE domain takes its lock");
+	sfi_domain_unlock(w.d);
+	wb_close(&w);
+
+	/* FI_THREAD_DOMAIN: skipped; a CQ with its own wait object changes nothing */
+	wb_open_threading(&w, FI_THREAD_DOMAIN);
+	cr_expect(w.d->serial);
+	cqf = &wb_cq(&w, FI_CQ_FORMAT_CONTEXT, 0, FI_WAIT_FD)->cq_fid;
+	cr_expect(w.d->serial);
+	sfi_domain_lock(w.d);
+	sfi_domain_lock(w.d); /* nested, as progress callbacks do */
+	cr_expect(domain_mutex_free(w.d), "the lock of a serial domain is skipped");
+	sfi_domain_unlock(w.d);
+	sfi_domain_unlock(w.d);
+	cr_expect_eq(fi_close(&cqf->fid), 0);
+
+	/* a counter in a wait set: locked from then on */
+	cr_assert_eq(sfi_wait_open(w.fabric, &wa, &ws), 0);
+	struct fi_cntr_attr ca = { .events = FI_CNTR_EVENTS_COMP, .wait_obj = FI_WAIT_SET,
+				   .wait_set = ws };
+
+	cr_assert_eq(sfi_cntr_open(w.domain, &ca, &cf, NULL), 0);
+	cr_expect_not(w.d->serial);
+	sfi_domain_lock(w.d);
+	cr_expect_not(domain_mutex_free(w.d), "shared: the lock is taken");
+	sfi_domain_unlock(w.d);
+	cr_expect(domain_mutex_free(w.d), "and released");
+	cr_expect_eq(fi_close(&cf->fid), 0);
+	cr_expect_eq(fi_close(&ws->fid), 0);
+	wb_close(&w);
+
+	/* a CQ in a wait set */
+	wb_open_threading(&w, FI_THREAD_DOMAIN);
+	cr_assert_eq(sfi_wait_open(w.fabric, &wa, &ws), 0);
+	struct fi_cq_attr qa = { .format = FI_CQ_FORMAT_CONTEXT, .wait_obj = FI_WAIT_SET,
+				 .wait_set = ws };
+
+	cr_assert_eq(sfi_cq_open(w.domain, &qa, &cqf, NULL), 0);
+	cr_expect_not(w.d->serial);
+	cr_expect_eq(fi_close(&cqf->fid), 0);
+	cr_expect_eq(fi_close(&ws->fid), 0);
+	wb_close(&w);
+
+	/* a MSG endpoint bound to an EQ (whose fi_eq_read runs the handshake) */
+	wb_open_threading(&w, FI_THREAD_DOMAIN);
+	struct fi_info *info = fi_allocinfo();
+	int ret;
+
+	cr_assert_not_null(info);
+	info->caps = FI_MSG;
+	info->ep_attr->type = FI_EP_MSG;
+	info->domain_attr->threading = FI_THREAD_DOMAIN;
+	cr_assert_eq(sfi_eq_open(w.fabric, &ea, &eqf, NULL), 0);
+	ret = sfi_msg_ep_open(w.domain, info, &epf, NULL);
+	cr_assert_eq(ret, 0, "sfi_msg_ep_open: %d", ret);
+	fi_freeinfo(info);
+	cr_expect(w.d->serial, "opening the endpoint shares nothing yet");
+	cr_assert_eq(fi_ep_bind(epf, &eqf->fid, 0), 0);
+	cr_expect_not(w.d->serial);
+	sfi_domain_lock(w.d);
+	cr_expect_not(domain_mutex_free(w.d));
+	sfi_domain_unlock(w.d);
+	cr_expect_eq(fi_close(&epf->fid), 0);
+	cr_expect_eq(fi_close(&eqf->fid), 0);
 	wb_close(&w);
 }
 
