@@ -593,6 +593,10 @@ struct sfi_conn {
 	struct sfi_list txq;       /**< struct sfi_tx, head is being sent */
 	uint8_t *tx_bounce;        /**< a frame up to SFI_CONN_BOUNCE bytes is copied here and
 				    *   sent whole (sfi_conn.c); shares rx_stage's allocation */
+	uint8_t *tx_spill;         /**< what SCIF took not of a sfi_conn_send_now frame (as
+				    *   large, same allocation), sent by @c spill */
+	struct sfi_tx spill;       /**< queued while @c spill_busy */
+	bool spill_busy;
 	/* receive state */
 	struct sfi_hdr rx_hdr;
 	size_t rx_hdr_got;
@@ -637,6 +641,15 @@ static inline bool sfi_conn_hdr_done(const struct sfi_conn *c)
 /** Initialise around a connected SCIF endpoint (set O_NONBLOCK); 0 or -FI_E*. */
 int sfi_conn_init(struct sfi_conn *c, scif_epd_t epd, const struct sfi_addr *peer,
 		  const struct sfi_conn_ops *ops, void *owner) SFI_HIDDEN;
+/**
+ * Send a small frame at once, without a struct sfi_tx: @p hdr and the @p len bytes at
+ * @p buf are copied into the bounce buffer and handed to SCIF in one scif_send. Only when
+ * no frame is queued before it and it fits SFI_CONN_BOUNCE. 1 when the frame is the
+ * connection's (a rest SCIF had no room for is kept and goes before any later frame), 0
+ * when nothing was sent: the caller then takes sfi_conn_send, which also meets any error.
+ */
+int sfi_conn_send_now(struct sfi_conn *c, const struct sfi_hdr *hdr, const void *buf,
+		      size_t len) SFI_HIDDEN;
 /** Queue a frame: @p hdr (its len is computed from iov), @p iov (count <= SFI_MAX_IOV).
  *  Never blocks; pushes what fits now. 0 or the connection's error. Never calls tx->done
  *  itself (done runs from sfi_conn_progress or sfi_conn_fini), so the caller may still use

@@ -18,7 +18,10 @@
  * scif_recv. Copying a few KiB costs far less than a frame arriving in two pieces: the
  * polling receiver re-arms between them, so the sender rings its doorbell, and the two
  * system calls of a doorbell cost more than the copy (a 4 KiB message took about twice as
- * long as with one scif_send).
+ * long as with one scif_send). sfi_conn_send_now does the same for a small frame with no
+ * struct sfi_tx at all, when nothing is queued before it (the RDM endpoint's eager sends):
+ * a rest SCIF had no room for is copied to the spill buffer and queued as a frame of its
+ * own, so nothing can overtake it.
  *
  * Receiving: bytes are read in chunks of up to SFI_CONN_STAGE into a staging buffer and
  * frames are parsed out of it, so a stream of small frames costs one scif_recv for many of
@@ -86,10 +89,11 @@ int sfi_conn_init(struct sfi_conn *c, scif_epd_t epd, const struct sfi_addr *pee
 	sfi_list_init(&c->owner_entry);
 	if (epd < 0 || !ops || !ops->rx_hdr || !ops->rx_done || !ops->on_error)
 		return -FI_EINVAL;
-	c->rx_stage = malloc(SFI_CONN_STAGE + SFI_CONN_BOUNCE);
+	c->rx_stage = malloc(SFI_CONN_STAGE + 2 * SFI_CONN_BOUNCE);
 	if (!c->rx_stage)
 		return -FI_ENOMEM;
 	c->tx_bounce = c->rx_stage + SFI_CONN_STAGE;
+	c->tx_spill = c->tx_bounce + SFI_CONN_BOUNCE;
 
 	/* scif_send/scif_recv with flags 0 never block anyway; O_NONBLOCK also covers
 	 * anything done on the descriptor itself. */
@@ -98,7 +102,7 @@ int sfi_conn_init(struct sfi_conn *c, scif_epd_t epd, const struct sfi_addr *pee
 	if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
 		free(c->rx_stage);
 		c->rx_stage = NULL;
-		c->tx_bounce = NULL;
+		c->tx_bounce = c->tx_spill = NULL;
 		return sfi_conn_errno(errno);
 	}
 
@@ -216,6 +220,66 @@ static int sfi_conn_push(struct sfi_conn *c)
 	return 0;
 }
 
+/** Encode @p hdr for a payload of @p len bytes into @p out; returns the header's length on
+ *  the wire (the short forms when it has no id or size). */
+static size_t sfi_conn_frame_hdr(struct sfi_hdr *out, const struct sfi_hdr *hdr, size_t len)
+{
+	*out = *hdr;
+	out->len = (uint32_t)len;
+	if (!hdr->id && !hdr->size) {
+		out->version = hdr->data ? SFI_WIRE_DATA : SFI_WIRE_SHORT;
+		return hdr->data ? SFI_HDR_DATA : SFI_HDR_SHORT;
+	}
+	out->version = SFI_WIRE_VERSION;
+	return sizeof(*out);
+}
+
+/** The spilled rest of a frame sent by sfi_conn_send_now is all SCIF's (or lost). */
+static void sfi_conn_spill_done(struct sfi_conn *c, struct sfi_tx *tx, int err)
+{
+	(void)tx;
+	(void)err;
+	c->spill_busy = false;
+}
+
+int sfi_conn_send_now(struct sfi_conn *c, const struct sfi_hdr *hdr, const void *buf,
+		      size_t len)
+{
+	struct sfi_hdr h;
+	size_t hlen, total;
+	int n;
+
+	if (c->epd < 0 || c->err || !sfi_list_empty(&c->txq) || c->spill_busy)
+		return 0;
+	hlen = sfi_conn_frame_hdr(&h, hdr, len);
+	total = hlen + len;
+	if (total > SFI_CONN_BOUNCE)
+		return 0;
+	memcpy(c->tx_bounce, &h, hlen);
+	if (len)
+		memcpy(c->tx_bounce + hlen, buf, len);
+	do {
+		n = scif_send(c->epd, c->tx_bounce, (int)total, 0);
+	} while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return 0; /* nothing went: sfi_conn_send queues it (and meets the error again) */
+	if ((size_t)n < total) {
+		/* The rest goes before any later frame, from a buffer of our own. */
+		struct sfi_tx *tx = &c->spill;
+
+		memcpy(c->tx_spill, c->tx_bounce + n, total - (size_t)n);
+		tx->iov[0].iov_base = c->tx_spill;
+		tx->iov[0].iov_len = total - (size_t)n;
+		tx->iov_count = 1;
+		tx->iov_idx = tx->iov_off = 0;
+		tx->done = sfi_conn_spill_done;
+		c->spill_busy = true;
+		sfi_list_insert_tail(&c->txq, &tx->entry);
+		c->want_pollout = true;
+	}
+	return 1;
+}
+
 int sfi_conn_send(struct sfi_conn *c, struct sfi_tx *tx, const struct sfi_hdr *hdr,
 		  const struct iovec *iov, size_t count)
 {
@@ -234,16 +298,8 @@ int sfi_conn_send(struct sfi_conn *c, struct sfi_tx *tx, const struct sfi_hdr *h
 		len += iov[i].iov_len;
 	}
 
-	tx->hdr = *hdr;
-	tx->hdr.len = (uint32_t)len;
 	tx->iov[0].iov_base = &tx->hdr;
-	if (!hdr->id && !hdr->size) {
-		tx->hdr.version = hdr->data ? SFI_WIRE_DATA : SFI_WIRE_SHORT;
-		tx->iov[0].iov_len = hdr->data ? SFI_HDR_DATA : SFI_HDR_SHORT;
-	} else {
-		tx->hdr.version = SFI_WIRE_VERSION;
-		tx->iov[0].iov_len = sizeof(tx->hdr);
-	}
+	tx->iov[0].iov_len = sfi_conn_frame_hdr(&tx->hdr, hdr, len);
 	for (i = 0; i < count; i++)
 		tx->iov[i + 1] = iov[i];
 	tx->iov_count = count + 1;
@@ -577,6 +633,6 @@ void sfi_conn_fini(struct sfi_conn *c, int err)
 	sfi_conn_rx_reset(c);
 	free(c->rx_stage);
 	c->rx_stage = NULL;
-	c->tx_bounce = NULL;
+	c->tx_bounce = c->tx_spill = NULL;
 	c->rx_stage_off = c->rx_stage_len = 0;
 }

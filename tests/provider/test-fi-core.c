@@ -1732,7 +1732,7 @@ Test(core_internal, conn_short_and_full_headers, .timeout = 60)
 
 	/*
 	 * Byte by byte: a short frame, then a full one and a 24-byte one, in pieces. The sends
-	 * do not block: at most 80 bytes go into this pair's empty 64 KiB ring, so each takes
+	 * do not block: at most 80 bytes go into this pair's empty 256 KiB ring, so each takes
 	 * all it is given at once, and nothing here can wait for a peer.
 	 */
 	f.n = 0;
@@ -1771,4 +1771,128 @@ Test(core_internal, conn_short_and_full_headers, .timeout = 60)
 
 	sfi_conn_fini(&rx, -FI_ECANCELED);
 	sfi_conn_fini(&tx, -FI_ECANCELED);
+}
+
+/*
+ * sfi_conn_send_now: small frames go to SCIF at once, whole; when the ring has room for
+ * only part of one, SCIF takes that part, the rest waits in the connection's spill buffer
+ * and goes first, and no other frame overtakes it (neither a fast one, refused meanwhile,
+ * nor a queued one). Every frame arrives whole and in order.
+ */
+struct sink {
+	struct sfi_hdr hdr[128];
+	uint8_t *buf;
+	size_t used;
+	int n;
+	int err;
+};
+
+static int sink_rx_hdr(struct sfi_conn *c, const struct sfi_hdr *hdr, struct iovec *iov,
+		       void **cookie)
+{
+	struct sink *k = c->owner;
+
+	(void)cookie;
+	cr_assert_lt(k->n, 128);
+	cr_assert_leq(k->used + hdr->len, (size_t)128 * 8192);
+	k->hdr[k->n] = *hdr;
+	iov[0].iov_base = k->buf + k->used;
+	iov[0].iov_len = hdr->len;
+	k->used += hdr->len;
+	return hdr->len ? 1 : 0;
+}
+
+static void sink_rx_done(struct sfi_conn *c, const struct sfi_hdr *hdr, void *cookie)
+{
+	(void)hdr;
+	(void)cookie;
+	((struct sink *)c->owner)->n++;
+}
+
+static void sink_on_error(struct sfi_conn *c, int err)
+{
+	((struct sink *)c->owner)->err = err;
+}
+
+static const struct sfi_conn_ops sink_ops = { .rx_hdr = sink_rx_hdr,
+					      .rx_done = sink_rx_done,
+					      .on_error = sink_on_error };
+
+static uint8_t frame_pat(unsigned int seq, size_t i)
+{
+	return (uint8_t)(seq * 131u + i * 7u + (i >> 8));
+}
+
+Test(core_internal, conn_send_now_spills_and_keeps_order, .timeout = 60)
+{
+	scif_epd_t a, b;
+	struct sfi_conn rx, tx;
+	struct sink k = { .n = 0 }, unused = { .n = 0 };
+	struct sfi_addr peer = { .magic = SFI_ADDR_MAGIC };
+	static uint8_t pay[128][8000];
+	size_t len[128];
+	struct sfi_tx queued = { .done = frames_tx_done };
+	int sent = 0, spilled = -1;
+	uint64_t until;
+
+	k.buf = malloc((size_t)128 * 8192);
+	cr_assert_not_null(k.buf);
+	memset(&rx, 0, sizeof(rx));
+	memset(&tx, 0, sizeof(tx));
+	test_pair(&a, &b, NULL);
+	cr_assert_eq(sfi_conn_init(&rx, a, &peer, &sink_ops, &k), 0);
+	cr_assert_eq(sfi_conn_init(&tx, b, &peer, &frames_ops, &unused), 0);
+
+	/* Frames of 2000-7999 bytes into the 256 KiB ring, nobody reading, until one spills. */
+	for (int i = 0; i < 127; i++) {
+		struct sfi_hdr h = { .op = 1, .tag = (uint64_t)i };
+
+		len[i] = 2000 + ((size_t)i * 7919) % 6000;
+		for (size_t j = 0; j < len[i]; j++)
+			pay[i][j] = frame_pat((unsigned int)i, j);
+		if (spilled >= 0) {
+			cr_expect_eq(sfi_conn_send_now(&tx, &h, pay[i], len[i]), 0,
+				     "frame %d: a fast frame would overtake the spilled rest", i);
+			break;
+		}
+		cr_assert_eq(sfi_conn_send_now(&tx, &h, pay[i], len[i]), 1, "frame %d", i);
+		sent++;
+		if (tx.spill_busy)
+			spilled = i;
+	}
+	cr_assert_geq(spilled, 0, "the ring never filled");
+	cr_expect(tx.want_pollout, "the spilled rest waits for room");
+
+	/* One frame through the queue: it must come after the spilled one. */
+	struct sfi_hdr hq = { .op = 2, .tag = (uint64_t)sent, .data = 77 };
+	struct iovec qv = { pay[sent], len[sent] };
+
+	cr_assert_eq(sfi_conn_send(&tx, &queued, &hq, &qv, 1), 0);
+
+	until = now_ms() + 5000;
+	while (k.n < sent + 1 && !k.err && now_ms() < until) {
+		sfi_conn_progress(&rx);
+		sfi_conn_progress(&tx);
+	}
+	cr_assert_eq(k.err, 0);
+	cr_assert_eq(k.n, sent + 1);
+	cr_expect_not(tx.spill_busy, "the spill went out");
+	cr_expect_not(tx.want_pollout);
+	size_t off = 0;
+
+	for (int i = 0; i <= sent; i++) {
+		cr_expect_eq(k.hdr[i].tag, (uint64_t)i, "frame %d out of order", i);
+		cr_assert_eq(k.hdr[i].len, len[i], "frame %d: length", i);
+		cr_expect_eq(k.hdr[i].op, i == sent ? 2 : 1);
+		cr_expect_eq(memcmp(k.buf + off, pay[i], len[i]), 0, "frame %d: payload", i);
+		off += len[i];
+	}
+	cr_expect_eq(k.hdr[sent].data, 77);
+	/* Both ways clear again: the fast path is open. */
+	struct sfi_hdr h = { .op = 1, .tag = 1000 };
+
+	cr_expect_eq(sfi_conn_send_now(&tx, &h, "x", 1), 1);
+	sfi_conn_fini(&rx, -FI_ECANCELED);
+	sfi_conn_fini(&tx, -FI_ECANCELED);
+	free(k.buf);
 }
