@@ -13,14 +13,23 @@
 # times a whole ping-pong loop and counts two transfers per iteration); MPI's and
 # scif_bench's are medians of individually timed round trips. Bandwidths are GB/s (10^9 B/s).
 #
+# The 8-byte round trips are measured in BENCH_ROUNDS (3) rounds, each running all five
+# back to back (fabtests over scif and shm, scif_bench lat, MPI over scif and vader), and
+# every ratio is taken within a round: the host moves the two vCPUs between cores and
+# sibling threads every minute or so, which changes a round trip by 2-4x, so figures taken
+# half a minute apart do not divide. The median of the rounds' ratios is printed, with the
+# range.
+#
 # Environment (set by the make target): top_builddir, top_srcdir (absolute), MPICC (empty
-# without Open MPI), FABTESTS_TARBALL. BENCH_MPI_SECONDS (0.5) times each MPI size.
+# without Open MPI), FABTESTS_TARBALL. BENCH_MPI_SECONDS (0.5) times each MPI size,
+# BENCH_ROUNDS (3) the rounds of 8-byte round trips.
 # Exits non-zero when a measurement could not be made (after printing all the others).
 set -uo pipefail
 
 : "${top_builddir:?run through make bench-provider}" "${top_srcdir:?run through make bench-provider}"
 MPICC=${MPICC:-}
 BENCH_MPI_SECONDS=${BENCH_MPI_SECONDS:-0.5}
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 work=$top_builddir/tests/provider
 ftbin=$work/fabtests-1.17.0/install/bin
 out=$work/bench
@@ -77,17 +86,22 @@ lost() { missing=$((missing + 1)); echo "    $1: no result (log: $2)"; }
 
 pingpong_sizes="8 256 4096 65536 1048576"
 iters_for() {
-	if [ "$1" -le 4096 ]; then echo 20000; elif [ "$1" -le 65536 ]; then echo 5000; else echo 500; fi
+	if [ "$1" -le 8 ]; then echo 100000; elif [ "$1" -le 4096 ]; then echo 20000
+	elif [ "$1" -le 65536 ]; then echo 5000; else echo 500; fi
 }
 
-echo "bench-provider: fi_rdm_tagged_pingpong, scif and shm"
+# pingpong PROVIDER SIZE LOG: fabtests' tagged round trip in us, or nothing.
+pingpong() {
+	fabtest "$1" "$3" fi_rdm_tagged_pingpong -S "$2" -I "$(iters_for "$2")" -w 100 &&
+		ft_field usec/xfer "$3" | awk '{ printf "%.3f", 2 * $1 }'
+}
+
+echo "bench-provider: fi_rdm_tagged_pingpong, scif and shm (8 B: in the rounds below)"
 for prov in scif shm; do
 	for s in $pingpong_sizes; do
+		[ "$s" = 8 ] && continue
 		log=$out/pingpong-$prov-$s.txt
-		if fabtest "$prov" "$log" fi_rdm_tagged_pingpong -S "$s" -I "$(iters_for "$s")" -w 100; then
-			v=$(ft_field usec/xfer "$log")
-			[ -n "$v" ] && fig[pp-$prov-$s]=$(awk -v v="$v" 'BEGIN { printf "%.3f", 2 * v }')
-		fi
+		fig[pp-$prov-$s]=$(pingpong "$prov" "$s" "$log")
 		[ -n "${fig[pp-$prov-$s]:-}" ] || lost "$prov $s B" "$log"
 	done
 done
@@ -126,14 +140,14 @@ mpi() {
 echo "bench-provider: scif_bench_mpi, over scif (mtl ofi) and vader"
 if [ -z "$MPICC" ] || [ ! -x "$mpi_bin" ]; then
 	echo "    no $mpi_bin (configure found no mpicc)"
-	missing=$((missing + 6))
+	missing=$((missing + 4))
 else
 	for transport in scif vader; do
 		: >"$out/mpi-$transport.log"
 		while read -r kind size v _; do
 			fig[mpi-$kind-$transport-$size]=$v
-		done < <(mpi "$transport" lat 8; mpi "$transport" bw 65536 4194304)
-		for k in lat-8 bw-65536 bw-4194304; do
+		done < <(mpi "$transport" bw 65536 4194304)
+		for k in bw-65536 bw-4194304; do
 			[ -n "${fig[mpi-${k%%-*}-$transport-${k#*-}]:-}" ] ||
 				lost "MPI $transport $k" "$out/mpi-$transport.log"
 		done
@@ -155,16 +169,60 @@ except (OSError, ValueError, KeyError):
 EOF
 }
 new_run_dir
-timeout -k 5 120 "$top_builddir/tools/scif_bench/scif_bench" --tests lat --sizes 8 \
-	--json "$out/scif_bench-lat.json" >"$out/scif_bench-lat.txt" 2>&1
 timeout -k 5 120 "$top_builddir/tools/scif_bench/scif_bench" --tests rma-write/sync-cpu \
 	--sizes 4M --json "$out/scif_bench-rma.json" >"$out/scif_bench-rma.txt" 2>&1
 done_run_dir
-fig[sb-lat]=$(json_median "$out/scif_bench-lat.json" lat 8)
 fig[sb-memcpy]=$(json_median "$out/scif_bench-rma.json" memcpy 4194304)
 fig[sb-rma]=$(json_median "$out/scif_bench-rma.json" rma-write/sync-cpu 4194304)
-[ -n "${fig[sb-lat]}" ] || lost "scif_bench lat" "$out/scif_bench-lat.txt"
 [ -n "${fig[sb-memcpy]}" ] || lost "scif_bench memcpy" "$out/scif_bench-rma.txt"
+
+# ---------------------------------------------------------------------------------------
+# 8-byte round trips in rounds; every ratio within one round.
+
+# median LIST...: the median of the numbers given (empty for none).
+median() { printf '%s\n' "$@" | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
+# span LIST...: "min-max" of the numbers given.
+span() { printf '%s\n' "$@" | sed '/^$/d' | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR) printf "%.2f-%.2f", lo, hi }'; }
+# quot A B: A / B to 3 decimals, or nothing.
+quot() { [ -n "${1:-}" ] && [ -n "${2:-}" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b }'; }
+
+declare -A runs=()
+echo "bench-provider: 8-byte round trips, $BENCH_ROUNDS rounds (fabtests scif and shm, scif_bench lat, MPI scif and vader)"
+for r in $(seq "$BENCH_ROUNDS"); do
+	pps=$(pingpong scif 8 "$out/pingpong-scif-8-r$r.txt")
+	pph=$(pingpong shm 8 "$out/pingpong-shm-8-r$r.txt")
+	new_run_dir
+	timeout -k 5 120 "$top_builddir/tools/scif_bench/scif_bench" --tests lat --sizes 8 \
+		--json "$out/scif_bench-lat-r$r.json" >"$out/scif_bench-lat-r$r.txt" 2>&1
+	done_run_dir
+	sbl=$(json_median "$out/scif_bench-lat-r$r.json" lat 8)
+	ms='' mv=''
+	if [ -n "$MPICC" ] && [ -x "$mpi_bin" ]; then
+		ms=$(mpi scif lat 8 | awk '$1 == "lat" { print $3 }')
+		mv=$(mpi vader lat 8 | awk '$1 == "lat" { print $3 }')
+	fi
+	echo "    round $r: tagged scif ${pps:-?} shm ${pph:-?}, scif_bench lat ${sbl:-?}, MPI scif ${ms:-?} vader ${mv:-?} (us)"
+	runs[pp-scif]+=" $pps" runs[pp-shm]+=" $pph" runs[sb-lat]+=" $sbl"
+	runs[mpi-scif]+=" $ms" runs[mpi-vader]+=" $mv"
+	runs[r-shm]+=" $(quot "$pps" "$pph")" runs[r-lat]+=" $(quot "$pps" "$sbl")"
+	runs[r-mpi]+=" $(quot "$ms" "$mv")"
+done
+# shellcheck disable=SC2086 # word splitting of the lists is wanted
+{
+	fig[pp-scif-8]=$(median ${runs[pp-scif]}) fig[pp-shm-8]=$(median ${runs[pp-shm]})
+	fig[sb-lat]=$(median ${runs[sb-lat]})
+	fig[mpi-lat-scif-8]=$(median ${runs[mpi-scif]}) fig[mpi-lat-vader-8]=$(median ${runs[mpi-vader]})
+	for k in r-shm r-lat r-mpi; do
+		fig[$k]=$(median ${runs[$k]}) fig[$k-span]=$(span ${runs[$k]})
+	done
+}
+[ -n "${fig[pp-scif-8]}" ] || lost "scif 8 B" "$out/pingpong-scif-8-r*.txt"
+[ -n "${fig[pp-shm-8]}" ] || lost "shm 8 B" "$out/pingpong-shm-8-r*.txt"
+[ -n "${fig[sb-lat]}" ] || lost "scif_bench lat" "$out/scif_bench-lat-r*.txt"
+if [ -n "$MPICC" ] && [ -x "$mpi_bin" ]; then
+	[ -n "${fig[mpi-lat-scif-8]}" ] || lost "MPI scif lat-8" "$out/mpi-scif.log"
+	[ -n "${fig[mpi-lat-vader-8]}" ] || lost "MPI vader lat-8" "$out/mpi-vader.log"
+fi
 
 # ---------------------------------------------------------------------------------------
 # The table: scif, the reference, scif / reference.
@@ -204,13 +262,16 @@ row "scif_bench lat (libscif alone)" "8 B" us "${fig[sb-lat]:-}" "" ""
 row "scif_bench rma-write/sync-cpu" "4 MiB" GB/s "${fig[sb-rma]:-}" "${fig[sb-memcpy]:-}" memcpy
 
 echo
-echo "bench-provider: ratios"
+echo "bench-provider: ratios (8 B: median of the rounds' own ratios, and their range)"
+rounds() { # KEY: "0.61x (0.55-0.70)" or n/a
+	if [ -n "${fig[$1]:-}" ]; then printf '%.2fx (%s)' "${fig[$1]}" "${fig[$1-span]}"; else echo n/a; fi
+}
 printf '  %-46s %s\n' \
-	"scif/shm tagged round trip, 8 B" "$(ratio "${fig[pp-scif-8]:-}" "${fig[pp-shm-8]:-}")" \
-	"scif/vader MPI round trip, 8 B" "$(ratio "${fig[mpi-lat-scif-8]:-}" "${fig[mpi-lat-vader-8]:-}")" \
+	"scif/shm tagged round trip, 8 B" "$(rounds r-shm)" \
+	"scif/vader MPI round trip, 8 B" "$(rounds r-mpi)" \
 	"scif/vader MPI bandwidth, 4 MiB" \
 	"$(ratio "${fig[mpi-bw-scif-4194304]:-}" "${fig[mpi-bw-vader-4194304]:-}")" \
-	"tagged round trip / scif_bench lat, 8 B" "$(ratio "${fig[pp-scif-8]:-}" "${fig[sb-lat]:-}")" \
+	"tagged round trip / scif_bench lat, 8 B" "$(rounds r-lat)" \
 	"fi_rma_bw write / memcpy, 4 MiB" "$(ratio "${fig[rma-scif]:-}" "${fig[sb-memcpy]:-}")"
 echo "bench-provider: logs in $out"
 if [ "$missing" -gt 0 ]; then
