@@ -122,6 +122,18 @@ static inline void sfi_list_remove(struct sfi_list *n)
 #define sfi_list_foreach_safe(l, it, tmp) \
 	for ((it) = (l)->next, (tmp) = (it)->next; (it) != (l); (it) = (tmp), (tmp) = (it)->next)
 
+/** A spin-wait hint to the CPU (x86 pause, arm64 yield). */
+static inline void sfi_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
+
 /** Monotonic clock in milliseconds (timeouts of the blocking calls). */
 static inline int64_t sfi_now_ms(void)
 {
@@ -300,6 +312,8 @@ struct sfi_domain {
 	 * serialisation orders the clearing before its next call on the domain.
 	 */
 	bool serial;
+	bool sent;                /**< an RDM send went out since a CQ read last paused
+				   *   (sfi_cq.c cq_readfrom) */
 	int refs;                 /**< endpoints, CQs, counters, AVs, MRs */
 	uint16_t self_node;
 	enum fi_threading threading;
@@ -382,6 +396,7 @@ struct sfi_cq {
 	size_t neps, eps_size;
 	int refs;
 	int signaled;                /**< fi_cq_signal: the next blocked sread returns */
+	bool idle;                   /**< the last read found nothing (sfi_cq.c) */
 	enum fi_cq_wait_cond wait_cond; /**< FI_CQ_COND_THRESHOLD: sread's cond is a count */
 	struct sfi_waitobj wobj;     /**< in wait->objs when wait is a fi_wait_open set */
 	uint32_t api_version;        /**< the fabric's, for the fi_cq_err_entry layout */

@@ -200,13 +200,29 @@ static ssize_t cq_readfrom(struct fid_cq *cq_fid, void *buf, size_t count, fi_ad
 {
 	struct sfi_cq *cq = sfi_container_of(cq_fid, struct sfi_cq, cq_fid);
 	ssize_t ret;
+	bool relax;
 
 	if (count && !buf)
 		return -FI_EINVAL;
 	sfi_domain_lock(cq->domain);
 	eps_progress(cq->eps, cq->neps);
 	ret = cq_read_locked(cq, buf, count, src);
+	/*
+	 * A caller that finds nothing is most likely spinning on this call, waiting for an
+	 * answer: one pause (about 20 ns here) before it looks again spaces its looks at the
+	 * peers' ring lines, which the peers are about to write (and then wait for, at their
+	 * barriers). fabtests' 8-byte tagged round trip: 18 % shorter (docs/fi_scif.7). Not
+	 * for the read that only confirms a CQ drained (one that found something came just
+	 * before, and nothing was sent since): a caller that reads until -FI_EAGAIN after every
+	 * completion (Open MPI) would pay the pause on every message's path.
+	 */
+	relax = ret == -FI_EAGAIN && (cq->idle || cq->domain->sent);
+	cq->idle = ret == -FI_EAGAIN;
+	if (relax)
+		cq->domain->sent = false;
 	sfi_domain_unlock(cq->domain);
+	if (relax)
+		sfi_cpu_relax();
 	return ret;
 }
 

@@ -1398,6 +1398,7 @@ static ssize_t rdm_sendgen(struct rdm_ep *ep, const struct iovec *iov, size_t co
 		return -FI_EOPNOTSUPP;
 	sfi_domain_lock(ep->ep.domain);
 	if (rdm_send_now(ep, iov, count, dest, tag, data, context, flags, tagged)) {
+		ep->ep.domain->sent = true; /* an answer may be awaited (sfi_cq.c cq_readfrom) */
 		sfi_domain_unlock(ep->ep.domain);
 		return 0;
 	}
@@ -1417,6 +1418,8 @@ static ssize_t rdm_sendgen(struct rdm_ep *ep, const struct iovec *iov, size_t co
 			t->wflags |= RDM_WF_ACK;
 		t->no_cq = flags & RDM_TX_SILENT;
 		ret = rdm_txr_submit(ep, dest, t);
+		if (!ret)
+			ep->ep.domain->sent = true;
 	}
 	sfi_domain_unlock(ep->ep.domain);
 	return ret;
