@@ -1612,11 +1612,22 @@ Test(core_internal, mr_windows_virt_addr, .timeout = 60)
  * frame whose prefix names no form costs the connection (-FI_EIO), nothing else.
  */
 struct frames {
-	struct sfi_hdr hdr[4];
-	char payload[4][16];
+	struct sfi_hdr hdr[128];
+	uint8_t *payload[128];   /* where each frame's payload went, in @buf */
+	uint8_t *buf;
+	size_t used, cap;
 	int n;
 	int err;
 };
+
+/* A frame sink of @cap bytes for the receiving connection. */
+static void frames_init(struct frames *f, size_t cap)
+{
+	memset(f, 0, sizeof(*f));
+	f->buf = malloc(cap ? cap : 1);
+	cr_assert_not_null(f->buf);
+	f->cap = cap;
+}
 
 static int frames_rx_hdr(struct sfi_conn *c, const struct sfi_hdr *hdr, struct iovec *iov,
 			 void **cookie)
@@ -1624,11 +1635,13 @@ static int frames_rx_hdr(struct sfi_conn *c, const struct sfi_hdr *hdr, struct i
 	struct frames *f = c->owner;
 
 	(void)cookie;
-	cr_assert_lt(f->n, 4);
-	cr_assert_leq(hdr->len, sizeof(f->payload[0]));
+	cr_assert_lt(f->n, 128);
+	cr_assert_leq(f->used + hdr->len, f->cap);
 	f->hdr[f->n] = *hdr;
+	f->payload[f->n] = f->buf + f->used;
 	iov[0].iov_base = f->payload[f->n];
 	iov[0].iov_len = hdr->len;
+	f->used += hdr->len;
 	return hdr->len ? 1 : 0;
 }
 
@@ -1687,7 +1700,7 @@ Test(core_internal, conn_short_and_full_headers, .timeout = 60)
 {
 	scif_epd_t a, b;
 	struct sfi_conn rx, tx;
-	struct frames f = { .n = 0 }, unused = { .n = 0 };
+	struct frames f, unused;
 	struct sfi_addr peer = { .magic = SFI_ADDR_MAGIC };
 	struct sfi_tx t[3];
 	struct sfi_hdr h[3] = {
@@ -1701,6 +1714,8 @@ Test(core_internal, conn_short_and_full_headers, .timeout = 60)
 
 	memset(&rx, 0, sizeof(rx));
 	memset(&tx, 0, sizeof(tx));
+	frames_init(&f, 4096);
+	frames_init(&unused, 0);
 	test_pair(&a, &b, NULL);
 	cr_assert_eq(sfi_conn_init(&rx, a, &peer, &frames_ops, &f), 0);
 	cr_assert_eq(sfi_conn_init(&tx, b, &peer, &frames_ops, &unused), 0);
@@ -1736,6 +1751,7 @@ Test(core_internal, conn_short_and_full_headers, .timeout = 60)
 	 * all it is given at once, and nothing here can wait for a peer.
 	 */
 	f.n = 0;
+	f.used = 0;
 	n = frame_bytes(wire, &h[0], "HELLO", 5, SFI_WIRE_SHORT);
 	n += frame_bytes(wire + n, &h[1], "xyz", 3, SFI_WIRE_VERSION);
 	n += frame_bytes(wire + n, &h[1], "uvw", 3, SFI_WIRE_DATA);
@@ -1771,6 +1787,8 @@ Test(core_internal, conn_short_and_full_headers, .timeout = 60)
 
 	sfi_conn_fini(&rx, -FI_ECANCELED);
 	sfi_conn_fini(&tx, -FI_ECANCELED);
+	free(f.buf);
+	free(unused.buf);
 }
 
 /*
@@ -1779,45 +1797,6 @@ Test(core_internal, conn_short_and_full_headers, .timeout = 60)
  * and goes first, and no other frame overtakes it (neither a fast one, refused meanwhile,
  * nor a queued one). Every frame arrives whole and in order.
  */
-struct sink {
-	struct sfi_hdr hdr[128];
-	uint8_t *buf;
-	size_t used;
-	int n;
-	int err;
-};
-
-static int sink_rx_hdr(struct sfi_conn *c, const struct sfi_hdr *hdr, struct iovec *iov,
-		       void **cookie)
-{
-	struct sink *k = c->owner;
-
-	(void)cookie;
-	cr_assert_lt(k->n, 128);
-	cr_assert_leq(k->used + hdr->len, (size_t)128 * 8192);
-	k->hdr[k->n] = *hdr;
-	iov[0].iov_base = k->buf + k->used;
-	iov[0].iov_len = hdr->len;
-	k->used += hdr->len;
-	return hdr->len ? 1 : 0;
-}
-
-static void sink_rx_done(struct sfi_conn *c, const struct sfi_hdr *hdr, void *cookie)
-{
-	(void)hdr;
-	(void)cookie;
-	((struct sink *)c->owner)->n++;
-}
-
-static void sink_on_error(struct sfi_conn *c, int err)
-{
-	((struct sink *)c->owner)->err = err;
-}
-
-static const struct sfi_conn_ops sink_ops = { .rx_hdr = sink_rx_hdr,
-					      .rx_done = sink_rx_done,
-					      .on_error = sink_on_error };
-
 static uint8_t frame_pat(unsigned int seq, size_t i)
 {
 	return (uint8_t)(seq * 131u + i * 7u + (i >> 8));
@@ -1827,7 +1806,7 @@ Test(core_internal, conn_send_now_spills_and_keeps_order, .timeout = 60)
 {
 	scif_epd_t a, b;
 	struct sfi_conn rx, tx;
-	struct sink k = { .n = 0 }, unused = { .n = 0 };
+	struct frames k, unused;
 	struct sfi_addr peer = { .magic = SFI_ADDR_MAGIC };
 	static uint8_t pay[128][8000];
 	size_t len[128];
@@ -1835,12 +1814,12 @@ Test(core_internal, conn_send_now_spills_and_keeps_order, .timeout = 60)
 	int sent = 0, spilled = -1;
 	uint64_t until;
 
-	k.buf = malloc((size_t)128 * 8192);
-	cr_assert_not_null(k.buf);
+	frames_init(&k, (size_t)128 * 8192);
+	frames_init(&unused, 0);
 	memset(&rx, 0, sizeof(rx));
 	memset(&tx, 0, sizeof(tx));
 	test_pair(&a, &b, NULL);
-	cr_assert_eq(sfi_conn_init(&rx, a, &peer, &sink_ops, &k), 0);
+	cr_assert_eq(sfi_conn_init(&rx, a, &peer, &frames_ops, &k), 0);
 	cr_assert_eq(sfi_conn_init(&tx, b, &peer, &frames_ops, &unused), 0);
 
 	/* Frames of 2000-7999 bytes into the 256 KiB ring, nobody reading, until one spills. */
@@ -1878,14 +1857,11 @@ Test(core_internal, conn_send_now_spills_and_keeps_order, .timeout = 60)
 	cr_assert_eq(k.n, sent + 1);
 	cr_expect_not(tx.spill_busy, "the spill went out");
 	cr_expect_not(tx.want_pollout);
-	size_t off = 0;
-
 	for (int i = 0; i <= sent; i++) {
 		cr_expect_eq(k.hdr[i].tag, (uint64_t)i, "frame %d out of order", i);
 		cr_assert_eq(k.hdr[i].len, len[i], "frame %d: length", i);
 		cr_expect_eq(k.hdr[i].op, i == sent ? 2 : 1);
-		cr_expect_eq(memcmp(k.buf + off, pay[i], len[i]), 0, "frame %d: payload", i);
-		off += len[i];
+		cr_expect_eq(memcmp(k.payload[i], pay[i], len[i]), 0, "frame %d: payload", i);
 	}
 	cr_expect_eq(k.hdr[sent].data, 77);
 	/* Both ways clear again: the fast path is open. */
@@ -1895,4 +1871,5 @@ Test(core_internal, conn_send_now_spills_and_keeps_order, .timeout = 60)
 	sfi_conn_fini(&rx, -FI_ECANCELED);
 	sfi_conn_fini(&tx, -FI_ECANCELED);
 	free(k.buf);
+	free(unused.buf);
 }
