@@ -13,16 +13,16 @@
 # times a whole ping-pong loop and counts two transfers per iteration); MPI's and
 # scif_bench's are medians of individually timed round trips. Bandwidths are GB/s (10^9 B/s).
 #
-# The 8-byte round trips are measured in BENCH_ROUNDS (3) rounds, each running all five
-# back to back (fabtests over scif and shm, scif_bench lat, MPI over scif and vader), and
-# every ratio is taken within a round: the host moves the two vCPUs between cores and
-# sibling threads every minute or so, which changes a round trip by 2-4x, so figures taken
-# half a minute apart do not divide. The median of the rounds' ratios is printed, with the
-# range.
+# The 8-byte round trips and scif's 4 MiB RMA write are measured in BENCH_ROUNDS (3) rounds,
+# each running back to back fabtests' ping-pong over scif and shm, scif_bench lat, MPI over
+# scif and vader, fi_rma_bw over scif and scif_bench's memcpy, and every ratio is taken
+# within a round: the host moves the two vCPUs between cores and sibling threads every
+# minute or so, which changes a round trip by 2-4x, so figures taken half a minute apart do
+# not divide. The median of the rounds' ratios is printed, with the range.
 #
 # Environment (set by the make target): top_builddir, top_srcdir (absolute), MPICC (empty
 # without Open MPI), FABTESTS_TARBALL. BENCH_MPI_SECONDS (0.5) times each MPI size,
-# BENCH_ROUNDS (3) the rounds of 8-byte round trips.
+# BENCH_ROUNDS (3) the rounds.
 # Exits non-zero when a measurement could not be made (after printing all the others).
 set -uo pipefail
 
@@ -106,15 +106,15 @@ for prov in scif shm; do
 	done
 done
 
-echo "bench-provider: fi_rma_bw -e rdm -o write, 4 MiB, scif and shm"
-for prov in scif shm; do
-	log=$out/rma-write-$prov.txt
-	if fabtest "$prov" "$log" fi_rma_bw -e rdm -o write -S 4194304 -I 500 -W 64; then
-		v=$(ft_field MB/sec "$log")
-		[ -n "$v" ] && fig[rma-$prov]=$(awk -v v="$v" 'BEGIN { printf "%.3f", v / 1000 }')
-	fi
-	[ -n "${fig[rma-$prov]:-}" ] || lost "$prov RMA write" "$log"
-done
+# rma_bw PROVIDER LOG: fi_rma_bw's 4 MiB write bandwidth in GB/s, or nothing.
+rma_bw() {
+	fabtest "$1" "$2" fi_rma_bw -e rdm -o write -S 4194304 -I 500 -W 64 &&
+		ft_field MB/sec "$2" | awk '{ printf "%.3f", $1 / 1000 }'
+}
+
+echo "bench-provider: fi_rma_bw -e rdm -o write, 4 MiB, shm (scif: in the rounds below)"
+fig[rma-shm]=$(rma_bw shm "$out/rma-write-shm.txt")
+[ -n "${fig[rma-shm]:-}" ] || lost "shm RMA write" "$out/rma-write-shm.txt"
 
 # mpi TRANSPORT PATTERN SIZES...: scif_bench_mpi PATTERN over scif (ranks on SCIF nodes 0
 # and 1) or vader, its result lines to stdout.
@@ -154,7 +154,6 @@ else
 	done
 fi
 
-echo "bench-provider: scif_bench (lat 8 B; memcpy and rma-write/sync-cpu 4 MiB)"
 # scif_bench pins itself (CPUs 0 and 1) and starts its own card process.
 json_median() {
 	python3 - "$1" "$2" "$3" <<'EOF'
@@ -168,16 +167,17 @@ except (OSError, ValueError, KeyError):
     pass
 EOF
 }
-new_run_dir
-timeout -k 5 120 "$top_builddir/tools/scif_bench/scif_bench" --tests rma-write/sync-cpu \
-	--sizes 4M --json "$out/scif_bench-rma.json" >"$out/scif_bench-rma.txt" 2>&1
-done_run_dir
-fig[sb-memcpy]=$(json_median "$out/scif_bench-rma.json" memcpy 4194304)
-fig[sb-rma]=$(json_median "$out/scif_bench-rma.json" rma-write/sync-cpu 4194304)
-[ -n "${fig[sb-memcpy]}" ] || lost "scif_bench memcpy" "$out/scif_bench-rma.txt"
+# scif_bench_run LOG TESTS SIZE: scif_bench with its own run directory, JSON to LOG.json.
+scif_bench_run() {
+	new_run_dir
+	timeout -k 5 120 "$top_builddir/tools/scif_bench/scif_bench" --tests "$2" --sizes "$3" \
+		--json "$1.json" >"$1.txt" 2>&1
+	done_run_dir
+}
 
 # ---------------------------------------------------------------------------------------
-# 8-byte round trips in rounds; every ratio within one round.
+# Rounds: the 8-byte round trips, and scif's RMA write next to memcpy; every ratio within
+# one round.
 
 # median LIST...: the median of the numbers given (empty for none).
 median() { printf '%s\n' "$@" | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
@@ -187,38 +187,44 @@ span() { printf '%s\n' "$@" | sed '/^$/d' | sort -g | awk 'NR == 1 { lo = $1 } {
 quot() { [ -n "${1:-}" ] && [ -n "${2:-}" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b }'; }
 
 declare -A runs=()
-echo "bench-provider: 8-byte round trips, $BENCH_ROUNDS rounds (fabtests scif and shm, scif_bench lat, MPI scif and vader)"
+echo "bench-provider: $BENCH_ROUNDS rounds: 8-byte round trips (fabtests scif and shm, scif_bench lat, MPI scif and vader), 4 MiB RMA write (fi_rma_bw scif, scif_bench memcpy)"
 for r in $(seq "$BENCH_ROUNDS"); do
 	pps=$(pingpong scif 8 "$out/pingpong-scif-8-r$r.txt")
 	pph=$(pingpong shm 8 "$out/pingpong-shm-8-r$r.txt")
-	new_run_dir
-	timeout -k 5 120 "$top_builddir/tools/scif_bench/scif_bench" --tests lat --sizes 8 \
-		--json "$out/scif_bench-lat-r$r.json" >"$out/scif_bench-lat-r$r.txt" 2>&1
-	done_run_dir
+	scif_bench_run "$out/scif_bench-lat-r$r" lat 8
 	sbl=$(json_median "$out/scif_bench-lat-r$r.json" lat 8)
+	rma=$(rma_bw scif "$out/rma-write-scif-r$r.txt")
+	scif_bench_run "$out/scif_bench-rma-r$r" rma-write/sync-cpu 4M
+	mem=$(json_median "$out/scif_bench-rma-r$r.json" memcpy 4194304)
+	sbr=$(json_median "$out/scif_bench-rma-r$r.json" rma-write/sync-cpu 4194304)
 	ms='' mv=''
 	if [ -n "$MPICC" ] && [ -x "$mpi_bin" ]; then
 		ms=$(mpi scif lat 8 | awk '$1 == "lat" { print $3 }')
 		mv=$(mpi vader lat 8 | awk '$1 == "lat" { print $3 }')
 	fi
-	echo "    round $r: tagged scif ${pps:-?} shm ${pph:-?}, scif_bench lat ${sbl:-?}, MPI scif ${ms:-?} vader ${mv:-?} (us)"
+	echo "    round $r: tagged scif ${pps:-?} shm ${pph:-?}, scif_bench lat ${sbl:-?}, MPI scif ${ms:-?} vader ${mv:-?} (us); RMA write ${rma:-?}, memcpy ${mem:-?} (GB/s)"
 	runs[pp-scif]+=" $pps" runs[pp-shm]+=" $pph" runs[sb-lat]+=" $sbl"
 	runs[mpi-scif]+=" $ms" runs[mpi-vader]+=" $mv"
+	runs[rma-scif]+=" $rma" runs[sb-memcpy]+=" $mem" runs[sb-rma]+=" $sbr"
 	runs[r-shm]+=" $(quot "$pps" "$pph")" runs[r-lat]+=" $(quot "$pps" "$sbl")"
-	runs[r-mpi]+=" $(quot "$ms" "$mv")"
+	runs[r-mpi]+=" $(quot "$ms" "$mv")" runs[r-rma]+=" $(quot "$rma" "$mem")"
 done
 # shellcheck disable=SC2086 # word splitting of the lists is wanted
 {
 	fig[pp-scif-8]=$(median ${runs[pp-scif]}) fig[pp-shm-8]=$(median ${runs[pp-shm]})
 	fig[sb-lat]=$(median ${runs[sb-lat]})
 	fig[mpi-lat-scif-8]=$(median ${runs[mpi-scif]}) fig[mpi-lat-vader-8]=$(median ${runs[mpi-vader]})
-	for k in r-shm r-lat r-mpi; do
+	fig[rma-scif]=$(median ${runs[rma-scif]}) fig[sb-memcpy]=$(median ${runs[sb-memcpy]})
+	fig[sb-rma]=$(median ${runs[sb-rma]})
+	for k in r-shm r-lat r-mpi r-rma; do
 		fig[$k]=$(median ${runs[$k]}) fig[$k-span]=$(span ${runs[$k]})
 	done
 }
 [ -n "${fig[pp-scif-8]}" ] || lost "scif 8 B" "$out/pingpong-scif-8-r*.txt"
 [ -n "${fig[pp-shm-8]}" ] || lost "shm 8 B" "$out/pingpong-shm-8-r*.txt"
 [ -n "${fig[sb-lat]}" ] || lost "scif_bench lat" "$out/scif_bench-lat-r*.txt"
+[ -n "${fig[rma-scif]}" ] || lost "scif RMA write" "$out/rma-write-scif-r*.txt"
+[ -n "${fig[sb-memcpy]}" ] || lost "scif_bench memcpy" "$out/scif_bench-rma-r*.txt"
 if [ -n "$MPICC" ] && [ -x "$mpi_bin" ]; then
 	[ -n "${fig[mpi-lat-scif-8]}" ] || lost "MPI scif lat-8" "$out/mpi-scif.log"
 	[ -n "${fig[mpi-lat-vader-8]}" ] || lost "MPI vader lat-8" "$out/mpi-vader.log"
@@ -262,7 +268,7 @@ row "scif_bench lat (libscif alone)" "8 B" us "${fig[sb-lat]:-}" "" ""
 row "scif_bench rma-write/sync-cpu" "4 MiB" GB/s "${fig[sb-rma]:-}" "${fig[sb-memcpy]:-}" memcpy
 
 echo
-echo "bench-provider: ratios (8 B: median of the rounds' own ratios, and their range)"
+echo "bench-provider: ratios (rounds: the median of the rounds' own ratios, and their range)"
 rounds() { # KEY: "0.61x (0.55-0.70)" or n/a
 	if [ -n "${fig[$1]:-}" ]; then printf '%.2fx (%s)' "${fig[$1]}" "${fig[$1-span]}"; else echo n/a; fi
 }
@@ -272,7 +278,7 @@ printf '  %-46s %s\n' \
 	"scif/vader MPI bandwidth, 4 MiB" \
 	"$(ratio "${fig[mpi-bw-scif-4194304]:-}" "${fig[mpi-bw-vader-4194304]:-}")" \
 	"tagged round trip / scif_bench lat, 8 B" "$(rounds r-lat)" \
-	"fi_rma_bw write / memcpy, 4 MiB" "$(ratio "${fig[rma-scif]:-}" "${fig[sb-memcpy]:-}")"
+	"fi_rma_bw write / memcpy, 4 MiB" "$(rounds r-rma)"
 echo "bench-provider: logs in $out"
 if [ "$missing" -gt 0 ]; then
 	echo "bench-provider: $missing measurement(s) missing"
