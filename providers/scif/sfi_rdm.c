@@ -1348,7 +1348,7 @@ static struct rdm_txr *rdm_tx_prep(struct rdm_ep *ep, const struct iovec *iov, s
  */
 static int rdm_send_now(struct rdm_ep *ep, const struct iovec *iov, size_t count,
 			fi_addr_t dest, uint64_t tag, uint64_t data, void *context,
-			uint64_t flags, bool tagged)
+			uint64_t flags, uint16_t wflags, uint64_t cq_flags)
 {
 	size_t len = count ? iov[0].iov_len : 0;
 	struct sfi_addr a;
@@ -1368,7 +1368,7 @@ static int rdm_send_now(struct rdm_ep *ep, const struct iovec *iov, size_t count
 		return 0;
 	memset(&h, 0, sizeof(h));
 	h.op = RDM_OP_EAGER;
-	h.flags = (tagged ? RDM_WF_TAGGED : 0) | ((flags & FI_REMOTE_CQ_DATA) ? RDM_WF_DATA : 0);
+	h.flags = wflags;
 	h.tag = tag;
 	h.data = data;
 	if (!sfi_conn_send_now(&p->conn->c, &h, len ? iov[0].iov_base : NULL, len))
@@ -1380,8 +1380,7 @@ static int rdm_send_now(struct rdm_ep *ep, const struct iovec *iov, size_t count
 		if (ep->ep.send_cntr)
 			sfi_cntr_inc(ep->ep.send_cntr);
 	} else {
-		sfi_ep_complete_tx(&ep->ep, context,
-				   FI_SEND | (tagged ? FI_TAGGED : FI_MSG) | (flags & FI_COMPLETION));
+		sfi_ep_complete_tx(&ep->ep, context, cq_flags);
 	}
 	return 1;
 }
@@ -1391,13 +1390,16 @@ static ssize_t rdm_sendgen(struct rdm_ep *ep, const struct iovec *iov, size_t co
 			   fi_addr_t dest, uint64_t tag, uint64_t data, void *context,
 			   uint64_t flags, bool tagged)
 {
+	uint16_t wflags = (tagged ? RDM_WF_TAGGED : 0) |
+			  ((flags & FI_REMOTE_CQ_DATA) ? RDM_WF_DATA : 0);
+	uint64_t cq_flags = FI_SEND | (tagged ? FI_TAGGED : FI_MSG) | (flags & FI_COMPLETION);
 	struct rdm_txr *t;
 	ssize_t ret = 0;
 
 	if (!(ep->ep.caps & (tagged ? FI_TAGGED : FI_MSG)))
 		return -FI_EOPNOTSUPP;
 	sfi_domain_lock(ep->ep.domain);
-	if (rdm_send_now(ep, iov, count, dest, tag, data, context, flags, tagged)) {
+	if (rdm_send_now(ep, iov, count, dest, tag, data, context, flags, wflags, cq_flags)) {
 		ep->ep.domain->sent = true; /* an answer may be awaited (sfi_cq.c cq_readfrom) */
 		sfi_domain_unlock(ep->ep.domain);
 		return 0;
@@ -1408,10 +1410,8 @@ static ssize_t rdm_sendgen(struct rdm_ep *ep, const struct iovec *iov, size_t co
 		t->context = context;
 		t->tag = tag;
 		t->data = data;
-		t->wflags = (tagged ? RDM_WF_TAGGED : 0) | ((flags & FI_REMOTE_CQ_DATA) ?
-							     RDM_WF_DATA : 0);
-		t->cq_flags = FI_SEND | (tagged ? FI_TAGGED : FI_MSG) |
-			      (flags & FI_COMPLETION);
+		t->wflags = wflags;
+		t->cq_flags = cq_flags;
 		t->rndv = t->len > ep->eager_max && !(flags & FI_INJECT);
 		t->dc = (flags & FI_DELIVERY_COMPLETE) && !(flags & FI_INJECT);
 		if (t->dc)
