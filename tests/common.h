@@ -38,11 +38,18 @@ extern char **environ;
  * A port no other test process uses at the same time: Criterion runs tests in parallel
  * processes, so derive it from the pid (ports 2000..61999), plus a per-process counter.
  */
+/*
+ * A port for this process to bind: consecutive ones from a start spread by the pid. The
+ * start was pid * 16, so a test that took more than 16 ports (one per round) walked into
+ * the ports of the process forked next (Criterion forks its workers back to back) and
+ * scif_bind failed with EADDRINUSE; a multiplicative hash scatters neighbouring pids.
+ */
 static inline uint16_t test_port(void)
 {
-	static int next;
+	static unsigned int next;
+	unsigned int base = (unsigned int)(((uint64_t)(unsigned)getpid() * 2654435761u) % 60000u);
 
-	return (uint16_t)(2000 + ((unsigned)getpid() * 16u + (unsigned)next++) % 60000u);
+	return (uint16_t)(2000 + (base + next++) % 60000u);
 }
 
 static inline uint64_t test_now_ms(void)
@@ -78,11 +85,16 @@ static inline void test_pair(scif_epd_t *a, scif_epd_t *b, scif_epd_t *lep)
 	uint16_t self, port = test_port();
 	struct scif_portID dst;
 	pthread_t th;
+	int bound;
 
 	scif_get_nodeIDs(NULL, 0, &self);
 	acc.lep = scif_open();
 	cr_assert_geq(acc.lep, 0);
-	cr_assert_eq(scif_bind(acc.lep, port), port);
+	/* Another test process may hold this port for now: any free one will do. */
+	for (int tries = 0; (bound = scif_bind(acc.lep, port)) < 0 && errno == EADDRINUSE &&
+			    tries < 64; tries++)
+		port = test_port();
+	cr_assert_eq(bound, port, "scif_bind(%u): %s", port, strerror(errno));
 	cr_assert_eq(scif_listen(acc.lep, 8), 0);
 	pthread_create(&th, NULL, test_accept_thread, &acc);
 	*a = scif_open();
