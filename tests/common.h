@@ -35,14 +35,10 @@ extern char **environ;
 	} while (0)
 
 /*
- * A port no other test process uses at the same time: Criterion runs tests in parallel
- * processes, so derive it from the pid (ports 2000..61999), plus a per-process counter.
- */
-/*
- * A port for this process to bind: consecutive ones from a start spread by the pid. The
- * start was pid * 16, so a test that took more than 16 ports (one per round) walked into
- * the ports of the process forked next (Criterion forks its workers back to back) and
- * scif_bind failed with EADDRINUSE; a multiplicative hash scatters neighbouring pids.
+ * A port no other test process is likely to use at the same time: Criterion runs tests in
+ * parallel processes, forked back to back, so consecutive ports (ports 2000..61999) from a
+ * start that a multiplicative hash of the pid scatters (a start of pid * 16 made a test
+ * taking more than 16 ports walk into the next process's). test_pair still retries.
  */
 static inline uint16_t test_port(void)
 {
