@@ -14,6 +14,7 @@
  *   sfi_cq.c      completion queues and counters
  *   sfi_eq.c      event queues
  *   sfi_conn.c    a framed, non-blocking message stream over one SCIF connection
+ *   sfi_lane.c    a connection's mapped lane: frames written into the receiver's ring
  *   sfi_msg.c     FI_EP_MSG endpoints and passive endpoints
  *   sfi_rdm.c     FI_EP_RDM endpoints (tag matching, lazy connections, rendezvous)
  *   sfi_wcache.c  windows kept over receive buffers, for one-copy rendezvous
@@ -84,6 +85,8 @@ struct sfi_params {
 	int conn_timeout_ms;/**< FI_SCIF_CONN_TIMEOUT: a lazy RDM connect gives up after this */
 	size_t rndv_write_min; /**< FI_SCIF_RNDV_WRITE_MIN: rendezvous from this size write
 			    *   into a window over the receive buffer (0: never) */
+	size_t lane_size;   /**< FI_SCIF_LANE_SIZE: ring bytes of an RDM connection's mapped
+			    *   lane (sfi_lane.c; 0: frames stay on the SCIF byte stream) */
 };
 extern struct sfi_params sfi_params;
 
@@ -504,6 +507,9 @@ struct sfi_ep {
 	/** Put the endpoint's descriptors into a wait set (events != 0) or take them out
 	 *  (events == 0); called on bind/close of a CQ/counter with a wait object. */
 	void (*wait_fds)(struct sfi_ep *ep, struct sfi_wait *w, bool add);
+	/** Optional, before the caller sleeps on the wait set (domain lock held, progress just
+	 *  ran): arm what needs arming (sfi_conn_arm); nonzero if it must not sleep. */
+	int (*arm)(struct sfi_ep *ep);
 };
 
 /** Attach/detach an endpoint to a CQ or counter's progress list (domain lock held). */
@@ -539,7 +545,8 @@ void sfi_ep_error_rx(struct sfi_ep *ep, void *context, uint64_t op_flags, int er
  * not trusted: a header with a bad version, op or length, or a payload longer than
  * SFI_MAX_MSG, makes the connection fail (conn->err set, on_error called once). */
 
-#define SFI_WIRE_VERSION 3 /* 2: HELLO and HELLO_ACK carry incarnations; 3: short headers */
+#define SFI_WIRE_VERSION 4 /* 2: HELLO and HELLO_ACK carry incarnations; 3: short headers;
+			    * 4: mapped lanes (SFI_OP_CONN) */
 /*
  * A header whose id and size are 0 goes in a shorter form: its first SFI_HDR_DATA bytes
  * (version to data), with version SFI_WIRE_DATA, or, if its data is 0 as well, its first
@@ -568,6 +575,8 @@ struct sfi_hdr {
 	uint64_t size;     /**< owner-defined (total message size for rendezvous) */
 };
 #define SFI_OP_MAX 32
+/** The connection's own frames (sfi_lane.c: lane offer, switch, doorbell): never an owner's. */
+#define SFI_OP_CONN (SFI_OP_MAX - 1)
 
 struct sfi_conn;
 
@@ -600,6 +609,39 @@ struct sfi_conn_ops {
 	void (*on_error)(struct sfi_conn *c, int err);
 };
 
+/**
+ * A connection's mapped lane (sfi_lane.c): each side may offer a ring in its own memory,
+ * registered as a window on the connection; the peer maps it with scif_mmap and from then on
+ * writes its frames there instead of into the SCIF byte stream. The stream stays open for
+ * doorbells (a byte when a sleeping receiver armed) and for the peer's hang-up.
+ */
+struct sfi_lane {
+	/* receive side: our ring (ctrl page + ring), a window on the connection */
+	uint8_t *rx_map;         /**< mmap()ed by us; munmap()ed after scif_close */
+	size_t rx_size;          /**< ring bytes (a power of two) */
+	uint64_t rx_salt;        /**< record marks are salt + line number (sfi_lane.c) */
+	uint64_t rx_head;        /**< absolute byte position of the next record */
+	uint32_t rx_rec_len;     /**< payload bytes of the record being taken (rx_in_rec) */
+	uint32_t rx_rec_off;     /**< of which taken */
+	bool rx_in_rec;
+	bool rx_on;              /**< the peer switched: its frames come through the ring */
+	bool rx_gone;            /**< the stream reported the peer gone: drain, then fail */
+	unsigned int rx_idle;    /**< empty reads; the stream is looked at every 64th */
+	uint64_t rx_arm;         /**< last value stored to ctrl->arm */
+	uint64_t rx_wait_seen;   /**< last ctrl->tx_wait value answered with a doorbell */
+	/* send side: the peer's ring, mapped */
+	uint8_t *tx_map;         /**< scif_mmap()ed; NULL while not offered or not mappable */
+	size_t tx_size;
+	uint64_t tx_salt;
+	uint64_t tx_tail;        /**< absolute byte position of our next record */
+	uint64_t tx_head;        /**< the peer's head, as last read (validated) */
+	uint64_t tx_rung;        /**< the peer's arm value we last rang the doorbell for */
+	uint64_t tx_wait;        /**< last value stored to the peer's ctrl->tx_wait */
+	bool tx_on;              /**< our frames go into the peer's ring */
+	struct sfi_tx offer_tx;  /**< our OFFER frame */
+	struct sfi_tx on_tx;     /**< our ON frame: the last of our frames on the stream */
+};
+
 struct sfi_conn {
 	scif_epd_t epd;
 	struct sfi_addr peer;
@@ -626,6 +668,8 @@ struct sfi_conn {
 	int err;                   /**< 0 while usable */
 	bool want_pollout;         /**< frames are waiting for room */
 	struct sfi_list tx_done;   /**< frames fully handed to SCIF whose done() is pending */
+	bool rx_conn_frame;        /**< the frame being received is an SFI_OP_CONN one */
+	struct sfi_lane lane;      /**< zeroed: no lane (frames on the stream) */
 	struct sfi_list domain_entry; /**< in sfi_domain::conns */
 	struct sfi_list owner_entry;  /**< free for the owner */
 };
@@ -678,6 +722,34 @@ int sfi_conn_progress(struct sfi_conn *c) SFI_HIDDEN;
 uint32_t sfi_conn_events(const struct sfi_conn *c) SFI_HIDDEN;
 /** Fail queued frames with @p err, close the SCIF endpoint. Idempotent. */
 void sfi_conn_fini(struct sfi_conn *c, int err) SFI_HIDDEN;
+/**
+ * Before the caller sleeps on the connection's descriptor (fi_trywait, sread, cntr wait):
+ * arm the mapped lane's doorbells. 1 when it must not sleep (bytes or room arrived, or the
+ * peer is gone: progress first), 0 when a peer's next frame or freed room will wake it.
+ */
+int sfi_conn_arm(struct sfi_conn *c) SFI_HIDDEN;
+
+/* sfi_lane.c: the mapped lane (struct sfi_lane), used by sfi_conn.c only. */
+
+/** Offer the peer a ring of @p size bytes (a power of two, 4 KiB to 64 MiB) in our memory.
+ *  0 when offered or when a lane cannot be had here (the stream serves); never fails the
+ *  connection. */
+int sfi_lane_offer(struct sfi_conn *c, size_t size) SFI_HIDDEN;
+/** An SFI_OP_CONN frame arrived (header only); 0 or a negative FI_E* code (protocol). */
+int sfi_lane_ctl(struct sfi_conn *c, const struct sfi_hdr *h) SFI_HIDDEN;
+/** Our ON frame is all on the stream: later bytes go into the peer's ring. */
+void sfi_lane_tx_switch(struct sfi_conn *c) SFI_HIDDEN;
+/** Write the first bytes of @p a (@p alen) then @p b (@p blen) into the peer's ring as one
+ *  record; bytes taken (0: no room), or a negative FI_E* code. */
+ssize_t sfi_lane_write(struct sfi_conn *c, const void *a, size_t alen, const void *b,
+		       size_t blen) SFI_HIDDEN;
+/** Take up to @p len bytes from our ring; bytes taken (0: none now), or a negative FI_E*
+ *  code (the peer broke the ring's rules, or is gone and everything it wrote was taken). */
+ssize_t sfi_lane_read(struct sfi_conn *c, void *buf, size_t len) SFI_HIDDEN;
+/** The arm step of sfi_conn_arm for the lane; @p tx_blocked: frames wait for ring room. */
+int sfi_lane_arm(struct sfi_conn *c, bool rx_held, bool tx_blocked) SFI_HIDDEN;
+/** Unmap both rings (after the SCIF endpoint is closed). */
+void sfi_lane_fini(struct sfi_conn *c) SFI_HIDDEN;
 
 /* ------------------------------------------------------------------------------------ */
 /* Endpoint constructors (fi_endpoint / fi_passive_ep dispatch on info->ep_attr->type). */

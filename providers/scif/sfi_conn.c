@@ -30,6 +30,12 @@
  * rest of a large payload is received straight into it (user buffers: no intermediate
  * copy). rx_done runs when the payload is in.
  *
+ * Mapped lane (sfi_lane.c): once the peer took our offer of a ring and sent its ON frame,
+ * its bytes are read from the ring instead (sfi_conn_read); once we took its offer and our
+ * ON frame is out, ours go into its ring (sfi_conn_write). Framing, parsing and the owner's
+ * callbacks do not change. SFI_OP_CONN frames are the connection's own and never reach the
+ * owner. sfi_conn_arm arms the lane before the owner's caller sleeps.
+ *
  * Callbacks may call sfi_conn_send and sfi_conn_fini on the connection, but must not free it;
  * on_error is the last thing sfi_conn_progress does with the connection, so the owner may
  * release it there.
@@ -145,10 +151,42 @@ static void sfi_conn_tx_advance(struct sfi_tx *tx, size_t n)
 	}
 }
 
+/** Hand bytes to the peer: into its ring once our direction is on the lane, else to SCIF.
+ *  The count taken (0: no room now) or a negative FI_E* code. */
+static ssize_t sfi_conn_write(struct sfi_conn *c, const void *buf, size_t len)
+{
+	int n;
+
+	if (c->lane.tx_on)
+		return sfi_lane_write(c, buf, len, NULL, 0);
+	if (len > SFI_CONN_CHUNK)
+		len = SFI_CONN_CHUNK;
+	do {
+		n = scif_send(c->epd, (void *)buf, (int)len, 0);
+	} while (n < 0 && errno == EINTR);
+	return n < 0 ? sfi_conn_errno(errno) : n;
+}
+
+/** Take bytes the peer sent: from our ring once its direction is on the lane, else from
+ *  SCIF. The count (0: nothing now) or a negative FI_E* code. */
+static ssize_t sfi_conn_read(struct sfi_conn *c, void *buf, size_t len)
+{
+	int n;
+
+	if (c->lane.rx_on)
+		return sfi_lane_read(c, buf, len);
+	if (len > SFI_CONN_CHUNK)
+		len = SFI_CONN_CHUNK;
+	do {
+		n = scif_recv(c->epd, buf, (int)len, 0);
+	} while (n < 0 && errno == EINTR);
+	return n < 0 ? sfi_conn_errno(errno) : n;
+}
+
 /**
  * Push one frame from its current position.
- * @return 1 when the whole frame was handed to SCIF, 0 when SCIF has no room for more,
- *         or a negative FI_E* code.
+ * @return 1 when the whole frame was handed over, 0 when there is no room for more, or a
+ *         negative FI_E* code.
  */
 static int sfi_conn_push_frame(struct sfi_conn *c, struct sfi_tx *tx)
 {
@@ -158,17 +196,15 @@ static int sfi_conn_push_frame(struct sfi_conn *c, struct sfi_tx *tx)
 		if (total <= SFI_CONN_BOUNCE) {
 			uint8_t *buf = c->tx_bounce;
 			size_t i, pos = 0;
-			int n;
+			ssize_t n;
 
 			for (i = 0; i < tx->iov_count; i++) {
 				memcpy(buf + pos, tx->iov[i].iov_base, tx->iov[i].iov_len);
 				pos += tx->iov[i].iov_len;
 			}
-			do {
-				n = scif_send(c->epd, buf, (int)total, 0);
-			} while (n < 0 && errno == EINTR);
+			n = sfi_conn_write(c, buf, total);
 			if (n < 0)
-				return sfi_conn_errno(errno);
+				return (int)n;
 			sfi_conn_tx_advance(tx, (size_t)n);
 			if ((size_t)n == total)
 				return 1;
@@ -181,20 +217,15 @@ static int sfi_conn_push_frame(struct sfi_conn *c, struct sfi_tx *tx)
 	while (tx->iov_idx < tx->iov_count) {
 		const struct iovec *v = &tx->iov[tx->iov_idx];
 		size_t chunk = v->iov_len - tx->iov_off;
-		int n;
+		ssize_t n;
 
-		if (chunk > SFI_CONN_CHUNK)
-			chunk = SFI_CONN_CHUNK;
 		if (chunk == 0) {
 			sfi_conn_tx_advance(tx, 0);
 			continue;
 		}
-		n = scif_send(c->epd, (char *)v->iov_base + tx->iov_off, (int)chunk, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return sfi_conn_errno(errno);
-		}
+		n = sfi_conn_write(c, (char *)v->iov_base + tx->iov_off, chunk);
+		if (n < 0)
+			return (int)n;
 		sfi_conn_tx_advance(tx, (size_t)n);
 		if ((size_t)n < chunk)
 			return 0;
@@ -215,6 +246,8 @@ static int sfi_conn_push(struct sfi_conn *c)
 		}
 		sfi_list_remove(&tx->entry);
 		sfi_list_insert_tail(&c->tx_done, &tx->entry);
+		if (tx == &c->lane.on_tx)
+			sfi_lane_tx_switch(c); /* the stream's last frame from us */
 	}
 	c->want_pollout = false;
 	return 0;
@@ -247,7 +280,7 @@ int sfi_conn_send_now(struct sfi_conn *c, const struct sfi_hdr *hdr, const void 
 {
 	struct sfi_hdr h;
 	size_t hlen, total;
-	int n;
+	ssize_t n;
 
 	if (c->epd < 0 || c->err || !sfi_list_empty(&c->txq) || c->spill_busy)
 		return 0;
@@ -255,14 +288,24 @@ int sfi_conn_send_now(struct sfi_conn *c, const struct sfi_hdr *hdr, const void 
 	total = hlen + len;
 	if (total > SFI_CONN_BOUNCE)
 		return 0;
-	memcpy(c->tx_bounce, &h, hlen);
-	if (len)
-		memcpy(c->tx_bounce + hlen, buf, len);
-	do {
-		n = scif_send(c->epd, c->tx_bounce, (int)total, 0);
-	} while (n < 0 && errno == EINTR);
-	if (n <= 0)
-		return 0; /* nothing went: sfi_conn_send queues it (and meets the error again) */
+	if (c->lane.tx_on) {
+		/* Header and payload straight into the peer's ring. */
+		n = sfi_lane_write(c, &h, hlen, buf, len);
+		if (n <= 0)
+			return 0;
+		if ((size_t)n < total) {
+			memcpy(c->tx_bounce, &h, hlen);
+			if (len)
+				memcpy(c->tx_bounce + hlen, buf, len);
+		}
+	} else {
+		memcpy(c->tx_bounce, &h, hlen);
+		if (len)
+			memcpy(c->tx_bounce + hlen, buf, len);
+		n = sfi_conn_write(c, c->tx_bounce, total);
+		if (n <= 0)
+			return 0; /* nothing went: sfi_conn_send queues it (and meets the error again) */
+	}
 	if ((size_t)n < total) {
 		/* The rest goes before any later frame, from a buffer of our own. */
 		struct sfi_tx *tx = &c->spill;
@@ -351,6 +394,7 @@ static void sfi_conn_rx_reset(struct sfi_conn *c)
 	c->rx_discard = 0;
 	c->rx_cookie = NULL;
 	c->rx_in_payload = false;
+	c->rx_conn_frame = false;
 }
 
 /**
@@ -376,6 +420,16 @@ static int sfi_conn_rx_start(struct sfi_conn *c)
 		c->rx_hdr.id = c->rx_hdr.size = 0;
 	c->rx_cookie = NULL;
 	c->rx_discard = 0;
+	if (h->op == SFI_OP_CONN) {
+		/* The connection's own (sfi_lane.c): a header, nothing for the owner. */
+		n = sfi_lane_ctl(c, h);
+		if (n)
+			return n;
+		c->rx_conn_frame = true;
+		c->rx_iov_count = 0;
+		c->rx_in_payload = true;
+		return 0;
+	}
 	n = c->ops->rx_hdr(c, h, c->rx_iov, &c->rx_cookie);
 	if (c->err || c->epd < 0)
 		return c->err ? c->err : -FI_ECONNRESET;
@@ -416,17 +470,15 @@ static inline size_t sfi_conn_staged(const struct sfi_conn *c)
  */
 static int sfi_conn_stage_fill(struct sfi_conn *c)
 {
-	int n;
+	ssize_t n;
 
 	c->rx_stage_off = c->rx_stage_len = 0;
-	do {
-		n = scif_recv(c->epd, c->rx_stage, SFI_CONN_STAGE, 0);
-	} while (n < 0 && errno == EINTR);
+	n = sfi_conn_read(c, c->rx_stage, SFI_CONN_STAGE);
 	if (n < 0)
-		return sfi_conn_errno(errno);
+		return (int)n;
 	c->rx_stage_len = (size_t)n;
-	c->rx_drained = n < (int)SFI_CONN_STAGE;
-	return n;
+	c->rx_drained = n < (ssize_t)SFI_CONN_STAGE;
+	return (int)n;
 }
 
 /** Take up to @p len staged bytes into @p dst (NULL: drop them); returns the count. */
@@ -454,7 +506,7 @@ static int sfi_conn_rx_payload(struct sfi_conn *c)
 		const struct iovec *v = &c->rx_iov[c->rx_iov_idx];
 		size_t chunk = v->iov_len - c->rx_iov_off;
 		char *dst = (char *)v->iov_base + c->rx_iov_off;
-		int n;
+		ssize_t n;
 
 		if (chunk == 0) {
 			c->rx_iov_idx++;
@@ -471,16 +523,9 @@ static int sfi_conn_rx_payload(struct sfi_conn *c)
 				return n;
 			continue;
 		}
-		if (chunk > SFI_CONN_CHUNK)
-			chunk = SFI_CONN_CHUNK;
-		n = scif_recv(c->epd, dst, (int)chunk, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return sfi_conn_errno(errno);
-		}
-		if (n == 0)
-			return 0;
+		n = sfi_conn_read(c, dst, chunk);
+		if (n <= 0)
+			return (int)n;
 		c->rx_iov_off += (size_t)n;
 	}
 	while (c->rx_discard) {
@@ -546,8 +591,12 @@ static int sfi_conn_rx(struct sfi_conn *c)
 
 		hdr = c->rx_hdr;
 		cookie = c->rx_cookie;
-		sfi_conn_rx_reset(c);
 		frames++;
+		if (c->rx_conn_frame) {
+			sfi_conn_rx_reset(c);
+			continue;
+		}
+		sfi_conn_rx_reset(c);
 		c->ops->rx_done(c, &hdr, cookie);
 		if (c->err || c->epd < 0)
 			return c->err ? c->err : -FI_ECONNRESET;
@@ -608,7 +657,8 @@ int sfi_conn_progress(struct sfi_conn *c)
 
 uint32_t sfi_conn_events(const struct sfi_conn *c)
 {
-	uint32_t ev = c->want_pollout ? POLLOUT : 0;
+	/* Room in the peer's ring comes with a doorbell (POLLIN), never with POLLOUT. */
+	uint32_t ev = c->want_pollout && !c->lane.tx_on ? POLLOUT : 0;
 
 	if (c->epd < 0 || c->err)
 		return 0;
@@ -630,9 +680,21 @@ void sfi_conn_fini(struct sfi_conn *c, int err)
 		scif_close(c->epd);
 		c->epd = -1;
 	}
+	sfi_lane_fini(c);
 	sfi_conn_rx_reset(c);
 	free(c->rx_stage);
 	c->rx_stage = NULL;
 	c->tx_bounce = c->tx_spill = NULL;
 	c->rx_stage_off = c->rx_stage_len = 0;
+}
+
+int sfi_conn_arm(struct sfi_conn *c)
+{
+	bool held = !c->rx_in_payload && sfi_conn_hdr_done(c);
+
+	if (c->epd < 0 || c->err)
+		return 0;
+	if (!held && sfi_conn_staged(c))
+		return 1; /* frames staged and not parsed yet */
+	return sfi_lane_arm(c, held, c->want_pollout);
 }

@@ -72,6 +72,16 @@ static void eps_progress(struct sfi_ep **eps, size_t n)
 			eps[i]->progress(eps[i]);
 }
 
+/** Before sleeping on a wait set: arm the endpoints; nonzero if one has something after
+ *  all (domain lock held, progress just ran). */
+static int eps_arm(struct sfi_ep **eps, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (eps[i]->arm && eps[i]->arm(eps[i]))
+			return 1;
+	return 0;
+}
+
 int sfi_cq_attach(struct sfi_cq *cq, struct sfi_ep *ep)
 {
 	return eps_add(&cq->eps, &cq->neps, &cq->eps_size, ep);
@@ -309,6 +319,10 @@ static ssize_t cq_sreadfrom(struct fid_cq *cq_fid, void *buf, size_t count, fi_a
 			ret = -FI_EAVAIL;
 		else
 			ret = -FI_EAGAIN;
+		if (ret == -FI_EAGAIN && cq->wait && eps_arm(cq->eps, cq->neps)) {
+			sfi_domain_unlock(cq->domain);
+			continue; /* it came in while arming: progress again, do not sleep */
+		}
 		sfi_domain_unlock(cq->domain);
 		if (ret != -FI_EAGAIN)
 			return ret;
@@ -470,7 +484,7 @@ int sfi_cq_ready(struct sfi_cq *cq)
 
 	sfi_domain_lock(cq->domain);
 	eps_progress(cq->eps, cq->neps);
-	ret = cq->count ? -FI_EAGAIN : 0;
+	ret = cq->count || eps_arm(cq->eps, cq->neps) ? -FI_EAGAIN : 0;
 	sfi_domain_unlock(cq->domain);
 	return ret;
 }
@@ -558,6 +572,10 @@ static int cntr_wait(struct fid_cntr *cntr_fid, uint64_t threshold, int timeout)
 			ret = -FI_EAVAIL;
 		else
 			ret = -FI_EAGAIN;
+		if (ret == -FI_EAGAIN && c->wait && eps_arm(c->eps, c->neps)) {
+			sfi_domain_unlock(c->domain);
+			continue; /* it came in while arming: progress again, do not sleep */
+		}
 		sfi_domain_unlock(c->domain);
 		if (ret != -FI_EAGAIN)
 			return ret;
@@ -574,10 +592,13 @@ static int cntr_wait(struct fid_cntr *cntr_fid, uint64_t threshold, int timeout)
  *  running progress so that the caller blocks on the descriptor. */
 int sfi_cntr_ready(struct sfi_cntr *c)
 {
+	int ret;
+
 	sfi_domain_lock(c->domain);
 	eps_progress(c->eps, c->neps);
+	ret = eps_arm(c->eps, c->neps) ? -FI_EAGAIN : 0;
 	sfi_domain_unlock(c->domain);
-	return 0;
+	return ret;
 }
 
 static int cntr_control(struct fid *fid, int command, void *arg)

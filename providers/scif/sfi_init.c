@@ -40,6 +40,8 @@
  *     FI_SCIF_RNDV_WRITE_MIN (65536) RDM rendezvous from this size: the sender writes
  *                                    into a window over the receive buffer (one copy;
  *                                    sfi_wcache.c); 0 never
+ *     FI_SCIF_LANE_SIZE     (262144) ring each side of an RDM connection offers for the
+ *                                    peer's frames (sfi_lane.c); 0: the SCIF stream only
  */
 #include "sfi.h"
 
@@ -57,6 +59,7 @@ struct sfi_params sfi_params = {
 	.rx_size = 256,
 	.conn_timeout_ms = 10000,
 	.rndv_write_min = 64 << 10,
+	.lane_size = 256 << 10,
 };
 
 /* ------------------------------------------------------------------------------------ */
@@ -646,8 +649,17 @@ static void sfi_read_params(void)
 			"a window over the receive buffer, in one copy; 0 never (default: %zu)",
 			sfi_params.rndv_write_min);
 
+	fi_param_define(&sfi_prov, "lane_size", FI_PARAM_SIZE_T,
+			"Bytes of the ring each side of an RDM connection offers its peer to "
+			"write frames into (scif_mmap); a power of two from 4096 to 67108864, "
+			"0 keeps frames on the SCIF byte stream (default: %zu)",
+			sfi_params.lane_size);
+
 	if (fi_param_get_size_t(&sfi_prov, "rndv_write_min", &v) == FI_SUCCESS)
 		sfi_params.rndv_write_min = v;
+	if (fi_param_get_size_t(&sfi_prov, "lane_size", &v) == FI_SUCCESS &&
+	    (v == 0 || (v >= 4096 && v <= ((size_t)64 << 20) && !(v & (v - 1)))))
+		sfi_params.lane_size = v;
 	if (fi_param_get_size_t(&sfi_prov, "eager_max", &v) == FI_SUCCESS && v > 0 &&
 	    v <= SFI_MAX_MSG)
 		sfi_params.eager_max = v;

@@ -905,6 +905,8 @@ static struct rdm_conn *rdm_conn_new(struct rdm_ep *ep, scif_epd_t epd,
 		return NULL;
 	}
 	rc->registered = true;
+	/* Frames go through mapped rings where the fabric maps remote memory (sfi_lane.c). */
+	(void)sfi_lane_offer(&rc->c, sfi_params.lane_size);
 	sfi_list_insert_tail(&ep->conns, &rc->c.owner_entry);
 	rdm_conn_update_wait(rc);
 	return rc;
@@ -2005,6 +2007,21 @@ static void rdm_progress(struct sfi_ep *sep)
 		rdm_conn_free(sfi_container_of(ep->dead.next, struct rdm_conn, c.owner_entry));
 }
 
+/** sfi_ep::arm: every live connection arms its lane before the caller sleeps. */
+static int rdm_arm(struct sfi_ep *sep)
+{
+	struct rdm_ep *ep = sfi_container_of(sep, struct rdm_ep, ep);
+	struct sfi_list *it;
+
+	sfi_list_foreach(&ep->conns, it) {
+		struct rdm_conn *rc = sfi_container_of(it, struct rdm_conn, c.owner_entry);
+
+		if (!rc->dead && sfi_conn_arm(&rc->c))
+			return 1;
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* Receive calls. */
 
@@ -2926,6 +2943,7 @@ int sfi_rdm_ep_open(struct fid_domain *domain, struct fi_info *info, struct fid_
 	ep->ep.caps = info->caps ? info->caps : sfi_rdm_info.caps;
 	ep->ep.progress = rdm_progress;
 	ep->ep.wait_fds = rdm_wait_fds;
+	ep->ep.arm = rdm_arm;
 	ep->lepd = -1;
 	ep->timerfd = -1;
 	ep->inject_size = info->tx_attr && info->tx_attr->inject_size ?

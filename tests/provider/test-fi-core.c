@@ -1664,6 +1664,14 @@ static void frames_tx_done(struct sfi_conn *c, struct sfi_tx *tx, int err)
 	cr_expect_eq(err, 0);
 }
 
+/* A frame whose connection may fail (a test that breaks it on purpose). */
+static void frames_tx_done_any(struct sfi_conn *c, struct sfi_tx *tx, int err)
+{
+	(void)c;
+	(void)tx;
+	(void)err;
+}
+
 static const struct sfi_conn_ops frames_ops = { .rx_hdr = frames_rx_hdr,
 						.rx_done = frames_rx_done,
 						.on_error = frames_on_error };
@@ -1872,4 +1880,319 @@ Test(core_internal, conn_send_now_spills_and_keeps_order, .timeout = 60)
 	sfi_conn_fini(&tx, -FI_ECANCELED);
 	free(k.buf);
 	free(unused.buf);
+}
+
+/*
+ * The mapped lane (sfi_lane.c) on a real SCIF connection: both sides offer a ring, each maps
+ * the other's and switches after its ON frame; frames sent before, during and after the
+ * switch arrive whole and in order, also over many laps of a small ring with records that
+ * split and skip at its end.
+ */
+struct lane_pair {
+	scif_epd_t a, b;
+	struct sfi_conn rx, tx;   /* rx receives what tx sends (and the other way) */
+	struct frames f, back;    /* what rx got, what tx got */
+};
+
+static void lane_pair_open(struct lane_pair *p, size_t ring, size_t sink)
+{
+	struct sfi_addr peer = { .magic = SFI_ADDR_MAGIC };
+
+	memset(p, 0, sizeof(*p));
+	frames_init(&p->f, sink);
+	frames_init(&p->back, 4096);
+	test_pair(&p->a, &p->b, NULL);
+	cr_assert_eq(sfi_conn_init(&p->rx, p->a, &peer, &frames_ops, &p->f), 0);
+	cr_assert_eq(sfi_conn_init(&p->tx, p->b, &peer, &frames_ops, &p->back), 0);
+	if (ring) {
+		cr_assert_eq(sfi_lane_offer(&p->rx, ring), 0);
+		cr_assert_eq(sfi_lane_offer(&p->tx, ring), 0);
+		cr_assert_not_null(p->rx.lane.rx_map, "scif_register of the ring");
+		cr_assert_not_null(p->tx.lane.rx_map);
+	}
+}
+
+static void lane_pair_close(struct lane_pair *p)
+{
+	sfi_conn_fini(&p->rx, -FI_ECANCELED);
+	sfi_conn_fini(&p->tx, -FI_ECANCELED);
+	free(p->f.buf);
+	free(p->back.buf);
+}
+
+/* Progress both until rx holds @n frames, a connection failed, or 5 s passed. */
+static void lane_pump(struct lane_pair *p, int n)
+{
+	uint64_t until = now_ms() + 5000;
+
+	while (p->f.n < n && !p->f.err && !p->back.err && now_ms() < until) {
+		sfi_conn_progress(&p->tx);
+		sfi_conn_progress(&p->rx);
+	}
+}
+
+/* Both directions switched (ON sent and taken). */
+static void lane_pair_switch(struct lane_pair *p)
+{
+	uint64_t until = now_ms() + 5000;
+
+	while (!(p->tx.lane.tx_on && p->rx.lane.rx_on && p->rx.lane.tx_on && p->tx.lane.rx_on) &&
+	       now_ms() < until) {
+		sfi_conn_progress(&p->tx);
+		sfi_conn_progress(&p->rx);
+	}
+	cr_assert(p->tx.lane.tx_on && p->rx.lane.rx_on, "tx -> rx on the lane");
+	cr_assert(p->rx.lane.tx_on && p->tx.lane.rx_on, "rx -> tx on the lane");
+}
+
+/* The stream of @epd holds @n bytes or more now (poll says readable). */
+static bool stream_readable(scif_epd_t epd)
+{
+	struct pollfd pfd = { .fd = scif_get_fd(epd), .events = POLLIN };
+
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
+}
+
+Test(core_internal, lane_switches_in_order_and_wraps, .timeout = 60)
+{
+	static uint8_t pay[128][3000];
+	struct lane_pair p;
+	struct sfi_tx q[8];
+	size_t len[128];
+	int sent = 0, round;
+
+	lane_pair_open(&p, 4096, (size_t)128 * 3000);
+	/* Queued before either offer is taken: these go on the stream, ahead of ON. */
+	for (; sent < 4; sent++) {
+		struct sfi_hdr h = { .op = 1, .tag = (uint64_t)sent };
+		struct iovec v;
+
+		len[sent] = 100 + (size_t)sent;
+		for (size_t j = 0; j < len[sent]; j++)
+			pay[sent][j] = frame_pat((unsigned int)sent, j);
+		v = (struct iovec){ pay[sent], len[sent] };
+		q[sent].done = frames_tx_done;
+		cr_assert_eq(sfi_conn_send(&p.tx, &q[sent], &h, &v, 1), 0);
+	}
+	lane_pump(&p, 4);
+	lane_pair_switch(&p);
+	cr_assert_eq(p.f.n, 4);
+
+	/* Then 124 frames of 1-2999 bytes through a 4 KiB ring, a few at a time: 40 laps. */
+	for (round = 0; sent < 128; round++) {
+		int burst = 1 + round % 3;
+
+		for (int k = 0; k < burst && sent < 128; k++, sent++) {
+			struct sfi_hdr h = { .op = 1, .tag = (uint64_t)sent, .data = (uint64_t)round };
+
+			len[sent] = 1 + ((size_t)sent * 7919) % 2999;
+			for (size_t j = 0; j < len[sent]; j++)
+				pay[sent][j] = frame_pat((unsigned int)sent, j);
+			if (sfi_conn_send_now(&p.tx, &h, pay[sent], len[sent]) == 1)
+				continue;
+			/* Refused (queued frames or no room): through the queue. */
+			struct iovec v = { pay[sent], len[sent] };
+			static struct sfi_tx tq[128];
+
+			tq[sent].done = frames_tx_done;
+			cr_assert_eq(sfi_conn_send(&p.tx, &tq[sent], &h, &v, 1), 0);
+		}
+		lane_pump(&p, sent);
+		cr_assert_eq(p.f.err, 0);
+		cr_assert_eq(p.back.err, 0);
+		cr_assert_eq(p.f.n, sent, "round %d", round);
+	}
+	for (int i = 0; i < 128; i++) {
+		cr_assert_eq(p.f.hdr[i].tag, (uint64_t)i, "frame %d out of order", i);
+		cr_assert_eq(p.f.hdr[i].len, len[i], "frame %d: length", i);
+		cr_assert_eq(memcmp(p.f.payload[i], pay[i], len[i]), 0, "frame %d: payload", i);
+	}
+	cr_expect_gt(p.tx.lane.tx_tail, 40 * 4096, "the ring went round");
+	cr_expect_not(stream_readable(p.a), "nothing but frames before ON on the stream");
+	lane_pair_close(&p);
+}
+
+/* A receiver that offers no ring (FI_SCIF_LANE_SIZE=0 there), and one whose offer is
+ * refused: each direction stays on the stream, and frames still arrive. */
+Test(core_internal, lane_refused_keeps_the_stream, .timeout = 60)
+{
+	struct lane_pair p;
+	size_t saved = sfi_params.lane_size;
+
+	lane_pair_open(&p, 0, 4096);
+	cr_assert_eq(sfi_lane_offer(&p.rx, 8192), 0); /* rx offers; tx refuses to map it */
+	sfi_params.lane_size = 0;
+	for (int i = 0; i < 20; i++) {
+		struct sfi_hdr h = { .op = 1, .tag = (uint64_t)i };
+
+		cr_assert_eq(sfi_conn_send_now(&p.tx, &h, "abcdefgh", 8), 1);
+		lane_pump(&p, i + 1);
+	}
+	sfi_params.lane_size = saved;
+	cr_assert_eq(p.f.n, 20);
+	cr_expect_not(p.tx.lane.tx_on);
+	cr_expect_not(p.rx.lane.rx_on);
+	cr_expect_null(p.tx.lane.tx_map);
+	for (int i = 0; i < 20; i++)
+		cr_expect_eq(p.f.hdr[i].tag, (uint64_t)i);
+	lane_pair_close(&p);
+}
+
+/*
+ * Sleeping: a sender rings only a receiver that armed, once per arm; a receiver arming with
+ * a record waiting is told not to sleep. A sender whose frames do not fit arms for room, and
+ * the receiver's next read rings it.
+ */
+Test(core_internal, lane_arm_and_doorbells, .timeout = 60)
+{
+	struct lane_pair p;
+	struct sfi_hdr h = { .op = 1 };
+	int n = 0;
+
+	char junk[16];
+
+	lane_pair_open(&p, 4096, 1 << 20);
+	lane_pair_switch(&p);
+	cr_expect_not(stream_readable(p.a), "the switch left nothing on the stream");
+
+	/* Never armed: no doorbell. */
+	cr_expect_eq(sfi_conn_send_now(&p.tx, &h, "x", 1), 1);
+	n++;
+	lane_pump(&p, n);
+	cr_expect_not(stream_readable(p.a), "a doorbell for a receiver that never armed");
+
+	/* Armed on an empty ring: sleep; the next frame rings, the one after does not. */
+	cr_expect_eq(sfi_conn_arm(&p.rx), 0);
+	cr_expect_eq(sfi_conn_send_now(&p.tx, &h, "y", 1), 1);
+	n++;
+	cr_expect(stream_readable(p.a), "no doorbell for an armed receiver");
+	cr_expect_eq(sfi_conn_send_now(&p.tx, &h, "z", 1), 1);
+	n++;
+	cr_expect_eq(scif_recv(p.a, junk, sizeof(junk), 0), 1, "one doorbell per arm");
+	cr_expect_eq(sfi_conn_arm(&p.rx), 1, "arming with frames waiting");
+	lane_pump(&p, n);
+	cr_expect_eq(sfi_conn_arm(&p.rx), 0);
+	cr_expect_eq(sfi_conn_send_now(&p.tx, &h, "w", 1), 1);
+	n++;
+	cr_expect(stream_readable(p.a));
+	lane_pump(&p, n);
+	cr_expect_eq(sfi_conn_arm(&p.rx), 0, "arming takes the doorbells off");
+	cr_expect_not(stream_readable(p.a));
+
+	/* Fill the ring with nobody reading: frames queue; tx arms for room. */
+	static uint8_t big[2000];
+	static struct sfi_tx tq[8];
+	int queued = 0;
+
+	memset(big, 0x5a, sizeof(big));
+	while (sfi_conn_send_now(&p.tx, &h, big, sizeof(big)) == 1)
+		n++;
+	for (; queued < 2; queued++) {
+		struct iovec v = { big, sizeof(big) };
+
+		tq[queued].done = frames_tx_done;
+		cr_assert_eq(sfi_conn_send(&p.tx, &tq[queued], &h, &v, 1), 0);
+	}
+	sfi_conn_progress(&p.tx);
+	cr_assert(p.tx.want_pollout, "the ring is full");
+	cr_expect_eq(sfi_conn_events(&p.tx) & POLLOUT, 0, "room comes with a doorbell");
+	(void)sfi_conn_arm(&p.tx); /* drains the stream; arms for room */
+	cr_expect_eq(sfi_conn_arm(&p.tx), 0, "no room yet");
+	cr_expect_not(stream_readable(p.b));
+	sfi_conn_progress(&p.rx); /* takes frames: room, and tx asked to be rung */
+	cr_expect(stream_readable(p.b), "the receiver did not ring a sender waiting for room");
+	lane_pump(&p, n + queued);
+	cr_expect_eq(p.f.n, n + queued);
+	cr_expect_eq(p.f.err, 0);
+	lane_pair_close(&p);
+}
+
+/* A peer gone: what it wrote before is taken, then the connection fails (FI_ECONNRESET). */
+Test(core_internal, lane_peer_gone_after_its_frames, .timeout = 60)
+{
+	struct lane_pair p;
+	uint64_t until;
+
+	lane_pair_open(&p, 8192, 4096);
+	lane_pair_switch(&p);
+	for (int i = 0; i < 3; i++) {
+		struct sfi_hdr h = { .op = 1, .tag = (uint64_t)i };
+
+		cr_assert_eq(sfi_conn_send_now(&p.tx, &h, "last", 4), 1);
+	}
+	sfi_conn_fini(&p.tx, -FI_ECANCELED);
+	until = now_ms() + 5000;
+	while (!p.f.err && now_ms() < until)
+		sfi_conn_progress(&p.rx);
+	cr_expect_eq(p.f.n, 3, "frames written before the close");
+	cr_expect_eq(p.f.err, -FI_ECONNRESET);
+	lane_pair_close(&p);
+}
+
+/*
+ * A hostile writer: a record that would pass the end of the ring, a flag nobody defined, or
+ * a skip at the ring's start costs the connection (-FI_EIO), nothing else; so does a head
+ * that goes back, for the sender that reads it.
+ */
+static void lane_poke(struct lane_pair *p, uint32_t len, uint32_t flags)
+{
+	struct sfi_lane *l = &p->rx.lane;
+	uint8_t *ring = l->rx_map + 4096;
+	uint64_t *rec = (uint64_t *)(void *)(ring + (l->rx_head & (l->rx_size - 1)));
+
+	((uint32_t *)(rec + 1))[0] = len;
+	((uint32_t *)(rec + 1))[1] = flags;
+	__atomic_store_n(&rec[0], l->rx_salt + l->rx_head / 64, __ATOMIC_RELEASE);
+}
+
+Test(core_internal, lane_hostile_records_cost_the_connection, .timeout = 60)
+{
+	static const struct { uint32_t len, flags; const char *what; } bad[] = {
+		{ 8192, 0, "past the end" }, { 0, 0, "empty" }, { 8, 0x80, "unknown flag" },
+		{ 0, 1, "a skip at the start" },
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct lane_pair p;
+		uint64_t until;
+
+		lane_pair_open(&p, 8192, 4096);
+		lane_pair_switch(&p);
+		lane_poke(&p, bad[i].len, bad[i].flags);
+		until = now_ms() + 5000;
+		while (!p.f.err && now_ms() < until)
+			sfi_conn_progress(&p.rx);
+		cr_expect_eq(p.f.err, -FI_EIO, "%s", bad[i].what);
+		cr_expect_eq(p.f.n, 0);
+		lane_pair_close(&p);
+	}
+
+	/* The receiver's head, as the sender reads it, going back: the sender's connection. */
+	struct lane_pair p;
+	struct sfi_hdr h = { .op = 1 };
+	static uint8_t big[3000];
+	uint64_t until = now_ms() + 5000;
+
+	lane_pair_open(&p, 8192, 1 << 20);
+	lane_pair_switch(&p);
+	/* 3 KiB records in an 8 KiB ring: the third makes the sender read the head. */
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(sfi_conn_send_now(&p.tx, &h, big, sizeof(big)), 1);
+		lane_pump(&p, i + 1);
+	}
+	cr_assert_eq(p.f.n, 3);
+	cr_assert_gt(p.tx.lane.tx_head, 0, "the sender has read a head");
+	__atomic_store_n((uint64_t *)(void *)p.rx.lane.rx_map, (uint64_t)64, __ATOMIC_RELEASE);
+	while (!p.back.err && now_ms() < until) {
+		struct iovec v = { big, sizeof(big) };
+		static struct sfi_tx t;
+
+		if (sfi_conn_send_now(&p.tx, &h, big, sizeof(big)) != 1 && !t.done) {
+			t.done = frames_tx_done_any;
+			(void)sfi_conn_send(&p.tx, &t, &h, &v, 1);
+		}
+		sfi_conn_progress(&p.tx);
+	}
+	cr_expect_eq(p.back.err, -FI_EIO, "a head that went back");
+	lane_pair_close(&p);
 }

@@ -1228,12 +1228,13 @@ static void hostile_one(const struct sfi_addr_copy *a, const void *junk, size_t 
  * a header is 40 bytes, or its first 24 (version T_WIRE_DATA) when id and size are 0, or
  * its first 16 (T_WIRE_SHORT) when data is 0 as well.
  */
-#define T_WIRE_VERSION 3
+#define T_WIRE_VERSION 4
 #define T_WIRE_SHORT (0x80 | T_WIRE_VERSION)
 #define T_WIRE_DATA (0x40 | T_WIRE_VERSION)
 #define T_HDR_SHORT 16
 #define T_HDR_DATA 24
 enum { T_OP_HELLO = 1, T_OP_HELLO_ACK, T_OP_EAGER };
+#define T_OP_CONN 31 /* the connection's own frames (a lane offer): a raw peer ignores them */
 
 struct hdr_copy {
 	uint8_t version, op;
@@ -1373,16 +1374,20 @@ static void raw_recv(scif_epd_t epd, void *buf, size_t len)
 	}
 }
 
-/** Receive one header in any form (the fields a shorter form leaves out are 0). */
+/** Receive one header in any form (the fields a shorter form leaves out are 0), past the
+ *  connection's own frames: a raw peer never takes the lane rank 0 offers. */
 static void raw_recv_hdr(scif_epd_t epd, struct hdr_copy *h)
 {
-	memset(h, 0, sizeof(*h));
-	raw_recv(epd, h, 8);
-	CK(h->version == T_WIRE_VERSION || h->version == T_WIRE_DATA ||
-	   h->version == T_WIRE_SHORT, "header version %u", h->version);
-	raw_recv(epd, (char *)h + 8, (h->version == T_WIRE_SHORT ? T_HDR_SHORT :
-				      h->version == T_WIRE_DATA  ? T_HDR_DATA :
-								   sizeof(*h)) - 8);
+	do {
+		memset(h, 0, sizeof(*h));
+		raw_recv(epd, h, 8);
+		CK(h->version == T_WIRE_VERSION || h->version == T_WIRE_DATA ||
+		   h->version == T_WIRE_SHORT, "header version %u", h->version);
+		raw_recv(epd, (char *)h + 8, (h->version == T_WIRE_SHORT ? T_HDR_SHORT :
+					      h->version == T_WIRE_DATA  ? T_HDR_DATA :
+									   sizeof(*h)) - 8);
+		CK(h->op != T_OP_CONN || h->len == 0, "a connection frame with a payload");
+	} while (h->op == T_OP_CONN);
 }
 
 /** Rank 0 connects to the raw listener @p lep: accept, take its HELLO, say HELLO_ACK. */
@@ -1632,6 +1637,63 @@ static void role_sread(int rank)
 Test(rdm, blocking_sread_wakes_up, .timeout = 60)
 {
 	run_ranks(2, role_sread, 55);
+}
+
+/*
+ * Both ranks asleep in turn: 300 round trips, each side waiting for every completion in
+ * fi_cq_sread, so every message meets a receiver that armed its lane (or is arming it) and
+ * must be rung; every 25th message is 4 KiB, every 100th a rendezvous. A lost doorbell
+ * hangs a rank until the watchdog.
+ */
+static void role_sread_pp(int rank)
+{
+	struct t t;
+	enum { ROUNDS = 300, BIG = 64 << 10 };
+	char *s = xmalloc(BIG), *r = xmalloc(BIG);
+	int cs, cr;
+	struct ent e;
+
+	t_open(&t, &(struct topts){ .wait_fd = true });
+	t_gather(NULL, NULL, 0, NULL);
+	for (int i = 0; i < ROUNDS; i++) {
+		size_t len = i % 100 == 99 ? BIG : i % 25 == 24 ? 4096 : 8;
+		bool mine = (i & 1) == rank; /* rank 0 sends on even rounds */
+
+		if (mine) {
+			fill(s, len, (unsigned int)i);
+			T_POST(&t, fi_tsend(t.ep, s, len, NULL, t.peer[!rank], (uint64_t)i, &cs));
+			e = sread_ctx(&t, false, &cs);
+			CK(!e.err, "send %d", i);
+		} else {
+			T_POST(&t, fi_trecv(t.ep, r, BIG, NULL, FI_ADDR_UNSPEC, (uint64_t)i, 0,
+					    &cr));
+			e = sread_ctx(&t, true, &cr);
+			CK(!e.err && e.e.len == len && verify(r, len, (unsigned int)i) == (size_t)-1,
+			   "round %d: %zu bytes", i, (size_t)e.e.len);
+		}
+	}
+	t_barrier(&t);
+	t_close(&t);
+	free(s);
+	free(r);
+}
+
+Test(rdm, sread_ping_pong_rings_every_sleeper, .timeout = 90)
+{
+	run_ranks(2, role_sread_pp, 85);
+}
+
+/* With FI_SCIF_LANE_SIZE=0 no ring is offered or taken: every frame on the SCIF stream. */
+Test(rdm, tagged_sizes_on_the_stream, .timeout = 60)
+{
+	setenv("FI_SCIF_LANE_SIZE", "0", 1);
+	run_ranks(2, role_sizes_tagged, 55);
+}
+
+Test(rdm, sread_ping_pong_on_the_stream, .timeout = 90)
+{
+	setenv("FI_SCIF_LANE_SIZE", "0", 1);
+	run_ranks(2, role_sread_pp, 85);
 }
 
 /*

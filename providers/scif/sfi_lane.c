@@ -1,0 +1,509 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/**
+ * @file sfi_lane.c
+ * @brief A connection's mapped lane: frames written straight into a ring in the receiver's
+ *        memory, which the sender maps with scif_mmap.
+ *
+ * Every non-blocking scif_send and scif_recv keeps the endpoint's descriptor readable exactly
+ * when bytes are waiting, so that a program may poll it at any time: each call settles that
+ * state with barriers, and each send looks whether the receiver must be woken. A polling
+ * provider pays this on every message and every empty look, though it sleeps only when its
+ * application asks to. The lane moves that work to the moment of going to sleep
+ * (sfi_conn_arm): while the receiver polls, a frame costs the sender a copy into the peer's
+ * memory and one barrier, and the receiver a load of the line the record starts on.
+ *
+ * Setting up. Each side may offer (sfi_lane_offer) a ring of its own: anonymous memory, a
+ * 4 KiB control page then the ring, registered as a window on the connection (any offset
+ * the library picks: never one of the domain's fixed MR offsets). The OFFER frame (an
+ * SFI_OP_CONN frame on the stream) says where, how large, and the ring's salt. The peer maps
+ * the window (scif_mmap; a fabric that cannot map remote memory refuses, and that direction
+ * simply stays on the stream), queues an ON frame, and once ON is all on the stream
+ * (sfi_lane_tx_switch) writes every later byte into the ring. ON is the last frame of that
+ * direction on the stream: the receiver reads the ring from the frame after it, and treats
+ * every later stream byte as a doorbell.
+ *
+ * The ring. Records start on 64-byte lines: a 16-byte header { mark, len, flags } and len
+ * payload bytes, padded to the next line. The mark is the ring's salt plus the absolute line
+ * number of the record (the byte position over all laps, divided by 64), and is stored last,
+ * with release order: the receiver, acquiring the mark at its head, knows the record is
+ * whole. Stale lines of earlier laps (their marks, or payload bytes that happen to sit at a
+ * line's start) never carry the mark of this lap's line, short of a 64-bit coincidence with
+ * the random salt. A record never wraps: at the end of the ring the sender writes a SKIP
+ * record for the rest of it and goes on at offset 0. Bytes are a stream, as on SCIF: the
+ * sender may split a frame over records, the receiver may take a record in pieces.
+ *
+ * Who writes what. The sender writes records (the ring) and ctrl->tx_wait; the receiver
+ * writes ctrl->head (bytes consumed, released after it copied them out) and ctrl->arm. Each
+ * side keeps its own copy of what it writes and never reads its own words back, and checks
+ * what the other writes: a mark that does not match is "not yet", a record that would pass
+ * the end of the ring, a flag it does not know, or a head that goes back or beyond what was
+ * written, fails the connection. The payload is copied out once, so a peer that rewrites a
+ * record while it is read garbles only its own message.
+ *
+ * Sleeping. A receiver about to sleep (sfi_lane_arm) takes the doorbells off the stream,
+ * stores a new ctrl->arm value, issues a full barrier and looks at its head once more. A
+ * sender, after storing a record's mark, issues a full barrier and reads ctrl->arm: a value
+ * it has not rung for gets one doorbell byte on the stream. One of the two sees the other
+ * (each stores, then a barrier, then loads what the other stored). A sender with frames that
+ * do not fit stores a new ctrl->tx_wait value the same way before it sleeps; a receiver looks
+ * at tx_wait whenever it reads the ring (a plain load of its own line) and, with a barrier,
+ * when it arms, and rings the sender once for each new value. The SCIF stream still reports
+ * the peer's hang-up: an empty ring looks at it every 64th read, and when arming.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+
+#include "sfi.h"
+
+#define LANE_LINE 64u
+#define LANE_CTRL 4096u            /**< the control page before the ring */
+#define LANE_MIN ((size_t)4 << 10)
+#define LANE_MAX ((size_t)64 << 20)
+#define LANE_HDR 16u               /**< record header bytes */
+#define LANE_SKIP 0x1u             /**< flags: the rest of the ring is unused this lap */
+#define LANE_IDLE_LOOK 63u         /**< empty reads between looks at the stream (mask) */
+
+/* sfi_hdr::flags of SFI_OP_CONN frames */
+#define LANE_CTL_OFFER 1u /**< id: window offset, size: ring bytes, data: salt */
+#define LANE_CTL_ON 2u    /**< the last frame on the stream; the rest goes into the ring */
+#define LANE_CTL_BELL 3u  /**< a doorbell from a peer whose frames are on the stream */
+
+/** The control page's words, each on a line of its own. */
+struct lane_ctrl {
+	uint64_t head __attribute__((aligned(64)));    /**< receiver: bytes consumed */
+	uint64_t arm __attribute__((aligned(64)));     /**< receiver: new value = ring me */
+	uint64_t tx_wait __attribute__((aligned(64))); /**< sender: new value = ring me */
+};
+
+struct lane_rec {
+	uint64_t mark;  /**< salt + line number; stored last (release) */
+	uint32_t len;   /**< payload bytes */
+	uint32_t flags; /**< LANE_SKIP or 0 */
+};
+
+_Static_assert(sizeof(struct lane_ctrl) <= LANE_CTRL, "control page");
+_Static_assert(sizeof(struct lane_rec) == LANE_HDR, "record header");
+
+/** A full barrier: stores before it are visible before loads after it (and write-combined
+ *  stores to a mapped device window are flushed). */
+static inline void lane_mb(void)
+{
+#if defined(__x86_64__)
+	__asm__ __volatile__("lock orq $0,(%%rsp)" ::: "memory", "cc");
+#else
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+}
+
+/** Order the payload's stores before the mark's, also on write-combined memory. */
+static inline void lane_wmb(void)
+{
+#if defined(__x86_64__)
+	__builtin_ia32_sfence();
+#else
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+#endif
+}
+
+static inline struct lane_ctrl *lane_ctrl(uint8_t *map)
+{
+	return (struct lane_ctrl *)(void *)map;
+}
+
+static inline size_t lane_round(size_t n)
+{
+	return (n + LANE_LINE - 1) & ~(size_t)(LANE_LINE - 1);
+}
+
+/** The connection's own frames need nothing done once sent. */
+static void lane_ctl_done(struct sfi_conn *c, struct sfi_tx *tx, int err)
+{
+	(void)c;
+	(void)tx;
+	(void)err;
+}
+
+int sfi_lane_offer(struct sfi_conn *c, size_t size)
+{
+	struct sfi_lane *l = &c->lane;
+	struct sfi_hdr h;
+	uint8_t *map;
+	off_t off;
+
+	if (!size || l->rx_map || c->epd < 0 || c->err)
+		return 0;
+	if (size < LANE_MIN || size > LANE_MAX || (size & (size - 1)))
+		return -FI_EINVAL;
+	map = mmap(NULL, LANE_CTRL + size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		   -1, 0);
+	if (map == MAP_FAILED)
+		return 0;
+	off = scif_register(c->epd, map, LANE_CTRL + size, 0, SCIF_PROT_READ | SCIF_PROT_WRITE,
+			    0);
+	if (off < 0) {
+		SFI_DBG(FI_LOG_EP_CTRL, "no lane to %u:%u: scif_register: %s\n", c->peer.node,
+			c->peer.port, strerror(errno));
+		munmap(map, LANE_CTRL + size);
+		return 0;
+	}
+	if (getrandom(&l->rx_salt, sizeof(l->rx_salt), GRND_NONBLOCK) != sizeof(l->rx_salt))
+		l->rx_salt = (uint64_t)(uintptr_t)map * 0x9e3779b97f4a7c15ull ^ (uint64_t)off;
+	l->rx_map = map;
+	l->rx_size = size;
+	memset(&h, 0, sizeof(h));
+	h.op = SFI_OP_CONN;
+	h.flags = LANE_CTL_OFFER;
+	h.id = (uint64_t)off;
+	h.size = size;
+	h.data = l->rx_salt;
+	l->offer_tx.done = lane_ctl_done;
+	/* Unregistered with the endpoint; the window goes with the connection otherwise. */
+	if (sfi_conn_send(c, &l->offer_tx, &h, NULL, 0)) {
+		(void)scif_unregister(c->epd, off, LANE_CTRL + size);
+		munmap(map, LANE_CTRL + size);
+		l->rx_map = NULL;
+	}
+	return 0;
+}
+
+/** The peer offered its ring: map it and switch our direction to it. */
+static int lane_take_offer(struct sfi_conn *c, const struct sfi_hdr *h)
+{
+	struct sfi_lane *l = &c->lane;
+	struct sfi_hdr on;
+	void *map;
+
+	if (l->tx_map || l->tx_on)
+		return -FI_EIO; /* one offer per connection */
+	if (h->size < LANE_MIN || h->size > LANE_MAX || (h->size & (h->size - 1)) ||
+	    h->id > (uint64_t)INT64_MAX)
+		return -FI_EIO;
+	if (!sfi_params.lane_size)
+		return 0; /* we keep to the stream; the offer costs the peer a window */
+	map = scif_mmap(NULL, LANE_CTRL + h->size, SCIF_PROT_READ | SCIF_PROT_WRITE, 0, c->epd,
+			(off_t)h->id);
+	if (map == SCIF_MMAP_FAILED) {
+		SFI_DBG(FI_LOG_EP_CTRL, "no lane to %u:%u: scif_mmap: %s\n", c->peer.node,
+			c->peer.port, strerror(errno));
+		return 0;
+	}
+	l->tx_map = map;
+	l->tx_size = h->size;
+	l->tx_salt = h->data;
+	l->tx_tail = l->tx_head = 0;
+	l->tx_rung = l->tx_wait = 0;
+	memset(&on, 0, sizeof(on));
+	on.op = SFI_OP_CONN;
+	on.flags = LANE_CTL_ON;
+	l->on_tx.done = lane_ctl_done;
+	return sfi_conn_send(c, &l->on_tx, &on, NULL, 0);
+}
+
+int sfi_lane_ctl(struct sfi_conn *c, const struct sfi_hdr *h)
+{
+	struct sfi_lane *l = &c->lane;
+
+	if (h->len)
+		return -FI_EIO;
+	switch (h->flags) {
+	case LANE_CTL_OFFER:
+		return lane_take_offer(c, h);
+	case LANE_CTL_ON:
+		/* Only after our offer, and once. */
+		if (!l->rx_map || l->rx_on)
+			return -FI_EIO;
+		l->rx_on = true;
+		/* Anything after ON on the stream is a doorbell. */
+		c->rx_stage_off = c->rx_stage_len;
+		return 0;
+	case LANE_CTL_BELL:
+		return 0;
+	default:
+		return -FI_EIO;
+	}
+}
+
+void sfi_lane_tx_switch(struct sfi_conn *c)
+{
+	c->lane.tx_on = true;
+}
+
+/** Send the peer a doorbell on the stream (it sleeps, or waits for room in our ring). */
+static void lane_ring(struct sfi_conn *c)
+{
+	if (c->lane.tx_on) {
+		char b = 0;
+
+		/* 0 taken: the stream is full of doorbells the peer has not read; it wakes. */
+		(void)scif_send(c->epd, &b, 1, 0);
+	} else {
+		struct sfi_hdr h;
+
+		/* Frames on their way wake it as well; else a frame that means nothing. */
+		memset(&h, 0, sizeof(h));
+		h.op = SFI_OP_CONN;
+		h.flags = LANE_CTL_BELL;
+		(void)sfi_conn_send_now(c, &h, NULL, 0);
+	}
+}
+
+/** Read the peer's head; 0, or -FI_EIO when it went back or past what we wrote. */
+static int lane_tx_head(struct sfi_lane *l)
+{
+	uint64_t h = __atomic_load_n(&lane_ctrl(l->tx_map)->head, __ATOMIC_ACQUIRE);
+
+	if (h - l->tx_head > l->tx_tail - l->tx_head)
+		return -FI_EIO;
+	l->tx_head = h;
+	return 0;
+}
+
+/**
+ * Put one record of up to @p n bytes (the first of @p a, then of @p b) at the tail; the count
+ * taken (0: no room), or -FI_EIO (the peer's head broke the rules).
+ */
+static ssize_t lane_put(struct sfi_lane *l, const uint8_t *a, size_t alen, const uint8_t *b,
+			size_t n)
+{
+	size_t mask = l->tx_size - 1, pos, contig, room, need, m;
+	struct lane_rec *r;
+
+	/* A record holds at most a quarter of the ring: the receiver frees room as it goes. */
+	if (n > l->tx_size / 4 - LANE_HDR)
+		n = l->tx_size / 4 - LANE_HDR;
+	need = lane_round(LANE_HDR + n);
+	pos = l->tx_tail & mask;
+	contig = l->tx_size - pos;
+	room = l->tx_size - (l->tx_tail - l->tx_head);
+	if (room < need + (contig < need ? contig : 0)) {
+		if (lane_tx_head(l))
+			return -FI_EIO;
+		room = l->tx_size - (l->tx_tail - l->tx_head);
+	}
+	if (contig < need) {
+		if (room >= contig + need) {
+			/* Not before the end: skip it, and start the next lap. */
+			r = (struct lane_rec *)(void *)(l->tx_map + LANE_CTRL + pos);
+			r->len = 0;
+			r->flags = LANE_SKIP;
+			lane_wmb();
+			__atomic_store_n(&r->mark, l->tx_salt + (l->tx_tail / LANE_LINE),
+					 __ATOMIC_RELEASE);
+			l->tx_tail += contig;
+			room -= contig;
+			pos = 0;
+		} else {
+			need = contig; /* the rest of this lap, as far as there is room */
+		}
+	}
+	if (need > room)
+		need = room & ~(size_t)(LANE_LINE - 1);
+	if (need <= LANE_HDR)
+		return 0;
+	m = need - LANE_HDR < n ? need - LANE_HDR : n;
+	r = (struct lane_rec *)(void *)(l->tx_map + LANE_CTRL + pos);
+	if (m <= alen) {
+		memcpy(r + 1, a, m);
+	} else {
+		memcpy(r + 1, a, alen);
+		memcpy((uint8_t *)(r + 1) + alen, b, m - alen);
+	}
+	r->len = (uint32_t)m;
+	r->flags = 0;
+	lane_wmb();
+	__atomic_store_n(&r->mark, l->tx_salt + (l->tx_tail / LANE_LINE), __ATOMIC_RELEASE);
+	l->tx_tail += lane_round(LANE_HDR + m);
+	return (ssize_t)m;
+}
+
+ssize_t sfi_lane_write(struct sfi_conn *c, const void *a, size_t alen, const void *b,
+		       size_t blen)
+{
+	struct sfi_lane *l = &c->lane;
+	const uint8_t *pa = a, *pb = b;
+	size_t done = 0, total = alen + blen;
+	uint64_t arm;
+
+	while (done < total) {
+		ssize_t m = lane_put(l, pa, alen, pb, total - done);
+
+		if (m <= 0) {
+			if (m < 0 && !done)
+				return m;
+			break; /* full; or broken, which the next call reports */
+		}
+		done += (size_t)m;
+		if ((size_t)m < alen) {
+			pa += m;
+			alen -= (size_t)m;
+		} else {
+			pb += (size_t)m - alen;
+			pa = pb;
+			alen = total - done;
+			pb = NULL;
+		}
+	}
+	if (!done)
+		return 0;
+	/* [L1] the marks before the look at arm; pairs with [L2] in sfi_lane_arm. */
+	lane_mb();
+	arm = __atomic_load_n(&lane_ctrl(l->tx_map)->arm, __ATOMIC_RELAXED);
+	if (arm != l->tx_rung) {
+		l->tx_rung = arm;
+		lane_ring(c);
+	}
+	return (ssize_t)done;
+}
+
+/** The peer waits for room we made: ring it once per tx_wait value. */
+static inline void lane_answer_wait(struct sfi_conn *c)
+{
+	struct sfi_lane *l = &c->lane;
+	uint64_t w = __atomic_load_n(&lane_ctrl(l->rx_map)->tx_wait, __ATOMIC_RELAXED);
+
+	if (__builtin_expect(w != l->rx_wait_seen, 0)) {
+		l->rx_wait_seen = w;
+		lane_ring(c);
+	}
+}
+
+/**
+ * Take the doorbells off the stream, and learn whether the peer is gone: 0, or a negative
+ * FI_E* code (-FI_ECONNRESET) once the stream says so.
+ */
+static int lane_stream_look(struct sfi_conn *c)
+{
+	char junk[256];
+	int n;
+
+	do {
+		n = scif_recv(c->epd, junk, sizeof(junk), 0);
+	} while (n > 0 || (n < 0 && errno == EINTR));
+	if (n == 0)
+		return 0;
+	return errno == ECONNRESET || errno == ENOTCONN ? -FI_ECONNRESET : -FI_EIO;
+}
+
+/** Whether a record (or a record's rest) waits at our head. */
+static inline bool lane_rx_ready(const struct sfi_lane *l)
+{
+	const struct lane_rec *r =
+		(const struct lane_rec *)(const void *)(l->rx_map + LANE_CTRL +
+							 (l->rx_head & (l->rx_size - 1)));
+
+	return l->rx_in_rec ||
+	       __atomic_load_n(&r->mark, __ATOMIC_ACQUIRE) == l->rx_salt + l->rx_head / LANE_LINE;
+}
+
+ssize_t sfi_lane_read(struct sfi_conn *c, void *buf, size_t len)
+{
+	struct sfi_lane *l = &c->lane;
+	size_t mask = l->rx_size - 1, got = 0;
+	uint64_t head0 = l->rx_head;
+
+	while (got < len) {
+		size_t pos = l->rx_head & mask, m;
+		const struct lane_rec *r =
+			(const struct lane_rec *)(const void *)(l->rx_map + LANE_CTRL + pos);
+
+		if (!l->rx_in_rec) {
+			uint32_t rlen, flags;
+
+			if (__atomic_load_n(&r->mark, __ATOMIC_ACQUIRE) !=
+			    l->rx_salt + l->rx_head / LANE_LINE)
+				break;
+			rlen = __atomic_load_n(&r->len, __ATOMIC_RELAXED);
+			flags = __atomic_load_n(&r->flags, __ATOMIC_RELAXED);
+			if (flags == LANE_SKIP && pos) {
+				l->rx_head += l->rx_size - pos;
+				continue;
+			}
+			if (flags || !rlen || rlen > l->rx_size - pos - LANE_HDR) {
+				SFI_WARN(FI_LOG_EP_DATA,
+					 "bad lane record from %u:%u (len %u flags %#x at %zu)\n",
+					 c->peer.node, c->peer.port, rlen, flags, pos);
+				return -FI_EIO;
+			}
+			l->rx_rec_len = rlen;
+			l->rx_rec_off = 0;
+			l->rx_in_rec = true;
+		}
+		m = l->rx_rec_len - l->rx_rec_off;
+		if (m > len - got)
+			m = len - got;
+		memcpy((uint8_t *)buf + got, (const uint8_t *)(r + 1) + l->rx_rec_off, m);
+		got += m;
+		l->rx_rec_off += (uint32_t)m;
+		if (l->rx_rec_off == l->rx_rec_len) {
+			l->rx_head += lane_round(LANE_HDR + l->rx_rec_len);
+			l->rx_in_rec = false;
+		}
+	}
+	if (l->rx_head != head0) {
+		/* Released after the copies: the sender may write the lines again. */
+		__atomic_store_n(&lane_ctrl(l->rx_map)->head, l->rx_head, __ATOMIC_RELEASE);
+		l->rx_idle = 0;
+	}
+	lane_answer_wait(c);
+	if (got)
+		return (ssize_t)got;
+	if (l->rx_gone)
+		return -FI_ECONNRESET;
+	if ((++l->rx_idle & LANE_IDLE_LOOK) == 0) {
+		int ret = lane_stream_look(c);
+
+		if (ret) {
+			/* What it wrote before it went is taken first. */
+			l->rx_gone = true;
+			if (!lane_rx_ready(l))
+				return ret;
+		}
+	}
+	return 0;
+}
+
+int sfi_lane_arm(struct sfi_conn *c, bool rx_held, bool tx_blocked)
+{
+	struct sfi_lane *l = &c->lane;
+	bool tx = tx_blocked && l->tx_on;
+
+	if (l->rx_on) {
+		if (l->rx_gone || lane_stream_look(c)) {
+			l->rx_gone = true;
+			return 1; /* progress meets it */
+		}
+		__atomic_store_n(&lane_ctrl(l->rx_map)->arm, ++l->rx_arm, __ATOMIC_RELAXED);
+	}
+	if (tx)
+		__atomic_store_n(&lane_ctrl(l->tx_map)->tx_wait, ++l->tx_wait, __ATOMIC_RELAXED);
+	if (!l->rx_on && !tx)
+		return 0;
+	/* [L2] arm (tx_wait) before the look at the ring (head); pairs with [L1]. */
+	lane_mb();
+	if (l->rx_on) {
+		if (!rx_held && lane_rx_ready(l))
+			return 1;
+		lane_answer_wait(c);
+	}
+	if (tx) {
+		if (lane_tx_head(l))
+			return 1; /* the next write fails the connection */
+		if (l->tx_size - (l->tx_tail - l->tx_head) >= 2 * LANE_LINE)
+			return 1;
+	}
+	return 0;
+}
+
+void sfi_lane_fini(struct sfi_conn *c)
+{
+	struct sfi_lane *l = &c->lane;
+
+	if (l->tx_map)
+		(void)scif_munmap(l->tx_map, LANE_CTRL + l->tx_size);
+	if (l->rx_map)
+		munmap(l->rx_map, LANE_CTRL + l->rx_size);
+	memset(l, 0, sizeof(*l));
+}
