@@ -638,6 +638,8 @@ struct sfi_lane {
 	uint64_t tx_rung;        /**< the peer's arm value we last rang the doorbell for */
 	uint64_t tx_wait;        /**< last value stored to the peer's ctrl->tx_wait */
 	bool tx_on;              /**< our frames go into the peer's ring */
+	bool tx_wb;              /**< the mapping is ordinary shared memory (write-back):
+				  *   x86 keeps our stores in order without an sfence */
 	struct sfi_tx offer_tx;  /**< our OFFER frame */
 	struct sfi_tx on_tx;     /**< our ON frame: the last of our frames on the stream */
 };
@@ -746,6 +748,37 @@ ssize_t sfi_lane_write(struct sfi_conn *c, const void *a, size_t alen, const voi
 /** Take up to @p len bytes from our ring; bytes taken (0: none now), or a negative FI_E*
  *  code (the peer broke the ring's rules, or is gone and everything it wrote was taken). */
 ssize_t sfi_lane_read(struct sfi_conn *c, void *buf, size_t len) SFI_HIDDEN;
+#define SFI_LANE_LINE 64u   /**< records start on lines of this size */
+#define SFI_LANE_CTRL 4096u /**< the control page before the ring, in the window */
+#define SFI_LANE_IDLE_LOOK 63u /**< an empty ring looks at the stream every 64th time */
+
+/** The record at our head is there: its mark (first word, stored last by the sender with
+ *  release order) is the salt plus the head's line number. */
+static inline bool sfi_lane_rx_marked(const struct sfi_lane *l)
+{
+	const uint64_t *mark = (const uint64_t *)(const void *)(l->rx_map + SFI_LANE_CTRL +
+								(l->rx_head & (l->rx_size - 1)));
+
+	return __atomic_load_n(mark, __ATOMIC_ACQUIRE) == l->rx_salt + l->rx_head / SFI_LANE_LINE;
+}
+
+/**
+ * Nothing to do on a connection whose peer writes into our ring, for a progress call that
+ * only polls: no frame half taken or staged, nothing to send or complete, no record at the
+ * head. Counts as one of sfi_lane_read's empty looks, and says no before the one that also
+ * looks at the stream (every 64th: the peer's end).
+ */
+static inline bool sfi_conn_rx_quiet(struct sfi_conn *c)
+{
+	if (!c->lane.rx_on || c->lane.rx_in_rec || c->rx_hdr_got || c->rx_in_payload ||
+	    c->rx_stage_off != c->rx_stage_len || !sfi_list_empty(&c->txq) ||
+	    !sfi_list_empty(&c->tx_done) || sfi_lane_rx_marked(&c->lane) ||
+	    (c->lane.rx_idle & SFI_LANE_IDLE_LOOK) == SFI_LANE_IDLE_LOOK)
+		return false;
+	c->lane.rx_idle++;
+	return true;
+}
+
 /** The arm step of sfi_conn_arm for the lane; @p tx_blocked: frames wait for ring room. */
 int sfi_lane_arm(struct sfi_conn *c, bool rx_held, bool tx_blocked) SFI_HIDDEN;
 /** Unmap both rings (after the SCIF endpoint is closed). */
@@ -842,6 +875,10 @@ struct sfi_wcache {
 	uint64_t clock;
 };
 
+/** What is mapped at @p addr: its file (inode, device) and the file offset of @p addr, and
+ *  how many bytes from @p addr the mapping covers. 0, or -1 if the kernel cannot say
+ *  cheaply (no PROCMAP_QUERY before Linux 6.11). */
+int sfi_map_where(uintptr_t addr, struct sfi_wfile *f, size_t *cover) SFI_HIDDEN;
 /** Whether this kernel can tell what is mapped at an address cheaply (PROCMAP_QUERY). */
 bool sfi_wcache_usable(void) SFI_HIDDEN;
 /**

@@ -1995,7 +1995,7 @@ static void rdm_progress(struct sfi_ep *sep)
 	sfi_list_foreach_safe(&ep->conns, it, tmp) {
 		struct rdm_conn *rc = sfi_container_of(it, struct rdm_conn, c.owner_entry);
 
-		if (!sweep && rdm_conn_quiet(rc))
+		if (!sweep && (rdm_conn_quiet(rc) || sfi_conn_rx_quiet(&rc->c)))
 			continue;
 		sfi_conn_progress(&rc->c);
 		if (!rc->dead)

@@ -89,9 +89,7 @@ static int wcache_where_locked(uintptr_t addr, struct sfi_wfile *f, size_t *cove
 	return 0;
 }
 
-/** What is mapped at @p addr: its file (inode, device) and the file offset of @p addr, and
- *  how many bytes from @p addr the mapping covers. 0, or -1 if the kernel cannot say. */
-static int wcache_where(uintptr_t addr, struct sfi_wfile *f, size_t *cover)
+int sfi_map_where(uintptr_t addr, struct sfi_wfile *f, size_t *cover)
 {
 	int ret;
 
@@ -107,7 +105,7 @@ bool sfi_wcache_usable(void)
 	size_t cover;
 
 	/* Any mapped address will do: this function's own code. */
-	return wcache_where((uintptr_t)&sfi_wcache_usable, &f, &cover) == 0;
+	return sfi_map_where((uintptr_t)&sfi_wcache_usable, &f, &cover) == 0;
 }
 
 /** Give up entry @p e's window, if it has one (the entry stays, as seen). */
@@ -149,7 +147,7 @@ int sfi_wcache_get(struct sfi_wcache *wc, scif_epd_t epd, uintptr_t addr, size_t
 	bool one, seen = false;
 	off_t o;
 
-	if (len > SFI_WCACHE_BYTES || wcache_where(addr, &f, &cover) < 0)
+	if (len > SFI_WCACHE_BYTES || sfi_map_where(addr, &f, &cover) < 0)
 		return -FI_EOPNOTSUPP;
 	/* A window is known again only where one mapping covers the whole range. */
 	one = cover >= len;
@@ -203,7 +201,7 @@ int sfi_wcache_get(struct sfi_wcache *wc, scif_epd_t epd, uintptr_t addr, size_t
 	 * that was several windows' already may stay several files: such a window is never
 	 * known again, and goes when it is overlapped or the least recently used.)
 	 */
-	if (o >= 0 && wcache_where(addr, &f, &cover) < 0) {
+	if (o >= 0 && sfi_map_where(addr, &f, &cover) < 0) {
 		(void)scif_unregister(epd, o, len);
 		o = -1;
 	}
