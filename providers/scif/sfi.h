@@ -665,6 +665,8 @@ struct sfi_conn {
 	void *rx_cookie;
 	bool rx_in_payload;
 	uint8_t *rx_stage;         /**< small reads land here first (sfi_conn.c), then parse */
+	const uint8_t *rx_view;    /**< where the staged bytes are: rx_stage, or on a lane the
+				    *   record in our ring they are parsed from in place */
 	size_t rx_stage_off, rx_stage_len; /**< unparsed staged bytes: [off, len) */
 	bool rx_drained;           /**< this progress call's last refill took all SCIF had */
 	int err;                   /**< 0 while usable */
@@ -745,6 +747,12 @@ void sfi_lane_tx_switch(struct sfi_conn *c) SFI_HIDDEN;
  *  record; bytes taken (0: no room), or a negative FI_E* code. */
 ssize_t sfi_lane_write(struct sfi_conn *c, const void *a, size_t alen, const void *b,
 		       size_t blen) SFI_HIDDEN;
+/** The rest of the record at our head, in place: its byte count with *@p p set (0: none
+ *  now), or a negative FI_E* code as sfi_lane_read. The record stays unread (the sender
+ *  cannot write over it) until sfi_lane_release. */
+ssize_t sfi_lane_view(struct sfi_conn *c, const uint8_t **p) SFI_HIDDEN;
+/** The viewed record is all taken: give its lines back to the sender. */
+void sfi_lane_release(struct sfi_conn *c) SFI_HIDDEN;
 /** Take up to @p len bytes from our ring; bytes taken (0: none now), or a negative FI_E*
  *  code (the peer broke the ring's rules, or is gone and everything it wrote was taken). */
 ssize_t sfi_lane_read(struct sfi_conn *c, void *buf, size_t len) SFI_HIDDEN;

@@ -99,6 +99,7 @@ int sfi_conn_init(struct sfi_conn *c, scif_epd_t epd, const struct sfi_addr *pee
 	if (!c->rx_stage)
 		return -FI_ENOMEM;
 	c->tx_bounce = c->rx_stage + SFI_CONN_STAGE;
+	c->rx_view = c->rx_stage;
 	c->tx_spill = c->tx_bounce + SFI_CONN_BOUNCE;
 
 	/* scif_send/scif_recv with flags 0 never block anyway; O_NONBLOCK also covers
@@ -473,6 +474,16 @@ static int sfi_conn_stage_fill(struct sfi_conn *c)
 	ssize_t n;
 
 	c->rx_stage_off = c->rx_stage_len = 0;
+	if (c->lane.rx_on) {
+		/* Parsed where it lies: every byte is still copied out exactly once. */
+		n = sfi_lane_view(c, &c->rx_view);
+		if (n <= 0)
+			return (int)n;
+		c->rx_stage_len = (size_t)n;
+		c->rx_drained = true; /* a record at a time */
+		return (int)n;
+	}
+	c->rx_view = c->rx_stage;
 	n = sfi_conn_read(c, c->rx_stage, SFI_CONN_STAGE);
 	if (n < 0)
 		return (int)n;
@@ -489,8 +500,12 @@ static size_t sfi_conn_stage_take(struct sfi_conn *c, void *dst, size_t len)
 	if (n > len)
 		n = len;
 	if (dst)
-		memcpy(dst, c->rx_stage + c->rx_stage_off, n);
+		memcpy(dst, c->rx_view + c->rx_stage_off, n);
 	c->rx_stage_off += n;
+	if (c->rx_view != c->rx_stage && c->rx_stage_off == c->rx_stage_len) {
+		sfi_lane_release(c); /* a record viewed in the ring, all taken */
+		c->rx_view = c->rx_stage;
+	}
 	return n;
 }
 
@@ -684,6 +699,7 @@ void sfi_conn_fini(struct sfi_conn *c, int err)
 	sfi_conn_rx_reset(c);
 	free(c->rx_stage);
 	c->rx_stage = NULL;
+	c->rx_view = NULL;
 	c->tx_bounce = c->tx_spill = NULL;
 	c->rx_stage_off = c->rx_stage_len = 0;
 }

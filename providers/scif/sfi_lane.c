@@ -441,58 +441,63 @@ static inline bool lane_rx_ready(const struct sfi_lane *l)
 	return l->rx_in_rec || sfi_lane_rx_marked(l);
 }
 
-ssize_t sfi_lane_read(struct sfi_conn *c, void *buf, size_t len)
+/** The payload of the record at our head (open). */
+static inline const uint8_t *lane_rec_payload(const struct sfi_lane *l)
+{
+	return l->rx_map + LANE_CTRL + (l->rx_head & (l->rx_size - 1)) + LANE_HDR;
+}
+
+/**
+ * Open the record at our head (passing skips): 1 when one is open (rx_in_rec), 0 when
+ * none is there yet, or -FI_EIO when what is there breaks the ring's rules.
+ */
+static int lane_open(struct sfi_conn *c)
 {
 	struct sfi_lane *l = &c->lane;
-	size_t mask = l->rx_size - 1, got = 0;
-	uint64_t head0 = l->rx_head;
 
-	while (got < len) {
-		size_t pos = l->rx_head & mask, m;
+	while (!l->rx_in_rec) {
+		size_t pos = l->rx_head & (l->rx_size - 1);
 		const struct lane_rec *r =
 			(const struct lane_rec *)(const void *)(l->rx_map + LANE_CTRL + pos);
+		uint32_t rlen, flags;
 
-		if (!l->rx_in_rec) {
-			uint32_t rlen, flags;
+		if (!sfi_lane_rx_marked(l))
+			return 0;
+		rlen = __atomic_load_n(&r->len, __ATOMIC_RELAXED);
+		flags = __atomic_load_n(&r->flags, __ATOMIC_RELAXED);
+		if (flags == LANE_SKIP && pos) {
+			l->rx_head += l->rx_size - pos;
+			continue;
+		}
+		if (flags || !rlen || rlen > l->rx_size - pos - LANE_HDR) {
+			SFI_WARN(FI_LOG_EP_DATA,
+				 "bad lane record from %u:%u (len %u flags %#x at %zu)\n",
+				 c->peer.node, c->peer.port, rlen, flags, pos);
+			return -FI_EIO;
+		}
+		l->rx_rec_len = rlen;
+		l->rx_rec_off = 0;
+		l->rx_in_rec = true;
+	}
+	return 1;
+}
 
-			if (__atomic_load_n(&r->mark, __ATOMIC_ACQUIRE) !=
-			    l->rx_salt + l->rx_head / LANE_LINE)
-				break;
-			rlen = __atomic_load_n(&r->len, __ATOMIC_RELAXED);
-			flags = __atomic_load_n(&r->flags, __ATOMIC_RELAXED);
-			if (flags == LANE_SKIP && pos) {
-				l->rx_head += l->rx_size - pos;
-				continue;
-			}
-			if (flags || !rlen || rlen > l->rx_size - pos - LANE_HDR) {
-				SFI_WARN(FI_LOG_EP_DATA,
-					 "bad lane record from %u:%u (len %u flags %#x at %zu)\n",
-					 c->peer.node, c->peer.port, rlen, flags, pos);
-				return -FI_EIO;
-			}
-			l->rx_rec_len = rlen;
-			l->rx_rec_off = 0;
-			l->rx_in_rec = true;
-		}
-		m = l->rx_rec_len - l->rx_rec_off;
-		if (m > len - got)
-			m = len - got;
-		memcpy((uint8_t *)buf + got, (const uint8_t *)(r + 1) + l->rx_rec_off, m);
-		got += m;
-		l->rx_rec_off += (uint32_t)m;
-		if (l->rx_rec_off == l->rx_rec_len) {
-			l->rx_head += lane_round(LANE_HDR + l->rx_rec_len);
-			l->rx_in_rec = false;
-		}
-	}
-	if (l->rx_head != head0) {
-		/* Released after the copies: the sender may write the lines again. */
-		__atomic_store_n(&lane_ctrl(l->rx_map)->head, l->rx_head, __ATOMIC_RELEASE);
-		l->rx_idle = 0;
-	}
+/** Lines up to our head are read: let the sender have them (released after the copies). */
+static inline void lane_publish(struct sfi_conn *c)
+{
+	struct sfi_lane *l = &c->lane;
+
+	__atomic_store_n(&lane_ctrl(l->rx_map)->head, l->rx_head, __ATOMIC_RELEASE);
+	l->rx_idle = 0;
 	lane_answer_wait(c);
-	if (got)
-		return (ssize_t)got;
+}
+
+/** Nothing at our head: 0, or the peer's end once everything it wrote was taken. */
+static ssize_t lane_empty(struct sfi_conn *c)
+{
+	struct sfi_lane *l = &c->lane;
+
+	lane_answer_wait(c);
 	if (l->rx_gone)
 		return -FI_ECONNRESET;
 	if ((++l->rx_idle & SFI_LANE_IDLE_LOOK) == 0) {
@@ -506,6 +511,58 @@ ssize_t sfi_lane_read(struct sfi_conn *c, void *buf, size_t len)
 		}
 	}
 	return 0;
+}
+
+ssize_t sfi_lane_read(struct sfi_conn *c, void *buf, size_t len)
+{
+	struct sfi_lane *l = &c->lane;
+	uint64_t head0 = l->rx_head;
+	size_t got = 0;
+
+	while (got < len) {
+		int ret = lane_open(c);
+		size_t m;
+
+		if (ret < 0)
+			return ret;
+		if (!ret)
+			break;
+		m = l->rx_rec_len - l->rx_rec_off;
+		if (m > len - got)
+			m = len - got;
+		memcpy((uint8_t *)buf + got, lane_rec_payload(l) + l->rx_rec_off, m);
+		got += m;
+		l->rx_rec_off += (uint32_t)m;
+		if (l->rx_rec_off == l->rx_rec_len) {
+			l->rx_head += lane_round(LANE_HDR + l->rx_rec_len);
+			l->rx_in_rec = false;
+		}
+	}
+	if (l->rx_head != head0)
+		lane_publish(c);
+	return got ? (ssize_t)got : lane_empty(c);
+}
+
+ssize_t sfi_lane_view(struct sfi_conn *c, const uint8_t **p)
+{
+	struct sfi_lane *l = &c->lane;
+	int ret = lane_open(c);
+
+	if (ret < 0)
+		return ret;
+	if (!ret)
+		return lane_empty(c);
+	*p = lane_rec_payload(l) + l->rx_rec_off;
+	return (ssize_t)(l->rx_rec_len - l->rx_rec_off);
+}
+
+void sfi_lane_release(struct sfi_conn *c)
+{
+	struct sfi_lane *l = &c->lane;
+
+	l->rx_head += lane_round(LANE_HDR + l->rx_rec_len);
+	l->rx_in_rec = false;
+	lane_publish(c);
 }
 
 int sfi_lane_arm(struct sfi_conn *c, bool rx_held, bool tx_blocked)
