@@ -207,7 +207,7 @@ int sfi_lane_offer(struct sfi_conn *c, size_t size)
 	h.size = size;
 	h.data = l->rx_salt;
 	l->offer_tx.done = lane_ctl_done;
-	/* Unregistered with the endpoint; the window goes with the connection otherwise. */
+	/* Not offered: take the window back now (else it lives as long as the endpoint). */
 	if (sfi_conn_send(c, &l->offer_tx, &h, NULL, 0)) {
 		(void)scif_unregister(c->epd, off, LANE_CTRL + size);
 		munmap(map, LANE_CTRL + size);
