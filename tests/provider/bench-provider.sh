@@ -18,7 +18,9 @@
 # scif and vader, fi_rma_bw over scif and scif_bench's memcpy, and every ratio is taken
 # within a round: the host moves the two vCPUs between cores and sibling threads every
 # minute or so, which changes a round trip by 2-4x, so figures taken half a minute apart do
-# not divide. The median of the rounds' ratios is printed, with the range.
+# not divide. The median of the rounds' ratios is printed, with the range. Each round also
+# runs the scif ping-pong and MPI over the SCIF byte stream (FI_SCIF_LANE_SIZE=0), to show
+# what the provider's mapped lanes are worth in the same round.
 #
 # Environment (set by the make target): top_builddir, top_srcdir (absolute), MPICC (empty
 # without Open MPI), FABTESTS_TARBALL. BENCH_MPI_SECONDS (0.5) times each MPI size,
@@ -190,6 +192,8 @@ declare -A runs=()
 echo "bench-provider: $BENCH_ROUNDS rounds: 8-byte round trips (fabtests scif and shm, scif_bench lat, MPI scif and vader), 4 MiB RMA write (fi_rma_bw scif, scif_bench memcpy)"
 for r in $(seq "$BENCH_ROUNDS"); do
 	pps=$(pingpong scif 8 "$out/pingpong-scif-8-r$r.txt")
+	# the same over the SCIF byte stream: what the mapped lanes are worth, in this round
+	ppo=$(FI_SCIF_LANE_SIZE=0 pingpong scif 8 "$out/pingpong-scif-stream-8-r$r.txt")
 	pph=$(pingpong shm 8 "$out/pingpong-shm-8-r$r.txt")
 	scif_bench_run "$out/scif_bench-lat-r$r" lat 8
 	sbl=$(json_median "$out/scif_bench-lat-r$r.json" lat 8)
@@ -197,17 +201,19 @@ for r in $(seq "$BENCH_ROUNDS"); do
 	scif_bench_run "$out/scif_bench-rma-r$r" rma-write/sync-cpu 4M
 	mem=$(json_median "$out/scif_bench-rma-r$r.json" memcpy 4194304)
 	sbr=$(json_median "$out/scif_bench-rma-r$r.json" rma-write/sync-cpu 4194304)
-	ms='' mv=''
+	ms='' mso='' mv=''
 	if [ -n "$MPICC" ] && [ -x "$mpi_bin" ]; then
 		ms=$(mpi scif lat 8 | awk '$1 == "lat" { print $3 }')
+		mso=$(FI_SCIF_LANE_SIZE=0 mpi scif lat 8 | awk '$1 == "lat" { print $3 }')
 		mv=$(mpi vader lat 8 | awk '$1 == "lat" { print $3 }')
 	fi
-	echo "    round $r: tagged scif ${pps:-?} shm ${pph:-?}, scif_bench lat ${sbl:-?}, MPI scif ${ms:-?} vader ${mv:-?} (us); RMA write ${rma:-?}, memcpy ${mem:-?} (GB/s)"
+	echo "    round $r: tagged scif ${pps:-?} (stream ${ppo:-?}) shm ${pph:-?}, scif_bench lat ${sbl:-?}, MPI scif ${ms:-?} (stream ${mso:-?}) vader ${mv:-?} (us); RMA write ${rma:-?}, memcpy ${mem:-?} (GB/s)"
 	runs[pp-scif]+=" $pps" runs[pp-shm]+=" $pph" runs[sb-lat]+=" $sbl"
 	runs[mpi-scif]+=" $ms" runs[mpi-vader]+=" $mv"
 	runs[rma-scif]+=" $rma" runs[sb-memcpy]+=" $mem" runs[sb-rma]+=" $sbr"
 	runs[r-shm]+=" $(quot "$pps" "$pph")" runs[r-lat]+=" $(quot "$pps" "$sbl")"
 	runs[r-mpi]+=" $(quot "$ms" "$mv")" runs[r-rma]+=" $(quot "$rma" "$mem")"
+	runs[r-lane]+=" $(quot "$pps" "$ppo")" runs[r-lane-mpi]+=" $(quot "$ms" "$mso")"
 done
 # shellcheck disable=SC2086 # word splitting of the lists is wanted
 {
@@ -216,7 +222,7 @@ done
 	fig[mpi-lat-scif-8]=$(median ${runs[mpi-scif]}) fig[mpi-lat-vader-8]=$(median ${runs[mpi-vader]})
 	fig[rma-scif]=$(median ${runs[rma-scif]}) fig[sb-memcpy]=$(median ${runs[sb-memcpy]})
 	fig[sb-rma]=$(median ${runs[sb-rma]})
-	for k in r-shm r-lat r-mpi r-rma; do
+	for k in r-shm r-lat r-mpi r-rma r-lane r-lane-mpi; do
 		fig[$k]=$(median ${runs[$k]}) fig[$k-span]=$(span ${runs[$k]})
 	done
 }
@@ -278,7 +284,9 @@ printf '  %-46s %s\n' \
 	"scif/vader MPI bandwidth, 4 MiB" \
 	"$(ratio "${fig[mpi-bw-scif-4194304]:-}" "${fig[mpi-bw-vader-4194304]:-}")" \
 	"tagged round trip / scif_bench lat, 8 B" "$(rounds r-lat)" \
-	"fi_rma_bw write / memcpy, 4 MiB" "$(rounds r-rma)"
+	"fi_rma_bw write / memcpy, 4 MiB" "$(rounds r-rma)" \
+	"lanes / SCIF stream, tagged round trip, 8 B" "$(rounds r-lane)" \
+	"lanes / SCIF stream, MPI round trip, 8 B" "$(rounds r-lane-mpi)"
 echo "bench-provider: logs in $out"
 if [ "$missing" -gt 0 ]; then
 	echo "bench-provider: $missing measurement(s) missing"
