@@ -604,6 +604,11 @@ struct sfi_conn_ops {
 		      void **cookie);
 	/** The payload of the frame announced by rx_hdr is in place. */
 	void (*rx_done)(struct sfi_conn *c, const struct sfi_hdr *hdr, void *cookie);
+	/** Optional, first look at a frame that lies whole in a lane's record: @p payload
+	 *  (hdr->len bytes, in the peer-writable ring: copy it out once, decide nothing on it)
+	 *  follows the validated header. 1 when the owner took the frame (no rx_hdr/rx_done),
+	 *  0 to have it parsed the usual way, or a negative FI_E* code to fail the connection. */
+	int (*rx_frame)(struct sfi_conn *c, const struct sfi_hdr *hdr, const void *payload);
 	/** The connection failed or the peer closed (err: -FI_ECONNRESET, -FI_EIO, ...).
 	 *  Queued tx frames have had done(err) called before this. */
 	void (*on_error)(struct sfi_conn *c, int err);
@@ -778,8 +783,8 @@ static inline bool sfi_lane_rx_marked(const struct sfi_lane *l)
  */
 static inline bool sfi_conn_rx_quiet(struct sfi_conn *c)
 {
-	if (!c->lane.rx_on || c->lane.rx_in_rec || c->rx_hdr_got || c->rx_in_payload ||
-	    c->rx_stage_off != c->rx_stage_len || !sfi_list_empty(&c->txq) ||
+	if (!c->lane.rx_on || c->lane.rx_gone || c->lane.rx_in_rec || c->rx_hdr_got ||
+	    c->rx_in_payload || c->rx_stage_off != c->rx_stage_len || !sfi_list_empty(&c->txq) ||
 	    !sfi_list_empty(&c->tx_done) || sfi_lane_rx_marked(&c->lane) ||
 	    (c->lane.rx_idle & SFI_LANE_IDLE_LOOK) == SFI_LANE_IDLE_LOOK)
 		return false;

@@ -558,6 +558,50 @@ static int sfi_conn_rx_payload(struct sfi_conn *c)
 }
 
 /**
+ * Offer the owner's rx_frame a frame that lies whole in the viewed lane record: the header
+ * is copied out and checked as sfi_conn_rx_start does, the payload is left where it is for
+ * the owner to copy. 1 when the owner took it (the bytes are consumed), 0 when it is for the
+ * usual path (nothing consumed), or a negative FI_E* code.
+ */
+static int sfi_conn_rx_whole(struct sfi_conn *c)
+{
+	size_t n = sfi_conn_staged(c), need;
+	const uint8_t *v = c->rx_view + c->rx_stage_off;
+	struct sfi_hdr h;
+	int ret;
+
+	if (c->rx_view == c->rx_stage || n < SFI_HDR_PREFIX)
+		return 0;
+	memcpy(&h, v, SFI_HDR_PREFIX);
+	switch (h.version) {
+	case SFI_WIRE_SHORT:
+		need = SFI_HDR_SHORT;
+		break;
+	case SFI_WIRE_DATA:
+		need = SFI_HDR_DATA;
+		break;
+	case SFI_WIRE_VERSION:
+		need = sizeof(h);
+		break;
+	default:
+		return 0; /* the usual path refuses it */
+	}
+	/* The connection's own frames, and bad ops, take the usual path as well. */
+	if (h.op >= SFI_OP_CONN || n < need || n - need < h.len)
+		return 0;
+	memcpy((uint8_t *)&h + SFI_HDR_PREFIX, v + SFI_HDR_PREFIX, need - SFI_HDR_PREFIX);
+	if (h.version == SFI_WIRE_SHORT)
+		h.data = 0;
+	if (h.version != SFI_WIRE_VERSION)
+		h.id = h.size = 0;
+	ret = c->ops->rx_frame(c, &h, v + need);
+	if (ret <= 0)
+		return ret;
+	(void)sfi_conn_stage_take(c, NULL, need + h.len);
+	return 1;
+}
+
+/**
  * Take in up to SFI_CONN_RX_BUDGET frames.
  * @return 0, or a negative FI_E* code (the connection failed, or it was closed by a callback
  *         and must not be touched further: then c->epd < 0).
@@ -574,6 +618,24 @@ static int sfi_conn_rx(struct sfi_conn *c)
 		int ret;
 
 		if (!c->rx_in_payload) {
+			if (c->rx_hdr_got == 0 && c->ops->rx_frame) {
+				if (!sfi_conn_staged(c)) {
+					if (c->rx_drained)
+						return 0;
+					ret = sfi_conn_stage_fill(c);
+					if (ret <= 0)
+						return ret;
+				}
+				ret = sfi_conn_rx_whole(c);
+				if (ret < 0)
+					return ret;
+				if (ret > 0) {
+					frames++;
+					if (c->err || c->epd < 0)
+						return c->err ? c->err : -FI_ECONNRESET;
+					continue;
+				}
+			}
 			while (!sfi_conn_hdr_done(c)) {
 				if (!sfi_conn_staged(c)) {
 					int n;

@@ -1776,6 +1776,32 @@ static int rdm_rx_hdr(struct sfi_conn *c, const struct sfi_hdr *h, struct iovec 
 }
 
 /** sfi_conn rx_done: a frame's payload is in place. */
+/**
+ * sfi_conn rx_frame: an eager message whole in a lane record, for a posted receive, is
+ * copied and completed here, without the iovec set up for sfi_conn and the rx_done pass.
+ * Anything else (no match, multi-receive, delivery-complete, handshakes, other ops) goes
+ * the usual way: 0.
+ */
+static int rdm_rx_frame(struct sfi_conn *c, const struct sfi_hdr *h, const void *payload)
+{
+	struct rdm_conn *rc = sfi_container_of(c, struct rdm_conn, c);
+	struct rdm_ep *ep = rc->ep;
+	bool tagged = h->flags & RDM_WF_TAGGED;
+	struct rdm_rx *r;
+
+	if (rc->outgoing || !rc->hello || h->op != RDM_OP_EAGER ||
+	    (h->flags & ~(RDM_WF_TAGGED | RDM_WF_DATA)) || h->len > ep->rx_limit)
+		return 0;
+	r = rdm_match_posted(ep, tagged, &rc->src, h->tag);
+	if (!r || (r->flags & FI_MULTI_RECV))
+		return 0;
+	r = rdm_take(ep, r, h->len, &rc->src, h->tag, h->data, h->flags);
+	if (r->mlen)
+		sfi_copy_to_iov(r->iov, r->iov_count, 0, payload, r->mlen);
+	rdm_rx_finish(ep, r, 0);
+	return 1;
+}
+
 static void rdm_rx_done(struct sfi_conn *c, const struct sfi_hdr *h, void *cookie)
 {
 	struct rdm_conn *rc = sfi_container_of(c, struct rdm_conn, c);
@@ -1869,6 +1895,7 @@ static void rdm_rx_done(struct sfi_conn *c, const struct sfi_hdr *h, void *cooki
 static const struct sfi_conn_ops rdm_conn_ops = {
 	.rx_hdr = rdm_rx_hdr,
 	.rx_done = rdm_rx_done,
+	.rx_frame = rdm_rx_frame,
 	.on_error = rdm_on_error,
 };
 
@@ -1948,7 +1975,8 @@ static inline bool rdm_conn_quiet(const struct rdm_conn *rc)
 
 	return rc->outgoing && rc->hello && sfi_list_empty(&rc->rts_wait) &&
 	       sfi_list_empty(&c->txq) && sfi_list_empty(&c->tx_done) && !c->rx_in_payload &&
-	       c->rx_hdr_got == 0 && c->rx_stage_off == c->rx_stage_len;
+	       c->rx_hdr_got == 0 && c->rx_stage_off == c->rx_stage_len &&
+	       !c->lane.rx_gone; /* arming saw the peer's end: progress meets it now */
 }
 
 /**

@@ -2131,6 +2131,32 @@ Test(core_internal, lane_peer_gone_after_its_frames, .timeout = 60)
 	lane_pair_close(&p);
 }
 
+/* A caller about to sleep learns of the peer's end from arming: not asleep for good. */
+Test(core_internal, lane_arm_sees_the_peer_gone, .timeout = 60)
+{
+	struct lane_pair p;
+	struct sfi_hdr h = { .op = 1 };
+	uint64_t until;
+	int armed;
+
+	lane_pair_open(&p, 8192, 4096);
+	lane_pair_switch(&p);
+	cr_assert_eq(sfi_conn_send_now(&p.tx, &h, "bye", 3), 1);
+	lane_pump(&p, 1);
+	cr_assert_eq(sfi_conn_arm(&p.rx), 0, "nothing to take, the peer is there");
+	sfi_conn_fini(&p.tx, -FI_ECANCELED);
+	until = now_ms() + 5000;
+	do
+		armed = sfi_conn_arm(&p.rx);
+	while (!armed && now_ms() < until);
+	cr_expect_eq(armed, 1, "arming did not see the peer's end");
+	cr_expect(p.rx.lane.rx_gone);
+	cr_expect_not(sfi_conn_rx_quiet(&p.rx), "a quiet look would leave it for later");
+	sfi_conn_progress(&p.rx);
+	cr_expect_eq(p.f.err, -FI_ECONNRESET);
+	lane_pair_close(&p);
+}
+
 /*
  * A hostile writer: a record that would pass the end of the ring, a flag nobody defined, or
  * a skip at the ring's start costs the connection (-FI_EIO), nothing else; so does a head
