@@ -683,21 +683,28 @@ struct sfi_conn {
 	struct sfi_list owner_entry;  /**< free for the owner */
 };
 
-/** How many bytes the header being received has on the wire, as far as is known yet. */
-static inline size_t sfi_conn_hdr_need(const struct sfi_conn *c)
+/** Bytes on the wire of a header whose prefix says @p version; 0 for no known form. */
+static inline size_t sfi_hdr_form_len(uint8_t version)
 {
-	if (c->rx_hdr_got < SFI_HDR_PREFIX)
-		return SFI_HDR_PREFIX;
-	switch (c->rx_hdr.version) {
+	switch (version) {
 	case SFI_WIRE_SHORT:
 		return SFI_HDR_SHORT;
 	case SFI_WIRE_DATA:
 		return SFI_HDR_DATA;
 	case SFI_WIRE_VERSION:
-		return sizeof(c->rx_hdr);
+		return sizeof(struct sfi_hdr);
 	default:
-		return SFI_HDR_PREFIX; /* no form: refused as it stands (sfi_conn_rx_start) */
+		return 0;
 	}
+}
+
+/** How many bytes the header being received has on the wire, as far as is known yet. */
+static inline size_t sfi_conn_hdr_need(const struct sfi_conn *c)
+{
+	size_t n = c->rx_hdr_got < SFI_HDR_PREFIX ? 0 : sfi_hdr_form_len(c->rx_hdr.version);
+
+	/* no form (yet): the prefix, refused as it stands by sfi_conn_rx_start */
+	return n ? n : SFI_HDR_PREFIX;
 }
 
 /** The header of the frame being received is complete (in any form). */

@@ -398,6 +398,15 @@ static void sfi_conn_rx_reset(struct sfi_conn *c)
 	c->rx_conn_frame = false;
 }
 
+/** What the shorter header forms leave out is 0. */
+static inline void sfi_hdr_unshorten(struct sfi_hdr *h)
+{
+	if (h->version == SFI_WIRE_SHORT)
+		h->data = 0;
+	if (h->version != SFI_WIRE_VERSION)
+		h->id = h->size = 0;
+}
+
 /**
  * A header is complete: validate it and ask the owner where its payload goes.
  * @return 0, or a negative FI_E* code that fails the connection.
@@ -414,11 +423,7 @@ static int sfi_conn_rx_start(struct sfi_conn *c)
 			 c->peer.node, c->peer.port, h->version, h->op, h->len);
 		return -FI_EIO;
 	}
-	/* What the shorter forms leave out is 0. */
-	if (h->version == SFI_WIRE_SHORT)
-		c->rx_hdr.data = 0;
-	if (h->version != SFI_WIRE_VERSION)
-		c->rx_hdr.id = c->rx_hdr.size = 0;
+	sfi_hdr_unshorten(&c->rx_hdr);
 	c->rx_cookie = NULL;
 	c->rx_discard = 0;
 	if (h->op == SFI_OP_CONN) {
@@ -558,6 +563,23 @@ static int sfi_conn_rx_payload(struct sfi_conn *c)
 }
 
 /**
+ * Staged bytes to parse: those there, or a refill. The count (0: none now), or a negative
+ * FI_E* code. After a refill that took all SCIF had, asking again at once would most likely
+ * find the ring empty, and an empty scif_recv costs as much as a full one: the frames taken
+ * so far complete now, and the next call looks again.
+ */
+static int sfi_conn_stage_more(struct sfi_conn *c)
+{
+	size_t n = sfi_conn_staged(c);
+
+	if (n)
+		return n > INT_MAX ? INT_MAX : (int)n;
+	if (c->rx_drained)
+		return 0;
+	return sfi_conn_stage_fill(c);
+}
+
+/**
  * Offer the owner's rx_frame a frame that lies whole in the viewed lane record: the header
  * is copied out and checked as sfi_conn_rx_start does, the payload is left where it is for
  * the owner to copy. 1 when the owner took it (the bytes are consumed), 0 when it is for the
@@ -573,27 +595,13 @@ static int sfi_conn_rx_whole(struct sfi_conn *c)
 	if (c->rx_view == c->rx_stage || n < SFI_HDR_PREFIX)
 		return 0;
 	memcpy(&h, v, SFI_HDR_PREFIX);
-	switch (h.version) {
-	case SFI_WIRE_SHORT:
-		need = SFI_HDR_SHORT;
-		break;
-	case SFI_WIRE_DATA:
-		need = SFI_HDR_DATA;
-		break;
-	case SFI_WIRE_VERSION:
-		need = sizeof(h);
-		break;
-	default:
-		return 0; /* the usual path refuses it */
-	}
-	/* The connection's own frames, and bad ops, take the usual path as well. */
-	if (h.op >= SFI_OP_CONN || n < need || n - need < h.len)
+	need = sfi_hdr_form_len(h.version);
+	/* No form, the connection's own frames and bad ops take the usual path (which refuses
+	 * what it must). */
+	if (!need || h.op >= SFI_OP_CONN || n < need || n - need < h.len)
 		return 0;
 	memcpy((uint8_t *)&h + SFI_HDR_PREFIX, v + SFI_HDR_PREFIX, need - SFI_HDR_PREFIX);
-	if (h.version == SFI_WIRE_SHORT)
-		h.data = 0;
-	if (h.version != SFI_WIRE_VERSION)
-		h.id = h.size = 0;
+	sfi_hdr_unshorten(&h);
 	ret = c->ops->rx_frame(c, &h, v + need);
 	if (ret <= 0)
 		return ret;
@@ -619,13 +627,9 @@ static int sfi_conn_rx(struct sfi_conn *c)
 
 		if (!c->rx_in_payload) {
 			if (c->rx_hdr_got == 0 && c->ops->rx_frame) {
-				if (!sfi_conn_staged(c)) {
-					if (c->rx_drained)
-						return 0;
-					ret = sfi_conn_stage_fill(c);
-					if (ret <= 0)
-						return ret;
-				}
+				ret = sfi_conn_stage_more(c);
+				if (ret <= 0)
+					return ret;
 				ret = sfi_conn_rx_whole(c);
 				if (ret < 0)
 					return ret;
@@ -637,20 +641,9 @@ static int sfi_conn_rx(struct sfi_conn *c)
 				}
 			}
 			while (!sfi_conn_hdr_done(c)) {
-				if (!sfi_conn_staged(c)) {
-					int n;
-
-					/* SCIF had no more than this when we last asked: asking
-					 * again at once would most likely find the ring empty, and
-					 * an empty scif_recv costs as much as a full one. The frames
-					 * taken so far complete now; the next call looks again. */
-					if (c->rx_drained)
-						return 0;
-					n = sfi_conn_stage_fill(c);
-
-					if (n <= 0)
-						return n;
-				}
+				ret = sfi_conn_stage_more(c);
+				if (ret <= 0)
+					return ret;
 				/* The prefix first: it says how long the rest is. */
 				c->rx_hdr_got += sfi_conn_stage_take(c,
 					(char *)&c->rx_hdr + c->rx_hdr_got,
