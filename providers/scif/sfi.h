@@ -364,6 +364,8 @@ struct sfi_av {
 	struct sfi_addr *table;   /**< FI_AV_TABLE: index -> address (magic 0 = free slot) */
 	size_t count, size;       /**< slots used (== size: indices are never reused) */
 	size_t size_alloc;        /**< slots allocated */
+	uint64_t removals;        /**< bumped by every fi_av_remove: a translation cached
+	                               while it stands still holds (slots are never reused) */
 	bool async;               /**< opened with FI_EVENT: inserts report to the bound EQ */
 	struct sfi_eq *eq;        /**< FI_EVENT: insert completions */
 	int refs;                 /**< endpoints bound */
@@ -853,6 +855,13 @@ int sfi_no_rx_ctx(struct fid_ep *sep, int index, struct fi_rx_attr *attr,
 /** fi_rx/tx_size_left: free slots (*size - *used, read under the domain lock) of an
  *  enabled endpoint, -FI_EOPBADSTATE before fi_enable. */
 ssize_t sfi_ep_queue_left(struct sfi_ep *ep, const size_t *size, const size_t *used) SFI_HIDDEN;
+
+/**
+ * Zero @p n bytes at @p p. Out of line on purpose: GCC expands a memset of a constant size
+ * over 64 bytes as `rep stosq`, which takes about 30 cycles to start, where libc's memset
+ * clears a 200-byte request in a few (a receive's or a send's setup on the message path).
+ */
+void sfi_zero(void *p, size_t n) SFI_HIDDEN;
 
 /** Copy @p len bytes from an iovec at byte offset @p off into @p buf (and back). */
 size_t sfi_copy_from_iov(void *buf, size_t len, const struct iovec *iov, size_t count,

@@ -198,6 +198,7 @@ static int av_remove(struct fid_av *av_fid, fi_addr_t *fi_addr, size_t count, ui
 		if (av->type != FI_AV_MAP)
 			memset(&av->table[fi_addr[i]], 0, sizeof(a));
 	}
+	av->removals++;
 	sfi_domain_unlock(av->domain);
 	return ret;
 }

@@ -136,10 +136,12 @@ static inline size_t cq_slot(const struct sfi_cq *cq, size_t head, size_t i)
 /** Append a ring slot and wake a waiter on the empty -> non-empty edge. */
 static int cq_push(struct sfi_cq *cq, const struct sfi_cq_entry *ent)
 {
-	int ret = cq_grow(cq);
+	if (cq->count == cq->size) {
+		int ret = cq_grow(cq);
 
-	if (ret)
-		return ret;
+		if (ret)
+			return ret;
+	}
 	cq->ring[cq_slot(cq, cq->head, cq->count)] = *ent;
 	if (cq->count++ == 0 && cq->wait)
 		sfi_wait_signal(cq->wait);
@@ -180,6 +182,25 @@ int sfi_cq_write_err(struct sfi_cq *cq, const struct fi_cq_err_entry *err)
 	return 0;
 }
 
+/** Copy an entry out in the CQ's format: each size a constant, so the copy is a few moves. */
+static inline void cq_copy_out(void *dst, const struct fi_cq_tagged_entry *e, size_t size)
+{
+	switch (size) {
+	case sizeof(struct fi_cq_entry):
+		memcpy(dst, e, sizeof(struct fi_cq_entry));
+		break;
+	case sizeof(struct fi_cq_msg_entry):
+		memcpy(dst, e, sizeof(struct fi_cq_msg_entry));
+		break;
+	case sizeof(struct fi_cq_data_entry):
+		memcpy(dst, e, sizeof(struct fi_cq_data_entry));
+		break;
+	default:
+		memcpy(dst, e, sizeof(struct fi_cq_tagged_entry));
+		break;
+	}
+}
+
 /** Copy up to @p count entries out (domain lock held). */
 static ssize_t cq_read_locked(struct sfi_cq *cq, void *buf, size_t count, fi_addr_t *src)
 {
@@ -190,7 +211,7 @@ static ssize_t cq_read_locked(struct sfi_cq *cq, void *buf, size_t count, fi_add
 
 		if (ent->src == SFI_SRC_ERR)
 			break;
-		memcpy((char *)buf + n * cq->entry_size, &ent->e, cq->entry_size);
+		cq_copy_out((char *)buf + n * cq->entry_size, &ent->e, cq->entry_size);
 		if (src)
 			src[n] = ent->src;
 		cq->head = cq_slot(cq, cq->head, 1);

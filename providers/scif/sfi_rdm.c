@@ -276,7 +276,13 @@ struct rdm_ep {
 	struct rdm_src_cache {
 		struct sfi_addr addr;
 		fi_addr_t fi_addr;
+		uint64_t removals;  /**< the AV's removals when it was looked up */
 	} src_cache[RDM_SRC_CACHE];
+	/* the last destination sent to: its fi_addr stands for that peer until the AV loses
+	 * an address or the peer is freed (which clears tx_peer) */
+	struct rdm_peer *tx_peer;
+	fi_addr_t tx_dest;
+	uint64_t tx_removals;
 	uint64_t gc_at;             /**< next idle-connection sweep (coarse ms) */
 	int nwaits;
 };
@@ -390,7 +396,7 @@ static struct rdm_txr *rdm_txr_get(struct rdm_ep *ep)
 	}
 	t = ep->free_txr;
 	ep->free_txr = t->next_free;
-	memset(t, 0, offsetof(struct rdm_txr, iov));
+	sfi_zero(t, offsetof(struct rdm_txr, iov));
 	t->inject = (char *)(t + 1);
 	t->ep = ep;
 	sfi_list_init(&t->entry);
@@ -415,7 +421,7 @@ static struct rdm_rx *rdm_rx_get(struct rdm_ep *ep)
 	}
 	r = ep->free_rx;
 	ep->free_rx = r->next_free;
-	memset(r, 0, offsetof(struct rdm_rx, iov));
+	sfi_zero(r, offsetof(struct rdm_rx, iov));
 	sfi_list_init(&r->entry);
 	return r;
 }
@@ -443,7 +449,7 @@ static struct rdm_unexp *rdm_ux_get(struct rdm_ep *ep)
 	}
 	u = ep->free_ux;
 	ep->free_ux = u->next_free;
-	memset(u, 0, sizeof(*u));
+	sfi_zero(u, sizeof(*u));
 	sfi_list_init(&u->entry);
 	return u;
 }
@@ -582,7 +588,6 @@ static unsigned int rdm_hash(const struct sfi_addr *a);
 static fi_addr_t rdm_src_fiaddr(struct rdm_ep *ep, const struct sfi_addr *src)
 {
 	struct rdm_src_cache *sc;
-	struct sfi_addr a;
 
 	if (!(ep->ep.caps & FI_SOURCE) || !ep->ep.av || src->magic != SFI_ADDR_MAGIC)
 		return FI_ADDR_NOTAVAIL;
@@ -590,10 +595,11 @@ static fi_addr_t rdm_src_fiaddr(struct rdm_ep *ep, const struct sfi_addr *src)
 		return sfi_av_reverse(ep->ep.av, src);
 	sc = &ep->src_cache[rdm_hash(src) % RDM_SRC_CACHE];
 	if (sc->fi_addr != FI_ADDR_NOTAVAIL && rdm_addr_eq(&sc->addr, src) &&
-	    !sfi_av_lookup_addr(ep->ep.av, sc->fi_addr, &a) && rdm_addr_eq(&a, src))
+	    sc->removals == ep->ep.av->removals)
 		return sc->fi_addr;
 	sc->addr = *src;
 	sc->fi_addr = sfi_av_reverse(ep->ep.av, src);
+	sc->removals = ep->ep.av->removals;
 	return sc->fi_addr;
 }
 
@@ -949,6 +955,31 @@ static struct rdm_peer *rdm_peer_find(struct rdm_ep *ep, const struct sfi_addr *
 			return p;
 	}
 	return NULL;
+}
+
+/**
+ * The peer @p dest names, or NULL (not in the AV, or never sent to). A sender mostly sends
+ * where it sent last: that translation is kept (rdm_ep::tx_peer).
+ */
+static inline struct rdm_peer *rdm_dest_peer(struct rdm_ep *ep, fi_addr_t dest)
+{
+	struct sfi_av *av = ep->ep.av;
+	struct rdm_peer *p;
+	struct sfi_addr a;
+
+	if (!av)
+		return NULL;
+	if (ep->tx_peer && ep->tx_dest == dest && ep->tx_removals == av->removals)
+		return ep->tx_peer;
+	if (sfi_av_lookup_addr(av, dest, &a))
+		return NULL;
+	p = rdm_peer_find(ep, &a);
+	if (p) {
+		ep->tx_peer = p;
+		ep->tx_dest = dest;
+		ep->tx_removals = av->removals;
+	}
+	return p;
 }
 
 static struct rdm_peer *rdm_peer_get(struct rdm_ep *ep, const struct sfi_addr *a)
@@ -1333,7 +1364,8 @@ static struct rdm_txr *rdm_tx_prep(struct rdm_ep *ep, const struct iovec *iov, s
 		t->iov[0].iov_len = len;
 		t->iov_count = len ? 1 : 0;
 	} else {
-		memcpy(t->iov, iov, count * sizeof(*iov));
+		for (size_t i = 0; i < count; i++) /* as in rdm_recvgen */
+			t->iov[i] = iov[i];
 		t->iov_count = count;
 	}
 	return t;
@@ -1353,7 +1385,6 @@ static int rdm_send_now(struct rdm_ep *ep, const struct iovec *iov, size_t count
 			uint64_t flags, uint16_t wflags, uint64_t cq_flags)
 {
 	size_t len = count ? iov[0].iov_len : 0;
-	struct sfi_addr a;
 	struct rdm_peer *p;
 	struct sfi_hdr h;
 
@@ -1362,9 +1393,7 @@ static int rdm_send_now(struct rdm_ep *ep, const struct iovec *iov, size_t count
 	if ((flags & FI_INJECT) ? len > ep->inject_size :
 	    len > ep->eager_max || (flags & FI_DELIVERY_COMPLETE))
 		return 0;
-	if (!ep->ep.av || sfi_av_lookup_addr(ep->ep.av, dest, &a))
-		return 0;
-	p = rdm_peer_find(ep, &a);
+	p = rdm_dest_peer(ep, dest);
 	if (!p || p->state != RDM_PEER_READY || !p->conn || p->conn->dead ||
 	    !sfi_list_empty(&p->pending))
 		return 0;
@@ -1955,6 +1984,8 @@ static void rdm_gc_peers(struct rdm_ep *ep)
 				p->addr.node, p->addr.port);
 			rdm_conn_fail(rc, -FI_ECANCELED);
 			sfi_list_remove(&p->hentry);
+			if (ep->tx_peer == p)
+				ep->tx_peer = NULL;
 			free(p);
 		}
 	}
@@ -2155,7 +2186,8 @@ static ssize_t rdm_recvgen(struct rdm_ep *ep, const struct iovec *iov, size_t co
 	r->context = context;
 	r->flags = flags;
 	r->cq_flags = FI_RECV | (tagged ? FI_TAGGED : FI_MSG) | (flags & FI_COMPLETION);
-	memcpy(r->iov, iov, count * sizeof(*iov));
+	for (size_t i = 0; i < count; i++) /* a memcpy of count entries: rep movsq */
+		r->iov[i] = iov[i];
 	r->iov_count = count;
 	r->len = sfi_iov_len(iov, count);
 	r->tag = tag;
@@ -2877,6 +2909,7 @@ static void rdm_teardown(struct rdm_ep *ep)
 			free(p);
 		}
 	}
+	ep->tx_peer = NULL;
 	for (q = 0; q < 2; q++) {
 		struct sfi_list *l = q ? &ep->unexp_tag : &ep->unexp_msg;
 

@@ -672,6 +672,11 @@ size_t sfi_copy_from_iov(void *buf, size_t len, const struct iovec *iov, size_t 
 	return done;
 }
 
+void sfi_zero(void *p, size_t n)
+{
+	memset(p, 0, n);
+}
+
 size_t sfi_copy_to_iov(const struct iovec *iov, size_t count, size_t off, const void *buf,
 		       size_t len)
 {

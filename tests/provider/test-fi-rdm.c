@@ -1698,7 +1698,9 @@ Test(rdm, sread_ping_pong_on_the_stream, .timeout = 90)
 
 /*
  * fi_av_remove at run time: a removed address cannot be sent to; inserted again it works
- * (over a fresh connection: the idle one to the removed address is closed).
+ * (over a fresh connection: the idle one to the removed address is closed). The receiver
+ * removes and re-inserts the sender's address too: FI_SOURCE then names the new fi_addr,
+ * never the removed one (the provider keeps translations while the AV loses nothing).
  */
 static void role_avrm(int rank)
 {
@@ -1726,12 +1728,23 @@ static void role_avrm(int rank)
 		t_wait_ok(&t, false, &c);
 		t_barrier(&t);
 	} else {
+		fi_addr_t old = t.peer[0];
+		struct ent e;
+
 		T_POST(&t, fi_recv(t.ep, &r, 8, NULL, FI_ADDR_UNSPEC, &c));
-		t_wait_ok(&t, true, &c);
+		e = t_wait_ok(&t, true, &c);
 		CK(r == 1, "first message");
+		CK(e.src == old, "FI_SOURCE %llu, not %llu", (unsigned long long)e.src,
+		   (unsigned long long)old);
+		CKR(fi_av_lookup(t.av, old, addr, &alen));
+		CKR(fi_av_remove(t.av, &old, 1, 0));
+		CK(fi_av_insert(t.av, addr, 1, &t.peer[0], 0, NULL) == 1, "insert again");
+		CK(t.peer[0] != old, "FI_AV_TABLE reused a removed index");
 		T_POST(&t, fi_recv(t.ep, &r, 8, NULL, FI_ADDR_UNSPEC, &c));
-		t_wait_ok(&t, true, &c);
+		e = t_wait_ok(&t, true, &c);
 		CK(r == 2, "message after re-insert");
+		CK(e.src == t.peer[0], "FI_SOURCE after re-insert %llu, not %llu",
+		   (unsigned long long)e.src, (unsigned long long)t.peer[0]);
 		t_barrier(&t);
 	}
 	t_close(&t);
