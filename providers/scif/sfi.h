@@ -685,6 +685,40 @@ struct sfi_conn {
 	struct sfi_list owner_entry;  /**< free for the owner */
 };
 
+/** The wire form of @p hdr (SFI_WIRE_*): the short ones when it has no id or size. */
+static inline uint8_t sfi_hdr_form(const struct sfi_hdr *hdr)
+{
+	if (hdr->id || hdr->size)
+		return SFI_WIRE_VERSION;
+	return hdr->data ? SFI_WIRE_DATA : SFI_WIRE_SHORT;
+}
+
+/**
+ * Store @p hdr in wire form @p form, for a payload of @p len bytes, at @p dst (8-byte
+ * aligned): field by field, so that a header composed just before (in narrower stores)
+ * is never read back in wider loads, which the CPU cannot serve from its store buffer.
+ * Returns the bytes stored (sfi_hdr_form_len(form)).
+ */
+static inline size_t sfi_hdr_store(void *dst, const struct sfi_hdr *hdr, uint8_t form,
+				   uint32_t len)
+{
+	struct sfi_hdr *o = dst;
+
+	o->version = form;
+	o->op = hdr->op;
+	o->flags = hdr->flags;
+	o->len = len;
+	o->tag = hdr->tag;
+	if (form == SFI_WIRE_SHORT)
+		return SFI_HDR_SHORT;
+	o->data = hdr->data;
+	if (form == SFI_WIRE_DATA)
+		return SFI_HDR_DATA;
+	o->id = hdr->id;
+	o->size = hdr->size;
+	return sizeof(*o);
+}
+
 /** Bytes on the wire of a header whose prefix says @p version; 0 for no known form. */
 static inline size_t sfi_hdr_form_len(uint8_t version)
 {
@@ -765,6 +799,16 @@ ssize_t sfi_lane_write(struct sfi_conn *c, const void *a, size_t alen, const voi
  *  now), or a negative FI_E* code as sfi_lane_read. The record stays unread (the sender
  *  cannot write over it) until sfi_lane_release. */
 ssize_t sfi_lane_view(struct sfi_conn *c, const uint8_t **p) SFI_HIDDEN;
+/**
+ * Room for a record of @p n bytes (at most SFI_LANE_SMALL) at the tail of the peer's ring:
+ * where to write them, or NULL (no room now, or the peer's head broke the rules, which the
+ * next sfi_lane_write reports). The caller writes the bytes in place (no staging copy) and
+ * publishes them with sfi_lane_commit before anything else goes on the connection.
+ */
+uint8_t *sfi_lane_reserve(struct sfi_conn *c, size_t n) SFI_HIDDEN;
+/** Publish the @p n bytes written at sfi_lane_reserve's pointer as one record. */
+void sfi_lane_commit(struct sfi_conn *c, size_t n) SFI_HIDDEN;
+#define SFI_LANE_SMALL 48u /**< sfi_lane_reserve's limit: a record of one line */
 /** The viewed record is all taken: give its lines back to the sender. */
 void sfi_lane_release(struct sfi_conn *c) SFI_HIDDEN;
 /** Take up to @p len bytes from our ring; bytes taken (0: none now), or a negative FI_E*
@@ -862,6 +906,20 @@ ssize_t sfi_ep_queue_left(struct sfi_ep *ep, const size_t *size, const size_t *u
  * clears a 200-byte request in a few (a receive's or a send's setup on the message path).
  */
 void sfi_zero(void *p, size_t n) SFI_HIDDEN;
+
+/**
+ * Copy @p count iovec entries, field by field: a caller's iovec was most likely stored that
+ * way just before (fi_recv's { buf, len } on its stack), and a 16-byte load across the two
+ * stores waits for the store buffer to drain, where two 8-byte loads are served from it
+ * (so is a memcpy of a bounded count, which GCC expands as rep movsq).
+ */
+static inline void sfi_iov_copy(struct iovec *dst, const struct iovec *src, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		dst[i].iov_base = src[i].iov_base;
+		dst[i].iov_len = src[i].iov_len;
+	}
+}
 
 /** Copy @p len bytes from an iovec at byte offset @p off into @p buf (and back). */
 size_t sfi_copy_from_iov(void *buf, size_t len, const struct iovec *iov, size_t count,

@@ -258,14 +258,7 @@ static int sfi_conn_push(struct sfi_conn *c)
  *  the wire (the short forms when it has no id or size). */
 static size_t sfi_conn_frame_hdr(struct sfi_hdr *out, const struct sfi_hdr *hdr, size_t len)
 {
-	*out = *hdr;
-	out->len = (uint32_t)len;
-	if (!hdr->id && !hdr->size) {
-		out->version = hdr->data ? SFI_WIRE_DATA : SFI_WIRE_SHORT;
-		return hdr->data ? SFI_HDR_DATA : SFI_HDR_SHORT;
-	}
-	out->version = SFI_WIRE_VERSION;
-	return sizeof(*out);
+	return sfi_hdr_store(out, hdr, sfi_hdr_form(hdr), (uint32_t)len);
 }
 
 /** The spilled rest of a frame sent by sfi_conn_send_now is all SCIF's (or lost). */
@@ -285,6 +278,19 @@ int sfi_conn_send_now(struct sfi_conn *c, const struct sfi_hdr *hdr, const void 
 
 	if (c->epd < 0 || c->err || !sfi_list_empty(&c->txq) || c->spill_busy)
 		return 0;
+	if (c->lane.tx_on) {
+		/* A small frame is written where the peer reads it, header field by field. */
+		uint8_t form = sfi_hdr_form(hdr);
+		uint8_t *p = sfi_lane_reserve(c, sfi_hdr_form_len(form) + len);
+
+		if (p) {
+			hlen = sfi_hdr_store(p, hdr, form, (uint32_t)len);
+			if (len)
+				memcpy(p + hlen, buf, len);
+			sfi_lane_commit(c, hlen + len);
+			return 1;
+		}
+	}
 	hlen = sfi_conn_frame_hdr(&h, hdr, len);
 	total = hlen + len;
 	if (total > SFI_CONN_BOUNCE)

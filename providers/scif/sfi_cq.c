@@ -133,38 +133,47 @@ static inline size_t cq_slot(const struct sfi_cq *cq, size_t head, size_t i)
 	return s >= cq->size ? s - cq->size : s;
 }
 
-/** Append a ring slot and wake a waiter on the empty -> non-empty edge. */
-static int cq_push(struct sfi_cq *cq, const struct sfi_cq_entry *ent)
+/**
+ * The slot after the ring's last (grown when full), or NULL (out of memory). Entries are
+ * filled in place, not composed elsewhere and copied: the copy's wide loads of a struct
+ * just stored field by field wait for the store buffer (cq_commit counts the slot).
+ */
+static struct sfi_cq_entry *cq_tail(struct sfi_cq *cq)
 {
-	if (cq->count == cq->size) {
-		int ret = cq_grow(cq);
+	if (cq->count == cq->size && cq_grow(cq))
+		return NULL;
+	return &cq->ring[cq_slot(cq, cq->head, cq->count)];
+}
 
-		if (ret)
-			return ret;
-	}
-	cq->ring[cq_slot(cq, cq->head, cq->count)] = *ent;
+/** Count the slot cq_tail gave, and wake a waiter on the empty -> non-empty edge. */
+static void cq_commit(struct sfi_cq *cq)
+{
 	if (cq->count++ == 0 && cq->wait)
 		sfi_wait_signal(cq->wait);
-	return 0;
 }
 
 int sfi_cq_write(struct sfi_cq *cq, void *context, uint64_t flags, size_t len, void *buf,
 		 uint64_t data, uint64_t tag, fi_addr_t src)
 {
-	struct sfi_cq_entry ent = {
-		.e = { .op_context = context, .flags = flags, .len = len, .buf = buf,
-		       .data = data, .tag = tag },
-		.src = src == SFI_SRC_ERR ? FI_ADDR_NOTAVAIL : src,
-	};
+	struct sfi_cq_entry *ent = cq_tail(cq);
 
-	return cq_push(cq, &ent);
+	if (!ent)
+		return -FI_ENOMEM;
+	ent->e.op_context = context;
+	ent->e.flags = flags;
+	ent->e.len = len;
+	ent->e.buf = buf;
+	ent->e.data = data;
+	ent->e.tag = tag;
+	ent->src = src == SFI_SRC_ERR ? FI_ADDR_NOTAVAIL : src;
+	cq_commit(cq);
+	return 0;
 }
 
 int sfi_cq_write_err(struct sfi_cq *cq, const struct fi_cq_err_entry *err)
 {
 	struct sfi_cq_err *e = calloc(1, sizeof(*e));
-	struct sfi_cq_entry ent = { .src = SFI_SRC_ERR };
-	int ret;
+	struct sfi_cq_entry *ent;
 
 	if (!e)
 		return -FI_ENOMEM;
@@ -173,32 +182,41 @@ int sfi_cq_write_err(struct sfi_cq *cq, const struct fi_cq_err_entry *err)
 	e->e.err_data_size = 0;
 	if (!e->e.err)
 		e->e.err = FI_EOTHER;
-	ret = cq_push(cq, &ent);
-	if (ret) {
+	ent = cq_tail(cq);
+	if (!ent) {
 		free(e);
-		return ret;
+		return -FI_ENOMEM;
 	}
+	memset(ent, 0, sizeof(*ent));
+	ent->src = SFI_SRC_ERR;
 	sfi_list_insert_tail(&cq->errs, &e->entry);
+	cq_commit(cq);
 	return 0;
 }
 
-/** Copy an entry out in the CQ's format: each size a constant, so the copy is a few moves. */
+/** One 8-byte field of an entry, at its offset in every format that has it. */
+#define CQ_FIELD(dst, e, f) \
+	memcpy((char *)(dst) + offsetof(struct fi_cq_tagged_entry, f), &(e)->f, sizeof((e)->f))
+
+/**
+ * Copy an entry out in the CQ's format (each a prefix of the tagged one). Field by field:
+ * the entry was just stored that way (sfi_cq_write), and a wider load across two of those
+ * stores waits for the store buffer to drain instead of being served from it.
+ */
 static inline void cq_copy_out(void *dst, const struct fi_cq_tagged_entry *e, size_t size)
 {
-	switch (size) {
-	case sizeof(struct fi_cq_entry):
-		memcpy(dst, e, sizeof(struct fi_cq_entry));
-		break;
-	case sizeof(struct fi_cq_msg_entry):
-		memcpy(dst, e, sizeof(struct fi_cq_msg_entry));
-		break;
-	case sizeof(struct fi_cq_data_entry):
-		memcpy(dst, e, sizeof(struct fi_cq_data_entry));
-		break;
-	default:
-		memcpy(dst, e, sizeof(struct fi_cq_tagged_entry));
-		break;
-	}
+	CQ_FIELD(dst, e, op_context);
+	if (size == sizeof(struct fi_cq_entry))
+		return;
+	CQ_FIELD(dst, e, flags);
+	CQ_FIELD(dst, e, len);
+	if (size == sizeof(struct fi_cq_msg_entry))
+		return;
+	CQ_FIELD(dst, e, buf);
+	CQ_FIELD(dst, e, data);
+	if (size == sizeof(struct fi_cq_data_entry))
+		return;
+	CQ_FIELD(dst, e, tag);
 }
 
 /** Copy up to @p count entries out (domain lock held). */

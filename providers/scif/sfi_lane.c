@@ -309,6 +309,28 @@ static int lane_tx_head(struct sfi_lane *l)
 	return 0;
 }
 
+/** Fill the rest of this lap with a SKIP record at @p pos (@p contig bytes). */
+static void lane_skip(struct sfi_lane *l, size_t pos, size_t contig)
+{
+	struct lane_rec *r = (struct lane_rec *)(void *)(l->tx_map + LANE_CTRL + pos);
+
+	r->len = 0;
+	r->flags = LANE_SKIP;
+	lane_wmb(l);
+	__atomic_store_n(&r->mark, l->tx_salt + (l->tx_tail / LANE_LINE), __ATOMIC_RELEASE);
+	l->tx_tail += contig;
+}
+
+/** Seal the record at the tail, its @p m payload bytes written: the mark goes last. */
+static void lane_seal(struct sfi_lane *l, struct lane_rec *r, size_t m)
+{
+	r->len = (uint32_t)m;
+	r->flags = 0;
+	lane_wmb(l);
+	__atomic_store_n(&r->mark, l->tx_salt + (l->tx_tail / LANE_LINE), __ATOMIC_RELEASE);
+	l->tx_tail += lane_round(LANE_HDR + m);
+}
+
 /**
  * Put one record of up to @p n bytes (the first of @p a, then of @p b) at the tail; the count
  * taken (0: no room), or -FI_EIO (the peer's head broke the rules).
@@ -334,13 +356,7 @@ static ssize_t lane_put(struct sfi_lane *l, const uint8_t *a, size_t alen, const
 	if (contig < need) {
 		if (room >= contig + need) {
 			/* Not before the end: skip it, and start the next lap. */
-			r = (struct lane_rec *)(void *)(l->tx_map + LANE_CTRL + pos);
-			r->len = 0;
-			r->flags = LANE_SKIP;
-			lane_wmb(l);
-			__atomic_store_n(&r->mark, l->tx_salt + (l->tx_tail / LANE_LINE),
-					 __ATOMIC_RELEASE);
-			l->tx_tail += contig;
+			lane_skip(l, pos, contig);
 			room -= contig;
 			pos = 0;
 		} else {
@@ -359,12 +375,23 @@ static ssize_t lane_put(struct sfi_lane *l, const uint8_t *a, size_t alen, const
 		memcpy(r + 1, a, alen);
 		memcpy((uint8_t *)(r + 1) + alen, b, m - alen);
 	}
-	r->len = (uint32_t)m;
-	r->flags = 0;
-	lane_wmb(l);
-	__atomic_store_n(&r->mark, l->tx_salt + (l->tx_tail / LANE_LINE), __ATOMIC_RELEASE);
-	l->tx_tail += lane_round(LANE_HDR + m);
+	lane_seal(l, r, m);
 	return (ssize_t)m;
+}
+
+/** After records were sealed: ring a peer that went to sleep (see "Sleeping" above). */
+static void lane_wrote(struct sfi_conn *c)
+{
+	struct sfi_lane *l = &c->lane;
+	uint64_t arm;
+
+	/* [L1] the marks before the look at arm; pairs with [L2] in sfi_lane_arm. */
+	lane_mb();
+	arm = __atomic_load_n(&lane_ctrl(l->tx_map)->arm, __ATOMIC_RELAXED);
+	if (arm != l->tx_rung) {
+		l->tx_rung = arm;
+		lane_ring(c);
+	}
 }
 
 ssize_t sfi_lane_write(struct sfi_conn *c, const void *a, size_t alen, const void *b,
@@ -373,7 +400,6 @@ ssize_t sfi_lane_write(struct sfi_conn *c, const void *a, size_t alen, const voi
 	struct sfi_lane *l = &c->lane;
 	const uint8_t *pa = a, *pb = b;
 	size_t done = 0, total = alen + blen;
-	uint64_t arm;
 
 	while (done < total) {
 		ssize_t m = lane_put(l, pa, alen, pb, total - done);
@@ -396,14 +422,32 @@ ssize_t sfi_lane_write(struct sfi_conn *c, const void *a, size_t alen, const voi
 	}
 	if (!done)
 		return 0;
-	/* [L1] the marks before the look at arm; pairs with [L2] in sfi_lane_arm. */
-	lane_mb();
-	arm = __atomic_load_n(&lane_ctrl(l->tx_map)->arm, __ATOMIC_RELAXED);
-	if (arm != l->tx_rung) {
-		l->tx_rung = arm;
-		lane_ring(c);
-	}
+	lane_wrote(c);
 	return (ssize_t)done;
+}
+
+/* A record of at most SFI_LANE_SMALL bytes takes one line: it never meets the ring's end. */
+_Static_assert(LANE_HDR + SFI_LANE_SMALL <= LANE_LINE, "a small record is one line");
+
+uint8_t *sfi_lane_reserve(struct sfi_conn *c, size_t n)
+{
+	struct sfi_lane *l = &c->lane;
+
+	if (n > SFI_LANE_SMALL)
+		return NULL;
+	if (l->tx_size - (l->tx_tail - l->tx_head) < LANE_LINE &&
+	    (lane_tx_head(l) || l->tx_size - (l->tx_tail - l->tx_head) < LANE_LINE))
+		return NULL;
+	return l->tx_map + LANE_CTRL + (l->tx_tail & (l->tx_size - 1)) + LANE_HDR;
+}
+
+void sfi_lane_commit(struct sfi_conn *c, size_t n)
+{
+	struct sfi_lane *l = &c->lane;
+
+	lane_seal(l, (struct lane_rec *)(void *)(l->tx_map + LANE_CTRL +
+						 (l->tx_tail & (l->tx_size - 1))), n);
+	lane_wrote(c);
 }
 
 /** The peer waits for room we made: ring it once per tx_wait value. */

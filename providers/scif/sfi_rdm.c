@@ -1364,8 +1364,7 @@ static struct rdm_txr *rdm_tx_prep(struct rdm_ep *ep, const struct iovec *iov, s
 		t->iov[0].iov_len = len;
 		t->iov_count = len ? 1 : 0;
 	} else {
-		for (size_t i = 0; i < count; i++) /* as in rdm_recvgen */
-			t->iov[i] = iov[i];
+		sfi_iov_copy(t->iov, iov, count);
 		t->iov_count = count;
 	}
 	return t;
@@ -2186,8 +2185,7 @@ static ssize_t rdm_recvgen(struct rdm_ep *ep, const struct iovec *iov, size_t co
 	r->context = context;
 	r->flags = flags;
 	r->cq_flags = FI_RECV | (tagged ? FI_TAGGED : FI_MSG) | (flags & FI_COMPLETION);
-	for (size_t i = 0; i < count; i++) /* a memcpy of count entries: rep movsq */
-		r->iov[i] = iov[i];
+	sfi_iov_copy(r->iov, iov, count);
 	r->iov_count = count;
 	r->len = sfi_iov_len(iov, count);
 	r->tag = tag;

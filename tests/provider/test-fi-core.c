@@ -2014,6 +2014,66 @@ Test(core_internal, lane_switches_in_order_and_wraps, .timeout = 60)
 	lane_pair_close(&p);
 }
 
+/*
+ * Small frames (every header form, payloads up to the line's room) are written in place
+ * (sfi_lane_reserve, header field by field): a 4 KiB ring takes exactly 64 of them, refuses
+ * the next, which queues behind with everything after it, and every frame arrives whole, in
+ * order, with its header intact once the receiver reads.
+ */
+Test(core_internal, lane_small_frames_in_place_until_full, .timeout = 60)
+{
+	static struct sfi_tx tq[120];
+	static uint8_t pay[120][32];
+	size_t len[120];
+	struct lane_pair p;
+	int placed = 0, refused = -1;
+
+	lane_pair_open(&p, 4096, (size_t)120 * 32);
+	lane_pair_switch(&p);
+	for (int i = 0; i < 120; i++) {
+		int form = i % 3; /* short, with CQ data, full */
+		struct sfi_hdr h = { .op = 1, .flags = (uint16_t)i, .tag = 1000u + (uint64_t)i,
+				     .data = form ? 7u + (uint64_t)i : 0,
+				     .id = form == 2 ? 9u + (uint64_t)i : 0,
+				     .size = form == 2 ? 11u + (uint64_t)i : 0 };
+		size_t room = form == 0 ? 32 : form == 1 ? 24 : 8;
+		struct iovec v;
+
+		len[i] = (size_t)i % (room + 1);
+		for (size_t j = 0; j < len[i]; j++)
+			pay[i][j] = frame_pat((unsigned int)i, j);
+		if (sfi_conn_send_now(&p.tx, &h, pay[i], len[i]) == 1) {
+			cr_assert_eq(refused, -1, "frame %d placed after frame %d was refused", i,
+				     refused);
+			placed++;
+			continue;
+		}
+		if (refused < 0)
+			refused = i;
+		v = (struct iovec){ pay[i], len[i] };
+		tq[i].done = frames_tx_done;
+		cr_assert_eq(sfi_conn_send(&p.tx, &tq[i], &h, &v, 1), 0);
+	}
+	cr_expect_eq(placed, 4096 / 64, "a 4 KiB ring holds 64 one-line records");
+	lane_pump(&p, 120);
+	cr_assert_eq(p.f.err, 0);
+	cr_assert_eq(p.back.err, 0);
+	cr_assert_eq(p.f.n, 120);
+	for (int i = 0; i < 120; i++) {
+		int form = i % 3;
+
+		cr_assert_eq(p.f.hdr[i].tag, 1000u + (uint64_t)i, "frame %d out of order", i);
+		cr_assert_eq(p.f.hdr[i].flags, (uint16_t)i, "frame %d: flags", i);
+		cr_assert_eq(p.f.hdr[i].data, form ? 7u + (uint64_t)i : 0, "frame %d: data", i);
+		cr_assert_eq(p.f.hdr[i].id, form == 2 ? 9u + (uint64_t)i : 0, "frame %d: id", i);
+		cr_assert_eq(p.f.hdr[i].size, form == 2 ? 11u + (uint64_t)i : 0, "frame %d", i);
+		cr_assert_eq(p.f.hdr[i].len, len[i], "frame %d: length", i);
+		cr_assert_eq(memcmp(p.f.payload[i], pay[i], len[i]), 0, "frame %d: payload", i);
+	}
+	cr_expect_eq(p.tx.lane.tx_tail, (uint64_t)120 * 64, "one line per small record");
+	lane_pair_close(&p);
+}
+
 /* A receiver that offers no ring (FI_SCIF_LANE_SIZE=0 there), and one whose offer is
  * refused: each direction stays on the stream, and frames still arrive. */
 Test(core_internal, lane_refused_keeps_the_stream, .timeout = 60)
