@@ -74,6 +74,9 @@ struct sfi_params sfi_params = {
 			  FI_COLLECTIVE | FI_NAMED_RX_CTX | FI_DIRECTED_RECV | FI_READ | \
 			  FI_WRITE | FI_RECV | FI_SEND | FI_REMOTE_READ | FI_REMOTE_WRITE | \
 			  FI_VARIABLE_MSG | FI_HMEM)
+/** Secondary capabilities granted only to an application that asks for them: each costs
+ *  every message something (FI_SOURCE: the sender's fi_addr looked up for each receive). */
+#define SFI_ASKED_CAPS FI_SOURCE
 #define SFI_DIR_CAPS (FI_READ | FI_WRITE | FI_RECV | FI_SEND | FI_REMOTE_READ | FI_REMOTE_WRITE)
 #define SFI_TX_CAPS (FI_MSG | FI_RMA | FI_TAGGED | FI_READ | FI_WRITE | FI_SEND)
 #define SFI_RX_CAPS (FI_MSG | FI_RMA | FI_TAGGED | FI_RECV | FI_REMOTE_READ | FI_REMOTE_WRITE | \
@@ -205,7 +208,7 @@ static uint64_t match_caps(uint64_t hint_caps, uint64_t caps)
 	}
 	if ((primary & FI_DIRECTED_RECV) && !(primary & (FI_MSG | FI_TAGGED)))
 		primary |= caps & (FI_MSG | FI_TAGGED);
-	return primary | (caps & ~SFI_PRIMARY_CAPS);
+	return primary | (caps & ~(SFI_PRIMARY_CAPS | SFI_ASKED_CAPS)) | (hint_caps & SFI_ASKED_CAPS);
 }
 
 /**

@@ -181,11 +181,25 @@ Test(fi_core, getinfo_caps)
 	}
 	fi_freeinfo(info);
 
-	/* FI_SOURCE is an RDM capability */
+	/* FI_SOURCE is an RDM capability, granted to who asks (it costs every receive a
+	 * lookup): not with the other secondary ones when it was not asked for */
 	h->caps = FI_MSG | FI_SOURCE;
 	cr_assert_eq(fi_getinfo(FIVER, NULL, NULL, 0, h, &info), 0);
 	cr_expect_eq(count_type(info, FI_EP_MSG), 0);
 	cr_expect_eq(count_type(info, FI_EP_RDM), 1);
+	for (struct fi_info *i = info; i; i = i->next)
+		if (ours(i))
+			cr_expect(i->caps & i->rx_attr->caps & FI_SOURCE);
+	fi_freeinfo(info);
+	h->caps = FI_TAGGED;
+	cr_assert_eq(fi_getinfo(FIVER, NULL, NULL, 0, h, &info), 0);
+	for (struct fi_info *i = info; i; i = i->next) {
+		if (!ours(i))
+			continue;
+		cr_expect_eq(i->caps & FI_SOURCE, 0, "FI_SOURCE granted unasked");
+		cr_expect_eq(i->rx_attr->caps & FI_SOURCE, 0);
+		cr_expect(i->caps & FI_MULTI_RECV, "the free secondary ones still are");
+	}
 	fi_freeinfo(info);
 
 	/* what we do not have */
