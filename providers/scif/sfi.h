@@ -35,6 +35,7 @@
 #ifndef SFI_H
 #define SFI_H
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -680,6 +681,7 @@ struct sfi_conn {
 	bool want_pollout;         /**< frames are waiting for room */
 	struct sfi_list tx_done;   /**< frames fully handed to SCIF whose done() is pending */
 	bool rx_conn_frame;        /**< the frame being received is an SFI_OP_CONN one */
+	uint64_t rx_frames;        /**< frames taken in so far (sfi_conn_progress) */
 	struct sfi_lane lane;      /**< zeroed: no lane (frames on the stream) */
 	struct sfi_list domain_entry; /**< in sfi_domain::conns */
 	struct sfi_list owner_entry;  /**< free for the owner */
@@ -749,6 +751,21 @@ static inline bool sfi_conn_hdr_done(const struct sfi_conn *c)
 	return c->rx_hdr_got >= SFI_HDR_PREFIX && c->rx_hdr_got == sfi_conn_hdr_need(c);
 }
 
+/** Events the connection's descriptor should be waited for (POLLIN, plus POLLOUT while
+ *  frames wait for room). */
+static inline uint32_t sfi_conn_events(const struct sfi_conn *c)
+{
+	/* Room in the peer's ring comes with a doorbell (POLLIN), never with POLLOUT. */
+	uint32_t ev = c->want_pollout && !c->lane.tx_on ? POLLOUT : 0;
+
+	if (c->epd < 0 || c->err)
+		return 0;
+	/* A header the owner has no room for holds the stream: more POLLIN would only spin. */
+	if (c->rx_in_payload || !sfi_conn_hdr_done(c))
+		ev |= POLLIN;
+	return ev;
+}
+
 /** Initialise around a connected SCIF endpoint (set O_NONBLOCK); 0 or -FI_E*. */
 int sfi_conn_init(struct sfi_conn *c, scif_epd_t epd, const struct sfi_addr *peer,
 		  const struct sfi_conn_ops *ops, void *owner) SFI_HIDDEN;
@@ -769,9 +786,6 @@ int sfi_conn_send(struct sfi_conn *c, struct sfi_tx *tx, const struct sfi_hdr *h
 		  const struct iovec *iov, size_t count) SFI_HIDDEN;
 /** Push queued frames and parse arriving ones; returns the connection's error (0 if ok). */
 int sfi_conn_progress(struct sfi_conn *c) SFI_HIDDEN;
-/** Events the connection's descriptor should be waited for (POLLIN, plus POLLOUT while
- *  frames wait for room). */
-uint32_t sfi_conn_events(const struct sfi_conn *c) SFI_HIDDEN;
 /** Fail queued frames with @p err, close the SCIF endpoint. Idempotent. */
 void sfi_conn_fini(struct sfi_conn *c, int err) SFI_HIDDEN;
 /**

@@ -641,6 +641,7 @@ static int sfi_conn_rx(struct sfi_conn *c)
 					return ret;
 				if (ret > 0) {
 					frames++;
+					c->rx_frames++;
 					if (c->err || c->epd < 0)
 						return c->err ? c->err : -FI_ECONNRESET;
 					continue;
@@ -668,6 +669,7 @@ static int sfi_conn_rx(struct sfi_conn *c)
 		hdr = c->rx_hdr;
 		cookie = c->rx_cookie;
 		frames++;
+		c->rx_frames++;
 		if (c->rx_conn_frame) {
 			sfi_conn_rx_reset(c);
 			continue;
@@ -729,19 +731,6 @@ int sfi_conn_progress(struct sfi_conn *c)
 	if (ret < 0)
 		return sfi_conn_fail(c, ret);
 	return 0;
-}
-
-uint32_t sfi_conn_events(const struct sfi_conn *c)
-{
-	/* Room in the peer's ring comes with a doorbell (POLLIN), never with POLLOUT. */
-	uint32_t ev = c->want_pollout && !c->lane.tx_on ? POLLOUT : 0;
-
-	if (c->epd < 0 || c->err)
-		return 0;
-	/* A header the owner has no room for holds the stream: more POLLIN would only spin. */
-	if (c->rx_in_payload || !sfi_conn_hdr_done(c))
-		ev |= POLLIN;
-	return ev;
 }
 
 void sfi_conn_fini(struct sfi_conn *c, int err)

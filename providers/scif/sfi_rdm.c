@@ -284,6 +284,7 @@ struct rdm_ep {
 	fi_addr_t tx_dest;
 	uint64_t tx_removals;
 	uint64_t gc_at;             /**< next idle-connection sweep (coarse ms) */
+	unsigned int busy_passes;   /**< progress passes that took frames in (rdm_progress) */
 	int nwaits;
 };
 
@@ -2027,37 +2028,57 @@ static void rdm_fail_stale(struct rdm_ep *ep)
 	}
 }
 
-/** sfi_ep::progress: accept, connect, move bytes on every connection, reap dead ones. */
-static void rdm_progress(struct sfi_ep *sep)
+/**
+ * Move bytes on the connections: every one when @p sweep, else those not quiet
+ * (rdm_conn_quiet, sfi_conn_rx_quiet). Whether a frame came in on any.
+ */
+static bool rdm_progress_conns(struct rdm_ep *ep, bool sweep)
 {
-	struct rdm_ep *ep = sfi_container_of(sep, struct rdm_ep, ep);
 	struct sfi_list *it, *tmp;
-	bool sweep = false; /* also look at quiet connections (rdm_conn_quiet) this time */
+	bool busy = false;
 
-	if (!sep->enabled)
-		return;
-	uint64_t now = rdm_coarse_ms();
-
-	if (now >= ep->accept_at) {
-		ep->accept_at = now + RDM_ACCEPT_EVERY_MS;
-		sweep = true;
-		if (ep->listening)
-			rdm_progress_accept(ep);
-	}
-	if (ep->listening && now >= ep->gc_at) {
-		ep->gc_at = now + RDM_GC_EVERY_MS;
-		rdm_gc_peers(ep);
-	}
-	if (!sfi_list_empty(&ep->connecting) || ep->timer_armed)
-		rdm_progress_connects(ep);
 	sfi_list_foreach_safe(&ep->conns, it, tmp) {
 		struct rdm_conn *rc = sfi_container_of(it, struct rdm_conn, c.owner_entry);
+		uint64_t frames = rc->c.rx_frames;
 
 		if (!sweep && (rdm_conn_quiet(rc) || sfi_conn_rx_quiet(&rc->c)))
 			continue;
 		sfi_conn_progress(&rc->c);
+		busy |= rc->c.rx_frames != frames; /* rc is not freed before the pass ends */
 		if (!rc->dead)
 			rdm_conn_update_wait(rc);
+	}
+	return busy;
+}
+
+/**
+ * sfi_ep::progress: connect, move bytes on the connections that have something; then, at
+ * most every RDM_ACCEPT_EVERY_MS, accept, look at the quiet connections too, and sweep idle
+ * ones (RDM_GC_EVERY_MS); reap dead ones. The clock for that is read after a pass that took
+ * no frame in (a polling caller's), or every 64th one that did: a message's way from the
+ * ring to its completion does not wait for it.
+ */
+static void rdm_progress(struct sfi_ep *sep)
+{
+	struct rdm_ep *ep = sfi_container_of(sep, struct rdm_ep, ep);
+
+	if (!sep->enabled)
+		return;
+	if (!sfi_list_empty(&ep->connecting) || ep->timer_armed)
+		rdm_progress_connects(ep);
+	if (!rdm_progress_conns(ep, false) || (++ep->busy_passes & 63) == 0) {
+		uint64_t now = rdm_coarse_ms();
+
+		if (now >= ep->accept_at) {
+			ep->accept_at = now + RDM_ACCEPT_EVERY_MS;
+			if (ep->listening)
+				rdm_progress_accept(ep);
+			(void)rdm_progress_conns(ep, true);
+		}
+		if (ep->listening && now >= ep->gc_at) {
+			ep->gc_at = now + RDM_GC_EVERY_MS;
+			rdm_gc_peers(ep);
+		}
 	}
 	if (ep->stale)
 		rdm_fail_stale(ep);
