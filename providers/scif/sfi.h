@@ -40,6 +40,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/uio.h>
 #include <time.h>
 
@@ -935,12 +936,50 @@ static inline void sfi_iov_copy(struct iovec *dst, const struct iovec *src, size
 	}
 }
 
+/**
+ * Copy @p n bytes, at most SFI_COPY_SMALL, in a few moves (two overlapping ones of the
+ * largest size that fits): a small message's payload, where a call into libc's memcpy and
+ * its size dispatch cost more than the copy.
+ */
+#define SFI_COPY_SMALL 32u
+static inline void sfi_copy_small(void *dst, const void *src, size_t n)
+{
+	uint8_t *d = dst;
+	const uint8_t *s = src;
+
+	if (n >= 16) {
+		memcpy(d, s, 16);
+		memcpy(d + n - 16, s + n - 16, 16);
+	} else if (n >= 8) {
+		memcpy(d, s, 8);
+		memcpy(d + n - 8, s + n - 8, 8);
+	} else if (n >= 4) {
+		memcpy(d, s, 4);
+		memcpy(d + n - 4, s + n - 4, 4);
+	} else if (n) {
+		d[0] = s[0];
+		d[n - 1] = s[n - 1];
+		d[n / 2] = s[n / 2];
+	}
+}
+
 /** Copy @p len bytes from an iovec at byte offset @p off into @p buf (and back). */
 size_t sfi_copy_from_iov(void *buf, size_t len, const struct iovec *iov, size_t count,
 			 size_t off) SFI_HIDDEN;
 size_t sfi_copy_to_iov(const struct iovec *iov, size_t count, size_t off, const void *buf,
 		       size_t len) SFI_HIDDEN;
-size_t sfi_iov_len(const struct iovec *iov, size_t count) SFI_HIDDEN;
+/** Total bytes of an iovec (SIZE_MAX if they overflow). */
+static inline size_t sfi_iov_len(const struct iovec *iov, size_t count)
+{
+	size_t total = 0;
+
+	for (size_t i = 0; i < count; i++) {
+		if (iov[i].iov_len > SIZE_MAX - total)
+			return SIZE_MAX;
+		total += iov[i].iov_len;
+	}
+	return total;
+}
 /** The strerror slot of CQs and EQs: the text of FI_E* code @p prov_errno (either sign),
  *  copied into @p buf when one is given. */
 const char *sfi_strerror(int prov_errno, char *buf, size_t len) SFI_HIDDEN;

@@ -269,6 +269,9 @@ static void sfi_conn_spill_done(struct sfi_conn *c, struct sfi_tx *tx, int err)
 	c->spill_busy = false;
 }
 
+_Static_assert(SFI_LANE_SMALL - SFI_HDR_SHORT <= SFI_COPY_SMALL,
+	       "a small record's payload is a small copy");
+
 int sfi_conn_send_now(struct sfi_conn *c, const struct sfi_hdr *hdr, const void *buf,
 		      size_t len)
 {
@@ -285,8 +288,7 @@ int sfi_conn_send_now(struct sfi_conn *c, const struct sfi_hdr *hdr, const void 
 
 		if (p) {
 			hlen = sfi_hdr_store(p, hdr, form, (uint32_t)len);
-			if (len)
-				memcpy(p + hlen, buf, len);
+			sfi_copy_small(p + hlen, buf, len); /* len <= SFI_LANE_SMALL - 16 */
 			sfi_lane_commit(c, hlen + len);
 			return 1;
 		}

@@ -1825,7 +1825,9 @@ static int rdm_rx_frame(struct sfi_conn *c, const struct sfi_hdr *h, const void 
 	if (!r || (r->flags & FI_MULTI_RECV))
 		return 0;
 	r = rdm_take(ep, r, h->len, &rc->src, h->tag, h->data, h->flags);
-	if (r->mlen)
+	if (r->iov_count == 1 && r->mlen <= SFI_COPY_SMALL)
+		sfi_copy_small(r->iov[0].iov_base, payload, r->mlen);
+	else if (r->mlen)
 		sfi_copy_to_iov(r->iov, r->iov_count, 0, payload, r->mlen);
 	rdm_rx_finish(ep, r, 0);
 	return 1;

@@ -639,17 +639,6 @@ const char *sfi_strerror(int prov_errno, char *buf, size_t len)
 /* ------------------------------------------------------------------------------------ */
 /* iovec helpers. */
 
-size_t sfi_iov_len(const struct iovec *iov, size_t count)
-{
-	size_t total = 0;
-
-	for (size_t i = 0; i < count; i++) {
-		if (iov[i].iov_len > SIZE_MAX - total)
-			return SIZE_MAX;
-		total += iov[i].iov_len;
-	}
-	return total;
-}
 
 size_t sfi_copy_from_iov(void *buf, size_t len, const struct iovec *iov, size_t count,
 			 size_t off)
