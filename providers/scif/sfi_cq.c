@@ -106,7 +106,7 @@ void sfi_cntr_detach(struct sfi_cntr *c, struct sfi_ep *ep)
 /* Completion queues. */
 
 /** Make room for one more entry (domain lock held). */
-static int cq_grow(struct sfi_cq *cq)
+static __attribute__((noinline, cold)) int cq_grow(struct sfi_cq *cq)
 {
 	size_t ns = cq->size * 2;
 	struct sfi_cq_entry *r;
@@ -138,7 +138,7 @@ static inline size_t cq_slot(const struct sfi_cq *cq, size_t head, size_t i)
  * filled in place, not composed elsewhere and copied: the copy's wide loads of a struct
  * just stored field by field wait for the store buffer (cq_commit counts the slot).
  */
-static struct sfi_cq_entry *cq_tail(struct sfi_cq *cq)
+static inline struct sfi_cq_entry *cq_tail(struct sfi_cq *cq)
 {
 	if (cq->count == cq->size && cq_grow(cq))
 		return NULL;
@@ -146,7 +146,7 @@ static struct sfi_cq_entry *cq_tail(struct sfi_cq *cq)
 }
 
 /** Count the slot cq_tail gave, and wake a waiter on the empty -> non-empty edge. */
-static void cq_commit(struct sfi_cq *cq)
+static inline void cq_commit(struct sfi_cq *cq)
 {
 	if (cq->count++ == 0 && cq->wait)
 		sfi_wait_signal(cq->wait);
