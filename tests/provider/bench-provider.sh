@@ -7,6 +7,10 @@
 #   scif_bench_mpi          MPI round trips (8 B) and bandwidth (64 KiB, 4 MiB) over scif
 #                           (pml cm, mtl ofi) against Open MPI's vader (pml ob1)
 #   scif_bench              libscif's own 8 B round trip, and memcpy at 4 MiB
+#   scif_bench_fi           libfabric's 8 B tagged round trip over scif, timed as scif_bench
+#                           times libscif's (median of round trips timed one by one, no
+#                           clock read while polling: fabtests' loop reads it after every
+#                           completion and every empty CQ read, which its figure includes)
 # then the ratios. The two processes of every pair are pinned to CPUs 0 and 1 (taskset;
 # mpirun --bind-to core), as scif_bench pins its own, and scif's are on SCIF nodes 0 and 1,
 # as scif_bench's host and card are. fabtests' round trip is its usec/xfer times two (it
@@ -18,7 +22,8 @@
 # sibling threads every minute or so, which changes a round trip by 2-4x, so figures taken
 # half a minute apart do not divide. Within a round, each 8-byte round trip over scif is
 # measured between two runs of each of its references (shm, then scif_bench lat, scif's
-# ping-pong, scif_bench lat, shm; vader, MPI over scif, vader), and divided by the lower of
+# ping-pong in fabtests and in scif_bench_fi, scif_bench lat, shm; vader, MPI over scif,
+# vader), and divided by the lower of
 # the two, as scif_bench takes its baselines: the ratio can only come out worse for it. When
 # a reference's two runs differ by more than 1.25x the CPUs moved in between, and the group
 # is measured again (at most three times; a round that never settles is marked "~" and still
@@ -40,6 +45,7 @@ work=$top_builddir/tests/provider
 ftbin=$work/fabtests-1.17.0/install/bin
 out=$work/bench
 mpi_bin=$top_builddir/tools/scif_bench/scif_bench_mpi
+fi_bin=$top_builddir/tools/scif_bench/scif_bench_fi
 missing=0
 export FI_PROVIDER_PATH=$top_builddir/providers/scif/.libs
 export LD_LIBRARY_PATH=$top_builddir/libscif/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -200,6 +206,13 @@ settled() {
 }
 # sb_lat LOG: scif_bench's 8-byte round trip in us, or nothing.
 sb_lat() { scif_bench_run "$1" lat 8; json_median "$1.json" lat 8; }
+# fi_lat LOG: scif_bench_fi's 8-byte tagged round trip over scif in us, or nothing.
+fi_lat() {
+	new_run_dir
+	timeout -k 5 120 "${isolate[@]}" env FI_PROVIDER=scif "$fi_bin" 0.5 8 >"$1" 2>&1
+	done_run_dir
+	awk '$1 == "lat" { print $3 }' "$1"
+}
 # mpi_lat TRANSPORT: scif_bench_mpi's 8-byte round trip in us, or nothing.
 mpi_lat() { mpi "$1" lat 8 | awk '$1 == "lat" { print $3 }'; }
 
@@ -213,6 +226,7 @@ for r in $(seq "$BENCH_ROUNDS"); do
 		pph1=$(pingpong shm 8 "$out/pingpong-shm-8-r$r-a.txt")
 		sbl1=$(sb_lat "$out/scif_bench-lat-r$r-a")
 		pps=$(pingpong scif 8 "$out/pingpong-scif-8-r$r.txt")
+		pfi=$(fi_lat "$out/scif_bench_fi-r$r.txt")
 		sbl2=$(sb_lat "$out/scif_bench-lat-r$r-b")
 		pph2=$(pingpong shm 8 "$out/pingpong-shm-8-r$r-b.txt")
 		settled "$sbl1" "$sbl2" && settled "$pph1" "$pph2" && break
@@ -237,28 +251,30 @@ for r in $(seq "$BENCH_ROUNDS"); do
 		mv=$(lower "$mv1" "$mv2")
 		mso=$(FI_SCIF_LANE_SIZE=0 mpi_lat scif)
 	fi
-	echo "    round $r$moved: tagged scif ${pps:-?} (stream ${ppo:-?}) shm ${pph1:-?}/${pph2:-?}, scif_bench lat ${sbl1:-?}/${sbl2:-?}, MPI scif ${ms:-?} (stream ${mso:-?}) vader ${mv1:-?}/${mv2:-?} (us); RMA write ${rma:-?}, memcpy ${mem:-?} (GB/s)"
-	runs[pp-scif]+=" $pps" runs[pp-shm]+=" $pph" runs[sb-lat]+=" $sbl"
+	echo "    round $r$moved: tagged scif ${pps:-?} (scif_bench_fi ${pfi:-?}, stream ${ppo:-?}) shm ${pph1:-?}/${pph2:-?}, scif_bench lat ${sbl1:-?}/${sbl2:-?}, MPI scif ${ms:-?} (stream ${mso:-?}) vader ${mv1:-?}/${mv2:-?} (us); RMA write ${rma:-?}, memcpy ${mem:-?} (GB/s)"
+	runs[pp-scif]+=" $pps" runs[pp-shm]+=" $pph" runs[sb-lat]+=" $sbl" runs[fi-lat]+=" $pfi"
 	runs[mpi-scif]+=" $ms" runs[mpi-vader]+=" $mv"
 	runs[rma-scif]+=" $rma" runs[sb-memcpy]+=" $mem" runs[sb-rma]+=" $sbr"
 	runs[r-shm]+=" $(quot "$pps" "$pph")" runs[r-lat]+=" $(quot "$pps" "$sbl")"
+	runs[r-filat]+=" $(quot "$pfi" "$sbl")"
 	runs[r-mpi]+=" $(quot "$ms" "$mv")" runs[r-rma]+=" $(quot "$rma" "$mem")"
 	runs[r-lane]+=" $(quot "$pps" "$ppo")" runs[r-lane-mpi]+=" $(quot "$ms" "$mso")"
 done
 # shellcheck disable=SC2086 # word splitting of the lists is wanted
 {
 	fig[pp-scif-8]=$(median ${runs[pp-scif]}) fig[pp-shm-8]=$(median ${runs[pp-shm]})
-	fig[sb-lat]=$(median ${runs[sb-lat]})
+	fig[sb-lat]=$(median ${runs[sb-lat]}) fig[fi-lat]=$(median ${runs[fi-lat]})
 	fig[mpi-lat-scif-8]=$(median ${runs[mpi-scif]}) fig[mpi-lat-vader-8]=$(median ${runs[mpi-vader]})
 	fig[rma-scif]=$(median ${runs[rma-scif]}) fig[sb-memcpy]=$(median ${runs[sb-memcpy]})
 	fig[sb-rma]=$(median ${runs[sb-rma]})
-	for k in r-shm r-lat r-mpi r-rma r-lane r-lane-mpi; do
+	for k in r-shm r-lat r-filat r-mpi r-rma r-lane r-lane-mpi; do
 		fig[$k]=$(median ${runs[$k]}) fig[$k-span]=$(span ${runs[$k]})
 	done
 }
 [ -n "${fig[pp-scif-8]}" ] || lost "scif 8 B" "$out/pingpong-scif-8-r*.txt"
 [ -n "${fig[pp-shm-8]}" ] || lost "shm 8 B" "$out/pingpong-shm-8-r*.txt"
 [ -n "${fig[sb-lat]}" ] || lost "scif_bench lat" "$out/scif_bench-lat-r*.txt"
+[ -n "${fig[fi-lat]}" ] || lost "scif_bench_fi" "$out/scif_bench_fi-r*.txt"
 [ -n "${fig[rma-scif]}" ] || lost "scif RMA write" "$out/rma-write-scif-r*.txt"
 [ -n "${fig[sb-memcpy]}" ] || lost "scif_bench memcpy" "$out/scif_bench-rma-r*.txt"
 if $have_mpi; then
@@ -300,6 +316,7 @@ for s in 65536 4194304; do
 	row "MPI bandwidth (scif_bench_mpi)" "$(human "$s")" GB/s "${fig[mpi-bw-scif-$s]:-}" \
 		"${fig[mpi-bw-vader-$s]:-}" vader
 done
+row "scif_bench_fi tagged round trip" "8 B" us "${fig[fi-lat]:-}" "${fig[sb-lat]:-}" "sb lat"
 row "scif_bench lat (libscif alone)" "8 B" us "${fig[sb-lat]:-}" "" ""
 row "scif_bench rma-write/sync-cpu" "4 MiB" GB/s "${fig[sb-rma]:-}" "${fig[sb-memcpy]:-}" memcpy
 
@@ -313,7 +330,8 @@ printf '  %-46s %s\n' \
 	"scif/vader MPI round trip, 8 B" "$(rounds r-mpi)" \
 	"scif/vader MPI bandwidth, 4 MiB" \
 	"$(ratio "${fig[mpi-bw-scif-4194304]:-}" "${fig[mpi-bw-vader-4194304]:-}")" \
-	"tagged round trip / scif_bench lat, 8 B" "$(rounds r-lat)" \
+	"tagged round trip / scif_bench lat, 8 B" "$(rounds r-filat)" \
+	"  the same, fabtests' loop (clock reads in it)" "$(rounds r-lat)" \
 	"fi_rma_bw write / memcpy, 4 MiB" "$(rounds r-rma)" \
 	"lanes / SCIF stream, tagged round trip, 8 B" "$(rounds r-lane)" \
 	"lanes / SCIF stream, MPI round trip, 8 B" "$(rounds r-lane-mpi)"

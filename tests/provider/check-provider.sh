@@ -17,6 +17,9 @@
 #                   SCIF node of its own (tests/provider/scif-rank) and all on node 0
 #   mpi-coll        collectives, the same four runs
 #   mpi-kill        a rank is SIGKILLed mid-run: the job must fail, within the time limit
+#   bench-fi        scif_bench_fi (bench-provider's like-for-like tagged round trip) measures
+#                   8 B to 64 KiB (inject, send, rendezvous) over scif, and its timing side
+#                   fails, promptly, when the echoing side is SIGKILLed
 # Each run prints "PASS: ..." or "FAIL: ..."; the last line is "N passed, N failed" and the
 # exit status is 0 only when nothing failed.
 #
@@ -402,9 +405,43 @@ mpi_kill() {
 	done
 }
 
+# bench-fi: scif_bench_fi measures, and notices a dead peer.
+bench_fi() {
+	local bin=$top_builddir/tools/scif_bench/scif_bench_fi log=$work/bench-fi.log rc n
+	if [ ! -x "$bin" ]; then
+		fail "bench-fi: no $bin"
+		return
+	fi
+	new_run_dir
+	timeout -k 5 60 "${isolate[@]}" env FI_PROVIDER=scif "$bin" 0.05 8 4096 65536 >"$log" 2>&1
+	rc=$?
+	done_run_dir
+	n=$(awk '$1 == "lat" && $3 > 0' "$log" | wc -l)
+	if [ "$rc" -eq 0 ] && [ "$n" -eq 3 ]; then
+		pass "bench-fi ($(awk '$1 == "lat" { printf "%s B %s us  ", $2, $3 }' "$log"))"
+	else
+		sed 's/^/    | /' "$log" | tail -n 15
+		fail "bench-fi: exit $rc, $n of 3 sizes measured (log: $log)"
+	fi
+	# The echoing side (the newest scif_bench_fi) is killed half a second in.
+	new_run_dir
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	timeout -k 5 60 "${isolate[@]}" env FI_PROVIDER=scif BIN="$bin" LOG="$log.kill" \
+		bash -c '"$BIN" 30 8 >"$LOG" 2>&1 & sleep 0.5; pkill -KILL -n -f "$BIN 30 8"
+			 wait $!' 2>/dev/null
+	rc=$?
+	done_run_dir
+	if [ "$rc" -eq 1 ] && grep -q 'other side' "$log.kill"; then
+		pass "bench-fi-kill (exit $rc: $(tail -n 1 "$log.kill"))"
+	else
+		sed 's/^/    | /' "$log.kill" | tail -n 15
+		fail "bench-fi-kill: exit $rc (log: $log.kill)"
+	fi
+}
+
 # ---------------------------------------------------------------------------------------
 
-all_checks="fabtests-build fabtests-shm fabtests-scif fabtests-rxm mpi-vader mpi-p2p mpi-coll mpi-kill"
+all_checks="fabtests-build fabtests-shm fabtests-scif fabtests-rxm mpi-vader mpi-p2p mpi-coll mpi-kill bench-fi"
 [ $# -eq 0 ] && set -- $all_checks
 if [ "$HAVE_LIBFABRIC" != yes ]; then
 	echo "FAIL: configure found no libfabric (Debian: libfabric-dev, libfabric-bin)"
@@ -429,6 +466,7 @@ for c in "$@"; do
 	mpi-p2p) mpi_program mpi-p2p scif spread node0 ;;
 	mpi-coll) mpi_program mpi-coll scif spread node0 ;;
 	mpi-kill) mpi_kill ;;
+	bench-fi) bench_fi ;;
 	*) fail "unknown check '$c' (checks: $all_checks)" ;;
 	esac
 done
