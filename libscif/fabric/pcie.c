@@ -559,10 +559,32 @@ static void pcie_roster_all(uint16_t n, uint32_t node, uint16_t skip)
 }
 
 /*
+ * Hub: station @n's device left (pcie_dev.departed: called inside the device's dispatch,
+ * before a newcomer can be given the id, so before it can write anything). What the station
+ * wrote in our slice goes with it, so that the next one with its id starts from a clean entry
+ * and a new session; and from now on nobody writes its rings (pcie_qp_send checks @up under
+ * the station's tx lock). The rest of the departure (links, roster) follows in
+ * pcie_station_down, once the dispatch has returned: by then the newcomer may have written
+ * its entry and its HELLO, which a wipe there would erase.
+ */
+static void pcie_departed(struct pcie_dev *d, uint16_t n)
+{
+	struct pcie_station *nd = &pcie.st[n];
+
+	if (!d->host || n == pcie.self || n >= pcie.hdr.nnodes)
+		return;
+	pthread_mutex_lock(&nd->tx);
+	scif__write_once(&nd->up, 0);
+	memset(pcie_ctl(pcie.self, n), 0, sizeof(struct pcie_peer_ctl));
+	pthread_mutex_unlock(&nd->tx);
+}
+
+/*
  * A station is gone (or broke the protocol): every link to it hangs up, a connect that asked
  * it counts it as a refusal, its queue pairs start afresh when it comes back. @wipe (hub):
- * its device left too, so what it wrote in our slice goes; without it (its process's
- * heartbeat stopped), the entry is left to the next process, which may be writing it
+ * its entry in our slice was wiped (its device left, pcie_departed; or it broke the protocol)
+ * and the next one with its id starts from a new session; without it (its process's heartbeat
+ * stopped, its last will), the entry is left to the next process, which may be writing it
  * already. The hub tells the other stations; any other station that loses the hub loses
  * every station with it. Progress thread.
  */
@@ -572,19 +594,12 @@ static void pcie_station_down(uint16_t n, int wipe)
 	int announced;
 
 	pthread_mutex_lock(&pcie.lock);
-	announced = nd->up && nd->hello;
+	announced = nd->hello; /* said only while up; pcie_departed may have cleared @up */
 	scif__write_once(&nd->up, 0);
 	nd->hello = 0;
 	nd->node = -1;
-	if (pcie.dev.host && wipe) {
-		/*
-		 * What the departed station wrote in our slice goes with it: the next one with
-		 * its id starts from a clean entry and a new session (no id is given out again
-		 * before the server reported this departure, which we are handling).
-		 */
-		memset(pcie_ctl(pcie.self, n), 0, sizeof(struct pcie_peer_ctl));
+	if (pcie.dev.host && wipe)
 		nd->session = 0;
-	}
 	for (uint32_t i = 0; i < pcie.nlinks; i++) {
 		struct pcie_link *l = &pcie.links[i];
 
@@ -1033,6 +1048,8 @@ broken:
 		return;
 	}
 	scif_warn("pcie: station %u's queue pair is corrupt: its links are lost", n);
+	if (pcie.dev.host)
+		memset(pcie_ctl(pcie.self, n), 0, sizeof(struct pcie_peer_ctl));
 	pcie_station_down(n, 1);
 }
 
@@ -1468,6 +1485,7 @@ static int pcie_attach(struct scif_fabric *fab)
 		pcie.dev.ops = &scif__pcie_dev_client;
 	pcie.dev.fd = -1;
 	pcie.dev.node = (uint16_t)want;
+	pcie.dev.departed = pcie_departed;
 	ret = pcie.dev.ops->open(&pcie.dev, pcie_host_ready);
 	if (ret == -EADDRINUSE && pcie.dev.ops == &scif__pcie_dev_host &&
 	    !pcie_env_flag("SCIF_PCIE_SERVE")) {

@@ -229,6 +229,11 @@ typedef void (*pcie_dev_cb)(void *arg, enum pcie_dev_event ev, uint16_t node);
  * @node:     the SCIF node it belongs to: set by the caller before @open (from SCIF_NODE), a
  *            backend that knows better (the shim: the card's device) sets it.
  * @host:     1 if this process made the aperture (and writes its header): station 0.
+ * @departed: set by the caller before @open; a host backend calls it the moment station
+ *            @station's device leaves, before its id can be given to a newcomer (from within
+ *            @handle, backend lock held: it may only touch the aperture and the station's
+ *            tx lock). What a departure makes stale must go here, not in @handle's later
+ *            PCIE_DEV_DOWN: by then the next device with that id may have written its entry.
  * @priv:     the backend's.
  */
 struct pcie_dev {
@@ -240,6 +245,7 @@ struct pcie_dev {
 	uint16_t node;
 	int host;
 	int blind; /* a card that is not told when its host goes away: it watches the heartbeat */
+	void (*departed)(struct pcie_dev *d, uint16_t station);
 	void *priv;
 };
 

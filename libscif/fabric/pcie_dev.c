@@ -95,10 +95,12 @@ static int dev_eventfd_kick(int fd)
  * struct dev_host - @lock orders kicks (any thread) against the progress thread's dispatch,
  * which may close a departed card's eventfds. @in[n]/@out[n]: our duplicates of the eventfd
  * card n rings us on, and of the one we ring it on (vector 0), -1 when n is not connected.
- * @ev_up/@ev_down: arrivals and departures seen during one dispatch, reported after it.
+ * @ev_up/@ev_down: arrivals and departures seen during one dispatch, reported after it (a
+ * departure's pcie_dev.departed at once). @dev: the device we serve, for that callback.
  */
 struct dev_host {
 	pthread_mutex_t lock;
+	struct pcie_dev *dev;
 	struct scif__ivshm_server *srv;
 	int lockfd; /* "<socket>.lock", held while we serve */
 	int in[PCIE_MAX_NODES];
@@ -128,6 +130,9 @@ static void host_peer_cb(void *arg, enum scif__ivshm_event event, uint16_t id)
 	} else {
 		h->ev_up &= ~(1u << id);
 		h->ev_down |= 1u << id;
+		/* Now, inside the dispatch: a newcomer may be given this id before it returns. */
+		if (h->dev->departed)
+			h->dev->departed(h->dev, id);
 	}
 }
 
@@ -177,6 +182,7 @@ static int host_open(struct pcie_dev *d, int (*ready)(struct pcie_dev *d))
 		return ret;
 	}
 	pthread_mutex_init(&h->lock, NULL);
+	h->dev = d;
 	for (int i = 0; i < PCIE_MAX_NODES; i++)
 		h->in[i] = h->out[i] = -1;
 	fd = file && *file ? open(file, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)
