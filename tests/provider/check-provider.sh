@@ -20,6 +20,10 @@
 #   bench-fi        scif_bench_fi (bench-provider's like-for-like tagged round trip) measures
 #                   8 B to 64 KiB (inject, send, rendezvous) over scif, and its timing side
 #                   fails, promptly, when the echoing side is SIGKILLed
+#   pcie            the provider over the pcie fabric (a host process serving the aperture,
+#                   card processes joining it as ivshmem clients): its Criterion programs,
+#                   fabtests' tagged and MSG ping-pong from node 1 to node 0, mpi-p2p and
+#                   mpi-coll with 2 and 4 ranks on nodes 0 and 1, and a rank killed
 # Each run prints "PASS: ..." or "FAIL: ..."; the last line is "N passed, N failed" and the
 # exit status is 0 only when nothing failed.
 #
@@ -440,8 +444,109 @@ bench_fi() {
 }
 
 # ---------------------------------------------------------------------------------------
+# The provider over the pcie fabric
 
-all_checks="fabtests-build fabtests-shm fabtests-scif fabtests-rxm mpi-vader mpi-p2p mpi-coll mpi-kill bench-fi"
+# pcie_run LOG COMMAND...: COMMAND in namespaces of its own on a pcie fabric of its own (an
+# aperture of 1 GiB with four stations, its socket in a fresh run directory): the first
+# process of node 0 to attach serves it (the host), every other process joins it as an
+# ivshmem client, as QEMU's ivshmem-doorbell device would. A process on a node other than
+# 0 takes a run directory of its own below (n1: its OS instance is the card's; scif-rank
+# does that on this fabric). Sets pcie_rc.
+pcie_run() {
+	local log=$1
+	shift
+	new_run_dir || { pcie_rc=99; return; }
+	timeout -k 10 "$MPI_TIMEOUT" "${isolate[@]}" env SCIF_FABRIC=pcie \
+		SCIF_PCIE_SOCKET="$SCIF_RUN_DIR/ivshmem.sock" SCIF_PCIE_SIZE=1G SCIF_PCIE_NODES=4 \
+		"$@" >"$log" 2>&1
+	pcie_rc=$?
+	done_run_dir
+}
+
+# pcie: the provider's own Criterion programs with every rank a process of node 0 (stations of
+# one node, relayed by the hub), fabtests' tagged and MSG ping-pong between node 0 and node 1,
+# and the MPI programs with their ranks on nodes 0 and 1 (two processes each with 4 ranks),
+# one run with a rank killed. What only the pcie fabric has is in `make check-pcie`.
+pcie_checks() {
+	local p log label np prog summary start
+	for p in test-fi-core test-fi-rdm test-fi-msg; do
+		log=$results/pcie-$p.log
+		if [ ! -x "$work/$p" ]; then
+			fail "pcie $p: $work/$p is not built (make check-provider builds it)"
+			continue
+		fi
+		pcie_run "$log" "$work/$p" -j1 --verbose
+		summary=$(grep -a 'Synthesis' "$log" | tail -n 1)
+		if [ "$pcie_rc" -eq 0 ] && echo "$summary" | grep -q 'Failing: 0 | Crashing: 0'; then
+			pass "pcie $p (${summary#*Synthesis: })"
+		else
+			grep -a -B 8 -E '^\[(FAIL|ERR )' "$log" | tail -n 30 | sed 's/^/    | /'
+			fail "pcie $p: exit $pcie_rc, ${summary:-no summary} (log: $log)"
+		fi
+	done
+	for prog in fi_rdm_tagged_pingpong fi_msg_pingpong; do
+		log=$results/pcie-$prog.log
+		# shellcheck disable=SC2016 # expanded by the inner shell
+		pcie_run "$log" env FI_PROVIDER=^ofi_rxm,ofi_rxd,ofi_mrail BIN="$ftbin/$prog" bash -c '
+			SCIF_NODE=0 "$BIN" -p scif -s 0 -I 1000 >"$SCIF_PCIE_SOCKET.server" 2>&1 &
+			server=$!
+			sleep 1
+			mkdir -p "$SCIF_RUN_DIR/n1"
+			SCIF_NODE=1 SCIF_RUN_DIR=$SCIF_RUN_DIR/n1 "$BIN" -p scif -s 1 -I 1000 0
+			rc=$?
+			wait "$server" || rc=1
+			sed "s/^/server: /" "$SCIF_PCIE_SOCKET.server"
+			exit $rc'
+		if [ "$pcie_rc" -eq 0 ] && grep -q '^64 ' "$log"; then
+			pass "pcie $prog node 0 <-> node 1 ($(awk '$1 == 64 { print $6 " us per xfer at 64 B"; exit }' "$log"))"
+		else
+			tail -n 15 "$log" | sed 's/^/    | /'
+			fail "pcie $prog: exit $pcie_rc (log: $log)"
+		fi
+	done
+	mpi_ready "pcie MPI" || return
+	for prog in mpi-p2p mpi-coll; do
+		for np in 2 4; do
+			label=pcie-$prog-np$np
+			log=$results/$label.log
+			# shellcheck disable=SC2046 # the transport's options are words
+			pcie_run "$log" env SCIF_LOCAL_NODES=2 "$MPIRUN" --allow-run-as-root \
+				--oversubscribe --bind-to none -np "$np" $(mpi_transport_args scif) \
+				-x FI_PROVIDER_PATH -x LD_LIBRARY_PATH -x SCIF_RUN_DIR -x SCIF_LOCAL_NODES \
+				-x SCIF_FABRIC -x SCIF_PCIE_SOCKET -x SCIF_PCIE_SIZE -x SCIF_PCIE_NODES \
+				"$top_srcdir/tests/provider/scif-rank" "$work/$prog"
+			if [ "$pcie_rc" -eq 0 ] && grep -q "^$prog: passed" "$log"; then
+				pass "$label"
+			else
+				tail -n 15 "$log" | sed 's/^/    | /'
+				fail "$label (exit $pcie_rc, log: $log)"
+			fi
+		done
+	done
+	label=pcie-mpi-kill-np4
+	log=$results/$label.log
+	start=$(date +%s)
+	# shellcheck disable=SC2046 # the transport's options are words
+	pcie_run "$log" env SCIF_LOCAL_NODES=2 "$MPIRUN" --allow-run-as-root --oversubscribe \
+		--bind-to none -np 4 $(mpi_transport_args scif) \
+		-x FI_PROVIDER_PATH -x LD_LIBRARY_PATH -x SCIF_RUN_DIR -x SCIF_LOCAL_NODES \
+		-x SCIF_FABRIC -x SCIF_PCIE_SOCKET -x SCIF_PCIE_SIZE -x SCIF_PCIE_NODES \
+		"$top_srcdir/tests/provider/scif-rank" "$work/mpi-kill"
+	# mpirun exits 137 itself when a rank was killed: a hang is told by the time it took
+	if [ "$pcie_rc" -eq 124 ] || [ $(($(date +%s) - start)) -ge "$MPI_TIMEOUT" ]; then
+		fail "$label: the job hung (killed after $MPI_TIMEOUT s; log: $log)"
+	elif [ "$pcie_rc" -ne 0 ] && grep -q 'rounds done by all ranks' "$log" &&
+		grep -q 'dies now' "$log"; then
+		pass "$label (exit $pcie_rc)"
+	else
+		tail -n 15 "$log" | sed 's/^/    | /'
+		fail "$label: exit $pcie_rc, the job did not fail after the kill (log: $log)"
+	fi
+}
+
+# ---------------------------------------------------------------------------------------
+
+all_checks="fabtests-build fabtests-shm fabtests-scif fabtests-rxm mpi-vader mpi-p2p mpi-coll mpi-kill bench-fi pcie"
 [ $# -eq 0 ] && set -- $all_checks
 if [ "$HAVE_LIBFABRIC" != yes ]; then
 	echo "FAIL: configure found no libfabric (Debian: libfabric-dev, libfabric-bin)"
@@ -467,6 +572,7 @@ for c in "$@"; do
 	mpi-coll) mpi_program mpi-coll scif spread node0 ;;
 	mpi-kill) mpi_kill ;;
 	bench-fi) bench_fi ;;
+	pcie) pcie_checks ;;
 	*) fail "unknown check '$c' (checks: $all_checks)" ;;
 	esac
 done

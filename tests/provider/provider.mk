@@ -44,7 +44,7 @@ CLEANFILES += $(PROVIDER_MPI_PROGS)
 endif
 
 .PHONY: check-provider bench-provider distclean-provider
-check-provider: all $(PROVIDER_MPI_PROGS)
+check-provider: all $(PROVIDER_MPI_PROGS) $(PROVIDER_TESTS)
 	$(PROVIDER_ENV) bash $(srcdir)/tests/provider/check-provider.sh $(PROVIDER_CHECKS)
 bench-provider: all $(PROVIDER_MPI_PROGS)
 	$(PROVIDER_ENV) bash $(srcdir)/tests/provider/bench-provider.sh

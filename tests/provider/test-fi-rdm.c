@@ -1683,6 +1683,63 @@ Test(rdm, sread_ping_pong_rings_every_sleeper, .timeout = 90)
 	run_ranks(2, role_sread_pp, 85);
 }
 
+/*
+ * A reader with nothing coming sleeps: after one message each way (the connection and its
+ * lanes are up), rank 1's fi_cq_sread of 1 s on an idle endpoint returns -FI_EAGAIN after
+ * the second, having used a fraction of it on the CPU (a descriptor that stays readable with
+ * nothing to read would make it spin: the whole second). A behaviour, not a speed: a
+ * sleeping wait costs microseconds, a spinning one all of it.
+ */
+static void role_idle_sread(int rank)
+{
+	struct t t;
+	char sbuf[8] = "idle", rbuf[8];
+	int cs, cr;
+	struct ent e;
+
+	t_open(&t, &(struct topts){ .wait_fd = true });
+	t_gather(NULL, NULL, 0, NULL);
+	for (int turn = 0; turn < 2; turn++) {
+		if (turn == rank) {
+			T_POST(&t, fi_tsend(t.ep, sbuf, sizeof(sbuf), NULL, t.peer[!rank], 7,
+					    &cs));
+			e = sread_ctx(&t, false, &cs);
+			CK(!e.err, "send");
+		} else {
+			T_POST(&t, fi_trecv(t.ep, rbuf, sizeof(rbuf), NULL, FI_ADDR_UNSPEC, 7, 0,
+					    &cr));
+			e = sread_ctx(&t, true, &cr);
+			CK(!e.err && e.e.len == sizeof(sbuf), "recv");
+		}
+	}
+	t_barrier(&t);
+	if (rank == 1) {
+		struct fi_cq_tagged_entry ce;
+		struct timespec c0, c1;
+		uint64_t w0, wall, cpu;
+		ssize_t n;
+
+		CK(clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0) == 0, "thread CPU clock");
+		w0 = now_ms();
+		n = fi_cq_sread(t.rxcq, &ce, 1, NULL, 1000);
+		wall = now_ms() - w0;
+		CK(clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1) == 0, "thread CPU clock");
+		cpu = (uint64_t)((c1.tv_sec - c0.tv_sec) * 1000 +
+				 (c1.tv_nsec - c0.tv_nsec) / 1000000);
+		CK(n == -FI_EAGAIN || n == -FI_ETIMEDOUT, "idle sread: %zd", n);
+		CK(wall >= 900, "idle sread returned after %" PRIu64 " ms", wall);
+		CK(cpu * 4 < wall, "idle sread spun: %" PRIu64 " ms on the CPU in %" PRIu64 " ms",
+		   cpu, wall);
+	}
+	t_barrier(&t);
+	t_close(&t);
+}
+
+Test(rdm, idle_sread_sleeps, .timeout = 60)
+{
+	run_ranks(2, role_idle_sread, 55);
+}
+
 /* With FI_SCIF_LANE_SIZE=0 no ring is offered or taken: every frame on the SCIF stream. */
 Test(rdm, tagged_sizes_on_the_stream, .timeout = 60)
 {
