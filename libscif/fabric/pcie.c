@@ -559,15 +559,15 @@ static void pcie_roster_all(uint16_t n, uint32_t node, uint16_t skip)
 }
 
 /*
- * Hub: station @n's device left (pcie_dev.departed: called inside the device's dispatch,
- * before a newcomer can be given the id, so before it can write anything). What the station
- * wrote in our slice goes with it, so that the next one with its id starts from a clean entry
- * and a new session; and from now on nobody writes its rings (pcie_qp_send checks @up under
- * the station's tx lock). The rest of the departure (links, roster) follows in
- * pcie_station_down, once the dispatch has returned: by then the newcomer may have written
- * its entry and its HELLO, which a wipe there would erase.
+ * Hub: what station @n wrote in our slice goes, so that the next one with its id starts from
+ * a clean entry and a new session; and from now on nobody writes its rings (pcie_qp_send
+ * checks @up under the station's tx lock). Then pcie_station_down(n, 1). For a station that
+ * broke the protocol, and as pcie_dev.departed for one whose device left: called inside the
+ * device's dispatch, before a newcomer can be given the id, so before it can write anything.
+ * The rest of that departure (links, roster) follows once the dispatch has returned: by then
+ * the newcomer may have written its entry and its HELLO, which a wipe there would erase.
  */
-static void pcie_departed(struct pcie_dev *d, uint16_t n)
+static void pcie_station_wipe(struct pcie_dev *d, uint16_t n)
 {
 	struct pcie_station *nd = &pcie.st[n];
 
@@ -582,7 +582,7 @@ static void pcie_departed(struct pcie_dev *d, uint16_t n)
 /*
  * A station is gone (or broke the protocol): every link to it hangs up, a connect that asked
  * it counts it as a refusal, its queue pairs start afresh when it comes back. @wipe (hub):
- * its entry in our slice was wiped (its device left, pcie_departed; or it broke the protocol)
+ * its entry in our slice was wiped (pcie_station_wipe: its device left, or it broke the protocol)
  * and the next one with its id starts from a new session; without it (its process's heartbeat
  * stopped, its last will), the entry is left to the next process, which may be writing it
  * already. The hub tells the other stations; any other station that loses the hub loses
@@ -594,7 +594,7 @@ static void pcie_station_down(uint16_t n, int wipe)
 	int announced;
 
 	pthread_mutex_lock(&pcie.lock);
-	announced = nd->hello; /* said only while up; pcie_departed may have cleared @up */
+	announced = nd->hello; /* said only while up; pcie_station_wipe may have cleared @up */
 	scif__write_once(&nd->up, 0);
 	nd->hello = 0;
 	nd->node = -1;
@@ -1048,8 +1048,7 @@ broken:
 		return;
 	}
 	scif_warn("pcie: station %u's queue pair is corrupt: its links are lost", n);
-	if (pcie.dev.host)
-		memset(pcie_ctl(pcie.self, n), 0, sizeof(struct pcie_peer_ctl));
+	pcie_station_wipe(&pcie.dev, n);
 	pcie_station_down(n, 1);
 }
 
@@ -1485,7 +1484,7 @@ static int pcie_attach(struct scif_fabric *fab)
 		pcie.dev.ops = &scif__pcie_dev_client;
 	pcie.dev.fd = -1;
 	pcie.dev.node = (uint16_t)want;
-	pcie.dev.departed = pcie_departed;
+	pcie.dev.departed = pcie_station_wipe;
 	ret = pcie.dev.ops->open(&pcie.dev, pcie_host_ready);
 	if (ret == -EADDRINUSE && pcie.dev.ops == &scif__pcie_dev_host &&
 	    !pcie_env_flag("SCIF_PCIE_SERVE")) {

@@ -639,7 +639,6 @@ const char *sfi_strerror(int prov_errno, char *buf, size_t len)
 /* ------------------------------------------------------------------------------------ */
 /* iovec helpers. */
 
-
 size_t sfi_copy_from_iov(void *buf, size_t len, const struct iovec *iov, size_t count,
 			 size_t off)
 {
